@@ -1,0 +1,34 @@
+"""Problems: synthetic generators (chemical, material) and real data sets, with splits."""
+from .chemical import chemical
+from .elastoplastic import elastoplastic, return_mapping
+from .problem import Problem, Split, random_sines
+from .real import hare_lynx, theophylline
+from .viscoelastic import viscoelastic
+
+PROBLEMS = {
+    "chemical": chemical,
+    "viscoelastic": viscoelastic,
+    "elastoplastic": elastoplastic,
+    "theophylline": theophylline,
+    "hare_lynx": hare_lynx,
+}
+
+
+def load_problem(name, dtype=None, **kwargs):
+    """Build a registered problem by name.
+
+    :param str name: one of :data:`PROBLEMS` (``chemical``, ``viscoelastic``, ``elastoplastic``,
+        ``theophylline``, ``hare_lynx``).
+    :param torch.dtype dtype: cast the data (default: ``torch.get_default_dtype()``).
+    :param kwargs: passed to the problem's constructor (``seed``, ``num_train``, ...).
+    :rtype: Problem
+    """
+    import torch
+
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}; choose from {sorted(PROBLEMS)}")
+    return PROBLEMS[name](**kwargs).to(dtype or torch.get_default_dtype())
+
+
+__all__ = ["PROBLEMS", "Problem", "Split", "chemical", "elastoplastic", "hare_lynx", "load_problem",
+           "random_sines", "return_mapping", "theophylline", "viscoelastic"]

@@ -1,0 +1,148 @@
+"""Problems: trajectories with inputs, noisy observations, noise-free truth, true hidden states and splits."""
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from ..validation import check_trajectory_data
+
+__all__ = ["Split", "Problem", "random_sines"]
+
+
+@dataclass
+class Split:
+    """A batch of trajectories on one time grid.
+
+    :ivar t: observation times ``(T,)``.
+    :ivar x: inputs ``(N, T, input_dim)`` or ``None``.
+    :ivar y: noisy observations ``(N, T, obs_dim)`` (zeros where ``mask`` is False).
+    :ivar mask: boolean ``(N, T)`` of observed points, or ``None`` (all observed).
+    :ivar y_true: noise-free observations, or ``None`` for real data.
+    :ivar h_true: true hidden states ``(N, T, state_dim)``, or ``None`` for real data.
+    :ivar ids: stable integer id of each trajectory ``(N,)`` (subject, seed index...).
+    """
+
+    t: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor = None
+    y_true: torch.Tensor = None
+    h_true: torch.Tensor = None
+    ids: torch.Tensor = None
+
+    def __post_init__(self):
+        if self.ids is None:
+            self.ids = torch.arange(self.y.shape[0])
+
+    def __len__(self):
+        return self.y.shape[0]
+
+    @property
+    def args(self):
+        """Positional model arguments ``(t, x, y)``."""
+        return (self.t, self.x, self.y)
+
+    @property
+    def kwargs(self):
+        """Keyword model arguments (the mask, when some points are unobserved)."""
+        return {} if self.mask is None else {"mask": self.mask}
+
+    def to(self, dtype):
+        """A copy with floating tensors cast to ``dtype``."""
+        cast = {k: (v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v)
+                for k, v in self.__dict__.items()}
+        return replace(self, **cast)
+
+
+@dataclass
+class Problem:
+    """A benchmark problem: documented dynamics plus train / test / extrapolation splits.
+
+    :ivar name: registry name.
+    :ivar description: equations, units, parameter values and noise level.
+    :ivar train, test, extrapolation: the :class:`Split` s.
+    :ivar obs_names, input_names, state_names: names of the outputs, inputs and true hidden states.
+    :ivar noise_scale: the true observation noise std (``None`` for real data).
+    :ivar model_kwargs: the recommended :class:`~pyro_node_uq.models.NODEModel` configuration.
+    """
+
+    name: str
+    description: str
+    train: Split
+    test: Split
+    extrapolation: Split
+    obs_names: tuple
+    input_names: tuple = ()
+    state_names: tuple = ()
+    time_unit: str = ""
+    noise_scale: float = None
+    model_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, split in self.splits.items():
+            try:
+                check_trajectory_data(split.t, split.x, split.y, split.mask, len(self.input_names),
+                                      len(self.obs_names))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"problem {self.name!r}, split {name!r}: {e}") from e
+
+    @property
+    def splits(self):
+        return {"train": self.train, "test": self.test, "extrapolation": self.extrapolation}
+
+    @property
+    def obs_dim(self):
+        return len(self.obs_names)
+
+    @property
+    def input_dim(self):
+        return len(self.input_names)
+
+    def default_model(self, **overrides):
+        """The recommended NODE model for this problem; keyword arguments override its configuration."""
+        from ..models import NODEModel
+
+        kwargs = dict(obs_dim=self.obs_dim, input_dim=self.input_dim)
+        kwargs.update(self.model_kwargs)
+        kwargs.update(overrides)
+        return NODEModel(**kwargs)
+
+    def to(self, dtype):
+        """A copy with every split cast to ``dtype``."""
+        model_kwargs = {k: (v.to(dtype) if torch.is_tensor(v) else v) for k, v in self.model_kwargs.items()}
+        return replace(self, train=self.train.to(dtype), test=self.test.to(dtype),
+                       extrapolation=self.extrapolation.to(dtype), model_kwargs=model_kwargs)
+
+
+class random_sines:
+    """Smooth random signals: ``offset + amplitude * sum_j a_j sin(2 pi f_j t + phi_j)`` per trajectory.
+
+    Evaluated analytically (with its time derivative), so ground truth is solved without interpolation error.
+
+    :param int n: number of trajectories.
+    :param amplitude: ``(low, high)`` of the per-trajectory amplitude.
+    :param freqs: ``(low, high)`` of the frequencies of the ``num_terms`` components.
+    """
+
+    def __init__(self, n, amplitude, freqs, num_terms=3, offset=0.0, generator=None, dtype=torch.float64):
+        u = lambda *s: torch.rand(*s, generator=generator, dtype=dtype)  # noqa: E731
+        lo, hi = amplitude
+        self.amp = lo + (hi - lo) * u(n, 1)
+        w = u(n, num_terms) + 0.2
+        self.weights = w / w.sum(-1, keepdim=True)
+        self.freqs = freqs[0] + (freqs[1] - freqs[0]) * u(n, num_terms)
+        self.phases = 2 * torch.pi * u(n, num_terms)
+        self.offset = offset
+
+    def __call__(self, t):
+        """Signal at times ``t`` (scalar or ``(T,)``): shape ``(n,)`` or ``(n, T)``."""
+        t = torch.as_tensor(t, dtype=self.amp.dtype)
+        arg = 2 * torch.pi * self.freqs[..., None] * t.reshape(-1) + self.phases[..., None]
+        s = self.offset + self.amp * (self.weights[..., None] * torch.sin(arg)).sum(-2)
+        return s[..., 0] if t.dim() == 0 else s
+
+    def rate(self, t):
+        """Time derivative of the signal at times ``t``."""
+        t = torch.as_tensor(t, dtype=self.amp.dtype)
+        arg = 2 * torch.pi * self.freqs[..., None] * t.reshape(-1) + self.phases[..., None]
+        d = self.amp * (self.weights[..., None] * 2 * torch.pi * self.freqs[..., None] * torch.cos(arg)).sum(-2)
+        return d[..., 0] if t.dim() == 0 else d

@@ -1,0 +1,54 @@
+"""Interpolation of exogenous inputs x(t), given at sample times, for evaluation inside an ODE solver.
+
+Linear and cubic Hermite (finite-difference slopes, C1) interpolation of a batch of input histories on one
+shared time grid.  Outside the grid the end values are held constant.  A dozen lines each, written here
+rather than pulling in torchcde (unmaintained since 2021) for two formulas.
+"""
+import torch
+
+__all__ = ["Interpolator"]
+
+
+class Interpolator:
+    """Evaluate inputs ``x`` of shape ``batch + (T, D)`` given at times ``times`` (``(T,)``) at any time.
+
+    :param torch.Tensor times: strictly increasing sample times ``(T,)``.
+    :param torch.Tensor x: sampled inputs ``batch + (T, D)``.
+    :param str kind: ``"linear"`` or ``"cubic"``.
+    """
+
+    def __init__(self, times, x, kind="linear"):
+        if kind not in ("linear", "cubic"):
+            raise ValueError(f"interpolation must be 'linear' or 'cubic', got {kind!r}")
+        self.times, self.x, self.kind = times, x, kind
+        if x.shape[-2] >= 2:
+            self.dt = times[1:] - times[:-1]
+            self.dx = x[..., 1:, :] - x[..., :-1, :]
+        if kind == "cubic" and x.shape[-2] >= 3:
+            secant = self.dx / self.dt.unsqueeze(-1)
+            inner = 0.5 * (secant[..., 1:, :] + secant[..., :-1, :])
+            self.slopes = torch.cat([secant[..., :1, :], inner, secant[..., -1:, :]], dim=-2)
+        elif kind == "cubic":
+            self.kind = "linear"
+
+    def __call__(self, t):
+        """Inputs at scalar time ``t``: shape ``batch + (D,)``."""
+        T = self.x.shape[-2]
+        if T == 1:
+            return self.x[..., 0, :]
+        t = torch.as_tensor(t, dtype=self.times.dtype).clamp(self.times[0], self.times[-1])
+        i = (torch.searchsorted(self.times, t.reshape(1), right=True) - 1).clamp(0, T - 2)[0]
+        u = (t - self.times[i]) / self.dt[i]
+        x0, dx = self.x[..., i, :], self.dx[..., i, :]
+        if self.kind == "linear":
+            return x0 + u * dx
+        h = self.dt[i]
+        m0, m1 = self.slopes[..., i, :] * h, self.slopes[..., i + 1, :] * h
+        u2, u3 = u * u, u * u * u
+        return x0 + (u3 - 2 * u2 + u) * m0 + (3 * u2 - 2 * u3) * dx + (u3 - u2) * m1
+
+    def at_grid(self, t):
+        """Inputs at each time of a 1-D tensor ``t``: shape ``batch + (len(t), D)``."""
+        if t.shape == self.times.shape and torch.equal(t, self.times):
+            return self.x
+        return torch.stack([self(ti) for ti in t], dim=-2)

@@ -1,0 +1,76 @@
+"""One ODE solve for a whole ensemble: the NODE vector field, solver options and divergence detection."""
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torchdiffeq
+
+__all__ = ["ODESolver", "NODEDivergenceError"]
+
+_FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams"}
+
+
+class NODEDivergenceError(RuntimeError):
+    """Raised when an ODE solve produces non-finite or exploding states."""
+
+
+@dataclass
+class ODESolver:
+    """Options of the ``torchdiffeq`` solve shared by every NODE distribution.
+
+    :param str method: any ``torchdiffeq`` method (``"rk4"``, ``"dopri5"``, ``"bosh3"``, ...).
+    :param float rtol: relative tolerance (adaptive methods).
+    :param float atol: absolute tolerance (adaptive methods).
+    :param float step_size: fixed step for fixed-grid methods; ``None`` steps on the observation times.
+    :param bool adjoint: use ``odeint_adjoint`` (memory constant in the number of time points).
+    :param float max_abs: states larger than this in absolute value count as diverged.
+    :param dict options: extra ``torchdiffeq`` options (e.g. ``{"max_num_steps": 10000}``).
+    """
+
+    method: str = "rk4"
+    rtol: float = 1e-6
+    atol: float = 1e-7
+    step_size: float = None
+    adjoint: bool = False
+    max_abs: float = 1e6
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.step_size is not None and not self.step_size > 0:
+            raise ValueError(f"ODESolver: step_size must be positive, got {self.step_size}")
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ValueError(f"ODESolver: rtol and atol must be positive, got {self.rtol}, {self.atol}")
+
+    @classmethod
+    def coerce(cls, solver):
+        """Accept an :class:`ODESolver`, a dict of its fields, or ``None`` (defaults)."""
+        if solver is None:
+            return cls()
+        if isinstance(solver, cls):
+            return solver
+        if isinstance(solver, dict):
+            unknown = set(solver) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"solver: unknown options {sorted(unknown)}; "
+                                 f"known are {sorted(cls.__dataclass_fields__)}")
+            return cls(**solver)
+        raise TypeError(f"solver must be an ODESolver, a dict or None, got {type(solver).__name__}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    def odeint(self, func, y0, t, params=()):
+        """Integrate ``dy/dt = func(t, y)`` from ``y0`` at times ``t``; returns ``(len(t),) + y0.shape``.
+
+        :param params: tensors ``func`` closes over, needed by the adjoint to return their gradients.
+        """
+        options = dict(self.options)
+        if self.method in _FIXED and self.step_size is not None:
+            options.setdefault("step_size", self.step_size)
+        kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options or None)
+        try:
+            if self.adjoint:
+                adjoint_params = tuple(p for p in params if torch.is_tensor(p) and p.requires_grad)
+                return torchdiffeq.odeint_adjoint(func, y0, t, adjoint_params=adjoint_params, **kwargs)
+            return torchdiffeq.odeint(func, y0, t, **kwargs)
+        except AssertionError as e:  # torchdiffeq signals step-size underflow with an assertion
+            raise NODEDivergenceError(f"ODE solve with method {self.method!r} failed: {e}") from e

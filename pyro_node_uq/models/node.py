@@ -1,0 +1,223 @@
+"""The NODE process model: dh/dt = R(h, x(t)), y = Z(h, x(t)) + noise, as a Pyro model."""
+from collections import OrderedDict
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer.autoguide.initialization import init_to_median
+from torch.distributions import constraints
+
+from ..distributions import NODETrajectory, ODESolver
+from ..nn import BatchedMLP, resolve_prior_scale, sample_params
+from ..validation import check_trajectory_data
+
+__all__ = ["NODEModel", "init_to_glorot"]
+
+
+def _left_of_trajectories(value, event_dim):
+    """Put the batch dims of a global site left of the trajectory plate (dim -1).
+
+    Vectorised particles and ``Predictive(parallel=True)`` with a guide give global sites batch shape
+    ``(S, 1)``; ``Predictive`` with a dict of posterior samples gives ``(S,)`` for sites whose event has at least
+    ``max_plate_nesting`` dims.  Both mean "S ensemble members shared by all trajectories".
+    """
+    batch = value.shape[: value.dim() - event_dim]
+    if len(batch) == 1 and batch[0] != 1:
+        return value.unsqueeze(-event_dim - 1)
+    return value
+
+
+class init_to_glorot:
+    """Pyro ``init_loc_fn``: Glorot-style random values for network weights (zero biases), median otherwise.
+
+    Starting every weight at its prior median (zero) leaves all hidden units identical, so fits started there
+    never break the symmetry; this is the initialisation to use with ``AutoDelta`` / ``AutoNormal``.
+
+    :param NODEModel model: the model whose networks define the weight shapes.
+    :param int seed: seed of the random values (the same seed gives the same initial network).
+    """
+
+    def __init__(self, model, seed=0):
+        self.model, self.seed = model, seed
+        gen = torch.Generator().manual_seed(seed)
+        self.values = {}
+        for net in model.networks.values():
+            self.values.update(net.init_params(gen, dtype=torch.get_default_dtype()))
+
+    def __call__(self, site):
+        value = self.values.get(site["name"])
+        if value is not None:
+            fn = site["fn"]
+            return value.to(fn.mean.dtype if hasattr(fn, "mean") else value.dtype).expand(fn.shape())
+        return init_to_median(site)
+
+
+class NODEModel:
+    """A Bayesian neural ODE for history-dependent processes, vectorised over weight particles.
+
+    Every weight and bias is a sample site named by network and layer (``R.0.weight``, ``Z.0.bias``,
+    ``H0.0.weight``) with prior ``Normal(0, prior_scale)``; the likelihood is one
+    :class:`~pyro_node_uq.distributions.NODETrajectory` sample site ``"obs"`` inside a plate
+    ``"trajectories"`` (``dim=-1``), so ``Trace_ELBO(vectorize_particles=True)`` and
+    ``Predictive(parallel=True)`` integrate the whole ensemble in one ODE solve.
+
+    :param int obs_dim: number of observed outputs.
+    :param int input_dim: number of exogenous inputs x(t) (0 for autonomous systems).
+    :param int hidden_dim: hidden state dimension (>= ``obs_dim``; default ``obs_dim``; larger is augmented).
+    :param tuple R_hidden: hidden widths of the vector field network R.
+    :param tuple Z_hidden: hidden widths of the observation network Z; ``()`` is a linear map, ``None``
+        observes the first ``obs_dim`` hidden components directly (no Z weights).
+    :param str activation: hidden activation of R and Z (``"tanh"`` keeps R bounded, so solves cannot blow up).
+    :param init: initial hidden state: ``"zero"``, ``"learned"`` (latent site ``h0``), ``"input"`` (a linear
+        network ``H0`` of x(t0)), or a fixed tensor of shape ``(hidden_dim,)``.
+    :param str noise: ``"normal"`` or ``"studentt"`` observation noise.
+    :param float df: Student-t degrees of freedom.
+    :param scale: noise scale: a positive float (fixed), ``"learned"`` (``pyro.param("sigma")``) or
+        ``"latent"`` (sample site ``sigma`` with a ``HalfNormal(scale_prior)`` prior), per output.
+    :param float scale_init: initial value of a learned scale.
+    :param float scale_prior: scale of the ``HalfNormal`` prior of a latent noise scale.
+    :param prior_scale: prior std of the weights: a float, or a dict of glob patterns (``{"Z.*": 0.5, "*": 1}``).
+    :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options.
+    :param str interpolation: ``"linear"`` or ``"cubic"`` interpolation of x(t) inside the solver.
+    :param str on_divergence: ``"raise"`` or ``"reject"`` (see :class:`NODETrajectory`).
+    :param bool record: also record ``pyro.deterministic`` sites ``"hidden"`` and ``"y_mean"``.
+
+    Example::
+
+        >>> import pyro
+        >>> from pyro_node_uq.data import load_problem
+        >>> problem = load_problem("chemical", num_train=4)
+        >>> model = problem.default_model()
+        >>> train = problem.train
+        >>> trace = pyro.poutine.trace(model).get_trace(train.t, train.x, train.y)
+        >>> trace.nodes["obs"]["fn"].batch_shape
+        torch.Size([4])
+    """
+
+    def __init__(self, obs_dim, input_dim=0, hidden_dim=None, R_hidden=(32,), Z_hidden=(), activation="tanh",
+                 init="zero", noise="normal", df=4.0, scale=0.1, scale_init=0.1, scale_prior=1.0,
+                 prior_scale=1.0, solver=None, interpolation="linear", on_divergence="raise", record=True):
+        hidden_dim = obs_dim if hidden_dim is None else hidden_dim
+        if obs_dim < 1 or input_dim < 0:
+            raise ValueError(f"obs_dim must be >= 1 and input_dim >= 0, got {obs_dim}, {input_dim}")
+        if hidden_dim < obs_dim:
+            raise ValueError(f"hidden_dim ({hidden_dim}) must be >= obs_dim ({obs_dim}): the hidden state "
+                             "has at least as many components as the observations")
+        if isinstance(scale, str):
+            if scale not in ("learned", "latent"):
+                raise ValueError(f"scale must be a positive float, 'learned' or 'latent', got {scale!r}")
+        elif not float(scale) > 0:
+            raise ValueError(f"scale: the observation noise scale must be positive, got {scale}")
+        for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior), ("df", df)):
+            if not float(value) > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if noise not in ("normal", "studentt"):
+            raise ValueError(f"noise must be 'normal' or 'studentt', got {noise!r}")
+        if torch.is_tensor(init):
+            if init.shape != (hidden_dim,):
+                raise ValueError(f"init: a fixed initial state must have shape ({hidden_dim},), got {tuple(init.shape)}")
+        elif init not in ("zero", "learned", "input"):
+            raise ValueError(f"init must be 'zero', 'learned', 'input' or a tensor, got {init!r}")
+        from_input = isinstance(init, str) and init == "input"
+        if from_input and input_dim == 0:
+            raise ValueError("init='input' needs input_dim > 0")
+        self.obs_dim, self.input_dim, self.hidden_dim = obs_dim, input_dim, hidden_dim
+        self.init, self.noise, self.df = init, noise, float(df)
+        self.scale, self.scale_init, self.scale_prior = scale, float(scale_init), float(scale_prior)
+        self.prior_scale = prior_scale
+        self.solver = ODESolver.coerce(solver)
+        self.interpolation, self.on_divergence, self.record = interpolation, on_divergence, record
+        self.R = BatchedMLP("R", (hidden_dim + input_dim, *R_hidden, hidden_dim), activation)
+        self.Z = None if Z_hidden is None else BatchedMLP("Z", (hidden_dim + input_dim, *Z_hidden, obs_dim), activation)
+        self.H0 = BatchedMLP("H0", (input_dim, hidden_dim)) if from_input else None
+        for site in self.weight_shapes():
+            resolve_prior_scale(site, prior_scale)  # fail early on a bad prior specification
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def networks(self):
+        """Ordered dict ``name -> BatchedMLP`` of the model's networks."""
+        nets = OrderedDict(R=self.R)
+        if self.Z is not None:
+            nets["Z"] = self.Z
+        if self.H0 is not None:
+            nets["H0"] = self.H0
+        return nets
+
+    def weight_shapes(self):
+        """Ordered dict of every network weight/bias site and its event shape."""
+        shapes = OrderedDict()
+        for net in self.networks.values():
+            shapes.update(net.param_shapes())
+        return shapes
+
+    def layer_sites(self, subset):
+        """Sites of ``subset``: ``"last_layer"`` (last layer of Z, or of R without Z) or ``"first_layer"`` (R.0)."""
+        if subset == "first_layer":
+            net, layer = self.R, 0
+        elif subset == "last_layer":
+            net = self.Z if self.Z is not None else self.R
+            layer = net.num_layers - 1
+        else:
+            raise ValueError(f"subset must be 'last_layer' or 'first_layer', got {subset!r}")
+        return [f"{net.name}.{layer}.weight", f"{net.name}.{layer}.bias"]
+
+    def init_loc_fn(self, seed=0):
+        """An ``init_loc_fn`` for autoguides; see :class:`init_to_glorot`."""
+        return init_to_glorot(self, seed)
+
+    # ------------------------------------------------------------------ the model
+    def _noise_scale(self, dtype):
+        if self.scale == "learned":
+            init = torch.full((self.obs_dim,), self.scale_init, dtype=dtype)
+            return pyro.param("sigma", init, constraint=constraints.positive)
+        if self.scale == "latent":
+            prior = dist.HalfNormal(torch.full((self.obs_dim,), self.scale_prior, dtype=dtype))
+            # a batched draw (P, 1, obs_dim) becomes (P, 1, 1, obs_dim): broadcast over trajectories and time
+            return _left_of_trajectories(pyro.sample("sigma", prior.to_event(1)), 1).unsqueeze(-2)
+        return torch.tensor(float(self.scale), dtype=dtype)
+
+    def _initial_state(self, params, x, dtype):
+        if torch.is_tensor(self.init):
+            return self.init.to(dtype)
+        if self.init == "zero":
+            return torch.zeros(self.hidden_dim, dtype=dtype)
+        if self.init == "learned":
+            loc = torch.zeros(self.hidden_dim, dtype=dtype)
+            h0 = pyro.sample("h0", dist.Normal(loc, resolve_prior_scale("h0", self.prior_scale)).to_event(1))
+            return _left_of_trajectories(h0, 1)
+        return self.H0(params, x[..., 0, :])  # a function of the inputs at the first sample time
+
+    def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None):
+        """Run the model on trajectories sharing the time grid ``t``.
+
+        :param torch.Tensor t: strictly increasing observation times ``(T,)``.
+        :param torch.Tensor x: inputs ``(N, T, input_dim)`` (or ``(N, Tx, input_dim)`` at ``x_times``).
+        :param torch.Tensor y: observations ``(N, T, obs_dim)``, or ``None`` to sample them.
+        :param torch.Tensor mask: boolean ``(N, T)`` or ``(N, T, obs_dim)``: which entries of ``y`` are observed.
+        :param torch.Tensor x_times: sample times of ``x`` when they differ from ``t``.
+        :param int num_trajectories: ``N`` when neither ``x``, ``y`` nor ``mask`` gives it.
+        :returns: the observations (sampled when ``y`` is ``None``).
+        """
+        y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+        N = next((v.shape[0] for v in (x, y, mask) if v is not None), num_trajectories)
+        if N is None:
+            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
+        dtype = t.dtype
+        shapes = self.weight_shapes()
+        params = sample_params(shapes, self.prior_scale, dtype=dtype)
+        params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
+        h0 = self._initial_state(params, x, dtype)
+        scale = self._noise_scale(dtype)
+        with pyro.plate("trajectories", N, dim=-1):
+            fn = NODETrajectory(self.R, self.Z, params, t, x, h0=h0, scale=scale, noise=self.noise, df=self.df,
+                                mask=mask, x_times=x_times, interpolation=self.interpolation, solver=self.solver,
+                                on_divergence=self.on_divergence, obs_dim=self.obs_dim)
+            if self.record:
+                pyro.deterministic("hidden", fn.hidden, event_dim=2)
+                pyro.deterministic("y_mean", fn.mean, event_dim=2)
+            return pyro.sample("obs", fn, obs=y)
+
+    def __repr__(self):
+        nets = ", ".join(repr(n) for n in self.networks.values())
+        return f"NODEModel(obs_dim={self.obs_dim}, input_dim={self.input_dim}, hidden_dim={self.hidden_dim}, {nets})"
