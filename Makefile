@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pyro_node_uq demo --problem chemical --out results
+	$(PY) -m pyro_node_uq map --problem chemical
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,15 @@
+import pyro
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _clean_pyro_state():
+    """Every test starts with an empty param store, a fixed seed and float64 unless it asks otherwise."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+    pyro.clear_param_store()

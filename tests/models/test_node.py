@@ -1,0 +1,130 @@
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+
+from pyro_node_uq.models import NODEModel
+
+
+def _data(N=4, T=9, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 1, T)
+    return t, torch.randn(N, T, 1, generator=gen), torch.randn(N, T, 2, generator=gen)
+
+
+def _model(**kw):
+    kw = {"obs_dim": 2, "input_dim": 1, "hidden_dim": 3, "R_hidden": (6,), **kw}
+    return NODEModel(**kw)
+
+
+def test_sites_are_named_by_network_and_layer():
+    t, x, y = _data()
+    model = _model(init="input", scale="latent")
+    tr = pyro.poutine.trace(model).get_trace(t, x, y)
+    latents = [n for n, s in tr.nodes.items() if s["type"] == "sample" and not s["is_observed"] and n != "trajectories"]
+    assert latents == ["R.0.weight", "R.0.bias", "R.1.weight", "R.1.bias", "Z.0.weight", "Z.0.bias",
+                       "H0.0.weight", "H0.0.bias", "sigma"]
+    assert tr.nodes["obs"]["fn"].batch_shape == (4,) and tr.nodes["hidden"]["value"].shape == (4, 9, 3)
+    assert model.layer_sites("last_layer") == ["Z.0.weight", "Z.0.bias"]
+    assert model.layer_sites("first_layer") == ["R.0.weight", "R.0.bias"]
+
+
+@pytest.mark.parametrize("init,scale", [("zero", 0.2), ("learned", "latent"), ("input", "learned")])
+def test_vectorised_elbo_and_svi_step(init, scale):
+    t, x, y = _data()
+    model = _model(init=init, scale=scale)
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0))
+    elbo = Trace_ELBO(num_particles=8, vectorize_particles=True, max_plate_nesting=1)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
+    losses = [svi.step(t, x, y) for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    tr = pyro.poutine.trace(guide).get_trace(t, x, y)
+    for name, site in pyro.get_param_store().items():
+        assert torch.isfinite(site).all(), name
+    assert tr is not None
+
+
+def test_vectorised_elbo_equals_mean_of_single_particle_elbos():
+    t, x, y = _data()
+    model = _model()
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0), init_scale=0.05)
+    guide(t, x, y)
+    P = 8
+    with pyro.plate("particles", P, dim=-2):
+        gtr = pyro.poutine.trace(guide).get_trace(t, x, y)
+    mtr = pyro.poutine.trace(pyro.poutine.replay(model, gtr)).get_trace(t, x, y)
+    lp = mtr.nodes["obs"]["fn"].log_prob(y)  # (P, N)
+    for p in range(P):
+        single = {n: s["value"][p, 0] for n, s in gtr.nodes.items() if s["type"] == "sample"}
+        tr1 = pyro.poutine.trace(pyro.poutine.condition(model, single)).get_trace(t, x, y)
+        assert torch.allclose(tr1.nodes["obs"]["fn"].log_prob(y), lp[p], atol=1e-10)
+
+
+def test_predictive_parallel_matches_sequential():
+    t, x, y = _data()
+    model = _model(init="learned", scale="latent")
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0))
+    post = Predictive(model, guide=guide, num_samples=6, parallel=True)(t, x)
+    samples = {k: v for k, v in post.items() if k not in ("obs", "hidden", "y_mean")}
+    par = Predictive(model, posterior_samples=samples, parallel=True, return_sites=["y_mean", "obs"])(t, x)
+    seq = Predictive(model, posterior_samples=samples, parallel=False, return_sites=["y_mean", "obs"])(t, x)
+    assert par["y_mean"].shape == (6, 4, 9, 2) == seq["y_mean"].shape
+    assert torch.allclose(par["y_mean"], seq["y_mean"], atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"hidden_dim": 1}, "hidden_dim .1. must be >= obs_dim .2."),
+    ({"scale": 0.0}, "noise scale must be positive"),
+    ({"scale": -1.0}, "noise scale must be positive"),
+    ({"scale": "big"}, "scale must be"),
+    ({"init": "input", "input_dim": 0}, "needs input_dim"),
+    ({"init": torch.zeros(2)}, "init: a fixed initial state must have shape"),
+    ({"prior_scale": {"R.*": 1.0}}, "no pattern matches site 'Z.0.weight'"),
+    ({"prior_scale": -1.0}, "prior_scale for site"),
+])
+def test_bad_model_configuration(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _model(**kwargs)
+
+
+def test_bad_data_names_the_argument():
+    t, x, y = _data()
+    model = _model()
+    cases = [
+        ((torch.tensor([0.0, 0.2, 0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]), x, y), "t: .*unsorted at index 2"),
+        ((torch.tensor([0.0, 0.1, 0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]), x, y), "t: .*duplicated at index 2"),
+        ((t, x, y.masked_fill(torch.rand(y.shape) < 0.1, float("nan"))), "y: observations contain NaN"),
+        ((t, x.masked_fill(torch.rand(x.shape) < 0.1, float("inf")), y), "x: inputs contain NaN or inf"),
+        ((t, x[:, :5], y), r"x: expected shape \(N, 9, 1\)"),
+        ((t, x, y[:3]), "y: 3 trajectories but x has 4"),
+        ((t, x, y[..., :1]), r"y: expected shape \(N, 9, 2\)"),
+        ((t, None, y), "x: the model expects inputs"),
+        ((t.reshape(3, 3), x, y), "t: expected a non-empty 1-D tensor"),
+    ]
+    for args, match in cases:
+        with pytest.raises(ValueError, match=match):
+            model(*args)
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        model(t, x, y, mask=torch.ones(4, 5, dtype=torch.bool))
+
+
+def test_nan_allowed_where_masked():
+    t, x, y = _data()
+    mask = torch.ones(4, 9, dtype=torch.bool)
+    mask[0, 3] = False
+    y = y.clone()
+    y[0, 3] = float("nan")
+    tr = pyro.poutine.trace(_model()).get_trace(t, x, y, mask=mask)
+    assert torch.isfinite(tr.log_prob_sum())
+
+
+def test_pickle_model_and_guide(tmp_path):
+    import pickle
+
+    t, x, y = _data()
+    model = _model(scale="learned")
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0))
+    guide(t, x, y)
+    clone = pickle.loads(pickle.dumps(guide))
+    assert set(clone.state_dict()) == set(guide.state_dict())
