@@ -2,6 +2,9 @@ import pyro
 import pytest
 import torch
 
+# Our tensors are small: one intra-op thread avoids OpenMP spin-waits that make each op ~10x slower on a busy
+# 2-core machine (CI runs here too).
+torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def _clean_pyro_state():
