@@ -244,6 +244,12 @@ class SDEBNN(torch.nn.Module):
 
     forward = model
 
+    def __getstate__(self):
+        # pyro.param tags our tensors with a weakref to their unconstrained value; it is rebuilt on the next call
+        for p in self.parameters():
+            p.__dict__.pop("unconstrained", None)
+        return super().__getstate__()
+
     # ------------------------------------------------------------------ fit / predict helpers
     def fit(self, x, y, num_epochs=10, batch_size=None, lr=1e-2, lr_final=None, num_particles=1, clip_norm=10.0,
             progress_bar=True, seed=None):
