@@ -6,10 +6,12 @@ and a linear readout.  The SDE-BNN has an OU prior on the weight path and a lear
 (``stochastic=False``) has the same drift network with no diffusion and no KL, i.e. deterministic
 depth-varying weights fitted by maximum likelihood.  Same optimiser, epochs, minibatches and solver grid.
 
-Reports test accuracy, expected calibration error (15 equal-width confidence bins) and NLL of both, the training
-time, and a last line ``RESULT ...``.
+Reports test accuracy, expected calibration error (15 equal-width confidence bins) and NLL of both for each
+seed (the seed sets the train/test split, the initial networks and the minibatches), their means, the training
+time, and a last line ``RESULT ...`` with the means.  Default: one intra-op thread (on the shared 2-core machine,
+two threads made each tiny op wait for a busy core and ran about 19x slower).
 
-    python benchmarks/sdebnn_digits.py [--epochs 40] [--threads 2]
+    python benchmarks/sdebnn_digits.py [--epochs 40] [--seeds 0 1 2] [--threads 1]
 """
 import argparse
 import time
@@ -52,8 +54,8 @@ def main(argv=None):
     parser.add_argument("--dt", type=float, default=0.25)
     parser.add_argument("--method", default="midpoint")
     parser.add_argument("--samples", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -61,32 +63,34 @@ def main(argv=None):
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=args.seed, stratify=y)
-    print(f"digits: {len(x_train)} train / {len(x_test)} test, {x.shape[1]} features, 10 classes; "
-          f"{args.epochs} epochs, batch {args.batch_size}, {args.method} dt={args.dt}, {args.threads} threads")
-
-    results = {}
-    for name, stochastic in (("sdebnn", True), ("odenet", False)):
-        pyro.clear_param_store()
-        net = SDEBNN(64, 10, likelihood="classification", input_layer="linear", hidden_dim=32, width=(32,),
-                     sigma=args.sigma, bottleneck=32, stochastic=stochastic, seed=args.seed,
-                     solver={"method": args.method, "dt": args.dt}, name=name)
-        fit = net.fit(x_train, y_train, num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      num_particles=args.particles if stochastic else 1, seed=args.seed,
-                      progress_bar=not args.no_progress)
-        metrics = evaluate(net, x_test, y_test, args.samples if stochastic else 1)
-        metrics["time"] = fit["wall_time"]
-        results[name] = metrics
-        print(f"{name:7s} D={net.num_weights} weights: test acc {metrics['acc']:.4f}  ECE {metrics['ece']:.4f}  "
-              f"NLL {metrics['nll']:.4f}  train {metrics['time']:.1f} s  (final loss/pt {fit['losses'][-1]:.3f})")
-    s, o = results["sdebnn"], results["odenet"]
-    print(f"ECE ratio SDE-BNN / ODE-net = {s['ece'] / o['ece']:.3f}; NLL ratio = {s['nll'] / o['nll']:.3f}; "
-          f"train-time ratio = {s['time'] / o['time']:.2f}")
+    print(f"digits: {len(x)} images, {x.shape[1]} features, 10 classes, 25% test; {args.epochs} epochs, batch "
+          f"{args.batch_size}, {args.method} dt={args.dt}, {args.threads} thread(s), seeds {args.seeds}")
+    runs = {"sdebnn": [], "odenet": []}
+    for seed in args.seeds:
+        x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
+        for name, stochastic in (("sdebnn", True), ("odenet", False)):
+            pyro.clear_param_store()
+            net = SDEBNN(64, 10, likelihood="classification", input_layer="linear", hidden_dim=32, width=(32,),
+                         sigma=args.sigma, bottleneck=32, stochastic=stochastic, seed=seed,
+                         solver={"method": args.method, "dt": args.dt}, name=name)
+            fit = net.fit(x_train, y_train, num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          num_particles=args.particles if stochastic else 1, seed=seed,
+                          progress_bar=not args.no_progress)
+            metrics = evaluate(net, x_test, y_test, args.samples if stochastic else 1)
+            metrics["time"] = fit["wall_time"]
+            runs[name].append(metrics)
+            print(f"seed {seed} {name:7s} D={net.num_weights} weights: test acc {metrics['acc']:.4f}  "
+                  f"ECE {metrics['ece']:.4f}  NLL {metrics['nll']:.4f}  train {metrics['time']:.1f} s")
+    s, o = ({k: sum(r[k] for r in runs[n]) / len(runs[n]) for k in runs[n][0]} for n in ("sdebnn", "odenet"))
+    wins = sum(a["ece"] < b["ece"] for a, b in zip(runs["sdebnn"], runs["odenet"]))
+    for name, m in (("SDE-BNN", s), ("ODE-net", o)):
+        print(f"mean {name}: acc {m['acc']:.4f}  ECE {m['ece']:.4f}  NLL {m['nll']:.4f}  train {m['time']:.1f} s")
+    print(f"ECE ratio SDE-BNN / ODE-net = {s['ece'] / o['ece']:.3f} (lower in {wins}/{len(args.seeds)} seeds); "
+          f"NLL ratio = {s['nll'] / o['nll']:.3f}; train-time ratio = {s['time'] / o['time']:.2f}")
     print(f"RESULT sdebnn_acc={s['acc']:.4f} sdebnn_ece={s['ece']:.4f} sdebnn_nll={s['nll']:.4f} "
           f"sdebnn_train_s={s['time']:.1f} odenet_acc={o['acc']:.4f} odenet_ece={o['ece']:.4f} "
           f"odenet_nll={o['nll']:.4f} odenet_train_s={o['time']:.1f} ece_ratio={s['ece'] / o['ece']:.3f} "
-          f"threads={args.threads}")
-
+          f"ece_wins={wins}/{len(args.seeds)} threads={args.threads}")
 
 if __name__ == "__main__":
     main()

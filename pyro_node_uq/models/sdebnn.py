@@ -39,6 +39,15 @@ from ..nn import BatchedMLP, flatten_params
 __all__ = ["SDEBNN", "BottleneckDrift"]
 
 
+def _linear(n_in, n_out, generator):
+    """A ``torch.nn.Linear`` with Glorot-style weights from ``generator`` (so ``seed`` fixes the whole network)."""
+    layer = torch.nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(n_out, n_in, generator=generator) / math.sqrt(n_in))
+        layer.bias.zero_()
+    return layer
+
+
 class BottleneckDrift(torch.nn.Module):
     """Time-conditioned, bottlenecked drift correction ``g_phi(t, w) = W2 act(W1 w + v t + b1) + b2``.
 
@@ -143,8 +152,8 @@ class SDEBNN(torch.nn.Module):
         else:
             raise ValueError(f"w0 must be 'learned', 'fixed' or a tensor, got {w0!r}")
         self.drift = BottleneckDrift(start.shape[0], bottleneck, generator=gen)
-        self.inp = torch.nn.Linear(input_dim, hidden_dim) if input_layer == "linear" else None
-        self.out = torch.nn.Linear(hidden_dim, output_dim) if readout == "linear" else None
+        self.inp = _linear(input_dim, hidden_dim, gen) if input_layer == "linear" else None
+        self.out = _linear(hidden_dim, output_dim, gen) if readout == "linear" else None
         self.log_obs_scale = None
         if likelihood == "regression":
             scale = torch.tensor(0.1 if obs_scale == "learned" else float(obs_scale)).log()
