@@ -4,7 +4,7 @@ Trains :class:`pyro_node_uq.models.SDEBNN` (zero-channel augmented 1-D input, OU
 drift, Euler-Maruyama) with SVI and saves ``docs/images/sdebnn_toy.png``.  The last line compares the width of
 the 90% band of the function (epistemic) inside the gap with its width over the observed inputs.
 
-    python benchmarks/sdebnn_toy.py [--steps 1500] [--out docs/images/sdebnn_toy.png]
+    python benchmarks/sdebnn_toy.py [--steps 2500] [--sigma 0.5] [--seed 0] [--out docs/images/sdebnn_toy.png]
 """
 import argparse
 import time
@@ -34,10 +34,12 @@ def make_data(n=48, noise=0.08, seed=0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--particles", type=int, default=8)
-    parser.add_argument("--sigma", type=float, default=0.3)
+    parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--readout", default="linear", choices=("linear", "first"))
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/images/sdebnn_toy.png")
     parser.add_argument("--no-progress", action="store_true")
@@ -45,9 +47,9 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     pyro.clear_param_store()
     x, y = make_data()
-    net = SDEBNN(1, 1, hidden_dim=3, width=(16,), sigma=args.sigma, obs_scale=0.08, bottleneck=32,
-                 solver={"method": "euler", "dt": 0.05}, seed=0)
-    fit = net.fit(x, y, num_epochs=args.steps, lr=1e-2, lr_final=1e-3, num_particles=args.particles, seed=0,
+    net = SDEBNN(1, 1, hidden_dim=3, width=(16,), readout=args.readout, sigma=args.sigma, obs_scale=0.08,
+                 bottleneck=32, solver={"method": "euler", "dt": 0.05}, seed=args.seed)
+    fit = net.fit(x, y, num_epochs=args.steps, lr=1e-2, lr_final=1e-3, num_particles=args.particles, seed=args.seed,
                   progress_bar=not args.no_progress)
     print(f"trained {args.steps} steps x {args.particles} paths in {fit['wall_time']:.1f} s, "
           f"final loss/point {fit['losses'][-1]:.3f}")
