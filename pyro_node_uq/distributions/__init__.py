@@ -1,6 +1,8 @@
 """Trajectory likelihoods and path laws."""
 from .interpolation import Interpolator
 from .node_trajectory import NODETrajectory
+from .sde_path import SDESolver, WeightPathFeatures, solve_weight_path
 from .solve import NODEDivergenceError, ODESolver
 
-__all__ = ["Interpolator", "NODEDivergenceError", "NODETrajectory", "ODESolver"]
+__all__ = ["Interpolator", "NODEDivergenceError", "NODETrajectory", "ODESolver", "SDESolver", "WeightPathFeatures",
+           "solve_weight_path"]

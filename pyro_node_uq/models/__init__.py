@@ -1,4 +1,5 @@
-"""Pyro process models: the NODE data model."""
+"""Pyro process models: the NODE data model and the SDE-BNN."""
 from .node import NODEModel, init_to_glorot
+from .sdebnn import SDEBNN, BottleneckDrift
 
-__all__ = ["NODEModel", "init_to_glorot"]
+__all__ = ["BottleneckDrift", "NODEModel", "SDEBNN", "init_to_glorot"]
