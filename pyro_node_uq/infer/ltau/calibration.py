@@ -37,7 +37,7 @@ def calibration_error(dist, errors, levels=None):
 
 
 _SCALES = torch.logspace(-2, 2, 161, dtype=torch.float64)
-_DISTANCE_COEFS = torch.tensor([0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0], dtype=torch.float64)
+_DISTANCE_COEFS = torch.tensor([0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], dtype=torch.float64)
 
 
 def _pinball(quantiles, errors, levels):

@@ -18,13 +18,33 @@ def node_keys(split):
     return ids[:, None] * T + torch.arange(T)
 
 
-def node_errors(y_mean, split, target=None):
+def _window_mean(values, weights, window):
+    """Weighted moving average over the time axis (-2) within +-``window`` steps."""
+    if window == 0:
+        return values
+    pad = lambda v: torch.nn.functional.pad(v.cumsum(-2), (0, 0, 1, 0))  # noqa: E731
+    cv, cw = pad(values * weights), pad(weights)
+    T = values.shape[-2]
+    hi, lo = (torch.arange(T) + window + 1).clamp(max=T), (torch.arange(T) - window).clamp(min=0)
+    total = cw[..., hi, :] - cw[..., lo, :]
+    return (cv[..., hi, :] - cv[..., lo, :]) / total.clamp(min=1)
+
+
+def node_errors(y_mean, split, target=None, window=0):
     """Per-point errors ``(N, T)`` and which points are observed ``(N, T)``.
+
+    The error of a point is the Euclidean norm over its observed outputs of the residual ``y_mean - y``, or with
+    ``window > 0`` of the residual averaged over the observed times within ``+-window`` steps: the model's error
+    is smooth in time while observation noise is not, so the window separates the two (noise shrinks by about
+    ``sqrt(2 window + 1)``).
 
     :param torch.Tensor y_mean: predictions ``(..., N, T, obs_dim)``; leading (particle) dims are averaged.
     :param split: the :class:`~pyro_node_uq.data.Split` whose ``y`` (and ``mask``) are compared against.
     :param target: compare against this ``(N, T, obs_dim)`` tensor instead of ``split.y`` (e.g. ``split.y_true``).
+    :param int window: half-width of the residual's moving average over time (0: the point's own residual).
     """
+    if int(window) < 0:
+        raise ValueError(f"window must be >= 0, got {window}")
     target = split.y if target is None else target
     if y_mean.shape[-3:] != target.shape:
         raise ValueError(f"y_mean: expected trailing shape {tuple(target.shape)} (the split's trajectories, times, "
@@ -33,8 +53,9 @@ def node_errors(y_mean, split, target=None):
     mask = torch.ones(target.shape, dtype=torch.bool) if split.mask is None else split.mask
     if mask.dim() == 2:
         mask = mask[..., None].expand(target.shape)
-    sq = torch.where(mask, (y_mean - target.to(y_mean.dtype)) ** 2, torch.zeros_like(y_mean))
-    errors = sq.sum(-1).sqrt()
+    residual = torch.where(mask, y_mean - target.to(y_mean.dtype), torch.zeros_like(y_mean))
+    residual = _window_mean(residual, mask.to(residual.dtype), int(window))
+    errors = torch.where(mask, residual ** 2, torch.zeros_like(residual)).sum(-1).sqrt()
     if not torch.isfinite(errors).all():
         raise FloatingPointError("y_mean: the model's predictions contain NaN or inf (did training diverge?)")
     return errors, mask.any(-1)
@@ -75,6 +96,7 @@ class NODETrainingMonitor(Messenger):
     :param split: the training :class:`~pyro_node_uq.data.Split`.
     :param int every: record every ``every`` steps.
     :param int start: first step recorded (a burn-in).
+    :param int window: residual moving-average half-width of the errors (see :func:`node_errors`).
 
     Example::
 
@@ -91,14 +113,17 @@ class NODETrainingMonitor(Messenger):
         (82, 3)
     """
 
-    def __init__(self, recorder, split, every=1, start=0, model=None, guide=None):
+    def __init__(self, recorder, split, every=1, start=0, window=0, model=None, guide=None):
         super().__init__()
         if int(every) < 1 or int(start) < 0:
             raise ValueError(f"every must be >= 1 and start >= 0, got every={every}, start={start}")
         if (model is None) != (guide is None):
             raise ValueError("model, guide: give both (to evaluate the guide's median) or neither")
         self.recorder = getattr(recorder, "recorder", recorder)
-        self.split, self.every, self.start, self.model, self.guide = split, int(every), int(start), model, guide
+        if int(window) < 0:
+            raise ValueError(f"window must be >= 0, got {window}")
+        self.split, self.every, self.start, self.window = split, int(every), int(start), int(window)
+        self.model, self.guide = model, guide
         self.keys = node_keys(split)
         self._latest = None
 
@@ -116,7 +141,7 @@ class NODETrainingMonitor(Messenger):
                                "or pass model= and guide=")
         else:
             y_mean = self._latest
-        errors, observed = node_errors(y_mean, self.split)
+        errors, observed = node_errors(y_mean, self.split, window=self.window)
         self.recorder.record(self.keys[observed], errors[observed])
         self._latest = None
         return False
