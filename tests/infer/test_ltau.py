@@ -43,6 +43,10 @@ def test_histogram_memory_is_bounded():
     for epoch in range(50):
         rec.record(torch.arange(4), torch.full((4,), 1.0 / (epoch + 1)))
     assert rec.state_dict()["store"].shape == (4, 16)
+    # bins [1e-4, 1e-3), [1e-3, 1e-2), ... ; values outside the range land in the end bins
+    rec = LossTrajectoryRecorder(mode="histogram", bins=4, error_range=(1e-4, 1.0))
+    rec.record(torch.arange(6), torch.tensor([0.0, 1e-5, 2e-4, 2e-3, 0.5, 3.0]))
+    assert rec.state_dict()["store"].argmax(-1).tolist() == [0, 0, 0, 1, 3, 3]
 
 
 def test_recorder_errors_name_the_argument():

@@ -2,7 +2,7 @@
 
 Two storage modes.  ``"full"`` keeps every recorded value (memory grows with the number of epochs);
 ``"histogram"`` keeps a streaming histogram per sample on fixed log-spaced bins plus the exact running sum,
-so memory is ``num_samples x bins`` however long training runs.
+so memory is ``num_samples x bins`` however long training runs (values outside the bins land in the end bins).
 """
 import os
 
@@ -81,14 +81,14 @@ class LossTrajectoryRecorder:
 
     def rows(self, keys, name="keys"):
         """Row of each key; raises ``KeyError`` naming ``name`` for keys never recorded."""
-        keys = _as_tensor(keys, name, torch.long)
-        missing = [int(k) for k in keys if int(k) not in self._row]
+        keys = _as_tensor(keys, name, torch.long).tolist()
+        missing = [k for k in keys if k not in self._row]
         if missing:
             raise KeyError(f"{name}: {len(missing)} key(s) were never recorded, e.g. {missing[:5]}")
-        return torch.tensor([self._row[int(k)] for k in keys], dtype=torch.long)
+        return torch.tensor([self._row[k] for k in keys], dtype=torch.long)
 
     def _add_rows(self, keys):
-        new = [int(k) for k in dict.fromkeys(keys.tolist()) if int(k) not in self._row]
+        new = [k for k in dict.fromkeys(keys.tolist()) if k not in self._row]
         if not new:
             return
         for k in new:
@@ -124,7 +124,8 @@ class LossTrajectoryRecorder:
             if self.edges is None:
                 high = 2 * float(errors.max()) if float(errors.max()) > 0 else 1.0
                 self.edges = self._log_edges(high * 1e-5, high)
-            b = torch.bucketize(errors, self.edges[1:-1])  # 0..bins-1; outside values land in the end bins
+            lo, hi = self.edges[0].log(), self.edges[-1].log()  # log-spaced bins: the bin index is arithmetic
+            b = ((errors.log() - lo) / (hi - lo) * self.bins).floor().clamp(0, self.bins - 1).long()
             self._store.index_put_((rows, b), torch.ones(len(rows)), accumulate=True)
         self._count[rows] += 1
         self._sum[rows] += errors
