@@ -1,0 +1,124 @@
+"""Calibration of LTAU's error distributions on validation data, so predicted quantiles cover.
+
+With uncalibrated CDFs F_i and validation errors e_i, the probability-integral transforms u_i = F_i(e_i) are
+uniform when the predictions are calibrated.  Two maps are fitted:
+
+* ``"isotonic"`` (Kuleshov et al., 2018): R(p) = fraction of u_i <= p, the monotone (isotonic) recalibration
+  curve; the calibrated CDF is R(F(e)) and the calibrated quantile F^{-1}(R^{-1}(q)).
+* ``"scale"``: one factor s with calibrated CDF F(e / s), chosen on a log grid to minimise the calibration error.
+"""
+import torch
+
+__all__ = ["ErrorCalibration", "calibration_error"]
+
+_LEVELS = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+
+
+def _check_errors(dist, errors):
+    errors = torch.as_tensor(errors, dtype=torch.float64)
+    if errors.shape != dist.batch_shape:
+        raise ValueError(f"errors: expected one error per point, shape {tuple(dist.batch_shape)}, "
+                         f"got {tuple(errors.shape)}")
+    if not torch.isfinite(errors).all():
+        raise ValueError("errors: contain NaN or inf")
+    return errors
+
+
+def calibration_error(dist, errors, levels=None):
+    """Mean absolute gap between nominal levels p and the observed fraction of errors below the p-quantile.
+
+    :param ErrorDistribution dist: predicted error distributions.
+    :param errors: true errors of shape ``dist.batch_shape``.
+    :param levels: nominal levels (default 0.05, 0.10, ..., 0.95).
+    """
+    u = dist.cdf(_check_errors(dist, errors)).reshape(-1)
+    levels = _LEVELS if levels is None else torch.as_tensor(levels, dtype=torch.float64)
+    return float(((u[:, None] <= levels).double().mean(0) - levels).abs().mean())
+
+
+_SCALES = torch.logspace(-2, 2, 161, dtype=torch.float64)
+_DISTANCE_COEFS = torch.tensor([0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], dtype=torch.float64)
+
+
+def _pinball(quantiles, errors, levels):
+    """Mean quantile loss; ``quantiles (..., M, L)``, ``errors (M,)``."""
+    diff = errors[:, None] - quantiles
+    return torch.maximum(levels * diff, (levels - 1) * diff).mean((-1, -2))
+
+
+class ErrorCalibration:
+    """A monotone map of error CDFs: calibrated ``F_c(e) = R(F(e / s))`` with ``s = scale * (1 + coef * distance)``.
+
+    :param float scale: error scale factor ``s0`` (1: none).
+    :param float distance_coef: growth ``c >= 0`` of the scale with the mean neighbour distance.
+    :param grid: levels ``p`` of the piecewise-linear map ``R`` and its values (``None``: identity).
+    """
+
+    def __init__(self, scale=1.0, distance_coef=0.0, grid=None, values=None):
+        if not float(scale) > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        if not float(distance_coef) >= 0:
+            raise ValueError(f"distance_coef must be >= 0, got {distance_coef}")
+        self.scale, self.distance_coef, self.grid, self.values = float(scale), float(distance_coef), grid, values
+
+    def scales(self, distance):
+        """Per-point scale ``s0 * (1 + c * d)``."""
+        return self.scale * (1 + self.distance_coef * distance)
+
+    @property
+    def is_identity_map(self):
+        return self.grid is None
+
+    @staticmethod
+    def _interp(x, xp, fp):
+        idx = torch.searchsorted(xp, x.contiguous().clamp(0, 1)).clamp(1, len(xp) - 1)
+        x0, x1, f0, f1 = xp[idx - 1], xp[idx], fp[idx - 1], fp[idx]
+        return f0 + (f1 - f0) * (x.clamp(0, 1) - x0) / (x1 - x0)
+
+    def map_levels(self, u):
+        """R(u)."""
+        return u if self.grid is None else self._interp(u.to(torch.float64), self.grid, self.values)
+
+    def invert_levels(self, q):
+        """R^{-1}(q)."""
+        return q if self.grid is None else self._interp(q.to(torch.float64), self.values, self.grid)
+
+    @classmethod
+    def fit(cls, dist, errors, method="isotonic", distance_scaling=True, num_levels=101):
+        """Fit on validation predictions ``dist`` (uncalibrated) and their true ``errors``.
+
+        :param ErrorDistribution dist: predictions on validation points.
+        :param errors: true errors of shape ``dist.batch_shape``.
+        :param str method: ``"isotonic"`` (scale, then a recalibration curve) or ``"scale"``.
+        :param bool distance_scaling: let the scale grow with the neighbour distance.
+        """
+        if method not in ("isotonic", "scale"):
+            raise ValueError(f"method must be 'isotonic' or 'scale', got {method!r}")
+        errors = _check_errors(dist, errors).reshape(-1)
+        raw = dist.with_calibration(None)
+        q = raw.quantile(_LEVELS).reshape(-1, len(_LEVELS))
+        d = raw.distance.reshape(-1)
+        coefs = _DISTANCE_COEFS if distance_scaling else _DISTANCE_COEFS[:1]
+        best = (float("inf"), 1.0, 0.0)
+        for c in coefs:  # a (scale x coef) grid search; each row of the grid is one batched pinball evaluation
+            s = _SCALES[:, None] * (1 + c * d)  # (G, M)
+            loss = _pinball(q * s[..., None], errors, _LEVELS)
+            i = int(loss.argmin())
+            if float(loss[i]) < best[0]:
+                best = (float(loss[i]), float(_SCALES[i]), float(c))
+        cal = cls(best[1], best[2])
+        if method == "isotonic":
+            u = raw.with_calibration(cal).cdf(errors.reshape(dist.batch_shape)).reshape(-1)
+            grid = torch.linspace(0, 1, num_levels, dtype=torch.float64)
+            ecdf = (u[:, None] <= grid).double().mean(0)
+            values = (1 - 1e-6) * ecdf + 1e-6 * grid  # strictly increasing, so R can be inverted
+            values[0], values[-1] = min(float(values[0]), 1e-6), 1.0
+            cal.grid, cal.values = grid, values
+        return cal
+
+    def state_dict(self):
+        return {"scale": self.scale, "distance_coef": self.distance_coef, "grid": self.grid, "values": self.values}
+
+    def __repr__(self):
+        kind = "identity" if self.grid is None else f"isotonic({len(self.grid)} levels)"
+        return f"ErrorCalibration(scale={self.scale:.4g}, distance_coef={self.distance_coef:.3g}, map={kind})"

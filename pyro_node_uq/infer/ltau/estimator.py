@@ -1,0 +1,204 @@
+"""LTAU: loss-trajectory analysis for uncertainty (Vita et al., 2024), with faiss nearest-neighbour search.
+
+During ordinary training a :class:`LossTrajectoryRecorder` logs every training sample's error at every epoch;
+each sample's logged errors form its empirical error distribution.  After training, the final model's latent
+features of the training samples (standardised) go into a faiss index (exact ``IndexFlatL2`` or graph-based
+``IndexHNSWFlat``).  A test point's predicted error distribution is the average of the distributions of its
+k nearest training samples; the mean neighbour distance is its out-of-domain score.  No ensemble is trained.
+"""
+import os
+
+import numpy as np
+import torch
+
+from .calibration import ErrorCalibration
+from .distribution import ErrorDistribution
+from .node import node_features, node_keys, node_latent, NODETrainingMonitor
+from .recorder import LossTrajectoryRecorder, atomic_save
+
+__all__ = ["LTAU"]
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - faiss-cpu is a declared dependency of the ltau extra
+        raise ImportError("LTAU needs faiss: pip install faiss-cpu (or pyro-node-uq[ltau])") from e
+    return faiss
+
+
+def _features(features, name, dim=None):
+    features = torch.as_tensor(features).detach().to(torch.float64)
+    if features.dim() != 2 or features.shape[0] < 1:
+        raise ValueError(f"{name}: expected a non-empty 2-D (points, features) tensor, got {tuple(features.shape)}")
+    if dim is not None and features.shape[1] != dim:
+        raise ValueError(f"{name}: expected {dim} features per point (as in fit), got {features.shape[1]}")
+    if not torch.isfinite(features).all():
+        raise ValueError(f"{name}: contain NaN or inf")
+    return features
+
+
+class LTAU:
+    """Error distributions and out-of-domain scores from loss trajectories and latent nearest neighbours.
+
+    :param int k: number of nearest training samples averaged.
+    :param str index: ``"flat"`` (exact ``faiss.IndexFlatL2``) or ``"hnsw"`` (``faiss.IndexHNSWFlat``).
+    :param int hnsw_m: HNSW graph degree.
+    :param int ef_search: HNSW search breadth (larger: closer to exact).
+    :param recorder: a :class:`LossTrajectoryRecorder` (default: a new one built from ``recorder_kwargs``).
+    :param recorder_kwargs: ``mode``, ``bins``, ``error_range`` of a new recorder.
+
+    Example (a NODE fitted by MAP; recording rides on the training steps)::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> from pyro_node_uq.infer import fit_map
+        >>> problem = load_problem("chemical", num_train=4)
+        >>> model, ltau = problem.default_model(), LTAU(k=5)
+        >>> monitor = ltau.monitor(problem.train)
+        >>> with monitor:
+        ...     fit = fit_map(model, problem.train, num_steps=20, callback=monitor, progress_bar=False)
+        >>> _ = ltau.fit_node(model, fit.guide, problem.train)
+        >>> pred = ltau.predict_node(model, fit.guide, problem.test)
+        >>> pred.mean.shape, pred.quantile(torch.tensor([0.1, 0.9])).shape
+        (torch.Size([16, 41]), torch.Size([16, 41, 2]))
+    """
+
+    def __init__(self, k=10, index="flat", hnsw_m=32, ef_search=128, recorder=None, **recorder_kwargs):
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if index not in ("flat", "hnsw"):
+            raise ValueError(f"index must be 'flat' or 'hnsw', got {index!r}")
+        if int(hnsw_m) < 2 or int(ef_search) < 1:
+            raise ValueError(f"hnsw_m must be >= 2 and ef_search >= 1, got {hnsw_m}, {ef_search}")
+        self.k, self.index_type, self.hnsw_m, self.ef_search = int(k), index, int(hnsw_m), int(ef_search)
+        self.recorder = recorder if recorder is not None else LossTrajectoryRecorder(**recorder_kwargs)
+        self.index = None
+        self.loc = self.scale = self.rows = None
+        self.calibration = None
+
+    # ------------------------------------------------------------------ recording
+    def record(self, keys, errors):
+        """Log this epoch's errors of the samples ``keys`` (see :meth:`LossTrajectoryRecorder.record`)."""
+        self.recorder.record(keys, errors)
+
+    def monitor(self, split, **kwargs):
+        """A :class:`NODETrainingMonitor` feeding this LTAU's recorder from a NODE training loop."""
+        return NODETrainingMonitor(self.recorder, split, **kwargs)
+
+    # ------------------------------------------------------------------ the index
+    def fit(self, features, keys):
+        """Index the final model's latent ``features`` ``(n, d)`` of the recorded training samples ``keys`` ``(n,)``."""
+        features = _features(features, "features")
+        rows = self.recorder.rows(keys)
+        if len(rows) != len(features):
+            raise ValueError(f"keys: expected one key per feature row ({len(features)}), got {len(rows)}")
+        self.loc = features.mean(0)
+        sd = features.std(0, unbiased=False)
+        self.scale = torch.where(sd > 1e-12 * (1 + self.loc.abs()), sd, torch.ones_like(sd))
+        self.rows = rows
+        self.index = self._build_index(self._standardise(features))
+        return self
+
+    def _standardise(self, features):
+        return np.ascontiguousarray(((features - self.loc) / self.scale).numpy().astype(np.float32))
+
+    def _build_index(self, x):
+        faiss = _faiss()
+        if self.index_type == "flat":
+            index = faiss.IndexFlatL2(x.shape[1])
+        else:
+            index = faiss.IndexHNSWFlat(x.shape[1], self.hnsw_m)
+            index.hnsw.efSearch = self.ef_search
+        index.add(x)
+        return index
+
+    def neighbours(self, features):
+        """Indices into the fitted training rows ``(M, k)`` and Euclidean distances ``(M, k)``."""
+        if self.index is None:
+            raise RuntimeError("LTAU: call fit() (or fit_node()) before predicting")
+        features = _features(features, "features", dim=len(self.loc))
+        k = min(self.k, self.index.ntotal)
+        dist2, idx = self.index.search(self._standardise(features), k)
+        if (idx < 0).any():
+            raise RuntimeError("LTAU: the index returned fewer than k neighbours; raise ef_search")
+        return torch.from_numpy(idx).long(), torch.from_numpy(dist2).double().clamp(min=0).sqrt()
+
+    def predict(self, features, batch_shape=None):
+        """Averaged error distributions of the k nearest training samples of each point.
+
+        :param features: latent features ``(M, d)`` of the test points.
+        :param batch_shape: reshape the ``M`` points to this shape in the outputs.
+        :rtype: ErrorDistribution
+        """
+        idx, dist = self.neighbours(features)
+        rows = self.rows[idx]  # (M, k) recorder rows
+        values, weights = self.recorder.distributions(rows)
+        k = rows.shape[1]
+        values = values.reshape(len(rows), -1)
+        weights = weights.reshape(len(rows), -1) / k
+        mean = self.recorder.means(rows).mean(-1)
+        return ErrorDistribution(values, weights, dist.mean(-1), mean=mean, batch_shape=batch_shape,
+                                 calibration=self.calibration)
+
+    def calibrate(self, prediction, errors, method="isotonic", distance_scaling=True):
+        """Fit the calibration on validation predictions and their true errors; later predictions use it.
+
+        :param ErrorDistribution prediction: :meth:`predict` output on validation points.
+        :param errors: their true errors, shape ``prediction.batch_shape``.
+        :param str method: ``"isotonic"`` or ``"scale"`` (see :class:`ErrorCalibration`).
+        :param bool distance_scaling: let the error scale grow with the neighbour distance.
+        """
+        self.calibration = ErrorCalibration.fit(prediction, errors, method=method, distance_scaling=distance_scaling)
+        return self.calibration
+
+    # ------------------------------------------------------------------ NODE conveniences
+    def fit_node(self, model, guide, split):
+        """Index the hidden state and time of every observed training point at the guide's median."""
+        hidden, y_mean = node_latent(model, guide, split)
+        features = node_features(hidden, split.t)
+        observed = torch.ones(features.shape[:2], dtype=torch.bool) if split.mask is None else split.mask
+        observed = observed if observed.dim() == 2 else observed.any(-1)
+        return self.fit(features[observed], node_keys(split)[observed])
+
+    def predict_node(self, model, guide, split):
+        """Error distributions of every (trajectory, time) point of ``split``, batch shape ``(N, T)``."""
+        hidden, _ = node_latent(model, guide, split)
+        features = node_features(hidden, split.t)
+        return self.predict(features.reshape(-1, features.shape[-1]), batch_shape=features.shape[:2])
+
+    # ------------------------------------------------------------------ persistence
+    _FILES = ("recorder.pt", "index.faiss", "ltau.pt")
+
+    def save(self, directory):
+        """Save the recorder, the faiss index and the standardisation/calibration to ``directory``.
+
+        Each file is written to a temporary name and renamed, so a failure never corrupts an existing save.
+        """
+        if self.index is None:
+            raise RuntimeError("LTAU: nothing to save before fit(); save the recorder with recorder.save()")
+        os.makedirs(directory, exist_ok=True)
+        state = {"k": self.k, "index": self.index_type, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
+                 "loc": self.loc, "scale": self.scale, "rows": self.rows,
+                 "calibration": None if self.calibration is None else self.calibration.state_dict()}
+        rec, idx, meta = (os.path.join(directory, f) for f in self._FILES)
+        self.recorder.save(rec)
+        atomic_save(idx, lambda tmp: _faiss().write_index(self.index, tmp))
+        atomic_save(meta, lambda tmp: torch.save(state, tmp))
+
+    @classmethod
+    def load(cls, directory):
+        """Load an :class:`LTAU` written by :meth:`save`."""
+        missing = [f for f in cls._FILES if not os.path.isfile(os.path.join(directory, f))]
+        if missing:
+            raise FileNotFoundError(f"directory: {os.fspath(directory)!r} lacks {missing} (not an LTAU save?)")
+        rec, idx, meta = (os.path.join(directory, f) for f in cls._FILES)
+        state = torch.load(meta, weights_only=True)
+        ltau = cls(k=state["k"], index=state["index"], hnsw_m=state["hnsw_m"], ef_search=state["ef_search"],
+                   recorder=LossTrajectoryRecorder.load(rec))
+        ltau.loc, ltau.scale, ltau.rows = state["loc"], state["scale"], state["rows"]
+        ltau.index = _faiss().read_index(idx)
+        if state["index"] == "hnsw":
+            ltau.index.hnsw.efSearch = ltau.ef_search
+        if state["calibration"] is not None:
+            ltau.calibration = ErrorCalibration(**state["calibration"])
+        return ltau
