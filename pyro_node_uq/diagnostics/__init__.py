@@ -1,0 +1,7 @@
+"""Diagnostics: predictive scores, ArviZ conversion and plots."""
+from .arviz import pointwise_log_likelihood, to_inference_data
+from .metrics import (LEVELS, calibration_curve, crps, energy_distance, interval_coverage, predictive_nll, rmse,
+                      score)
+
+__all__ = ["LEVELS", "calibration_curve", "crps", "energy_distance", "interval_coverage", "pointwise_log_likelihood",
+           "predictive_nll", "rmse", "score", "to_inference_data"]
