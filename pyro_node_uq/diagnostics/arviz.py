@@ -181,6 +181,6 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     if not informative.any():
         informative = torch.ones_like(informative)
     ll_coords = dict(coords, time=coords["time"][_numpy(informative)])
-    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative])}, coords=ll_coords,
+    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative].double())}, coords=ll_coords,
                               dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
     return idata

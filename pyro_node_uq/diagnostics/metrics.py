@@ -26,6 +26,7 @@ def _check(samples, y, mask, name="samples"):
 
 
 def _masked_mean(values, mask):
+    values, mask = values.detach(), mask.detach()
     if not mask.any():
         raise ValueError("mask: no observed entries to score")
     return float(values[mask].mean())

@@ -4,6 +4,7 @@ import time
 import warnings
 
 import pyro
+from pyro import poutine
 import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
@@ -81,16 +82,19 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
         >>> res.samples["R.0.weight"].shape
         torch.Size([2, 2, 4, 4])
     """
-    map_result = map_result or run_map(model, split, map_steps, seed=seed, progress_bar=progress_bar)
-    start_values = map_values(map_result)
-    dim = sum(int(v.numel()) for v in start_values.values())
+    if hasattr(model, "on_divergence"):
+        model = copy.copy(model)
+        model.on_divergence = "reject"
+    with poutine.block(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a diverging prior draw is fine for counting dims
+        trace = poutine.trace(model).get_trace(*split.args, **split.kwargs)
+    dim = sum(int(trace.nodes[name]["value"].numel()) for name in trace.stochastic_nodes)
     if dim > max_latent_dim:
         raise ValueError(f"run_nuts: the model has {dim} latent dimensions, above max_latent_dim={max_latent_dim}; "
                          "NUTS is only practical for small models. Use a smaller network (e.g. R_hidden=(8,)), "
                          "a layer-wise method, or raise max_latent_dim.")
-    if hasattr(model, "on_divergence"):
-        model = copy.copy(model)
-        model.on_divergence = "reject"
+    map_result = map_result or run_map(model, split, map_steps, seed=seed, progress_bar=progress_bar)
+    start_values = map_values(map_result)
     counted = CountingModel(model)
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
