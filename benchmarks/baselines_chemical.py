@@ -24,6 +24,7 @@ def main(argv=None):
     ap.add_argument("--R-hidden", type=int, default=4)
     ap.add_argument("--num-train", type=int, default=8)
     ap.add_argument("--num-test", type=int, default=8)
+    ap.add_argument("--num-times", type=int, default=41)
     ap.add_argument("--map-steps", type=int, default=1500)
     ap.add_argument("--vi-steps", type=int, default=1500)
     ap.add_argument("--nuts-samples", type=int, default=150)
@@ -36,7 +37,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.map_steps, args.vi_steps, args.nuts_samples, args.nuts_warmup, args.num_pred = 30, 20, 4, 4, 8
-    problem = load_problem("chemical", num_train=args.num_train, num_test=args.num_test)
+    problem = load_problem("chemical", num_train=args.num_train, num_test=args.num_test,
+                           num_times=args.num_times)
     model = problem.default_model(R_hidden=(args.R_hidden,))
     test = problem.test
     results = {}
@@ -52,7 +54,8 @@ def main(argv=None):
     scores = {k: score(p, test.y, test.mask, noise_scale=problem.noise_scale, h_true=test.h_true,
                        reference=predictions["nuts"]) for k, p in predictions.items()}
     print(f"chemical, R_hidden=({args.R_hidden},), {args.num_train} train / {args.num_test} test trajectories, "
-          f"total {time.perf_counter() - t0:.0f} s")
+          f"{args.num_times} times; NUTS {args.chains} chains x {args.nuts_samples} draws "
+          f"({args.nuts_warmup} warm-up, tree depth {args.tree_depth}); total {time.perf_counter() - t0:.0f} s")
     keys = ["rmse", "nll", "crps", "coverage_50", "coverage_90", "coverage_95", "width_90", "miscalibration_area",
             "energy_distance", "hidden_coverage_90"]
     print(f"{'method':<11}" + "".join(f"{k[:14]:>15}" for k in keys) + f"{'evals':>10}{'time_s':>9}")

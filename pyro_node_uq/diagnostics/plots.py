@@ -84,10 +84,12 @@ def plot_calibration(predictions, y, mask=None, path=None, title="Calibration of
     return _save(fig, path)
 
 
-def _first_entries(idata, site, count):
-    """``coords`` selecting the first ``count`` entries of each non-sample dim of ``site``."""
+def _first_entries(idata, site, count, later=None):
+    """``coords`` selecting the first ``count`` entries of the first non-sample dim of ``site`` and the first
+    ``later`` (default ``count``) of the others."""
     da = idata.posterior[site]
-    return {d: da[d].values[:count] for d in da.dims if d not in ("chain", "draw")}
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    return {d: da[d].values[:count if i == 0 or later is None else later] for i, d in enumerate(dims)}
 
 
 def plot_weights(idata, sites=None, trace_path=None, pair_path=None, count=2):
@@ -106,13 +108,14 @@ def plot_weights(idata, sites=None, trace_path=None, pair_path=None, count=2):
     figs = []
     for kind, path in (("trace", trace_path), ("pair", pair_path)):
         coords = {}
-        for site in sites:
-            coords.update(_first_entries(idata, site, count))
+        for site in sites:  # the pair plot keeps one entry of later dims: count x len(sites) panels a side
+            coords.update(_first_entries(idata, site, count, later=None if kind == "trace" else 1))
         if kind == "trace":
             axes = az.plot_trace(idata, var_names=sites, coords=coords, compact=False)
         else:
+            n = count * len(sites)
             axes = az.plot_pair(idata, var_names=sites, coords=coords, kind="scatter", marginals=True,
-                                scatter_kwargs={"alpha": 0.4, "s": 6})
+                                figsize=(2.2 * n, 2.2 * n), textsize=9, scatter_kwargs={"alpha": 0.5, "s": 30})
         fig = axes.ravel()[0].figure
         fig.tight_layout()
         figs.append(_save(fig, path))

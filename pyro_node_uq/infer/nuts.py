@@ -9,6 +9,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
 from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler
+from pyro.poutine.util import prune_subsample_sites
 
 from .baselines import map_values, run_map
 from .counting import CountingModel
@@ -87,7 +88,7 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
         model.on_divergence = "reject"
     with poutine.block(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a diverging prior draw is fine for counting dims
-        trace = poutine.trace(model).get_trace(*split.args, **split.kwargs)
+        trace = prune_subsample_sites(poutine.trace(model).get_trace(*split.args, **split.kwargs))
     dim = sum(int(trace.nodes[name]["value"].numel()) for name in trace.stochastic_nodes)
     if dim > max_latent_dim:
         raise ValueError(f"run_nuts: the model has {dim} latent dimensions, above max_latent_dim={max_latent_dim}; "
