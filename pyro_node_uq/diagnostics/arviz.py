@@ -6,7 +6,6 @@ observation site gives the pointwise log-likelihood, the posterior predictive dr
 sites (``y_mean``, ``hidden``) together.
 """
 import arviz as az
-import numpy as np
 import pyro
 import torch
 from pyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
@@ -128,9 +127,10 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         >>> import torch, pyro, pyro.distributions as dist
         >>> from pyro_node_uq.data import Split
         >>> def model(t, x=None, y=None, mask=None, num_trajectories=None):
-        ...     mu = pyro.sample("mu", dist.Normal(0., 1.))
+        ...     mu = pyro.sample("mu", dist.Normal(0., 1.))  # batched draws: (S, 1), left of the plate
+        ...     fn = dist.Normal(mu[..., None, None], 1.).expand(mu.shape + (len(t), 1)).to_event(2)
         ...     with pyro.plate("trajectories", num_trajectories or y.shape[0], dim=-1):
-        ...         return pyro.sample("obs", dist.Normal(mu, 1.).expand([len(t), 1]).to_event(2), obs=y)
+        ...         return pyro.sample("obs", fn, obs=y)
         >>> split = Split(t=torch.arange(3.), x=None, y=torch.zeros(2, 3, 1))
         >>> idata = to_inference_data({"mu": torch.randn(40)}, split, model=model)
         >>> idata.log_likelihood["obs"].dims

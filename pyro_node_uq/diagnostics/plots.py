@@ -117,6 +117,7 @@ def plot_weights(idata, sites=None, trace_path=None, pair_path=None, count=2):
             axes = az.plot_pair(idata, var_names=sites, coords=coords, kind="scatter", marginals=True,
                                 figsize=(2.2 * n, 2.2 * n), textsize=9, scatter_kwargs={"alpha": 0.5, "s": 30})
         fig = axes.ravel()[0].figure
-        fig.tight_layout()
+        if kind == "trace":
+            fig.tight_layout()
         figs.append(_save(fig, path))
     return figs

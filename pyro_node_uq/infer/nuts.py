@@ -4,8 +4,8 @@ import time
 import warnings
 
 import pyro
-from pyro import poutine
 import torch
+from pyro import poutine
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
 from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler

@@ -119,11 +119,9 @@ def run_svgd(model, split, num_particles=32, num_steps=1000, lr=1e-2, jitter=0.0
     wall = time.perf_counter() - start
     with torch.no_grad():
         particles = svgd.get_named_particles()
-    P = num_particles
-    samples = {}
-    for name, v in particles.items():
-        event = map_result.guide.median()[name].shape
-        samples[name] = v.detach().reshape((num_groups, P // num_groups) + event)
-    return MethodResult(name="svgd", model=model, samples=samples, losses=losses, wall_time=wall + map_result.wall_time,
-                        num_model_evals=counted.count + map_result.num_model_evals,
-                        stochastic_dim=int(svgd.particle_index().shape[1]), param_state=pyro.get_param_store().get_state())
+    group = (num_groups, num_particles // num_groups)  # values are (P, 1) + event: the particle plate is dim -2
+    samples = {name: v.detach().reshape(group + v.shape[2:]) for name, v in particles.items()}
+    return MethodResult(name="svgd", model=model, samples=samples, losses=losses,
+                        wall_time=wall + map_result.wall_time, num_model_evals=counted.count + map_result.num_model_evals,
+                        stochastic_dim=int(svgd.particle_index().shape[1]),
+                        param_state=pyro.get_param_store().get_state())
