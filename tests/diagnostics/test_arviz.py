@@ -97,7 +97,7 @@ def test_guide_chains_and_mask(data):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = AutoNormal(model)
-    fit_svi(model, guide, split, num_steps=800, lr=0.05, progress_bar=False)
+    fit_svi(model, guide, split, num_steps=400, lr=0.1, progress_bar=False)
     masked = Split(t=split.t, x=None, y=split.y, mask=torch.ones(4, 6, dtype=torch.bool))
     masked.mask[0, :3] = False
     idata = to_inference_data(guide, masked, model=model, num_samples=200, num_chains=4)
