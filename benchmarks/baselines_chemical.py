@@ -62,10 +62,11 @@ def main(argv=None):
     for k, s in scores.items():
         r = results[k]
         print(f"{k:<11}" + "".join(f"{s[key]:>15.4f}" for key in keys) + f"{r.num_model_evals:>10}{r.wall_time:>9.1f}")
-    if results["nuts"].sample_stats is not None:
-        st = results["nuts"].sample_stats
-        print(f"NUTS: mean acceptance {float(st['acceptance_rate'].mean()):.3f}, "
-              f"divergences {int(st['diverging'].sum())}, step sizes {st['step_size'][:, -1].tolist()}")
+    st = results["nuts"].sample_stats
+    r_hat = max(float(d["r_hat"].max()) for k, d in results["nuts"].mcmc.diagnostics().items() if "r_hat" in d)
+    print(f"NUTS: max split R-hat {r_hat:.2f} (a converged run is below 1.01), mean acceptance "
+          f"{float(st['acceptance_rate'].mean()):.3f}, divergences {int(st['diverging'].sum())}, "
+          f"step sizes {st['step_size'][:, -1].tolist()}")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         for k in ("autonormal", "nuts"):
@@ -77,7 +78,7 @@ def main(argv=None):
                      os.path.join(args.out, "chemical_nuts_pair.png"))
         idata.to_netcdf(os.path.join(args.out, "chemical_nuts.nc"))
     print("RESULT " + " ".join(f"{k}_coverage_90={s['coverage_90']:.4f}" for k, s in scores.items())
-          + " " + " ".join(f"{k}_nll={s['nll']:.4f}" for k, s in scores.items()))
+          + " " + " ".join(f"{k}_nll={s['nll']:.4f}" for k, s in scores.items()) + f" nuts_max_rhat={r_hat:.3f}")
     return scores
 
 

@@ -112,7 +112,8 @@ def test_chemical_coverage_map_autonormal_nuts():
     """The benchmark on ``chemical`` (R_hidden=(4,), 35 weights, so NUTS is affordable on a shared CPU).
 
     Posterior uncertainty must widen the test-trajectory 90% intervals beyond the noise-only MAP predictive.
-    Measured (6 train / 8 test trajectories, 21 times, NUTS 2 x 50 draws): MAP 0.41, AutoNormal 0.67, NUTS 0.51.
+    Measured (6 train / 8 test trajectories, 21 times, NUTS 2 x 50 draws): MAP 0.41, AutoNormal 0.67, NUTS 0.51;
+    NUTS is far from converged at this budget (split R-hat up to 2.9), so its coverage is not a reference.
     """
     import importlib.util
     import pathlib
