@@ -1,6 +1,13 @@
-"""Inference: SVI fitting helpers, guides and kernels."""
+"""Inference: SVI fitting helpers, baselines (MAP, VI, NUTS, SVGD), guides and kernels."""
 from .autoguide import AutoLangevin
+from .baselines import estimate_elbo, latent_dim, map_values, run_autonormal, run_lowrank, run_map
+from .counting import CountingModel
 from .ltau import LTAU, LossTrajectoryRecorder
+from .nuts import SamplerStats, run_nuts
+from .result import MethodResult, guide_samples, param_scope
+from .svgd import ParticleSVGD, run_svgd
 from .svi import FitResult, fit_map, fit_svi
 
-__all__ = ["AutoLangevin", "FitResult", "LTAU", "LossTrajectoryRecorder", "fit_map", "fit_svi"]
+__all__ = ["AutoLangevin", "CountingModel", "FitResult", "LTAU", "LossTrajectoryRecorder", "MethodResult",
+           "ParticleSVGD", "SamplerStats", "estimate_elbo", "fit_map", "fit_svi", "guide_samples", "latent_dim",
+           "map_values", "param_scope", "run_autonormal", "run_lowrank", "run_map", "run_nuts", "run_svgd"]

@@ -1,0 +1,186 @@
+"""Conversion of any method's posterior to ArviZ ``InferenceData`` with the same groups, dims and coords.
+
+This is the only module that uses ArviZ's conversion API (``az.from_dict``): moving to ``arviz-base`` is one
+change here.  The posterior draws are pushed through the model in ONE vectorised trace (``Predictive``), whose
+observation site gives the pointwise log-likelihood, the posterior predictive draws and the deterministic
+sites (``y_mean``, ``hidden``) together.
+"""
+import arviz as az
+import pyro
+import torch
+from pyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
+from pyro.infer import MCMC, Predictive
+from pyro.infer.autoguide import AutoGuide
+
+from ..distributions import NODETrajectory
+from ..infer.result import MethodResult, guide_samples, param_scope
+
+__all__ = ["to_inference_data", "pointwise_log_likelihood"]
+
+
+def pointwise_log_likelihood(fn, value):
+    """Log density of ``value`` per trajectory and time: shape ``batch + (T,)``, unobserved entries 0.
+
+    Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; for a
+    :class:`~pyro_node_uq.distributions.NODETrajectory` uses its noise model and mask.  Outputs (the last
+    event dim) are summed, so each (trajectory, time) pair is one observation for LOO / WAIC.
+    """
+    mask, target_dim = None, len(fn.batch_shape) + max(len(fn.event_shape) - 1, 0)
+    while True:
+        if isinstance(fn, NODETrajectory):
+            lp, mask = fn._noise_dist().log_prob(value), fn.mask
+            lp = torch.where(fn.diverged[..., None, None], torch.full_like(lp, -float("inf")), lp)
+            break
+        if isinstance(fn, MaskedDistribution):
+            mask = fn._mask if mask is None else mask & fn._mask
+            fn = fn.base_dist
+        elif isinstance(fn, (Independent, ExpandedDistribution)):
+            fn = fn.base_dist
+        else:
+            lp = fn.log_prob(value)
+            break
+    if mask is not None and mask is not True and mask is not False:
+        lp = torch.where(torch.as_tensor(mask).expand(lp.shape), lp, torch.zeros_like(lp))
+    while lp.dim() > target_dim:  # sum the output dim: one observation per (trajectory, time)
+        lp = lp.sum(-1)
+    return lp
+
+
+def _posterior_draws(obj, split, model, num_samples, num_chains, seed):
+    """``(model, draws site -> (C, D, ...), param_state, sample_stats)`` from any supported object."""
+    stats = None
+    if isinstance(obj, MethodResult):
+        model, state, stats = obj.model, obj.param_state, obj.sample_stats
+        if obj.samples is not None:
+            draws = obj.samples
+            if obj.mcmc is not None and stats is None:
+                stats = _mcmc_stats(obj.mcmc)
+        else:
+            flat = obj.posterior_samples(num_samples, seed=seed, split=split)
+            draws = _as_chains(flat, num_chains)
+        return model, draws, state, stats
+    if isinstance(obj, MCMC):
+        return obj.kernel.model, obj.get_samples(group_by_chain=True), None, _mcmc_stats(obj)
+    if model is None:
+        raise ValueError("model: converting a guide or a dict of particles needs the Pyro model")
+    if isinstance(obj, AutoGuide) or callable(obj) and not isinstance(obj, dict):
+        pyro.set_rng_seed(seed)
+        return model, _as_chains(guide_samples(obj, num_samples, split.args, split.kwargs), num_chains), None, None
+    if isinstance(obj, dict):
+        return model, _as_chains(obj, num_chains), None, None
+    raise TypeError(f"to_inference_data: expected a MethodResult, pyro.infer.MCMC, guide or dict of particles, "
+                    f"got {type(obj).__name__}")
+
+
+def _as_chains(flat, num_chains):
+    """Split draws ``(S, ...)`` into ``num_chains`` independent groups ``(C, S // C, ...)``."""
+    S = next(iter(flat.values())).shape[0]
+    if S % num_chains:
+        raise ValueError(f"num_chains: {S} draws do not split into {num_chains} equal chains")
+    return {k: v.detach().reshape((num_chains, S // num_chains) + v.shape[1:]) for k, v in flat.items()}
+
+
+def _mcmc_stats(mcmc):
+    """Per-draw ``diverging`` and the chain's mean ``acceptance_rate`` from Pyro's ``MCMC.diagnostics()``."""
+    diag = mcmc.diagnostics()
+    C, D = mcmc.num_chains, mcmc.num_samples
+    stats = {}
+    if "divergences" in diag:
+        diverging = torch.zeros(C, D, dtype=torch.bool)
+        for c in range(C):
+            diverging[c, diag["divergences"][f"chain {c}"]] = True
+        stats["diverging"] = diverging
+    if "acceptance rate" in diag:  # Pyro reports one mean per chain: broadcast over the chain's draws
+        rate = torch.tensor([float(diag["acceptance rate"][f"chain {c}"]) for c in range(C)])
+        stats["acceptance_rate"] = rate[:, None].expand(C, D)
+    return stats or None
+
+
+def _numpy(v):
+    return v.detach().cpu().numpy()
+
+
+def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, seed=0, output_names=None,
+                      input_names=None, obs_site="obs", deterministic=("y_mean", "hidden")):
+    """ArviZ ``InferenceData`` of a posterior on ``split``.
+
+    Groups: ``posterior`` (latent sites plus the deterministic ``y_mean`` / ``hidden``), ``posterior_predictive``
+    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time, masked entries 0; times whose log-likelihood
+    is identical for all draws, such as the fixed initial state, are left out: they carry no information and
+    make PSIS-LOO undefined), ``observed_data`` (``obs``,
+    NaN where masked), ``constant_data`` (``t``, ``x``, ``mask``), and ``sample_stats`` for MCMC.  Dims
+    ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``), ``output``, ``input``, ``state``.
+
+    :param obj: a :class:`~pyro_node_uq.infer.MethodResult`, a ``pyro.infer.MCMC``, a guide (with ``model``)
+        or a dict ``site -> (S, ...)`` of particles (with ``model``).
+    :param split: the :class:`~pyro_node_uq.data.Split` the likelihood and predictions are evaluated on.
+    :param model: the Pyro model ``model(t, x, y, mask=..., num_trajectories=...)`` (guides and particles).
+    :param int num_samples: draws taken from a guide (``num_chains`` groups of ``num_samples // num_chains``).
+    :param int num_chains: chains for guide draws and particles (independent groups, so R-hat is meaningful);
+        MCMC keeps its own chains.
+    :param int seed: seed of guide draws and predictive noise.
+    :param output_names: coords of the ``output`` dim (default ``0..D-1``).
+    :rtype: arviz.InferenceData
+
+    Example::
+
+        >>> import torch, pyro, pyro.distributions as dist
+        >>> from pyro_node_uq.data import Split
+        >>> def model(t, x=None, y=None, mask=None, num_trajectories=None):
+        ...     mu = pyro.sample("mu", dist.Normal(0., 1.))  # batched draws: (S, 1), left of the plate
+        ...     fn = dist.Normal(mu[..., None, None], 1.).expand(mu.shape + (len(t), 1)).to_event(2)
+        ...     with pyro.plate("trajectories", num_trajectories or y.shape[0], dim=-1):
+        ...         return pyro.sample("obs", fn, obs=y)
+        >>> split = Split(t=torch.arange(3.), x=None, y=torch.zeros(2, 3, 1))
+        >>> idata = to_inference_data({"mu": torch.randn(40)}, split, model=model)
+        >>> idata.log_likelihood["obs"].dims
+        ('chain', 'draw', 'trajectory', 'time')
+    """
+    model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
+    C, D = next(iter(draws.values())).shape[:2]
+    flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in draws.items()}
+    pyro.set_rng_seed(seed)
+    with param_scope(state), torch.no_grad():
+        trace = Predictive(model, posterior_samples=flat, num_samples=C * D, parallel=True) \
+            .get_vectorized_trace(*split.args, **split.kwargs)
+    site = trace.nodes[obs_site]
+    y = site["value"]
+    N, T, out_dim = y.shape[-3:]
+    log_lik = pointwise_log_likelihood(site["fn"], y).reshape(C, D, N, T)
+    with torch.no_grad():
+        pred = site["fn"].sample().reshape(C, D, N, T, out_dim)
+    posterior = {k: _numpy(v) for k, v in draws.items()}
+    dims = {obs_site: ["trajectory", "time", "output"], "x": ["trajectory", "time", "input"],
+            "mask": ["trajectory", "time", "output"], "t": ["time"]}
+    for name in deterministic:
+        if name in trace.nodes:
+            value = trace.nodes[name]["value"]
+            posterior[name] = _numpy(value.reshape((C, D) + value.shape[-3:]))
+            dims[name] = ["trajectory", "time", "output" if name == "y_mean" else "state"]
+    observed = y.clone()
+    if split.mask is not None:
+        mask = split.mask if split.mask.dim() == 3 else split.mask[..., None].expand(y.shape)
+        observed = torch.where(mask, observed, torch.full_like(observed, float("nan")))
+    constant = {"t": _numpy(split.t)}
+    if split.x is not None:
+        constant["x"] = _numpy(split.x)
+    if split.mask is not None:
+        constant["mask"] = _numpy(mask)
+    coords = {"trajectory": _numpy(split.ids), "time": _numpy(split.t),
+              "output": list(output_names) if output_names is not None else list(range(out_dim))}
+    if split.x is not None:
+        coords["input"] = list(input_names) if input_names is not None else list(range(split.x.shape[-1]))
+    attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
+    idata = az.from_dict(
+        posterior=posterior, posterior_predictive={obs_site: _numpy(pred)}, observed_data={obs_site: _numpy(observed)},
+        constant_data=constant, sample_stats={k: _numpy(v) for k, v in stats.items()} if stats else None,
+        coords=coords, dims=dims, attrs=attrs)
+    # one log-likelihood value per (trajectory, time); times where it is the same for every draw and trajectory
+    # (e.g. y(t0) of a fixed initial state) carry no information and break PSIS, so they are left out
+    informative = (log_lik != log_lik[:1, :1]).flatten(0, 2).any(0)
+    if not informative.any():
+        informative = torch.ones_like(informative)
+    ll_coords = dict(coords, time=coords["time"][_numpy(informative)])
+    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative].double())}, coords=ll_coords,
+                              dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
+    return idata

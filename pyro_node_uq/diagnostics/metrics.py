@@ -1,0 +1,181 @@
+"""Scores of predictive samples ``(S, N, T, D)`` on held-out trajectories: accuracy, NLL, CRPS, calibration.
+
+Every score averages over the observed entries only (``mask``); samples are draws of the posterior predictive
+(noisy ``obs``) unless said otherwise; the predictive NLL uses the noise-free means ``y_mean`` and the noise
+model, so it is the exact log density of the posterior mixture.
+"""
+import math
+
+import torch
+
+__all__ = ["rmse", "predictive_nll", "crps", "interval_coverage", "calibration_curve", "energy_distance",
+           "score", "LEVELS"]
+
+LEVELS = (0.5, 0.9, 0.95)
+
+
+def _check(samples, y, mask, name="samples"):
+    if samples.dim() < 2 or samples.shape[1:] != y.shape:
+        raise ValueError(f"{name}: expected shape (S,) + y.shape = (S, {', '.join(map(str, y.shape))}), "
+                         f"got {tuple(samples.shape)}")
+    if mask is None:
+        return torch.ones(y.shape, dtype=torch.bool)
+    if mask.dim() == y.dim() - 1:
+        mask = mask[..., None]
+    return mask.expand(y.shape)
+
+
+def _masked_mean(values, mask):
+    values, mask = values.detach(), mask.detach()
+    if not mask.any():
+        raise ValueError("mask: no observed entries to score")
+    return float(values[mask].mean())
+
+
+def rmse(samples, y, mask=None):
+    """Root mean squared error of the predictive mean (mean over samples) against ``y``."""
+    mask = _check(samples, y, mask)
+    return math.sqrt(_masked_mean((samples.mean(0) - y) ** 2, mask))
+
+
+def predictive_nll(y_mean, y, scale, mask=None, noise="normal", df=4.0):
+    """Negative log density of ``y`` under the mixture over posterior samples, per observed entry.
+
+    ``-log (1/S) sum_s p(y | y_mean_s, scale_s)``, with ``p`` the Normal (or Student-t) noise model.
+
+    :param torch.Tensor y_mean: noise-free predictive means ``(S, N, T, D)``.
+    :param scale: noise std, a float or a tensor broadcastable to ``(S, N, T, D)`` (per-sample for a latent scale).
+    """
+    mask = _check(y_mean, y, mask, "y_mean")
+    scale = torch.as_tensor(scale, dtype=y_mean.dtype)
+    if noise == "normal":
+        lp = torch.distributions.Normal(y_mean, scale).log_prob(y)
+    elif noise == "studentt":
+        lp = torch.distributions.StudentT(df, y_mean, scale).log_prob(y)
+    else:
+        raise ValueError(f"noise must be 'normal' or 'studentt', got {noise!r}")
+    lp = torch.logsumexp(lp, 0) - math.log(y_mean.shape[0])
+    return -_masked_mean(lp, mask)
+
+
+def crps(samples, y, mask=None):
+    """Continuous ranked probability score, sample-based energy form with the unbiased pairwise term.
+
+    ``CRPS = E|X - y| - 1/2 E|X - X'|``, where ``E|X - X'|`` averages over the ``S(S-1)`` distinct pairs
+    (computed in ``O(S log S)`` from the sorted samples).
+    """
+    mask = _check(samples, y, mask)
+    S = samples.shape[0]
+    if S < 2:
+        raise ValueError("crps: needs at least 2 samples")
+    term1 = (samples - y).abs().mean(0)
+    x = samples.sort(0).values
+    weights = (2 * torch.arange(S, dtype=x.dtype) - S + 1).reshape((S,) + (1,) * y.dim())
+    pair = 2 * (weights * x).sum(0) / (S * (S - 1))
+    return _masked_mean(term1 - 0.5 * pair, mask)
+
+
+def _interval(samples, level):
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype)
+    lo, hi = torch.quantile(samples, q, dim=0)
+    return lo, hi
+
+
+def interval_coverage(samples, y, level, mask=None):
+    """Fraction of ``y`` inside the central ``level`` interval of the samples, and the interval's mean width."""
+    mask = _check(samples, y, mask)
+    lo, hi = _interval(samples, level)
+    inside = ((y >= lo) & (y <= hi)).to(samples.dtype)
+    return _masked_mean(inside, mask), _masked_mean(hi - lo, mask)
+
+
+def calibration_curve(samples, y, mask=None, levels=None):
+    """Observed against nominal coverage of central intervals, and the miscalibration area.
+
+    :returns: ``(nominal, observed, area)``; ``area`` is the mean of ``|observed - nominal|`` over the nominal
+        grid (default 0.05, 0.10, ..., 0.95): 0 is perfectly calibrated, about 0.5 is the worst possible.
+    """
+    levels = torch.linspace(0.05, 0.95, 19, dtype=torch.float64) if levels is None else torch.as_tensor(levels)
+    observed = torch.tensor([interval_coverage(samples, y, float(lv), mask)[0] for lv in levels], dtype=levels.dtype)
+    return levels, observed, float((observed - levels).abs().mean())
+
+
+def _mean_pairwise(a, b, exclude_diagonal):
+    """Mean Euclidean distance between rows of ``a`` ``(N, S, K)`` and ``b`` ``(N, S', K)``, per trajectory."""
+    d = torch.cdist(a, b)
+    if exclude_diagonal:
+        S = a.shape[1]
+        return d.sum((-1, -2)) / (S * (S - 1))
+    return d.mean((-1, -2))
+
+
+def energy_distance(samples_p, samples_q, mask=None):
+    """Energy distance between two predictive distributions, per trajectory, averaged over trajectories.
+
+    Each trajectory's observed entries form one vector; ``D = 2 E|X - Y| - E|X - X'| - E|Y - Y'|`` with the
+    within-distribution terms as unbiased U-statistics (so ``D`` is an unbiased estimate, near 0 for equal laws).
+
+    :param samples_p: ``(S, N, T, D)`` samples of the first method.
+    :param samples_q: ``(S', N, T, D)`` samples of the second.
+    :param mask: entries to use, ``(N, T)`` or ``(N, T, D)``.
+    """
+    if samples_p.shape[1:] != samples_q.shape[1:]:
+        raise ValueError(f"energy_distance: sample shapes differ beyond the sample dim: {tuple(samples_p.shape)} "
+                         f"vs {tuple(samples_q.shape)}")
+    mask = _check(samples_p, samples_p[0], mask)
+    values = []
+    for n in range(samples_p.shape[1]):
+        m = mask[n]
+        p, q = samples_p[:, n][:, m][None], samples_q[:, n][:, m][None]
+        values.append(2 * _mean_pairwise(p, q, False) - _mean_pairwise(p, p, True) - _mean_pairwise(q, q, True))
+    return float(torch.cat(values).mean())
+
+
+def _sample_scores(samples, y, mask, levels, prefix=""):
+    out = {f"{prefix}rmse": rmse(samples, y, mask), f"{prefix}crps": crps(samples, y, mask)}
+    for level in levels:
+        cov, width = interval_coverage(samples, y, level, mask)
+        pct = int(round(100 * level))
+        out[f"{prefix}coverage_{pct}"], out[f"{prefix}width_{pct}"] = cov, width
+    _, _, area = calibration_curve(samples, y, mask)
+    out[f"{prefix}miscalibration_area"] = area
+    return out
+
+
+def score(prediction, y, mask=None, noise_scale=None, noise="normal", df=4.0, h_true=None, reference=None,
+          levels=LEVELS):
+    """All scores of one method's posterior predictive on held-out trajectories, as a flat dict.
+
+    :param dict prediction: ``"obs"`` ``(S, N, T, D)`` predictive samples; optional ``"y_mean"`` (needed for the
+        NLL) and ``"hidden"`` ``(S, N, T, H)`` (as returned by :meth:`MethodResult.predict`).
+    :param torch.Tensor y: observed ``(N, T, D)``.
+    :param mask: observed entries ``(N, T)`` or ``(N, T, D)``, or ``None``.
+    :param noise_scale: the noise std of the model (float or tensor broadcastable to ``(S, N, T, D)``) for the NLL.
+    :param str noise: ``"normal"`` or ``"studentt"`` noise model for the NLL.
+    :param torch.Tensor h_true: true hidden states ``(N, T, K)``: adds ``hidden_*`` scores of the first ``K``
+        hidden components (no noise: coverage and CRPS of the noise-free state).
+    :param dict reference: another method's prediction: adds ``energy_distance`` between the two ``"obs"``.
+    :param levels: central-interval levels for coverage and width.
+    :returns: dict ``rmse``, ``crps``, ``nll`` (when possible), ``coverage_50``, ``width_50``, ...,
+        ``miscalibration_area``, ``energy_distance``, ``hidden_rmse``, ... .
+
+    Example::
+
+        >>> import torch
+        >>> y = torch.zeros(2, 5, 1)
+        >>> pred = {"obs": torch.randn(400, 2, 5, 1), "y_mean": torch.zeros(400, 2, 5, 1)}
+        >>> round(score(pred, y, noise_scale=1.0)["nll"], 4)  # -log N(0 | 0, 1)
+        0.9189
+    """
+    out = _sample_scores(prediction["obs"], y, mask, levels)
+    if noise_scale is not None and "y_mean" in prediction:
+        out["nll"] = predictive_nll(prediction["y_mean"], y, noise_scale, mask, noise, df)
+    if reference is not None:
+        out["energy_distance"] = energy_distance(prediction["obs"], reference["obs"], mask)
+    if h_true is not None and "hidden" in prediction:
+        hidden = prediction["hidden"]
+        K = h_true.shape[-1]
+        if hidden.shape[-1] < K:
+            raise ValueError(f"h_true: {K} true states but the prediction has {hidden.shape[-1]} hidden components")
+        out.update(_sample_scores(hidden[..., :K], h_true, None, levels, prefix="hidden_"))  # truth is complete
+    return out

@@ -1,0 +1,125 @@
+"""NUTS baseline: Pyro's ``NUTS`` on a divergence-rejecting copy of the model, warm-started at a MAP fit."""
+import copy
+import time
+import warnings
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import MCMC, NUTS
+from pyro.infer.autoguide import init_to_value
+from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler
+from pyro.poutine.util import prune_subsample_sites
+
+from .baselines import map_values, run_map
+from .counting import CountingModel
+from .result import MethodResult
+
+__all__ = ["run_nuts", "SamplerStats"]
+
+
+class SamplerStats:
+    """An ``MCMC`` ``hook_fn`` recording per-draw statistics of an HMC/NUTS kernel, chain after chain.
+
+    Records ``step_size``, ``acceptance_rate`` (the kernel's per-draw mean acceptance probability, recovered
+    from its running average), ``diverging`` and ``lp`` (log joint density in the unconstrained space) for
+    the kept draws.  Chains must run in this process (see :func:`run_nuts`).
+    """
+
+    def __init__(self):
+        self.rows, self._prev = [], 0.0
+
+    def __call__(self, kernel, params, stage, i):
+        if not stage.startswith("Sample"):
+            return
+        n = i + 1
+        mean = float(kernel._mean_accept_prob)
+        accept = n * mean - (n - 1) * self._prev if n > 1 else mean
+        self._prev = mean
+        divergences = kernel._divergences
+        pe = kernel._potential_energy_last
+        self.rows.append((float(kernel.step_size), min(max(accept, 0.0), 1.0),
+                          bool(divergences and divergences[-1] == i),
+                          -float(pe) if pe is not None else float("nan")))
+
+    def as_dict(self, num_chains, num_draws):
+        """Statistics ``name -> (num_chains, num_draws)`` tensors, or ``None`` if the run was not recorded."""
+        if len(self.rows) != num_chains * num_draws:
+            return None
+        cols = list(zip(*self.rows))
+        names = ("step_size", "acceptance_rate", "diverging", "lp")
+        out = {n: torch.tensor(c).reshape(num_chains, num_draws) for n, c in zip(names, cols)}
+        return out
+
+
+def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
+             target_accept_prob=0.8, map_result=None, map_steps=1000, init_jitter=0.01, max_latent_dim=150,
+             seed=0, progress_bar=True):
+    """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
+
+    The model is copied with ``on_divergence="reject"`` (a diverging ODE solve is a rejected proposal, not an
+    error).  Chains run one after another in this process so that the data-model evaluations and per-draw
+    statistics are counted; NUTS is for small models, and this raises above ``max_latent_dim``.
+
+    :param model: a :class:`~pyro_node_uq.models.NODEModel` (or any Pyro model; ``on_divergence`` is set when
+        the model has that attribute).
+    :param split: the training split.
+    :param int num_samples: kept draws per chain.
+    :param int warmup_steps: adaptation steps per chain.
+    :param int num_chains: chains.
+    :param int max_tree_depth: NUTS tree depth limit (2^depth leapfrog steps at most per draw).
+    :param MethodResult map_result: MAP fit to start from; fitted when ``None``.
+    :param float init_jitter: std of the Gaussian jitter added to the MAP start of each chain.
+    :param int max_latent_dim: refuse models with more scalar latent dimensions than this.
+    :rtype: MethodResult (``samples`` ``(chains, draws, ...)``, ``mcmc``, ``sample_stats``)
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> problem = load_problem("chemical", num_train=2)
+        >>> model = problem.default_model(R_hidden=(4,))
+        >>> res = run_nuts(model, problem.train, num_samples=2, warmup_steps=2, max_tree_depth=2, map_steps=2,
+        ...                progress_bar=False)
+        >>> res.samples["R.0.weight"].shape
+        torch.Size([2, 2, 4, 4])
+    """
+    if hasattr(model, "on_divergence"):
+        model = copy.copy(model)
+        model.on_divergence = "reject"
+    with poutine.block(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a diverging prior draw is fine for counting dims
+        trace = prune_subsample_sites(poutine.trace(model).get_trace(*split.args, **split.kwargs))
+    dim = sum(int(trace.nodes[name]["value"].numel()) for name in trace.stochastic_nodes)
+    if dim > max_latent_dim:
+        raise ValueError(f"run_nuts: the model has {dim} latent dimensions, above max_latent_dim={max_latent_dim}; "
+                         "NUTS is only practical for small models. Use a smaller network (e.g. R_hidden=(8,)), "
+                         "a layer-wise method, or raise max_latent_dim.")
+    map_result = map_result or run_map(model, split, map_steps, seed=seed, progress_bar=progress_bar)
+    start_values = map_values(map_result)
+    counted = CountingModel(model)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    kernel = NUTS(counted, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
+                  target_accept_prob=target_accept_prob, max_plate_nesting=1, jit_compile=False)
+    initial = None
+    if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
+        kernel.setup(0, *split.args, **split.kwargs)
+        initial = {k: v + init_jitter * torch.randn((num_chains,) + v.shape, dtype=v.dtype)
+                   for k, v in kernel.initial_params.items()}
+        kernel.cleanup()
+    stats = SamplerStats()
+    with warnings.catch_warnings():  # "chains will be drawn sequentially" is what we want
+        warnings.filterwarnings("ignore", message="num_chains=", category=UserWarning)
+        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains,
+                    initial_params=initial, hook_fn=stats, disable_progbar=not progress_bar)
+    if isinstance(mcmc.sampler, _MultiSampler):  # keep chains in-process: counted evaluations and stats
+        mcmc.sampler = _UnarySampler(kernel, num_samples, warmup_steps, num_chains, not progress_bar,
+                                     initial_params=initial, hook=stats)
+    start = time.perf_counter()
+    mcmc.run(*split.args, **split.kwargs)
+    wall = time.perf_counter() - start
+    kernel.model = model  # later traces (ArviZ, az.from_pyro) evaluate the uncounted model
+    return MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),
+                        wall_time=wall + map_result.wall_time,
+                        num_model_evals=counted.count + map_result.num_model_evals, stochastic_dim=dim,
+                        sample_stats=stats.as_dict(num_chains, num_samples))

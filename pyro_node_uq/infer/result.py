@@ -1,0 +1,150 @@
+"""What every inference method returns: a :class:`MethodResult` that can draw posterior samples and predict."""
+import contextlib
+from dataclasses import dataclass, field
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import Predictive
+
+__all__ = ["MethodResult", "guide_samples", "param_scope"]
+
+PREDICT_SITES = ("obs", "y_mean", "hidden")
+
+
+@contextlib.contextmanager
+def param_scope(state):
+    """Temporarily replace Pyro's global param store by ``state`` (from ``get_param_store().get_state()``).
+
+    Fitted methods keep their ``pyro.param`` values (autoguide parameters, a learned noise scale) in their own
+    state, so several methods fitted one after another do not overwrite each other.
+    """
+    store = pyro.get_param_store()
+    if state is None:
+        yield
+        return
+    saved = store.get_state()
+    store.clear()
+    store.set_state(state)
+    try:
+        yield
+    finally:
+        store.clear()
+        store.set_state(saved)
+
+
+def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1):
+    """Draw ``num_samples`` latent values from ``guide`` in ONE vectorised call.
+
+    :returns: dict site -> tensor ``(num_samples,) + shape``; singleton plate dims of global sites are squeezed,
+        auxiliary sites (``AutoContinuous`` ' s flat latent) are dropped.
+    """
+    with torch.no_grad(), poutine.block():
+        with pyro.plate("_num_predictive_samples", num_samples, dim=-max_plate_nesting - 1):
+            trace = poutine.trace(guide).get_trace(*args, **(kwargs or {}))
+    out = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary"):
+            continue
+        value = site["value"]
+        event_dim = len(site["fn"].event_shape)
+        batch = value.shape[: value.dim() - event_dim]
+        keep = (num_samples,) + tuple(s for s in batch[1:] if s != 1)
+        out[name] = value.reshape(keep + value.shape[value.dim() - event_dim:])
+    return out
+
+
+@dataclass
+class MethodResult:
+    """The outcome of one inference method, in a form shared by all methods.
+
+    :ivar str name: method name (``"map"``, ``"autonormal"``, ``"nuts"``...).
+    :ivar model: the Pyro model that was fitted (called as ``model(t, x, y, mask=...)``).
+    :ivar guide: the fitted guide, or ``None`` (MCMC, particles).
+    :ivar mcmc: the ``pyro.infer.MCMC`` object, or ``None``.
+    :ivar dict samples: site -> tensor ``(chains, draws) + shape`` for MCMC / particle methods, else ``None``.
+    :ivar list losses: loss history (negative ELBO per step for SVI; empty for MCMC).
+    :ivar float elbo: final ELBO estimate where defined, else ``None``.
+    :ivar float wall_time: fitting time in seconds.
+    :ivar int num_model_evals: data-model evaluations during fitting (ODE solves x particles), counted.
+    :ivar int stochastic_dim: number of scalar latent dimensions the method treats as random.
+    :ivar dict param_state: the Pyro param store state at the end of the fit (restored while predicting).
+    :ivar dict sample_stats: per-draw sampler statistics ``name -> (chains, draws)`` (MCMC), or ``None``.
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> from pyro_node_uq.infer import run_map
+        >>> problem = load_problem("chemical", num_train=4, num_test=3)
+        >>> res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
+        >>> res.predict(problem.test, num_samples=2)["obs"].shape
+        torch.Size([2, 3, 41, 2])
+    """
+
+    name: str
+    model: object
+    guide: object = None
+    mcmc: object = None
+    samples: dict = None
+    losses: list = field(default_factory=list)
+    elbo: float = None
+    wall_time: float = 0.0
+    num_model_evals: int = 0
+    stochastic_dim: int = 0
+    param_state: dict = None
+    sample_stats: dict = None
+
+    @property
+    def num_draws(self):
+        """Total number of stored draws (chains x draws), or ``None`` for guide methods."""
+        if self.samples is None:
+            return None
+        v = next(iter(self.samples.values()))
+        return v.shape[0] * v.shape[1]
+
+    def posterior_samples(self, num_samples=None, seed=0, split=None):
+        """Posterior draws of every latent site.
+
+        :param int num_samples: how many draws ``S``; for stored samples ``None`` returns all of them (chains
+            concatenated), fewer are a random subset, more are drawn with replacement.
+        :param int seed: seed of the guide draw / the subset.
+        :param split: model arguments for guides that need them (default: none; model-free autoguides).
+        :returns: dict site -> tensor ``(S,) + shape``.
+        """
+        if self.samples is not None:
+            flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
+            total = self.num_draws
+            if num_samples is None or num_samples == total:
+                return flat
+            gen = torch.Generator().manual_seed(seed)
+            if num_samples < total:
+                idx = torch.randperm(total, generator=gen)[:num_samples].sort().values
+            else:
+                idx = torch.randint(total, (num_samples,), generator=gen)
+            return {k: v[idx] for k, v in flat.items()}
+        if self.guide is None:
+            raise ValueError(f"MethodResult {self.name!r} has neither a guide nor stored samples")
+        if num_samples is None:
+            raise ValueError("num_samples: a guide needs the number of draws")
+        args, kwargs = (split.args, split.kwargs) if split is not None else ((), {})
+        pyro.set_rng_seed(seed)
+        with param_scope(self.param_state):
+            return guide_samples(self.guide, num_samples, args, kwargs)
+
+    def predict(self, split, num_samples=100, seed=0, sites=PREDICT_SITES):
+        """Posterior predictive on ``split`` from ONE vectorised ``Predictive(parallel=True)`` call.
+
+        :param split: a :class:`~pyro_node_uq.data.Split` (its ``t`` and ``x`` are used; ``y`` is not).
+        :param int num_samples: number of posterior draws ``S`` (``None``: all stored draws).
+        :param int seed: seed of the posterior draw and the observation noise.
+        :param sites: sites to return.
+        :returns: dict with ``"obs"``, ``"y_mean"`` (``(S, N, T, obs_dim)``) and ``"hidden"`` (``(S, N, T, H)``).
+        """
+        samples = self.posterior_samples(num_samples, seed=seed, split=split)
+        S = next(iter(samples.values())).shape[0]
+        pyro.set_rng_seed(seed)
+        with param_scope(self.param_state):
+            predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
+                                    return_sites=list(sites))
+            out = predictive(split.t, split.x, None, num_trajectories=len(split))
+        return {k: v.reshape((S,) + v.shape[-3:]) for k, v in out.items()}

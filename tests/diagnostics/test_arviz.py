@@ -1,0 +1,136 @@
+"""The ArviZ converter on a conjugate Normal model (exact posterior known) and on NODE MCMC runs."""
+import math
+
+import arviz as az
+import matplotlib
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import xarray as xr
+from pyro.infer import MCMC, NUTS
+from pyro.infer.autoguide import AutoNormal
+
+from pyro_node_uq.data import Split
+from pyro_node_uq.diagnostics import to_inference_data
+from pyro_node_uq.infer import fit_svi
+
+matplotlib.use("Agg")
+TAU, SIGMA = 2.0, 0.5  # prior std of mu, noise std
+
+
+def model(t, x=None, y=None, mask=None, num_trajectories=None):
+    """mu ~ N(0, TAU^2 I_2); y[n, t, :] ~ N(mu, SIGMA^2) inside the "trajectories" plate, like the NODE model."""
+    mu = pyro.sample("mu", dist.Normal(torch.zeros(2, dtype=t.dtype), TAU).to_event(1))
+    N = y.shape[0] if y is not None else num_trajectories
+    loc = mu[..., None, None, :]  # draws (S, 2) -> (S, 1, 1, 2): trajectory and time dims after the draw dims
+    fn = dist.Normal(loc, SIGMA).expand(loc.shape[:-3] + (N, len(t), 2))
+    if mask is not None:
+        fn = fn.mask(mask[..., None] if mask.dim() == 2 else mask)
+    fn = fn.to_event(2)
+    with pyro.plate("trajectories", N, dim=-1):
+        return pyro.sample("obs", fn, obs=y)
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64)
+    y = torch.tensor([0.7, -0.3], dtype=torch.float64) + SIGMA * torch.randn(4, 6, 2, generator=gen,
+                                                                             dtype=torch.float64)
+    split = Split(t=t, x=None, y=y)
+    prec = 1 / TAU**2 + y[..., 0].numel() / SIGMA**2
+    post_mean, post_std = y.sum((0, 1)) / SIGMA**2 / prec, torch.full((2,), prec**-0.5, dtype=torch.float64)
+    draws = post_mean + post_std * torch.randn(400, 2, generator=gen, dtype=torch.float64)
+    return split, post_mean, post_std, draws
+
+
+@pytest.fixture(scope="module")
+def idata(data):
+    split, _, _, draws = data
+    return to_inference_data({"mu": draws}, split, model=model, num_chains=4)
+
+
+def test_groups_dims_and_posterior(idata, data):
+    split, _, _, draws = data
+    for group in ("posterior", "posterior_predictive", "log_likelihood", "observed_data", "constant_data"):
+        assert group in idata.groups(), group
+    np.testing.assert_array_equal(idata.posterior["mu"].values, draws.reshape(4, 100, 2).numpy())
+    assert idata.posterior_predictive["obs"].dims == ("chain", "draw", "trajectory", "time", "output")
+    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "trajectory", "time")
+    np.testing.assert_allclose(idata.constant_data["t"].values, split.t.numpy())
+    np.testing.assert_allclose(idata.observed_data["obs"].values, split.y.numpy())
+    np.testing.assert_allclose(idata.posterior_predictive["time"].values, split.t.numpy())
+
+
+def test_log_likelihood_matches_hand_computation(idata, data):
+    split, _, _, draws = data
+    hand = torch.distributions.Normal(draws[:, None, None, :], SIGMA).log_prob(split.y).sum(-1)  # (S, N, T)
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 100, 4, 6).numpy(), rtol=1e-10)
+
+
+def test_posterior_predictive_matches_exact(idata, data):
+    _, mean, std, _ = data
+    pp = idata.posterior_predictive["obs"].values.reshape(-1, 2)
+    np.testing.assert_allclose(pp.mean(0), mean.numpy(), atol=0.05)  # 9600 draws, predictive std ~0.5
+    np.testing.assert_allclose(pp.std(0), math.sqrt(SIGMA**2 + float(std[0]) ** 2), rtol=0.05)
+
+
+def test_arviz_functions_work(idata, data, tmp_path):
+    _, mean, _, _ = data
+    summary = az.summary(idata, var_names=["mu"])
+    np.testing.assert_allclose(summary["mean"].values, mean.numpy(), atol=0.03)
+    assert (summary["r_hat"] < 1.05).all()
+    loo, waic = az.loo(idata), az.waic(idata)
+    assert math.isfinite(loo.elpd_loo) and math.isfinite(waic.elpd_waic)
+    assert az.plot_ppc(idata, num_pp_samples=20) is not None
+    path = tmp_path / "conjugate.nc"
+    idata.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    for group in idata.groups():
+        xr.testing.assert_identical(getattr(idata, group), getattr(back, group))
+
+
+def test_guide_chains_and_mask(data):
+    split, mean, std, _ = data
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(model)
+    fit_svi(model, guide, split, num_steps=400, lr=0.1, progress_bar=False)
+    masked = Split(t=split.t, x=None, y=split.y, mask=torch.ones(4, 6, dtype=torch.bool))
+    masked.mask[0, :3] = False
+    idata = to_inference_data(guide, masked, model=model, num_samples=200, num_chains=4)
+    assert idata.posterior["mu"].shape == (4, 50, 2)
+    np.testing.assert_allclose(idata.posterior["mu"].values.reshape(-1, 2).mean(0), mean.numpy(), atol=0.06)
+    assert np.isnan(idata.observed_data["obs"].values[0, :3]).all()
+    mu = torch.as_tensor(idata.posterior["mu"].values.reshape(-1, 2))
+    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y).sum(-1) * masked.mask
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 4, 6).numpy(), rtol=1e-10)
+    assert (idata.log_likelihood["obs"].values[:, :, 0, :3] == 0).all()
+    assert idata.constant_data["mask"].dims == ("trajectory", "time", "output")
+
+
+def test_mcmc_sample_stats_and_from_pyro(data):
+    split, mean, std, _ = data
+    pyro.set_rng_seed(1)
+    mcmc = MCMC(NUTS(model, max_plate_nesting=1), num_samples=100, warmup_steps=100, num_chains=1,
+                disable_progbar=True)
+    mcmc.run(*split.args)
+    idata = to_inference_data(mcmc, split)
+    assert idata.sample_stats["diverging"].shape == (1, 100)
+    assert idata.sample_stats["acceptance_rate"].shape == (1, 100)
+    np.testing.assert_allclose(idata.posterior["mu"].values.reshape(-1, 2).mean(0), mean.numpy(), atol=0.05)
+    ref = az.from_pyro(mcmc)
+    assert {"posterior", "log_likelihood", "sample_stats"} <= set(ref.groups())
+    np.testing.assert_allclose(ref.posterior["mu"].values, idata.posterior["mu"].values)
+
+
+def test_bad_inputs(data):
+    split, _, _, draws = data
+    with pytest.raises(ValueError, match="model"):
+        to_inference_data({"mu": draws}, split)
+    with pytest.raises(ValueError, match="num_chains"):
+        to_inference_data({"mu": draws[:10]}, split, model=model, num_chains=4)
+    with pytest.raises(TypeError, match="MethodResult"):
+        to_inference_data(3, split, model=model)
