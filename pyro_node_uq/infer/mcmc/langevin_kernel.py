@@ -263,7 +263,8 @@ class LangevinKernel(MCMCKernel):
         if self.guide is None:
             return
         shapes = getattr(self.guide, "_unconstrained_shapes", None)
-        if shapes is None and hasattr(self.guide, "_setup_prototype") and self.model is not None:
+        untraced = getattr(self.guide, "prototype_trace", True) is None  # an AutoGuide that never ran
+        if shapes is None and untraced and hasattr(self.guide, "_setup_prototype") and self.model is not None:
             self.guide._setup_prototype(*args, **kwargs)
             shapes = getattr(self.guide, "_unconstrained_shapes", None)
         order = list(shapes) if shapes is not None else self._model_order
