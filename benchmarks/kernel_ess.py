@@ -74,24 +74,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script works")
     parser.add_argument("--num-train", type=int, default=4)
-    parser.add_argument("--num-times", type=int, default=21, help="keep the first N observation times")
+    parser.add_argument("--time-stride", type=int, default=4, help="keep every k-th observation time")
     parser.add_argument("--particles", type=int, default=32)
     args = parser.parse_args()
     q = args.quick
-    nuts_warmup, nuts_samples = (10, 10) if q else (60, 100)
-    lv_warmup, lv_samples = (20, 20) if q else (400, 600)
+    nuts_warmup, nuts_samples = (10, 10) if q else (100, 100)
+    lv_warmup, lv_samples = (20, 20) if q else (300, 600)
     svi_steps = 50 if q else 300
 
     torch.set_default_dtype(torch.float64)
     pyro.set_rng_seed(0)
     problem = load_problem("chemical", num_train=args.num_train)
     split = problem.train
-    T = args.num_times
-    cut = lambda v: None if v is None else v[:, :T]  # noqa: E731
-    split = replace(split, t=split.t[:T], x=cut(split.x), y=cut(split.y), mask=cut(split.mask),
+    k = args.time_stride  # a coarser grid: the fixed-step solver takes fewer, larger steps
+    cut = lambda v: None if v is None else v[:, ::k].contiguous()  # noqa: E731
+    split = replace(split, t=split.t[::k].contiguous(), x=cut(split.x), y=cut(split.y), mask=cut(split.mask),
                     y_true=cut(split.y_true), h_true=cut(split.h_true))
     model = problem.default_model(R_hidden=(8,))
-    print(f"chemical: {len(split)} trajectories x {T} times, {model}")
+    print(f"chemical: {len(split)} trajectories x {len(split.t)} times, {model}")
 
     autonormal = AutoNormal(model, init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
     fit = fit_svi(model, autonormal, split, num_steps=svi_steps, lr=2e-2, progress_bar=False, desc="AutoNormal")
@@ -104,32 +104,33 @@ def main():
         draws = autonormal(*split.args)
     ensemble_init = {k: v.detach().reshape((args.particles,) + median[k].shape) for k, v in draws.items()}
 
-    rows = []
-    nuts = NUTS(model, max_tree_depth=5)
-    mcmc, wall = timed_mcmc(nuts, split, nuts_samples, nuts_warmup, median)
-    ess_min, ess_med, rhat = ess_stats(mcmc.get_samples(group_by_chain=True))
-    rows.append(("NUTS (1 chain)", wall, ess_min, ess_med, rhat, mcmc.diagnostics()["acceptance rate"]["chain 0"]))
-    nuts_rate = ess_min / wall, ess_med / wall
+    print(f"\n{'sampler':28s} {'wall s':>8s} {'minESS':>8s} {'medESS':>8s} {'maxRhat':>8s} {'acc':>6s} "
+          f"{'minESS/s':>9s} {'x NUTS':>7s} {'medESS/s x NUTS':>16s}", flush=True)
+    nuts_rate, rows = None, []
 
+    def report(name, mcmc, wall, grouped):
+        nonlocal nuts_rate
+        ess_min, ess_med, rhat = ess_stats(grouped)
+        nuts_rate = nuts_rate or (ess_min / wall, ess_med / wall)
+        ratio, ratio_med = ess_min / wall / nuts_rate[0], ess_med / wall / nuts_rate[1]
+        rows.append((ratio, rhat))
+        acc = mcmc.diagnostics()["acceptance rate"]["chain 0"]
+        print(f"{name:28s} {wall:8.1f} {ess_min:8.1f} {ess_med:8.1f} {rhat:8.3f} {acc:6.3f} "
+              f"{ess_min / wall:9.3f} {ratio:7.2f} {ratio_med:16.2f}", flush=True)
+
+    mcmc, wall = timed_mcmc(NUTS(model, max_tree_depth=5), split, nuts_samples, nuts_warmup, median)
+    report("NUTS (1 chain, depth<=5)", mcmc, wall, mcmc.get_samples(group_by_chain=True))
+    rows.clear()
     for drift in ("exact", "learned", "hybrid"):
         pyro.set_rng_seed(1)
         kernel = LangevinKernel(model, drift=drift, guide=guide, num_particles=args.particles)
         mcmc, wall = timed_mcmc(kernel, split, lv_samples, lv_warmup, ensemble_init)
         grouped = particles_to_chains(mcmc.get_samples(group_by_chain=True), args.particles)
-        ess_min, ess_med, rhat = ess_stats(grouped)
-        rows.append((f"Langevin {drift} (P={args.particles})", wall, ess_min, ess_med, rhat,
-                     mcmc.diagnostics()["acceptance rate"]["chain 0"]))
-
-    print(f"\n{'sampler':28s} {'wall s':>8s} {'minESS':>8s} {'medESS':>8s} {'maxRhat':>8s} {'acc':>6s} "
-          f"{'minESS/s':>9s} {'x NUTS':>7s} {'medESS/s x NUTS':>16s}")
-    best = 0.0
-    for name, wall, ess_min, ess_med, rhat, acc in rows:
-        ratio, ratio_med = ess_min / wall / nuts_rate[0], ess_med / wall / nuts_rate[1]
-        if not name.startswith("NUTS"):
-            best = max(best, ratio)
-        print(f"{name:28s} {wall:8.1f} {ess_min:8.1f} {ess_med:8.1f} {rhat:8.3f} {acc:6.3f} "
-              f"{ess_min / wall:9.3f} {ratio:7.2f} {ratio_med:16.2f}")
-    print(f"RESULT ess_per_s_over_nuts={best:.3f}")
+        report(f"Langevin {drift} (P={args.particles})", mcmc, wall, grouped)
+    if max(rhat for _, rhat in rows) > 1.1:
+        print("note: some ensembles have R-hat > 1.1 (particles not yet mixed); their ESS is dominated by the "
+              "spread between particles, so read these ratios as indicative only")
+    print(f"RESULT ess_per_s_over_nuts={max(ratio for ratio, _ in rows):.3f}")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,15 @@ class LangevinKernel(MCMCKernel):
     :param init_strategy: per-site initialisation (``init_to_uniform`` by default, as HMC).
     :param float max_energy_error: a proposal with ``U(z') - U(z)`` above this is a divergence.
 
+    :ivar float step_size: the current (after warm-up: the adapted) step size.
+    :ivar torch.Tensor variances: the current diagonal preconditioner ``(D,)`` in the kernel's flat order
+        (sites sorted by name, each flattened).
+
+    In ensemble mode ``MCMC.get_samples()`` has a particle dim after the draw dim; use
+    :func:`particles_to_chains` to treat particles as chains (for R-hat, ESS). A solver failure that raises
+    rejects the whole ensemble's step; a NODE model built with ``on_divergence="reject"`` scores diverging
+    members as ``-inf`` instead, so only they are rejected.
+
     Example::
 
         >>> import torch, pyro, pyro.distributions as dist

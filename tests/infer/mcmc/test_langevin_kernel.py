@@ -159,6 +159,21 @@ def test_four_chains_rhat_and_arviz():
     assert idata.posterior["w"].shape == (4, 1000, 3)
 
 
+def test_ensemble_with_arviz_and_chain_bookkeeping():
+    args, shapes, mean, cov = normal_data()
+    kernel = LangevinKernel(normal_model, num_particles=4, step_size=0.3, adapt_step_size=False)
+    mcmc = run(kernel, args, num_samples=20, warmup_steps=5, num_chains=2)
+    grouped = mcmc.get_samples(group_by_chain=True)["mu"]
+    assert grouped.shape == (2, 20, 4, 2)
+    as_chains = particles_to_chains({"mu": grouped}, 4)["mu"]
+    torch.testing.assert_close(as_chains[1 * 4 + 3], grouped[1, :, 3])  # chain c, particle p -> c * P + p
+    assert az.from_pyro(mcmc, log_likelihood=False).posterior["mu"].shape == (2, 20, 4, 2)
+    by_particle = mcmc.diagnostics()["divergences by particle"]["chain 0"]
+    assert len(by_particle) == 4
+    with pytest.raises(ValueError, match="expected shape"):
+        particles_to_chains({"mu": grouped}, 3)
+
+
 # ---------------------------------------------------------------------------- ULA: the bias and its size
 def test_ula_bias_matches_closed_form_and_shrinks():
     """With preconditioner = posterior variances s^2, exact-drift ULA on a Gaussian is an AR(1) chain whose
