@@ -135,10 +135,13 @@ def test_mala_ensemble_recovers_posterior(data, drift):
     assert 0.3 < mcmc.diagnostics()["acceptance rate"]["chain 0"] < 0.95
 
 
-def test_bad_learned_score_is_corrected_by_mh():
+@pytest.mark.parametrize("drift", ["learned", "hybrid"])
+def test_bad_learned_score_is_corrected_by_mh(drift):
     args, shapes, mean, cov = linreg_data()
-    kernel = kernel_for("learned", shapes, mean, cov, bad=True, num_particles=32)
+    kernel = kernel_for(drift, shapes, mean, cov, bad=True, num_particles=32)
     check_moments(grouped_flat(run(kernel, args, num_samples=1000, warmup_steps=500), kernel), mean, cov)
+    if drift == "hybrid":
+        return
     # the same bad drift without the correction is far off: the check above has teeth
     pyro.set_rng_seed(0)
     ula = kernel_for("learned", shapes, mean, cov, bad=True, num_particles=32, adjust=False,
@@ -318,14 +321,28 @@ def test_mala_four_chains_each_drift_linreg(drift):
     assert max(float(rhat[k].max()) for k in rhat.data_vars) < 1.01
 
 
+def ula_stationary_cov(cov, m, eps):
+    """Exact stationary covariance C of preconditioned ULA on Normal(mean, cov): C = A C A^T + eps^2 M."""
+    from scipy.linalg import solve_discrete_lyapunov
+
+    A = torch.eye(len(m)) - 0.5 * eps ** 2 * torch.diag(m) @ torch.linalg.inv(cov)
+    return torch.as_tensor(solve_discrete_lyapunov(A.numpy(), (eps ** 2 * torch.diag(m)).numpy()))
+
+
 @pytest.mark.slow
-def test_ula_bias_decreases_along_step_sizes():
+def test_ula_matches_its_exact_law_and_bias_shrinks_correlated():
+    """On the correlated linear-regression posterior ULA's stationary law is Normal(mean, C_eps) (a discrete
+    Lyapunov equation): the kernel must match it at every step size, and ||C_eps - cov|| shrinks with eps."""
     args, shapes, mean, cov = linreg_data()
-    biases = []
+    m = cov.diagonal()
+    exact_bias, measured_bias = [], []
     for eps in (1.0, 0.5, 0.25):
+        C = ula_stationary_cov(cov, m, eps)
         kernel = LangevinKernel(linreg_model, adjust=False, step_size=eps, adapt_step_size=False,
-                                preconditioner=cov.diagonal(), num_particles=64)
+                                preconditioner=m, num_particles=64)
         draws = grouped_flat(run(kernel, args, num_samples=2000, warmup_steps=1000), kernel)
-        biases.append(float(np.abs(draws.var((0, 1)) / cov.diagonal().numpy() - 1).max()))
-    assert all(b1 < b0 for b0, b1 in zip(biases, biases[1:])), biases
-    assert biases[-1] < 0.05, biases
+        check_moments(draws, mean, C)
+        exact_bias.append(float((C.diagonal() / m - 1).abs().max()))
+        measured_bias.append(float(np.abs(draws.var((0, 1)) / m.numpy() - 1).max()))
+    assert exact_bias[0] > exact_bias[1] > exact_bias[2], exact_bias
+    assert measured_bias[1] < measured_bias[0] / 2, measured_bias
