@@ -34,7 +34,11 @@ class _PointConditioned:
         self.layerwise = layerwise
 
     def __call__(self, *args, **kwargs):
-        return poutine.condition(self.layerwise.model, self.layerwise.point_values())(*args, **kwargs)
+        model = self.layerwise._model and self.layerwise.model
+        if model is None:
+            raise RuntimeError("AutoLayerwise: this guide was unpickled without its model (Pyro does not pickle "
+                               "models); set guide._model = (model,) before sampling with a model-based guide")
+        return poutine.condition(model, self.layerwise.point_values())(*args, **kwargs)
 
 
 def _map_init_values(init_from):
@@ -142,6 +146,26 @@ class AutoLayerwise(AutoGuideList):
         self.append(AutoDelta(poutine.block(self.model, expose=self.point_sites), init_loc_fn=self.init_loc_fn))
         self.append(self.guide_class(_PointConditioned(self), **kw))
 
+    def forward(self, *args, **kwargs):
+        self._restore_models()
+        return super().forward(*args, **kwargs)
+
+    def _restore_models(self):
+        """Pyro's ``AutoGuide.__getstate__`` drops each part's model (also on the pickled original): put the
+        stochastic guide's point-conditioned model back."""
+        if len(self) > 1 and self[1]._model is None:
+            self[1]._model = (_PointConditioned(self),)
+
+    def __getstate__(self):
+        model = self._model
+        state = super().__getstate__()
+        self._model = model  # pickling does not strip the original guide of its model
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._restore_models()
+
     @property
     def point_guide(self):
         """The ``AutoDelta`` of the point sites (built on the first call)."""
@@ -160,6 +184,7 @@ class AutoLayerwise(AutoGuideList):
 
     # ------------------------------------------------------------------ summaries
     def _ensure_setup(self, args, kwargs):
+        self._restore_models()
         if self.prototype_trace is None or self.point_guide.prototype_trace is None:
             with torch.no_grad(), poutine.block():
                 self(*args, **kwargs)
