@@ -75,6 +75,13 @@ class AutoLayerwise(AutoGuideList):
         initialise the point sites and the stochastic guide's location; sites it lacks use ``init_loc_fn``.
     :param guide_kwargs: keyword arguments of ``guide`` (``num_steps``, ``score``, ``init_scale``...).
 
+    .. note:: A stochastic guide that evaluates the model (``AutoLangevin`` with ``score="exact"`` or
+        ``"hybrid"``) cannot be passed as ``Predictive(model, guide=...)``: Pyro guesses the guide's plate nesting
+        as 0 and its sample plate collides with the model's plates (as for a plain ``AutoLangevin``).  Draw with
+        :func:`~pyro_node_uq.infer.guide_samples` (or :meth:`MethodResult.predict`) and pass
+        ``posterior_samples`` instead.  Pickling drops the model (Pyro's convention): after loading, set
+        ``guide._model = (model,)`` before sampling such a guide.
+
     Example::
 
         >>> import pyro, pyro.distributions as dist, torch
