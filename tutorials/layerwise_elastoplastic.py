@@ -56,7 +56,7 @@ SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", "results/tutorials/layerwise_elastoplastic"))
 OUT.mkdir(parents=True, exist_ok=True)
 torch.set_default_dtype(torch.float64)
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+torch.set_num_threads(1)  # small tensors: one thread avoids OpenMP spin-waits on a busy machine
 pyro.set_rng_seed(0)
 
 # iteration counts: (smoke, full); 8 training trajectories observed at 41 times (half the default 81) keep the
