@@ -28,7 +28,8 @@ def plot_bands(name, prediction, split, split_name, problem, path):
     fig = plot_trajectories(prediction, split, output_names=problem.obs_names,
                             title=f"{problem.name}: {name} on {split_name} trajectories")
     for ax in fig.axes:
-        ax.set_xlabel(f"time [{problem.time_unit}]" if problem.time_unit else "time")
+        if ax.get_subplotspec().is_last_row():
+            ax.set_xlabel(f"time [{problem.time_unit}]" if problem.time_unit else "time")
     return save_png(fig, path)
 
 

@@ -87,7 +87,8 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
             result = method.runner(ctx, **ctx.options[method.name])
             preds = {}
             if method.kind == "posterior":
-                preds = {s: result.predict(getattr(problem, s), num_samples=num_samples, seed=seed) for s in SPLITS}
+                preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
+                                                                       seed=seed).items()} for s in SPLITS}
             row.update(score_result(result, problem, preds, hidden=hidden))
         except MethodSkipped as e:
             row.update(status="skipped", note=str(e))

@@ -91,15 +91,17 @@ def run_langevin_kernel(model, split, init, *, drift="exact", guide=None, num_pa
     pyro.set_rng_seed(seed)
     kernel = LangevinKernel(counted, drift=drift, guide=guide, adjust=adjust, hybrid_weight=hybrid_weight,
                             preconditioner=preconditioner, num_particles=num_particles, max_plate_nesting=1)
+    seen = {}  # the kernel resets its statistics in cleanup(): keep them as the run goes
+    hook = lambda k, params, stage, i: seen.update(k.diagnostics())  # noqa: E731
     mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, initial_params=start,
-                disable_progbar=not progress_bar)
+                disable_progbar=not progress_bar, hook_fn=hook)
     clock = time.perf_counter()
     with param_scope(init.param_state):  # the guide's score net and scales live in its own param store
         mcmc.run(*split.args, **split.kwargs)
     wall = time.perf_counter() - clock
     samples = particles_to_chains(mcmc.get_samples(group_by_chain=True), num_particles)
     samples = {k: v[:, ::thin].detach() for k, v in samples.items()}
-    accept = float(kernel.diagnostics()["acceptance rate"])
+    accept = float(seen.get("acceptance rate", float("nan")))
     D = next(iter(samples.values())).shape[1]
     stats = {"acceptance_rate": torch.full((num_particles, D), accept)}
     return MethodResult(name=f"langevin_kernel_{drift}", model=model, samples=samples,
