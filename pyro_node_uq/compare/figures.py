@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import torch  # noqa: E402
 
 from ..diagnostics import plot_calibration, plot_trajectories  # noqa: E402
@@ -77,6 +78,8 @@ def plot_cost_quality(rows, path, metrics=(("test_nll", "test NLL"), ("extrap_cr
             ax.scatter(x, y, color=f"C{i % 10}", s=30, zorder=3)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("wall time [s] (log)")
         ax.set_ylabel(f"{label} (lower is better)")
         ax.grid(alpha=0.3)
