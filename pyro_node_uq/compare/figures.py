@@ -78,6 +78,7 @@ def plot_cost_quality(rows, path, metrics=(("test_nll", "test NLL"), ("extrap_cr
             ax.scatter(x, y, color=f"C{i % 10}", s=30, zorder=3)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("wall time [s] (log)")
