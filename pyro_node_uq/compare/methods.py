@@ -70,12 +70,16 @@ def resolve_methods(names):
     return [METHODS[n] for n in names]
 
 
-def _optional(module, attr):
-    """Import ``pyro_node_uq.<module>.<attr>`` lazily; skip the method (with a note) when it is not there."""
-    try:
-        return getattr(importlib.import_module(f"pyro_node_uq.{module}"), attr)
-    except (ImportError, AttributeError) as e:
-        raise MethodSkipped(f"pyro_node_uq.{module}.{attr} is not available in this installation ({e})") from e
+def _optional(attr, *modules):
+    """Import ``attr`` lazily from the first of ``modules`` (under ``pyro_node_uq``) that has it; skip the method
+    (with a note) when none does (a method another part of the package adds later)."""
+    errors = []
+    for module in modules + ("infer",):
+        try:
+            return getattr(importlib.import_module(f"pyro_node_uq.{module}"), attr)
+        except (ImportError, AttributeError) as e:
+            errors.append(f"{module}: {e}")
+    raise MethodSkipped(f"{attr} is not available in this installation ({'; '.join(errors)})")
 
 
 # ---------------------------------------------------------------------------------------------------- runners
@@ -139,7 +143,7 @@ def _ensemble(ctx, num_members=5, **opts):
 
 def _langevin(score):
     def runner(ctx, **opts):
-        run_langevin = _optional("infer.langevin_runner", "run_langevin")
+        run_langevin = _optional("run_langevin", "infer.langevin_runner")
         res = run_langevin(ctx.model, ctx.train, score=score, seed=ctx.seed, progress_bar=ctx.progress_bar, **opts)
         ctx.remember(f"langevin_{score}", res)
         return res
@@ -148,7 +152,7 @@ def _langevin(score):
 
 def _layerwise(subset):
     def runner(ctx, **opts):
-        run_layerwise = _optional("infer.layerwise_runner", "run_layerwise")
+        run_layerwise = _optional("run_layerwise", "infer.layerwise_runner", "infer.layerwise")
         return run_layerwise(ctx.model, ctx.train, subset=subset, seed=ctx.seed, progress_bar=ctx.progress_bar,
                              **opts)
     return runner

@@ -61,10 +61,13 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
 
     Example::
 
+        >>> import tempfile
         >>> from pyro_node_uq.data import load_problem
         >>> problem = load_problem("chemical", num_train=3, num_test=2, num_extrapolation=2, num_times=11)
-        >>> rows = run_comparison(problem, ["map", "nope"], out=str(getfixture("tmp_path")), quick=True,
-        ...                       overrides={"map": {"num_steps": 3}}, progress_bar=False)  # doctest: +SKIP
+        >>> rows = run_comparison(problem, ["map", "nuts"], out=tempfile.mkdtemp(), quick=True, num_samples=4,
+        ...                       overrides={"map": {"num_steps": 3}}, idata_samples=4, progress_bar=False)
+        >>> [(r["method"], r["status"]) for r in rows]
+        [('map', 'ok'), ('nuts', 'skipped')]
     """
     start = time.perf_counter()
     selected = resolve_methods(methods)
