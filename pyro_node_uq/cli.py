@@ -55,6 +55,9 @@ def cmd_compare(args):
     from .compare import DEMO_METHODS, METHODS, run_comparison
     from .data import load_problem
 
+    import torch
+
+    torch.set_num_threads(args.threads)  # small tensors: extra intra-op threads only spin-wait on a busy machine
     if args.list:
         for m in METHODS.values():
             print(f"{m.name:<18} {m.description}")
@@ -107,6 +110,7 @@ def build_parser():
                    help="override a method option, e.g. --set map.num_steps=300 (repeatable)")
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
                    help="option of the problem constructor, e.g. --problem-option num_train=4 (repeatable)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the tensors are small)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)
