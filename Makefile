@@ -1,4 +1,5 @@
 # Two commands for a newcomer: `make demo` (the comparison on the default problem) and `make test`.
+# `make docs` builds the Sphinx documentation (warnings are errors) into docs/_build/html.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,6 +22,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+docs: $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(PY) benchmarks/ensemble_throughput.py

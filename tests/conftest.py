@@ -5,14 +5,15 @@ import torch
 # Our tensors are small: one intra-op thread avoids OpenMP spin-waits that make each op ~10x slower on a busy
 # 2-core machine (CI runs here too).
 torch.set_num_threads(1)
+# float64 everywhere, also for module-scoped fixtures built before any test runs
+torch.set_default_dtype(torch.float64)
+
 
 @pytest.fixture(autouse=True)
 def _clean_pyro_state():
-    """Every test starts with an empty param store, a fixed seed and float64 unless it asks otherwise."""
+    """Every test starts with an empty param store and a fixed seed; a test may change the dtype for itself."""
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
     yield
-    torch.set_default_dtype(old)
+    torch.set_default_dtype(torch.float64)
     pyro.clear_param_store()

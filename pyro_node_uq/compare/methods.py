@@ -144,7 +144,8 @@ def _ensemble(ctx, num_members=5, **opts):
 def _langevin(score):
     def runner(ctx, **opts):
         run_langevin = _optional("run_langevin", "infer.langevin_runner")
-        res = run_langevin(ctx.model, ctx.train, score=score, seed=ctx.seed, progress_bar=ctx.progress_bar, **opts)
+        res = run_langevin(ctx.model, ctx.train, score=score, autonormal_result=ctx.autonormal_fit(), seed=ctx.seed,
+                           progress_bar=ctx.progress_bar, **opts)
         ctx.remember(f"langevin_{score}", res)
         return res
     return runner
@@ -192,9 +193,12 @@ _add("autonormal", _autonormal, "mean-field Gaussian VI (AutoNormal), from MAP",
      {"num_steps": 500, "num_particles": 8}, {"num_steps": 100, "num_particles": 4, "elbo_particles": 16})
 _add("lowrank", _lowrank, "low-rank + diagonal Gaussian VI, from MAP",
      {"num_steps": 500, "num_particles": 8}, {"num_steps": 100, "num_particles": 4, "elbo_particles": 16})
-for _score in ("learned", "exact", "hybrid"):
-    _add(f"langevin_{_score}", _langevin(_score), f"AutoLangevin guide, {_score} score (path-KL ELBO)",
-         {"num_iters": 400, "num_particles": 8}, {"num_iters": 60, "num_particles": 4})
+_add("langevin_learned", _langevin("learned"), "AutoLangevin guide, learned score (path-KL ELBO), from AutoNormal",
+     {"num_iters": 400, "num_particles": 8}, {"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
+for _score in ("exact", "hybrid"):  # a model gradient per chain step: shorter chains and fewer iterations
+    _add(f"langevin_{_score}", _langevin(_score), f"AutoLangevin guide, {_score} score (path-KL ELBO), from AutoNormal",
+         {"num_iters": 150, "num_steps": 5, "num_particles": 8},
+         {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16})
 _add("layerwise_last", _layerwise("last_layer"), "layer-wise guide: last layer stochastic, the rest point estimates",
      {"num_iters": 400}, {"num_iters": 60})
 _add("layerwise_first", _layerwise("first_layer"), "layer-wise guide: first layer stochastic, the rest point "

@@ -2,6 +2,7 @@
 from .autoguide import AutoLangevin
 from .baselines import estimate_elbo, latent_dim, map_values, run_autonormal, run_lowrank, run_map
 from .counting import CountingModel
+from .langevin_runner import run_langevin
 from .ltau import LTAU, LossTrajectoryRecorder
 from .mcmc import LangevinKernel, particles_to_chains, run_langevin_kernel
 from .nuts import SamplerStats, run_nuts
@@ -11,5 +12,5 @@ from .svi import FitResult, fit_map, fit_svi
 
 __all__ = ["AutoLangevin", "CountingModel", "FitResult", "LTAU", "LangevinKernel", "LossTrajectoryRecorder", "MethodResult",
            "ParticleSVGD", "SamplerStats", "estimate_elbo", "fit_map", "fit_svi", "guide_samples", "latent_dim",
-           "map_values", "param_scope", "particles_to_chains", "run_autonormal", "run_langevin_kernel", "run_lowrank", "run_map",
-           "run_nuts", "run_svgd"]
+           "map_values", "param_scope", "particles_to_chains", "run_autonormal", "run_langevin", "run_langevin_kernel",
+           "run_lowrank", "run_map", "run_nuts", "run_svgd"]

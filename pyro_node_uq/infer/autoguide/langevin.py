@@ -55,6 +55,12 @@ class AutoLangevin(AutoContinuous):
     :param init_from: a fitted ``AutoNormal`` / ``AutoDiagonalNormal`` / ``AutoLowRankMultivariateNormal`` of the
         same model: its loc and scale (and low-rank factor) are copied into r, so training starts at that fit.
     :param bool learn_step_size: learn h jointly.
+    :param float exact_weight_init: initial scale of the learned per-step weights ``lambda_k`` of the exact term
+        (on the schedule ``exp(-2h(K-1-k))``; ``lambda_k = exp(rho_k)`` is learned); default 1 for ``"exact"`` and
+        1e-3 for ``"hybrid"``, so an untrained hybrid guide is (almost exactly) its reference r and training
+        grows the exact term only where it pays for its path KL.  On stiff posteriors (a NODE with a
+        small noise scale) a full-weight exact drift is far outside ULA's stable step range: its path KL explodes
+        and the clipped drift is counted in :attr:`stats`; start ``"exact"`` there with a small weight (0.01).
     :param float max_drift: per-step drift clip, in whitened units x sqrt(D); clipped or non-finite drifts are
         counted in :attr:`stats` and warned about (the bound stays valid: PKL uses the applied drift).
     :param int num_quantile_samples: ensemble size of the Monte Carlo :meth:`median` and :meth:`quantiles`.
@@ -78,7 +84,7 @@ class AutoLangevin(AutoContinuous):
 
     def __init__(self, model, *, num_steps=10, step_size=0.1, score="learned", reference="diagonal", rank=None,
                  score_net="mlp", score_net_kwargs=None, init_loc_fn=init_to_median, init_scale=0.1, init_from=None,
-                 learn_step_size=True, max_drift=10.0, num_quantile_samples=1000):
+                 learn_step_size=True, exact_weight_init=None, max_drift=10.0, num_quantile_samples=1000):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
         if reference not in ("diagonal", "lowrank"):
@@ -98,6 +104,11 @@ class AutoLangevin(AutoContinuous):
         self._step_size, self._init_scale, self.learn_step_size = float(step_size), float(init_scale), learn_step_size
         self._score_net_spec, self._score_net_kwargs = score_net, dict(score_net_kwargs or {})
         self.max_drift, self.num_quantile_samples = float(max_drift), int(num_quantile_samples)
+        if exact_weight_init is None:
+            exact_weight_init = 1.0 if score == "exact" else 1e-3
+        if not float(exact_weight_init) > 0:
+            raise ValueError(f"exact_weight_init must be positive, got {exact_weight_init}")
+        self._exact_weight_init = float(exact_weight_init)
         super().__init__(model, init_loc_fn=init_loc_fn)
         self.stats = {}
         self._init_from = None if init_from is None else (init_from,)  # a tuple: not registered as a sub-guide
@@ -127,9 +138,10 @@ class AutoLangevin(AutoContinuous):
             self.score_net = net
         if self.score_mode != "learned":
             K, hval = self.num_steps, self._step_size
+            # lambda_k on the OU decay exp(-2h(K-1-k)) (weak early, full at the last step), times exact_weight_init
             lam = torch.tensor([math.exp(-2 * hval * (K - 1 - k)) for k in range(K)], dtype=loc.dtype)
-            # lambda_k = 2 sigmoid(rho_k), started on the OU decay exp(-2h(K-1-k)): weak early, 1 at the last step
-            self.exact_logit = nn.Parameter(torch.log(lam / (2 - lam)))
+            # lambda_k = exp(rho_k): Adam's steps on rho are relative, so a weight started tiny stays on its scale
+            self.exact_log_weight = nn.Parameter(torch.log(lam * self._exact_weight_init))
         if self._init_from is not None:
             self._copy_reference(self._init_from[0])
             self._init_from = None
@@ -166,6 +178,15 @@ class AutoLangevin(AutoContinuous):
                 r = min(self.rank, factor.shape[-1])
                 self.cov_factor.data.zero_()
                 self.cov_factor.data[:, :r] = factor[:, :r]
+
+    def __getstate__(self):
+        # Pyro's AutoGuide drops the model when pickled; the exact and hybrid drifts evaluate it, so keep it
+        # (the model must then be picklable: a NODEModel or a module-level function is)
+        model = self._model
+        state = super().__getstate__()
+        self._model = model
+        state["_model"] = model
+        return state
 
     # ------------------------------------------------------------------ the reference r
     @property
@@ -216,8 +237,13 @@ class AutoLangevin(AutoContinuous):
 
     # ------------------------------------------------------------------ the data-model gradient
     def _log_joint(self, z, args, kwargs):
-        """log p(x, z) + log|J| for a batch of unconstrained latents ``z`` (``batch + (D,)``)."""
+        """log p(x, z) + log|J| for a batch of unconstrained latents ``z`` (``batch + (D,)``).
+
+        The batch is flattened into one dim left of every model plate, whatever plates the guide runs under
+        (``Predictive`` guesses a guide's plate nesting from the guide alone).
+        """
         batch = z.shape[:-1]
+        z = z.reshape((-1,) + (1,) * self._max_plate_nesting + z.shape[-1:])
         values, logp = {}, z.new_zeros(())
         for site, unconstrained in self._unpack_latent(z):
             transform = biject_to(site["fn"].support)
@@ -236,9 +262,7 @@ class AutoLangevin(AutoContinuous):
                 if frame.vectorized and frame.dim is not None and lp.dim() >= -frame.dim:
                     lp = lp.sum(frame.dim, keepdim=True)
             logp = logp + lp
-        while logp.dim() > len(batch):
-            logp = logp.squeeze(0)
-        return logp.expand(batch)
+        return logp.expand(z.shape[:-1]).reshape(batch)
 
     def _exact_score(self, z, args, kwargs):
         with torch.enable_grad():
@@ -248,9 +272,6 @@ class AutoLangevin(AutoContinuous):
         return grad
 
     # ------------------------------------------------------------------ the chain
-    def _drift_weights(self):
-        return 2 * torch.sigmoid(self.exact_logit)  # lambda_k in (0, 2)
-
     def _run_chain(self, batch_shape, args, kwargs):
         """Simulate the controlled chain for a batch of independent particles; returns ``z_K, log r(z_K), PKL``."""
         D, K = self.latent_dim, self.num_steps
@@ -261,7 +282,7 @@ class AutoLangevin(AutoContinuous):
         ref = self._reference()
         z = ref.rsample(batch_shape)
         pkl = z.new_zeros(batch_shape)
-        lam = self._drift_weights() if self.score_mode != "learned" else None
+        lam = self.exact_log_weight.exp() if self.score_mode != "learned" else None
         clipped = nonfinite = 0
         bound = self.max_drift * math.sqrt(D)
         for k in range(K):
@@ -311,6 +332,13 @@ class AutoLangevin(AutoContinuous):
     def sample_latent(self, *args, **kwargs):
         """Run the chain for every particle of the enclosing plates and emit ``Delta(z_K, log r(z_K) + PKL)``."""
         z, log_r, pkl = self._run_chain(self._plate_batch_shape(), args, kwargs)
+        if self._max_plate_nesting:
+            # a zero-density marker inside a size-1 plate at the model's deepest plate dim, so that tools which
+            # guess the plate nesting from the guide alone (Predictive) put their vectorising plate left of the
+            # model's plates; the exact drift evaluates the model inside the guide and needs those dims free
+            with pyro.plate(f"_{self._pyro_name}_plates", 1, dim=-self._max_plate_nesting):
+                pyro.sample(f"_{self._pyro_name}_nesting", dist.Delta(z.new_zeros(())),
+                            infer={"is_auxiliary": True})
         return pyro.sample(f"_{self._pyro_name}_latent", dist.Delta(z, log_density=log_r + pkl, event_dim=1),
                            infer={"is_auxiliary": True})
 

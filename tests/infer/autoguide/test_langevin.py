@@ -1,0 +1,201 @@
+import pickle
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+
+from pyro_node_uq.infer import AutoLangevin
+
+from .conjugate import BayesLinReg, mean_and_se, per_particle_elbo
+
+MODES = ["learned", "exact", "hybrid"]
+
+
+def _randomise(guide, gen):
+    """Random (untrained) parameters: the bound must hold for any of them."""
+    with torch.no_grad():
+        for name, p in guide.named_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+
+
+@pytest.mark.parametrize("reference", ["diagonal", "lowrank"])
+def test_untrained_learned_guide_is_its_reference(reference):
+    model = BayesLinReg(d=3, n=8)
+    guide = AutoLangevin(model, num_steps=6, score="learned", reference=reference, init_scale=0.5)
+    guide(model.y)
+    with torch.no_grad():
+        if reference == "lowrank":
+            guide.cov_factor.normal_(0, 0.3)
+        cov = torch.diag(guide.scale**2) + (guide.cov_factor @ guide.cov_factor.T if reference == "lowrank" else 0)
+    z = guide.sample_ensemble(40000, model.y)["w"]
+    assert guide.stats["mean_path_kl"] == 0.0  # zero-initialised score net: no drift, no path KL
+    se = (torch.diagonal(cov) / 40000).sqrt()
+    assert ((z.mean(0) - guide.loc).abs() < 4 * se).all()
+    assert torch.allclose(torch.cov(z.T), cov, atol=0.02)
+
+
+@pytest.mark.parametrize("reference", ["diagonal", "lowrank"])
+@pytest.mark.parametrize("score", MODES)
+def test_path_elbo_is_a_lower_bound_for_random_parameters(score, reference):
+    """Mean of ELBO_path over 10^4 particles stays below log p(x) + 3 standard errors."""
+    model = BayesLinReg(d=4, n=12, seed=1)
+    guide = AutoLangevin(model, num_steps=5, score=score, reference=reference, init_scale=0.3,
+                         score_net_kwargs={"hidden": 16})
+    guide(model.y)
+    _randomise(guide, torch.Generator().manual_seed(2))
+    elbo, se = mean_and_se(per_particle_elbo(model, guide, 10000, model.y))
+    assert elbo < model.log_evidence + 3 * se, (elbo, se, model.log_evidence)
+    assert elbo > model.log_evidence - 1e4  # a finite, sensible estimate
+
+
+def test_exact_score_equals_the_closed_form_gradient():
+    model = BayesLinReg(d=3, n=8)
+    guide = AutoLangevin(model, num_steps=2, score="exact")
+    guide(model.y)
+    z = torch.randn(5, 1, 3)
+    grad = guide._exact_score(z, (model.y,), {})
+    resid = model.y - (z * model.X).sum(-1)
+    expected = -z / model.prior_scale**2 + (resid.unsqueeze(-1) * model.X).sum(-2, keepdim=True) / model.sigma**2
+    assert torch.allclose(grad, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("score", MODES)
+def test_training_improves_on_the_autonormal_start(score):
+    model = BayesLinReg(d=4, n=20, rho=0.8, seed=3)
+    an = AutoNormal(model, init_scale=0.1)
+    elbo = Trace_ELBO(num_particles=16, vectorize_particles=True)
+    svi = SVI(model, an, pyro.optim.Adam({"lr": 0.03}), elbo)
+    for _ in range(600):
+        svi.step(model.y)
+    start, _ = mean_and_se(per_particle_elbo(model, an, 4000, model.y))
+    guide = AutoLangevin(model, num_steps=6, score=score, init_from=an)
+    guide(model.y)
+    assert torch.allclose(guide.loc, an.locs.w) and torch.allclose(guide.scale, an.scales.w)
+    untrained, _ = mean_and_se(per_particle_elbo(model, guide, 4000, model.y))
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), elbo)
+    for _ in range(300):
+        svi.step(model.y)
+    trained, se = mean_and_se(per_particle_elbo(model, guide, 4000, model.y))
+    assert trained > start + 0.2, (start, untrained, trained)
+    assert trained < model.log_evidence + 3 * se
+
+
+def test_init_from_lowrank_guide():
+    model = BayesLinReg(d=4, n=10)
+    lr = AutoLowRankMultivariateNormal(model, rank=2)
+    lr(model.y)
+    guide = AutoLangevin(model, reference="lowrank", rank=2, init_from=lr)
+    guide(model.y)
+    cov_lr = lr.get_posterior().covariance_matrix
+    cov = guide.cov_factor @ guide.cov_factor.T + torch.diag(guide.scale**2)
+    assert torch.allclose(cov, cov_lr) and torch.allclose(guide.loc, lr.loc)
+    diag = AutoLangevin(model, init_from=lr)
+    diag(model.y)
+    assert torch.allclose(diag.scale**2, torch.diagonal(cov_lr))
+
+
+def _positive_model(y):
+    loc = pyro.sample("loc", dist.Normal(0.0, 2.0))
+    scale = pyro.sample("scale", dist.LogNormal(0.0, 0.5))
+    with pyro.plate("data", len(y)):
+        pyro.sample("obs", dist.Normal(loc, scale), obs=y)
+
+
+def test_median_quantiles_ensemble_predictive_pickle():
+    y = torch.randn(30) * 2 + 1
+    guide = AutoLangevin(_positive_model, num_steps=4, score="hybrid", num_quantile_samples=4000)
+    svi = SVI(_positive_model, guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO(8, vectorize_particles=True))
+    for _ in range(200):
+        svi.step(y)
+    med = guide.median(y)
+    q = guide.quantiles([0.05, 0.5, 0.95], y)
+    assert set(med) == {"loc", "scale"} and q["scale"].shape == (3,)
+    assert (q["scale"] > 0).all() and q["loc"][0] < med["loc"] < q["loc"][2]
+    assert abs(float(q["loc"][1] - med["loc"])) < 0.05
+    ens = guide.sample_ensemble(500, y)
+    assert ens["loc"].shape == (500,) and (ens["scale"] > 0).all()
+    pred = Predictive(_positive_model, guide=guide, num_samples=50, parallel=True)(y)
+    assert pred["obs"].shape == (50, 30) and pred["scale"].shape[0] == 50
+    clone = pickle.loads(pickle.dumps(guide))
+    state = guide.state_dict()
+    assert set(clone.state_dict()) == set(state)
+    for k, v in clone.state_dict().items():
+        assert torch.equal(v, state[k])
+    pyro.set_rng_seed(5)
+    a = guide.sample_ensemble(10, y)["loc"]
+    pyro.set_rng_seed(5)
+    b = clone.sample_ensemble(10, y)["loc"]
+    assert torch.allclose(a, b)
+
+
+def test_node_model_vectorised_training_and_predictive():
+    from pyro_node_uq.data import load_problem
+
+    problem = load_problem("chemical", num_train=3, num_test=2, num_times=11)
+    model = problem.default_model(R_hidden=(6,))
+    guide = AutoLangevin(model, num_steps=3, score="hybrid", init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO(num_particles=4, vectorize_particles=True))
+    losses = [svi.step(*problem.train.args) for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    test = problem.test
+    pred = Predictive(model, guide=guide, num_samples=6, parallel=True, return_sites=["y_mean"])(test.t, test.x)
+    assert pred["y_mean"].shape == (6, 2, 11, 2)
+    z = torch.randn(7, guide.latent_dim)
+    assert guide.score(z).shape == (7, guide.latent_dim) and guide.reference_scale.shape == (guide.latent_dim,)
+
+
+class _NaNGradientBelowZero(torch.autograd.Function):
+    """Zero in value, NaN in gradient for negative inputs: a stand-in for a solve that blows up in backward."""
+
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return torch.zeros_like(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w,) = ctx.saved_tensors
+        return torch.where(w < 0, torch.full_like(w, float("nan")), torch.zeros_like(w)) * grad
+
+
+def test_non_finite_exact_drift_is_reported_not_propagated():
+    def model(y):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0))
+        pyro.factor("f", _NaNGradientBelowZero.apply(w))
+
+    guide = AutoLangevin(model, num_steps=3, score="exact", init_scale=1.0)
+    guide(torch.zeros(1))
+    with pytest.warns(RuntimeWarning, match="non-finite drifts"):
+        z = guide.sample_ensemble(200, torch.zeros(1))["w"]
+    assert torch.isfinite(z).all() and guide.stats["nonfinite_drifts"] > 0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"score": "magic"}, "score must be one of"),
+    ({"reference": "full"}, "reference must be"),
+    ({"num_steps": 0}, "num_steps must be a positive int"),
+    ({"step_size": -0.1}, "step_size must be positive"),
+    ({"init_scale": 0.0}, "init_scale must be positive"),
+    ({"rank": 0}, "rank must be a positive int"),
+    ({"exact_weight_init": 0.0}, "exact_weight_init must be positive"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AutoLangevin(_positive_model, **kwargs)
+
+
+def test_bad_init_from_and_score_net():
+    with pytest.raises(TypeError, match="init_from must be a fitted AutoNormal"):
+        AutoLangevin(_positive_model, init_from=object())
+    guide = AutoLangevin(_positive_model, score_net="transformer")
+    with pytest.raises(ValueError, match="score_net must be 'mlp', 'per_site'"):
+        guide(torch.randn(5))
+    exact = AutoLangevin(_positive_model, score="exact")
+    exact(torch.randn(5))
+    with pytest.raises(ValueError, match="no learned score"):
+        exact.score(torch.zeros(2))
+    with pytest.raises(NotImplementedError, match="no closed form"):
+        exact.get_posterior()
