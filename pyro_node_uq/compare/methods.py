@@ -194,10 +194,10 @@ _add("autonormal", _autonormal, "mean-field Gaussian VI (AutoNormal), from MAP",
 _add("lowrank", _lowrank, "low-rank + diagonal Gaussian VI, from MAP",
      {"num_steps": 500, "num_particles": 8}, {"num_steps": 100, "num_particles": 4, "elbo_particles": 16})
 _add("langevin_learned", _langevin("learned"), "AutoLangevin guide, learned score (path-KL ELBO), from AutoNormal",
-     {"num_iters": 400, "num_particles": 8}, {"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
+     {"num_iters": 300, "num_particles": 8}, {"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
 for _score in ("exact", "hybrid"):  # a model gradient per chain step: shorter chains and fewer iterations
     _add(f"langevin_{_score}", _langevin(_score), f"AutoLangevin guide, {_score} score (path-KL ELBO), from AutoNormal",
-         {"num_iters": 150, "num_steps": 5, "num_particles": 8},
+         {"num_iters": 100, "num_steps": 5, "num_particles": 8},
          {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16})
 _add("layerwise_last", _layerwise("last_layer"), "layer-wise guide: last layer stochastic, the rest point estimates",
      {"num_iters": 400}, {"num_iters": 60})

@@ -6,6 +6,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Predictive
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["MethodResult", "guide_samples", "param_scope"]
 
@@ -44,7 +45,8 @@ def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1)
             trace = poutine.trace(guide).get_trace(*args, **(kwargs or {}))
     out = {}
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary"):
+        if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary") \
+                or site_is_subsample(site):  # a guide's own plates (AutoLangevin's particle plate)
             continue
         value = site["value"]
         event_dim = len(site["fn"].event_shape)
