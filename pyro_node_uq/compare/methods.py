@@ -173,15 +173,17 @@ def _langevin_kernel(ctx, start="autonormal", **opts):
 _SLOW = {"elastoplastic": 0.6}  # per-step cost relative to chemical is ~1.7x: fewer steps in the same budget
 
 
-def _scaled(options, problem):
+_LOOP_KEYS = ("num_steps", "num_iters", "num_samples", "warmup_steps", "map_steps")
+
+
+def _scaled(options, problem, keys=_LOOP_KEYS):
     f = _SLOW.get(problem, 1.0)
-    return {k: max(1, int(v * f)) if k in ("num_steps", "num_iters", "num_samples", "warmup_steps", "map_steps")
-            else v for k, v in options.items()}
+    return {k: max(1, int(v * f)) if k in keys else v for k, v in options.items()}
 
 
-def _add(name, runner, description, defaults=None, quick=None, kind="posterior"):
+def _add(name, runner, description, defaults=None, quick=None, kind="posterior", keys=_LOOP_KEYS):
     defaults = defaults or {}
-    problems = {p: _scaled(defaults, p) for p in _SLOW}
+    problems = {p: _scaled(defaults, p, keys) for p in _SLOW}
     register(Method(name, runner, description, defaults, quick or {}, problems, kind))
 
 
@@ -198,7 +200,7 @@ _add("langevin_learned", _langevin("learned"), "AutoLangevin guide, learned scor
 for _score in ("exact", "hybrid"):  # a model gradient per chain step: shorter chains and fewer iterations
     _add(f"langevin_{_score}", _langevin(_score), f"AutoLangevin guide, {_score} score (path-KL ELBO), from AutoNormal",
          {"num_iters": 100, "num_steps": 5, "num_particles": 8},
-         {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16})
+         {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16}, keys=("num_iters",))
 _add("layerwise_last", _layerwise("last_layer"), "layer-wise guide: last layer stochastic, the rest point estimates",
      {"num_iters": 400}, {"num_iters": 60})
 _add("layerwise_first", _layerwise("first_layer"), "layer-wise guide: first layer stochastic, the rest point "
