@@ -153,9 +153,9 @@ def _langevin(score):
 
 def _layerwise(subset):
     def runner(ctx, **opts):
-        run_layerwise = _optional("run_layerwise", "infer.layerwise_runner", "infer.layerwise")
-        return run_layerwise(ctx.model, ctx.train, subset=subset, seed=ctx.seed, progress_bar=ctx.progress_bar,
-                             **opts)
+        run_layerwise = _optional("run_layerwise", "infer.layerwise")
+        return run_layerwise(ctx.model, ctx.train, subset=subset, map_result=ctx.map_fit()[0], seed=ctx.seed,
+                             progress_bar=ctx.progress_bar, name=f"layerwise_{subset.split('_')[0]}", **opts)
     return runner
 
 
@@ -201,10 +201,10 @@ for _score in ("exact", "hybrid"):  # a model gradient per chain step: shorter c
     _add(f"langevin_{_score}", _langevin(_score), f"AutoLangevin guide, {_score} score (path-KL ELBO), from AutoNormal",
          {"num_iters": 100, "num_steps": 5, "num_particles": 8},
          {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16}, keys=("num_iters",))
-_add("layerwise_last", _layerwise("last_layer"), "layer-wise guide: last layer stochastic, the rest point estimates",
-     {"num_iters": 400}, {"num_iters": 60})
-_add("layerwise_first", _layerwise("first_layer"), "layer-wise guide: first layer stochastic, the rest point "
-     "estimates", {"num_iters": 400}, {"num_iters": 60})
+_add("layerwise_last", _layerwise("last_layer"), "layer-wise AutoLangevin: last layer stochastic, the rest point "
+     "estimates re-optimised jointly, from MAP", {"num_steps": 400}, {"num_steps": 60, "elbo_particles": 16})
+_add("layerwise_first", _layerwise("first_layer"), "layer-wise AutoLangevin: first layer stochastic, the rest point "
+     "estimates re-optimised jointly, from MAP", {"num_steps": 400}, {"num_steps": 60, "elbo_particles": 16})
 _add("langevin_kernel", _langevin_kernel, "LangevinKernel (MALA, exact drift), particle ensemble from AutoNormal",
      {"num_particles": 16, "warmup_steps": 150, "num_samples": 150, "thin": 5},
      {"num_particles": 8, "warmup_steps": 30, "num_samples": 30, "thin": 3})

@@ -42,7 +42,9 @@ class CountingModel:
             for frame in node["cond_indep_stack"]:
                 if frame.vectorized and frame.dim is not None and frame.dim < -self.max_plate_nesting:
                     n *= frame.size
-            self.count += n
+            # a call under poutine.block (a guide's exact drift) hides the particle plates: count the batch too
+            batch = node["fn"].batch_shape
+            self.count += max(n, batch[: max(len(batch) - self.max_plate_nesting, 0)].numel())
         return out
 
     def __getattr__(self, name):  # expose the wrapped model's helpers (init_loc_fn, layer_sites, ...)

@@ -6,7 +6,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Predictive
-from pyro.poutine.util import site_is_subsample
+from pyro.poutine.util import prune_subsample_sites
 
 __all__ = ["MethodResult", "guide_samples", "param_scope"]
 
@@ -42,11 +42,10 @@ def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1)
     """
     with torch.no_grad(), poutine.block():
         with pyro.plate("_num_predictive_samples", num_samples, dim=-max_plate_nesting - 1):
-            trace = poutine.trace(guide).get_trace(*args, **(kwargs or {}))
+            trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **(kwargs or {})))
     out = {}
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary") \
-                or site_is_subsample(site):  # a guide's own plates (AutoLangevin's particle plate)
+        if site["type"] != "sample" or site["is_observed"] or site["infer"].get("is_auxiliary"):
             continue
         value = site["value"]
         event_dim = len(site["fn"].event_shape)

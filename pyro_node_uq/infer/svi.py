@@ -57,12 +57,15 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     return result
 
 
-def fit_map(model, split, num_steps=1500, lr=2e-2, seed=0, progress_bar=True, **kwargs):
+def fit_map(model, split, num_steps=1500, lr=2e-2, seed=0, progress_bar=True, clear_param_store=True, **kwargs):
     """MAP estimate of every latent site of ``model`` (``AutoDelta`` via SVI), from a Glorot initialisation.
 
     :param model: a :class:`~pyro_node_uq.models.NODEModel` (or any model with ``init_loc_fn``).
     :param split: the training :class:`~pyro_node_uq.data.Split`.
     :param int seed: seed of the initial weights and of Pyro.
+    :param bool clear_param_store: start from an empty Pyro param store (default), so that a second fit neither
+        resumes from the previous fit's ``AutoDelta`` values nor trips over their shapes; pass ``False`` to keep
+        other parameters you have in the store.
     :returns: a :class:`FitResult` whose ``guide`` is the fitted ``AutoDelta``.
 
     Example::
@@ -73,6 +76,8 @@ def fit_map(model, split, num_steps=1500, lr=2e-2, seed=0, progress_bar=True, **
         >>> len(fit.losses)
         5
     """
+    if clear_param_store:
+        pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     init = model.init_loc_fn(seed) if hasattr(model, "init_loc_fn") else None
     guide = AutoDelta(model, init_loc_fn=init) if init is not None else AutoDelta(model)

@@ -1,5 +1,6 @@
-"""Autoguides: the Langevin score-hypernetwork guide."""
+"""Autoguides: the Langevin score-hypernetwork guide and layer-wise stochastic guides."""
 from .langevin import AutoLangevin
+from .layerwise import AutoLayerwise
 from .score_net import PerSiteScore, ScoreMLP
 
-__all__ = ["AutoLangevin", "PerSiteScore", "ScoreMLP"]
+__all__ = ["AutoLangevin", "AutoLayerwise", "PerSiteScore", "ScoreMLP"]

@@ -118,8 +118,14 @@ class AutoLangevin(AutoContinuous):
         super()._setup_prototype(*args, **kwargs)
         D = self.latent_dim
         full = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
-        self._max_plate_nesting = max([-f.dim for site in full.nodes.values() if site["type"] == "sample"
-                                       for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None] or [0])
+        frames = [f for site in full.nodes.values() if site["type"] == "sample"
+                  for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
+        self._max_plate_nesting = max([-f.dim for f in frames] or [0])
+        # the model's plate at its deepest dim, reused by the nesting marker (a private one if it subsamples)
+        deepest = [f for f in frames if -f.dim == self._max_plate_nesting]
+        self._marker_plate = (f"_{self._pyro_name}_plates", 1)
+        if deepest and deepest[0].full_size in (None, deepest[0].size):
+            self._marker_plate = (deepest[0].name, deepest[0].size)
         loc = self._init_loc()
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
@@ -333,10 +339,11 @@ class AutoLangevin(AutoContinuous):
         """Run the chain for every particle of the enclosing plates and emit ``Delta(z_K, log r(z_K) + PKL)``."""
         z, log_r, pkl = self._run_chain(self._plate_batch_shape(), args, kwargs)
         if self._max_plate_nesting:
-            # a zero-density marker inside a size-1 plate at the model's deepest plate dim, so that tools which
+            # a zero-density marker inside the model's deepest plate, so that tools which
             # guess the plate nesting from the guide alone (Predictive) put their vectorising plate left of the
             # model's plates; the exact drift evaluates the model inside the guide and needs those dims free
-            with pyro.plate(f"_{self._pyro_name}_plates", 1, dim=-self._max_plate_nesting):
+            name, size = self._marker_plate
+            with pyro.plate(name, size, dim=-self._max_plate_nesting):
                 pyro.sample(f"_{self._pyro_name}_nesting", dist.Delta(z.new_zeros(())),
                             infer={"is_auxiliary": True})
         return pyro.sample(f"_{self._pyro_name}_latent", dist.Delta(z, log_density=log_r + pkl, event_dim=1),

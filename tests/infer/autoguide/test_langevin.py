@@ -199,3 +199,22 @@ def test_bad_init_from_and_score_net():
         exact.score(torch.zeros(2))
     with pytest.raises(NotImplementedError, match="no closed form"):
         exact.get_posterior()
+
+
+def test_run_langevin_result_converts_to_inference_data():
+    import arviz as az
+
+    from pyro_node_uq.data import load_problem
+    from pyro_node_uq.diagnostics import to_inference_data
+    from pyro_node_uq.infer import run_langevin
+
+    problem = load_problem("chemical", num_train=3, num_test=2, num_times=11)
+    model = problem.default_model(R_hidden=(4,))
+    res = run_langevin(model, problem.train, score="learned", num_steps=3, num_iters=3, map_steps=3,
+                       autonormal_steps=3, progress_bar=False, elbo_particles=8)
+    assert res.name == "langevin_learned" and res.stochastic_dim == 35 and res.elbo is not None
+    assert res.num_model_evals > 0
+    idata = to_inference_data(res, problem.test, num_samples=40, num_chains=4)
+    assert idata.posterior.sizes["chain"] == 4 and idata.posterior.sizes["draw"] == 10
+    assert {"posterior", "posterior_predictive", "log_likelihood", "observed_data"} <= set(idata.groups())
+    assert len(az.summary(idata, var_names=["R.0.bias"])) == 4
