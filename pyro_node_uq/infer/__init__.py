@@ -11,14 +11,8 @@ from .result import MethodResult, guide_samples, param_scope
 from .svgd import ParticleSVGD, run_svgd
 from .svi import FitResult, fit_map, fit_svi
 
-<<<<<<< HEAD
-__all__ = ["AutoLangevin", "CountingModel", "FitResult", "LTAU", "LangevinKernel", "LossTrajectoryRecorder", "MethodResult",
-           "ParticleSVGD", "SamplerStats", "estimate_elbo", "fit_map", "fit_svi", "guide_samples", "latent_dim",
-           "map_values", "param_scope", "particles_to_chains", "run_autonormal", "run_langevin", "run_langevin_kernel",
-           "run_lowrank", "run_map", "run_nuts", "run_svgd"]
-=======
 __all__ = ["AutoLangevin", "AutoLayerwise", "CountingModel", "FitResult", "LTAU", "LangevinKernel",
            "LossTrajectoryRecorder", "MethodResult", "ParticleSVGD", "SamplerStats", "estimate_elbo", "fit_map",
            "fit_svi", "guide_samples", "latent_dim", "map_values", "param_scope", "particles_to_chains",
-           "run_autonormal", "run_langevin", "run_layerwise", "run_lowrank", "run_map", "run_nuts", "run_svgd"]
->>>>>>> main
+           "run_autonormal", "run_langevin", "run_langevin_kernel", "run_layerwise", "run_lowrank", "run_map",
+           "run_nuts", "run_svgd"]
