@@ -216,4 +216,5 @@ _add("ensemble", _ensemble, "deep ensemble of 5 MAP fits from independent seeds 
      {"num_members": 5})
 
 #: a method set and quick options that finish within 5 minutes on 2 cores (``make demo``)
-DEMO_METHODS = ["map", "ltau", "autonormal", "lowrank", "langevin_learned", "langevin_kernel", "svgd", "ensemble"]
+DEMO_METHODS = ["map", "ltau", "autonormal", "lowrank", "langevin_learned", "layerwise_last", "langevin_kernel", "svgd",
+                "ensemble"]
