@@ -56,7 +56,7 @@ def plot_hidden(predictions, split, split_name, problem, path, trajectory=0, lev
         ax.set_xlabel(f"time [{problem.time_unit}]" if problem.time_unit else "time")
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{problem.name}: hidden states vs truth, {split_name} trajectory {int(split.ids[trajectory])}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the title
     return save_png(fig, path)
 
 
