@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pyro_node_uq map --problem chemical
+	$(PY) -m pyro_node_uq compare --problem chemical --methods demo --quick --out results
 
 test: $(STAMP)
 	$(PY) -m pytest -q

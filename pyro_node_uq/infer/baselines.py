@@ -7,7 +7,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal, init_to_value
 
 from .counting import CountingModel
-from .result import MethodResult
+from .result import MethodResult, param_scope
 from .svi import fit_svi
 
 __all__ = ["run_map", "run_autonormal", "run_lowrank", "map_values", "latent_dim", "estimate_elbo"]
@@ -20,7 +20,7 @@ def latent_dim(guide):
 
 def map_values(result):
     """Constrained MAP values ``site -> tensor`` of a :func:`run_map` result (for warm starts)."""
-    with torch.no_grad():
+    with torch.no_grad(), param_scope(result.param_state):  # the fit's own params, not the global store's
         return {k: v.detach().clone() for k, v in result.guide.median().items()}
 
 

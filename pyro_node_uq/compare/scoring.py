@@ -1,0 +1,128 @@
+"""Score one method's result on a problem: the same metrics for every method, one flat row per method.
+
+Predictive scores (RMSE, NLL, CRPS, coverage and width of central intervals) are computed against the noisy
+held-out observations on the test and extrapolation splits; the hidden-state scores against the true states where
+the model's hidden state is comparable to them (it observes its first hidden components directly).  Error ranking
+(Spearman between each point's predicted uncertainty and the true error of the point prediction) and
+out-of-domain detection (AUROC of test against extrapolation points) use the predictive spread for posterior
+methods and LTAU's predicted error / neighbour distance for LTAU.
+"""
+import math
+
+import numpy as np
+import torch
+
+from ..diagnostics import score
+from ..infer import param_scope
+from ..infer.ltau import node_errors, node_latent
+
+__all__ = ["score_result", "spearman", "auroc", "noise_scale", "hidden_comparable"]
+
+
+def _ranks(x):
+    """Ranks 1..n of a 1-D array, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(inverse, weights=ranks) / counts)[inverse]
+
+
+def spearman(a, b):
+    """Spearman rank correlation of two equal-length 1-D arrays (``nan`` if either is constant)."""
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"spearman: lengths differ ({a.size} vs {b.size})")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
+
+
+def auroc(negatives, positives):
+    """Area under the ROC curve of scores of negatives (in-domain) against positives (out-of-domain)."""
+    neg, pos = np.asarray(negatives, dtype=float).ravel(), np.asarray(positives, dtype=float).ravel()
+    if neg.size == 0 or pos.size == 0:
+        raise ValueError("auroc: needs at least one negative and one positive score")
+    if np.ptp(np.concatenate([neg, pos])) == 0:
+        return math.nan
+    ranks = _ranks(np.concatenate([neg, pos]))
+    return float((ranks[neg.size:].sum() - pos.size * (pos.size + 1) / 2) / (neg.size * pos.size))
+
+
+def noise_scale(result):
+    """The observation noise std used in the NLL: the model's fixed scale, or its learned ``sigma`` param."""
+    scale = getattr(result.model, "scale", None)
+    if isinstance(scale, (int, float)):
+        return float(scale)
+    if scale == "learned" and result.param_state is not None:
+        sigma = result.param_state["params"].get("sigma")
+        return None if sigma is None else sigma.detach()
+    return None
+
+
+def hidden_comparable(model, problem):
+    """``(ok, reason)``: whether the model's hidden states can be scored against ``h_true``."""
+    if problem.test.h_true is None:
+        return False, "the problem has no true hidden states"
+    if getattr(model, "Z", "absent") is not None:
+        return False, ("the model reads its outputs through an observation network Z, so its hidden state is "
+                       "only defined up to that map and is not comparable to the true states")
+    return True, f"the model observes its first {problem.obs_dim} hidden components directly"
+
+
+def _spread(y_mean):
+    """Predictive spread per point ``(N, T)``: norm over outputs of the std of ``y_mean`` over samples."""
+    return y_mean.std(0).norm(dim=-1) if y_mean.shape[0] > 1 else torch.zeros(y_mean.shape[1:-1])
+
+
+def _observed(split):
+    return torch.ones(split.y.shape[:2], dtype=torch.bool) if split.mask is None else split.mask
+
+
+def score_result(result, problem, predictions, hidden=True):
+    """One table row of scores.
+
+    :param result: the :class:`~pyro_node_uq.infer.MethodResult`.
+    :param problem: the :class:`~pyro_node_uq.data.Problem`.
+    :param dict predictions: split name (``"test"``, ``"extrapolation"``) -> :meth:`MethodResult.predict` output.
+    :param bool hidden: score the hidden states against the truth (see :func:`hidden_comparable`).
+    :returns: dict of scores: ``elbo``, ``{split}_{metric}``, ``hidden_*``, ``error_spearman``, ``ood_auroc``,
+        ``wall_time``, ``num_model_evals``, ``stochastic_dim``.
+    """
+    row = {"elbo": result.elbo}
+    scale = noise_scale(result)
+    prefix = {"test": "test", "extrapolation": "extrap"}
+    for name, pred in predictions.items():
+        split = getattr(problem, name)
+        h_true = split.h_true[..., :problem.obs_dim] if hidden and split.h_true is not None else None
+        scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true)
+        for key, value in scores.items():
+            key = key if not key.startswith("hidden_") else key.replace("hidden_", "hidden_" + prefix[name] + "_", 1)
+            row[key if key.startswith("hidden_") else f"{prefix[name]}_{key}"] = value
+    row.update(_error_scores(result, problem, predictions))
+    row.update(wall_time=result.wall_time, num_model_evals=result.num_model_evals,
+               stochastic_dim=result.stochastic_dim)
+    return row
+
+
+def _error_scores(result, problem, predictions):
+    test, extra = problem.test, problem.extrapolation
+    target = test.y_true if test.y_true is not None else test.y
+    ltau = getattr(result, "ltau", None)
+    if ltau is not None:
+        with param_scope(result.param_state):
+            pred_test = ltau.predict_node(result.model, result.guide, test)
+            pred_extra = ltau.predict_node(result.model, result.guide, extra)
+            _, y_mean = node_latent(result.model, result.guide, test)
+        uncertainty, ood_in, ood_out = pred_test.mean, pred_test.distance, pred_extra.distance
+    else:
+        if "test" not in predictions or "extrapolation" not in predictions:
+            return {}
+        y_mean = predictions["test"]["y_mean"].mean(0)
+        uncertainty = _spread(predictions["test"]["y_mean"])
+        ood_in, ood_out = uncertainty, _spread(predictions["extrapolation"]["y_mean"])
+    uncertainty, ood_in, ood_out = uncertainty.detach(), ood_in.detach(), ood_out.detach()
+    errors, observed = node_errors(y_mean, test, target=target)
+    seen = observed & _observed(test)
+    return {"error_spearman": spearman(uncertainty[seen], errors[seen]),
+            "ood_auroc": auroc(ood_in[seen], ood_out[_observed(extra)])}
