@@ -201,6 +201,7 @@ for _score in ("exact", "hybrid"):  # a model gradient per chain step: shorter c
     _add(f"langevin_{_score}", _langevin(_score), f"AutoLangevin guide, {_score} score (path-KL ELBO), from AutoNormal",
          {"num_iters": 100, "num_steps": 5, "num_particles": 8},
          {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16}, keys=("num_iters",))
+del _score
 _add("layerwise_last", _layerwise("last_layer"), "layer-wise AutoLangevin: last layer stochastic, the rest point "
      "estimates re-optimised jointly, from MAP", {"num_steps": 400}, {"num_steps": 60, "elbo_particles": 16})
 _add("layerwise_first", _layerwise("first_layer"), "layer-wise AutoLangevin: first layer stochastic, the rest point "
