@@ -1,7 +1,6 @@
 """Fit :class:`~pyro_node_uq.infer.AutoLangevin` on a problem, started at a mean-field VI fit."""
 from .autoguide import AutoLangevin
 from .baselines import _fit_guide, _init_loc, map_values, run_autonormal
-from .result import param_scope
 
 __all__ = ["run_langevin"]
 
@@ -42,8 +41,7 @@ def run_langevin(model, split, *, score="learned", num_steps=10, num_iters=1000,
     if an is None:
         an = run_autonormal(model, split, num_steps=autonormal_steps, map_steps=map_steps, seed=seed,
                             progress_bar=progress_bar, elbo_particles=0)
-    with param_scope(an.param_state):
-        init = _init_loc(model, seed, map_values(an))
+    init = _init_loc(model, seed, map_values(an))  # map_values reads the fit's own param state
 
     if score == "exact":
         # a full-weight exact drift is far outside ULA's stable range on stiff NODE posteriors (noise std 0.02):
@@ -54,8 +52,6 @@ def run_langevin(model, split, *, score="learned", num_steps=10, num_iters=1000,
         return AutoLangevin(counted, score=score, num_steps=num_steps, init_from=an.guide, init_loc_fn=init,
                             **guide_kwargs)
 
-    with param_scope(an.param_state):
-        an.guide.median()  # make sure the AutoNormal module holds its fitted values before they are copied
     res = _fit_guide(f"langevin_{score}", model, guide_fn, split, num_iters, lr, num_particles, seed, progress_bar,
                      elbo_particles, **(svi_kwargs or {}))
     res.num_model_evals += an.num_model_evals
