@@ -6,6 +6,7 @@ In the flattened unconstrained latent space z of :class:`~pyro.infer.autoguide.A
     reference   r = Normal(m, S),  S = diag(s^2)  or  W W^T + diag(s^2),  L L^T = S
     chain       z_0 ~ r,   z_{k+1} = m + a (z_k - m) + b_k(z_k) + sqrt(1 - a^2) L xi_k,   a = exp(-h)
     drift       b_k(z) = (1 - a) S [ s_theta(z, tau_k) + lambda_k (grad log p(x, z) - grad log r(z)) ]
+                s_theta(z, tau) = S^{-1} (sqrt(diag S) * net(u, tau)),   u = (z - m) / sqrt(diag S)
     path KL     PKL = sum_k 0.5 ||L^{-1} b_k(z_k)||^2 / (1 - a^2)   >=  KL(q(z_K) || r)
 
 The latent is emitted as ``Delta(z_K, log_density=log r(z_K) + PKL)``, so plain ``Trace_ELBO`` computes
@@ -302,23 +303,26 @@ class AutoLangevin(AutoContinuous):
         bound = self.max_drift * math.sqrt(D)
         for k in range(K):
             tau = torch.tensor(k / K, dtype=z.dtype, device=z.device)
-            score = z.new_zeros(())
+            b = z.new_zeros(())
             if self.score_mode != "exact":
-                score = self.score_net((z - m) / std, tau) / std
+                # S s_theta with s_theta = S^{-1} (std * net): the net's output is preconditioned by the marginal std
+                # only (exactly S for a diagonal reference); a low-rank S would amplify it along its correlated
+                # directions by up to D and make training unstable
+                b = std * self.score_net((z - m) / std, tau)
             if self.score_mode != "learned":
                 grad = self._exact_score(z, args, kwargs)
-                score = score + lam[k] * (grad + self._solve_S(z - m).detach())
-            b = one_minus_a * self._apply_S(score.expand(z.shape))
-            bad = ~torch.isfinite(b).all(-1)
+                b = b + lam[k] * self._apply_S(grad + self._solve_S(z - m).detach())
+            b = one_minus_a * b.expand(z.shape)
+            mahal = (b * self._solve_S(b)).sum(-1).clamp(min=0) / one_minus_a2
+            bad = ~(torch.isfinite(b).all(-1) & torch.isfinite(mahal))
             if bad.any():
                 nonfinite += int(bad.sum())
                 b = torch.where(bad.unsqueeze(-1), torch.zeros_like(b), b)
-            mahal = (b * self._solve_S(b)).sum(-1) / one_minus_a2
-            norm = mahal.clamp(min=1e-30).sqrt()
-            factor = torch.where(norm > bound, bound / norm, torch.ones_like(norm))
-            clipped += int((norm > bound).sum())
-            b = b * factor.unsqueeze(-1)
-            pkl = pkl + 0.5 * mahal * factor.pow(2)
+                mahal = torch.where(bad, torch.zeros_like(mahal), mahal)
+            over = mahal > bound ** 2
+            clipped += int(over.sum())
+            b = b * torch.where(over, bound / mahal.clamp(min=1e-30).sqrt(), torch.ones_like(mahal)).unsqueeze(-1)
+            pkl = pkl + 0.5 * torch.where(over, torch.full_like(mahal, bound ** 2), mahal)
             z = m + a * (z - m) + b + one_minus_a2.sqrt() * self._noise(batch_shape)
         total = max(1, K * int(torch.Size(batch_shape).numel()))
         self.stats = {"step_size": float(h.detach()), "clipped_fraction": clipped / total, "nonfinite_drifts": nonfinite,
@@ -413,4 +417,4 @@ class AutoLangevin(AutoContinuous):
             raise ValueError("score(): a guide with score='exact' has no learned score; use drift='exact'")
         std = self._marginal_std()
         tau = torch.tensor((self.num_steps - 1) / self.num_steps, dtype=z.dtype, device=z.device)
-        return -self._solve_S(z - self.loc) + self.score_net((z - self.loc) / std, tau) / std
+        return self._solve_S(std * self.score_net((z - self.loc) / std, tau) - (z - self.loc))

@@ -173,6 +173,18 @@ def test_non_finite_exact_drift_is_reported_not_propagated():
     assert torch.isfinite(z).all() and guide.stats["nonfinite_drifts"] > 0
 
 
+def test_overflowing_drift_norm_gives_a_finite_path_kl():
+    def model():
+        w = pyro.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        pyro.factor("f", 1e200 * w.sum(-1))  # a finite gradient whose squared norm overflows to inf
+
+    guide = AutoLangevin(model, num_steps=2, score="hybrid", exact_weight_init=1.0, init_scale=1.0)
+    guide._setup_prototype()
+    with pytest.warns(RuntimeWarning, match="non-finite drifts"):
+        z, log_r, pkl = guide._run_chain(torch.Size([5]), (), {})
+    assert torch.isfinite(pkl).all() and torch.isfinite(z).all() and guide.stats["nonfinite_drifts"] == 10
+
+
 def test_exact_drift_survives_diverging_node_solves():
     from pyro_node_uq.data import load_problem
 
