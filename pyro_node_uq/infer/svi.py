@@ -21,6 +21,14 @@ class FitResult:
     wall_time: float = 0.0
 
 
+def _check_params_finite(desc, step):
+    """A finite loss with a NaN gradient still corrupts the parameters: say which one, at which step."""
+    for name, value in pyro.get_param_store().items():
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(f"{desc}: parameter {name!r} became non-finite at step {step} (a NaN or inf "
+                                     "gradient); lower lr, or check the model for diverging solves")
+
+
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
             progress_bar=True, desc="SVI", callback=None):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
@@ -48,6 +56,7 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
             value = svi.step(*split.args, **split.kwargs)
             if not math.isfinite(value):
                 raise FloatingPointError(f"{desc}: the loss became {value} at step {step}; lower lr or check the data")
+            _check_params_finite(desc, step)
             result.losses.append(value)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")

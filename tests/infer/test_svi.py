@@ -40,3 +40,28 @@ def test_fit_svi_rejects_bad_arguments_and_non_finite_loss():
 
     with pytest.raises(FloatingPointError, match="the loss became -inf at step 0"):
         fit_svi(model_inf, guide, problem.train, num_steps=3, progress_bar=False)
+
+
+class _NaNGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w):
+        return torch.zeros_like(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+def test_fit_svi_names_a_parameter_that_a_nan_gradient_corrupted():
+    import pyro
+
+    problem = load_problem("chemical", num_train=2)
+
+    def model(*args, **kwargs):
+        pyro.factor("f", _NaNGradient.apply(pyro.param("w", torch.ones(2))).sum())  # finite loss, NaN gradient
+
+    def guide(*args, **kwargs):
+        pass
+
+    with pytest.raises(FloatingPointError, match="parameter 'w' became non-finite at step 0"):
+        fit_svi(model, guide, problem.train, num_steps=3, progress_bar=False)

@@ -277,15 +277,17 @@ class AutoLangevin(AutoContinuous):
         return logp.expand(z.shape[:-1]).reshape(batch)
 
     def _exact_score(self, z, args, kwargs):
-        """``grad_z log p(x, z)``, NaN for members whose log joint is not finite (a NODE solve that diverged at an
-        intermediate chain state is rejected there, not raised: the chain zeroes and counts that member's drift)."""
+        """``(grad_z log p(x, z), ok)``: the gradient is zero where ``ok`` is False, i.e. for members whose log joint
+        or gradient is not finite (a NODE solve that diverged at an intermediate chain state is rejected there, not
+        raised; the chain zeroes and counts that member's drift).  Zeros, not NaN: a NaN kept out of the forward
+        pass by ``torch.where`` would still reach the parameters' gradients (0 * NaN) in the backward pass."""
         with torch.enable_grad(), divergence_policy("reject"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # counted in stats and warned about once per chain
             leaf = z.detach().requires_grad_()
             logp = self._log_joint(leaf, args, kwargs)
             (grad,) = torch.autograd.grad(logp.sum(), leaf)
-        ok = torch.isfinite(logp).unsqueeze(-1) & torch.isfinite(grad)
-        return torch.where(ok, grad, torch.full_like(grad, float("nan")))
+        ok = torch.isfinite(logp) & torch.isfinite(grad).all(-1)
+        return torch.where(ok.unsqueeze(-1), grad, torch.zeros_like(grad)), ok
 
     # ------------------------------------------------------------------ the chain
     def _run_chain(self, batch_shape, args, kwargs):
@@ -310,11 +312,13 @@ class AutoLangevin(AutoContinuous):
                 # directions by up to D and make training unstable
                 b = std * self.score_net((z - m) / std, tau)
             if self.score_mode != "learned":
-                grad = self._exact_score(z, args, kwargs)
+                grad, ok = self._exact_score(z, args, kwargs)
                 b = b + lam[k] * self._apply_S(grad + self._solve_S(z - m).detach())
+            else:
+                ok = True
             b = one_minus_a * b.expand(z.shape)
             mahal = (b * self._solve_S(b)).sum(-1).clamp(min=0) / one_minus_a2
-            bad = ~(torch.isfinite(b).all(-1) & torch.isfinite(mahal))
+            bad = ~(ok & torch.isfinite(b).all(-1) & torch.isfinite(mahal))
             if bad.any():
                 nonfinite += int(bad.sum())
                 b = torch.where(bad.unsqueeze(-1), torch.zeros_like(b), b)

@@ -56,7 +56,8 @@ def test_exact_score_equals_the_closed_form_gradient():
     guide = AutoLangevin(model, num_steps=2, score="exact")
     guide(model.y)
     z = torch.randn(5, 1, 3)
-    grad = guide._exact_score(z, (model.y,), {})
+    grad, ok = guide._exact_score(z, (model.y,), {})
+    assert ok.all()
     resid = model.y - (z * model.X).sum(-1)
     expected = -z / model.prior_scale**2 + (resid.unsqueeze(-1) * model.X).sum(-2, keepdim=True) / model.sigma**2
     assert torch.allclose(grad, expected, atol=1e-10)
@@ -194,13 +195,24 @@ def test_exact_drift_survives_diverging_node_solves():
     guide(*problem.train.args)
     z = guide.loc.detach().expand(3, 1, guide.latent_dim).clone()
     z[0] = 1e5  # weights this large blow the solve up (|h| > 1e6)
-    grad = guide._exact_score(z, problem.train.args, {})
-    assert torch.isnan(grad[0]).all() and torch.isfinite(grad[1:]).all()
+    grad, ok = guide._exact_score(z, problem.train.args, {})
+    assert ok.tolist() == [[False], [True], [True]]
+    assert (grad[0] == 0).all() and torch.isfinite(grad[1:]).all() and (grad[1:] != 0).any()
     with torch.no_grad():
         guide.scale = torch.full_like(guide.scale, 1e5)  # a reference so wide that some chain states diverge
     with pytest.warns(RuntimeWarning, match="non-finite drifts"):
         guide.sample_ensemble(16, *problem.train.args)
     assert guide.stats["nonfinite_drifts"] > 0
+    # the rejected members must not leak NaN into the guide's gradients (0 * NaN through torch.where)
+    with torch.no_grad():
+        guide.scale = torch.full_like(guide.scale, 1e4)  # some chain states diverge, some do not
+    pyro.set_rng_seed(1)
+    with pytest.warns(RuntimeWarning, match="non-finite drifts"):
+        z, log_r, pkl = guide._run_chain(torch.Size([16, 1]), problem.train.args, {})
+    assert 0 < guide.stats["nonfinite_drifts"] < 32
+    (z.sum() + log_r.sum() + pkl.sum()).backward()
+    for name, p in guide.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
 
 
 @pytest.mark.parametrize("kwargs,match", [
