@@ -1,11 +1,14 @@
-"""AutoLangevin against AutoNormal on ``chemical`` and ``elastoplastic`` (not a test).
+"""AutoLangevin against AutoNormal (and low-rank VI) on ``chemical`` and ``elastoplastic`` (not a test).
 
-Per problem: MAP -> AutoNormal, then AutoLangevin for each score mode started at that AutoNormal fit; each scored
-on the test trajectories (path ELBO, mixture NLL, CRPS, 90% coverage and width).  NUTS is not run here: the default
-NODEs have 259 / 219 weights, above ``run_nuts``'s limit, and shorter NUTS runs on smaller NODEs did not converge
-on 2 cores (see benchmarks/baselines_chemical.py).  Last line: ``RESULT <problem>_<method>_nll=... ...``.
+Per problem, at the problem's default size (16 train / 16 test trajectories) and the comparison job's step counts
+(elastoplastic: 0.6x, as there): MAP -> AutoNormal and MAP -> low-rank Gaussian VI; then AutoLangevin in each
+score mode, started twice: from the AutoNormal fit with a diagonal reference (``run_langevin``'s default) and from
+the low-rank fit with a low-rank reference.  Each fit is scored on the test trajectories: path ELBO on the training
+data, mixture NLL, CRPS, 90% coverage and width.  NUTS is not run here: the default NODEs have 259 / 297 weights,
+above ``run_nuts``'s limit (see benchmarks/baselines_chemical.py for NUTS on a smaller NODE).
+Last line: ``RESULT <problem>_<method>_nll=... <problem>_<method>_cov90=... ...``.
 
-    python benchmarks/langevin_quality.py [--problems chemical,elastoplastic] [--iters 400] [--train 8]
+    python benchmarks/langevin_quality.py [--problems chemical,elastoplastic] [--modes learned,hybrid,exact]
 """
 import argparse
 import time
@@ -14,39 +17,54 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import score
-from pyro_node_uq.infer import run_autonormal, run_langevin
+from pyro_node_uq.infer import run_autonormal, run_langevin, run_lowrank, run_map
+
+SCALE = {"elastoplastic": 0.6}  # per-step cost ~1.7x chemical's: fewer steps, as in the comparison job
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", default="chemical,elastoplastic")
     ap.add_argument("--modes", default="learned,hybrid,exact")
-    ap.add_argument("--iters", type=int, default=400, help="AutoLangevin iterations")
-    ap.add_argument("--vi-steps", type=int, default=1000, help="MAP and AutoNormal steps")
-    ap.add_argument("--train", type=int, default=8, help="training trajectories")
+    ap.add_argument("--starts", default="autonormal,lowrank", help="warm starts (and reference) of AutoLangevin")
+    ap.add_argument("--iters", type=int, default=300, help="AutoLangevin iterations (learned score)")
+    ap.add_argument("--grad-iters", type=int, default=100, help="iterations of the exact and hybrid scores")
+    ap.add_argument("--grad-steps", type=int, default=5, help="chain length K of the exact and hybrid scores")
     ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies every step count (0.05: a smoke run)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = []
     for name in args.problems.split(","):
-        problem = load_problem(name, dtype=torch.float32, num_train=args.train, num_test=8)
+        problem = load_problem(name)
+        f = SCALE.get(name, 1.0) * args.scale
         model, test = problem.default_model(), problem.test
         start = time.perf_counter()
-        an = run_autonormal(model, problem.train, num_steps=args.vi_steps, map_steps=args.vi_steps,
-                            progress_bar=False)
-        fits = [an]
-        for mode in args.modes.split(","):
-            fits.append(run_langevin(model, problem.train, score=mode, num_iters=args.iters, autonormal_result=an,
-                                     progress_bar=False, exact_weight_init=0.01 if mode == "exact" else None))
+        mp = run_map(model, problem.train, num_steps=max(1, int(800 * f)), progress_bar=False)
+        bases = {"autonormal": run_autonormal(model, problem.train, num_steps=max(1, int(500 * f)), map_result=mp,
+                                              progress_bar=False),
+                 "lowrank": run_lowrank(model, problem.train, num_steps=max(1, int(500 * f)), map_result=mp,
+                                        progress_bar=False)}
+        fits = [(base.name, base) for base in bases.values()]
+        for start_name in args.starts.split(","):
+            reference = "lowrank" if start_name == "lowrank" else "diagonal"
+            for mode in args.modes.split(","):
+                learned = mode == "learned"
+                kw = {} if learned else {"num_steps": args.grad_steps}
+                res = run_langevin(model, problem.train, score=mode, autonormal_result=bases[start_name],
+                                   num_iters=max(1, int((args.iters if learned else args.grad_iters) * f)), reference=reference,
+                                   progress_bar=False, **kw)
+                fits.append((f"{res.name}/{reference}", res))
         print(f"\n{name}: {len(problem.train)} train / {len(test)} test trajectories, "
               f"{time.perf_counter() - start:.0f} s in all")
-        print(f"{'method':<18} {'ELBO':>10} {'NLL':>8} {'CRPS':>8} {'cov90':>6} {'width90':>8} {'evals':>8} {'s':>6}")
-        for res in fits:
+        print(f"{'method':<26} {'ELBO':>10} {'NLL':>8} {'CRPS':>8} {'cov90':>6} {'width90':>8} {'evals':>8} {'s':>6}")
+        for label, res in fits:
             pred = res.predict(test, num_samples=args.samples)
             s = score(pred, test.y, noise_scale=problem.noise_scale)
-            print(f"{res.name:<18} {res.elbo:>10.1f} {s['nll']:>8.3f} {s['crps']:>8.4f} {s['coverage_90']:>6.3f} "
-                  f"{s['width_90']:>8.4f} {res.num_model_evals:>8d} {res.wall_time:>6.0f}")
-            results.append(f"{name}_{res.name}_nll={s['nll']:.3f} {name}_{res.name}_cov90={s['coverage_90']:.3f}")
+            print(f"{label:<26} {res.elbo:>10.1f} {s['nll']:>8.3f} {s['crps']:>8.4f} {s['coverage_90']:>6.3f} "
+                  f"{s['width_90']:>8.4f} {res.num_model_evals:>8d} {res.wall_time:>6.0f}", flush=True)
+            key = f"{name}_{label.replace('/', '_')}"
+            results.append(f"{key}_nll={s['nll']:.3f} {key}_cov90={s['coverage_90']:.3f}")
     print("RESULT " + " ".join(results))
 
 
