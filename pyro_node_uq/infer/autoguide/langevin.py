@@ -6,7 +6,7 @@ In the flattened unconstrained latent space z of :class:`~pyro.infer.autoguide.A
     reference   r = Normal(m, S),  S = diag(s^2)  or  W W^T + diag(s^2),  L L^T = S
     chain       z_0 ~ r,   z_{k+1} = m + a (z_k - m) + b_k(z_k) + sqrt(1 - a^2) L xi_k,   a = exp(-h)
     drift       b_k(z) = (1 - a) S [ s_theta(z, tau_k) + lambda_k (grad log p(x, z) - grad log r(z)) ]
-                s_theta(z, tau) = S^{-1} (sqrt(diag S) * net(u, tau)),   u = (z - m) / sqrt(diag S)
+    score net   s_theta(z, tau) = S^{-1} (sqrt(diag S) * net(u, tau)),   u = (z - m) / sqrt(diag S)
     path KL     PKL = sum_k 0.5 ||L^{-1} b_k(z_k)||^2 / (1 - a^2)   >=  KL(q(z_K) || r)
 
 The latent is emitted as ``Delta(z_K, log_density=log r(z_K) + PKL)``, so plain ``Trace_ELBO`` computes
