@@ -289,6 +289,25 @@ class AutoLangevin(AutoContinuous):
         ok = torch.isfinite(logp) & torch.isfinite(grad).all(-1)
         return torch.where(ok.unsqueeze(-1), grad, torch.zeros_like(grad)), ok
 
+    def _exact_direction(self, z, m, cap, args, kwargs):
+        """``(e, ok)`` with ``e = grad log p(x, z) - grad log r(z)`` (detached), zero where ``ok`` is False.
+
+        The whitened size ``sqrt(e^T S e)`` of each member is capped at ``1e3 * cap`` before ``e`` meets any
+        parameter (the drift clip later enforces the real bound): a NODE gradient can be finite yet so large that
+        ``lambda S e`` overflows in float32, and an inf in the forward pass turns into ``0 * inf = NaN`` in the
+        parameters' gradients even where ``torch.where`` discards it.
+        """
+        grad, ok = self._exact_score(z, args, kwargs)
+        with torch.no_grad():
+            e = grad + self._solve_S(z - m)
+            ok = ok & torch.isfinite(e).all(-1)
+            e = torch.where(ok.unsqueeze(-1), e, torch.zeros_like(e))
+            peak = e.abs().amax(-1, keepdim=True).clamp(min=torch.finfo(e.dtype).tiny)
+            unit = e / peak  # entries in [-1, 1]: S unit cannot overflow
+            size = peak.squeeze(-1) * (unit * self._apply_S(unit)).sum(-1).clamp(min=0).sqrt()
+            e = unit * torch.minimum(peak, peak * (1e3 * float(cap) / size.clamp(min=1e-30)).unsqueeze(-1))
+        return e, ok
+
     # ------------------------------------------------------------------ the chain
     def _run_chain(self, batch_shape, args, kwargs):
         """Simulate the controlled chain for a batch of independent particles; returns ``z_K, log r(z_K), PKL``."""
@@ -312,8 +331,8 @@ class AutoLangevin(AutoContinuous):
                 # directions by up to D and make training unstable
                 b = std * self.score_net((z - m) / std, tau)
             if self.score_mode != "learned":
-                grad, ok = self._exact_score(z, args, kwargs)
-                b = b + lam[k] * self._apply_S(grad + self._solve_S(z - m).detach())
+                e, ok = self._exact_direction(z, m, bound / one_minus_a.detach(), args, kwargs)
+                b = b + lam[k] * self._apply_S(e)
             else:
                 ok = True
             b = one_minus_a * b.expand(z.shape)
