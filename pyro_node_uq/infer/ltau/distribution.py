@@ -3,9 +3,13 @@
 For test point i the mixture is given by ``values[i]`` and ``weights[i]`` (summing to one): the recorded errors
 of its k nearest training samples, each sample's epochs weighted equally.  An optional calibration
 (:class:`~pyro_node_uq.infer.ltau.calibration.ErrorCalibration`) maps the CDF ``F`` to ``R(F(e / s))``, with a
-per-point scale ``s`` that may grow with the neighbour distance.
+per-point scale ``s`` that may grow with the neighbour distance.  For NODE predictions (batch shape ``(N, T)``
+with ``times``) a calibration with ``memory > 0`` first averages the distributions over each trajectory's recent
+past (:mod:`~pyro_node_uq.infer.ltau.memory`); the unsmoothed mixture is kept, so any calibration can be applied.
 """
 import torch
+
+from .memory import _LEVELS as _MEMORY_LEVELS, smooth_along_time
 
 __all__ = ["ErrorDistribution"]
 
@@ -21,9 +25,11 @@ class ErrorDistribution:
     :param torch.Tensor mean: ``(M,)`` exact uncalibrated means (default: from ``values`` and ``weights``).
     :param tuple batch_shape: shape of the outputs (``M`` points reshaped), default ``(M,)``.
     :param calibration: an :class:`ErrorCalibration` or ``None``.
+    :param times: times ``(T,)`` of the last batch axis (a trajectory's time grid), needed by calibrations with
+        ``memory > 0``; ``None``: the points are not trajectories.
     """
 
-    def __init__(self, values, weights, distance, mean=None, batch_shape=None, calibration=None):
+    def __init__(self, values, weights, distance, mean=None, batch_shape=None, calibration=None, times=None):
         if values.shape != weights.shape or values.dim() != 2:
             raise ValueError(f"weights: expected the shape of values {tuple(values.shape)}, got {tuple(weights.shape)}")
         order = values.argsort(-1)
@@ -35,25 +41,55 @@ class ErrorDistribution:
         self.batch_shape = torch.Size((values.shape[0],) if batch_shape is None else batch_shape)
         if self.batch_shape.numel() != values.shape[0]:
             raise ValueError(f"batch_shape: {tuple(self.batch_shape)} does not hold {values.shape[0]} points")
-        self.calibration = calibration
+        if times is not None and (not self.batch_shape or len(times) != self.batch_shape[-1]):
+            raise ValueError(f"times: expected {self.batch_shape[-1:]} times (the last batch axis), got {len(times)}")
+        self.times, self.memory, self._base = times, 0.0, None
+        self.calibration = None
+        if calibration is not None:  # from an uncalibrated snapshot, which a smoothed self keeps as its base
+            self.__dict__.update(self._copy(None).with_calibration(calibration).__dict__)
 
     def _shape(self, flat, extra=()):
         return flat.reshape(self.batch_shape + tuple(extra))
 
-    def with_calibration(self, calibration):
-        """The same distributions with another calibration (``None``: uncalibrated)."""
+    def _copy(self, calibration):
         new = object.__new__(ErrorDistribution)
         new.__dict__.update(self.__dict__)
         new.calibration = calibration
         return new
 
+    def with_calibration(self, calibration):
+        """The same distributions with another calibration (``None``: uncalibrated, no memory)."""
+        memory = 0.0 if calibration is None else float(getattr(calibration, "memory", 0.0))
+        if memory == self.memory:
+            return self._copy(calibration)
+        base = self if self._base is None else self._base
+        if memory == 0:
+            return base._copy(calibration)
+        if base.times is None:
+            raise ValueError("calibration: has memory > 0 but these distributions have no times (not trajectories)")
+        levels = (torch.arange(_MEMORY_LEVELS, dtype=torch.float64) + 0.5) / _MEMORY_LEVELS
+        raw = base._copy(None)
+        q, mean, dist = smooth_along_time(raw.quantile(levels), raw.mean, raw.distance, raw.times, memory)
+        new = ErrorDistribution(q.reshape(-1, len(levels)), torch.full_like(q.reshape(-1, len(levels)), 1 / len(levels)),
+                                dist.reshape(-1), mean=mean.reshape(-1), batch_shape=base.batch_shape, times=base.times)
+        new.memory, new._base, new.calibration = memory, base, calibration
+        return new
+
     def __getitem__(self, key):
-        """The distributions of a subset of points, indexed like a tensor of shape ``batch_shape``."""
+        """The distributions of a subset of points, indexed like a tensor of shape ``batch_shape``.
+
+        The times are kept when whole trajectories are selected (the last axis untouched).
+        """
         flat = torch.arange(self.batch_shape.numel()).reshape(self.batch_shape)[key]
-        new = self.with_calibration(self.calibration)
+        new = self._copy(self.calibration)
         new._values, new._cumw = self._values[flat.reshape(-1)], self._cumw[flat.reshape(-1)]
         new._mean, new._distance = self._mean[flat.reshape(-1)], self._distance[flat.reshape(-1)]
         new.batch_shape = flat.shape
+        if self.times is not None:
+            T = len(self.times)
+            whole = flat.dim() > 0 and flat.shape[-1] == T and bool((flat.reshape(-1, T) % T == torch.arange(T)).all())
+            new.times = self.times if whole else None
+        new._base = None if self._base is None else self._base[key]
         return new
 
     # ------------------------------------------------------------------ raw (uncalibrated) mixture

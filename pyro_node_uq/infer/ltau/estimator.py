@@ -5,13 +5,15 @@ each sample's logged errors form its empirical error distribution.  After traini
 features of the training samples (standardised) go into a faiss index (exact ``IndexFlatL2`` or graph-based
 ``IndexHNSWFlat``).  A test point's predicted error distribution is the average of the distributions of its
 k nearest training samples; the mean neighbour distance is its out-of-domain score.  No ensemble is trained.
+For NODE trajectories the features are the hidden state, the time and (by default) the inputs, and the
+calibration on validation trajectories may add a trajectory memory (:mod:`~pyro_node_uq.infer.ltau.memory`).
 """
 import os
 
 import numpy as np
 import torch
 
-from .calibration import ErrorCalibration
+from .calibration import ErrorCalibration, default_memories
 from .distribution import ErrorDistribution
 from .node import node_features, node_keys, node_latent, NODETrainingMonitor
 from .recorder import LossTrajectoryRecorder, atomic_save
@@ -46,6 +48,7 @@ class LTAU:
     :param int hnsw_m: HNSW graph degree.
     :param int ef_search: HNSW search breadth (larger: closer to exact).
     :param recorder: a :class:`LossTrajectoryRecorder` (default: a new one built from ``recorder_kwargs``).
+    :param bool inputs: NODE features include the inputs ``x`` at each time (when the split has inputs).
     :param recorder_kwargs: ``mode``, ``bins``, ``error_range`` of a new recorder.
 
     Example (a NODE fitted by MAP; recording rides on the training steps)::
@@ -63,7 +66,7 @@ class LTAU:
         (torch.Size([16, 41]), torch.Size([16, 41, 2]))
     """
 
-    def __init__(self, k=10, index="flat", hnsw_m=32, ef_search=128, recorder=None, **recorder_kwargs):
+    def __init__(self, k=10, index="flat", hnsw_m=32, ef_search=128, recorder=None, inputs=True, **recorder_kwargs):
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if index not in ("flat", "hnsw"):
@@ -71,6 +74,7 @@ class LTAU:
         if int(hnsw_m) < 2 or int(ef_search) < 1:
             raise ValueError(f"hnsw_m must be >= 2 and ef_search >= 1, got {hnsw_m}, {ef_search}")
         self.k, self.index_type, self.hnsw_m, self.ef_search = int(k), index, int(hnsw_m), int(ef_search)
+        self.inputs = bool(inputs)
         self.recorder = recorder if recorder is not None else LossTrajectoryRecorder(**recorder_kwargs)
         self.index = None
         self.loc = self.scale = self.rows = None
@@ -123,11 +127,13 @@ class LTAU:
             raise RuntimeError("LTAU: the index returned fewer than k neighbours; raise ef_search")
         return torch.from_numpy(idx).long(), torch.from_numpy(dist2).double().clamp(min=0).sqrt()
 
-    def predict(self, features, batch_shape=None):
+    def predict(self, features, batch_shape=None, times=None):
         """Averaged error distributions of the k nearest training samples of each point.
 
         :param features: latent features ``(M, d)`` of the test points.
         :param batch_shape: reshape the ``M`` points to this shape in the outputs.
+        :param times: times ``(T,)`` of the last axis of ``batch_shape`` when the points are trajectories
+            (enables a calibration memory).
         :rtype: ErrorDistribution
         """
         idx, dist = self.neighbours(features)
@@ -138,33 +144,41 @@ class LTAU:
         weights = weights.reshape(len(rows), -1) / k
         mean = self.recorder.means(rows).mean(-1)
         return ErrorDistribution(values, weights, dist.mean(-1), mean=mean, batch_shape=batch_shape,
-                                 calibration=self.calibration)
+                                 calibration=self.calibration, times=times)
 
-    def calibrate(self, prediction, errors, method="isotonic", distance_scaling=True):
+    def calibrate(self, prediction, errors, method="isotonic", distance_scaling=True, memories=None):
         """Fit the calibration on validation predictions and their true errors; later predictions use it.
 
-        :param ErrorDistribution prediction: :meth:`predict` output on validation points.
+        :param ErrorDistribution prediction: :meth:`predict` output on validation points (for trajectories:
+            whole validation trajectories, e.g. :meth:`predict_node` output).
         :param errors: their true errors, shape ``prediction.batch_shape``.
         :param str method: ``"isotonic"`` or ``"scale"`` (see :class:`ErrorCalibration`).
         :param bool distance_scaling: let the error scale grow with the neighbour distance.
+        :param memories: candidate trajectory memories; default: :func:`default_memories` of the prediction's
+            times if it has them, else none.
         """
-        self.calibration = ErrorCalibration.fit(prediction, errors, method=method, distance_scaling=distance_scaling)
+        if memories is None:
+            memories = (0.0,) if prediction.times is None else default_memories(prediction.times)
+        self.calibration = ErrorCalibration.fit(prediction, errors, method=method, distance_scaling=distance_scaling,
+                                                memories=memories)
         return self.calibration
 
     # ------------------------------------------------------------------ NODE conveniences
+    def _node_features(self, model, guide, split):
+        hidden, _ = node_latent(model, guide, split)
+        return node_features(hidden, split.t, split.x if self.inputs else None)
+
     def fit_node(self, model, guide, split):
-        """Index the hidden state and time of every observed training point at the guide's median."""
-        hidden, y_mean = node_latent(model, guide, split)
-        features = node_features(hidden, split.t)
+        """Index the hidden state, time (and inputs) of every observed training point at the guide's median."""
+        features = self._node_features(model, guide, split)
         observed = torch.ones(features.shape[:2], dtype=torch.bool) if split.mask is None else split.mask
         observed = observed if observed.dim() == 2 else observed.any(-1)
         return self.fit(features[observed], node_keys(split)[observed])
 
     def predict_node(self, model, guide, split):
         """Error distributions of every (trajectory, time) point of ``split``, batch shape ``(N, T)``."""
-        hidden, _ = node_latent(model, guide, split)
-        features = node_features(hidden, split.t)
-        return self.predict(features.reshape(-1, features.shape[-1]), batch_shape=features.shape[:2])
+        features = self._node_features(model, guide, split)
+        return self.predict(features.reshape(-1, features.shape[-1]), batch_shape=features.shape[:2], times=split.t)
 
     # ------------------------------------------------------------------ persistence
     _FILES = ("recorder.pt", "index.faiss", "ltau.pt")
@@ -178,6 +192,7 @@ class LTAU:
             raise RuntimeError("LTAU: nothing to save before fit(); save the recorder with recorder.save()")
         os.makedirs(directory, exist_ok=True)
         state = {"k": self.k, "index": self.index_type, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
+                 "inputs": self.inputs,
                  "loc": self.loc, "scale": self.scale, "rows": self.rows,
                  "calibration": None if self.calibration is None else self.calibration.state_dict()}
         rec, idx, meta = (os.path.join(directory, f) for f in self._FILES)
@@ -194,7 +209,7 @@ class LTAU:
         rec, idx, meta = (os.path.join(directory, f) for f in cls._FILES)
         state = torch.load(meta, weights_only=True)
         ltau = cls(k=state["k"], index=state["index"], hnsw_m=state["hnsw_m"], ef_search=state["ef_search"],
-                   recorder=LossTrajectoryRecorder.load(rec))
+                   recorder=LossTrajectoryRecorder.load(rec), inputs=state.get("inputs", False))
         ltau.loc, ltau.scale, ltau.rows = state["loc"], state["scale"], state["rows"]
         ltau.index = _faiss().read_index(idx)
         if state["index"] == "hnsw":

@@ -2,7 +2,8 @@
 
 Its stable key is ``trajectory_id * T + time_index``; its error is the Euclidean norm over the observed outputs of
 ``y_mean - y``; its latent features are the hidden state at that time plus the time itself (the horizon: errors
-grow along a trajectory, and equal hidden states early and late need not have equal errors).
+grow along a trajectory, and equal hidden states early and late need not have equal errors), and optionally the
+inputs at that time.
 """
 import pyro.poutine as poutine
 import torch
@@ -61,10 +62,22 @@ def node_errors(y_mean, split, target=None, window=0):
     return errors, mask.any(-1)
 
 
-def node_features(hidden, t):
-    """Latent features ``(N, T, H + 1)``: the hidden state ``(N, T, H)`` and the time."""
+def node_features(hidden, t, x=None):
+    """Latent features ``(N, T, H + 1 [+ D])``: the hidden state ``(N, T, H)``, the time and the inputs.
+
+    :param torch.Tensor hidden: hidden states ``(N, T, H)``.
+    :param torch.Tensor t: times ``(T,)``.
+    :param torch.Tensor x: inputs ``(N, T, D)`` driving the vector field at that time, or ``None``.  For a
+        controlled NODE the state alone does not say where the dynamics go next: equal hidden states under
+        different inputs can have very different errors.
+    """
     t = t.to(hidden.dtype)
-    return torch.cat([hidden, t[:, None].expand(hidden.shape[:-2] + (len(t), 1))], -1)
+    parts = [hidden, t[:, None].expand(hidden.shape[:-2] + (len(t), 1))]
+    if x is not None:
+        if x.shape[:-1] != hidden.shape[:-1]:
+            raise ValueError(f"x: expected inputs of shape {tuple(hidden.shape[:-1])} + (D,), got {tuple(x.shape)}")
+        parts.append(x.to(hidden.dtype))
+    return torch.cat(parts, -1)
 
 
 @torch.no_grad()
