@@ -66,6 +66,7 @@ def test_comparison_writes_everything_and_survives_failures(tmp_path, extra_meth
         assert (tmp_path / name).stat().st_size > 0, name
     report = (tmp_path / "report.md").read_text()
     assert "| boom | failed |" in report and "not applicable here" in report
+    assert "calibrated (memory" in report and "on the first 1 test trajectories" in report  # LTAU's calibration
     assert "figures/cost_quality.png" in report and not list(tmp_path.rglob("*.tmp-*"))
 
 

@@ -5,7 +5,8 @@ held-out observations on the test and extrapolation splits; the hidden-state sco
 the model's hidden state is comparable to them (it observes its first hidden components directly).  Error ranking
 (Spearman between each point's predicted uncertainty and the true error of the point prediction) and
 out-of-domain detection (AUROC of test against extrapolation points) use the predictive spread for posterior
-methods and LTAU's predicted error / neighbour distance for LTAU.
+methods and LTAU's predicted error / neighbour distance for LTAU.  LTAU is calibrated on the first half of the test
+trajectories (:func:`calibration_half`), so every method's error scores use only the other half.
 """
 import math
 
@@ -16,7 +17,7 @@ from ..diagnostics import score
 from ..infer import param_scope
 from ..infer.ltau import node_errors, node_latent
 
-__all__ = ["score_result", "spearman", "auroc", "noise_scale", "hidden_comparable"]
+__all__ = ["score_result", "spearman", "auroc", "noise_scale", "hidden_comparable", "calibration_half"]
 
 
 def _ranks(x):
@@ -105,6 +106,11 @@ def score_result(result, problem, predictions, hidden=True):
     return row
 
 
+def calibration_half(split):
+    """Number of leading trajectories of ``split`` that calibrate LTAU (and that error scores leave out)."""
+    return len(split) // 2 if split.mask is None else 0
+
+
 def _error_scores(result, problem, predictions):
     test, extra = problem.test, problem.extrapolation
     target = test.y_true if test.y_true is not None else test.y
@@ -124,5 +130,6 @@ def _error_scores(result, problem, predictions):
     uncertainty, ood_in, ood_out = uncertainty.detach(), ood_in.detach(), ood_out.detach()
     errors, observed = node_errors(y_mean, test, target=target)
     seen = observed & _observed(test)
+    seen[:calibration_half(test)] = False
     return {"error_spearman": spearman(uncertainty[seen], errors[seen]),
             "ood_auroc": auroc(ood_in[seen], ood_out[_observed(extra)])}
