@@ -9,9 +9,9 @@ from .mcmc import LangevinKernel, particles_to_chains, run_langevin_kernel
 from .nuts import SamplerStats, run_nuts
 from .result import MethodResult, guide_samples, param_scope
 from .svgd import ParticleSVGD, run_svgd
-from .svi import FitResult, fit_map, fit_svi
+from .svi import FitResult, GuardedSVI, fit_map, fit_svi
 
-__all__ = ["AutoLangevin", "AutoLayerwise", "CountingModel", "FitResult", "LTAU", "LangevinKernel",
+__all__ = ["AutoLangevin", "AutoLayerwise", "CountingModel", "FitResult", "GuardedSVI", "LTAU", "LangevinKernel",
            "LossTrajectoryRecorder", "MethodResult", "ParticleSVGD", "SamplerStats", "estimate_elbo", "fit_map",
            "fit_svi", "guide_samples", "latent_dim", "map_values", "param_scope", "particles_to_chains",
            "run_autonormal", "run_langevin", "run_langevin_kernel", "run_layerwise", "run_lowrank", "run_map",

@@ -1,32 +1,73 @@
 """A plain SVI training loop with a progress bar, shared by every guide-based method."""
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
+from pyro.infer.util import torch_item, zero_grads
 from pyro.infer.autoguide import AutoDelta
 from tqdm.auto import tqdm
 
-__all__ = ["FitResult", "fit_svi", "fit_map"]
+__all__ = ["FitResult", "GuardedSVI", "fit_svi", "fit_map"]
 
 
 @dataclass
 class FitResult:
-    """What a fit returns: the trained guide, the loss history and the wall time in seconds."""
+    """What a fit returns: the trained guide, the loss history, the wall time in seconds and the number of steps
+    skipped for non-finite gradients (see :class:`GuardedSVI`)."""
 
     guide: object
     losses: list = field(default_factory=list)
     wall_time: float = 0.0
+    skipped_steps: int = 0
 
 
-def _check_params_finite(desc, step):
-    """A finite loss with a NaN gradient still corrupts the parameters: say which one, at which step."""
-    for name, value in pyro.get_param_store().items():
-        if not torch.isfinite(value).all():
-            raise FloatingPointError(f"{desc}: parameter {name!r} became non-finite at step {step} (a NaN or inf "
-                                     "gradient); lower lr, or check the model for diverging solves")
+class GuardedSVI(SVI):
+    """Pyro's :class:`~pyro.infer.SVI` whose step is rejected when a gradient is not finite.
+
+    A finite loss can still come with a NaN or inf gradient (an ODE solve whose backward pass overflows in float32,
+    0 * inf in a discarded branch); one such step would make every parameter it touches NaN for good.  Such a step
+    is skipped (no parameter moves; the gradients are zeroed) and counted in :attr:`skipped`; ``max_skips``
+    consecutive rejections raise a :class:`FloatingPointError` that names the parameters.
+
+    :param int max_skips: consecutive rejected steps tolerated.
+
+    Example::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model():
+        ...     pyro.sample("x", dist.Normal(0., 1.))
+        >>> guide = pyro.infer.autoguide.AutoNormal(model)
+        >>> svi = GuardedSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO())
+        >>> _ = svi.step(); svi.skipped
+        0
+    """
+
+    def __init__(self, model, guide, optim, loss, max_skips=10, **kwargs):
+        super().__init__(model, guide, optim, loss, **kwargs)
+        self.max_skips, self.skipped, self._run = int(max_skips), 0, 0
+
+    def step(self, *args, **kwargs):
+        with poutine.trace(param_only=True) as capture:
+            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        params = set(site["value"].unconstrained() for site in capture.trace.nodes.values())
+        bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
+        if bad:
+            self.skipped, self._run = self.skipped + 1, self._run + 1
+            if self._run >= self.max_skips:
+                names = {id(v): k for k, v in pyro.get_param_store().named_parameters()}
+                raise FloatingPointError(f"SVI: {self._run} consecutive steps had non-finite gradients of "
+                                         f"{sorted(names.get(id(p), '?') for p in bad)}; lower lr, or check the model "
+                                         "for diverging solves")
+        else:
+            self._run = 0
+            self.optim(params)
+        zero_grads(params)
+        return torch_item(loss)
 
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
@@ -48,7 +89,7 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     lr_final = lr / 10 if lr_final is None else lr_final
     optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / num_steps), "clip_norm": clip_norm})
-    svi = SVI(model, guide, optim, loss or Trace_ELBO())
+    svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
     result = FitResult(guide)
     start = time.perf_counter()
     with tqdm(range(num_steps), desc=desc, disable=not progress_bar, leave=False) as bar:
@@ -56,13 +97,15 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
             value = svi.step(*split.args, **split.kwargs)
             if not math.isfinite(value):
                 raise FloatingPointError(f"{desc}: the loss became {value} at step {step}; lower lr or check the data")
-            _check_params_finite(desc, step)
             result.losses.append(value)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
             if callback is not None and callback(step, value):
                 break
-    result.wall_time = time.perf_counter() - start
+    result.wall_time, result.skipped_steps = time.perf_counter() - start, svi.skipped
+    if svi.skipped:
+        warnings.warn(f"{desc}: {svi.skipped} of {len(result.losses)} steps were skipped for non-finite gradients",
+                      RuntimeWarning)
     return result
 
 

@@ -63,5 +63,26 @@ def test_fit_svi_names_a_parameter_that_a_nan_gradient_corrupted():
     def guide(*args, **kwargs):
         pass
 
-    with pytest.raises(FloatingPointError, match="parameter 'w' became non-finite at step 0"):
-        fit_svi(model, guide, problem.train, num_steps=3, progress_bar=False)
+    with pytest.raises(FloatingPointError, match=r"10 consecutive steps had non-finite gradients of \['w'\]"):
+        fit_svi(model, guide, problem.train, num_steps=20, progress_bar=False)
+    assert torch.equal(pyro.param("w"), torch.ones(2))  # never moved: nothing the user had is corrupted
+
+
+def test_guarded_svi_skips_a_rare_non_finite_gradient_and_says_so():
+    import pyro
+    import pyro.distributions as dist
+
+    problem = load_problem("chemical", num_train=2)
+    calls = []
+
+    def model(*args, **kwargs):
+        w = pyro.param("w", torch.zeros(()))
+        calls.append(1)
+        f = _NaNGradient.apply(w) if len(calls) == 3 else -(w - 1.0) ** 2  # one poisoned step out of 30
+        pyro.factor("f", f)
+        pyro.sample("x", dist.Normal(0.0, 1.0))
+
+    guide = pyro.infer.autoguide.AutoNormal(lambda *a, **k: pyro.sample("x", dist.Normal(0.0, 1.0)))
+    with pytest.warns(RuntimeWarning, match="1 of 30 steps were skipped for non-finite gradients"):
+        fit = fit_svi(model, guide, problem.train, num_steps=30, lr=0.1, progress_bar=False)
+    assert fit.skipped_steps == 1 and torch.isfinite(pyro.param("w")) and float(pyro.param("w")) > 0.5
