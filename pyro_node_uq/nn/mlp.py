@@ -58,8 +58,8 @@ class BatchedMLP:
 
         >>> net = BatchedMLP("R", (3, 16, 2))
         >>> params = net.init_params(torch.Generator().manual_seed(0))
-        >>> params = {k: v.expand((8,) + v.shape) for k, v in params.items()}   # 8 particles
-        >>> net(params, torch.randn(8, 5, 3)).shape
+        >>> params = {k: v.expand((8, 1) + v.shape) for k, v in params.items()}  # 8 particles, batch dims left
+        >>> net(params, torch.randn(8, 5, 3)).shape  # of the inputs' 5 points (batch dims right-align)
         torch.Size([8, 5, 2])
     """
 
