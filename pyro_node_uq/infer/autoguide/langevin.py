@@ -137,6 +137,8 @@ class AutoLangevin(AutoContinuous):
         self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
         if self.reference == "lowrank":
             self.rank = self.rank or max(1, int(round(D ** 0.5)))
+            # relative to the scale, as in Pyro's AutoLowRankMultivariateNormal: W = diag(s) F.  Adam's steps on F
+            # are then relative to the posterior's scale (an absolute W moved 50% per step where s ~ 0.01)
             self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 1e-3))
         h = torch.tensor(math.log(self._step_size), dtype=loc.dtype)
         if self.learn_step_size:
@@ -179,12 +181,12 @@ class AutoLangevin(AutoContinuous):
                 loc, scale = other.loc.detach(), other.scale.detach()
                 factor = None
                 if isinstance(other, AutoLowRankMultivariateNormal):
-                    factor = other.cov_factor.detach() * scale.unsqueeze(-1)
+                    factor = other.cov_factor.detach()  # relative to scale, like ours
             if loc.shape != (self.latent_dim,):
                 raise ValueError(f"init_from: expected {self.latent_dim} latent coordinates, got {tuple(loc.shape)}")
             self.loc.data.copy_(loc)
             if factor is not None and self.reference == "diagonal":
-                scale = (scale.pow(2) + factor.pow(2).sum(-1)).sqrt()
+                scale = scale * (1 + factor.pow(2).sum(-1)).sqrt()
             self.scale = scale.clone()
             if factor is not None and self.reference == "lowrank":
                 r = min(self.rank, factor.shape[-1])
@@ -210,21 +212,27 @@ class AutoLangevin(AutoContinuous):
         """Marginal std of the reference r, ``sqrt(diag S)`` (detached): the diagonal preconditioner."""
         return self._marginal_std().detach()
 
+    @property
+    def factor(self):
+        """The low-rank factor ``W = diag(s) F`` of a low-rank reference's covariance ``S = W W^T + diag(s^2)``."""
+        return self.scale.unsqueeze(-1) * self.cov_factor
+
     def _marginal_std(self):
         var = self.scale.pow(2)
         if self.reference == "lowrank":
-            var = var + self.cov_factor.pow(2).sum(-1)
+            var = var + self.factor.pow(2).sum(-1)
         return var.sqrt()
 
     def _reference(self):
         if self.reference == "lowrank":
-            return dist.LowRankMultivariateNormal(self.loc, self.cov_factor, self.scale.pow(2))
+            return dist.LowRankMultivariateNormal(self.loc, self.factor, self.scale.pow(2))
         return dist.Normal(self.loc, self.scale).to_event(1)
 
     def _apply_S(self, v):
         out = self.scale.pow(2) * v
         if self.reference == "lowrank":
-            out = out + (v @ self.cov_factor) @ self.cov_factor.T
+            W = self.factor
+            out = out + (v @ W) @ W.T
         return out
 
     def _solve_S(self, v):
@@ -232,7 +240,7 @@ class AutoLangevin(AutoContinuous):
         dinv = self.scale.pow(-2)
         out = dinv * v
         if self.reference == "lowrank":
-            W = self.cov_factor
+            W = self.factor
             cap = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device) + (W.T * dinv) @ W
             rhs = (out @ W).unsqueeze(-1)
             out = out - dinv * (W @ torch.linalg.solve(cap, rhs)).squeeze(-1)
@@ -244,7 +252,7 @@ class AutoLangevin(AutoContinuous):
         out = self.scale * eps
         if self.reference == "lowrank":
             e2 = torch.randn(batch_shape + (self.rank,), dtype=self.loc.dtype, device=self.loc.device)
-            out = out + e2 @ self.cov_factor.T
+            out = out + e2 @ self.factor.T
         return out
 
     # ------------------------------------------------------------------ the data-model gradient

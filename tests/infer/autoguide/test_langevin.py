@@ -30,7 +30,7 @@ def test_untrained_learned_guide_is_its_reference(reference):
     with torch.no_grad():
         if reference == "lowrank":
             guide.cov_factor.normal_(0, 0.3)
-        cov = torch.diag(guide.scale**2) + (guide.cov_factor @ guide.cov_factor.T if reference == "lowrank" else 0)
+        cov = torch.diag(guide.scale**2) + (guide.factor @ guide.factor.T if reference == "lowrank" else 0)
     z = guide.sample_ensemble(40000, model.y)["w"]
     assert guide.stats["mean_path_kl"] == 0.0  # zero-initialised score net: no drift, no path KL
     se = (torch.diagonal(cov) / 40000).sqrt()
@@ -92,7 +92,7 @@ def test_init_from_lowrank_guide():
     guide = AutoLangevin(model, reference="lowrank", rank=2, init_from=lr)
     guide(model.y)
     cov_lr = lr.get_posterior().covariance_matrix
-    cov = guide.cov_factor @ guide.cov_factor.T + torch.diag(guide.scale**2)
+    cov = guide.factor @ guide.factor.T + torch.diag(guide.scale**2)
     assert torch.allclose(cov, cov_lr) and torch.allclose(guide.loc, lr.loc)
     diag = AutoLangevin(model, init_from=lr)
     diag(model.y)
