@@ -45,7 +45,7 @@ class AutoLangevin(AutoContinuous):
         the rest) the learned step size h stays small, so K sets how far the ensemble can move from its reference,
         and the path KL's slack (which favours under-dispersed ensembles) falls with K.  On a correlated Bayesian
         linear regression (d = 10, diagonal reference, hybrid score) the covariance error of the ensemble is
-        0.33 / 0.25 / 0.12 at K = 10 / 20 / 40; a low-rank reference (rank 9) reaches 0.04 at K = 10.
+        0.33 / 0.25 / 0.12 at K = 10 / 20 / 40; a low-rank reference (rank 9) reaches 0.15 at K = 10.
     :param float step_size: pseudo-time step h of the OU chain (``a = exp(-h)``); learned if ``learn_step_size``.
     :param str score: ``"learned"`` (the score net only: no data-model evaluations inside the guide),
         ``"exact"`` (the data-model gradient, weighted by learned per-step ``lambda_k``; one model gradient per
@@ -138,8 +138,10 @@ class AutoLangevin(AutoContinuous):
         if self.reference == "lowrank":
             self.rank = self.rank or max(1, int(round(D ** 0.5)))
             # relative to the scale, as in Pyro's AutoLowRankMultivariateNormal: W = diag(s) F.  Adam's steps on F
-            # are then relative to the posterior's scale (an absolute W moved 50% per step where s ~ 0.01)
-            self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 1e-3))
+            # are then relative to the posterior's scale (an absolute W moved 50% per step where s ~ 0.01 and
+            # training from a low-rank VI fit of a NODE blew up).  F starts at rows of norm ~0.1 (1% of the
+            # variance): small, yet large enough for the gradient of W W^T (linear in F) to grow it
+            self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 0.1 / self.rank ** 0.5))
         h = torch.tensor(math.log(self._step_size), dtype=loc.dtype)
         if self.learn_step_size:
             self.log_step_size = nn.Parameter(h)
@@ -187,11 +189,14 @@ class AutoLangevin(AutoContinuous):
             self.loc.data.copy_(loc)
             if factor is not None and self.reference == "diagonal":
                 scale = scale * (1 + factor.pow(2).sum(-1)).sqrt()
+            if self.reference == "lowrank":
+                if factor is not None:  # the copied factor (a lower rank keeps its leading columns)
+                    r = min(self.rank, factor.shape[-1])
+                    self.cov_factor.data.zero_()
+                    self.cov_factor.data[:, :r] = factor[:, :r]
+                else:  # a diagonal fit: keep its marginal variances exactly, s^2 (1 + |F_i|^2) = scale^2
+                    scale = scale / (1 + self.cov_factor.detach().pow(2).sum(-1)).sqrt()
             self.scale = scale.clone()
-            if factor is not None and self.reference == "lowrank":
-                r = min(self.rank, factor.shape[-1])
-                self.cov_factor.data.zero_()
-                self.cov_factor.data[:, :r] = factor[:, :r]
 
     def __getstate__(self):
         # Pyro's AutoGuide drops the model when pickled; the exact and hybrid drifts evaluate it, so keep it
@@ -214,7 +219,8 @@ class AutoLangevin(AutoContinuous):
 
     @property
     def factor(self):
-        """The low-rank factor ``W = diag(s) F`` of a low-rank reference's covariance ``S = W W^T + diag(s^2)``."""
+        """The low-rank factor ``W = diag(s) F`` of a low-rank reference's covariance ``S = W W^T + diag(s^2)``
+        (``F``: the parameter ``cov_factor``, relative to the scale as in Pyro's AutoLowRankMultivariateNormal)."""
         return self.scale.unsqueeze(-1) * self.cov_factor
 
     def _marginal_std(self):
