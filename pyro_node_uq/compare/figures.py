@@ -71,12 +71,14 @@ def plot_calibrations(predictions, split, split_name, problem, path):
 def plot_cost_quality(rows, path, metrics=(("test_nll", "test NLL"), ("extrap_crps", "extrapolation CRPS"))):
     """Wall time (log scale) against quality, one labelled point per method."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    per_axis = []
     for ax, (key, label) in zip(axes[0], metrics):
         pts = [(r["method"], r["wall_time"], r.get(key)) for r in rows
                if r.get("status") == "ok" and _finite(r.get(key)) and _finite(r.get("wall_time"))]
+        labels = []
         for i, (name, x, y) in enumerate(pts):
             ax.scatter(x, y, color=f"C{i % 10}", s=30, zorder=3)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            labels.append(ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8))
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
@@ -84,9 +86,26 @@ def plot_cost_quality(rows, path, metrics=(("test_nll", "test NLL"), ("extrap_cr
         ax.set_xlabel("wall time [s] (log)")
         ax.set_ylabel(f"{label} (lower is better)")
         ax.grid(alpha=0.3)
+        per_axis.append(labels)
     fig.suptitle("cost against quality")
     fig.tight_layout()
+    for labels in per_axis:
+        _separate_labels(fig, labels)
     return save_png(fig, path)
+
+
+def _separate_labels(fig, labels, offsets=((4, 4), (4, -11), (4, 15), (4, -22), (-4, 26), (4, -33))):
+    """Move point labels that would overlap an earlier one to the first free offset (points) in ``offsets``."""
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in sorted(labels, key=lambda a: -a.xy[1]):
+        for dx, dy in offsets:
+            label.set_position((dx, dy))
+            label.set_horizontalalignment("left" if dx >= 0 else "right")
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(label.get_window_extent(renderer))
 
 
 def _finite(v):
