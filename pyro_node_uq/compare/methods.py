@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..infer import param_scope, run_langevin_kernel, run_lowrank, run_map, run_nuts, run_svgd
-from ..infer.ltau import node_errors, node_latent
+from ..infer.ltau import node_latent
 from .context import MethodSkipped
-from .scoring import calibration_half
+from .scoring import calibration_half, point_errors
 
 __all__ = ["Method", "METHODS", "register", "resolve_methods", "DEMO_METHODS"]
 
@@ -91,9 +91,7 @@ def _map(ctx, **_):
 
 def _calibrate_ltau(ltau, model, guide, split, half):
     """Calibrate ``ltau`` on the first ``half`` trajectories of ``split`` against the true errors there."""
-    _, y_mean = node_latent(model, guide, split)
-    target = split.y_true if split.y_true is not None else split.y
-    errors, _ = node_errors(y_mean, split, target=target)
+    errors, _ = point_errors(node_latent(model, guide, split)[1], split)
     ltau.calibrate(ltau.predict_node(model, guide, split)[:half], errors[:half])
 
 

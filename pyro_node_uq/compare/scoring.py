@@ -17,7 +17,8 @@ from ..diagnostics import score
 from ..infer import param_scope
 from ..infer.ltau import node_errors, node_latent
 
-__all__ = ["score_result", "spearman", "auroc", "noise_scale", "hidden_comparable", "calibration_half"]
+__all__ = ["score_result", "spearman", "auroc", "noise_scale", "hidden_comparable", "calibration_half",
+           "point_errors"]
 
 
 def _ranks(x):
@@ -106,6 +107,12 @@ def score_result(result, problem, predictions, hidden=True):
     return row
 
 
+def point_errors(y_mean, split):
+    """Per-point errors ``(N, T)`` of the point prediction ``y_mean`` against the split's noise-free truth (its
+    noisy observations when it has none), and which points are observed."""
+    return node_errors(y_mean, split, target=split.y_true)  # None: node_errors compares against split.y
+
+
 def calibration_half(split):
     """Number of leading trajectories of ``split`` that calibrate LTAU (and that error scores leave out)."""
     return len(split) // 2 if split.mask is None else 0
@@ -113,7 +120,6 @@ def calibration_half(split):
 
 def _error_scores(result, problem, predictions):
     test, extra = problem.test, problem.extrapolation
-    target = test.y_true if test.y_true is not None else test.y
     ltau = getattr(result, "ltau", None)
     if ltau is not None:
         with param_scope(result.param_state):
@@ -128,7 +134,7 @@ def _error_scores(result, problem, predictions):
         uncertainty = _spread(predictions["test"]["y_mean"])
         ood_in, ood_out = uncertainty, _spread(predictions["extrapolation"]["y_mean"])
     uncertainty, ood_in, ood_out = uncertainty.detach(), ood_in.detach(), ood_out.detach()
-    errors, observed = node_errors(y_mean, test, target=target)
+    errors, observed = point_errors(y_mean, test)
     seen = observed & _observed(test)
     seen[:calibration_half(test)] = False
     return {"error_spearman": spearman(uncertainty[seen], errors[seen]),
