@@ -338,7 +338,7 @@ class AutoLangevin(AutoContinuous):
         bound = self.max_drift * math.sqrt(D)
         for k in range(K):
             tau = torch.tensor(k / K, dtype=z.dtype, device=z.device)
-            b = z.new_zeros(())
+            b, ok = z.new_zeros(()), True
             if self.score_mode != "exact":
                 # S s_theta with s_theta = S^{-1} (std * net): the net's output is preconditioned by the marginal std
                 # only (exactly S for a diagonal reference); a low-rank S would amplify it along its correlated
@@ -347,8 +347,6 @@ class AutoLangevin(AutoContinuous):
             if self.score_mode != "learned":
                 e, ok = self._exact_direction(z, m, bound / one_minus_a.detach(), args, kwargs)
                 b = b + lam[k] * self._apply_S(e)
-            else:
-                ok = True
             b = one_minus_a * b.expand(z.shape)
             mahal = (b * self._solve_S(b)).sum(-1).clamp(min=0) / one_minus_a2
             bad = ~(ok & torch.isfinite(b).all(-1) & torch.isfinite(mahal))

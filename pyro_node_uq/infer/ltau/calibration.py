@@ -5,7 +5,8 @@ uniform when the predictions are calibrated.  Two maps are fitted:
 
 * ``"isotonic"`` (Kuleshov et al., 2018): R(p) = fraction of u_i <= p, the monotone (isotonic) recalibration
   curve; the calibrated CDF is R(F(e)) and the calibrated quantile F^{-1}(R^{-1}(q)).
-* ``"scale"``: one factor s with calibrated CDF F(e / s), chosen on a log grid to minimise the calibration error.
+* ``"scale"``: one factor s with calibrated CDF F(e / s), chosen to minimise the validation pinball loss (exactly:
+  a weighted quantile, see ``_best_scale``), with an optional growth of s with the neighbour distance.
 
 For trajectories, the calibration also holds a ``memory`` (:mod:`~pyro_node_uq.infer.ltau.memory`): the
 distributions are first averaged over each trajectory's recent past.  :meth:`ErrorCalibration.fit` chooses it
