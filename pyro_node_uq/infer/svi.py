@@ -48,6 +48,8 @@ class GuardedSVI(SVI):
     """
 
     def __init__(self, model, guide, optim, loss, max_skips=10, **kwargs):
+        if not int(max_skips) >= 1:
+            raise ValueError(f"max_skips must be >= 1, got {max_skips}")
         super().__init__(model, guide, optim, loss, **kwargs)
         self.max_skips, self.skipped, self._run = int(max_skips), 0, 0
 
