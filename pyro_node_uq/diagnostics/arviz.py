@@ -56,7 +56,7 @@ def _posterior_draws(obj, split, model, num_samples, num_chains, seed):
             if obj.mcmc is not None and stats is None:
                 stats = _mcmc_stats(obj.mcmc)
         else:
-            flat = obj.posterior_samples(num_samples, seed=seed, split=split)
+            flat = obj.posterior_samples(num_samples, seed=seed)  # drawn given the data it was fitted on
             draws = _as_chains(flat, num_chains)
         return model, draws, state, stats
     if isinstance(obj, MCMC):

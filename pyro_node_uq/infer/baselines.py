@@ -55,7 +55,7 @@ def _fit_guide(name, model, guide_fn, split, num_steps, lr, num_particles, seed,
     elbo = estimate_elbo(model, guide, split, elbo_particles, seed) if elbo_particles else None
     return MethodResult(name=name, model=model, guide=guide, losses=fit.losses, elbo=elbo, wall_time=wall,
                         num_model_evals=counted.count, stochastic_dim=0 if name == "map" else latent_dim(guide),
-                        param_state=pyro.get_param_store().get_state())
+                        param_state=pyro.get_param_store().get_state(), train_split=split)
 
 
 def run_map(model, split, num_steps=1500, lr=2e-2, seed=0, progress_bar=True, **svi_kwargs):

@@ -71,6 +71,9 @@ class MethodResult:
     :ivar int stochastic_dim: number of scalar latent dimensions the method treats as random.
     :ivar dict param_state: the Pyro param store state at the end of the fit (restored while predicting).
     :ivar dict sample_stats: per-draw sampler statistics ``name -> (chains, draws)`` (MCMC), or ``None``.
+    :ivar train_split: the :class:`~pyro_node_uq.data.Split` the method was fitted on.  Guides whose draws depend
+        on the data (:class:`~pyro_node_uq.infer.AutoLangevin` with an exact or hybrid score) are run on it, so
+        predictions on another split never condition on that split's observations.
 
     Example::
 
@@ -94,6 +97,7 @@ class MethodResult:
     stochastic_dim: int = 0
     param_state: dict = None
     sample_stats: dict = None
+    train_split: object = None
 
     @property
     def num_draws(self):
@@ -109,7 +113,8 @@ class MethodResult:
         :param int num_samples: how many draws ``S``; for stored samples ``None`` returns all of them (chains
             concatenated), fewer are a random subset, more are drawn with replacement.
         :param int seed: seed of the guide draw / the subset.
-        :param split: model arguments for guides that need them (default: none; model-free autoguides).
+        :param split: the data a data-dependent guide is run on (default: :attr:`train_split`, the data it was
+            fitted on; model-free autoguides ignore it).
         :returns: dict site -> tensor ``(S,) + shape``.
         """
         if self.samples is not None:
@@ -127,6 +132,7 @@ class MethodResult:
             raise ValueError(f"MethodResult {self.name!r} has neither a guide nor stored samples")
         if num_samples is None:
             raise ValueError("num_samples: a guide needs the number of draws")
+        split = self.train_split if split is None else split
         args, kwargs = (split.args, split.kwargs) if split is not None else ((), {})
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
@@ -135,13 +141,14 @@ class MethodResult:
     def predict(self, split, num_samples=100, seed=0, sites=PREDICT_SITES):
         """Posterior predictive on ``split`` from ONE vectorised ``Predictive(parallel=True)`` call.
 
-        :param split: a :class:`~pyro_node_uq.data.Split` (its ``t`` and ``x`` are used; ``y`` is not).
+        :param split: a :class:`~pyro_node_uq.data.Split` (its ``t`` and ``x`` are used; ``y`` is not: the
+            posterior is drawn given :attr:`train_split`).
         :param int num_samples: number of posterior draws ``S`` (``None``: all stored draws).
         :param int seed: seed of the posterior draw and the observation noise.
         :param sites: sites to return.
         :returns: dict with ``"obs"``, ``"y_mean"`` (``(S, N, T, obs_dim)``) and ``"hidden"`` (``(S, N, T, H)``).
         """
-        samples = self.posterior_samples(num_samples, seed=seed, split=split)
+        samples = self.posterior_samples(num_samples, seed=seed)
         S = next(iter(samples.values())).shape[0]
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
