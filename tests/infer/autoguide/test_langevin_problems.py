@@ -1,10 +1,13 @@
-"""Slow check of AutoLangevin on ``chemical`` at the comparison job's settings (16 train / 16 test trajectories).
+"""Slow checks of AutoLangevin on ``chemical`` and ``elastoplastic`` (16 train / 16 test trajectories each).
 
-The learned-score guide (K = 10, 300 iterations), started at the AutoNormal fit, must beat AutoNormal's test NLL
-and keep 90% coverage within [0.85, 0.95].  Measured here (float64, seed 0): AutoNormal NLL -1.741, coverage 0.951;
-AutoLangevin learned -1.936, 0.878 (70 s); benchmarks/langevin_quality.py (float32): -1.909 / 0.920 and
--2.063 / 0.874.  The same check fails on ``elastoplastic`` (NLL -1.252
-against -1.257, coverage 0.819): see the AutoLangevin issue's note; it is not asserted here.
+The learned-score guide (K = 10), started at the AutoNormal fit, must beat AutoNormal's test NLL and keep 90%
+coverage within [0.85, 0.95].  Settings per problem: chemical at the comparison job's step counts (MAP 800,
+AutoNormal 500, AutoLangevin 300); elastoplastic at 0.6x those for VI and AutoLangevin (as in the comparison job) but
+with a MAP of 3000 steps at lr 5e-3.  Elastoplastic needs the longer MAP: after the comparison job's 480 steps the
+NODE's training RMSE against the noise-free truth is 0.049, well above the noise std 0.03, so the likelihood (noise
+fixed at its true value) is misspecified for the fitted model, every posterior that follows it is over-confident,
+and AutoLangevin (90% coverage 0.76-0.84) under-covered there.  Measured numbers: see the AutoLangevin issue's note
+and benchmarks/langevin_quality.py.
 """
 import pytest
 import torch
@@ -15,19 +18,27 @@ from pyro_node_uq.infer import run_autonormal, run_langevin, run_map
 
 pytestmark = pytest.mark.slow
 
+SETTINGS = {
+    "chemical": dict(map_steps=800, map_lr=2e-2, vi_steps=500, iters=300),
+    "elastoplastic": dict(map_steps=3000, map_lr=5e-3, vi_steps=300, iters=180),
+}
 
-def test_learned_autolangevin_beats_autonormal_on_chemical():
-    problem = load_problem("chemical")
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_learned_autolangevin_beats_autonormal(name):
+    cfg = SETTINGS[name]
+    problem = load_problem(name)
     model = problem.default_model()
-    mp = run_map(model, problem.train, num_steps=800, progress_bar=False)
-    an = run_autonormal(model, problem.train, num_steps=500, map_result=mp, progress_bar=False)
-    lv = run_langevin(model, problem.train, score="learned", num_iters=300, autonormal_result=an, progress_bar=False)
+    mp = run_map(model, problem.train, num_steps=cfg["map_steps"], lr=cfg["map_lr"], progress_bar=False)
+    an = run_autonormal(model, problem.train, num_steps=cfg["vi_steps"], map_result=mp, progress_bar=False)
+    lv = run_langevin(model, problem.train, score="learned", num_iters=cfg["iters"], autonormal_result=an,
+                      progress_bar=False)
     out = {}
     for res in (an, lv):
         torch.manual_seed(0)
         pred = res.predict(problem.test, num_samples=200)
         out[res.name] = score(pred, problem.test.y, noise_scale=problem.noise_scale)
-        print(res.name, {k: round(out[res.name][k], 4) for k in ("nll", "crps", "coverage_90")})
+        print(name, res.name, f"elbo {res.elbo:.1f}", {k: round(out[res.name][k], 4) for k in ("nll", "crps", "coverage_90")})
     assert lv.elbo > an.elbo
     assert out["langevin_learned"]["nll"] < out["autonormal"]["nll"]
     assert 0.85 <= out["langevin_learned"]["coverage_90"] <= 0.95
