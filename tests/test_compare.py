@@ -91,3 +91,24 @@ def test_rank_scores_match_scipy_and_sklearn():
     labels = np.r_[np.zeros(30), np.ones(22)]
     assert auroc(neg, pos) == pytest.approx(roc_auc_score(labels, np.r_[neg, pos]), abs=1e-12)
     assert np.isnan(spearman(np.zeros(5), np.arange(5.0)))  # a constant uncertainty ranks nothing
+
+
+def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
+    """Members 1.. get the MAP row's options (``lr`` included), not run_map's defaults."""
+    from pyro_node_uq.compare import RunContext
+    from pyro_node_uq.compare import methods as m
+
+    problem = load_problem("chemical", **TINY)
+    ctx = RunContext(problem, quick=True, progress_bar=False,
+                     options={"map": {"num_steps": 4, "lr": 5e-3, "ltau_k": 3}})
+    calls = []
+    real = m.run_map
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(m, "run_map", spy)
+    res = m._ensemble(ctx, num_members=3)
+    assert res.num_draws == 3 and len(calls) == 2
+    assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 and "ltau_k" not in c for c in calls)

@@ -141,10 +141,10 @@ def _ensemble(ctx, num_members=5, **opts):
 
     first = ctx.map_fit()[0]
     members = [first]
-    steps = ctx.options.get("map", {}).get("num_steps", 1500)
+    map_opts = {k: v for k, v in (ctx.options.get("map") or {}).items() if not k.startswith("ltau_")}
+    map_opts.update(opts)  # the ensemble's own num_steps / lr override the MAP row's: members are trained alike
     for i in range(1, num_members):
-        members.append(run_map(ctx.model, ctx.train, num_steps=opts.get("num_steps", steps), seed=ctx.seed + i,
-                               progress_bar=ctx.progress_bar))
+        members.append(run_map(ctx.model, ctx.train, seed=ctx.seed + i, progress_bar=ctx.progress_bar, **map_opts))
     values = [map_values(m) for m in members]
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
     return MethodResult(name="ensemble", model=ctx.model, samples=samples,
