@@ -65,7 +65,7 @@ def main():
         f = SCALE.get(name, 1.0) * args.scale
         model, test = problem.default_model(), problem.test
         start = time.perf_counter()
-        map_kw = dict(MAP.get(name, dict(num_steps=800 * SCALE.get(name, 1.0))))
+        map_kw = {"num_steps": 800 * SCALE.get(name, 1.0), **MAP.get(name, {})}
         mp = run_map(model, problem.train, num_steps=max(1, int(map_kw.pop("num_steps") * args.scale)),
                      progress_bar=False, **map_kw)
         bases = {"autonormal": run_autonormal(model, problem.train, num_steps=max(1, int(500 * f)), map_result=mp,

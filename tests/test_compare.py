@@ -112,3 +112,13 @@ def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
     res = m._ensemble(ctx, num_members=3)
     assert res.num_draws == 3 and len(calls) == 2
     assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 and "ltau_k" not in c for c in calls)
+
+
+def test_unknown_ltau_option_of_the_map_row_is_named():
+    from pyro_node_uq.compare import RunContext
+
+    ctx = RunContext(load_problem("chemical", **TINY), options={"map": {"num_steps": 4, "ltau_kk": 3}})
+    with pytest.raises(ValueError, match=r"ltau_kk.*ltau_burn_in"):
+        ctx.map_options()
+    assert RunContext(load_problem("chemical", **TINY), options={"map": {"ltau_k": 3, "lr": 0.1}}).map_options() == \
+        ({"lr": 0.1}, {"k": 3})

@@ -48,14 +48,24 @@ class RunContext:
     def note(self, method, text):
         self.notes.setdefault(method, []).append(text)
 
+    def map_options(self):
+        """``(run_map options, LTAU options)`` of the ``"map"`` method: its ``ltau_*`` options configure the LTAU
+        recorder riding on it (``ltau_k``, ``ltau_burn_in``), the rest are :func:`run_map`'s."""
+        opts = dict(self.options.get("map") or {})
+        ltau = {k[len("ltau_"):]: opts.pop(k) for k in list(opts) if k.startswith("ltau_")}
+        unknown = set(ltau) - {"k", "burn_in"}
+        if unknown:
+            raise ValueError(f"map options: unknown {sorted('ltau_' + k for k in unknown)}; "
+                             "known LTAU options are ['ltau_burn_in', 'ltau_k']")
+        return opts, ltau
+
     def map_fit(self):
         """``(MethodResult, LTAU)``: the MAP fit with LTAU's loss trajectories recorded during training."""
         if "map" not in self._cache:
-            opts = dict(self.options.get("map") or {})
-            burn_in = opts.pop("ltau_burn_in", 0.25)
-            ltau = LTAU(k=opts.pop("ltau_k", 10))
+            opts, ltau_opts = self.map_options()
+            ltau = LTAU(k=ltau_opts.get("k", 10))
             steps = opts.get("num_steps", 1500)
-            monitor = ltau.monitor(self.train, start=int(burn_in * steps))
+            monitor = ltau.monitor(self.train, start=int(ltau_opts.get("burn_in", 0.25) * steps))
             with monitor:
                 res = run_map(self.model, self.train, seed=self.seed, progress_bar=self.progress_bar,
                               callback=monitor, **opts)

@@ -141,7 +141,7 @@ def _ensemble(ctx, num_members=5, **opts):
 
     first = ctx.map_fit()[0]
     members = [first]
-    map_opts = {k: v for k, v in (ctx.options.get("map") or {}).items() if not k.startswith("ltau_")}
+    map_opts, _ = ctx.map_options()
     map_opts.update(opts)  # the ensemble's own num_steps / lr override the MAP row's: members are trained alike
     for i in range(1, num_members):
         members.append(run_map(ctx.model, ctx.train, seed=ctx.seed + i, progress_bar=ctx.progress_bar, **map_opts))
