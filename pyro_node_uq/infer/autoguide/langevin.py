@@ -11,25 +11,32 @@ In the flattened unconstrained latent space z of :class:`~pyro.infer.autoguide.A
 
 The latent is emitted as ``Delta(z_K, log_density=log r(z_K) + PKL)``, so plain ``Trace_ELBO`` computes
 ``E[log p(x, z_K) + log|J| - log r(z_K) - PKL] <= ELBO(q) <= log p(x)``: a true lower bound for any parameters.
+
+This class is a thin Pyro shell: the reference r (:mod:`.reference`), the drift terms (:mod:`.drift`) and the
+chain itself (:mod:`.ou_chain`, a pure ``init`` / ``step`` kernel) are separate parts.
 """
 import math
+import operator
 import warnings
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
-from pyro.distributions.util import sum_rightmost
+from pyro.distributions import constraints
 from pyro.infer.autoguide import AutoContinuous, AutoDiagonalNormal, AutoLowRankMultivariateNormal, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
 from pyro.nn.module import to_pyro_module_
 from pyro.poutine.runtime import get_plates
 from torch import nn
-from pyro.distributions import constraints
 from torch.distributions import biject_to
 
 from ...distributions import divergence_policy
+from ...nn import unflatten_params
+from ..log_joint import LogJoint, value_and_grad
+from . import ou_chain
+from .drift import DriftSum, ExactDrift, LearnedDrift
+from .reference import DiagonalReference, LowRankReference
 from .score_net import make_score_net
 
 __all__ = ["AutoLangevin"]
@@ -69,7 +76,15 @@ class AutoLangevin(AutoContinuous):
         and the clipped drift is counted in :attr:`stats`; start ``"exact"`` there with a small weight (0.01).
     :param float max_drift: per-step drift clip, in whitened units x sqrt(D); clipped or non-finite drifts are
         counted in :attr:`stats` and warned about (the bound stays valid: PKL uses the applied drift).
-    :param int num_quantile_samples: ensemble size of the Monte Carlo :meth:`median` and :meth:`quantiles`.
+    :param int num_quantile_samples: ensemble size of :meth:`median` and :meth:`quantiles` (antithetic draws from
+        a fixed seed: both are deterministic and consistent, and an untrained guide's median is its reference
+        mean, i.e. the ``init_loc_fn`` values).
+
+    **Data.** The exact and hybrid drifts evaluate the model, so the guide owns the data they condition on: the
+    arguments of its first call (normally the first SVI step), or those given to :meth:`condition_on`.  Later calls
+    with other arguments (``Predictive`` on test inputs, a converter given a test split) never change them.  The
+    model is evaluated outside the caller's effect handlers, so the guide works under any plates (vectorised ELBO
+    particles, ``Predictive(parallel=True)``) and with latents inside the model's plates.
 
     Example::
 
@@ -116,22 +131,21 @@ class AutoLangevin(AutoContinuous):
             raise ValueError(f"exact_weight_init must be positive, got {exact_weight_init}")
         self._exact_weight_init = float(exact_weight_init)
         super().__init__(model, init_loc_fn=init_loc_fn)
-        self.stats = {}
+        self._data, self._log_joint, self._last_info = None, None, None
         self._init_from = None if init_from is None else (init_from,)  # a tuple: not registered as a sub-guide
 
     # ------------------------------------------------------------------ parameters
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            if site["fn"].support.is_discrete:
+                raise ValueError(f"AutoLangevin: site {name!r} is discrete ({type(site['fn']).__name__}); the "
+                                 "Langevin chain needs continuous latents.  Enumerate it out "
+                                 "(TraceEnum_ELBO with infer={'enumerate': 'parallel'} on the site, and hide it "
+                                 "from this guide with poutine.block) or marginalise it in the model")
+        if self._data is None:
+            self._data = (tuple(args), dict(kwargs))
         D = self.latent_dim
-        full = poutine.block(poutine.trace(self.model).get_trace)(*args, **kwargs)
-        frames = [f for site in full.nodes.values() if site["type"] == "sample"
-                  for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
-        self._max_plate_nesting = max([-f.dim for f in frames] or [0])
-        # the model's plate at its deepest dim, reused by the nesting marker (a private one if it subsamples)
-        deepest = [f for f in frames if -f.dim == self._max_plate_nesting]
-        self._marker_plate = (f"_{self._pyro_name}_plates", 1)
-        if deepest and deepest[0].full_size in (None, deepest[0].size):
-            self._marker_plate = (deepest[0].name, deepest[0].size)
         loc = self._init_loc()
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
@@ -169,7 +183,7 @@ class AutoLangevin(AutoContinuous):
                 locs, scales = [], []
                 for name, shape in self._unconstrained_shapes.items():
                     try:
-                        loc, scale = other._get_loc_and_scale(name)
+                        loc, scale = operator.attrgetter(name)(other.locs), operator.attrgetter(name)(other.scales)
                     except AttributeError as e:
                         raise ValueError(f"init_from: the AutoNormal guide has no site {name!r}; "
                                          "fit it on the same model (and call it once) first") from e
@@ -205,9 +219,43 @@ class AutoLangevin(AutoContinuous):
         state = super().__getstate__()
         self._model = model
         state["_model"] = model
+        state["_log_joint"] = None
         return state
 
-    # ------------------------------------------------------------------ the reference r
+    def load_state_dict(self, state_dict, strict=True):
+        if self.prototype_trace is None and len(state_dict):
+            raise RuntimeError(f"{type(self).__name__}.load_state_dict: this guide has no parameters yet (they are "
+                               "created on its first call); call it once with the model's arguments, guide(*args), "
+                               "then load the state")
+        return super().load_state_dict(state_dict, strict=strict)
+
+    # ------------------------------------------------------------------ the data
+    def condition_on(self, *args, **kwargs):
+        """Set the model arguments (the data) the exact and hybrid drifts condition on.
+
+        By default these are the arguments of the guide's first call.  Call this to continue training on other
+        data, or after building the guide on other arguments.  Returns the guide.
+        """
+        self._data, self._log_joint = (tuple(args), dict(kwargs)), None
+        return self
+
+    @property
+    def conditioning_data(self):
+        """``(args, kwargs)`` the exact drift conditions on (``None`` before the first call)."""
+        return self._data
+
+    def log_joint(self, z):
+        """``log p(data, z) + log|J|`` at flat unconstrained points ``z`` ``(P, D)`` (this guide's site order),
+        given :attr:`conditioning_data`; evaluated outside the caller's effect handlers.  Returns ``(P,)``."""
+        if self._data is None:
+            raise RuntimeError(f"{type(self).__name__}: no data to condition the exact drift on; call the guide once "
+                               "with the model's arguments or use condition_on(*args, **kwargs)")
+        if self._log_joint is None:
+            args, kwargs = self._data
+            self._log_joint = LogJoint.from_model(self.model, args, kwargs)
+        return self._log_joint(unflatten_params(z, self._unconstrained_shapes))
+
+    # ------------------------------------------------------------------ the reference r and the drift
     @property
     def step_size(self):
         return self.log_step_size.exp()
@@ -215,7 +263,7 @@ class AutoLangevin(AutoContinuous):
     @property
     def reference_scale(self):
         """Marginal std of the reference r, ``sqrt(diag S)`` (detached): the diagonal preconditioner."""
-        return self._marginal_std().detach()
+        return self.reference_law().marginal_std().detach()
 
     @property
     def factor(self):
@@ -223,150 +271,71 @@ class AutoLangevin(AutoContinuous):
         (``F``: the parameter ``cov_factor``, relative to the scale as in Pyro's AutoLowRankMultivariateNormal)."""
         return self.scale.unsqueeze(-1) * self.cov_factor
 
-    def _marginal_std(self):
-        var = self.scale.pow(2)
+    def reference_law(self):
+        """The reference r as a :mod:`~pyro_node_uq.infer.autoguide.reference` object of the current parameters."""
         if self.reference == "lowrank":
-            var = var + self.factor.pow(2).sum(-1)
-        return var.sqrt()
+            return LowRankReference(self.loc, self.scale, self.cov_factor)
+        return DiagonalReference(self.loc, self.scale)
 
-    def _reference(self):
-        if self.reference == "lowrank":
-            return dist.LowRankMultivariateNormal(self.loc, self.factor, self.scale.pow(2))
-        return dist.Normal(self.loc, self.scale).to_event(1)
+    def drift(self):
+        """The chain's drift term for this guide's ``score`` mode (a :mod:`~pyro_node_uq.infer.autoguide.drift`
+        object of the current parameters)."""
+        terms = []
+        if self.score_mode != "exact":
+            terms.append(LearnedDrift(self.score_net))
+        if self.score_mode != "learned":
+            terms.append(ExactDrift(self._exact_log_density, self.exact_log_weight.exp()))
+        return terms[0] if len(terms) == 1 else DriftSum(*terms)
 
-    def _apply_S(self, v):
-        out = self.scale.pow(2) * v
-        if self.reference == "lowrank":
-            W = self.factor
-            out = out + (v @ W) @ W.T
-        return out
+    def exact_score(self, z):
+        """``(grad_z log p(data, z), ok)`` at unconstrained points ``z`` ``batch + (D,)``: the gradient is zero where
+        ``ok`` is False (a log density or gradient that is not finite, e.g. a diverging NODE solve)."""
+        _, grad, ok = value_and_grad(self._exact_log_density, z.detach().reshape(-1, z.shape[-1]))
+        return grad.reshape(z.shape), ok.reshape(z.shape[:-1])
 
-    def _solve_S(self, v):
-        """``S^{-1} v`` (Woodbury for the low-rank reference)."""
-        dinv = self.scale.pow(-2)
-        out = dinv * v
-        if self.reference == "lowrank":
-            W = self.factor
-            cap = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device) + (W.T * dinv) @ W
-            rhs = (out @ W).unsqueeze(-1)
-            out = out - dinv * (W @ torch.linalg.solve(cap, rhs)).squeeze(-1)
-        return out
-
-    def _noise(self, batch_shape):
-        """A draw of ``L xi`` with covariance S."""
-        eps = torch.randn(batch_shape + self.loc.shape, dtype=self.loc.dtype, device=self.loc.device)
-        out = self.scale * eps
-        if self.reference == "lowrank":
-            e2 = torch.randn(batch_shape + (self.rank,), dtype=self.loc.dtype, device=self.loc.device)
-            out = out + e2 @ self.factor.T
-        return out
-
-    # ------------------------------------------------------------------ the data-model gradient
-    def _log_joint(self, z, args, kwargs):
-        """log p(x, z) + log|J| for a batch of unconstrained latents ``z`` (``batch + (D,)``).
-
-        The batch is flattened into one dim left of every model plate, whatever plates the guide runs under
-        (``Predictive`` guesses a guide's plate nesting from the guide alone).
-        """
-        batch = z.shape[:-1]
-        z = z.reshape((-1,) + (1,) * self._max_plate_nesting + z.shape[-1:])
-        values, logp = {}, z.new_zeros(())
-        for site, unconstrained in self._unpack_latent(z):
-            transform = biject_to(site["fn"].support)
-            value = transform(unconstrained)
-            ladj = transform.log_abs_det_jacobian(unconstrained, value)
-            logp = logp + sum_rightmost(ladj, ladj.dim() - value.dim() + site["fn"].event_dim)
-            values[site["name"]] = value
-        with poutine.block():
-            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*args, **kwargs)
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            lp = site["log_prob"]
-            for frame in site["cond_indep_stack"]:
-                if frame.vectorized and frame.dim is not None and lp.dim() >= -frame.dim:
-                    lp = lp.sum(frame.dim, keepdim=True)
-            logp = logp + lp
-        return logp.expand(z.shape[:-1]).reshape(batch)
-
-    def _exact_score(self, z, args, kwargs):
-        """``(grad_z log p(x, z), ok)``: the gradient is zero where ``ok`` is False, i.e. for members whose log joint
-        or gradient is not finite (a NODE solve that diverged at an intermediate chain state is rejected there, not
-        raised; the chain zeroes and counts that member's drift).  Zeros, not NaN: a NaN kept out of the forward
-        pass by ``torch.where`` would still reach the parameters' gradients (0 * NaN) in the backward pass."""
-        with torch.enable_grad(), divergence_policy("reject"), warnings.catch_warnings():
+    def _exact_log_density(self, z):
+        with divergence_policy("reject"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # counted in stats and warned about once per chain
-            leaf = z.detach().requires_grad_()
-            logp = self._log_joint(leaf, args, kwargs)
-            (grad,) = torch.autograd.grad(logp.sum(), leaf)
-        ok = torch.isfinite(logp) & torch.isfinite(grad).all(-1)
-        return torch.where(ok.unsqueeze(-1), grad, torch.zeros_like(grad)), ok
-
-    def _exact_direction(self, z, m, cap, args, kwargs):
-        """``(e, ok)`` with ``e = grad log p(x, z) - grad log r(z)`` (detached), zero where ``ok`` is False.
-
-        The whitened size ``sqrt(e^T S e)`` of each member is capped at ``1e3 * cap`` before ``e`` meets any
-        parameter (the drift clip later enforces the real bound): a NODE gradient can be finite yet so large that
-        ``lambda S e`` overflows in float32, and an inf in the forward pass turns into ``0 * inf = NaN`` in the
-        parameters' gradients even where ``torch.where`` discards it.
-        """
-        grad, ok = self._exact_score(z, args, kwargs)
-        with torch.no_grad():
-            e = grad + self._solve_S(z - m)
-            ok = ok & torch.isfinite(e).all(-1)
-            e = torch.where(ok.unsqueeze(-1), e, torch.zeros_like(e))
-            peak = e.abs().amax(-1, keepdim=True).clamp(min=torch.finfo(e.dtype).tiny)
-            unit = e / peak  # entries in [-1, 1]: S unit cannot overflow
-            size = peak.squeeze(-1) * (unit * self._apply_S(unit)).sum(-1).clamp(min=0).sqrt()
-            e = unit * torch.minimum(peak, peak * (1e3 * float(cap) / size.clamp(min=1e-30)).unsqueeze(-1))
-        return e, ok
+            return self.log_joint(z)
 
     # ------------------------------------------------------------------ the chain
-    def _run_chain(self, batch_shape, args, kwargs):
-        """Simulate the controlled chain for a batch of independent particles; returns ``z_K, log r(z_K), PKL``."""
-        D, K = self.latent_dim, self.num_steps
-        m, h = self.loc, self.step_size
-        a = torch.exp(-h)
-        one_minus_a, one_minus_a2 = -torch.expm1(-h), -torch.expm1(-2 * h)
-        std = self._marginal_std()
-        ref = self._reference()
-        z = ref.rsample(batch_shape)
-        pkl = z.new_zeros(batch_shape)
-        lam = self.exact_log_weight.exp() if self.score_mode != "learned" else None
-        clipped = nonfinite = 0
-        bound = self.max_drift * math.sqrt(D)
-        for k in range(K):
-            tau = torch.tensor(k / K, dtype=z.dtype, device=z.device)
-            b, ok = z.new_zeros(()), True
-            if self.score_mode != "exact":
-                # S s_theta with s_theta = S^{-1} (std * net): the net's output is preconditioned by the marginal std
-                # only (exactly S for a diagonal reference); a low-rank S would amplify it along its correlated
-                # directions by up to D and make training unstable
-                b = std * self.score_net((z - m) / std, tau)
-            if self.score_mode != "learned":
-                e, ok = self._exact_direction(z, m, bound / one_minus_a.detach(), args, kwargs)
-                b = b + lam[k] * self._apply_S(e)
-            b = one_minus_a * b.expand(z.shape)
-            mahal = (b * self._solve_S(b)).sum(-1).clamp(min=0) / one_minus_a2
-            bad = ~(ok & torch.isfinite(b).all(-1) & torch.isfinite(mahal))
-            if bad.any():
-                nonfinite += int(bad.sum())
-                b = torch.where(bad.unsqueeze(-1), torch.zeros_like(b), b)
-                mahal = torch.where(bad, torch.zeros_like(mahal), mahal)
-            over = mahal > bound ** 2
-            clipped += int(over.sum())
-            b = b * torch.where(over, bound / mahal.clamp(min=1e-30).sqrt(), torch.ones_like(mahal)).unsqueeze(-1)
-            pkl = pkl + 0.5 * torch.where(over, torch.full_like(mahal, bound ** 2), mahal)
-            z = m + a * (z - m) + b + one_minus_a2.sqrt() * self._noise(batch_shape)
-        total = max(1, K * int(torch.Size(batch_shape).numel()))
-        self.stats = {"step_size": float(h.detach()), "clipped_fraction": clipped / total, "nonfinite_drifts": nonfinite,
-                      "mean_path_kl": float(pkl.detach().mean())}
-        if nonfinite:
-            warnings.warn(f"AutoLangevin: {nonfinite} non-finite drifts (of {total} particle steps) were set to zero; "
-                          "the model's log density or its gradient was not finite there (e.g. a diverging ODE solve)",
-                          RuntimeWarning)
-        return z, ref.log_prob(z), pkl
+    def run_chain(self, batch_shape, noise=None):
+        """Simulate the controlled chain for a batch of independent particles.
+
+        :param torch.Size batch_shape: the particles' batch shape.
+        :param callable noise: ``noise(shape) -> standard normal tensor`` (default ``torch.randn`` on the guide's
+            dtype and device).
+        :returns: ``(z_K, log r(z_K), PKL, infos)`` with the per-step :class:`~.ou_chain.ChainInfo` tuples.
+        """
+        ref, drift = self.reference_law(), self.drift()
+        shape = torch.Size(batch_shape) + (ref.noise_dim,)
+        if noise is None:
+            noise = lambda s: torch.randn(s, dtype=self.loc.dtype, device=self.loc.device)  # noqa: E731
+        bound = self.max_drift * math.sqrt(self.latent_dim)
+        state, infos = ou_chain.init(ref, noise(shape)), []
+        for k in range(self.num_steps):
+            state, info = ou_chain.step(state, noise(shape), k=k, num_steps=self.num_steps, reference=ref,
+                                        drift=drift, step_size=self.step_size, bound=bound)
+            infos.append(info)
+        self._last_info = (ou_chain.ChainInfo(*(torch.stack([getattr(i, f) for i in infos]).detach()
+                                                for f in ou_chain.ChainInfo._fields)), float(self.step_size.detach()))
+        if not torch.jit.is_tracing():
+            rejected = int(self._last_info[0].rejected.sum())
+            if rejected:
+                warnings.warn(f"AutoLangevin: {rejected} non-finite drifts (of {self._last_info[0].rejected.numel()} "
+                              "particle steps) were set to zero; the model's log density or its gradient was not "
+                              "finite there (e.g. a diverging ODE solve)", RuntimeWarning)
+        return state.z, ref.distribution().log_prob(state.z), state.path_kl, infos
+
+    @property
+    def stats(self):
+        """Summary of the last chain run: ``step_size``, ``clipped_fraction``, ``nonfinite_drifts`` (rejected
+        particle steps) and ``mean_path_kl`` (computed on access from the last run's info)."""
+        if self._last_info is None:
+            return {}
+        info, h = self._last_info
+        return {"step_size": h, "clipped_fraction": int(info.clipped.sum()) / max(info.clipped.numel(), 1),
+                "nonfinite_drifts": int(info.rejected.sum()), "mean_path_kl": float(info.path_kl.sum(0).mean())}
 
     # ------------------------------------------------------------------ the guide
     @staticmethod
@@ -386,25 +355,30 @@ class AutoLangevin(AutoContinuous):
 
     def sample_latent(self, *args, **kwargs):
         """Run the chain for every particle of the enclosing plates and emit ``Delta(z_K, log r(z_K) + PKL)``."""
-        z, log_r, pkl = self._run_chain(self._plate_batch_shape(), args, kwargs)
-        if self._max_plate_nesting:
-            # a zero-density marker inside the model's deepest plate, so that tools which
-            # guess the plate nesting from the guide alone (Predictive) put their vectorising plate left of the
-            # model's plates; the exact drift evaluates the model inside the guide and needs those dims free
-            name, size = self._marker_plate
-            with pyro.plate(name, size, dim=-self._max_plate_nesting):
-                pyro.sample(f"_{self._pyro_name}_nesting", dist.Delta(z.new_zeros(())),
-                            infer={"is_auxiliary": True})
+        z, log_r, pkl, _ = self.run_chain(self._plate_batch_shape())
         return pyro.sample(f"_{self._pyro_name}_latent", dist.Delta(z, log_density=log_r + pkl, event_dim=1),
                            infer={"is_auxiliary": True})
 
-    def _ensemble_latent(self, num_particles, args, kwargs):
+    def _ensemble_latent(self, num_particles, args, kwargs, noise=None):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        batch = torch.Size((num_particles,) + (1,) * self._max_plate_nesting)
         with torch.no_grad():
-            z, _, _ = self._run_chain(batch, args, kwargs)
-        return z.reshape(num_particles, self.latent_dim)
+            z, _, _, _ = self.run_chain(torch.Size((num_particles,)), noise)
+        return z
+
+    def _fixed_ensemble(self, args, kwargs):
+        """``num_quantile_samples`` (rounded up to even) antithetic members from a fixed seed: deterministic."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        gen = torch.Generator(device=self.loc.device).manual_seed(0)
+
+        def antithetic(shape):
+            half = torch.randn((shape[0] + 1) // 2, *shape[1:], generator=gen, dtype=self.loc.dtype,
+                               device=self.loc.device)
+            return torch.cat([half, -half])
+
+        n = self.num_quantile_samples + self.num_quantile_samples % 2
+        return self._ensemble_latent(n, args, kwargs, antithetic)
 
     def _constrain(self, latent):
         return {site["name"]: biject_to(site["fn"].support)(value)
@@ -413,29 +387,29 @@ class AutoLangevin(AutoContinuous):
     def sample_ensemble(self, num_particles, *args, **kwargs):
         """Draw ``num_particles`` fresh, independent ensemble members (constrained values, leading dim P).
 
-        ``*args, **kwargs`` are the model's arguments (needed by the ``exact`` and ``hybrid`` drifts).
+        ``*args, **kwargs`` set up an unused guide; the drift always conditions on :attr:`conditioning_data`.
         """
         z = self._ensemble_latent(num_particles, args, kwargs)
         return {name: value.reshape((num_particles,) + self.prototype_trace.nodes[name]["value"].shape)
                 for name, value in self._constrain(z).items()}
 
     def median(self, *args, **kwargs):
-        """Monte Carlo posterior median of each site: the coordinate-wise median of ``num_quantile_samples``
-        ensemble members in unconstrained space, mapped to the constrained space (the maps are monotone)."""
-        z = self._ensemble_latent(self.num_quantile_samples, args, kwargs)
-        return self._constrain(z.median(0).values)
+        """Posterior median of each site: the coordinate-wise median of a fixed antithetic ensemble of
+        ``num_quantile_samples`` members in unconstrained space, mapped to the constrained space (the maps are
+        monotone).  Deterministic, equal to ``quantiles([0.5])``."""
+        return {k: v[0] for k, v in self.quantiles([0.5], *args, **kwargs).items()}
 
     def quantiles(self, quantiles, *args, **kwargs):
-        """Monte Carlo posterior quantiles of each site from ``num_quantile_samples`` ensemble members.
+        """Posterior quantiles of each site from the fixed antithetic ensemble of :meth:`median`.
 
         :param quantiles: a list of levels in (0, 1).
         :returns: dict site -> tensor with a leading dim of ``len(quantiles)``.
         """
-        z = self._ensemble_latent(self.num_quantile_samples, args, kwargs)
-        q = torch.as_tensor(quantiles, dtype=z.dtype)
-        if ((q <= 0) | (q >= 1)).any():
-            raise ValueError(f"quantiles must lie in (0, 1), got {quantiles}")
-        latents = torch.quantile(z, q, dim=0)
+        q = torch.as_tensor(quantiles, dtype=torch.float64)
+        if q.dim() != 1 or not len(q) or ((q <= 0) | (q >= 1)).any():
+            raise ValueError(f"quantiles must be a list of levels in (0, 1), got {quantiles}")
+        z = self._fixed_ensemble(args, kwargs)
+        latents = torch.quantile(z, q.to(z), dim=0)
         result = {}
         for latent in latents:
             for name, value in self._constrain(latent).items():
@@ -450,6 +424,6 @@ class AutoLangevin(AutoContinuous):
         """
         if self.score_mode == "exact":
             raise ValueError("score(): a guide with score='exact' has no learned score; use drift='exact'")
-        std = self._marginal_std()
-        tau = torch.tensor((self.num_steps - 1) / self.num_steps, dtype=z.dtype, device=z.device)
-        return self._solve_S(std * self.score_net((z - self.loc) / std, tau) - (z - self.loc))
+        ref = self.reference_law()
+        c, _ = LearnedDrift(self.score_net)(z, self.num_steps - 1, self.num_steps, ref, None)
+        return ref.solve(c - (z - self.loc))

@@ -57,7 +57,7 @@ def test_exact_score_equals_the_closed_form_gradient():
     guide = AutoLangevin(model, num_steps=2, score="exact")
     guide(model.y)
     z = torch.randn(5, 1, 3)
-    grad, ok = guide._exact_score(z, (model.y,), {})
+    grad, ok = guide.exact_score(z)
     assert ok.all()
     resid = model.y - (z * model.X).sum(-1)
     expected = -z / model.prior_scale**2 + (resid.unsqueeze(-1) * model.X).sum(-2, keepdim=True) / model.sigma**2
@@ -182,7 +182,7 @@ def test_overflowing_drift_norm_gives_a_finite_path_kl():
 
     guide = AutoLangevin(model, num_steps=2, score="hybrid", exact_weight_init=1.0, init_scale=1.0)
     guide._setup_prototype()
-    z, log_r, pkl = guide._run_chain(torch.Size([5]), (), {})  # capped, then clipped: no overflow, no NaN
+    z, log_r, pkl, _ = guide.run_chain(torch.Size([5]))  # capped, then clipped: no overflow, no NaN
     assert torch.isfinite(pkl).all() and torch.isfinite(z).all() and guide.stats["clipped_fraction"] == 1.0
 
 
@@ -195,7 +195,7 @@ def test_exact_drift_survives_diverging_node_solves():
     guide(*problem.train.args)
     z = guide.loc.detach().expand(3, 1, guide.latent_dim).clone()
     z[0] = 1e5  # weights this large blow the solve up (|h| > 1e6)
-    grad, ok = guide._exact_score(z, problem.train.args, {})
+    grad, ok = guide.exact_score(z)
     assert ok.tolist() == [[False], [True], [True]]
     assert (grad[0] == 0).all() and torch.isfinite(grad[1:]).all() and (grad[1:] != 0).any()
     with torch.no_grad():
@@ -208,7 +208,7 @@ def test_exact_drift_survives_diverging_node_solves():
         guide.scale = torch.full_like(guide.scale, 1e4)  # some chain states diverge, some do not
     pyro.set_rng_seed(1)
     with pytest.warns(RuntimeWarning, match="non-finite drifts"):
-        z, log_r, pkl = guide._run_chain(torch.Size([16, 1]), problem.train.args, {})
+        z, log_r, pkl, _ = guide.run_chain(torch.Size([16, 1]))
     assert 0 < guide.stats["nonfinite_drifts"] < 32
     (z.sum() + log_r.sum() + pkl.sum()).backward()
     for name, p in guide.named_parameters():
@@ -224,7 +224,7 @@ def test_huge_finite_exact_gradients_do_not_poison_the_parameter_gradients():
     guide._setup_prototype()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # once w has moved, log p itself overflows: rejected
-        z, log_r, pkl = guide._run_chain(torch.Size([4]), (), {})
+        z, log_r, pkl, _ = guide.run_chain(torch.Size([4]))
     (z.sum() + log_r.sum() + pkl.sum()).backward()
     stats = guide.stats
     assert torch.isfinite(z).all() and torch.isfinite(pkl).all()
@@ -297,7 +297,10 @@ def test_hybrid_predictions_condition_on_the_training_data_only():
     a = res.predict(test, num_samples=6)["y_mean"]
     b = res.predict(shifted, num_samples=6)["y_mean"]
     assert torch.equal(a, b)
-    # and the draws are those given the training data, not given the test split
+    # the guide owns its data: calling it on the test split's arguments does not change what it conditions on
     on_train = res.posterior_samples(6)
     on_test = res.posterior_samples(6, split=test)
-    assert not all(torch.equal(on_train[k], on_test[k]) for k in on_train)
+    assert all(torch.equal(on_train[k], on_test[k]) for k in on_train)
+    # ... while conditioning it explicitly on other data does change the draws
+    res.guide.condition_on(*test.args, **test.kwargs)
+    assert not all(torch.equal(on_train[k], v) for k, v in res.posterior_samples(6).items())
