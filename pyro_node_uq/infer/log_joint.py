@@ -10,6 +10,7 @@ the caller happens to run under (vectorised ELBO particles, ``Predictive`` sampl
 the potential of the ensemble Langevin kernel and the exact score of :class:`AutoLangevin`.
 """
 import math
+import warnings
 from collections import OrderedDict
 
 import pyro
@@ -23,7 +24,7 @@ from torch.distributions import biject_to
 from ..distributions import NODEDivergenceError
 from ._pyro_compat import SUBSAMPLE_DIST, is_registered_solver_error, isolated_handlers
 
-__all__ = ["LogJoint", "model_plate_nesting", "value_and_grad"]
+__all__ = ["LogJoint", "UnconditionedSiteError", "model_plate_nesting", "value_and_grad"]
 
 
 def model_plate_nesting(trace):
@@ -75,18 +76,27 @@ class LogJoint:
             # singleton dims that put the particle dim left of the plates the site lives in
             pad = self.max_plate_nesting - len(site["fn"].batch_shape)
             self.sites[name] = (t, pad, site["value"].shape)
+        self.vectorized = None  # found out on the first call
 
     @classmethod
-    def from_model(cls, model, args=(), kwargs=None, transforms=None):
+    def from_model(cls, model, args=(), kwargs=None, transforms=None, latent_sites=None):
         """Trace ``model(*args, **kwargs)`` at top level (outside the caller's handlers) and build its log joint.
 
-        The global random state is left as it was (the trace draws the latents from the prior)."""
+        The global random state is left as it was (the trace draws the latents from the prior).  With
+        ``latent_sites``, any other unobserved site is an error (a density over those sites only)."""
         rng = get_rng_state()
         try:
             with isolated_handlers(), torch.no_grad():
                 trace = poutine.trace(model).get_trace(*args, **(kwargs or {}))
         finally:
             set_rng_state(rng)
+        if latent_sites is not None:
+            for name, _ in prune_subsample_sites(trace).iter_stochastic_nodes():
+                if name not in latent_sites:
+                    raise UnconditionedSiteError(
+                        f"site {name!r} is neither observed nor a latent of the density: the data it was given "
+                        f"({len(args)} arguments, keywords {sorted(kwargs or {})}) leave it unobserved.  Give the data "
+                        "it conditions on (for a guide: guide.condition_on(*args, **kwargs) with the training data)")
         return cls(model, trace, transforms, args, kwargs)
 
     def _per_particle(self, log_prob, P):
@@ -97,29 +107,70 @@ class LogJoint:
             log_prob = log_prob.sum().reshape(1)
         return log_prob.expand(P) if log_prob.numel() == 1 else log_prob.reshape(P)
 
-    def __call__(self, unconstrained, subsample=None):
-        """Log joint ``(P,)`` of the points ``{site: u}``; ``subsample`` fixes plates' subsample indices."""
+    def __call__(self, unconstrained):
+        """Log joint ``(P,)`` of the points ``{site: u}`` (each ``u`` with a leading dim P).
+
+        A model that cannot be vectorised over particles (a ``PyroModule[nn.Linear]`` with sampled weights) is
+        detected on the first call and evaluated one particle at a time from then on, with a warning."""
+        if self.vectorized is not False:
+            try:
+                out = self._evaluate(unconstrained, vectorized=True)
+                self.vectorized = True
+                return out
+            except Exception as e:
+                if self.vectorized or isinstance(e, (UnconditionedSiteError, NODEDivergenceError)) or \
+                        is_registered_solver_error(e):
+                    raise
+                first = {k: v[:1] for k, v in unconstrained.items()}
+                try:
+                    self._evaluate(first, vectorized=False)
+                except Exception:
+                    raise e from None
+                self.vectorized = False
+                warnings.warn(f"the model cannot be vectorised over particles ({type(e).__name__}: {e}); its log "
+                              "density is evaluated one particle at a time (slower).  Declare every batch dim with "
+                              "pyro.plate and broadcast over leading dims to vectorise it", RuntimeWarning)
+        return self._evaluate(unconstrained, vectorized=False)
+
+    def _evaluate(self, unconstrained, vectorized):
         first = next(iter(unconstrained.values()))
         P = first.shape[0]
-        values, log_joint = dict(subsample or {}), first.new_zeros(P)
+        log_jac, values = first.new_zeros(P), {}
         for name, (t, pad, shape) in self.sites.items():
             u = unconstrained[name]
             x = t.inv(u)
-            log_joint = log_joint - t.log_abs_det_jacobian(x, u).reshape(P, -1).sum(-1)
+            log_jac = log_jac - t.log_abs_det_jacobian(x, u).reshape(P, -1).sum(-1)
             values[name] = x.reshape((P,) + (1,) * pad + shape)
-        with isolated_handlers(), pyro.plate("_log_joint_particles", P, dim=-self.max_plate_nesting - 1):
-            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*self.args, **self.kwargs)
+        if vectorized:
+            with isolated_handlers(), pyro.plate("_log_joint_particles", P, dim=-self.max_plate_nesting - 1):
+                trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*self.args, **self.kwargs)
+            return log_jac + self._trace_log_joint(trace, values, P)
+        out = []
+        for p in range(P):
+            single = {name: v[p].reshape(self.sites[name][2]) for name, v in values.items()}
+            with isolated_handlers():
+                trace = poutine.trace(poutine.condition(self.model, single)).get_trace(*self.args, **self.kwargs)
+            out.append(self._trace_log_joint(trace, single, 1))
+        return log_jac + torch.cat(out)
+
+    def _trace_log_joint(self, trace, values, P):
         trace.compute_log_prob()
+        total = 0.0
         for site in trace.nodes.values():
             if site["type"] != "sample" or isinstance(site["fn"], SUBSAMPLE_DIST):
                 continue
             if not site["is_observed"] and site["name"] not in values:
-                raise ValueError(f"site {site['name']!r} is neither observed nor a latent of the density: the model "
-                                 "drew it from its prior.  Give the data it conditions on (for a guide: "
-                                 "guide.condition_on(*args, **kwargs) with the training data)")
+                raise UnconditionedSiteError(
+                    f"site {site['name']!r} is neither observed nor a latent of the density: the model drew it "
+                    "from its prior.  Give the data it conditions on (for a guide: guide.condition_on(*args, "
+                    "**kwargs) with the training data)")
             if not is_identically_zero(site["log_prob"]):
-                log_joint = log_joint + self._per_particle(site["log_prob"], P)
-        return log_joint
+                total = total + self._per_particle(site["log_prob"], P)
+        return total
+
+
+class UnconditionedSiteError(ValueError):
+    """The model sampled a site that is neither data nor a latent of the density (e.g. ``y=None``)."""
 
 
 def value_and_grad(fn, z):

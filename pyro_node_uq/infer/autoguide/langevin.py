@@ -252,7 +252,7 @@ class AutoLangevin(AutoContinuous):
                                "with the model's arguments or use condition_on(*args, **kwargs)")
         if self._log_joint is None:
             args, kwargs = self._data
-            self._log_joint = LogJoint.from_model(self.model, args, kwargs)
+            self._log_joint = LogJoint.from_model(self.model, args, kwargs, latent_sites=self._unconstrained_shapes)
         return self._log_joint(unflatten_params(z, self._unconstrained_shapes))
 
     # ------------------------------------------------------------------ the reference r and the drift
@@ -294,6 +294,11 @@ class AutoLangevin(AutoContinuous):
         return grad.reshape(z.shape), ok.reshape(z.shape[:-1])
 
     def _exact_log_density(self, z):
+        if torch.jit.is_tracing():
+            raise NotImplementedError(
+                f"AutoLangevin(score={self.score_mode!r}): the exact drift differentiates the model inside the guide "
+                "(torch.autograd.grad), which torch.jit.trace cannot record; use Trace_ELBO, or score='learned' "
+                "with JitTrace_ELBO")
         with divergence_policy("reject"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # counted in stats and warned about once per chain
             return self.log_joint(z)

@@ -144,8 +144,10 @@ class AutoLayerwise(AutoGuideList):
         latent = []
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             if site["fn"].support.is_discrete:
-                raise ValueError(f"AutoLayerwise: site {name!r} is discrete; enumerate it out or block it "
-                                 "(only continuous sites are supported)")
+                raise ValueError(f"AutoLayerwise: site {name!r} is discrete; only continuous sites can be point "
+                                 "estimates or sampled by the stochastic guide.  Enumerate it out (mark it "
+                                 "infer={'enumerate': 'parallel'} and use TraceEnum_ELBO) and hide it from this guide "
+                                 f"with AutoLayerwise(poutine.block(model, hide=[{name!r}]), ...)")
             latent.append(name)
         self.stochastic_sites, self.point_sites = self._resolve(latent)
         kw = dict(self.guide_kwargs)
@@ -168,6 +170,13 @@ class AutoLayerwise(AutoGuideList):
         state = super().__getstate__()
         self._model = model  # pickling does not strip the original guide of its model
         return state
+
+    def load_state_dict(self, state_dict, strict=True):
+        if self.prototype_trace is None and len(state_dict):
+            raise RuntimeError("AutoLayerwise.load_state_dict: this guide has no parameters yet (its parts are built "
+                               "on its first call); call it once with the model's arguments, guide(*args), then "
+                               "load the state")
+        return super().load_state_dict(state_dict, strict=strict)
 
     def __setstate__(self, state):
         super().__setstate__(state)
