@@ -173,24 +173,30 @@ class UnconditionedSiteError(ValueError):
     """The model sampled a site that is neither data nor a latent of the density (e.g. ``y=None``)."""
 
 
-def value_and_grad(fn, z):
+def value_and_grad(fn, z, with_grad=True):
     """``(value, grad, ok)`` of a batched log density ``fn(z) -> (P,)`` at points ``z`` ``(P, D)``.
 
     Members whose value or gradient is not finite are not ``ok``: their value is ``-inf`` and their gradient zero
     (zeros, not NaN: a NaN kept out of the forward pass by ``torch.where`` would still reach parameters' gradients
     as ``0 * NaN``).  A solver failure that raises (:class:`~pyro_node_uq.distributions.NODEDivergenceError`, or an
     error registered with ``pyro.ops.integrator.register_exception_handler``) makes every member not ``ok``.
+    With ``with_grad=False`` no backward pass is made and ``grad`` is ``None``.
     """
-    leaf = z.detach().requires_grad_()
+    leaf = z.detach().requires_grad_(with_grad)
+    grad = None
     try:
-        with torch.enable_grad():
+        with torch.set_grad_enabled(with_grad):
             value = fn(leaf)
-            grad = torch.autograd.grad(value.sum(), leaf)[0] if value.requires_grad else torch.zeros_like(leaf)
+            if with_grad:
+                grad = torch.autograd.grad(value.sum(), leaf)[0] if value.requires_grad else torch.zeros_like(leaf)
     except Exception as e:
         if not (isinstance(e, NODEDivergenceError) or is_registered_solver_error(e)):
             raise
-        value, grad = z.new_full(z.shape[:1], -math.inf), torch.zeros_like(z)
-    value, grad = value.detach(), grad.detach()
-    ok = torch.isfinite(value) & torch.isfinite(grad).all(-1)
-    value = torch.where(ok, value, torch.full_like(value, -math.inf))
-    return value, torch.where(ok.unsqueeze(-1), grad, torch.zeros_like(grad)), ok
+        value, grad = z.new_full(z.shape[:1], -math.inf), (torch.zeros_like(z) if with_grad else None)
+    value = value.detach()
+    ok = torch.isfinite(value)
+    if grad is not None:
+        grad = grad.detach()
+        ok = ok & torch.isfinite(grad).all(-1)
+        grad = torch.where(ok.unsqueeze(-1), grad, torch.zeros_like(grad))
+    return torch.where(ok, value, torch.full_like(value, -math.inf)), grad, ok

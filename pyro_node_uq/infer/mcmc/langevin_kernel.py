@@ -13,26 +13,26 @@ with diagonal preconditioner M = diag(m) (the variances) and step size eps:
 chain targets the exact posterior whatever the drift; ``adjust=False`` always moves (ULA, biased by O(eps)).
 The ensemble mode (``num_particles=P``) runs P independent chains in one kernel: each step evaluates the
 potential of all P points in one model call inside a vectorising plate.
+
+The transition itself is the pure :mod:`~pyro_node_uq.infer.mcmc.mala` kernel; this class is the Pyro shell
+around it (set-up from a model, step-size search and adaptation, the ``MCMCKernel`` reporting contract).
 """
 import math
 from collections import OrderedDict
 
 import pyro
 import pyro.distributions as dist
-import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import is_identically_zero
 from pyro.infer.autoguide import init_to_uniform
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
 from pyro.ops.dual_averaging import DualAveraging
-from pyro.ops.integrator import _EXCEPTION_HANDLERS
 from pyro.ops.welford import WelfordCovariance
-from pyro.poutine.subsample_messenger import _Subsample
 from pyro.util import optional
 
-from ...distributions import NODEDivergenceError
 from ...nn import flatten_params, unflatten_params
+from ..log_joint import LogJoint, value_and_grad
+from . import mala
 
 __all__ = ["LangevinKernel", "particles_to_chains"]
 
@@ -40,41 +40,9 @@ _DRIFTS = ("exact", "learned", "hybrid")
 _PRECONDITIONERS = ("auto", "adapt", "guide", "identity")
 
 
-class _EnsemblePotential:
-    """Potential energy of P points at once: the model runs once inside a plate of size P at the dim left of
-    its own plates, and the per-particle log joint is summed over every other dim (as
-    ``Trace_ELBO(vectorize_particles=True)`` does)."""
-
-    def __init__(self, model, model_args, model_kwargs, transforms, trace, max_plate_nesting):
-        self.model, self.args, self.kwargs = model, model_args, model_kwargs
-        self.transforms, self.mpn = transforms, max_plate_nesting
-        # singleton dims that put the particle dim left of the plates each site already lives in
-        self.pads = {name: max_plate_nesting - len(site["fn"].batch_shape)
-                     for name, site in trace.iter_stochastic_nodes() if name in transforms}
-
-    def _per_particle(self, log_prob, P):
-        if log_prob.dim() > self.mpn:  # (P or 1, *plate dims)
-            log_prob = (log_prob.sum(tuple(range(-self.mpn, 0))) if self.mpn else log_prob).reshape(-1)
-        else:  # a term shared by all particles
-            log_prob = log_prob.sum().reshape(1)
-        return log_prob.expand(P) if log_prob.numel() == 1 else log_prob.reshape(P)
-
-    def __call__(self, params):
-        P = next(iter(params.values())).shape[0]
-        values, log_joint = {}, 0.0
-        for name, u in params.items():
-            t = self.transforms[name]
-            x = t.inv(u)
-            log_joint = log_joint - t.log_abs_det_jacobian(x, u).reshape(P, -1).sum(-1)
-            values[name] = x.reshape((P,) + (1,) * self.pads[name] + x.shape[1:])
-        with pyro.plate("_langevin_particles", P, dim=-self.mpn - 1):
-            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*self.args, **self.kwargs)
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if site["type"] == "sample" and not isinstance(site["fn"], _Subsample):
-                if not is_identically_zero(site["log_prob"]):
-                    log_joint = log_joint + self._per_particle(site["log_prob"], P)
-        return -log_joint
+def _ensemble_potential(log_joint):
+    """The potential ``-log p`` of P points ``{site: (P, ...)}`` (the ensemble mode's vectorised potential)."""
+    return lambda params: -log_joint(params)
 
 
 def _adaptation_windows(warmup_steps):
@@ -236,18 +204,33 @@ class LangevinKernel(MCMCKernel):
 
     # ------------------------------------------------------------------ potential, score, drift
     def _energy(self, z, with_grad):
-        """Potential ``U`` ``(P,)`` and, when ``with_grad``, ``grad U`` ``(P, D)``; failed solves give ``inf``."""
-        z = z.detach().requires_grad_(with_grad)
-        try:
-            with torch.set_grad_enabled(with_grad):
-                U = self.potential_fn(self._unflatten(z)).reshape(-1).expand(z.shape[0])
-                if with_grad:
-                    grad = torch.autograd.grad(U.sum(), z)[0] if U.requires_grad else torch.zeros_like(z)
-        except Exception as e:
-            if not (isinstance(e, NODEDivergenceError) or any(h(e) for h in _EXCEPTION_HANDLERS.values())):
-                raise
-            U, grad = z.new_full(z.shape[:1], math.inf), torch.full_like(z, math.nan)
-        return U.detach(), (grad.detach() if with_grad else None)
+        """Potential ``U`` ``(P,)`` and, when ``with_grad``, ``grad U`` ``(P, D)``; a failed solve, a non-finite
+        value or a point whose unconstraining transform no longer round-trips (a saturated sigmoid or exp, where
+        the density is numerically wrong) gives ``inf``."""
+        P = z.shape[0]
+
+        def log_density(x):
+            return -self.potential_fn(self._unflatten(x)).reshape(-1).expand(P)
+
+        value, grad, ok = value_and_grad(log_density, z, with_grad)
+        ok = ok & self._round_trips(z)
+        U = torch.where(ok, -value, torch.full_like(value, math.inf))
+        return U, (None if grad is None else torch.where(ok.unsqueeze(-1), -grad, torch.zeros_like(grad)))
+
+    def _round_trips(self, z):
+        """Members whose constrained values map back to their unconstrained points (to 1e-3, relative)."""
+        ok = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+        if not self.transforms:
+            return ok
+        for name, u in unflatten_params(z, self._shapes).items():
+            t = self.transforms.get(name)
+            if t is None:
+                continue
+            with torch.no_grad():
+                back = t(t.inv(u))
+            close = torch.isclose(back, u, rtol=1e-3, atol=1e-3) | (back == u)
+            ok = ok & close.reshape(z.shape[0], -1).all(-1)
+        return ok
 
     def _score(self, z):
         out = self.guide.score(z[..., self._perm]).detach()
@@ -314,12 +297,15 @@ class LangevinKernel(MCMCKernel):
                 num_chains=self.num_particles, init_strategy=self._init_strategy, initial_params=self._initial_params)
             self.transforms, self._initial_params = transforms, init
             self._model_order = [name for name, _ in trace.iter_stochastic_nodes() if name in transforms]
+            if not init:  # no continuous latent: nothing to sample, as HMC/NUTS
+                self._shapes = OrderedDict()
+                return
             if self.ensemble:
-                mpn = self._max_plate_nesting
-                if mpn is None:
-                    mpn = max([-f.dim for s in trace.nodes.values() if s["type"] == "sample"
-                               for f in s["cond_indep_stack"] if f.vectorized] + [0])
-                self.potential_fn = _EnsemblePotential(self.model, args, kwargs, transforms, trace, mpn)
+                try:
+                    log_joint = LogJoint(self.model, trace, transforms, args, kwargs)
+                except ValueError as e:
+                    raise ValueError(f"LangevinKernel(num_particles={self.num_particles}): {e}") from None
+                self.potential_fn = _ensemble_potential(log_joint)
             else:
                 self.potential_fn = potential_fn
         elif self._initial_params is None:
@@ -353,7 +339,9 @@ class LangevinKernel(MCMCKernel):
         """Double or halve from 1 until the mean MALA acceptance crosses the target."""
         eps, direction = 1.0, None
         for i in range(30):
-            *_, log_alpha, _ = self._propose(eps, f"xi_presample_{i}")
+            _, log_alpha, _ = mala.propose(self._state(), self._noise(f"xi_presample_{i}"), step_size=eps,
+                                           variances=self.variances, evaluate=self._evaluate,
+                                           max_energy_error=self.max_energy_error)
             up = log_alpha.exp().clamp(max=1).nan_to_num(0.0).mean().item() > self.target_accept_prob
             if direction is not None and up != direction:
                 break
@@ -361,58 +349,41 @@ class LangevinKernel(MCMCKernel):
         return eps
 
     # ------------------------------------------------------------------ one step
-    def _propose(self, eps, name):
-        z, m = self._z, self.variances
-        xi = pyro.sample(name, dist.Normal(torch.zeros_like(z), 1.0).to_event(2))
-        z_new = z + 0.5 * eps ** 2 * m * self._g + eps * m.sqrt() * xi
-        finite = torch.isfinite(z_new).all(-1)
-        z_eval = torch.where(finite.unsqueeze(-1), z_new, z)  # never feed NaN/inf to the model
-        U_new, g_new = self._evaluate(z_eval)
-        finite = finite & torch.isfinite(g_new).all(-1)
-        if U_new is not None:
-            finite = finite & torch.isfinite(U_new)
-            back = z - z_new - 0.5 * eps ** 2 * m * g_new
-            log_q_back = -0.5 * (back ** 2 / (eps ** 2 * m)).sum(-1)
-            log_alpha = self._U - U_new + log_q_back + 0.5 * (xi ** 2).sum(-1)
-            log_alpha = torch.where(finite, log_alpha.nan_to_num(-math.inf), -math.inf)
-            exploding = (U_new - self._U) > self.max_energy_error
-        else:
-            log_alpha, exploding = None, torch.zeros_like(finite)
-        return z_new, U_new, g_new, log_alpha, ~finite | exploding
+    def _state(self):
+        return mala.MALAState(self._z, self._U, self._g)
+
+    def _noise(self, name):
+        return pyro.sample(name, dist.Normal(torch.zeros_like(self._z), 1.0).to_event(2))
 
     def sample(self, params):
+        if not self._shapes:  # a model without continuous latents
+            return {}
         if self._z is None:  # cache cleared by the caller
             self._z = self._flatten(params)
             self._U, self._g = self._evaluate(self._z)
         warmup = self._t < self._warmup_steps
         with optional(pyro.validation_enabled(False), warmup):
-            z_new, U_new, g_new, log_alpha, divergent = self._propose(self.step_size, f"xi_t={self._t}")
-        if log_alpha is not None:
-            accept_prob = log_alpha.exp().clamp(max=1.0)
-        else:
-            accept_prob = (~divergent).to(z_new.dtype)
-        if self.adjust:
-            u = pyro.sample(f"rand_t={self._t}", dist.Uniform(torch.zeros_like(accept_prob), 1.0).to_event(1))
-            accept = u < accept_prob
-        else:
-            accept = ~divergent
-        self._z = torch.where(accept.unsqueeze(-1), z_new, self._z)
-        self._g = torch.where(accept.unsqueeze(-1), g_new, self._g)
-        if U_new is not None:
-            self._U = torch.where(accept, U_new, self._U)
+            xi = self._noise(f"xi_t={self._t}")
+            u = None
+            if self.adjust:
+                u = pyro.sample(f"rand_t={self._t}", dist.Uniform(self._z.new_zeros(self._z.shape[:1]), 1.0)
+                                .to_event(1))
+            state, info = mala.step(self._state(), xi, u, step_size=self.step_size, variances=self.variances,
+                                    evaluate=self._evaluate, max_energy_error=self.max_energy_error)
+        self._z, self._U, self._g = state
 
         self._t += 1
-        mean_accept = accept_prob.mean().item()
+        mean_accept = info.accept_prob.mean().item()
         if warmup:
             self._adapt(mean_accept)
             n = self._t
         else:
             draw = self._t - self._warmup_steps - 1
-            if bool(divergent.any()):
+            if bool(info.divergent.any()):
                 self._divergences.append(draw)
-                for p in divergent.nonzero().flatten().tolist():
+                for p in info.divergent.nonzero().flatten().tolist():
                     self._particle_divergences[p].append(draw)
-            self._accept_sum += accept.to(z_new.dtype).mean().item()
+            self._accept_sum += info.accepted.to(self._z.dtype).mean().item()
             self._num_draws = n = draw + 1
         self._mean_accept_prob += (mean_accept - self._mean_accept_prob) / n
         return self._unflatten(self._z)

@@ -18,7 +18,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from pyro_node_uq.distributions import NODEDivergenceError
 from pyro_node_uq.infer import LangevinKernel, particles_to_chains
-from pyro_node_uq.infer.mcmc.langevin_kernel import _EnsemblePotential
+from pyro_node_uq.infer.log_joint import LogJoint
 
 SIGMA, PRIOR_SCALE = 1.0, 2.0
 
@@ -206,7 +206,7 @@ def test_ensemble_potential_matches_single_point_potential():
 
     y = torch.randn(5)
     init, potential_fn, transforms, trace = initialize_model(model, (y,), num_chains=6)
-    batched = _EnsemblePotential(model, (y,), {}, transforms, trace, max_plate_nesting=1)(init)
+    batched = -LogJoint(model, trace, transforms, (y,))(init)
     single = torch.stack([potential_fn({k: v[i] for k, v in init.items()}) for i in range(6)])
     assert init["p"].shape == (6, 2) and init["loc"].shape == (6, 5)
     torch.testing.assert_close(batched, single)
@@ -219,7 +219,7 @@ def test_node_model_ensemble_potential_and_steps():
     model = problem.default_model(R_hidden=(4,))
     split = problem.train
     init, potential_fn, transforms, trace = initialize_model(model, split.args, split.kwargs, num_chains=3)
-    batched = _EnsemblePotential(model, split.args, split.kwargs, transforms, trace, 1)(init)
+    batched = -LogJoint(model, trace, transforms, split.args, split.kwargs)(init)
     single = torch.stack([potential_fn({k: v[i] for k, v in init.items()}) for i in range(3)])
     torch.testing.assert_close(batched, single)
     kernel = LangevinKernel(model, num_particles=3, step_size=1e-4, adapt_step_size=False, preconditioner="identity")
