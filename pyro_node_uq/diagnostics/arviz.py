@@ -15,7 +15,7 @@ from pyro.infer.autoguide import AutoGuide
 from ..distributions import NODETrajectory
 from ..infer.result import MethodResult, guide_samples, param_scope
 
-__all__ = ["to_inference_data", "pointwise_log_likelihood"]
+__all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]
 
 
 def pointwise_log_likelihood(fn, value):
@@ -184,3 +184,59 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative].double())}, coords=ll_coords,
                               dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
     return idata
+
+
+def mcmc_to_inference_data(mcmc, *args, **kwargs):
+    """Any Pyro ``MCMC`` run of any Pyro model to ``InferenceData``, with ensemble kernels' particles as chains.
+
+    ``az.from_pyro`` sees the P particles of an ensemble :class:`~pyro_node_uq.infer.LangevinKernel` as a
+    variable dimension and cannot compute their log-likelihood; here every particle of every chain is a chain
+    (``chain = c * P + p``), so R-hat, ESS and ``az.loo`` treat them as the independent chains they are.
+
+    :param mcmc: a ``pyro.infer.MCMC`` after ``run``.
+    :param args: the model's arguments (the data), as given to ``mcmc.run``.
+    :param kwargs: the model's keyword arguments.
+    :returns: ``InferenceData`` with ``posterior``, ``log_likelihood`` (every observed site, one vectorised trace),
+        ``sample_stats`` (``diverging`` per chain and draw) and ``observed_data``.
+
+    Example::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> from pyro.infer import MCMC
+        >>> from pyro_node_uq.infer import LangevinKernel
+        >>> def model(y):
+        ...     mu = pyro.sample("mu", dist.Normal(0., 1.))
+        ...     with pyro.plate("data", len(y)):
+        ...         pyro.sample("y", dist.Normal(mu, 1.), obs=y)
+        >>> mcmc = MCMC(LangevinKernel(model, num_particles=4), num_samples=20, warmup_steps=20,
+        ...             disable_progbar=True)
+        >>> mcmc.run(torch.zeros(3))
+        >>> mcmc_to_inference_data(mcmc, torch.zeros(3)).log_likelihood["y"].shape
+        (4, 20, 3)
+    """
+    from ..infer.mcmc import particles_to_chains  # noqa: PLC0415 (a leaf of infer; diagnostics sits above it)
+
+    samples = mcmc.get_samples(group_by_chain=True)
+    P = int(getattr(mcmc.kernel, "num_particles", 1))
+    if P > 1:
+        samples = particles_to_chains(samples, P)
+    C, D = next(iter(samples.values())).shape[:2]
+    flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in samples.items()}
+    trace = Predictive(mcmc.kernel.model, posterior_samples=flat, parallel=True).get_vectorized_trace(*args, **kwargs)
+    trace.compute_log_prob()
+    log_lik, observed = {}, {}
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and site["is_observed"] and name not in flat and \
+                not site["infer"].get("_deterministic"):
+            lp = site["log_prob"]
+            lp = lp.expand((C * D,) + lp.shape[1:]) if lp.dim() else lp.expand(C * D)
+            log_lik[name] = _numpy(lp.reshape((C, D) + lp.shape[1:]))
+            observed[name] = _numpy(site["value"])
+    diverging = torch.zeros(C, D, dtype=torch.bool)
+    diag = mcmc.diagnostics()
+    for c in range(mcmc.num_chains):
+        by_particle = diag.get("divergences by particle", {}).get(f"chain {c}")
+        for p, steps in enumerate(by_particle if by_particle is not None else [diag["divergences"][f"chain {c}"]]):
+            diverging[c * P + p, steps] = True
+    return az.from_dict(posterior={k: _numpy(v) for k, v in samples.items()}, log_likelihood=log_lik,
+                        observed_data=observed, sample_stats={"diverging": _numpy(diverging)})

@@ -405,7 +405,8 @@ class LangevinKernel(MCMCKernel):
 
     # ------------------------------------------------------------------ Pyro's reporting contract
     def logging(self):
-        return OrderedDict([("step size", f"{self.step_size:.2e}"), ("acc. prob", f"{self._mean_accept_prob:.3f}")])
+        step = "-" if self.step_size is None else f"{self.step_size:.2e}"
+        return OrderedDict([("step size", step), ("acc. prob", f"{self._mean_accept_prob:.3f}")])
 
     def diagnostics(self):
         """``divergences`` (post-warm-up steps where any particle diverged), ``acceptance rate`` (mean over
