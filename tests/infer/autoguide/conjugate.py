@@ -31,9 +31,9 @@ class BayesLinReg:
             return pyro.sample("obs", dist.Normal((w * self.X).sum(-1), self.sigma), obs=y)
 
 
-def per_particle_elbo(model, guide, num_particles, *args):
+def per_particle_elbo(model, guide, num_particles, *args, max_plate_nesting=1):
     """Per-particle ``log p(x, z) - log q(z)`` for ``num_particles`` independent guide draws (vectorised)."""
-    with pyro.plate("_particles", num_particles, dim=-2), torch.no_grad():
+    with pyro.plate("_particles", num_particles, dim=-max_plate_nesting - 1), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
     total = torch.zeros(num_particles)
