@@ -12,6 +12,7 @@ score ``-(z - loc) / scale**2`` of the AutoNormal fit, with its scales as the pr
 Usage: ``python benchmarks/kernel_ess.py [--quick]``; the last line is ``RESULT ess_per_s_over_nuts=<best>``.
 """
 import argparse
+import operator
 import time
 from collections import OrderedDict
 from dataclasses import replace
@@ -33,7 +34,7 @@ class NormalScore:
     def __init__(self, guide):
         locs, scales = OrderedDict(), []
         for name, site in guide.prototype_trace.iter_stochastic_nodes():
-            loc, scale = guide._get_loc_and_scale(name)
+            loc, scale = operator.attrgetter(name)(guide.locs), operator.attrgetter(name)(guide.scales)
             locs[name] = loc.detach()
             scales.append(scale.detach().reshape(-1))
         self._unconstrained_shapes = OrderedDict((k, v.shape) for k, v in locs.items())

@@ -5,11 +5,12 @@ Pyro's public API only.
 """
 from contextlib import contextmanager
 
+from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler  # 1.9.2: MCMC's per-process and in-process samplers
 from pyro.ops.integrator import _EXCEPTION_HANDLERS  # 1.9.2: the registry of solver errors HMC treats as divergences
 from pyro.poutine import runtime
 from pyro.poutine.subsample_messenger import _Subsample  # 1.9.2: the distribution of a plate's subsample site
 
-__all__ = ["SUBSAMPLE_DIST", "is_registered_solver_error", "isolated_handlers", "subsample_indices"]
+__all__ = ["SUBSAMPLE_DIST", "chains_in_process", "is_registered_solver_error", "isolated_handlers", "replace_model"]
 
 SUBSAMPLE_DIST = _Subsample
 
@@ -41,9 +42,19 @@ def is_registered_solver_error(exc):
     return any(handler(exc) for handler in _EXCEPTION_HANDLERS.values())
 
 
-def subsample_indices(plates):
-    """``{plate name: indices}`` of the subsampled plates among ``plates`` (name -> ``pyro.plate``): the values
-    that condition a model's subsample sites on the indices the guide drew.  Pyro 1.9.2 keeps a plate's indices
-    in the private ``_indices``."""
-    return {name: p._indices for name, p in plates.items()
-            if p.subsample_size is not None and p.subsample_size != p.size}
+def chains_in_process(mcmc, kernel, num_samples, warmup_steps, num_chains, progress_bar, initial_params, hook):
+    """Make ``mcmc`` draw its chains one after another in this process (Pyro would fork one process per chain:
+    counted model evaluations and hook statistics would stay in the children).  Pyro 1.9.2 has no public switch;
+    this swaps its private ``_MultiSampler`` for the ``_UnarySampler``."""
+    if isinstance(mcmc.sampler, _MultiSampler):
+        mcmc.sampler = _UnarySampler(kernel, num_samples, warmup_steps, num_chains, not progress_bar,
+                                     initial_params=initial_params, hook=hook)
+    return mcmc
+
+
+def replace_model(guide, model):
+    """Point a fitted autoguide at another model with the same sites (e.g. the bare model instead of the
+    evaluation-counting wrapper it was fitted with).  Pyro 1.9.2 keeps an autoguide's model in the private
+    ``AutoGuide._model`` slot, a 1-tuple so that ``nn.Module`` does not register it."""
+    guide._model = (model,)
+    return guide

@@ -6,6 +6,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal, init_to_value
 
+from ._pyro_compat import replace_model
 from .counting import CountingModel
 from .result import MethodResult, param_scope
 from .svi import fit_svi
@@ -51,7 +52,7 @@ def _fit_guide(name, model, guide_fn, split, num_steps, lr, num_particles, seed,
     fit = fit_svi(counted, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
                   desc=name, **svi_kwargs)
     wall = time.perf_counter() - start
-    guide._model = (model,)  # AutoGuide's model slot: predictions and ELBO estimates are not fitting cost
+    replace_model(guide, model)  # predictions and ELBO estimates are not fitting cost
     elbo = estimate_elbo(model, guide, split, elbo_particles, seed) if elbo_particles else None
     return MethodResult(name=name, model=model, guide=guide, losses=fit.losses, elbo=elbo, wall_time=wall,
                         num_model_evals=counted.count, stochastic_dim=0 if name == "map" else latent_dim(guide),

@@ -1,13 +1,14 @@
 """The log joint density of a Pyro model at a batch of unconstrained latent values, in one vectorised call.
 
-For P points ``u_p`` (one unconstrained tensor per latent site, each with a leading dim P):
+For P points ``u_p`` (one unconstrained tensor per latent site, each with a leading dim P)::
 
     log p(data, x(u_p)) + log |dx/du|(u_p),     x = T^{-1}(u)  (T: constrained -> unconstrained)
 
 The model runs once inside a plate of size P placed left of its own plates, *outside* every effect handler of
-the caller (:func:`~pyro_node_uq.infer._pyro_compat.isolated_handlers`): the result does not depend on the plates
+the caller (``isolated_handlers`` in the package's Pyro adapter module): the result does not depend on the plates
 the caller happens to run under (vectorised ELBO particles, ``Predictive`` samples, an ``MCMC`` run).  This is
-the potential of the ensemble Langevin kernel and the exact score of :class:`AutoLangevin`.
+the potential of the ensemble Langevin kernel and the exact score of
+:class:`~pyro_node_uq.infer.AutoLangevin`.
 """
 import math
 import warnings

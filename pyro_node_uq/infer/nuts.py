@@ -8,9 +8,9 @@ import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
-from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler
 from pyro.poutine.util import prune_subsample_sites
 
+from ._pyro_compat import chains_in_process
 from .baselines import map_values, run_map
 from .counting import CountingModel
 from .result import MethodResult
@@ -112,9 +112,7 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
         warnings.filterwarnings("ignore", message="num_chains=", category=UserWarning)
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains,
                     initial_params=initial, hook_fn=stats, disable_progbar=not progress_bar)
-    if isinstance(mcmc.sampler, _MultiSampler):  # keep chains in-process: counted evaluations and stats
-        mcmc.sampler = _UnarySampler(kernel, num_samples, warmup_steps, num_chains, not progress_bar,
-                                     initial_params=initial, hook=stats)
+    chains_in_process(mcmc, kernel, num_samples, warmup_steps, num_chains, progress_bar, initial, stats)
     start = time.perf_counter()
     mcmc.run(*split.args, **split.kwargs)
     wall = time.perf_counter() - start

@@ -250,7 +250,7 @@ class AutoLangevin(AutoContinuous):
         if self._data is None:
             raise RuntimeError(f"{type(self).__name__}: no data to condition the exact drift on; call the guide once "
                                "with the model's arguments or use condition_on(*args, **kwargs)")
-        if self._log_joint is None:
+        if self._log_joint is None or self._log_joint.model is not self.model:  # built, or the model was replaced
             args, kwargs = self._data
             self._log_joint = LogJoint.from_model(self.model, args, kwargs, latent_sites=self._unconstrained_shapes)
         return self._log_joint(unflatten_params(z, self._unconstrained_shapes))

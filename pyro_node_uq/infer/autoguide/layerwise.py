@@ -75,11 +75,10 @@ class AutoLayerwise(AutoGuideList):
         initialise the point sites and the stochastic guide's location; sites it lacks use ``init_loc_fn``.
     :param guide_kwargs: keyword arguments of ``guide`` (``num_steps``, ``score``, ``init_scale``...).
 
-    .. note:: A stochastic guide that evaluates the model (``AutoLangevin`` with ``score="exact"`` or
-        ``"hybrid"``) cannot be passed as ``Predictive(model, guide=...)``: Pyro guesses the guide's plate nesting
-        as 0 and its sample plate collides with the model's plates (as for a plain ``AutoLangevin``).  Draw with
-        :func:`~pyro_node_uq.infer.guide_samples` (or :meth:`MethodResult.predict`) and pass
-        ``posterior_samples`` instead.  Pickling drops the model (Pyro's convention): after loading, set
+    .. note:: Both parts work under ``Predictive(model, guide=...)``, parallel or sequential.  A stochastic guide
+        that evaluates the model (``AutoLangevin`` with ``score="exact"`` or ``"hybrid"``) conditions on the data
+        of its first call (see :meth:`AutoLangevin.condition_on`) and sees the point sites at their current values.
+        Pickling drops the model (Pyro's convention, as for its own guides): after loading, set
         ``guide._model = (model,)`` before sampling such a guide.
 
     Example::

@@ -1,5 +1,6 @@
 """``run_langevin_kernel``: the :class:`LangevinKernel` in ensemble mode as a comparable method, warm-started from
 a fitted guide (AutoNormal, AutoLangevin...), every particle an independent chain."""
+import operator
 import time
 from collections import OrderedDict
 
@@ -27,7 +28,7 @@ def _supports(model, split):
 def _normal_variances(guide, names):
     """Diagonal preconditioner from an ``AutoNormal`` fit: its posterior variances in the kernel's flat order
     (sites sorted by name, each flattened)."""
-    return torch.cat([guide._get_loc_and_scale(name)[1].detach().reshape(-1) ** 2 for name in sorted(names)])
+    return torch.cat([operator.attrgetter(name)(guide.scales).detach().reshape(-1) ** 2 for name in sorted(names)])
 
 
 def run_langevin_kernel(model, split, init, *, drift="exact", guide=None, num_particles=16, num_samples=100,
