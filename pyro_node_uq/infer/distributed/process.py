@@ -1,4 +1,5 @@
 """The process group: join the one ``torchrun`` describes, ask who we are, and spawn local groups for tests."""
+import contextlib
 import datetime
 import io
 import os
@@ -9,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "comm_device", "spawn",
+__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "local_process", "comm_device", "spawn",
            "broadcast_object", "sync_rng_state"]
 
 
@@ -30,14 +31,32 @@ def init_distributed(backend=None, timeout=60.0):
     return get_rank(), get_world_size()
 
 
+_LOCAL_DEPTH = [0]
+
+
+def _in_group():
+    return _LOCAL_DEPTH[0] == 0 and dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def local_process():
+    """Inside this block the process acts alone (rank 0 of 1): fits run locally, without collectives, as the
+    independent runs of :func:`~pyro_node_uq.infer.distributed.map_across_ranks` must."""
+    _LOCAL_DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        _LOCAL_DEPTH[0] -= 1
+
+
 def get_rank():
     """This process's rank (0 outside a process group)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _in_group() else 0
 
 
 def get_world_size():
     """The number of processes in the group (1 outside a process group)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _in_group() else 1
 
 
 def is_main_process():

@@ -7,7 +7,7 @@ from pyro.infer.autoguide import AutoNormal
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.infer import AutoLangevin, fit_svi
-from pyro_node_uq.infer.distributed import DataParallelSVI, get_world_size, spawn, subsample_plate
+from pyro_node_uq.infer.distributed import DataParallelSVI, get_world_size, subsample_plate
 
 # (guide, subsample_size per process, steps): the 1-process reference uses subsample_size * world size
 CASES = {"autonormal": ("autonormal", None, 12), "langevin": ("langevin", None, 6),
@@ -35,20 +35,11 @@ def fit_case(name, processes=1):
     return {"losses": fit.losses, "params": params, "world_size": get_world_size()}
 
 
-def _fit_all():
-    return {name: fit_case(name, get_world_size()) for name in CASES}
-
-
-@pytest.fixture(scope="module")
-def two_process_fits():
-    return spawn(_fit_all, 2, timeout=300)
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_two_processes_equal_one_process(two_process_fits, name):
+def test_two_processes_equal_one_process(two_processes, name):
     """Must-show: loss curve and final parameters of 2-process data-parallel SVI equal 1 process to 1e-5."""
     reference = fit_case(name, processes=2)
-    for rank, result in enumerate(two_process_fits):
+    for rank, result in enumerate(two_processes):
         got = result[name]
         assert got["world_size"] == 2
         assert torch.allclose(torch.tensor(got["losses"]), torch.tensor(reference["losses"]), rtol=1e-5, atol=1e-5), \
@@ -57,8 +48,8 @@ def test_two_processes_equal_one_process(two_process_fits, name):
         for key, value in reference["params"].items():
             assert torch.allclose(got["params"][key], value, rtol=1e-5, atol=1e-5), f"rank {rank}: {key}"
     # every rank holds exactly the same parameters
-    for key, value in two_process_fits[0][name]["params"].items():
-        assert torch.equal(two_process_fits[1][name]["params"][key], value)
+    for key, value in two_processes[0][name]["params"].items():
+        assert torch.equal(two_processes[1][name]["params"][key], value)
 
 
 def test_minibatch_draws_differ_from_the_full_batch_and_scale_the_likelihood():
