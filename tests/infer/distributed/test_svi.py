@@ -3,15 +3,16 @@ import pyro
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
-from pyro.infer.autoguide import AutoNormal
+from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer import AutoLangevin, fit_svi
+from pyro_node_uq.infer import AutoLangevin, AutoLayerwise, fit_svi
 from pyro_node_uq.infer.distributed import DataParallelSVI, get_world_size, subsample_plate
 
 # (guide, subsample_size per process, steps): the 1-process reference uses subsample_size * world size
 CASES = {"autonormal": ("autonormal", None, 12), "langevin": ("langevin", None, 6),
-         "minibatch": ("autonormal", 3, 12)}
+         "minibatch": ("autonormal", 3, 12), "lowrank": ("lowrank", None, 4),
+         "langevin_hybrid": ("langevin_hybrid", 2, 3), "layerwise": ("layerwise", None, 4)}
 
 
 def fit_case(name, processes=1):
@@ -23,10 +24,15 @@ def fit_case(name, processes=1):
     pyro.set_rng_seed(0)
     problem = load_problem("chemical", num_train=8, seed=0).to(torch.float64)
     model = problem.default_model()
+    init = model.init_loc_fn(0)
     if kind == "autonormal":
-        guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0), init_scale=0.05)
-    else:
-        guide = AutoLangevin(model, num_steps=3, init_loc_fn=model.init_loc_fn(0))
+        guide = AutoNormal(model, init_loc_fn=init, init_scale=0.05)
+    elif kind == "lowrank":
+        guide = AutoLowRankMultivariateNormal(model, init_loc_fn=init, init_scale=0.05)
+    elif kind == "layerwise":
+        guide = AutoLayerwise(model, subset="last_layer", init_loc_fn=init)
+    else:  # the hybrid score evaluates the model inside the guide, on all trajectories
+        guide = AutoLangevin(model, num_steps=3, init_loc_fn=init, score=kind.partition("_")[2] or "learned")
     subsample_size = None if per_process is None else per_process * processes
     fit = fit_svi(model, guide, problem.train, num_steps=steps, lr=0.02, progress_bar=False, seed=1,
                   loss=Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1),
@@ -37,7 +43,8 @@ def fit_case(name, processes=1):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_two_processes_equal_one_process(two_processes, name):
-    """Must-show: loss curve and final parameters of 2-process data-parallel SVI equal 1 process to 1e-5."""
+    """Must-show: loss curve and final parameters of 2-process data-parallel SVI equal 1 process to 1e-5 (AutoNormal,
+    AutoLangevin, a minibatch; and the other shipped guides)."""
     reference = fit_case(name, processes=2)
     for rank, result in enumerate(two_processes):
         got = result[name]
