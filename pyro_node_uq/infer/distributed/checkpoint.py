@@ -41,9 +41,11 @@ class SVICheckpoint:
         if is_main_process() and os.path.exists(self.path):
             try:
                 state = torch.load(self.path, map_location="cpu", weights_only=False)
-            except Exception as e:
-                raise ValueError(f"checkpoint {self.path!r}: cannot be read ({e}); delete it to start afresh") from e
+            except Exception as e:  # every rank must hear of it, or the others would wait for the broadcast
+                state = f"checkpoint {self.path!r}: cannot be read ({e}); delete it to start afresh"
         state = broadcast_object(state)
+        if isinstance(state, str):
+            raise ValueError(state)
         if state is None:
             return 0, []
         for key, value in self.config.items():

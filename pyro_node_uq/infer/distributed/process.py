@@ -14,7 +14,7 @@ __all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", 
            "broadcast_object", "sync_rng_state"]
 
 
-def init_distributed(backend=None, timeout=60.0):
+def init_distributed(backend=None, timeout=300.0):
     """Join the process group described by the environment ``torchrun`` sets (``RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR``, ``MASTER_PORT``, ``LOCAL_RANK``); a no-op when already joined or not launched by torchrun.
 

@@ -125,12 +125,12 @@ class DataParallelSVI(GuardedSVI):
         if self.world_size == 1:
             return
         sync_rng_state()
-        store = pyro.get_param_store()
-        names = broadcast_object(sorted(store.keys()))
+        params = dict(pyro.get_param_store().named_parameters())
+        names = broadcast_object(sorted(params))
         for name in names:
-            if name not in store:
+            if name not in params:
                 raise RuntimeError(f"DataParallelSVI: parameter {name!r} exists on rank 0 but not on rank {self.rank}")
-            value = store.get_param(name).unconstrained()
+            value = params[name]
             buffer = value.detach().to(comm_device())
             dist.broadcast(buffer, src=0)
             with torch.no_grad():

@@ -59,6 +59,16 @@ def test_two_processes_equal_one_process(two_processes, name):
         assert torch.equal(two_processes[1][name]["params"][key], value)
 
 
+def test_parameters_already_in_the_store_start_from_rank_0(two_processes):
+    from .workers import warm_start
+
+    pyro.clear_param_store()
+    reference = warm_start()  # one process: the rank-0 start value
+    for result in two_processes:
+        assert result["warm_start"][0] == pytest.approx(reference[0], rel=1e-12)
+        assert torch.allclose(result["warm_start"][1], reference[1], rtol=1e-12)
+
+
 def test_minibatch_draws_differ_from_the_full_batch_and_scale_the_likelihood():
     """The minibatch case really subsamples (else the must-show above could not fail on a wrong scale)."""
     full, mini = fit_case("autonormal"), fit_case("minibatch")

@@ -35,10 +35,28 @@ def ensemble():
     return None if res is None else res.samples
 
 
+def warm_start():
+    """A parameter already in the store differs per rank before the fit; rank 0's value must win."""
+    from pyro.infer import Trace_ELBO
+
+    from pyro_node_uq.infer.distributed import DataParallelSVI
+
+    pyro.clear_param_store()
+    pyro.param("w", torch.full((3,), float(get_rank())))
+
+    def model(y):
+        with pyro.plate("trajectories", len(y)) as idx:
+            pyro.sample("obs", dist.Normal(pyro.param("w").sum(), 1.0), obs=y[idx])
+
+    svi = DataParallelSVI(model, lambda y: None, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    losses = [svi.step(torch.arange(6.0)) for _ in range(3)]
+    return losses, pyro.param("w").detach().clone()
+
+
 def run_all():
     from .test_svi import CASES, fit_case
 
     torch.set_default_dtype(torch.float64)
     out = {name: fit_case(name, get_world_size()) for name in CASES}
-    out.update(chains=chains(), ensemble=ensemble(), rank=get_rank(), world_size=get_world_size())
+    out.update(chains=chains(), ensemble=ensemble(), warm_start=warm_start(), rank=get_rank(), world_size=get_world_size())
     return out
