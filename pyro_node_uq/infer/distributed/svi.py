@@ -114,9 +114,6 @@ class DataParallelSVI(GuardedSVI):
             self._broadcast_start()
         self._indices, self.handler.seen = None, False
         loss = super().step(*args, **kwargs)
-        if not self.handler.seen:
-            raise ValueError(f"DataParallelSVI: the model has no plate named {self.plate!r} to shard; name the "
-                             "model's data plate with plate=...")
         self.num_steps_taken += 1
         return loss
 
@@ -138,6 +135,9 @@ class DataParallelSVI(GuardedSVI):
 
     def reduce(self, params, loss):
         """Weighted all-reduce of the loss and of every gradient, in parameter-name order (the same on all ranks)."""
+        if not self.handler.seen:  # before any parameter moves
+            raise ValueError(f"DataParallelSVI: the model has no plate named {self.plate!r} to shard; name the "
+                             "model's data plate with plate=...")
         if self.world_size == 1:
             return loss
         names = {id(v): k for k, v in pyro.get_param_store().named_parameters()}
