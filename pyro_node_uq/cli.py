@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from .cli_fit import add_fit_parser
+
 __all__ = ["main"]
 
 
@@ -114,6 +116,7 @@ def build_parser():
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)
+    add_fit_parser(sub)
     return parser
 
 

@@ -57,6 +57,7 @@ class GuardedSVI(SVI):
         with poutine.trace(param_only=True) as capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
         params = set(site["value"].unconstrained() for site in capture.trace.nodes.values())
+        loss = self.reduce(params, loss)
         bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
         if bad:
             self.skipped, self._run = self.skipped + 1, self._run + 1
@@ -71,10 +72,21 @@ class GuardedSVI(SVI):
         zero_grads(params)
         return torch_item(loss)
 
+    def reduce(self, params, loss):
+        """Combine this step's ``loss`` and the gradients of ``params`` before they are checked and applied (the
+        hook of :class:`~pyro_node_uq.infer.distributed.DataParallelSVI`); here, nothing to combine."""
+        return loss
+
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
-            progress_bar=True, desc="SVI", callback=None):
+            progress_bar=True, desc="SVI", callback=None, distributed=None, subsample_size=None, seed=0,
+            checkpoint=None, checkpoint_every=100, plate="trajectories"):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
+
+    Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the fit is data-parallel: every
+    process fits its shard of the trajectories and all end with the same parameters, equal to a one-process fit
+    (see :class:`~pyro_node_uq.infer.distributed.DataParallelSVI` and the page "Running on several processes and
+    machines"); only rank 0 shows the progress bar and writes the checkpoint.
 
     :param model: a Pyro model called as ``model(t, x, y, mask=...)``.
     :param guide: a Pyro guide for ``model``.
@@ -84,17 +96,35 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     :param loss: a Pyro ELBO (default ``Trace_ELBO()``).
     :param float clip_norm: gradient-norm clipping of ``ClippedAdam``.
     :param bool progress_bar: show a tqdm bar.
-    :param callback: optional ``callback(step, loss)``; return ``True`` to stop early.
+    :param callback: optional ``callback(step, loss)``; return ``True`` to stop early (it runs on every rank with
+        the same loss, so it must decide the same on every rank).
+    :param bool distributed: data-parallel over the process group; default: when one is initialised.
+    :param int subsample_size: trajectories per step (over all processes; ``None``: all), drawn with ``seed``.
+    :param int seed: seed of the minibatch draws.
+    :param checkpoint: file to save the fit to every ``checkpoint_every`` steps and to resume from when it exists
+        (see :class:`~pyro_node_uq.infer.distributed.SVICheckpoint`).
+    :param str plate: name of the model's data plate, sharded and subsampled.
     :rtype: FitResult
     """
+    from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
+
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     lr_final = lr / 10 if lr_final is None else lr_final
     optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / num_steps), "clip_norm": clip_norm})
-    svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
-    result = FitResult(guide)
+    distributed = get_world_size() > 1 if distributed is None else distributed
+    if distributed or subsample_size is not None or checkpoint is not None:
+        svi = DataParallelSVI(model, guide, optim, loss or Trace_ELBO(), plate=plate, subsample_size=subsample_size,
+                              seed=seed)
+    else:
+        svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
+    saver = SVICheckpoint(checkpoint, checkpoint_every, dict(num_steps=num_steps, lr=lr, lr_final=lr_final,
+                                                             subsample_size=subsample_size, seed=seed))
+    first, losses = saver.resume(svi)
+    result = FitResult(guide, losses=losses)
     start = time.perf_counter()
-    with tqdm(range(num_steps), desc=desc, disable=not progress_bar, leave=False) as bar:
+    with tqdm(range(first, num_steps), desc=desc, disable=not (progress_bar and is_main_process()), leave=False,
+              initial=first, total=num_steps) as bar:
         for step in bar:
             value = svi.step(*split.args, **split.kwargs)
             if not math.isfinite(value):
@@ -102,7 +132,9 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
             result.losses.append(value)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
-            if callback is not None and callback(step, value):
+            stop = callback is not None and callback(step, value)
+            saver.after_step(svi, step, result.losses, last=stop or step + 1 == num_steps)
+            if stop:
                 break
     result.wall_time, result.skipped_steps = time.perf_counter() - start, svi.skipped
     if svi.skipped:

@@ -207,9 +207,13 @@ class NODEModel:
         shapes = self.weight_shapes()
         params = sample_params(shapes, self.prior_scale, dtype=dtype)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
+        plate = pyro.plate("trajectories", N, dim=-1)
+        idx = plate.indices  # arange(N) unless a handler subsamples the plate (minibatches, data-parallel shards)
+        if idx.shape[0] != N or not bool((idx == torch.arange(N, device=idx.device)).all()):
+            x, y, mask = (None if v is None else v[idx.to(v.device)] for v in (x, y, mask))
         h0 = self._initial_state(params, x, dtype)
         scale = self._noise_scale(dtype)
-        with pyro.plate("trajectories", N, dim=-1):
+        with plate:
             fn = NODETrajectory(self.R, self.Z, params, t, x, h0=h0, scale=scale, noise=self.noise, df=self.df,
                                 mask=mask, x_times=x_times, interpolation=self.interpolation, solver=self.solver,
                                 on_divergence=self.on_divergence, obs_dim=self.obs_dim)
