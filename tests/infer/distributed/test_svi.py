@@ -12,7 +12,12 @@ from pyro_node_uq.infer.distributed import DataParallelSVI, get_world_size, subs
 # (guide, subsample_size per process, steps): the 1-process reference uses subsample_size * world size
 CASES = {"autonormal": ("autonormal", None, 12), "langevin": ("langevin", None, 6),
          "minibatch": ("autonormal", 3, 12), "lowrank": ("lowrank", None, 4),
-         "langevin_hybrid": ("langevin_hybrid", 2, 3), "layerwise": ("layerwise", None, 4)}
+         "layerwise": ("layerwise", None, 4)}
+# No hybrid-score AutoLangevin case: on this unfitted NODE its exact drift is clipped, so the gradient of its weight
+# is rounding noise that depends on how the sum is split across processes, and Adam turns that noise into O(lr)
+# steps (the runs then diverge chaotically, 1 process and 2 alike).  An earlier version of this case passed only
+# because the guide's old plate-nesting marker replayed the full trajectory plate into the model and silently
+# disabled the minibatch.
 
 
 def fit_case(name, processes=1):
@@ -31,8 +36,8 @@ def fit_case(name, processes=1):
         guide = AutoLowRankMultivariateNormal(model, init_loc_fn=init, init_scale=0.05)
     elif kind == "layerwise":
         guide = AutoLayerwise(model, subset="last_layer", init_loc_fn=init)
-    else:  # the hybrid score evaluates the model inside the guide, on all trajectories
-        guide = AutoLangevin(model, num_steps=3, init_loc_fn=init, score=kind.partition("_")[2] or "learned")
+    else:
+        guide = AutoLangevin(model, num_steps=3, init_loc_fn=init, score="learned")
     subsample_size = None if per_process is None else per_process * processes
     fit = fit_svi(model, guide, problem.train, num_steps=steps, lr=0.02, progress_bar=False, seed=1,
                   loss=Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1),
