@@ -4,7 +4,7 @@ import io
 import math
 import os
 
-from ..infer.ltau.recorder import atomic_save
+from ..persist import atomic_save
 
 __all__ = ["TABLE_SECTIONS", "write_csv", "markdown_tables", "write_text", "write_report"]
 

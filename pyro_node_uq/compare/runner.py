@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..diagnostics import to_inference_data
-from ..infer.ltau.recorder import atomic_save
+from ..persist import atomic_save
 from . import figures
 from .context import MethodSkipped, RunContext
 from .methods import METHODS, resolve_methods
