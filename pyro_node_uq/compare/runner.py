@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..diagnostics import to_inference_data
+from ..infer.result import PREDICT_SITES
 from ..persist import atomic_save
 from . import figures
 from .context import MethodSkipped, RunContext
@@ -90,8 +91,10 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
             result = method.runner(ctx, **ctx.options[method.name])
             preds = {}
             if method.kind == "posterior":
+                sites = PREDICT_SITES + (("sigma",) if getattr(ctx.model, "scale", None) == "latent" else ())
                 preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
-                                                                       seed=seed).items()} for s in SPLITS}
+                                                                       seed=seed, sites=sites).items()}
+                         for s in SPLITS}
             row.update(score_result(result, problem, preds, hidden=hidden))
         except MethodSkipped as e:
             row.update(status="skipped", note=str(e))

@@ -11,7 +11,7 @@ from pyro.infer.autoguide import init_to_value
 from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler
 from pyro.poutine.util import prune_subsample_sites
 
-from .baselines import map_values, run_map
+from .baselines import carry_model_params, map_values, run_map
 from .counting import CountingModel
 from .result import MethodResult
 
@@ -98,6 +98,7 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     start_values = map_values(map_result)
     counted = CountingModel(model)
     pyro.clear_param_store()
+    carry_model_params(map_result)  # a learned noise scale is held at its MAP value, not reset to scale_init
     pyro.set_rng_seed(seed)
     kernel = NUTS(counted, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
                   target_accept_prob=target_accept_prob, max_plate_nesting=1, jit_compile=False)
@@ -122,4 +123,5 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     return MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),
                         wall_time=wall + map_result.wall_time,
                         num_model_evals=counted.count + map_result.num_model_evals, stochastic_dim=dim,
-                        sample_stats=stats.as_dict(num_chains, num_samples))
+                        sample_stats=stats.as_dict(num_chains, num_samples),
+                        param_state=pyro.get_param_store().get_state())
