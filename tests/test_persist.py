@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pyro_node_uq import persist
+from pyro_node_uq.compare.report import write_text
 from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder
 from pyro_node_uq.persist import SaveError, atomic_save, load_unit, save_unit
 
@@ -38,10 +39,15 @@ def test_atomic_save_never_writes_through_a_planted_symlink(tmp_path):
     victim.write_text("precious")
     out = tmp_path / "out"
     out.mkdir()
+    os.symlink(victim, out / f".rec.pt.tmp-{os.getpid()}")
     os.symlink(victim, out / f".table.csv.tmp-{os.getpid()}")
-    atomic_save(out / "table.csv", lambda tmp: open(tmp, "w").write("new"))
+    rec = LossTrajectoryRecorder()
+    rec.record(torch.arange(3), torch.ones(3))
+    rec.save(out / "rec.pt")
+    write_text("new", out / "table.csv")
     assert victim.read_text() == "precious"
     assert (out / "table.csv").read_text() == "new"
+    assert LossTrajectoryRecorder.load(out / "rec.pt").num_samples == 3
 
 
 def test_atomic_save_replaces_a_symlink_at_the_target_instead_of_following_it(tmp_path):
