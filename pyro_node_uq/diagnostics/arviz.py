@@ -15,6 +15,7 @@ from pyro.poutine.util import site_is_subsample
 
 from ..distributions import NODETrajectory
 from ..infer.result import MethodResult, guide_samples, param_scope
+from ..validation import check_int
 
 __all__ = ["to_inference_data", "pointwise_log_likelihood"]
 
@@ -143,6 +144,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         >>> idata.log_likelihood["obs"].dims
         ('chain', 'draw', 'trajectory', 'time')
     """
+    num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
     if not draws:
         raise ValueError("to_inference_data: the posterior has no latent sites to convert")

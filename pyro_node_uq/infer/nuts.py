@@ -14,6 +14,7 @@ from pyro.poutine.util import prune_subsample_sites
 from .baselines import carry_model_params, map_values, run_map
 from .counting import CountingModel
 from .result import MethodResult
+from ..validation import check_int, check_positive
 
 __all__ = ["run_nuts", "SamplerStats"]
 
@@ -83,6 +84,12 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
         >>> res.samples["R.0.weight"].shape
         torch.Size([2, 2, 4, 4])
     """
+    num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
+    warmup_steps, max_tree_depth = check_int(warmup_steps, "warmup_steps", 0), check_int(max_tree_depth,
+                                                                                         "max_tree_depth", 1)
+    check_positive(init_jitter, "init_jitter", allow_zero=True)
+    if not 0 < target_accept_prob < 1:
+        raise ValueError(f"target_accept_prob: expected a number in (0, 1), got {target_accept_prob}")
     if hasattr(model, "on_divergence"):
         model = copy.copy(model)
         model.on_divergence = "reject"

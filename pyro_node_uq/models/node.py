@@ -9,7 +9,7 @@ from torch.distributions import constraints
 
 from ..distributions import NODETrajectory, ODESolver
 from ..nn import BatchedMLP, resolve_prior_scale, sample_params
-from ..validation import check_trajectory_data
+from ..validation import check_positive, check_trajectory_data
 
 __all__ = ["NODEModel", "init_to_glorot"]
 
@@ -106,11 +106,10 @@ class NODEModel:
         if isinstance(scale, str):
             if scale not in ("learned", "latent"):
                 raise ValueError(f"scale must be a positive float, 'learned' or 'latent', got {scale!r}")
-        elif not float(scale) > 0:
-            raise ValueError(f"scale: the observation noise scale must be positive, got {scale}")
+        else:
+            scale = check_positive(scale, "scale (the observation noise scale)")
         for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior), ("df", df)):
-            if not float(value) > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+            check_positive(value, name)
         if noise not in ("normal", "studentt"):
             raise ValueError(f"noise must be 'normal' or 'studentt', got {noise!r}")
         if torch.is_tensor(init):

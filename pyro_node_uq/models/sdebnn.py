@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..distributions import SDESolver, WeightPathFeatures, solve_weight_path
 from ..nn import BatchedMLP, flatten_params
+from ..validation import check_int, check_positive
 
 __all__ = ["SDEBNN", "BottleneckDrift"]
 
@@ -276,7 +277,9 @@ class SDEBNN(torch.nn.Module):
             pyro.set_rng_seed(seed)
         x, y = self._check(x, y)
         N = x.shape[0]
-        batch_size = N if batch_size is None else min(int(batch_size), N)
+        num_epochs, lr = check_int(num_epochs, "num_epochs", 1), check_positive(lr, "lr")
+        check_int(num_particles, "num_particles", 1)
+        batch_size = N if batch_size is None else min(check_int(batch_size, "batch_size", 1), N)
         steps = num_epochs * math.ceil(N / batch_size)
         lr_final = lr / 10 if lr_final is None else lr_final
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / max(steps, 1)),
@@ -306,7 +309,8 @@ class SDEBNN(torch.nn.Module):
             with one chain.
         """
         x, _ = self._check(x, None)
-        batch_size = x.shape[0] if batch_size is None else int(batch_size)
+        num_samples = check_int(num_samples, "num_samples", 1)
+        batch_size = x.shape[0] if batch_size is None else check_int(batch_size, "batch_size", 1)
         keep = ("obs", "probs") if self.likelihood == "classification" else ("obs", "y_mean")
         predictive = Predictive(self.model, guide=self.guide, num_samples=num_samples, parallel=True,
                                 return_sites=keep)
