@@ -8,6 +8,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import constraints
 
 from ..distributions import NODETrajectory, ODESolver
+from ..distributions.input_check import check_input_resolution
 from ..nn import BatchedMLP, resolve_prior_scale, sample_params
 from ..validation import check_positive, check_trajectory_data
 
@@ -199,6 +200,8 @@ class NODEModel:
         :returns: the observations (sampled when ``y`` is ``None``).
         """
         y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+        if x is not None and self.input_dim > 0:
+            self._check_inputs(t, x, x_times)
         N = next((v.shape[0] for v in (x, y, mask) if v is not None), num_trajectories)
         if N is None:
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
@@ -219,6 +222,14 @@ class NODEModel:
                 pyro.deterministic("hidden", fn.hidden, event_dim=2)
                 pyro.deterministic("y_mean", fn.mean, event_dim=2)
             return pyro.sample("obs", fn, obs=y)
+
+    def _check_inputs(self, t, x, x_times):
+        """Warn (once per input tensor) when the input changes faster than the solver steps (see
+        :func:`~pyro_node_uq.distributions.input_check.check_input_resolution`)."""
+        key = (id(x), id(x_times), id(t), self.solver.method, self.solver.step_size)
+        if getattr(self, "_checked_inputs", None) != key:
+            check_input_resolution(t if x_times is None else x_times, x, self.solver, t)
+            self._checked_inputs = key
 
     def __repr__(self):
         nets = ", ".join(repr(n) for n in self.networks.values())
