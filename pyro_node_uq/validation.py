@@ -13,8 +13,8 @@ import warnings
 
 import torch
 
-__all__ = ["check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive", "MAX_MAGNITUDE",
-           "DataScaleWarning"]
+__all__ = ["check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive", "check_choice",
+           "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
 
 #: data larger than this in absolute value is refused: float32 squares overflow near 1e19, and a NODE with
 #: unit-scale weights cannot reach it (standardise the data instead)
@@ -28,8 +28,13 @@ class DataScaleWarning(UserWarning):
     """Data far from order one: a NODE with unit-scale weight priors fits standardised data much better."""
 
 
-def check_int(value, name, minimum=None):
-    """``value`` as an ``int``; it must be an integer (not a bool, not a string) ``>= minimum``.
+#: the largest size (a width, a count of bins...) accepted by the option checks: beyond it a typo, not a model
+MAX_SIZE = 10 ** 7
+
+
+def check_int(value, name, minimum=None, maximum=None):
+    """``value`` as an ``int``; it must be an integer (not a bool, not a string) in ``[minimum, maximum]``
+    (a float is accepted only when it is a whole number below ``2**31``).
 
     Example::
 
@@ -41,14 +46,29 @@ def check_int(value, name, minimum=None):
         TypeError: num_steps: expected an integer >= 1, got 'abc' (str)
     """
     bound = "" if minimum is None else f" >= {minimum}"
+    bound += "" if maximum is None else f"{' and' if bound else ''} <= {maximum}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 31:
             value = int(value)
         else:
             raise TypeError(f"{name}: expected an integer{bound}, got {value!r} ({type(value).__name__})")
-    if minimum is not None and value < minimum:
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
         raise ValueError(f"{name}: expected an integer{bound}, got {value}")
     return int(value)
+
+
+def check_choice(value, name, choices):
+    """``value`` must be one of ``choices`` (compared as given; a non-string never matches a string choice)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_widths(value, name):
+    """A sequence of positive integer layer widths, as a tuple (``()`` allowed)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}: expected a tuple of positive integer widths, e.g. (32,), got {value!r}")
+    return tuple(check_int(w, f"{name}[{i}]", 1, MAX_SIZE) for i, w in enumerate(value))
 
 
 def check_positive(value, name, allow_zero=False):

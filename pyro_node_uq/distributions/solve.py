@@ -6,6 +6,7 @@ import torch
 import torchdiffeq
 
 from . import step_check
+from .step_check import check_solver_options
 
 __all__ = ["ODESolver", "NODEDivergenceError", "divergence_policy", "current_divergence_policy"]
 
@@ -76,10 +77,7 @@ class ODESolver:
     step_check: bool = True
 
     def __post_init__(self):
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"ODESolver: step_size must be positive, got {self.step_size}")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError(f"ODESolver: rtol and atol must be positive, got {self.rtol}, {self.atol}")
+        check_solver_options(self)
 
     @classmethod
     def coerce(cls, solver):

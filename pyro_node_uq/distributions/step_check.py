@@ -11,11 +11,14 @@ import torch
 import torchdiffeq
 
 __all__ = ["StepSizeWarning", "DEFAULT_MAX_NUM_STEPS", "ADAPTIVE", "TrackTime", "check_fixed_step",
-           "step_doubling_error"]
+           "check_solver_options", "step_doubling_error"]
 
 #: adaptive torchdiffeq methods and the step budget they get by default (per interval between output times)
 ADAPTIVE = {"dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun"}
 DEFAULT_MAX_NUM_STEPS = 1000
+#: every torchdiffeq method name
+METHODS = ADAPTIVE | {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams",
+                      "scipy_solver"}
 
 
 class StepSizeWarning(RuntimeWarning):
@@ -34,6 +37,26 @@ class TrackTime:
 
     def reached(self):
         return float("nan") if self.t is None else float(self.t)
+
+
+def check_solver_options(solver):
+    """Validate an :class:`~pyro_node_uq.distributions.ODESolver` 's fields; errors name the field."""
+    from ..validation import check_choice, check_positive
+
+    check_choice(solver.method, "solver.method", METHODS)
+    try:
+        solver.rtol, solver.atol = check_positive(solver.rtol, "rtol"), check_positive(solver.atol, "atol")
+        solver.max_abs = check_positive(solver.max_abs, "max_abs")
+        if solver.step_size is not None:
+            solver.step_size = check_positive(solver.step_size, "step_size")
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"ODESolver: {e}") from None
+    if not isinstance(solver.options, dict):
+        raise TypeError(f"ODESolver: options must be a dict of torchdiffeq options, got {solver.options!r}")
+    if "max_num_steps" in solver.options:
+        from ..validation import check_int
+
+        check_int(solver.options["max_num_steps"], "solver.options['max_num_steps']", 1)
 
 
 def step_doubling_error(func, y, t0, h, method):

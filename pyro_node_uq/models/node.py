@@ -9,8 +9,8 @@ from torch.distributions import constraints
 
 from ..distributions import NODETrajectory, ODESolver
 from ..distributions.input_check import check_input_resolution
-from ..nn import BatchedMLP, resolve_prior_scale, sample_params
-from ..validation import check_positive, check_trajectory_data
+from ..nn import ACTIVATIONS, BatchedMLP, resolve_prior_scale, sample_params
+from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_trajectory_data, check_widths
 
 __all__ = ["NODEModel", "init_to_glorot"]
 
@@ -98,9 +98,13 @@ class NODEModel:
     def __init__(self, obs_dim, input_dim=0, hidden_dim=None, R_hidden=(32,), Z_hidden=(), activation="tanh",
                  init="zero", noise="normal", df=4.0, scale=0.1, scale_init=0.1, scale_prior=1.0,
                  prior_scale=1.0, solver=None, interpolation="linear", on_divergence="raise", record=True):
-        hidden_dim = obs_dim if hidden_dim is None else hidden_dim
-        if obs_dim < 1 or input_dim < 0:
-            raise ValueError(f"obs_dim must be >= 1 and input_dim >= 0, got {obs_dim}, {input_dim}")
+        obs_dim, input_dim = check_int(obs_dim, "obs_dim", 1, MAX_SIZE), check_int(input_dim, "input_dim", 0, MAX_SIZE)
+        hidden_dim = obs_dim if hidden_dim is None else check_int(hidden_dim, "hidden_dim", 1, MAX_SIZE)
+        R_hidden = check_widths(R_hidden, "R_hidden")
+        Z_hidden = None if Z_hidden is None else check_widths(Z_hidden, "Z_hidden")
+        check_choice(interpolation, "interpolation", ("linear", "cubic"))
+        check_choice(on_divergence, "on_divergence", ("raise", "reject"))
+        check_choice(activation, "activation", ACTIVATIONS)
         if hidden_dim < obs_dim:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be >= obs_dim ({obs_dim}): the hidden state "
                              "has at least as many components as the observations")

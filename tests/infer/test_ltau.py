@@ -202,7 +202,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
 
 
 def test_ltau_errors_name_the_argument(tmp_path):
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="k: expected an integer >= 1"):
         LTAU(k=0)
     with pytest.raises(ValueError, match="index must be"):
         LTAU(index="ivf")

@@ -17,6 +17,7 @@ from .calibration import ErrorCalibration, default_memories
 from .distribution import ErrorDistribution
 from .node import node_features, node_keys, node_latent, NODETrainingMonitor
 from ...persist import MANIFEST, SaveError, load_unit, save_unit
+from ...validation import MAX_SIZE, check_int
 from .recorder import LossTrajectoryRecorder, load_torch_file
 
 __all__ = ["LTAU"]
@@ -68,13 +69,11 @@ class LTAU:
     """
 
     def __init__(self, k=10, index="flat", hnsw_m=32, ef_search=128, recorder=None, inputs=True, **recorder_kwargs):
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_int(k, "k", 1, MAX_SIZE)
         if index not in ("flat", "hnsw"):
             raise ValueError(f"index must be 'flat' or 'hnsw', got {index!r}")
-        if int(hnsw_m) < 2 or int(ef_search) < 1:
-            raise ValueError(f"hnsw_m must be >= 2 and ef_search >= 1, got {hnsw_m}, {ef_search}")
-        self.k, self.index_type, self.hnsw_m, self.ef_search = int(k), index, int(hnsw_m), int(ef_search)
+        hnsw_m, ef_search = check_int(hnsw_m, "hnsw_m", 2, 4096), check_int(ef_search, "ef_search", 1, MAX_SIZE)
+        self.k, self.index_type, self.hnsw_m, self.ef_search = k, index, hnsw_m, ef_search
         self.inputs = bool(inputs)
         self.recorder = recorder if recorder is not None else LossTrajectoryRecorder(**recorder_kwargs)
         self.index = None

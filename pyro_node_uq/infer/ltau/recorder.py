@@ -9,6 +9,7 @@ import os
 import torch
 
 from ...persist import SaveError, atomic_save
+from ...validation import MAX_SIZE, check_int, check_positive
 
 __all__ = ["LossTrajectoryRecorder", "atomic_save"]
 
@@ -45,11 +46,15 @@ class LossTrajectoryRecorder:
     def __init__(self, mode="full", bins=128, error_range=None):
         if mode not in ("full", "histogram"):
             raise ValueError(f"mode must be 'full' or 'histogram', got {mode!r}")
-        if int(bins) < 2:
-            raise ValueError(f"bins must be >= 2, got {bins}")
-        if error_range is not None and not (0 < float(error_range[0]) < float(error_range[1])):
-            raise ValueError(f"error_range must be (low, high) with 0 < low < high, got {error_range}")
-        self.mode, self.bins = mode, int(bins)
+        bins = check_int(bins, "bins", 2, MAX_SIZE)
+        if error_range is not None:
+            try:
+                low, high = (check_positive(v, "error_range") for v in error_range)
+            except (TypeError, ValueError):
+                low = high = None
+            if low is None or not low < high:
+                raise ValueError(f"error_range must be (low, high) with 0 < low < high, got {error_range!r}")
+        self.mode, self.bins = mode, bins
         self.edges = None if error_range is None else self._log_edges(*error_range)
         self.keys = torch.zeros(0, dtype=torch.long)
         self._row = {}
