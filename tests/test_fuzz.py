@@ -7,6 +7,7 @@ inside a library.  The default run draws a bounded number of examples per proper
 """
 import os
 import traceback
+import types
 import warnings
 
 import pyro
@@ -39,7 +40,7 @@ def _outcome(name, fn):
         warnings.simplefilter("ignore")
         try:
             return fn()
-        except (ValueError, TypeError, RuntimeError, KeyError) as e:
+        except (ValueError, TypeError, RuntimeError, KeyError, FloatingPointError) as e:
             if _ours(e):
                 return None
             raise AssertionError(f"raw error escaped: {type(e).__name__}: {e}") from e
@@ -47,10 +48,9 @@ def _outcome(name, fn):
 
 def _both(prop, *strategies):
     """The property as a bounded default test and a long ``slow`` one."""
-    def wrap(*args):
-        return prop(*args)
-
-    return FAST(given(*strategies)(prop)), pytest.mark.slow(LONG(given(*strategies)(wrap)))
+    twin = types.FunctionType(prop.__code__, prop.__globals__, prop.__name__ + "_long", prop.__defaults__,
+                              prop.__closure__)
+    return FAST(given(*strategies)(prop)), pytest.mark.slow(LONG(given(*strategies)(twin)))
 
 
 # ---------------------------------------------------------------------------------------------- data

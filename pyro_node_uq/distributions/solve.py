@@ -104,7 +104,7 @@ class ODESolver:
         """
         options = dict(self.options)
         if self.method in _FIXED and self.step_size is not None:
-            options.setdefault("step_size", self.step_size)
+            options.setdefault("step_size", step_check.check_step_count(t, self.step_size))
         if self.method in step_check.ADAPTIVE:
             options.setdefault("max_num_steps", step_check.DEFAULT_MAX_NUM_STEPS)
         kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options or None)

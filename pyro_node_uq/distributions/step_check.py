@@ -59,6 +59,19 @@ def check_solver_options(solver):
         check_int(solver.options["max_num_steps"], "solver.options['max_num_steps']", 1)
 
 
+#: the most fixed steps one solve may take (beyond it a too-small step_size, not a model)
+MAX_FIXED_STEPS = 10 ** 7
+
+
+def check_step_count(t, step_size):
+    """``step_size``, after checking that stepping over ``t`` with it takes at most :data:`MAX_FIXED_STEPS`."""
+    steps = float((t[-1] - t[0]).abs()) / float(step_size) if len(t) > 1 else 0.0
+    if not steps <= MAX_FIXED_STEPS:
+        raise ValueError(f"step_size: {float(step_size):.3g} needs {steps:.3g} steps over t in [{float(t[0]):.6g}, "
+                         f"{float(t[-1]):.6g}], more than {MAX_FIXED_STEPS:g}; use a larger step_size")
+    return step_size
+
+
 def step_doubling_error(func, y, t0, h, method):
     """Relative difference of one step ``h`` and two steps ``h / 2`` of ``method`` from ``y`` at ``t0``.
 
