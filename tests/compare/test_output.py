@@ -148,3 +148,46 @@ def test_cli_runs_a_problem_that_takes_no_seed(tmp_path, monkeypatch):
     monkeypatch.setattr("pyro_node_uq.compare.run_comparison", stop)
     assert cli.main(["compare", "--problem", "theophylline", "--methods", "map", "--out", str(tmp_path)]) == 2
     assert seen["p"].name == "theophylline"
+
+
+_LOOP = """
+import sys
+sys.path.insert(0, {root!r})
+from pyro_node_uq.compare import run_comparison
+from pyro_node_uq.data import load_problem
+problem = load_problem("chemical", num_train=3, num_test=2, num_extrapolation=2, num_times=11)
+print("ready", flush=True)
+seed = 0
+while True:
+    run_comparison(problem, ["map"], out={out!r}, quick=True, progress_bar=False, num_samples=4,
+                   overrides={{"map": {{"num_steps": 2}}}}, idata_samples=4, seed=seed)
+    seed += 1
+"""
+
+
+def test_kill_9_during_comparison_runs_leaves_one_complete_run(tmp_path):
+    """``kill -9`` at random moments of a loop of runs: the folder is always one run's verified, complete set."""
+    import random
+    import subprocess
+    import sys
+
+    from pyro_node_uq.persist import read_manifest, verify_files
+
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    rng = random.Random(0)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _LOOP.format(root=root, out=str(out))], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        import time
+
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        manifest = read_manifest(out, "comparison")
+        verify_files(out, manifest, "MANIFEST.json")
+        assert manifest["complete"] and set(manifest["methods"]) == {"map"}
+    _run(out, ["map"])  # the next run cleans the killed runs' staging folders
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
