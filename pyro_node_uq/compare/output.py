@@ -57,7 +57,7 @@ class OutputFolder:
         >>> out = os.path.join(tempfile.mkdtemp(), "results")
         >>> with OutputFolder(out) as folder:
         ...     _ = open(os.path.join(folder.stage, "report.md"), "w").write("# run")
-        ...     folder.publish(complete=True, methods={})
+        ...     _ = folder.publish(complete=True, methods={})
         >>> sorted(os.listdir(out))
         ['MANIFEST.json', 'report.md']
     """
