@@ -200,3 +200,18 @@ def test_kill_9_during_a_save_loop_never_leaves_a_mixed_save(tmp_path):
 @pytest.mark.slow
 def test_kill_9_during_a_save_loop_many_times(tmp_path):
     _kill_during_save_loop(tmp_path, kills=20, seed=1)
+
+
+def test_an_ltau_save_of_version_0_1_without_a_manifest_still_loads(tmp_path):
+    ltau = _ltau(0)
+    paths = load_unit(_save(ltau, tmp_path / "new"), "ltau")
+    old = tmp_path / "old"
+    old.mkdir()
+    for name, path in paths.items():
+        (old / name).write_bytes(open(path, "rb").read())
+    assert torch.equal(_prediction(LTAU.load(old)), _prediction(ltau))
+
+
+def _save(ltau, path):
+    ltau.save(path)
+    return path
