@@ -21,10 +21,11 @@ def _rmse(model, guide, split):
 
 def cmd_map(args):
     """Fit the default problem with MAP and print the fit (the first version of ``make demo``)."""
-    from .data import load_problem
     from .infer import fit_map
 
-    problem = load_problem(args.problem, seed=args.seed)
+    if args.steps < 1:
+        raise SystemExit(f"--steps: expected an integer >= 1, got {args.steps}")
+    problem = _problem(args)
     model = problem.default_model()
     print(f"problem {problem.name}: {len(problem.train)} training trajectories, model {model}")
     fit = fit_map(model, problem.train, num_steps=args.steps, seed=args.seed, progress_bar=not args.no_progress)
@@ -52,13 +53,41 @@ def _assignments(items, what):
     return out
 
 
+def _problem(args, options=()):
+    """The problem named by ``--problem`` with its ``--problem-option`` s and ``--seed`` (when it takes one)."""
+    import inspect
+
+    from .data import PROBLEMS, load_problem
+
+    kwargs = _assignments(options, "--problem-option")
+    if args.problem not in PROBLEMS:
+        raise SystemExit(f"--problem: unknown problem {args.problem!r}; choose from {sorted(PROBLEMS)}")
+    accepted = inspect.signature(PROBLEMS[args.problem]).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise SystemExit(f"--problem-option: problem {args.problem!r} has no option(s) {unknown}; its options are "
+                         f"{sorted(k for k in accepted if k != 'seed')}")
+    if "seed" in accepted:
+        kwargs.setdefault("seed", args.seed)
+    try:
+        return load_problem(args.problem, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--problem-option: {e}") from None
+
+
 def cmd_compare(args):
-    """Run inference methods side by side on one problem; write the table, InferenceData, figures and report."""
+    """Run inference methods side by side on one problem; write the table, InferenceData, figures and report.
+
+    Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
+    ran ok, 2 for bad arguments or a busy output folder, 130 when interrupted (SIGINT; the finished methods are
+    written and the report says the run is incomplete)."""
     from .compare import DEMO_METHODS, METHODS, run_comparison
-    from .data import load_problem
+    from .compare.output import OutputFolderBusy
 
     import torch
 
+    if args.threads < 1:
+        raise SystemExit(f"--threads: expected an integer >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)  # small tensors: extra intra-op threads only spin-wait on a busy machine
     if args.list:
         for m in METHODS.values():
@@ -76,16 +105,24 @@ def cmd_compare(args):
         if not dot:
             raise SystemExit(f"--set: expected METHOD.OPTION=VALUE, got {key!r}")
         overrides.setdefault(method, {})[option] = value
-    problem = load_problem(args.problem, seed=args.seed, **_assignments(args.problem_option, "--problem-option"))
+    problem = _problem(args, args.problem_option)
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
                               progress_bar=not args.no_progress, num_samples=args.num_samples, overrides=overrides)
-    except ValueError as e:  # unknown method names and the like: a clear message, not a traceback
+    except (ValueError, TypeError, OutputFolderBusy) as e:  # bad names/options, busy folder: a message, no traceback
         print(f"pyro-node-uq compare: {e}", file=sys.stderr)
         return 2
     for row in rows:
         print(f"{row['method']:<18} {row['status']:<8} {row.get('note') or ''}")
-    print(f"wrote {args.out}/report.md, table.md, table.csv, idata/*.nc, figures/*.png")
+    print(f"wrote {rows.out}/report.md, table.md, table.csv, idata/*.nc, figures/*.png")
+    if rows.interrupted:
+        print("pyro-node-uq compare: interrupted; the report and MANIFEST.json mark the run incomplete",
+              file=sys.stderr)
+        return 130
+    if rows.failed or not rows.num_ok:
+        print(f"pyro-node-uq compare: {', '.join(rows.failed) or 'no method'} failed" if rows.failed else
+              "pyro-node-uq compare: no method ran", file=sys.stderr)
+        return 1
     return 0
 
 

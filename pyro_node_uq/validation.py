@@ -1,7 +1,127 @@
-"""Checks of user data with errors that name the argument and say what was expected."""
+"""One validation layer for user data and algorithm options: errors name the argument, what was expected and
+what was found.
+
+Data (:func:`check_tensor`, :func:`check_trajectory_data`): a float32 or float64 tensor (float16/bfloat16 lose
+the solver's precision; integer data is refused, not silently promoted), one dtype and one device for ``t``,
+``x`` and ``y``, finite values, magnitudes a NODE can fit (:data:`MAX_MAGNITUDE`), at least one trajectory.
+Options (:func:`check_int`, :func:`check_positive`): counts are integers with a lower bound, rates and scales
+positive finite floats (``inf``, ``nan``, ``0`` and negatives are refused by name).
+"""
+import math
+import numbers
+import warnings
+
 import torch
 
-__all__ = ["check_times", "check_trajectory_data"]
+__all__ = ["check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive", "check_choice",
+           "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
+
+#: data larger than this in absolute value is refused: float32 squares overflow near 1e19, and a NODE with
+#: unit-scale weights cannot reach it (standardise the data instead)
+MAX_MAGNITUDE = 1e12
+#: data above this in absolute value draws a :class:`DataScaleWarning` (the networks expect order-one data)
+LARGE_MAGNITUDE = 1e4
+_FLOATS = (torch.float32, torch.float64)
+
+
+class DataScaleWarning(UserWarning):
+    """Data far from order one: a NODE with unit-scale weight priors fits standardised data much better."""
+
+
+#: the largest size (a width, a count of bins...) accepted by the option checks: beyond it a typo, not a model
+MAX_SIZE = 10 ** 7
+
+
+def check_int(value, name, minimum=None, maximum=None):
+    """``value`` as an ``int``; it must be an integer (not a bool, not a string) in ``[minimum, maximum]``
+    (a float is accepted only when it is a whole number below ``2**31``).
+
+    Example::
+
+        >>> check_int(3, "num_steps", minimum=1)
+        3
+        >>> check_int("abc", "num_steps", minimum=1)
+        Traceback (most recent call last):
+        ...
+        TypeError: num_steps: expected an integer >= 1, got 'abc' (str)
+    """
+    bound = "" if minimum is None else f" >= {minimum}"
+    bound += "" if maximum is None else f"{' and' if bound else ''} <= {maximum}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 31:
+            value = int(value)
+        else:
+            raise TypeError(f"{name}: expected an integer{bound}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an integer{bound}, got {value}")
+    return int(value)
+
+
+def check_choice(value, name, choices):
+    """``value`` must be one of ``choices`` (compared as given; a non-string never matches a string choice)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_widths(value, name):
+    """A sequence of positive integer layer widths, as a tuple (``()`` allowed)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}: expected a tuple of positive integer widths, e.g. (32,), got {value!r}")
+    return tuple(check_int(w, f"{name}[{i}]", 1, MAX_SIZE) for i, w in enumerate(value))
+
+
+def check_positive(value, name, allow_zero=False):
+    """``value`` as a ``float``; it must be a finite number ``> 0`` (``>= 0`` with ``allow_zero``).
+
+    Example::
+
+        >>> check_positive(-0.1, "lr")
+        Traceback (most recent call last):
+        ...
+        ValueError: lr: expected a finite number > 0, got -0.1
+    """
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a finite number {bound}, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value}")
+    return value
+
+
+def check_tensor(value, name, dtype=None, device=None, finite=True):
+    """A floating data tensor: float32/float64 (``dtype`` when given), on ``device``, finite, not huge.
+
+    :param dtype: the dtype it must have (e.g. that of ``t``); ``None``: float32 or float64.
+    :param device: the device it must be on; ``None``: any.
+    :param bool finite: refuse NaN and inf (pass ``False`` when a mask may hide NaNs; then check them later).
+    """
+    if not torch.is_tensor(value):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if value.dtype not in _FLOATS:
+        hint = " (convert with .double() or .float())" if not value.is_floating_point() else \
+            " (half precision is too coarse for ODE solves; use float32 or float64)"
+        raise TypeError(f"{name}: expected a float32 or float64 tensor, got {value.dtype}{hint}")
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"{name}: dtype {value.dtype} differs from t's {dtype}; give t, x and y one dtype")
+    if device is not None and value.device != device:
+        raise ValueError(f"{name}: on device {value.device} but t is on {device}; move them to one device")
+    if finite and not torch.isfinite(value).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    _check_magnitude(value, name)
+    return value
+
+
+def _check_magnitude(value, name):
+    big = value.detach().abs().nan_to_num(0.0, 0.0, 0.0)
+    peak = float(big.max()) if big.numel() else 0.0
+    if peak > MAX_MAGNITUDE:
+        raise ValueError(f"{name}: values up to {peak:.3g}, above {MAX_MAGNITUDE:g}; a NODE cannot fit data of this "
+                         "scale: standardise it (subtract the mean, divide by the standard deviation)")
+    if peak > LARGE_MAGNITUDE:
+        warnings.warn(f"{name}: values up to {peak:.3g}; the networks expect data of order one, so standardise it "
+                      "for a better fit", DataScaleWarning, stacklevel=4)
 
 
 def check_times(t, name="t"):
@@ -31,6 +151,15 @@ def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
     :returns: ``y`` with masked-out NaNs replaced by 0, and the mask expanded to ``(N, T, obs_dim)`` or ``None``.
     """
     check_times(t, "t")
+    check_tensor(t, "t")
+    for arg, value in (("x", x), ("y", y), ("x_times", x_times)):
+        if value is not None:
+            check_tensor(value, arg, dtype=t.dtype, device=t.device, finite=arg != "y")
+    if mask is not None and torch.is_tensor(mask) and mask.device != t.device:
+        raise ValueError(f"mask: on device {mask.device} but t is on {t.device}; move them to one device")
+    for arg, value in (("x", x), ("y", y), ("mask", mask)):
+        if value is not None and value.dim() >= 1 and value.shape[0] == 0:
+            raise ValueError(f"{arg}: no trajectories (N=0); give at least one trajectory")
     T = t.shape[0]
     N = None
     if input_dim > 0:

@@ -4,7 +4,7 @@ import io
 import math
 import os
 
-from ..infer.ltau.recorder import atomic_save
+from ..persist import atomic_save
 
 __all__ = ["TABLE_SECTIONS", "write_csv", "markdown_tables", "write_text", "write_report"]
 
@@ -84,14 +84,22 @@ def write_text(text, path):
     atomic_save(path, write)
 
 
-def write_report(path, problem, rows, figures, methods, ctx, config):
+def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=False):
     """``report.md``: the problem, the run's configuration, the tables, the figures and notes per method.
 
     :param figures: list of ``(title, relative path)``.
     :param methods: the :class:`~pyro_node_uq.compare.Method` s that were requested.
     :param config: dict of the run's settings (seed, quick, predictive samples...).
+    :param bool incomplete: the run was interrupted: a notice at the top lists the methods not run.
     """
     lines = [f"# Inference comparison on `{problem.name}`", ""]
+    if incomplete:
+        missing = [r["method"] for r in rows if r.get("status") == "skipped" and "interrupted" in (r.get("note") or "")]
+        lines += [f"> **Incomplete run**: interrupted (SIGINT) before {', '.join(missing) or 'the end'} finished; "
+                  "those methods are marked skipped and have no scores, figures or InferenceData.", ""]
+    failed = [r["method"] for r in rows if r.get("status") == "failed"]
+    if failed:
+        lines += [f"> **Failed methods**: {', '.join(failed)} (see the notes and `logs/`).", ""]
     lines += ["## Problem", "", problem.description.strip(), ""]
     lines += [f"Splits: {len(problem.train)} training, {len(problem.test)} test and {len(problem.extrapolation)} "
               f"extrapolation trajectories; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`.", ""]

@@ -2,11 +2,14 @@
 table, one InferenceData netCDF per method, the figures and ``report.md``.
 
 A method that fails or does not apply is recorded in the table with its status and reason and the run goes on.
-Every file is written to a temporary sibling and renamed, so a failure never leaves a half-written file or
-replaces an earlier run's file with a broken one.
+The run writes into a private staging folder that replaces the output folder in one step at the end
+(:class:`~pyro_node_uq.compare.output.OutputFolder`), so a failed, killed or concurrent run never mixes its files
+with another run's.
 """
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 
@@ -14,14 +17,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..diagnostics import to_inference_data
-from ..infer.ltau.recorder import atomic_save
+from ..infer.result import PREDICT_SITES
+from ..persist import atomic_save
 from . import figures
 from .context import MethodSkipped, RunContext
+from ..validation import check_int
 from .methods import METHODS, resolve_methods
+from .output import OutputFolder
 from .report import markdown_tables, write_csv, write_report, write_text
 from .scoring import hidden_comparable, score_result
 
-__all__ = ["run_comparison"]
+__all__ = ["run_comparison", "ComparisonRows"]
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "extrapolation")
@@ -43,21 +49,75 @@ def _write_idata(result, problem, path, num_samples):
     atomic_save(path, lambda tmp: idata.to_netcdf(tmp))
 
 
+class ComparisonRows(list):
+    """The table rows of :func:`run_comparison` (a list of dicts), plus how the run ended.
+
+    :ivar bool interrupted: the run was stopped by SIGINT (the rest of the methods are marked skipped).
+    :ivar str out: the output folder.
+    """
+
+    interrupted = False
+    out = None
+
+    @property
+    def failed(self):
+        """Names of the methods that failed."""
+        return [r["method"] for r in self if r["status"] == "failed"]
+
+    @property
+    def num_ok(self):
+        return sum(r["status"] == "ok" for r in self)
+
+
+class _StopOnSigint:
+    """First SIGINT: finish the current method, then stop.  Second SIGINT: interrupt the current method too."""
+
+    def __init__(self):
+        self.requested, self._old = False, None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("compare: interrupted; stopping after the current method (Ctrl-C again to stop it now)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
 def run_comparison(problem, methods=None, out="results", quick=False, seed=0, progress_bar=True, num_samples=200,
                    overrides=None, idata_samples=200):
     """Run ``methods`` on ``problem`` and write the comparison into ``out``.
 
+    The run owns ``out`` (see :class:`~pyro_node_uq.compare.output.OutputFolder`): it writes into a private
+    staging folder and replaces ``out`` with it in one step at the end, so ``out`` always holds one run's
+    complete, self-consistent set of files with a ``MANIFEST.json``.  A second run into the same folder at the
+    same time is refused.  SIGINT (Ctrl-C) stops after the current method (a second one stops that method too):
+    the finished methods are written, the rest are marked skipped, the manifest says ``"complete": false`` and
+    the report says so at the top.
+
     :param problem: a :class:`~pyro_node_uq.data.Problem`.
     :param methods: method names (see :data:`~pyro_node_uq.compare.METHODS`), or ``None`` for all.
-    :param str out: output directory (created): ``table.csv``, ``table.md``, ``report.md``, ``idata/<method>.nc``,
-        ``figures/*.png``, ``logs/<method>.log`` (tracebacks of failed methods).
+    :param str out: output directory: ``table.csv``, ``table.md``, ``report.md``, ``idata/<method>.nc``,
+        ``figures/*.png``, ``logs/<method>.log`` (tracebacks of failed methods), ``MANIFEST.json``.  It must be
+        new, empty, or an earlier comparison's output (it is replaced as a whole).
     :param bool quick: each method's quick options (a smoke run).
     :param int seed: seed of every fit and prediction.
     :param bool progress_bar: show tqdm bars.
-    :param int num_samples: posterior predictive draws per method and split for the scores.
+    :param int num_samples: posterior predictive draws per method and split for the scores (>= 2).
     :param dict overrides: method name -> options that replace the registry's.
     :param int idata_samples: draws of guide-based methods in the InferenceData (a multiple of 4 chains).
-    :returns: the table rows (one dict per method, with ``method``, ``status``, scores and ``note``).
+    :returns: :class:`ComparisonRows`: the table rows (one dict per method, with ``method``, ``status``, scores
+        and ``note``), with ``interrupted``.
+    :raises ValueError: unknown methods or options, no method selected, or an ``out`` that is not replaceable.
+    :raises ~pyro_node_uq.compare.output.OutputFolderBusy: another run is writing into ``out``.
 
     Example::
 
@@ -71,61 +131,93 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
     """
     start = time.perf_counter()
     selected = resolve_methods(methods)
+    if not selected:
+        raise ValueError("methods: no method selected; give at least one name (see --list)")
+    check_int(num_samples, "num_samples", minimum=2)
+    check_int(idata_samples, "idata_samples", minimum=4)
+    check_int(seed, "seed", minimum=0)
     overrides = overrides or {}
     for name in overrides:
         if name not in METHODS:
             raise ValueError(f"overrides: unknown method {name!r}; registered methods are {sorted(METHODS)}")
-    for sub in ("idata", "figures", "logs"):
-        os.makedirs(os.path.join(out, sub), exist_ok=True)
-    ctx = RunContext(problem, seed=seed, quick=quick, progress_bar=progress_bar)
-    ctx.options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
-    hidden, reason = hidden_comparable(ctx.model, problem)
-    ctx.note("*", f"hidden-state scores: {'yes' if hidden else 'skipped'}: {reason}")
-    rows, predictions, figs = [], {}, []
-    bar = tqdm(selected, desc="compare", disable=not progress_bar)
-    for method in bar:
-        bar.set_postfix(method=method.name)
-        row = {"method": method.name, "status": "ok"}
-        try:
-            result = method.runner(ctx, **ctx.options[method.name])
-            preds = {}
-            if method.kind == "posterior":
-                preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
-                                                                       seed=seed).items()} for s in SPLITS}
-            row.update(score_result(result, problem, preds, hidden=hidden))
-        except MethodSkipped as e:
-            row.update(status="skipped", note=str(e))
+    rows = ComparisonRows()
+    with OutputFolder(out) as folder, _StopOnSigint() as stop:
+        rows.out, stage = folder.out, folder.stage
+        for sub in ("idata", "figures", "logs"):
+            os.makedirs(os.path.join(stage, sub), exist_ok=True)
+        ctx = RunContext(problem, seed=seed, quick=quick, progress_bar=progress_bar)
+        ctx.options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
+        hidden, reason = hidden_comparable(ctx.model, problem)
+        ctx.note("*", f"hidden-state scores: {'yes' if hidden else 'skipped'}: {reason}")
+        predictions, figs = {}, []
+        bar = tqdm(selected, desc="compare", disable=not progress_bar)
+        for method in bar:
+            bar.set_postfix(method=method.name)
+            row = {"method": method.name, "status": "ok"}
             rows.append(row)
-            _write_tables(rows, out)
-            continue
-        except Exception as e:  # one method's failure must not end the comparison
-            row.update(status="failed", note=_summary(e) + f" (traceback: logs/{method.name}.log)")
-            write_text(traceback.format_exc(), os.path.join(out, "logs", f"{method.name}.log"))
-            tqdm.write(f"compare: {method.name} failed: {_summary(e)}")
-            rows.append(row)
-            _write_tables(rows, out)
-            continue
-        rows.append(row)
-        if preds:
-            predictions[method.name] = preds
-            for s in SPLITS:
-                rel = f"figures/bands_{method.name}_{s}.png"
-                try:
-                    figures.plot_bands(method.name, preds[s], getattr(problem, s), s, problem, os.path.join(out, rel))
-                    figs.append((f"{method.name}: predictive bands, {s}", rel))
-                except Exception as e:
-                    ctx.note(method.name, f"band plot on {s} failed: {_summary(e)}")
+            if stop.requested:
+                row.update(status="skipped", note="not run: the comparison was interrupted (SIGINT)")
+                continue
             try:
-                _write_idata(result, problem, os.path.join(out, "idata", f"{method.name}.nc"), idata_samples)
-            except Exception as e:
-                ctx.note(method.name, f"InferenceData not written: {_summary(e)}")
-        _write_tables(rows, out)
-    figs += _summary_figures(rows, predictions, problem, out, hidden, ctx)
-    config = {"problem": problem.name, "seed": seed, "quick": quick, "predictive draws per method": num_samples,
-              "dtype": str(problem.train.y.dtype), "torch threads": torch.get_num_threads(),
-              "total wall time [s]": round(time.perf_counter() - start, 1)}
-    write_report(os.path.join(out, "report.md"), problem, rows, figs, selected, ctx, config)
+                result, preds = _run_method(method, ctx, problem, num_samples, seed, hidden, row)
+            except KeyboardInterrupt:
+                stop.requested = True
+                row.update(status="skipped", note="interrupted (SIGINT) while running; not scored")
+                continue
+            except MethodSkipped as e:
+                row.update(status="skipped", note=str(e))
+                _write_tables(rows, stage)
+                continue
+            except Exception as e:  # one method's failure must not end the comparison
+                row.update(status="failed", note=_summary(e) + f" (traceback: logs/{method.name}.log)")
+                write_text(traceback.format_exc(), os.path.join(stage, "logs", f"{method.name}.log"))
+                tqdm.write(f"compare: {method.name} failed: {_summary(e)}")
+                _write_tables(rows, stage)
+                continue
+            if preds:
+                predictions[method.name] = preds
+                figs += _method_outputs(method, result, preds, problem, stage, ctx, idata_samples)
+            _write_tables(rows, stage)
+        rows.interrupted = stop.requested
+        _write_tables(rows, stage)
+        figs += _summary_figures(rows, predictions, problem, stage, hidden, ctx)
+        config = {"problem": problem.name, "seed": seed, "quick": quick, "predictive draws per method": num_samples,
+                  "dtype": str(problem.train.y.dtype), "torch threads": torch.get_num_threads(),
+                  "total wall time [s]": round(time.perf_counter() - start, 1)}
+        write_report(os.path.join(stage, "report.md"), problem, rows, figs, selected, ctx, config,
+                     incomplete=rows.interrupted)
+        folder.publish(complete=not rows.interrupted, methods={r["method"]: r["status"] for r in rows})
     return rows
+
+
+def _run_method(method, ctx, problem, num_samples, seed, hidden, row):
+    """Fit one method, predict both splits and score it into ``row``; returns ``(result, predictions)``."""
+    result = method.runner(ctx, **ctx.options[method.name])
+    preds = {}
+    if method.kind == "posterior":
+        sites = PREDICT_SITES + (("sigma",) if getattr(ctx.model, "scale", None) == "latent" else ())
+        preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
+                                                               seed=seed, sites=sites).items()}
+                 for s in SPLITS}
+    row.update(score_result(result, problem, preds, hidden=hidden))
+    return result, preds
+
+
+def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):
+    """Band figures and the InferenceData netCDF of one finished method; failures become notes."""
+    figs = []
+    for s in SPLITS:
+        rel = f"figures/bands_{method.name}_{s}.png"
+        try:
+            figures.plot_bands(method.name, preds[s], getattr(problem, s), s, problem, os.path.join(out, rel))
+            figs.append((f"{method.name}: predictive bands, {s}", rel))
+        except Exception as e:
+            ctx.note(method.name, f"band plot on {s} failed: {_summary(e)}")
+    try:
+        _write_idata(result, problem, os.path.join(out, "idata", f"{method.name}.nc"), idata_samples)
+    except Exception as e:
+        ctx.note(method.name, f"InferenceData not written: {_summary(e)}")
+    return figs
 
 
 def _summary_figures(rows, predictions, problem, out, hidden, ctx):

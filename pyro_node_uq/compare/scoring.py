@@ -11,6 +11,7 @@ trajectories (:func:`calibration_half`), so every method's error scores use only
 import math
 
 import numpy as np
+import pyro
 import torch
 
 from ..diagnostics import score
@@ -51,14 +52,25 @@ def auroc(negatives, positives):
     return float((ranks[neg.size:].sum() - pos.size * (pos.size + 1) / 2) / (neg.size * pos.size))
 
 
-def noise_scale(result):
-    """The observation noise std used in the NLL: the model's fixed scale, or its learned ``sigma`` param."""
+def noise_scale(result, prediction=None):
+    """The observation noise std used in the NLL.
+
+    A fixed scale as is; a ``"learned"`` scale is the fitted ``sigma`` param in its constrained (positive) space,
+    read through Pyro's param store (the stored state holds the unconstrained value, its log); a ``"latent"``
+    scale is the per-draw ``sigma`` of ``prediction`` ``(S, obs_dim)``, shaped ``(S, 1, 1, obs_dim)`` so that each
+    predictive draw is scored with its own noise (the NLL of the mixture over draws).
+
+    :returns: a float, a tensor, or ``None`` when the scale is not known.
+    """
     scale = getattr(result.model, "scale", None)
     if isinstance(scale, (int, float)):
         return float(scale)
-    if scale == "learned" and result.param_state is not None:
-        sigma = result.param_state["params"].get("sigma")
-        return None if sigma is None else sigma.detach()
+    if scale == "learned" and result.param_state is not None and "sigma" in result.param_state["params"]:
+        with param_scope(result.param_state), torch.no_grad():
+            return pyro.param("sigma").detach().clone()
+    if scale == "latent" and prediction is not None and "sigma" in prediction:
+        sigma = prediction["sigma"]
+        return sigma.reshape(sigma.shape[:1] + (1, 1) + sigma.shape[-1:])
     return None
 
 
@@ -92,10 +104,10 @@ def score_result(result, problem, predictions, hidden=True):
         ``wall_time``, ``num_model_evals``, ``stochastic_dim``.
     """
     row = {"elbo": result.elbo}
-    scale = noise_scale(result)
     prefix = {"test": "test", "extrapolation": "extrap"}
     for name, pred in predictions.items():
         split = getattr(problem, name)
+        scale = noise_scale(result, pred)
         h_true = split.h_true[..., :problem.obs_dim] if hidden and split.h_true is not None else None
         scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true)
         for key, value in scores.items():

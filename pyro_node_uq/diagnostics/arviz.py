@@ -11,9 +11,11 @@ import torch
 from pyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
+from pyro.poutine.util import site_is_subsample
 
 from ..distributions import NODETrajectory
 from ..infer.result import MethodResult, guide_samples, param_scope
+from ..validation import check_int
 
 __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]
 
@@ -105,11 +107,17 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     """ArviZ ``InferenceData`` of a posterior on ``split``.
 
     Groups: ``posterior`` (latent sites plus the deterministic ``y_mean`` / ``hidden``), ``posterior_predictive``
-    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time, masked entries 0; times whose log-likelihood
+    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time; times whose log-likelihood
     is identical for all draws, such as the fixed initial state, are left out: they carry no information and
-    make PSIS-LOO undefined), ``observed_data`` (``obs``,
-    NaN where masked), ``constant_data`` (``t``, ``x``, ``mask``), and ``sample_stats`` for MCMC.  Dims
-    ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``), ``output``, ``input``, ``state``.
+    make PSIS-LOO undefined), ``observed_data`` (``obs``), ``constant_data`` (``t``, ``x``, ``mask``), and
+    ``sample_stats`` for MCMC.  Dims ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``),
+    ``output``, ``input``, ``state``.
+
+    When ``split.mask`` marks some points unobserved, ``log_likelihood``, ``posterior_predictive`` and
+    ``observed_data`` hold the observed (trajectory, time) points only, along one flat dim ``observation`` with
+    coordinates ``obs_trajectory`` and ``obs_time``: LOO and ``plot_ppc`` then see the real observations, not
+    the unobserved grid points (an output masked at an observed time is NaN in ``observed_data``).  The
+    ``posterior`` keeps ``y_mean`` / ``hidden`` on the full grid.
 
     :param obj: a :class:`~pyro_node_uq.infer.MethodResult`, a ``pyro.infer.MCMC``, a guide (with ``model``)
         or a dict ``site -> (S, ...)`` of particles (with ``model``).
@@ -136,13 +144,17 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         >>> idata.log_likelihood["obs"].dims
         ('chain', 'draw', 'trajectory', 'time')
     """
+    num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
+    if not draws:
+        raise ValueError("to_inference_data: the posterior has no latent sites to convert")
     C, D = next(iter(draws.values())).shape[:2]
     flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in draws.items()}
     pyro.set_rng_seed(seed)
     with param_scope(state), torch.no_grad():
         trace = Predictive(model, posterior_samples=flat, num_samples=C * D, parallel=True) \
             .get_vectorized_trace(*split.args, **split.kwargs)
+    _check_sites(trace, flat, obs_site)
     site = trace.nodes[obs_site]
     y = site["value"]
     N, T, out_dim = y.shape[-3:]
@@ -171,10 +183,37 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     if split.x is not None:
         coords["input"] = list(input_names) if input_names is not None else list(range(split.x.shape[-1]))
     attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
+    data_dims = {obs_site: ["trajectory", "time", "output"]}
+    data_coords = coords
+    if split.mask is not None:  # keep the observed (trajectory, time) points only, along a flat dim
+        seen = mask.any(-1)
+        idx = torch.nonzero(seen)
+        log_lik, pred, observed = log_lik[:, :, seen], pred[:, :, seen], observed[seen]
+        data_dims = {obs_site: ["observation", "output"]}
+        data_coords = {"observation": list(range(len(idx))), "output": coords["output"]}
     idata = az.from_dict(
-        posterior=posterior, posterior_predictive={obs_site: _numpy(pred)}, observed_data={obs_site: _numpy(observed)},
-        constant_data=constant, sample_stats={k: _numpy(v) for k, v in stats.items()} if stats else None,
-        coords=coords, dims=dims, attrs=attrs)
+        posterior=posterior, constant_data=constant,
+        sample_stats={k: _numpy(v) for k, v in stats.items()} if stats else None,
+        coords=coords, dims={k: v for k, v in dims.items() if k != obs_site}, attrs=attrs)
+    idata.extend(az.from_dict(posterior_predictive={obs_site: _numpy(pred)},
+                              observed_data={obs_site: _numpy(observed)}, coords=data_coords, dims=data_dims,
+                              attrs=attrs))
+    if split.mask is not None:
+        # one log-likelihood value per observed point; points where it is the same for every draw carry no
+        # information and break PSIS, so they are left out
+        informative = (log_lik != log_lik[:1, :1]).flatten(0, 1).any(0)
+        informative = informative if informative.any() else torch.ones_like(informative)
+        keep = torch.nonzero(informative)[:, 0]
+        idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., keep].double())},
+                                  coords={"observation": _numpy(keep)}, dims={obs_site: ["observation"]},
+                                  attrs=attrs))
+        where = {"obs_trajectory": ("observation", _numpy(split.ids[idx[:, 0]])),
+                 "obs_time": ("observation", _numpy(split.t[idx[:, 1]]))}
+        for group in ("posterior_predictive", "observed_data"):
+            setattr(idata, group, getattr(idata, group).assign_coords(where))
+        idata.log_likelihood = idata.log_likelihood.assign_coords(
+            {k: ("observation", v[1][_numpy(keep)]) for k, v in where.items()})
+        return idata
     # one log-likelihood value per (trajectory, time); times where it is the same for every draw and trajectory
     # (e.g. y(t0) of a fixed initial state) carry no information and break PSIS, so they are left out
     informative = (log_lik != log_lik[:1, :1]).flatten(0, 2).any(0)
@@ -184,6 +223,23 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative].double())}, coords=ll_coords,
                               dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
     return idata
+
+
+def _check_sites(trace, draws, obs_site):
+    """The draws must name exactly the model's latent sites: a misspelt or missing site would be drawn from the
+    prior by ``Predictive`` and scored as if it were the posterior."""
+    if obs_site not in trace.nodes or trace.nodes[obs_site]["type"] != "sample":
+        sites = [n for n, s in trace.nodes.items() if s["type"] == "sample" and s["is_observed"]]
+        raise ValueError(f"obs_site: the model has no observed sample site {obs_site!r}; observed sites: {sites}")
+    # Predictive conditions the model on the draws: a latent site it did not get a draw for is sampled (unobserved)
+    prior = {n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]
+             and not site_is_subsample(s) and not s["infer"].get("_deterministic")}
+    unknown, missing = sorted(set(draws) - set(trace.nodes)), sorted(prior - set(draws))
+    if unknown or missing:
+        latent = sorted((set(draws) & set(trace.nodes)) | prior)
+        raise ValueError(f"to_inference_data: the posterior draws do not match the model's latent sites: unknown "
+                         f"{unknown}, missing {missing} (a missing site would be drawn from the prior and scored as "
+                         f"the posterior); the model's latent sites are {latent}")
 
 
 def mcmc_to_inference_data(mcmc, *args, **kwargs):

@@ -131,6 +131,17 @@ def energy_distance(samples_p, samples_q, mask=None):
     return float(torch.cat(values).mean())
 
 
+def _fill_unobserved(y, mask):
+    """``y`` with unobserved entries (which may be NaN, as the model accepts) set to 0; observed entries must be
+    finite."""
+    observed = _check(y[None], y, mask, "y")
+    bad = ~torch.isfinite(y) & observed
+    if bad.any():
+        i = tuple(int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(f"y: observed entry {i} is NaN or inf; mark it unobserved with mask=")
+    return torch.where(observed, y, torch.zeros_like(y))
+
+
 def _sample_scores(samples, y, mask, levels, prefix=""):
     out = {f"{prefix}rmse": rmse(samples, y, mask), f"{prefix}crps": crps(samples, y, mask)}
     for level in levels:
@@ -167,6 +178,7 @@ def score(prediction, y, mask=None, noise_scale=None, noise="normal", df=4.0, h_
         >>> round(score(pred, y, noise_scale=1.0)["nll"], 4)  # -log N(0 | 0, 1)
         0.9189
     """
+    y = _fill_unobserved(y, mask)
     out = _sample_scores(prediction["obs"], y, mask, levels)
     if noise_scale is not None and "y_mean" in prediction:
         out["nll"] = predictive_nll(prediction["y_mean"], y, noise_scale, mask, noise, df)

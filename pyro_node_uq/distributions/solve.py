@@ -5,6 +5,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torchdiffeq
 
+from . import step_check
+from .step_check import check_solver_options
+
 __all__ = ["ODESolver", "NODEDivergenceError", "divergence_policy", "current_divergence_policy"]
 
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams"}
@@ -57,7 +60,11 @@ class ODESolver:
     :param float step_size: fixed step for fixed-grid methods; ``None`` steps on the observation times.
     :param bool adjoint: use ``odeint_adjoint`` (memory constant in the number of time points).
     :param float max_abs: states larger than this in absolute value count as diverged.
-    :param dict options: extra ``torchdiffeq`` options (e.g. ``{"max_num_steps": 10000}``).
+    :param dict options: extra ``torchdiffeq`` options; adaptive methods get ``max_num_steps`` 1000 steps per
+        interval between output times by default (a solve that needs more raises :class:`NODEDivergenceError`
+        naming the time reached), raise it with ``{"max_num_steps": 100000}``.
+    :param bool step_check: after a fixed-step solve, warn (:class:`~pyro_node_uq.distributions.step_check.
+        StepSizeWarning`, once per solve) when a step-doubling check shows the step far above the stable step.
     """
 
     method: str = "rk4"
@@ -67,12 +74,10 @@ class ODESolver:
     adjoint: bool = False
     max_abs: float = 1e6
     options: dict = field(default_factory=dict)
+    step_check: bool = True
 
     def __post_init__(self):
-        if self.step_size is not None and not self.step_size > 0:
-            raise ValueError(f"ODESolver: step_size must be positive, got {self.step_size}")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError(f"ODESolver: rtol and atol must be positive, got {self.rtol}, {self.atol}")
+        check_solver_options(self)
 
     @classmethod
     def coerce(cls, solver):
@@ -99,12 +104,26 @@ class ODESolver:
         """
         options = dict(self.options)
         if self.method in _FIXED and self.step_size is not None:
-            options.setdefault("step_size", self.step_size)
+            options.setdefault("step_size", step_check.check_step_count(t, self.step_size))
+        if self.method in step_check.ADAPTIVE:
+            options.setdefault("max_num_steps", step_check.DEFAULT_MAX_NUM_STEPS)
         kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options or None)
+        tracked = step_check.TrackTime(func)
         try:
             if self.adjoint:
                 adjoint_params = tuple(p for p in params if torch.is_tensor(p) and p.requires_grad)
-                return torchdiffeq.odeint_adjoint(func, y0, t, adjoint_params=adjoint_params, **kwargs)
-            return torchdiffeq.odeint(func, y0, t, **kwargs)
-        except AssertionError as e:  # torchdiffeq signals step-size underflow with an assertion
+                out = torchdiffeq.odeint_adjoint(tracked, y0, t, adjoint_params=adjoint_params, **kwargs)
+            else:
+                out = torchdiffeq.odeint(tracked, y0, t, **kwargs)
+        except AssertionError as e:  # torchdiffeq signals step-size underflow and the step budget with assertions
+            if "max_num_steps" in str(e):
+                raise NODEDivergenceError(
+                    f"ODE solve with method {self.method!r} used its {options['max_num_steps']} steps between two "
+                    f"output times and stopped at t={tracked.reached():.6g} (output times {float(t[0]):.6g} to "
+                    f"{float(t[-1]):.6g}): the vector field is very stiff or diverging. Use smaller prior scales "
+                    "or a better initialisation, or raise the limit with solver={'options': {'max_num_steps': N}}"
+                ) from e
             raise NODEDivergenceError(f"ODE solve with method {self.method!r} failed: {e}") from e
+        if self.method in _FIXED and self.step_check:
+            step_check.check_fixed_step(func, out, t, self.method, options.get("step_size"))
+        return out

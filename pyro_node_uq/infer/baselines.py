@@ -5,13 +5,14 @@ import pyro
 import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoLowRankMultivariateNormal, AutoNormal, init_to_value
+from torch.distributions import biject_to
 
 from ._pyro_compat import replace_model
 from .counting import CountingModel
 from .result import MethodResult, param_scope
 from .svi import fit_svi
 
-__all__ = ["run_map", "run_autonormal", "run_lowrank", "map_values", "latent_dim", "estimate_elbo"]
+__all__ = ["run_map", "run_autonormal", "run_lowrank", "map_values", "latent_dim", "estimate_elbo", "carry_model_params"]
 
 
 def latent_dim(guide):
@@ -23,6 +24,26 @@ def map_values(result):
     """Constrained MAP values ``site -> tensor`` of a :func:`run_map` result (for warm starts)."""
     with torch.no_grad(), param_scope(result.param_state):  # the fit's own params, not the global store's
         return {k: v.detach().clone() for k, v in result.guide.median().items()}
+
+
+def carry_model_params(result):
+    """Put the model's own ``pyro.param`` values of a fitted ``result`` (a learned noise scale ``sigma``) into
+    the current param store, so a method started from that fit continues from them instead of re-initialising.
+
+    The guide's parameters (named ``<guide prefix>.*``) are left out.  Does nothing for ``None`` or a result
+    without a param state.
+    """
+    state = getattr(result, "param_state", None)
+    if state is None:
+        return
+    prefix = getattr(result.guide, "prefix", None)
+    for name, unconstrained in state["params"].items():
+        if prefix and name.startswith(prefix + "."):
+            continue
+        constraint = state["constraints"][name]
+        with torch.no_grad():
+            value = biject_to(constraint)(unconstrained.detach()).clone()
+        pyro.param(name, value, constraint=constraint)
 
 
 def estimate_elbo(model, guide, split, num_particles=64, seed=0):
@@ -41,9 +62,12 @@ def _init_loc(model, seed, init_values):
 
 
 def _fit_guide(name, model, guide_fn, split, num_steps, lr, num_particles, seed, progress_bar, elbo_particles,
-               **svi_kwargs):
-    """Fit ``guide_fn(counted_model)`` with vectorised particles; return a :class:`MethodResult`."""
+               start=None, **svi_kwargs):
+    """Fit ``guide_fn(counted_model)`` with vectorised particles; return a :class:`MethodResult`.
+
+    ``start``: the fit this one starts from; its model parameters (a learned noise scale) are carried over."""
     pyro.clear_param_store()
+    carry_model_params(start)
     pyro.set_rng_seed(seed)
     counted = CountingModel(model)
     guide = guide_fn(counted)
@@ -114,7 +138,8 @@ def run_autonormal(model, split, num_steps=1500, lr=1e-2, init_scale=0.02, num_p
     map_result = map_result or run_map(model, split, map_steps, seed=seed, progress_bar=progress_bar)
     init = _init_loc(model, seed, map_values(map_result))
     res = _fit_guide("autonormal", model, lambda m: AutoNormal(m, init_loc_fn=init, init_scale=init_scale), split,
-                     num_steps, lr, num_particles, seed, progress_bar, elbo_particles, **svi_kwargs)
+                     num_steps, lr, num_particles, seed, progress_bar, elbo_particles, start=map_result,
+                     **svi_kwargs)
     res.num_model_evals += map_result.num_model_evals
     res.wall_time += map_result.wall_time
     return res
@@ -142,7 +167,7 @@ def run_lowrank(model, split, num_steps=1500, lr=1e-2, rank=None, init_scale=0.0
     init = _init_loc(model, seed, map_values(map_result))
     guide_fn = lambda m: AutoLowRankMultivariateNormal(m, init_loc_fn=init, init_scale=init_scale, rank=rank)  # noqa
     res = _fit_guide("lowrank", model, guide_fn, split, num_steps, lr, num_particles, seed, progress_bar,
-                     elbo_particles, **svi_kwargs)
+                     elbo_particles, start=map_result, **svi_kwargs)
     res.num_model_evals += map_result.num_model_evals
     res.wall_time += map_result.wall_time
     return res

@@ -53,7 +53,7 @@ def run_langevin(model, split, *, score="learned", num_steps=10, num_iters=1000,
                             **guide_kwargs)
 
     res = _fit_guide(f"langevin_{score}", model, guide_fn, split, num_iters, lr, num_particles, seed, progress_bar,
-                     elbo_particles, **(svi_kwargs or {}))
+                     elbo_particles, start=an, **(svi_kwargs or {}))
     res.num_model_evals += an.num_model_evals
     res.wall_time += an.wall_time
     return res

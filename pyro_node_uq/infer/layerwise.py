@@ -49,7 +49,7 @@ def run_layerwise(model, split, subset="last_layer", stochastic=None, guide=Auto
         name = name or "layerwise"
     guide_fn = lambda m: AutoLayerwise(m, guide=guide, init_loc_fn=init, **select, **(guide_kwargs or {}))  # noqa
     res = _fit_guide(name, model, guide_fn, split, num_steps, lr, num_particles, seed, progress_bar, elbo_particles,
-                     **svi_kwargs)
+                     start=map_result, **svi_kwargs)
     res.stochastic_dim = latent_dim(res.guide.stochastic_guide)
     if map_result is not None:
         res.num_model_evals += map_result.num_model_evals

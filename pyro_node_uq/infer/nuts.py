@@ -11,9 +11,10 @@ from pyro.infer.autoguide import init_to_value
 from pyro.poutine.util import prune_subsample_sites
 
 from ._pyro_compat import chains_in_process
-from .baselines import map_values, run_map
+from .baselines import carry_model_params, map_values, run_map
 from .counting import CountingModel
 from .result import MethodResult
+from ..validation import check_int, check_positive
 
 __all__ = ["run_nuts", "SamplerStats"]
 
@@ -83,6 +84,12 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
         >>> res.samples["R.0.weight"].shape
         torch.Size([2, 2, 4, 4])
     """
+    num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
+    warmup_steps, max_tree_depth = check_int(warmup_steps, "warmup_steps", 0), check_int(max_tree_depth,
+                                                                                         "max_tree_depth", 1)
+    check_positive(init_jitter, "init_jitter", allow_zero=True)
+    if not 0 < target_accept_prob < 1:
+        raise ValueError(f"target_accept_prob: expected a number in (0, 1), got {target_accept_prob}")
     if hasattr(model, "on_divergence"):
         model = copy.copy(model)
         model.on_divergence = "reject"
@@ -98,6 +105,7 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     start_values = map_values(map_result)
     counted = CountingModel(model)
     pyro.clear_param_store()
+    carry_model_params(map_result)  # a learned noise scale is held at its MAP value, not reset to scale_init
     pyro.set_rng_seed(seed)
     kernel = NUTS(counted, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
                   target_accept_prob=target_accept_prob, max_plate_nesting=1, jit_compile=False)
@@ -120,4 +128,5 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     return MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),
                         wall_time=wall + map_result.wall_time,
                         num_model_evals=counted.count + map_result.num_model_evals, stochastic_dim=dim,
-                        sample_stats=stats.as_dict(num_chains, num_samples))
+                        sample_stats=stats.as_dict(num_chains, num_samples),
+                        param_state=pyro.get_param_store().get_state())

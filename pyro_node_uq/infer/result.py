@@ -145,8 +145,10 @@ class MethodResult:
             posterior is drawn given :attr:`train_split`).
         :param int num_samples: number of posterior draws ``S`` (``None``: all stored draws).
         :param int seed: seed of the posterior draw and the observation noise.
-        :param sites: sites to return.
-        :returns: dict with ``"obs"``, ``"y_mean"`` (``(S, N, T, obs_dim)``) and ``"hidden"`` (``(S, N, T, H)``).
+        :param sites: sites to return; sites the model does not have are left out (e.g. ``"sigma"`` of a model
+            whose noise scale is not latent).
+        :returns: dict with ``"obs"``, ``"y_mean"`` (``(S, N, T, obs_dim)``) and ``"hidden"`` (``(S, N, T, H)``);
+            other sites (a latent noise scale ``"sigma"``) flattened per draw, ``(S, size)``.
         """
         samples = self.posterior_samples(num_samples, seed=seed)
         S = next(iter(samples.values())).shape[0]
@@ -155,4 +157,4 @@ class MethodResult:
             predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
                                     return_sites=list(sites))
             out = predictive(split.t, split.x, None, num_trajectories=len(split))
-        return {k: v.reshape((S,) + v.shape[-3:]) for k, v in out.items()}
+        return {k: v.reshape((S,) + v.shape[-3:]) if k in PREDICT_SITES else v.reshape(S, -1) for k, v in out.items()}

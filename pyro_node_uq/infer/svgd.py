@@ -9,7 +9,7 @@ from pyro.infer import SVGD, RBFSteinKernel
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from .baselines import map_values, run_map
+from .baselines import carry_model_params, map_values, run_map
 from .counting import CountingModel
 from .result import MethodResult
 
@@ -101,6 +101,7 @@ def run_svgd(model, split, num_particles=32, num_steps=1000, lr=1e-2, jitter=0.0
                          f"num_groups ({num_groups})")
     map_result = map_result or run_map(model, split, map_steps, seed=seed, progress_bar=progress_bar)
     pyro.clear_param_store()
+    carry_model_params(map_result)  # a learned noise scale stays at its MAP value
     pyro.set_rng_seed(seed)
     counted = CountingModel(model)
     kernel = RBFSteinKernel(bandwidth_factor=bandwidth_factor)

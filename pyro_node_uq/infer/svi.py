@@ -12,6 +12,8 @@ from pyro.infer.util import torch_item, zero_grads
 from pyro.infer.autoguide import AutoDelta
 from tqdm.auto import tqdm
 
+from ..validation import check_int, check_positive
+
 __all__ = ["FitResult", "GuardedSVI", "fit_svi", "fit_map"]
 
 
@@ -108,9 +110,10 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     """
     from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
 
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    lr_final = lr / 10 if lr_final is None else lr_final
+    num_steps = check_int(num_steps, "num_steps", minimum=1)
+    lr = check_positive(lr, "lr")
+    lr_final = lr / 10 if lr_final is None else check_positive(lr_final, "lr_final")
+    clip_norm = check_positive(clip_norm, "clip_norm")
     optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / num_steps), "clip_norm": clip_norm})
     distributed = get_world_size() > 1 if distributed is None else distributed
     if distributed or subsample_size is not None or checkpoint is not None:

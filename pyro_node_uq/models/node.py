@@ -8,8 +8,9 @@ from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import constraints
 
 from ..distributions import NODETrajectory, ODESolver
-from ..nn import BatchedMLP, resolve_prior_scale, sample_params
-from ..validation import check_trajectory_data
+from ..distributions.input_check import check_input_resolution
+from ..nn import ACTIVATIONS, BatchedMLP, resolve_prior_scale, sample_params
+from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_trajectory_data, check_widths
 
 __all__ = ["NODEModel", "init_to_glorot"]
 
@@ -97,20 +98,23 @@ class NODEModel:
     def __init__(self, obs_dim, input_dim=0, hidden_dim=None, R_hidden=(32,), Z_hidden=(), activation="tanh",
                  init="zero", noise="normal", df=4.0, scale=0.1, scale_init=0.1, scale_prior=1.0,
                  prior_scale=1.0, solver=None, interpolation="linear", on_divergence="raise", record=True):
-        hidden_dim = obs_dim if hidden_dim is None else hidden_dim
-        if obs_dim < 1 or input_dim < 0:
-            raise ValueError(f"obs_dim must be >= 1 and input_dim >= 0, got {obs_dim}, {input_dim}")
+        obs_dim, input_dim = check_int(obs_dim, "obs_dim", 1, MAX_SIZE), check_int(input_dim, "input_dim", 0, MAX_SIZE)
+        hidden_dim = obs_dim if hidden_dim is None else check_int(hidden_dim, "hidden_dim", 1, MAX_SIZE)
+        R_hidden = check_widths(R_hidden, "R_hidden")
+        Z_hidden = None if Z_hidden is None else check_widths(Z_hidden, "Z_hidden")
+        check_choice(interpolation, "interpolation", ("linear", "cubic"))
+        check_choice(on_divergence, "on_divergence", ("raise", "reject"))
+        check_choice(activation, "activation", ACTIVATIONS)
         if hidden_dim < obs_dim:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be >= obs_dim ({obs_dim}): the hidden state "
                              "has at least as many components as the observations")
         if isinstance(scale, str):
             if scale not in ("learned", "latent"):
                 raise ValueError(f"scale must be a positive float, 'learned' or 'latent', got {scale!r}")
-        elif not float(scale) > 0:
-            raise ValueError(f"scale: the observation noise scale must be positive, got {scale}")
+        else:
+            scale = check_positive(scale, "scale (the observation noise scale)")
         for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior), ("df", df)):
-            if not float(value) > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+            check_positive(value, name)
         if noise not in ("normal", "studentt"):
             raise ValueError(f"noise must be 'normal' or 'studentt', got {noise!r}")
         if torch.is_tensor(init):
@@ -200,6 +204,8 @@ class NODEModel:
         :returns: the observations (sampled when ``y`` is ``None``).
         """
         y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+        if x is not None and self.input_dim > 0:
+            self._check_inputs(t, x, x_times)
         N = next((v.shape[0] for v in (x, y, mask) if v is not None), num_trajectories)
         if N is None:
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
@@ -217,10 +223,21 @@ class NODEModel:
             fn = NODETrajectory(self.R, self.Z, params, t, x, h0=h0, scale=scale, noise=self.noise, df=self.df,
                                 mask=mask, x_times=x_times, interpolation=self.interpolation, solver=self.solver,
                                 on_divergence=self.on_divergence, obs_dim=self.obs_dim)
+            if fn.batch_shape[-1:] != (N,):  # nothing per trajectory (no inputs, shared h0): one solve for all
+                fn.hidden  # noqa: B018 - solve before expanding, so the N trajectories share it
+                fn = fn.expand(torch.broadcast_shapes(fn.batch_shape, (N,)))
             if self.record:
                 pyro.deterministic("hidden", fn.hidden, event_dim=2)
                 pyro.deterministic("y_mean", fn.mean, event_dim=2)
             return pyro.sample("obs", fn, obs=y)
+
+    def _check_inputs(self, t, x, x_times):
+        """Warn (once per input tensor) when the input changes faster than the solver steps (see
+        :func:`~pyro_node_uq.distributions.input_check.check_input_resolution`)."""
+        key = (id(x), id(x_times), id(t), self.solver.method, self.solver.step_size)
+        if getattr(self, "_checked_inputs", None) != key:
+            check_input_resolution(t if x_times is None else x_times, x, self.solver, t)
+            self._checked_inputs = key
 
     def __repr__(self):
         nets = ", ".join(repr(n) for n in self.networks.values())

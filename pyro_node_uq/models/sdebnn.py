@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..distributions import SDESolver, WeightPathFeatures, solve_weight_path
 from ..nn import BatchedMLP, flatten_params
+from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_widths
 
 __all__ = ["SDEBNN", "BottleneckDrift"]
 
@@ -122,17 +123,20 @@ class SDEBNN(torch.nn.Module):
             raise ValueError(f"input_layer must be 'augment' or 'linear', got {input_layer!r}")
         if readout not in ("linear", "first"):
             raise ValueError(f"readout must be 'linear' or 'first', got {readout!r}")
-        if input_dim < 1 or output_dim < 1:
-            raise ValueError(f"input_dim and output_dim must be >= 1, got {input_dim}, {output_dim}")
-        hidden_dim = (input_dim + 2 if input_layer == "augment" else 32) if hidden_dim is None else hidden_dim
+        input_dim, output_dim = check_int(input_dim, "input_dim", 1, MAX_SIZE), check_int(output_dim, "output_dim", 1,
+                                                                                           MAX_SIZE)
+        hidden_dim = (input_dim + 2 if input_layer == "augment" else 32) if hidden_dim is None else \
+            check_int(hidden_dim, "hidden_dim", 1, MAX_SIZE)
+        bottleneck = check_int(bottleneck, "bottleneck", 1, MAX_SIZE)
+        width = check_widths(width, "width")
+        check_choice(estimator, "estimator", ("plain", "stl"))
         if input_layer == "augment" and hidden_dim < input_dim:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be >= input_dim ({input_dim}) to augment with zeros")
         if readout == "first" and hidden_dim < output_dim:
             raise ValueError(f"readout='first' needs hidden_dim ({hidden_dim}) >= output_dim ({output_dim})")
-        if not float(sigma) > 0:
-            raise ValueError(f"sigma: the weight diffusion must be positive, got {sigma}")
-        if obs_scale != "learned" and not float(obs_scale) > 0:
-            raise ValueError(f"obs_scale must be a positive float or 'learned', got {obs_scale!r}")
+        check_positive(sigma, "sigma (the weight diffusion)")
+        if obs_scale != "learned":
+            check_positive(obs_scale, "obs_scale (a positive float or 'learned')")
         self.input_dim, self.output_dim, self.hidden_dim = input_dim, output_dim, hidden_dim
         self.likelihood, self.input_layer, self.readout_kind = likelihood, input_layer, readout
         self.sigma, self.estimator, self.stochastic, self.name = float(sigma), estimator, stochastic, name
@@ -276,7 +280,9 @@ class SDEBNN(torch.nn.Module):
             pyro.set_rng_seed(seed)
         x, y = self._check(x, y)
         N = x.shape[0]
-        batch_size = N if batch_size is None else min(int(batch_size), N)
+        num_epochs, lr = check_int(num_epochs, "num_epochs", 1), check_positive(lr, "lr")
+        check_int(num_particles, "num_particles", 1)
+        batch_size = N if batch_size is None else min(check_int(batch_size, "batch_size", 1), N)
         steps = num_epochs * math.ceil(N / batch_size)
         lr_final = lr / 10 if lr_final is None else lr_final
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / max(steps, 1)),
@@ -306,7 +312,8 @@ class SDEBNN(torch.nn.Module):
             with one chain.
         """
         x, _ = self._check(x, None)
-        batch_size = x.shape[0] if batch_size is None else int(batch_size)
+        num_samples = check_int(num_samples, "num_samples", 1)
+        batch_size = x.shape[0] if batch_size is None else check_int(batch_size, "batch_size", 1)
         keep = ("obs", "probs") if self.likelihood == "classification" else ("obs", "y_mean")
         predictive = Predictive(self.model, guide=self.guide, num_samples=num_samples, parallel=True,
                                 return_sites=keep)

@@ -103,12 +103,29 @@ def test_guide_chains_and_mask(data):
     idata = to_inference_data(guide, masked, model=model, num_samples=200, num_chains=4)
     assert idata.posterior["mu"].shape == (4, 50, 2)
     np.testing.assert_allclose(idata.posterior["mu"].values.reshape(-1, 2).mean(0), mean.numpy(), atol=0.06)
-    assert np.isnan(idata.observed_data["obs"].values[0, :3]).all()
+    # only the 21 observed points: no constant-zero log-likelihoods, no predictions of unobserved grid points
+    for group in ("log_likelihood", "posterior_predictive", "observed_data"):
+        obs = getattr(idata, group)["obs"]
+        assert obs.sizes["observation"] == 21 and "trajectory" not in obs.dims, group
+        assert obs["obs_trajectory"].values.tolist() == [0] * 3 + [1] * 6 + [2] * 6 + [3] * 6
+        assert obs["obs_time"].values.tolist()[:4] == split.t[3:].tolist() + [0.0]
+    np.testing.assert_allclose(idata.observed_data["obs"].values, split.y[masked.mask].numpy())
     mu = torch.as_tensor(idata.posterior["mu"].values.reshape(-1, 2))
-    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y).sum(-1) * masked.mask
-    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 4, 6).numpy(), rtol=1e-10)
-    assert (idata.log_likelihood["obs"].values[:, :, 0, :3] == 0).all()
+    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y).sum(-1)[:, masked.mask]
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 21).numpy(), rtol=1e-10)
+    assert idata.posterior_predictive["obs"].shape == (4, 50, 21, 2)
     assert idata.constant_data["mask"].dims == ("trajectory", "time", "output")
+    loo = az.loo(idata, pointwise=True)
+    assert len(loo.pareto_k) == 21
+
+
+def test_misspelt_or_missing_posterior_sites_are_refused(data):
+    """A draw named ``"m"`` for site ``"mu"`` used to be ignored: ``mu`` came from the prior, scored as posterior."""
+    split = data[0]
+    with pytest.raises(ValueError, match=r"unknown \['m'\], missing \['mu'\]"):
+        to_inference_data({"m": torch.randn(40, 2)}, split, model=model)
+    with pytest.raises(ValueError, match="obs_site: the model has no observed sample site 'y'"):
+        to_inference_data({"mu": torch.randn(40, 2)}, split, model=model, obs_site="y")
 
 
 def test_mcmc_sample_stats_and_from_pyro(data):

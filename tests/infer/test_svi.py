@@ -23,7 +23,7 @@ def test_map_fit_on_chemical_reaches_noise_level():
 def test_fit_svi_rejects_bad_arguments_and_non_finite_loss():
     problem = load_problem("chemical", num_train=2)
     model = problem.default_model()
-    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+    with pytest.raises(ValueError, match="num_steps: expected an integer >= 1, got 0"):
         fit_map(model, problem.train, num_steps=0)
     bad = problem.train.to(torch.float64)
     bad.y = bad.y * float("inf")

@@ -206,7 +206,7 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="y: 3 targets but x has 4"):
         reg.model(torch.randn(4, 1), torch.randn(3, 2))
     for sigma in (0.0, -1.0):
-        with pytest.raises(ValueError, match="sigma: the weight diffusion must be positive"):
+        with pytest.raises(ValueError, match="sigma \\(the weight diffusion\\): expected a finite number > 0"):
             SDEBNN(1, 1, sigma=sigma)
     with pytest.raises(ValueError, match="sigma: the weight diffusion must be positive"):
         solve_weight_path(torch.zeros(2), torch.tensor([0.1, -0.1]), 3)

@@ -115,6 +115,8 @@ class AutoLangevin(AutoContinuous):
         for name, value in (("step_size", step_size), ("init_scale", init_scale), ("max_drift", max_drift)):
             if not float(value) > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if not (isinstance(num_quantile_samples, int) and num_quantile_samples >= 2):
+            raise ValueError(f"num_quantile_samples must be an int >= 2, got {num_quantile_samples!r}")
         if rank is not None and not (isinstance(rank, int) and rank > 0):
             raise ValueError(f"rank must be a positive int, got {rank!r}")
         if init_from is not None and not isinstance(init_from, (AutoNormal, AutoDiagonalNormal,

@@ -16,7 +16,9 @@ import torch
 from .calibration import ErrorCalibration, default_memories
 from .distribution import ErrorDistribution
 from .node import node_features, node_keys, node_latent, NODETrainingMonitor
-from .recorder import LossTrajectoryRecorder, atomic_save
+from ...persist import MANIFEST, SaveError, load_unit, save_unit
+from ...validation import MAX_SIZE, check_int
+from .recorder import LossTrajectoryRecorder, load_torch_file
 
 __all__ = ["LTAU"]
 
@@ -67,13 +69,11 @@ class LTAU:
     """
 
     def __init__(self, k=10, index="flat", hnsw_m=32, ef_search=128, recorder=None, inputs=True, **recorder_kwargs):
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_int(k, "k", 1, MAX_SIZE)
         if index not in ("flat", "hnsw"):
             raise ValueError(f"index must be 'flat' or 'hnsw', got {index!r}")
-        if int(hnsw_m) < 2 or int(ef_search) < 1:
-            raise ValueError(f"hnsw_m must be >= 2 and ef_search >= 1, got {hnsw_m}, {ef_search}")
-        self.k, self.index_type, self.hnsw_m, self.ef_search = int(k), index, int(hnsw_m), int(ef_search)
+        hnsw_m, ef_search = check_int(hnsw_m, "hnsw_m", 2, 4096), check_int(ef_search, "ef_search", 1, MAX_SIZE)
+        self.k, self.index_type, self.hnsw_m, self.ef_search = k, index, hnsw_m, ef_search
         self.inputs = bool(inputs)
         self.recorder = recorder if recorder is not None else LossTrajectoryRecorder(**recorder_kwargs)
         self.index = None
@@ -182,36 +182,58 @@ class LTAU:
 
     # ------------------------------------------------------------------ persistence
     _FILES = ("recorder.pt", "index.faiss", "ltau.pt")
+    _STATE_KEYS = ("k", "index", "hnsw_m", "ef_search", "loc", "scale", "rows", "calibration")
 
     def save(self, directory):
-        """Save the recorder, the faiss index and the standardisation/calibration to ``directory``.
+        """Save the recorder, the faiss index and the standardisation/calibration to ``directory`` as one unit.
 
-        Each file is written to a temporary name and renamed, so a failure never corrupts an existing save.
+        The three files are written into a fresh folder and committed by atomically replacing the folder's
+        ``MANIFEST.json`` (format version, files, checksums): a save that fails or is killed at any point leaves
+        the previous save in ``directory`` loadable and unchanged (see :func:`~pyro_node_uq.persist.save_unit`).
         """
         if self.index is None:
             raise RuntimeError("LTAU: nothing to save before fit(); save the recorder with recorder.save()")
-        os.makedirs(directory, exist_ok=True)
         state = {"k": self.k, "index": self.index_type, "hnsw_m": self.hnsw_m, "ef_search": self.ef_search,
                  "inputs": self.inputs,
                  "loc": self.loc, "scale": self.scale, "rows": self.rows,
                  "calibration": None if self.calibration is None else self.calibration.state_dict()}
-        rec, idx, meta = (os.path.join(directory, f) for f in self._FILES)
-        self.recorder.save(rec)
-        atomic_save(idx, lambda tmp: _faiss().write_index(self.index, tmp))
-        atomic_save(meta, lambda tmp: torch.save(state, tmp))
+        rec, idx, meta = self._FILES
+        save_unit(directory, {rec: lambda p: torch.save(self.recorder.state_dict(), p),
+                              idx: lambda p: _faiss().write_index(self.index, p),
+                              meta: lambda p: torch.save(state, p)}, kind="ltau")
 
     @classmethod
     def load(cls, directory):
-        """Load an :class:`LTAU` written by :meth:`save`."""
-        missing = [f for f in cls._FILES if not os.path.isfile(os.path.join(directory, f))]
+        """Load an :class:`LTAU` written by :meth:`save`, after checking its manifest and checksums.
+
+        :raises FileNotFoundError: ``directory`` does not exist.
+        :raises ~pyro_node_uq.persist.SaveError: the save is incomplete, corrupt or not an LTAU save (the message
+            names the file).
+        """
+        directory = os.fspath(directory)
+        if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, MANIFEST)) \
+                and all(os.path.isfile(os.path.join(directory, f)) for f in cls._FILES):
+            paths = {f: os.path.join(directory, f) for f in cls._FILES}  # a save of version 0.1 (no manifest)
+        else:
+            paths = load_unit(directory, "ltau")
+        missing = [f for f in cls._FILES if f not in paths]
         if missing:
-            raise FileNotFoundError(f"directory: {os.fspath(directory)!r} lacks {missing} (not an LTAU save?)")
-        rec, idx, meta = (os.path.join(directory, f) for f in cls._FILES)
-        state = torch.load(meta, weights_only=True)
+            raise SaveError(f"{directory}: the manifest lacks {missing}; not an LTAU save")
+        state = load_torch_file(paths["ltau.pt"], "an LTAU state", cls._STATE_KEYS)
+        rec_state = load_torch_file(paths["recorder.pt"], "a loss-trajectory recorder", ("mode", "bins", "keys"))
+        recorder = LossTrajectoryRecorder(mode=rec_state["mode"], bins=rec_state["bins"])
+        recorder.load_state_dict(rec_state)
         ltau = cls(k=state["k"], index=state["index"], hnsw_m=state["hnsw_m"], ef_search=state["ef_search"],
-                   recorder=LossTrajectoryRecorder.load(rec), inputs=state.get("inputs", False))
+                   recorder=recorder, inputs=state.get("inputs", False))
         ltau.loc, ltau.scale, ltau.rows = state["loc"], state["scale"], state["rows"]
-        ltau.index = _faiss().read_index(idx)
+        try:
+            ltau.index = _faiss().read_index(paths["index.faiss"])
+        except RuntimeError as e:
+            raise SaveError(f"{paths['index.faiss']}: not a readable faiss index: {str(e).splitlines()[0]}") from e
+        if ltau.index.ntotal != len(ltau.rows) or int(ltau.rows.max()) \
+                >= recorder.num_samples:
+            raise SaveError(f"{directory}: the index ({ltau.index.ntotal} points), the LTAU state ({len(ltau.rows)} "
+                            f"rows) and the recorder ({recorder.num_samples} samples) do not belong together")
         if state["index"] == "hnsw":
             ltau.index.hnsw.efSearch = ltau.ef_search
         if state["calibration"] is not None:

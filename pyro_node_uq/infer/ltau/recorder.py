@@ -8,23 +8,10 @@ import os
 
 import torch
 
+from ...persist import SaveError, atomic_save
+from ...validation import MAX_SIZE, check_int, check_positive
+
 __all__ = ["LossTrajectoryRecorder", "atomic_save"]
-
-
-def atomic_save(path, write):
-    """Write a file with ``write(tmp_path)`` into a temporary sibling, then rename it over ``path``.
-
-    An existing file at ``path`` is left untouched if ``write`` fails.
-    """
-    path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _as_tensor(value, name, dtype):
@@ -59,11 +46,15 @@ class LossTrajectoryRecorder:
     def __init__(self, mode="full", bins=128, error_range=None):
         if mode not in ("full", "histogram"):
             raise ValueError(f"mode must be 'full' or 'histogram', got {mode!r}")
-        if int(bins) < 2:
-            raise ValueError(f"bins must be >= 2, got {bins}")
-        if error_range is not None and not (0 < float(error_range[0]) < float(error_range[1])):
-            raise ValueError(f"error_range must be (low, high) with 0 < low < high, got {error_range}")
-        self.mode, self.bins = mode, int(bins)
+        bins = check_int(bins, "bins", 2, MAX_SIZE)
+        if error_range is not None:
+            try:
+                low, high = (check_positive(v, "error_range") for v in error_range)
+            except (TypeError, ValueError):
+                low = high = None
+            if low is None or not low < high:
+                raise ValueError(f"error_range must be (low, high) with 0 < low < high, got {error_range!r}")
+        self.mode, self.bins = mode, bins
         self.edges = None if error_range is None else self._log_edges(*error_range)
         self.keys = torch.zeros(0, dtype=torch.long)
         self._row = {}
@@ -174,7 +165,25 @@ class LossTrajectoryRecorder:
         """Load a recorder written by :meth:`save`."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"path: no recorder file at {os.fspath(path)!r}")
-        state = torch.load(path, weights_only=True)
+        state = load_torch_file(path, "a loss-trajectory recorder", ("mode", "bins", "edges", "keys", "count",
+                                                                     "sum", "store"))
         rec = cls(mode=state["mode"], bins=state["bins"])
         rec.load_state_dict(state)
         return rec
+
+
+def load_torch_file(path, what, keys):
+    """``torch.load`` a dict saved by this package; a truncated, empty or foreign file raises
+    :class:`~pyro_node_uq.persist.SaveError` naming the file and what is wrong."""
+    path = os.fspath(path)
+    if os.path.getsize(path) == 0:
+        raise SaveError(f"{path}: the file is empty (an interrupted save?); expected {what}")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # zip, pickle and unpickler errors all mean "not a readable save"
+        raise SaveError(f"{path}: cannot be read as {what} (truncated, corrupt or another format): "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]) from e
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise SaveError(f"{path}: not {what} (missing {missing})")
+    return state

@@ -13,6 +13,7 @@ from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import biject_to
 
 from ..counting import CountingModel
+from ...validation import check_int
 from ..result import MethodResult, param_scope
 from .langevin_kernel import LangevinKernel, particles_to_chains
 
@@ -67,8 +68,9 @@ def run_langevin_kernel(model, split, init, *, drift="exact", guide=None, num_pa
         >>> res.samples["R.0.bias"].shape
         torch.Size([4, 3, 4])
     """
-    if int(num_particles) < 2:
+    if check_int(num_particles, "num_particles") < 2:
         raise ValueError(f"num_particles must be >= 2 (ensemble mode), got {num_particles}")
+    check_int(num_samples, "num_samples", 1)
     if init is None or init.guide is None and init.samples is None:
         raise ValueError("init: a fitted MethodResult (with a guide or samples) to start the particles from")
     if int(thin) < 1:

@@ -241,6 +241,7 @@ def test_huge_finite_exact_gradients_do_not_poison_the_parameter_gradients():
     ({"init_scale": 0.0}, "init_scale must be positive"),
     ({"rank": 0}, "rank must be a positive int"),
     ({"exact_weight_init": 0.0}, "exact_weight_init must be positive"),
+    ({"num_quantile_samples": 0}, "num_quantile_samples must be an int >= 2"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

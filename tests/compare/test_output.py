@@ -1,0 +1,193 @@
+"""The comparison job owns its output folder: one run's complete set, a lock, SIGINT, exit status (failure 5)."""
+import json
+import os
+import signal
+
+import pytest
+
+from pyro_node_uq.cli import main
+from pyro_node_uq.compare import METHODS, Method, register, run_comparison
+from pyro_node_uq.compare.output import OutputFolder, OutputFolderBusy
+from pyro_node_uq.data import load_problem
+
+TINY = dict(num_train=3, num_test=2, num_extrapolation=2, num_times=11)
+CLI_TINY = [f"--problem-option={k}={v}" for k, v in TINY.items()] + ["--quick", "--no-progress", "--num-samples",
+                                                                     "8", "--set", "map.num_steps=4"]
+FAST = {"map": {"num_steps": 4}}
+
+
+def _sigint_self(ctx, **_):
+    """A method during which the user presses Ctrl-C once: it finishes, the ones after it do not run."""
+    os.kill(os.getpid(), signal.SIGINT)
+    return ctx.map_fit()[0]
+
+
+def _crash(ctx, **_):
+    raise SystemExit("the process is going down")
+
+
+@pytest.fixture
+def extra_methods():
+    register(Method("sigint_self", _sigint_self, "sends SIGINT to its own process"))
+    register(Method("crash", _crash, "ends the process"))
+    yield
+    METHODS.pop("sigint_self")
+    METHODS.pop("crash")
+
+
+def _run(out, methods, **kwargs):
+    return run_comparison(load_problem("chemical", **TINY), methods, out=str(out), quick=True, progress_bar=False,
+                          num_samples=8, overrides=FAST, idata_samples=8, **kwargs)
+
+
+def test_a_second_run_replaces_the_whole_folder(tmp_path):
+    """Old figures and netCDFs of a method that fails (or is not run) this time must not stay beside the report."""
+    out = tmp_path / "out"
+    _run(out, ["map", "autonormal"])
+    assert (out / "idata" / "autonormal.nc").exists() and (out / "figures" / "bands_autonormal_test.png").exists()
+    rows = _run(out, ["map"], seed=1)
+    assert [r["method"] for r in rows] == ["map"]
+    assert not (out / "idata" / "autonormal.nc").exists() and not (out / "figures" / "bands_autonormal_test.png").exists()
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert manifest["complete"] and manifest["methods"] == {"map": "ok"} and "report.md" in manifest["files"]
+    assert "seed: `1`" in (out / "report.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # no staging folder left
+
+
+def test_sigint_stops_after_the_current_method_and_marks_the_rest(tmp_path, extra_methods):
+    out = tmp_path / "out"
+    _run(out, ["map", "autonormal"])
+    rows = _run(out, ["map", "sigint_self", "autonormal", "lowrank"])
+    assert rows.interrupted
+    assert [r["status"] for r in rows] == ["ok", "ok", "skipped", "skipped"]
+    assert "interrupted" in rows[2]["note"]
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert manifest["complete"] is False and manifest["methods"]["autonormal"] == "skipped"
+    report = (out / "report.md").read_text()
+    assert report.index("**Incomplete run**") < report.index("## Problem")
+    assert not (out / "idata" / "autonormal.nc").exists()  # the previous run's file is gone with it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_cli_exit_status_130_after_sigint(tmp_path, extra_methods, capsys):
+    rc = main(["compare", "--methods", "map,sigint_self,autonormal", "--out", str(tmp_path / "o"), *CLI_TINY])
+    assert rc == 130 and "incomplete" in capsys.readouterr().err
+
+
+def test_a_run_that_dies_leaves_the_previous_output_untouched(tmp_path, extra_methods):
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit):
+        _run(out, ["map", "crash"])
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+def test_concurrent_runs_into_one_folder_are_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    with OutputFolder(out):
+        with pytest.raises(OutputFolderBusy, match=f"another comparison \\(pid {os.getpid()}\\) is writing"):
+            _run(out, ["map"])
+        assert main(["compare", "--methods", "map", "--out", str(out), *CLI_TINY]) == 2
+        assert "another comparison" in capsys.readouterr().err
+    _run(out, ["map"])  # the lock is released
+
+
+def test_a_folder_with_foreign_files_is_never_replaced(tmp_path):
+    (tmp_path / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="not a comparison's output.*thesis.tex"):
+        _run(tmp_path, ["map"])
+    assert (tmp_path / "thesis.tex").read_text() == "years of work"
+
+
+def test_staging_folders_of_killed_runs_are_cleaned(tmp_path):
+    import subprocess
+    import sys
+
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True).stdout)
+    orphan = tmp_path / f".out.tmp-{pid}-xyz"
+    (orphan / "figures").mkdir(parents=True)
+    _run(tmp_path / "out", ["map"])
+    assert not orphan.exists()
+
+
+@pytest.mark.parametrize("args, rc, message", [
+    (["--methods", "map", "--set", "map.num_steps=abc"], 1, "map failed"),
+    (["--methods", "map", "--num-samples", "0"], 2, "num_samples: expected an integer >= 2"),
+    (["--methods", ""], 2, "no method selected"),
+    (["--methods", "nuts"], 1, "no method ran"),  # skipped only: nothing was compared
+])
+def test_cli_exit_status_is_nonzero_when_nothing_useful_ran(tmp_path, capsys, args, rc, message):
+    assert main(["compare", "--out", str(tmp_path / "o"), *CLI_TINY, *args]) == rc
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--problem", "bogus"], "--problem: unknown problem 'bogus'"),
+    (["--problem-option", "bogus=1"], "--problem-option: problem 'chemical' has no option(s) ['bogus']"),
+    (["--threads", "0"], "--threads: expected an integer >= 1"),
+])
+def test_cli_bad_arguments_give_a_message_not_a_traceback(tmp_path, args, message):
+    with pytest.raises(SystemExit) as e:
+        main(["compare", "--methods", "map", "--out", str(tmp_path), *args])
+    assert message in str(e.value)
+
+
+def test_cli_runs_a_problem_that_takes_no_seed(tmp_path, monkeypatch):
+    """``--problem theophylline`` passed ``seed=`` to a constructor without one (a TypeError traceback)."""
+    from pyro_node_uq import cli
+
+    seen = {}
+
+    def stop(problem, *args, **kwargs):
+        seen["p"] = problem
+        raise ValueError("stop here")
+
+    monkeypatch.setattr("pyro_node_uq.compare.run_comparison", stop)
+    assert cli.main(["compare", "--problem", "theophylline", "--methods", "map", "--out", str(tmp_path)]) == 2
+    assert seen["p"].name == "theophylline"
+
+
+_LOOP = """
+import sys
+sys.path.insert(0, {root!r})
+from pyro_node_uq.compare import run_comparison
+from pyro_node_uq.data import load_problem
+problem = load_problem("chemical", num_train=3, num_test=2, num_extrapolation=2, num_times=11)
+print("ready", flush=True)
+seed = 0
+while True:
+    run_comparison(problem, ["map"], out={out!r}, quick=True, progress_bar=False, num_samples=4,
+                   overrides={{"map": {{"num_steps": 2}}}}, idata_samples=4, seed=seed)
+    seed += 1
+"""
+
+
+def test_kill_9_during_comparison_runs_leaves_one_complete_run(tmp_path):
+    """``kill -9`` at random moments of a loop of runs: the folder is always one run's verified, complete set."""
+    import random
+    import subprocess
+    import sys
+
+    from pyro_node_uq.persist import read_manifest, verify_files
+
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    rng = random.Random(0)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _LOOP.format(root=root, out=str(out))], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        import time
+
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        manifest = read_manifest(out, "comparison")
+        verify_files(out, manifest, "MANIFEST.json")
+        assert manifest["complete"] and set(manifest["methods"]) == {"map"}
+    _run(out, ["map"])  # the next run cleans the killed runs' staging folders
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]

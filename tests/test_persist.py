@@ -1,0 +1,217 @@
+"""Crash-safe saves: atomic single files, multi-file units with a manifest, orphan cleanup, symlink safety."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from pyro_node_uq import persist
+from pyro_node_uq.compare.report import write_text
+from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder
+from pyro_node_uq.persist import SaveError, atomic_save, load_unit, save_unit
+
+faiss = pytest.importorskip("faiss")
+
+
+def _ltau(seed, n=40):
+    gen = torch.Generator().manual_seed(seed)
+    ltau = LTAU(k=3)
+    for epoch in range(4):
+        ltau.record(torch.arange(n), torch.rand(n, generator=gen, dtype=torch.float64) * (seed + 1))
+    ltau.fit(torch.randn(n, 2, generator=gen, dtype=torch.float64), torch.arange(n))
+    return ltau
+
+
+def _prediction(ltau):
+    x = torch.linspace(-1, 1, 14, dtype=torch.float64).reshape(7, 2)
+    return ltau.predict(x).mean
+
+
+# ---------------------------------------------------------------------------- single files
+def test_atomic_save_never_writes_through_a_planted_symlink(tmp_path):
+    """Serious failure 3: the old temporary name ``.<name>.tmp-<pid>`` was predictable and followed."""
+    victim = tmp_path / "outside.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(victim, out / f".rec.pt.tmp-{os.getpid()}")
+    os.symlink(victim, out / f".table.csv.tmp-{os.getpid()}")
+    rec = LossTrajectoryRecorder()
+    rec.record(torch.arange(3), torch.ones(3))
+    rec.save(out / "rec.pt")
+    write_text("new", out / "table.csv")
+    assert victim.read_text() == "precious"
+    assert (out / "table.csv").read_text() == "new"
+    assert LossTrajectoryRecorder.load(out / "rec.pt").num_samples == 3
+
+
+def test_atomic_save_replaces_a_symlink_at_the_target_instead_of_following_it(tmp_path):
+    victim = tmp_path / "outside.txt"
+    victim.write_text("precious")
+    os.symlink(victim, tmp_path / "report.md")
+    atomic_save(tmp_path / "report.md", lambda tmp: open(tmp, "w").write("new"))
+    assert victim.read_text() == "precious" and not os.path.islink(tmp_path / "report.md")
+
+
+def test_orphaned_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / f".rec.pt.tmp-{pid}-abc").write_bytes(b"partial")
+    (tmp_path / f".rec.pt.tmp-{os.getpid()}-live").write_bytes(b"in progress")  # a live writer: kept
+    atomic_save(tmp_path / "rec.pt", lambda tmp: open(tmp, "wb").write(b"ok"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".rec.pt.tmp-{os.getpid()}-live", "rec.pt"]
+
+
+@pytest.mark.parametrize("content, what", [(b"", "empty"), (b"PK\x03\x04trunc", "cannot be read"),
+                                           (b"just some text", "cannot be read")])
+def test_recorder_load_of_a_bad_file_names_the_file(tmp_path, content, what):
+    path = tmp_path / "rec.pt"
+    path.write_bytes(content)
+    with pytest.raises(SaveError, match=f"rec.pt.*{what}"):
+        LossTrajectoryRecorder.load(path)
+
+
+def test_recorder_load_of_a_foreign_torch_file_names_the_file(tmp_path):
+    torch.save({"weights": torch.ones(2)}, tmp_path / "model.pt")
+    with pytest.raises(SaveError, match="model.pt: not a loss-trajectory recorder"):
+        LossTrajectoryRecorder.load(tmp_path / "model.pt")
+
+
+# ---------------------------------------------------------------------------- units
+def test_failed_ltau_save_leaves_the_previous_save_intact(tmp_path, monkeypatch):
+    """Serious failure 1: B's save failing at its second file must not leave A's index with B's recorder."""
+    a, b = _ltau(0), _ltau(1, n=30)
+    a.save(tmp_path / "s")
+    expected = _prediction(a)
+
+    def full_disk(index, path):
+        open(path, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        b.save(tmp_path / "s")
+    loaded = LTAU.load(tmp_path / "s")
+    assert torch.equal(_prediction(loaded), expected)
+    assert loaded.recorder.num_samples == 40
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []
+
+
+_WRITES = ["recorder", "index", "state", "manifest", "rename"]
+
+
+@pytest.mark.parametrize("where", _WRITES)
+def test_ltau_save_fault_at_each_write(tmp_path, monkeypatch, where):
+    """A failure at any write of B leaves A loadable and exact; a later save of B then works."""
+    a, b = _ltau(0), _ltau(1, n=30)
+    a.save(tmp_path / "s")
+    calls = {"torch": 0}
+    real_save, real_write, real_rename, real_atomic = torch.save, faiss.write_index, os.rename, persist.atomic_save
+
+    def boom():
+        raise OSError(5, f"injected failure at {where}")
+
+    def fake_save(obj, path, *args, **kwargs):
+        calls["torch"] += 1
+        if (where, calls["torch"]) in (("recorder", 1), ("state", 2)):
+            boom()
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fake_save)
+    monkeypatch.setattr(faiss, "write_index", lambda i, p: boom() if where == "index" else real_write(i, p))
+    monkeypatch.setattr(os, "rename", lambda s, d: boom() if where == "rename" else real_rename(s, d))
+    monkeypatch.setattr(persist, "atomic_save", lambda p, w: boom() if where == "manifest" else real_atomic(p, w))
+    with pytest.raises(OSError, match="injected"):
+        b.save(tmp_path / "s")
+    monkeypatch.undo()
+    assert torch.equal(_prediction(LTAU.load(tmp_path / "s")), _prediction(a))
+    b.save(tmp_path / "s")
+    assert torch.equal(_prediction(LTAU.load(tmp_path / "s")), _prediction(b))
+    assert len([p for p in (tmp_path / "s").iterdir() if p.name.startswith("data-")]) == 1
+
+
+def test_ltau_load_verifies_the_manifest(tmp_path):
+    _ltau(0).save(tmp_path / "s")
+    paths = load_unit(tmp_path / "s", "ltau")
+    with open(paths["index.faiss"], "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(SaveError, match="index.faiss: checksum mismatch"):
+        LTAU.load(tmp_path / "s")
+    (tmp_path / "s" / "MANIFEST.json").write_text("{not json")
+    with pytest.raises(SaveError, match="MANIFEST.json: the manifest is not valid JSON"):
+        LTAU.load(tmp_path / "s")
+    save_unit(tmp_path / "other", {"a.txt": lambda p: open(p, "w").write("x")}, kind="comparison")
+    with pytest.raises(SaveError, match="a 'comparison' save, expected a 'ltau' save"):
+        LTAU.load(tmp_path / "other")
+    manifest = json.loads((tmp_path / "other" / "MANIFEST.json").read_text())
+    manifest["version"] = 99
+    (tmp_path / "other" / "MANIFEST.json").write_text(json.dumps(manifest))
+    with pytest.raises(SaveError, match="format version 99"):
+        load_unit(tmp_path / "other", "comparison")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SaveError, match="no manifest"):
+        LTAU.load(tmp_path / "empty")
+
+
+_LOOP = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {root!r})
+    from tests.test_persist import _ltau
+    a, b = _ltau(0), _ltau(1, n=30)
+    print("ready", flush=True)
+    i = 0
+    while True:
+        (a if i % 2 else b).save({path!r})
+        i += 1
+""")
+
+
+def _kill_during_save_loop(tmp_path, kills, seed):
+    import random
+
+    rng = random.Random(seed)
+    a, b = _ltau(0), _ltau(1, n=30)
+    a.save(tmp_path / "s")
+    valid = {tuple(_prediction(a).tolist()), tuple(_prediction(b).tolist())}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = _LOOP.format(root=root, path=str(tmp_path / "s"))
+    for _ in range(kills):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert tuple(_prediction(LTAU.load(tmp_path / "s")).tolist()) in valid
+    a.save(tmp_path / "s")  # the next save cleans what the killed writers left
+    left = [p.name for p in (tmp_path / "s").iterdir() if p.name != "MANIFEST.json"]
+    assert len(left) == 1 and left[0].startswith("data-")
+
+
+def test_kill_9_during_a_save_loop_never_leaves_a_mixed_save(tmp_path):
+    """``kill -9`` of a process saving A and B in a loop: the folder always loads as exactly A or exactly B."""
+    _kill_during_save_loop(tmp_path, kills=3, seed=0)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_save_loop_many_times(tmp_path):
+    _kill_during_save_loop(tmp_path, kills=20, seed=1)
+
+
+def test_an_ltau_save_of_version_0_1_without_a_manifest_still_loads(tmp_path):
+    ltau = _ltau(0)
+    paths = load_unit(_save(ltau, tmp_path / "new"), "ltau")
+    old = tmp_path / "old"
+    old.mkdir()
+    for name, path in paths.items():
+        (old / name).write_bytes(open(path, "rb").read())
+    assert torch.equal(_prediction(LTAU.load(old)), _prediction(ltau))
+
+
+def _save(ltau, path):
+    ltau.save(path)
+    return path
