@@ -8,6 +8,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from .fixed_grid import solve_node_fixed
 from .interpolation import Interpolator
 from .solve import NODEDivergenceError, ODESolver, current_divergence_policy
 
@@ -115,7 +116,11 @@ class NODETrajectory(TorchDistribution):
         if self.x is not None and self.input_dim > 0:
             interp = Interpolator(self.x_times, self.x, self.interpolation)
         h0 = self.h0.expand(batch + (self.hidden_dim,))
-        hs = self.solver.odeint(self._rhs(interp), h0, self.t, params=tuple(self.params.values()))  # (T,) + batch + (H,)
+        if self.solver.fixed_grid:
+            hs = solve_node_fixed(self.R, self.params, self.h0, self.t, batch, interp, self.solver.method,
+                                  self.solver.substeps, self.solver.compile)
+        else:
+            hs = self.solver.odeint(self._rhs(interp), h0, self.t, params=tuple(self.params.values()))
         bad = ~torch.isfinite(hs).all(-1).all(0) | (hs.detach().abs().amax((0, -1)) > self.solver.max_abs)
         if bad.any():
             n_bad, n = int(bad.sum()), bad.numel()

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torchdiffeq
 
+from .fixed_grid import FIXED_METHODS, stage_times
+
 __all__ = ["ODESolver", "NODEDivergenceError", "divergence_policy", "current_divergence_policy"]
 
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams"}
@@ -58,6 +60,13 @@ class ODESolver:
     :param bool adjoint: use ``odeint_adjoint`` (memory constant in the number of time points).
     :param float max_abs: states larger than this in absolute value count as diverged.
     :param dict options: extra ``torchdiffeq`` options (e.g. ``{"max_num_steps": 10000}``).
+    :param str backend: ``"auto"`` solves ``"euler"``, ``"midpoint"`` and ``"rk4"`` on the observation grid with
+        the fast fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` (without ``step_size`` or
+        ``adjoint``) and everything else with ``torchdiffeq``; ``"fixed"`` insists on the fast path;
+        ``"torchdiffeq"`` always uses ``torchdiffeq``.
+    :param int substeps: equal fixed steps per observation interval (both back-ends).
+    :param compile: fast path only: ``False`` (eager), ``True`` (``torch.compile`` each new shape at its first
+        solve) or ``"auto"`` (compile a shape after it has been solved 20 times; one-off solves stay eager).
     """
 
     method: str = "rk4"
@@ -67,8 +76,24 @@ class ODESolver:
     adjoint: bool = False
     max_abs: float = 1e6
     options: dict = field(default_factory=dict)
+    backend: str = "auto"
+    substeps: int = 1
+    compile: object = False
 
     def __post_init__(self):
+        if self.backend not in ("auto", "fixed", "torchdiffeq"):
+            raise ValueError(f"ODESolver: backend must be 'auto', 'fixed' or 'torchdiffeq', got {self.backend!r}")
+        if self.backend == "fixed" and (self.method not in FIXED_METHODS or self.adjoint or self.step_size):
+            raise ValueError(f"ODESolver: backend='fixed' needs method in {sorted(FIXED_METHODS)} without adjoint "
+                             f"or step_size, got method={self.method!r}, adjoint={self.adjoint}, "
+                             f"step_size={self.step_size}")
+        if not (isinstance(self.substeps, int) and self.substeps >= 1):
+            raise ValueError(f"ODESolver: substeps must be an integer >= 1, got {self.substeps!r}")
+        if self.substeps > 1 and (self.method not in _FIXED or self.step_size is not None):
+            raise ValueError(f"ODESolver: substeps needs a fixed-step method without step_size, got "
+                             f"method={self.method!r}, step_size={self.step_size}")
+        if self.compile not in (False, True, "auto"):
+            raise ValueError(f"ODESolver: compile must be False, True or 'auto', got {self.compile!r}")
         if self.step_size is not None and not self.step_size > 0:
             raise ValueError(f"ODESolver: step_size must be positive, got {self.step_size}")
         if not (self.rtol > 0 and self.atol > 0):
@@ -92,6 +117,12 @@ class ODESolver:
     def to_dict(self):
         return asdict(self)
 
+    @property
+    def fixed_grid(self):
+        """Whether the fast fixed-step path solves (see ``backend``)."""
+        return self.backend == "fixed" or (self.backend == "auto" and self.method in FIXED_METHODS
+                                           and self.step_size is None and not self.adjoint)
+
     def odeint(self, func, y0, t, params=()):
         """Integrate ``dy/dt = func(t, y)`` from ``y0`` at times ``t``; returns ``(len(t),) + y0.shape``.
 
@@ -100,6 +131,8 @@ class ODESolver:
         options = dict(self.options)
         if self.method in _FIXED and self.step_size is not None:
             options.setdefault("step_size", self.step_size)
+        if self.substeps > 1 and self.method in FIXED_METHODS:  # the same grid as the fast path
+            options.setdefault("grid_constructor", lambda f, y0, ts: _substep_grid(ts, self.method, self.substeps))
         kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options or None)
         try:
             if self.adjoint:
@@ -108,3 +141,8 @@ class ODESolver:
             return torchdiffeq.odeint(func, y0, t, **kwargs)
         except AssertionError as e:  # torchdiffeq signals step-size underflow with an assertion
             raise NODEDivergenceError(f"ODE solve with method {self.method!r} failed: {e}") from e
+
+
+def _substep_grid(t, method, substeps):
+    """The fast path's step grid for ``torchdiffeq``: every observation interval cut into ``substeps`` steps."""
+    return torch.cat([stage_times(t, method, substeps)[0][:, 0], t[-1:]])
