@@ -198,11 +198,12 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
             u = torch.baddbmm(field.b_in, field.w_in, xs).reshape(field.B, -1, K, S, field.M).permute(2, 3, 0, 1, 4)
         else:  # the term is as large as the whole solve's activations: compute it stage by stage
             u, wx, bx = xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
+    compiled = _runner(key, compile)
     out = [h.unsqueeze(0)]
     for start, u_c, coef_c in zip(range(0, K, chunk), u.split(chunk), coef.split(chunk)):
         stop = start + u_c.shape[0]
         args = (h, u_c, coef_c, weights, biases, wx, bx, R.activation, R.out_activation, a, b)
-        fn = _runner(key, compile) if stop - start == chunk else _chunk
+        fn = compiled if stop - start == chunk else _chunk
         try:
             hs = fn(*args)
         except Exception as e:  # noqa: BLE001 - a compiler failure must never break a solve
@@ -210,7 +211,7 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
                 raise
             warnings.warn(f"solve_node_fixed: torch.compile failed ({type(e).__name__}: {e}); solving eagerly",
                           RuntimeWarning)
-            _compiled[key] = _chunk
+            _compiled[key] = compiled = _chunk
             hs = _chunk(*args)
         out.append(hs)
         h = hs[-1]
