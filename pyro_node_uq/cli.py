@@ -74,7 +74,10 @@ def cmd_compare(args):
         if not dot:
             raise SystemExit(f"--set: expected METHOD.OPTION=VALUE, got {key!r}")
         overrides.setdefault(method, {})[option] = value
-    problem = load_problem(args.problem, seed=args.seed, **_assignments(args.problem_option, "--problem-option"))
+    if args.device != "cpu":  # the data go there; Pyro's and the optimisers' own tensors follow the default
+        torch.set_default_device(args.device)
+    problem = load_problem(args.problem, seed=args.seed, device=args.device,
+                           **_assignments(args.problem_option, "--problem-option"))
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
                               progress_bar=not args.no_progress, num_samples=args.num_samples, overrides=overrides)
@@ -111,6 +114,7 @@ def build_parser():
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
                    help="option of the problem constructor, e.g. --problem-option num_train=4 (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the tensors are small)")
+    p.add_argument("--device", default="cpu", help="torch device of the data and every fit (default: cpu)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)

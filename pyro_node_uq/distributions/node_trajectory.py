@@ -71,8 +71,8 @@ class NODETrajectory(TorchDistribution):
             raise ValueError(f"NODETrajectory: with Z=None, obs_dim must be in [1, hidden_dim={self.hidden_dim}], "
                              f"got {obs_dim}")
         self.x, self.x_times = x, (t if x_times is None else x_times)
-        self.h0 = torch.zeros(self.hidden_dim, dtype=t.dtype) if h0 is None else h0
-        self.scale = torch.as_tensor(scale, dtype=t.dtype)
+        self.h0 = t.new_zeros(self.hidden_dim) if h0 is None else h0
+        self.scale = torch.as_tensor(scale, dtype=t.dtype, device=t.device)
         self.noise, self.df, self.mask = noise, df, mask
         self.interpolation = interpolation
         self.solver = ODESolver.coerce(solver)

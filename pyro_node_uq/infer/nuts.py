@@ -104,7 +104,7 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     initial = None
     if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
         kernel.setup(0, *split.args, **split.kwargs)
-        initial = {k: v + init_jitter * torch.randn((num_chains,) + v.shape, dtype=v.dtype)
+        initial = {k: v + init_jitter * torch.randn((num_chains,) + v.shape, dtype=v.dtype, device=v.device)
                    for k, v in kernel.initial_params.items()}
         kernel.cleanup()
     stats = SamplerStats()
