@@ -26,6 +26,8 @@ import warnings
 
 import torch
 
+from .rk_backprop import rk_solve
+
 __all__ = ["FIXED_METHODS", "AUTO_COMPILE_AFTER", "solve_node_fixed", "stage_times"]
 
 # Butcher tableaus (c, a, b) of torchdiffeq's methods of the same names
@@ -195,9 +197,13 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
         if K * S * field.B * field.M * weights[0].shape[-2] <= _FUSE_BUDGET:  # precompute W_x x + b: fewer ops
             xs = xs.permute(1, 2, 0, 3).reshape(field.B, D, K * S * field.M)
-            u = torch.baddbmm(field.b_in, field.w_in, xs).reshape(field.B, -1, K, S, field.M).permute(2, 3, 0, 1, 4)
+            u = torch.baddbmm(field.b_in, field.w_in, xs).reshape(field.B, -1, K, S, field.M).permute(2, 3, 0, 1, 4).contiguous()
         else:  # the term is as large as the whole solve's activations: compute it stage by stage
             u, wx, bx = xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
+    tape = torch.is_grad_enabled() and any(v.requires_grad for v in (h, u, *weights, *biases))
+    if tape and wx is None and not compile and R.activation == "tanh" and R.out_activation is None:
+        states = torch.cat([h.unsqueeze(0), rk_solve(h, u, coef, weights, biases, a, b)])[::substeps]
+        return states.transpose(-1, -2).reshape(out_shape)  # the hand-written backward: no autograd tape
     compiled = _runner(key, compile)
     out = [h.unsqueeze(0)]
     for start, u_c, coef_c in zip(range(0, K, chunk), u.split(chunk), coef.split(chunk)):
