@@ -77,7 +77,7 @@ class _Field:
         for i in range(R.num_layers):
             w, b = self.bmm(params[f"{R.name}.{i}.weight"], batch), self.bmm(params[f"{R.name}.{i}.bias"][..., None], batch)
             if i == 0:
-                w, self.w_in, self.b_in = w[..., :H], w[..., H:], b  # the input half: applied per stage time
+                w, self.w_in, self.b_in = w[..., :H].contiguous(), w[..., H:], b  # the input half: per stage time
             self.weights.append(w)
             if i > 0:
                 self.biases.append(b)
@@ -196,13 +196,13 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         xs = interp.at_grid(times.reshape(-1)).movedim(-2, 0)  # (K * S,) + xbatch + (D,)
         xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
         if K * S * field.B * field.M * weights[0].shape[-2] <= _FUSE_BUDGET:  # precompute W_x x + b: fewer ops
-            xs = xs.permute(1, 2, 0, 3).reshape(field.B, D, K * S * field.M)
-            u = torch.baddbmm(field.b_in, field.w_in, xs).reshape(field.B, -1, K, S, field.M).permute(2, 3, 0, 1, 4).contiguous()
+            u = (torch.matmul(field.w_in, xs) + field.b_in).reshape((K, S) + (field.B, -1, field.M))
         else:  # the term is as large as the whole solve's activations: compute it stage by stage
             u, wx, bx = xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
     tape = torch.is_grad_enabled() and any(v.requires_grad for v in (h, u, *weights, *biases))
-    if tape and wx is None and not compile and R.activation == "tanh" and R.out_activation is None:
-        states = torch.cat([h.unsqueeze(0), rk_solve(h, u, coef, weights, biases, a, b)])[::substeps]
+    if (tape and wx is None and not compile and R.activation == "tanh" and R.out_activation is None
+            and not coef.requires_grad):
+        states = torch.cat([h.unsqueeze(0), rk_solve(h, u, coef.tolist(), weights, biases, a, b)])[::substeps]
         return states.transpose(-1, -2).reshape(out_shape)  # the hand-written backward: no autograd tape
     compiled = _runner(key, compile)
     out = [h.unsqueeze(0)]

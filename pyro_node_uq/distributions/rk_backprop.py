@@ -31,38 +31,45 @@ def _field(y, u, weights, biases, saved):
     return z
 
 
+def _outer_sum(g, v):
+    """``sum_s g[s] @ v[s]^T`` over the leading dim of ``(N, B, o, M)`` and ``(N, B, i, M)``: ``(B, o, i)``."""
+    N, B = g.shape[:2]
+    return torch.bmm(g.flatten(0, 1), v.flatten(0, 1).transpose(-1, -2)).reshape(N, B, g.shape[2], v.shape[2]).sum(0)
+
+
 class _RKSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, u, coef, a, b, *wb):
         n = len(wb) // 2 + 1
         weights, biases = wb[:n], wb[n:]
         ys, acts, out = [], [], []
-        for u_k, coef_k in zip(u.unbind(0), coef.unbind(0)):
-            dts, uk = coef_k.unbind(), u_k.unbind()
+        for u_k, dts in zip(u.unbind(0), coef):
+            uk = u_k.unbind()
             ks, pos = [], len(b)
             for i, row in enumerate(a):
                 y = h
                 for j in range(len(row)):
-                    y = torch.addcmul(y, ks[j], dts[pos + j])
+                    y = torch.add(y, ks[j], alpha=dts[pos + j])
                 pos += len(row)
                 ys.append(y)
                 ks.append(_field(y, uk[i], weights, biases, acts))
             for j, kj in enumerate(ks):
                 if b[j] != 0.0:
-                    h = torch.addcmul(h, kj, dts[j])
+                    h = torch.add(h, kj, alpha=dts[j])
             out.append(h)
         ctx.a, ctx.b, ctx.n, ctx.u_shape = a, b, n, u.shape
-        ctx.save_for_backward(coef, *wb)
+        ctx.coef = coef
+        ctx.save_for_backward(*wb)
         ctx.ys, ctx.acts = ys, acts
         return torch.stack(out)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_states):
-        coef, *wb = ctx.saved_tensors
+        wb, coef = ctx.saved_tensors, ctx.coef
         a, b, n = ctx.a, ctx.b, ctx.n
         weights, biases = wb[:n], wb[n:]
-        wT = [w.transpose(-1, -2) for w in weights]
+        wT = [w.transpose(-1, -2).contiguous() for w in weights]
         K, S, L = g_states.shape[0], len(a), n - 1
         offsets = [len(b) + sum(len(r) for r in a[:i]) for i in range(S)]
         lam = torch.zeros_like(g_states[0])
@@ -71,13 +78,14 @@ class _RKSolve(torch.autograd.Function):
         ys, acts = ctx.ys, ctx.acts
         for k in range(K - 1, -1, -1):
             lam = lam + g_states[k]
-            dts = coef[k].unbind()
+            dts = coef[k]
             gys = [None] * S
             for i in range(S - 1, -1, -1):
-                g = lam * dts[i] if b[i] != 0.0 else None
+                g = torch.mul(lam, dts[i]) if b[i] != 0.0 else None
                 for l in range(i + 1, S):
                     if len(a[l]) > i and a[l][i] != 0.0:
-                        g = gys[l] * dts[offsets[l] + i] if g is None else torch.addcmul(g, gys[l], dts[offsets[l] + i])
+                        c = dts[offsets[l] + i]
+                        g = torch.mul(gys[l], c) if g is None else torch.add(g, gys[l], alpha=c)
                 idx = k * S + i
                 for layer in range(L, 0, -1):  # back through tanh layers
                     g_layers[layer - 1][idx] = g
@@ -87,16 +95,13 @@ class _RKSolve(torch.autograd.Function):
                 gys[i] = torch.bmm(wT[0], g)
             for gy in gys:
                 lam = lam + gy
-        flat = lambda v: v.reshape(K * S, *v.shape[1:]).permute(1, 2, 0, 3).reshape(v.shape[1], v.shape[2], -1)  # noqa: E731
         g_u = torch.stack(g_first)  # (K * S, B, n1, M)
-        y_all = torch.stack(ys)
-        grads_w = [torch.bmm(flat(g_u), flat(y_all).transpose(-1, -2))]
+        grads_w = [_outer_sum(g_u, torch.stack(ys))]
         grads_b = []
         for layer in range(1, n):
-            g_out = flat(torch.stack(g_layers[layer - 1]))
-            a_in = flat(torch.stack(acts[layer - 1::L]))
-            grads_w.append(torch.bmm(g_out, a_in.transpose(-1, -2)))
-            grads_b.append(g_out.sum(-1, keepdim=True))
+            g_out = torch.stack(g_layers[layer - 1])
+            grads_w.append(_outer_sum(g_out, torch.stack(acts[layer - 1::L])))
+            grads_b.append(g_out.sum((0, -1)).unsqueeze(-1))
         g_u = g_u.reshape((K, S) + g_u.shape[1:])
         if g_u.shape[-1] != ctx.u_shape[-1]:  # an input term shared by the M columns (no inputs: the bias)
             g_u = g_u.sum(-1, keepdim=True)
@@ -108,7 +113,7 @@ def rk_solve(h, u, coef, weights, biases, a, b):
 
     :param torch.Tensor h: initial states ``(B, H, M)``.
     :param torch.Tensor u: the first layer's input term at every stage ``(K, S, B, n1, M)`` (may be expanded).
-    :param torch.Tensor coef: per step, its width times ``b`` then times the rows of ``a``: ``(K, ...)``.
+    :param list coef: per step, its width times ``b`` then times the rows of ``a`` (Python floats, no gradient).
     :param list weights: ``(B, out, in)`` per layer (the first one acting on the state only).
     :param list biases: ``(B, out, 1)`` of the layers after the first.
     """
