@@ -130,7 +130,7 @@ class NODETrajectory(TorchDistribution):
                 raise NODEDivergenceError(msg + ". Use smaller prior scales, a stiffer-safe solver, or "
                                           "on_divergence='reject' to score them as -inf.")
             warnings.warn(msg + "; scored as -inf", RuntimeWarning)
-            hs = torch.where(bad[..., None], torch.zeros_like(hs), hs)
+        hs = hs.masked_fill(bad[..., None], 0.0)  # unconditionally: a traced (jit) potential keeps the rejection
         # time stays the leading dim here so that weight batch dims right-align with the ensemble batch
         if self.Z is None:
             mean = hs[..., : self.obs_dim]
@@ -178,10 +178,7 @@ class NODETrajectory(TorchDistribution):
         if self.mask is not None:
             lp = torch.where(self.mask, lp, torch.zeros_like(lp))
         lp = lp.sum((-1, -2))
-        bad = self.diverged
-        if bad.any():
-            lp = torch.where(bad, torch.full_like(lp, -float("inf")), lp)
-        return lp
+        return lp.masked_fill(self.diverged, -float("inf"))
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(NODETrajectory, _instance)
