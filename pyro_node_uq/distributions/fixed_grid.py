@@ -37,7 +37,7 @@ FIXED_METHODS = {
     "rk4": ((0.0, 1 / 3, 2 / 3, 1.0), ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)), (0.125, 0.375, 0.375, 0.125)),
 }
 AUTO_COMPILE_AFTER = 20
-_FUSE_BUDGET = 2 ** 20  # elements of the precomputed input term; beyond it the term is computed stage by stage
+_FUSE_BUDGET = 2 ** 24  # elements of the precomputed input term; beyond it the term is computed stage by stage
 _calls, _compiled = {}, {}
 
 
