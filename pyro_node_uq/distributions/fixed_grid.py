@@ -75,7 +75,8 @@ class _Field:
         H = R.sizes[-1]
         self.weights, self.biases = [], []
         for i in range(R.num_layers):
-            w, b = self.bmm(params[f"{R.name}.{i}.weight"], batch), self.bmm(params[f"{R.name}.{i}.bias"][..., None], batch)
+            w = self.bmm(params[f"{R.name}.{i}.weight"], batch)
+            b = self.bmm(params[f"{R.name}.{i}.bias"][..., None], batch)
             if i == 0:
                 w, self.w_in, self.b_in = w[..., :H].contiguous(), w[..., H:], b  # the input half: per stage time
             self.weights.append(w)

@@ -139,3 +139,23 @@ def test_vectorised_interpolation_equals_pointwise(kind):
     interp = Interpolator(times, torch.randn(3, 7, 2, generator=gen, dtype=torch.float64), kind)
     query = torch.rand(20, generator=gen, dtype=torch.float64) * 1.4 - 0.2  # outside the grid too
     torch.testing.assert_close(interp.at_grid(query), torch.stack([interp(q) for q in query], dim=-2))
+
+
+@pytest.mark.parametrize("method", ["midpoint", "rk4"])
+def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method):
+    import pyro_node_uq.distributions.rk_backprop as rk_backprop
+
+    R, Z, params, t, x, y = _setup(hidden=(6, 5), P=2, traj=(3,))
+    used = []
+    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a: used.append(1) or rk_backprop.rk_solve(*a))
+    grads = []
+    for solver in (dict(method=method, substeps=2), dict(method=method, substeps=2, compile=True)):
+        if solver.get("compile"):  # the compile path runs the autograd step loop; here without a compiler
+            monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
+            monkeypatch.setattr(fixed_grid, "_compiled", {})
+        d, p = _solve(R, Z, params, t, x, "fixed", **solver)
+        d.log_prob(y).sum().backward()
+        grads.append({k: v.grad for k, v in p.items()})
+    assert len(used) == 1  # the first solve only
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
