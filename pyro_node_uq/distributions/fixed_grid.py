@@ -7,12 +7,16 @@ everything data-dependent is known before the solve, so this module precomputes 
 
 * the stage times of every step of the grid (the observation times, each interval cut into ``substeps`` equal
   steps) and the inputs at all of them in ONE vectorised interpolation;
-* the input half of R's first layer, ``x(t) W_x^T + b``, for every stage time in one matrix product, so a
-  vector-field call is ``tanh(baddbmm(U_k, h, W_h^T))`` and one more ``baddbmm`` per layer: no ``cat``, no
-  ``expand``, no interpolation;
+* the input half of R's first layer, ``W_x x(t) + b``, for every stage time in one matrix product (up to
+  :data:`_FUSE_BUDGET` elements; larger ensembles apply it stage by stage), so with states stored features-first
+  ``(B, H, M)`` a vector-field call is ``tanh(baddbmm(U_k, W_h, h))`` and one more ``baddbmm`` per layer: no
+  ``cat``, no ``expand``, no interpolation;
 * the Butcher coefficients times each step's width, so each stage combination is one ``addcmul``.
 
-The step loop has no data-dependent branching, so ``torch.compile`` can capture one step or a chunk of steps.
+With a precomputed input term and a ``tanh`` field, a solve that needs gradients runs without the autograd tape
+and back-propagates with the hand-written discrete adjoint of :mod:`~pyro_node_uq.distributions.rk_backprop`
+(the cheapest path at small ensembles).  Otherwise the step loop below runs under autograd; it has no
+data-dependent branching, so ``torch.compile`` can capture one step or a chunk of steps.
 Compiled chunks are cached per (method, shapes, dtype, device): with ``compile="auto"`` a shape is compiled only
 after it has been solved :data:`AUTO_COMPILE_AFTER` times (a one-off solve never waits for a compiler), with
 ``compile=True`` at its first solve; ``False`` (the default) always runs eagerly, and a failed compile falls back
