@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench docs clean
+.PHONY: demo test test-slow bench bench-peer docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ensemble_throughput.py
+
+bench-peer: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	taskset -c 1 $(PY) benchmarks/peer_numpyro.py
 
 clean:
 	rm -rf $(VENV) results build dist *.egg-info

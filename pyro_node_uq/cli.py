@@ -70,7 +70,7 @@ def _problem(args, options=()):
     if "seed" in accepted:
         kwargs.setdefault("seed", args.seed)
     try:
-        return load_problem(args.problem, **kwargs)
+        return load_problem(args.problem, device=getattr(args, "device", "cpu"), **kwargs)
     except (TypeError, ValueError) as e:
         raise SystemExit(f"--problem-option: {e}") from None
 
@@ -105,6 +105,8 @@ def cmd_compare(args):
         if not dot:
             raise SystemExit(f"--set: expected METHOD.OPTION=VALUE, got {key!r}")
         overrides.setdefault(method, {})[option] = value
+    if args.device != "cpu":  # the data go there; Pyro's and the optimisers' own tensors follow the default
+        torch.set_default_device(args.device)
     problem = _problem(args, args.problem_option)
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
@@ -150,6 +152,7 @@ def build_parser():
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
                    help="option of the problem constructor, e.g. --problem-option num_train=4 (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the tensors are small)")
+    p.add_argument("--device", default="cpu", help="torch device of the data and every fit (default: cpu)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)

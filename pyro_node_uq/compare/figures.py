@@ -39,17 +39,17 @@ def plot_hidden(predictions, split, split_name, problem, path, trajectory=0, lev
     compared state components)."""
     K = problem.obs_dim
     names = list(predictions)
-    t = split.t.numpy()
+    t = split.t.cpu().numpy()
     fig, axes = plt.subplots(len(names), K, figsize=(4.2 * K, 2.0 * len(names) + 0.6), squeeze=False, sharex=True)
     q = torch.tensor([(1 - level) / 2, 0.5, (1 + level) / 2], dtype=torch.float64)
     for r, name in enumerate(names):
-        hidden = predictions[name]["hidden"][:, trajectory, :, :K].double()
+        hidden = predictions[name]["hidden"][:, trajectory, :, :K].double().cpu()
         lo, med, hi = torch.quantile(hidden, q, dim=0).numpy()
         for k in range(K):
             ax = axes[r, k]
             ax.fill_between(t, lo[:, k], hi[:, k], color="C1", alpha=0.35, lw=0, label=f"{int(100 * level)}% band")
             ax.plot(t, med[:, k], color="C1", lw=1.5, label="median")
-            ax.plot(t, split.h_true[trajectory, :, k].numpy(), "k--", lw=1, label="true state")
+            ax.plot(t, split.h_true[trajectory, :, k].cpu().numpy(), "k--", lw=1, label="true state")
             state = problem.state_names[k] if k < len(problem.state_names) else f"h{k}"
             ax.set_ylabel(f"{name}\n{state}", fontsize=8)
     for ax in axes[-1]:

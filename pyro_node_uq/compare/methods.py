@@ -125,7 +125,7 @@ def _svgd(ctx, **opts):
                     progress_bar=ctx.progress_bar, **opts)
 
 
-def _nuts(ctx, max_latent_dim=150, **opts):
+def _nuts(ctx, max_latent_dim=300, **opts):
     res = ctx.map_fit()[0]
     dim = sum(int(v.numel()) for v in res.posterior_samples(1).values())
     if dim > max_latent_dim:

@@ -86,11 +86,11 @@ def hidden_comparable(model, problem):
 
 def _spread(y_mean):
     """Predictive spread per point ``(N, T)``: norm over outputs of the std of ``y_mean`` over samples."""
-    return y_mean.std(0).norm(dim=-1) if y_mean.shape[0] > 1 else torch.zeros(y_mean.shape[1:-1])
+    return y_mean.std(0).norm(dim=-1) if y_mean.shape[0] > 1 else y_mean.new_zeros(y_mean.shape[1:-1])
 
 
 def _observed(split):
-    return torch.ones(split.y.shape[:2], dtype=torch.bool) if split.mask is None else split.mask
+    return torch.ones(split.y.shape[:2], dtype=torch.bool, device=split.y.device) if split.mask is None else split.mask
 
 
 def score_result(result, problem, predictions, hidden=True):

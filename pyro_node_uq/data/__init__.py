@@ -14,12 +14,14 @@ PROBLEMS = {
 }
 
 
-def load_problem(name, dtype=None, **kwargs):
+def load_problem(name, dtype=None, device=None, **kwargs):
     """Build a registered problem by name.
 
     :param str name: one of :data:`PROBLEMS` (``chemical``, ``viscoelastic``, ``elastoplastic``,
         ``theophylline``, ``hare_lynx``).
     :param torch.dtype dtype: cast the data (default: ``torch.get_default_dtype()``).
+    :param device: put the data there (default: ``torch.get_default_device()``); the data are always generated
+        on the CPU (seeded CPU generators), so a problem is the same on every device.
     :param kwargs: passed to the problem's constructor (``seed``, ``num_train``, ...).
     :rtype: Problem
     """
@@ -27,7 +29,9 @@ def load_problem(name, dtype=None, **kwargs):
 
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem {name!r}; choose from {sorted(PROBLEMS)}")
-    return PROBLEMS[name](**kwargs).to(dtype or torch.get_default_dtype())
+    with torch.device("cpu"):  # seeded CPU generators, whatever the default device
+        problem = PROBLEMS[name](**kwargs)
+    return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
 __all__ = ["PROBLEMS", "Problem", "Split", "chemical", "elastoplastic", "hare_lynx", "load_problem",

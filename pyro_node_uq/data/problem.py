@@ -31,7 +31,7 @@ class Split:
 
     def __post_init__(self):
         if self.ids is None:
-            self.ids = torch.arange(self.y.shape[0])
+            self.ids = torch.arange(self.y.shape[0], device=self.y.device)
 
     def __len__(self):
         return self.y.shape[0]
@@ -46,9 +46,16 @@ class Split:
         """Keyword model arguments (the mask, when some points are unobserved)."""
         return {} if self.mask is None else {"mask": self.mask}
 
-    def to(self, dtype):
-        """A copy with floating tensors cast to ``dtype``."""
-        cast = {k: (v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v)
+    def to(self, dtype=None, device=None):
+        """A copy with floating tensors cast to ``dtype`` and every tensor moved to ``device`` (``None``: unchanged).
+
+        Example::
+
+            >>> split = Split(t=torch.linspace(0, 1, 3), x=None, y=torch.zeros(2, 3, 1))
+            >>> split.to(dtype=torch.float64).y.dtype, split.to(device="cpu").ids.device
+            (torch.float64, device(type='cpu'))
+        """
+        cast = {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else None) if torch.is_tensor(v) else v)
                 for k, v in self.__dict__.items()}
         return replace(self, **cast)
 
@@ -106,11 +113,12 @@ class Problem:
         kwargs.update(overrides)
         return NODEModel(**kwargs)
 
-    def to(self, dtype):
-        """A copy with every split cast to ``dtype``."""
-        model_kwargs = {k: (v.to(dtype) if torch.is_tensor(v) else v) for k, v in self.model_kwargs.items()}
-        return replace(self, train=self.train.to(dtype), test=self.test.to(dtype),
-                       extrapolation=self.extrapolation.to(dtype), model_kwargs=model_kwargs)
+    def to(self, dtype=None, device=None):
+        """A copy with every split (and tensor model option) cast to ``dtype`` and moved to ``device``."""
+        model_kwargs = {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+                            if torch.is_tensor(v) else v) for k, v in self.model_kwargs.items()}
+        return replace(self, train=self.train.to(dtype, device), test=self.test.to(dtype, device),
+                       extrapolation=self.extrapolation.to(dtype, device), model_kwargs=model_kwargs)
 
 
 class random_sines:

@@ -19,7 +19,7 @@ def _check(samples, y, mask, name="samples"):
         raise ValueError(f"{name}: expected shape (S,) + y.shape = (S, {', '.join(map(str, y.shape))}), "
                          f"got {tuple(samples.shape)}")
     if mask is None:
-        return torch.ones(y.shape, dtype=torch.bool)
+        return torch.ones(y.shape, dtype=torch.bool, device=y.device)
     if mask.dim() == y.dim() - 1:
         mask = mask[..., None]
     return mask.expand(y.shape)
@@ -47,7 +47,7 @@ def predictive_nll(y_mean, y, scale, mask=None, noise="normal", df=4.0):
     :param scale: noise std, a float or a tensor broadcastable to ``(S, N, T, D)`` (per-sample for a latent scale).
     """
     mask = _check(y_mean, y, mask, "y_mean")
-    scale = torch.as_tensor(scale, dtype=y_mean.dtype)
+    scale = torch.as_tensor(scale, dtype=y_mean.dtype, device=y_mean.device)
     if noise == "normal":
         lp = torch.distributions.Normal(y_mean, scale).log_prob(y)
     elif noise == "studentt":
@@ -70,13 +70,13 @@ def crps(samples, y, mask=None):
         raise ValueError("crps: needs at least 2 samples")
     term1 = (samples - y).abs().mean(0)
     x = samples.sort(0).values
-    weights = (2 * torch.arange(S, dtype=x.dtype) - S + 1).reshape((S,) + (1,) * y.dim())
+    weights = (2 * torch.arange(S, dtype=x.dtype, device=x.device) - S + 1).reshape((S,) + (1,) * y.dim())
     pair = 2 * (weights * x).sum(0) / (S * (S - 1))
     return _masked_mean(term1 - 0.5 * pair, mask)
 
 
 def _interval(samples, level):
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=samples.dtype, device=samples.device)
     lo, hi = torch.quantile(samples, q, dim=0)
     return lo, hi
 

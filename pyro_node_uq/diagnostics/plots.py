@@ -32,12 +32,13 @@ def plot_trajectories(prediction, split, path=None, trajectories=(0, 1, 2), leve
     :rtype: matplotlib.figure.Figure
     """
     obs = prediction["obs"].detach()
-    t = split.t.detach().numpy()
+    t = split.t.detach().cpu().numpy()
     D = obs.shape[-1]
     rows = [i for i in trajectories if i < obs.shape[1]]
     fig, axes = plt.subplots(len(rows), D, figsize=(4.2 * D, 2.4 * len(rows)), squeeze=False, sharex=True)
-    q = torch.tensor([0.5] + [p for lv in levels for p in ((1 - lv) / 2, (1 + lv) / 2)], dtype=obs.dtype)
-    quant = torch.quantile(obs[:, rows], q, dim=0).numpy()
+    q = torch.tensor([0.5] + [p for lv in levels for p in ((1 - lv) / 2, (1 + lv) / 2)], dtype=obs.dtype,
+                     device=obs.device)
+    quant = torch.quantile(obs[:, rows], q, dim=0).cpu().numpy()
     for r, n in enumerate(rows):
         for d in range(D):
             ax = axes[r, d]
@@ -45,13 +46,13 @@ def plot_trajectories(prediction, split, path=None, trajectories=(0, 1, 2), leve
                 ax.fill_between(t, quant[1 + 2 * k, r, :, d], quant[2 + 2 * k, r, :, d], color="C0",
                                 alpha=0.15 + 0.15 * (len(levels) - 1 - k), lw=0, label=f"{int(100 * lv)}% band")
             ax.plot(t, quant[0, r, :, d], color="C0", lw=1.5, label="predictive median")
-            y = split.y[n, :, d].numpy()
+            y = split.y[n, :, d].cpu().numpy()
             seen = slice(None)
             if split.mask is not None:
-                seen = (split.mask[n] if split.mask.dim() == 2 else split.mask[n, :, d]).numpy()
+                seen = (split.mask[n] if split.mask.dim() == 2 else split.mask[n, :, d]).cpu().numpy()
             ax.plot(t[seen], y[seen], "k.", ms=3.5, label="data")
             if split.y_true is not None:
-                ax.plot(t, split.y_true[n, :, d].numpy(), "k--", lw=0.8, label="truth")
+                ax.plot(t, split.y_true[n, :, d].cpu().numpy(), "k--", lw=0.8, label="truth")
             name = output_names[d] if output_names is not None else f"output {d}"
             ax.set_ylabel(f"traj {int(split.ids[n])}: {name}", fontsize=8)
     axes[-1, 0].set_xlabel("time")
@@ -73,7 +74,7 @@ def plot_calibration(predictions, y, mask=None, path=None, title="Calibration of
     for name, samples in predictions.items():
         samples = samples["obs"] if isinstance(samples, dict) else samples
         nominal, observed, area = calibration_curve(samples, y, mask)
-        ax.plot(nominal.numpy(), observed.numpy(), "o-", ms=3, label=f"{name} (area {area:.3f})")
+        ax.plot(nominal.cpu().numpy(), observed.cpu().numpy(), "o-", ms=3, label=f"{name} (area {area:.3f})")
     ax.set_xlabel("nominal coverage")
     ax.set_ylabel("observed coverage")
     ax.set_xlim(0, 1)

@@ -33,22 +33,27 @@ class Interpolator:
 
     def __call__(self, t):
         """Inputs at scalar time ``t``: shape ``batch + (D,)``."""
-        T = self.x.shape[-2]
-        if T == 1:
+        if self.x.shape[-2] == 1:
             return self.x[..., 0, :]
-        t = torch.as_tensor(t, dtype=self.times.dtype).clamp(self.times[0], self.times[-1])
-        i = (torch.searchsorted(self.times, t.reshape(1), right=True) - 1).clamp(0, T - 2)[0]
-        u = (t - self.times[i]) / self.dt[i]
+        return self._at(torch.as_tensor(t, dtype=self.times.dtype, device=self.times.device).reshape(1))[..., 0, :]
+
+    def at_grid(self, t):
+        """Inputs at each time of a 1-D tensor ``t`` in one vectorised evaluation: shape ``batch + (len(t), D)``."""
+        if t.shape == self.times.shape and torch.equal(t, self.times):
+            return self.x
+        if self.x.shape[-2] == 1:
+            return self.x.expand(self.x.shape[:-2] + (t.shape[0], self.x.shape[-1]))
+        return self._at(t.to(self.times.dtype))
+
+    def _at(self, t):
+        T = self.x.shape[-2]
+        t = t.clamp(self.times[0], self.times[-1])
+        i = (torch.searchsorted(self.times, t, right=True) - 1).clamp(0, T - 2)
+        h = self.dt[i]
+        u = ((t - self.times[i]) / h).unsqueeze(-1)
         x0, dx = self.x[..., i, :], self.dx[..., i, :]
         if self.kind == "linear":
             return x0 + u * dx
-        h = self.dt[i]
-        m0, m1 = self.slopes[..., i, :] * h, self.slopes[..., i + 1, :] * h
+        m0, m1 = self.slopes[..., i, :] * h.unsqueeze(-1), self.slopes[..., i + 1, :] * h.unsqueeze(-1)
         u2, u3 = u * u, u * u * u
         return x0 + (u3 - 2 * u2 + u) * m0 + (3 * u2 - 2 * u3) * dx + (u3 - u2) * m1
-
-    def at_grid(self, t):
-        """Inputs at each time of a 1-D tensor ``t``: shape ``batch + (len(t), D)``."""
-        if t.shape == self.times.shape and torch.equal(t, self.times):
-            return self.x
-        return torch.stack([self(ti) for ti in t], dim=-2)

@@ -8,6 +8,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
+from .fixed_grid import solve_node_fixed
 from .interpolation import Interpolator
 from .solve import NODEDivergenceError, ODESolver, current_divergence_policy
 
@@ -70,8 +71,8 @@ class NODETrajectory(TorchDistribution):
             raise ValueError(f"NODETrajectory: with Z=None, obs_dim must be in [1, hidden_dim={self.hidden_dim}], "
                              f"got {obs_dim}")
         self.x, self.x_times = x, (t if x_times is None else x_times)
-        self.h0 = torch.zeros(self.hidden_dim, dtype=t.dtype) if h0 is None else h0
-        self.scale = torch.as_tensor(scale, dtype=t.dtype)
+        self.h0 = t.new_zeros(self.hidden_dim) if h0 is None else h0
+        self.scale = torch.as_tensor(scale, dtype=t.dtype, device=t.device)
         self.noise, self.df, self.mask = noise, df, mask
         self.interpolation = interpolation
         self.solver = ODESolver.coerce(solver)
@@ -115,7 +116,11 @@ class NODETrajectory(TorchDistribution):
         if self.x is not None and self.input_dim > 0:
             interp = Interpolator(self.x_times, self.x, self.interpolation)
         h0 = self.h0.expand(batch + (self.hidden_dim,))
-        hs = self.solver.odeint(self._rhs(interp), h0, self.t, params=tuple(self.params.values()))  # (T,) + batch + (H,)
+        if self.solver.fixed_grid:
+            hs = solve_node_fixed(self.R, self.params, self.h0, self.t, batch, interp, self.solver.method,
+                                  self.solver.substeps, self.solver.compile)
+        else:
+            hs = self.solver.odeint(self._rhs(interp), h0, self.t, params=tuple(self.params.values()))
         bad = ~torch.isfinite(hs).all(-1).all(0) | (hs.detach().abs().amax((0, -1)) > self.solver.max_abs)
         if bad.any():
             n_bad, n = int(bad.sum()), bad.numel()
@@ -125,7 +130,7 @@ class NODETrajectory(TorchDistribution):
                 raise NODEDivergenceError(msg + ". Use smaller prior scales, a stiffer-safe solver, or "
                                           "on_divergence='reject' to score them as -inf.")
             warnings.warn(msg + "; scored as -inf", RuntimeWarning)
-            hs = torch.where(bad[..., None], torch.zeros_like(hs), hs)
+        hs = hs.masked_fill(bad[..., None], 0.0)  # unconditionally: a traced (jit) potential keeps the rejection
         # time stays the leading dim here so that weight batch dims right-align with the ensemble batch
         if self.Z is None:
             mean = hs[..., : self.obs_dim]
@@ -173,10 +178,7 @@ class NODETrajectory(TorchDistribution):
         if self.mask is not None:
             lp = torch.where(self.mask, lp, torch.zeros_like(lp))
         lp = lp.sum((-1, -2))
-        bad = self.diverged
-        if bad.any():
-            lp = torch.where(bad, torch.full_like(lp, -float("inf")), lp)
-        return lp
+        return lp.masked_fill(self.diverged, -float("inf"))
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(NODETrajectory, _instance)

@@ -6,6 +6,7 @@ import torch
 import torchdiffeq
 
 from . import step_check
+from .fixed_grid import FIXED_METHODS, stage_times
 from .step_check import check_solver_options
 
 __all__ = ["ODESolver", "NODEDivergenceError", "divergence_policy", "current_divergence_policy"]
@@ -65,6 +66,13 @@ class ODESolver:
         naming the time reached), raise it with ``{"max_num_steps": 100000}``.
     :param bool step_check: after a fixed-step solve, warn (:class:`~pyro_node_uq.distributions.step_check.
         StepSizeWarning`, once per solve) when a step-doubling check shows the step far above the stable step.
+    :param str backend: ``"auto"`` solves ``"euler"``, ``"midpoint"`` and ``"rk4"`` on the observation grid with
+        the fast fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` (without ``step_size`` or
+        ``adjoint``) and everything else with ``torchdiffeq``; ``"fixed"`` insists on the fast path;
+        ``"torchdiffeq"`` always uses ``torchdiffeq``.
+    :param int substeps: equal fixed steps per observation interval (both back-ends).
+    :param compile: fast path only: ``False`` (eager), ``True`` (``torch.compile`` each new shape at its first
+        solve) or ``"auto"`` (compile a shape after it has been solved 20 times; one-off solves stay eager).
     """
 
     method: str = "rk4"
@@ -75,9 +83,25 @@ class ODESolver:
     max_abs: float = 1e6
     options: dict = field(default_factory=dict)
     step_check: bool = True
+    backend: str = "auto"
+    substeps: int = 1
+    compile: object = False
 
     def __post_init__(self):
         check_solver_options(self)
+        if self.backend not in ("auto", "fixed", "torchdiffeq"):
+            raise ValueError(f"ODESolver: backend must be 'auto', 'fixed' or 'torchdiffeq', got {self.backend!r}")
+        if self.backend == "fixed" and (self.method not in FIXED_METHODS or self.adjoint or self.step_size):
+            raise ValueError(f"ODESolver: backend='fixed' needs method in {sorted(FIXED_METHODS)} without adjoint "
+                             f"or step_size, got method={self.method!r}, adjoint={self.adjoint}, "
+                             f"step_size={self.step_size}")
+        if not (isinstance(self.substeps, int) and self.substeps >= 1):
+            raise ValueError(f"ODESolver: substeps must be an integer >= 1, got {self.substeps!r}")
+        if self.substeps > 1 and (self.method not in _FIXED or self.step_size is not None):
+            raise ValueError(f"ODESolver: substeps needs a fixed-step method without step_size, got "
+                             f"method={self.method!r}, step_size={self.step_size}")
+        if self.compile not in (False, True, "auto"):
+            raise ValueError(f"ODESolver: compile must be False, True or 'auto', got {self.compile!r}")
 
     @classmethod
     def coerce(cls, solver):
@@ -97,6 +121,12 @@ class ODESolver:
     def to_dict(self):
         return asdict(self)
 
+    @property
+    def fixed_grid(self):
+        """Whether the fast fixed-step path solves (see ``backend``)."""
+        return self.backend == "fixed" or (self.backend == "auto" and self.method in FIXED_METHODS
+                                           and self.step_size is None and not self.adjoint)
+
     def odeint(self, func, y0, t, params=()):
         """Integrate ``dy/dt = func(t, y)`` from ``y0`` at times ``t``; returns ``(len(t),) + y0.shape``.
 
@@ -107,6 +137,8 @@ class ODESolver:
             options.setdefault("step_size", step_check.check_step_count(t, self.step_size))
         if self.method in step_check.ADAPTIVE:
             options.setdefault("max_num_steps", step_check.DEFAULT_MAX_NUM_STEPS)
+        if self.substeps > 1 and self.method in FIXED_METHODS:  # the same grid as the fast path
+            options.setdefault("grid_constructor", lambda f, y0, ts: _substep_grid(ts, self.method, self.substeps))
         kwargs = dict(method=self.method, rtol=self.rtol, atol=self.atol, options=options or None)
         tracked = step_check.TrackTime(func)
         try:
@@ -127,3 +159,8 @@ class ODESolver:
         if self.method in _FIXED and self.step_check:
             step_check.check_fixed_step(func, out, t, self.method, options.get("step_size"))
         return out
+
+
+def _substep_grid(t, method, substeps):
+    """The fast path's step grid for ``torchdiffeq``: every observation interval cut into ``substeps`` steps."""
+    return torch.cat([stage_times(t, method, substeps)[0][:, 0], t[-1:]])

@@ -67,8 +67,8 @@ class ParticleSVGD(SVGD):
         loc = torch.cat(loc)
         if loc.numel() != index.shape[1]:
             raise ValueError(f"initial_particles: values have {loc.numel()} dims, the model {index.shape[1]}")
-        rows = loc + jitter * torch.randn(index.shape, dtype=loc.dtype)
-        return torch.empty(index.numel(), dtype=loc.dtype).index_put_((index,), rows)
+        rows = loc + jitter * torch.randn(index.shape, dtype=loc.dtype, device=loc.device)
+        return torch.empty(index.numel(), dtype=loc.dtype, device=loc.device).index_put_((index.to(loc.device),), rows)
 
 
 def run_svgd(model, split, num_particles=32, num_steps=1000, lr=1e-2, jitter=0.02, bandwidth_factor=None,

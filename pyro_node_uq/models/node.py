@@ -40,16 +40,17 @@ class init_to_glorot:
 
     def __init__(self, model, seed=0):
         self.model, self.seed = model, seed
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device="cpu").manual_seed(seed)  # the same values on every device
         self.values = {}
         for net in model.networks.values():
-            self.values.update(net.init_params(gen, dtype=torch.get_default_dtype()))
+            self.values.update(net.init_params(gen, dtype=torch.float64))
 
     def __call__(self, site):
         value = self.values.get(site["name"])
         if value is not None:
             fn = site["fn"]
-            return value.to(fn.mean.dtype if hasattr(fn, "mean") else value.dtype).expand(fn.shape())
+            like = fn.mean if hasattr(fn, "mean") else site["value"]
+            return value.to(device=like.device, dtype=like.dtype).expand(fn.shape())
         return init_to_median(site)
 
 
@@ -171,23 +172,23 @@ class NODEModel:
         return init_to_glorot(self, seed)
 
     # ------------------------------------------------------------------ the model
-    def _noise_scale(self, dtype):
+    def _noise_scale(self, like):
         if self.scale == "learned":
-            init = torch.full((self.obs_dim,), self.scale_init, dtype=dtype)
+            init = like.new_full((self.obs_dim,), self.scale_init)
             return pyro.param("sigma", init, constraint=constraints.positive)
         if self.scale == "latent":
-            prior = dist.HalfNormal(torch.full((self.obs_dim,), self.scale_prior, dtype=dtype))
+            prior = dist.HalfNormal(like.new_full((self.obs_dim,), self.scale_prior))
             # a batched draw (P, 1, obs_dim) becomes (P, 1, 1, obs_dim): broadcast over trajectories and time
             return _left_of_trajectories(pyro.sample("sigma", prior.to_event(1)), 1).unsqueeze(-2)
-        return torch.tensor(float(self.scale), dtype=dtype)
+        return like.new_tensor(float(self.scale))
 
-    def _initial_state(self, params, x, dtype):
+    def _initial_state(self, params, x, like):
         if torch.is_tensor(self.init):
-            return self.init.to(dtype)
+            return self.init.to(device=like.device, dtype=like.dtype)
         if self.init == "zero":
-            return torch.zeros(self.hidden_dim, dtype=dtype)
+            return like.new_zeros(self.hidden_dim)
         if self.init == "learned":
-            loc = torch.zeros(self.hidden_dim, dtype=dtype)
+            loc = like.new_zeros(self.hidden_dim)
             h0 = pyro.sample("h0", dist.Normal(loc, resolve_prior_scale("h0", self.prior_scale)).to_event(1))
             return _left_of_trajectories(h0, 1)
         return self.H0(params, x[..., 0, :])  # a function of the inputs at the first sample time
@@ -209,16 +210,15 @@ class NODEModel:
         N = next((v.shape[0] for v in (x, y, mask) if v is not None), num_trajectories)
         if N is None:
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
-        dtype = t.dtype
-        shapes = self.weight_shapes()
-        params = sample_params(shapes, self.prior_scale, dtype=dtype)
+        shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device
+        params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
         plate = pyro.plate("trajectories", N, dim=-1)
         idx = plate.indices  # arange(N) unless a handler subsamples the plate (minibatches, data-parallel shards)
         if idx.shape[0] != N or not bool((idx == torch.arange(N, device=idx.device)).all()):
             x, y, mask = (None if v is None else v[idx.to(v.device)] for v in (x, y, mask))
-        h0 = self._initial_state(params, x, dtype)
-        scale = self._noise_scale(dtype)
+        h0 = self._initial_state(params, x, t)
+        scale = self._noise_scale(t)
         with plate:
             fn = NODETrajectory(self.R, self.Z, params, t, x, h0=h0, scale=scale, noise=self.noise, df=self.df,
                                 mask=mask, x_times=x_times, interpolation=self.interpolation, solver=self.solver,

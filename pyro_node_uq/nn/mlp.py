@@ -91,15 +91,21 @@ class BatchedMLP:
         """Index of the layer that parameter ``site`` belongs to."""
         return int(site.split(".")[-2])
 
-    def init_params(self, generator=None, dtype=None):
-        """Glorot-style random initial values (biases zero), a good starting point for MAP and VI."""
+    def init_params(self, generator=None, dtype=None, device=None):
+        """Glorot-style random initial values (biases zero), a good starting point for MAP and VI.
+
+        :param torch.Generator generator: drawn on the generator's device (so a seed gives the same values
+            whatever the default device), then moved to ``device``.
+        """
         params = OrderedDict()
+        draw_on = generator.device if generator is not None else device
         for site, shape in self.param_shapes().items():
             if site.endswith("weight"):
                 std = (1.0 / shape[1]) ** 0.5
-                params[site] = torch.randn(shape, generator=generator, dtype=dtype) * std
+                value = torch.randn(shape, generator=generator, dtype=dtype, device=draw_on) * std
+                params[site] = value.to(device) if device is not None else value
             else:
-                params[site] = torch.zeros(shape, dtype=dtype)
+                params[site] = torch.zeros(shape, dtype=dtype, device=device if device is not None else draw_on)
         return params
 
     def __call__(self, params, inp):

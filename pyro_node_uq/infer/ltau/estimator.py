@@ -32,7 +32,7 @@ def _faiss():
 
 
 def _features(features, name, dim=None):
-    features = torch.as_tensor(features).detach().to(torch.float64)
+    features = torch.as_tensor(features).detach().to(device="cpu", dtype=torch.float64)  # faiss indexes on the CPU
     if features.dim() != 2 or features.shape[0] < 1:
         raise ValueError(f"{name}: expected a non-empty 2-D (points, features) tensor, got {tuple(features.shape)}")
     if dim is not None and features.shape[1] != dim:
@@ -171,7 +171,7 @@ class LTAU:
     def fit_node(self, model, guide, split):
         """Index the hidden state, time (and inputs) of every observed training point at the guide's median."""
         features = self._node_features(model, guide, split)
-        observed = torch.ones(features.shape[:2], dtype=torch.bool) if split.mask is None else split.mask
+        observed = torch.ones(features.shape[:2], dtype=torch.bool) if split.mask is None else split.mask.cpu()
         observed = observed if observed.dim() == 2 else observed.any(-1)
         return self.fit(features[observed], node_keys(split)[observed])
 

@@ -14,7 +14,7 @@ __all__ = ["NODETrainingMonitor", "node_errors", "node_features", "node_keys", "
 
 def node_keys(split):
     """Stable integer keys ``(N, T)`` of the split's (trajectory, time) points."""
-    ids = torch.as_tensor(split.ids, dtype=torch.long)
+    ids = torch.as_tensor(split.ids, dtype=torch.long).cpu()  # keys index the CPU-side recorder and faiss index
     T = len(split.t)
     return ids[:, None] * T + torch.arange(T)
 
@@ -26,7 +26,8 @@ def _window_mean(values, weights, window):
     pad = lambda v: torch.nn.functional.pad(v.cumsum(-2), (0, 0, 1, 0))  # noqa: E731
     cv, cw = pad(values * weights), pad(weights)
     T = values.shape[-2]
-    hi, lo = (torch.arange(T) + window + 1).clamp(max=T), (torch.arange(T) - window).clamp(min=0)
+    steps = torch.arange(T, device=values.device)
+    hi, lo = (steps + window + 1).clamp(max=T), (steps - window).clamp(min=0)
     total = cw[..., hi, :] - cw[..., lo, :]
     return (cv[..., hi, :] - cv[..., lo, :]) / total.clamp(min=1)
 
@@ -51,7 +52,7 @@ def node_errors(y_mean, split, target=None, window=0):
         raise ValueError(f"y_mean: expected trailing shape {tuple(target.shape)} (the split's trajectories, times, "
                          f"outputs), got {tuple(y_mean.shape)}")
     y_mean = y_mean.detach().reshape((-1,) + target.shape).mean(0)
-    mask = torch.ones(target.shape, dtype=torch.bool) if split.mask is None else split.mask
+    mask = torch.ones(target.shape, dtype=torch.bool, device=target.device) if split.mask is None else split.mask
     if mask.dim() == 2:
         mask = mask[..., None].expand(target.shape)
     residual = torch.where(mask, y_mean - target.to(y_mean.dtype), torch.zeros_like(y_mean))

@@ -1,0 +1,272 @@
+"""Ours against a JAX peer (NumPyro + diffrax, jit + vmap) on the same NODE (not a test).
+
+The peer is the ``chemical`` problem's default NODE written in JAX: R = MLP(4 -> 32 tanh -> 3), the first two
+hidden components observed with Normal(0.02) noise, h0 = (1, 0, 0), the temperature input linearly
+interpolated, and torchdiffeq's 3/8-rule RK4 stepping exactly on the observation grid (a diffrax
+``AbstractERK`` with that tableau and ``StepTo`` the grid).  With the same weights the two log-likelihoods must
+agree to a relative 1e-5 (checked in float64 first; the script stops if they do not).
+
+Timings are in float32 on one thread, ours and the peer's calls interleaved, repeated, medians, printed as
+ratios ours / peer (< 1: ours faster).  The peer is jitted; its compile time is reported separately and not in
+the per-call times.  Rows:
+
+* ``logp+grad P=...``: log p(y | w) of every trajectory summed, plus its gradient, for P weight particles in one
+  vectorised call (``vmap`` for the peer); ours with the default fixed-step path and with ``torchdiffeq``
+  (the back-end before the fast path) as a second column;
+* ``svi step``: one AutoNormal SVI step with 16 vectorised particles (Pyro against NumPyro);
+* ``nuts grad``: ours, the cost per potential-energy gradient inside a short NUTS run at tree depth 6 (the
+  kernel of ``run_nuts``, jit traced, tree building included); the peer, its jitted potential gradient alone
+  (a lower bound of its NUTS cost per gradient, which adds only the compiled tree building).
+
+    taskset -c 1 python benchmarks/peer_numpyro.py [--repeats 7] [--skip-nuts]
+
+Needs the ``bench`` extra: ``pip install pyro-node-uq[bench]`` (jax, diffrax, numpyro).
+"""
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import diffrax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as ndist  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+
+from pyro_node_uq.data import load_problem  # noqa: E402
+from pyro_node_uq.distributions import NODETrajectory  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+
+class RK38(diffrax.AbstractERK):
+    """torchdiffeq's ``rk4``: the 3/8-rule fourth-order Runge-Kutta method."""
+
+    tableau = diffrax.ButcherTableau(
+        c=np.array([1 / 3, 2 / 3, 1.0]), b_sol=np.array([0.125, 0.375, 0.375, 0.125]), b_error=np.zeros(4),
+        a_lower=(np.array([1 / 3]), np.array([-1 / 3, 1.0]), np.array([1.0, -1.0, 1.0])))
+    interpolation_cls = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+
+    def order(self, terms):
+        return 4
+
+
+def jax_problem(split, dtype):
+    t = jnp.asarray(split.t.double().numpy(), dtype=dtype)
+    x = jnp.asarray(split.x.double().numpy(), dtype=dtype)  # (N, T, 1)
+    y = jnp.asarray(split.y.double().numpy(), dtype=dtype)  # (N, T, 2)
+    return t, x, y
+
+
+def make_loglik(t, x, y, scale=0.02):
+    """``loglik(weights)``: summed log p(y | w) of every trajectory, all N trajectories in one RK4 solve."""
+    h0 = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0], dtype=t.dtype), (x.shape[0], 3))
+    inputs = diffrax.LinearInterpolation(ts=t, ys=jnp.swapaxes(x, 0, 1))  # (T, N, 1)
+
+    def field(s, h, w):  # h: (N, 3)
+        z = jnp.tanh(jnp.concatenate([h, inputs.evaluate(s)], -1) @ w["R.0.weight"].T + w["R.0.bias"])
+        return z @ w["R.1.weight"].T + w["R.1.bias"]
+
+    def loglik(w):
+        w = {k: v.astype(t.dtype) for k, v in w.items()}  # a guide may hand over float64 under jax_enable_x64
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), RK38(), t0=t[0], t1=t[-1], dt0=None, y0=h0, args=w,
+                                  saveat=diffrax.SaveAt(ts=t), stepsize_controller=diffrax.StepTo(ts=t),
+                                  max_steps=t.shape[0])
+        hs = jnp.swapaxes(sol.ys, 0, 1)  # (N, T, 3)
+        return ndist.Normal(hs[..., :2], scale).log_prob(y).sum()
+
+    return loglik
+
+
+def ours_logp_and_grad(model, split, params, solver):
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    d = NODETrajectory(model.R, model.Z, params, split.t, split.x, h0=model.init, scale=model.scale,
+                       solver=solver, obs_dim=model.obs_dim)
+    lp = d.log_prob(split.y).sum()
+    lp.backward()
+    return lp
+
+
+def interleaved(fns, repeats):
+    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def check_agreement(problem):
+    """Log-likelihoods with the same (random) weights in float64: ours (both back-ends) against the peer."""
+    split = problem.train.to(torch.float64)
+    model = problem.default_model()
+    model.init = model.init.double()
+    gen = torch.Generator().manual_seed(1)
+    w = {k: torch.randn(s, generator=gen, dtype=torch.float64) / s[-1] ** 0.5 for k, s in model.weight_shapes().items()}
+    loglik = make_loglik(*jax_problem(split, jnp.float64))
+    peer = float(loglik({k: jnp.asarray(v.numpy()) for k, v in w.items()}))
+    rows = []
+    for backend in ("fixed", "torchdiffeq"):
+        d = NODETrajectory(model.R, model.Z, w, split.t, split.x, h0=model.init, scale=model.scale,
+                           solver=dict(backend=backend), obs_dim=model.obs_dim)
+        ours = float(d.log_prob(split.y).sum())
+        rows.append((backend, ours, abs(ours - peer) / abs(peer)))
+    print(f"agreement (float64, same weights): peer log p = {peer:.10g}")
+    for backend, ours, rel in rows:
+        print(f"  ours ({backend:<11}) log p = {ours:.10g}   relative difference {rel:.2e}")
+    worst = max(r[2] for r in rows)
+    if not worst < 1e-5:
+        raise SystemExit(f"likelihoods disagree: relative difference {worst:.2e} >= 1e-5")
+
+
+def time_logp(problem, sizes, repeats):
+    split = problem.train
+    model = problem.default_model()
+    model.init = model.init.float()
+    gen = torch.Generator().manual_seed(0)
+    base = {k: torch.randn(s, generator=gen) / s[-1] ** 0.5 for k, s in model.weight_shapes().items()}
+    t, x, y = jax_problem(split, jnp.float32)
+    loglik = make_loglik(t, x, y)
+    batched = jax.jit(jax.value_and_grad(lambda w: jax.vmap(loglik)(w).sum()))
+    single = jax.jit(jax.value_and_grad(loglik))  # P = 1 without vmap: the peer's fastest form
+    rows = []
+    for P in sizes:
+        params = {k: v + 0.05 * torch.randn((P, 1) + v.shape, generator=gen) for k, v in base.items()}
+        wj = {k: jnp.asarray(v[:, 0].numpy()) for k, v in params.items()}
+        vg = batched
+        if P == 1:
+            wj, vg = {k: v[0] for k, v in wj.items()}, single
+        start = time.perf_counter()
+        jax.block_until_ready(vg(wj))
+        compile_s = time.perf_counter() - start
+        med = interleaved({
+            "ours": lambda: ours_logp_and_grad(model, split, params, model.solver),
+            "torchdiffeq": lambda: ours_logp_and_grad(model, split, params, dict(backend="torchdiffeq")),
+            "peer": lambda: jax.block_until_ready(vg(wj)),
+        }, repeats)
+        rows.append((f"logp+grad P={P}", med["ours"], med["torchdiffeq"], med["peer"], compile_s))
+    return rows
+
+
+def time_svi(problem, repeats, particles=16):
+    from numpyro.infer import SVI as NSVI
+    from numpyro.infer import Trace_ELBO as NTrace_ELBO
+    from numpyro.infer.autoguide import AutoNormal as NAutoNormal
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+
+    split = problem.train
+    model = problem.default_model(record=False)
+    pyro.clear_param_store()
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0))
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}),
+              Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1))
+    svi.step(*split.args)
+
+    t, x, y = jax_problem(split, jnp.float32)
+    loglik = make_loglik(t, x, y)
+    shapes = model.weight_shapes()
+
+    def npmodel():
+        w = {k: numpyro.sample(k, ndist.Normal(jnp.zeros(tuple(s), jnp.float32), 1.0).to_event(len(s)))
+             for k, s in shapes.items()}
+        numpyro.factor("obs", loglik(w))
+
+    nsvi = NSVI(npmodel, NAutoNormal(npmodel), numpyro.optim.Adam(1e-3),
+                NTrace_ELBO(num_particles=particles, vectorize_particles=True))
+    state = nsvi.init(jax.random.PRNGKey(0))
+    update = jax.jit(nsvi.update)
+    start = time.perf_counter()
+    holder = [jax.block_until_ready(update(state))[0]]
+    compile_s = time.perf_counter() - start
+
+    def peer_step():
+        holder[0], loss = update(holder[0])
+        jax.block_until_ready(loss)
+
+    med = interleaved({"ours": lambda: svi.step(*split.args), "peer": peer_step}, repeats)
+    return [(f"svi step ({particles} particles)", med["ours"], None, med["peer"], compile_s)]
+
+
+def time_nuts(problem, num_warmup=10, num_samples=10):
+    """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel (jit) against NumPyro's."""
+    from numpyro.infer import MCMC as NMCMC
+    from numpyro.infer import NUTS as NNUTS
+    from pyro.infer import MCMC
+
+    from pyro_node_uq.infer.nuts import _CountingNUTS
+
+    split = problem.train
+    model = problem.default_model(record=False, on_divergence="reject")
+    pyro.set_rng_seed(0)
+    kernel = _CountingNUTS(model, max_tree_depth=6, jit_compile=True, ignore_jit_warnings=True,
+                           init_strategy=model.init_loc_fn(0), max_plate_nesting=1)
+    start = time.perf_counter()  # includes the one-off jit trace (~2 s), amortised over the run's gradients
+    MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, disable_progbar=True).run(*split.args)
+    ours = (time.perf_counter() - start) / kernel.num_evaluations
+
+    t, x, y = jax_problem(split, jnp.float32)
+    loglik = make_loglik(t, x, y)
+    shapes = model.weight_shapes()
+
+    def npmodel():
+        # latents in float64 (jax_enable_x64 makes NUTS' momenta float64); the solve casts them to float32
+        w = {k: numpyro.sample(k, ndist.Normal(jnp.zeros(tuple(s), jnp.float64), 1.0).to_event(len(s)))
+             for k, s in shapes.items()}
+        numpyro.factor("obs", loglik(w))
+
+    # NumPyro's NUTS evaluates this jitted potential gradient inside its compiled tree building; timed alone it
+    # is a lower bound of the peer's cost per NUTS gradient (re-running a compiled NumPyro MCMC recompiles here)
+    init = {k: jnp.asarray(v.numpy(), dtype=jnp.float64) for k, v in model.init_loc_fn(0).values.items()}
+    info = numpyro.infer.util.initialize_model(jax.random.PRNGKey(0), npmodel,
+                                               init_strategy=numpyro.infer.init_to_value(values=init))
+    vg = jax.jit(jax.value_and_grad(info.potential_fn))
+    z = info.param_info.z
+    start = time.perf_counter()
+    jax.block_until_ready(vg(z))
+    compile_s = time.perf_counter() - start
+    peer = interleaved({"peer": lambda: jax.block_until_ready(vg(z))}, 9)["peer"]
+    grads = "potential"
+    return [(f"nuts grad ({kernel.num_evaluations} grads/{grads})", ours, None, peer, compile_s)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--sizes", default="1,8,64,256")
+    ap.add_argument("--skip-svi", action="store_true")
+    ap.add_argument("--skip-nuts", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    problem = load_problem("chemical", dtype=torch.float64)
+    check_agreement(problem)
+    torch.set_default_dtype(torch.float32)
+    problem = problem.to(torch.float32)
+    rows = time_logp(problem, [int(s) for s in args.sizes.split(",")], args.repeats)
+    if not args.skip_svi:
+        rows += time_svi(problem, args.repeats)
+    if not args.skip_nuts:
+        rows += time_nuts(problem)
+    print(f"chemical, float32, torch threads {torch.get_num_threads()}, jax {jax.__version__}, "
+          f"diffrax {diffrax.__version__}, numpyro {numpyro.__version__}; medians of {args.repeats} interleaved calls")
+    print(f"{'row':<34} {'ours ms':>9} {'tdq ms':>9} {'peer ms':>9} {'ours/peer':>10} {'tdq/peer':>9} "
+          f"{'peer jit s':>10}")
+    for name, ours, tdq, peer, compile_s in rows:
+        tdq_ms = f"{1e3 * tdq:9.2f}" if tdq is not None else f"{'-':>9}"
+        tdq_ratio = f"{tdq / peer:9.2f}" if tdq is not None else f"{'-':>9}"
+        print(f"{name:<34} {1e3 * ours:9.2f} {tdq_ms} {1e3 * peer:9.3f} {ours / peer:10.2f} {tdq_ratio} "
+              f"{compile_s:10.1f}")
+
+
+if __name__ == "__main__":
+    main()

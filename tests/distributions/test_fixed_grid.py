@@ -1,0 +1,161 @@
+import pytest
+import torch
+
+import pyro_node_uq.distributions.fixed_grid as fixed_grid
+from pyro_node_uq.distributions import Interpolator, NODETrajectory, ODESolver
+from pyro_node_uq.nn import BatchedMLP
+
+T = 9
+
+
+def _setup(input_dim=1, hidden=(8,), Z_hidden=(5,), P=3, traj=(4,), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    R = BatchedMLP("R", (3 + input_dim, *hidden, 3))
+    Z = None if Z_hidden is None else BatchedMLP("Z", (3 + input_dim, *Z_hidden, 2))
+    shapes = {**R.param_shapes(), **(Z.param_shapes() if Z is not None else {})}
+    lead = () if P is None else (P,) + (1,) * len(traj)
+    params = {k: 0.7 * torch.randn(lead + s, generator=gen, dtype=torch.float64) for k, s in shapes.items()}
+    t = torch.cat([torch.zeros(1), torch.rand(T - 1, generator=gen).cumsum(0)]).double()  # a non-uniform grid
+    x = torch.randn(traj + (T, input_dim), generator=gen, dtype=torch.float64) if input_dim else None
+    y = torch.randn(traj + (T, 2), generator=gen, dtype=torch.float64)
+    return R, Z, params, t, x, y
+
+
+def _solve(R, Z, params, t, x, backend, **solver):
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    interpolation = solver.pop("interp", "linear")
+    d = NODETrajectory(R, Z, params, t, x, h0=torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64), scale=0.3,
+                       obs_dim=2, solver=dict(backend=backend, **solver), interpolation=interpolation)
+    return d, params
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("substeps", [1, 3])
+@pytest.mark.parametrize("layout", ["particles", "unbatched", "two_traj_dims", "per_trajectory", "no_inputs",
+                                    "deep_no_Z"])
+def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
+    kw = dict(P=None) if layout == "unbatched" else dict(traj=(2, 3)) if layout == "two_traj_dims" else {}
+    if layout == "no_inputs":
+        kw["input_dim"] = 0
+    if layout == "deep_no_Z":
+        kw.update(hidden=(6, 7), Z_hidden=None)
+    R, Z, params, t, x, y = _setup(**kw)
+    if layout == "per_trajectory":  # weights that differ per trajectory: no sharing along the last batch dim
+        params = {k: v.expand((3, 4) + v.shape[2:]).clone() for k, v in params.items()}
+    lps, grads = [], []
+    for backend in ("fixed", "torchdiffeq"):
+        d, p = _solve(R, Z, params, t, x, backend, method=method, substeps=substeps)
+        lp = d.log_prob(y)
+        lp.sum().backward()
+        lps.append(lp.detach())
+        grads.append({k: v.grad for k, v in p.items()})
+    assert lps[0].shape == lps[1].shape
+    torch.testing.assert_close(lps[0], lps[1], rtol=1e-10, atol=1e-10)
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
+
+
+def test_streamed_input_term_and_cubic_inputs_match(monkeypatch):
+    R, Z, params, t, x, y = _setup(input_dim=2, P=5)
+    ref = _solve(R, Z, params, t, x, "torchdiffeq", interp="cubic")[0].mean
+    fused = _solve(R, Z, params, t, x, "fixed", interp="cubic")[0].mean
+    monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)  # large ensembles apply W_x x + b stage by stage
+    streamed = _solve(R, Z, params, t, x, "fixed", interp="cubic")[0].mean
+    torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(streamed, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_auto_backend_picks_the_fast_path_only_where_it_applies(monkeypatch):
+    calls = []
+    monkeypatch.setattr("pyro_node_uq.distributions.node_trajectory.solve_node_fixed",
+                        lambda *a, **k: calls.append(1) or fixed_grid.solve_node_fixed(*a, **k))
+    R, Z, params, t, x, y = _setup()
+    for solver, fast in ((dict(method="rk4"), True), (dict(method="dopri5"), False),
+                         (dict(method="rk4", adjoint=True), False), (dict(method="rk4", step_size=0.1), False)):
+        calls.clear()
+        NODETrajectory(R, Z, params, t, x, h0=torch.zeros(3), scale=0.3, solver=solver).mean
+        assert bool(calls) == fast, solver
+
+
+def test_compile_policy_auto_waits_caches_and_falls_back(monkeypatch):
+    compiled = []
+
+    def fake_compile(fn, **kw):
+        compiled.append(kw)
+        return lambda *a: fn(*a)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(fixed_grid, "_calls", {})
+    monkeypatch.setattr(fixed_grid, "_compiled", {})
+    R, Z, params, t, x, y = _setup()
+    ref = _solve(R, Z, params, t, x, "fixed")[0].mean
+    for i in range(fixed_grid.AUTO_COMPILE_AFTER + 2):
+        out = _solve(R, Z, params, t, x, "fixed", compile="auto")[0].mean
+        assert len(compiled) == (0 if i + 1 < fixed_grid.AUTO_COMPILE_AFTER else 1)  # once, then cached
+    torch.testing.assert_close(out, ref)
+    _solve(R, Z, params, t[:5], x[..., :5, :], "fixed", compile=True)[0].mean  # a shorter grid: same step shapes
+    assert len(compiled) == 1
+    _solve(R, Z, params, t, x[:2], "fixed", compile=True)[0].mean  # fewer trajectories: compiled at once
+    assert len(compiled) == 2
+
+    def broken_compile(fn, **kw):
+        def fail(*a):
+            raise RuntimeError("no compiler here")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(fixed_grid, "_compiled", {})
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        out = _solve(R, Z, params, t, x, "fixed", compile=True)[0].mean
+    torch.testing.assert_close(out, ref)
+
+
+def test_solver_options_are_validated():
+    with pytest.raises(ValueError, match="backend"):
+        ODESolver(backend="jax")
+    with pytest.raises(ValueError, match="backend='fixed' needs"):
+        ODESolver(method="dopri5", backend="fixed")
+    with pytest.raises(ValueError, match="substeps"):
+        ODESolver(substeps=0)
+    with pytest.raises(ValueError, match="substeps needs a fixed-step method"):
+        ODESolver(method="dopri5", substeps=2)
+    with pytest.raises(ValueError, match="compile"):
+        ODESolver(compile="sometimes")
+    assert ODESolver().fixed_grid and not ODESolver(backend="torchdiffeq").fixed_grid
+
+
+def test_stage_times_sit_on_the_grid():
+    t = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
+    times, dt = fixed_grid.stage_times(t, "rk4", substeps=2)
+    torch.testing.assert_close(dt, torch.tensor([0.5, 0.5, 1.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(times[:, 0], torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(times[:, -1], torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+def test_vectorised_interpolation_equals_pointwise(kind):
+    gen = torch.Generator().manual_seed(0)
+    times = torch.linspace(0, 1, 7, dtype=torch.float64)
+    interp = Interpolator(times, torch.randn(3, 7, 2, generator=gen, dtype=torch.float64), kind)
+    query = torch.rand(20, generator=gen, dtype=torch.float64) * 1.4 - 0.2  # outside the grid too
+    torch.testing.assert_close(interp.at_grid(query), torch.stack([interp(q) for q in query], dim=-2))
+
+
+@pytest.mark.parametrize("method", ["midpoint", "rk4"])
+def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method):
+    import pyro_node_uq.distributions.rk_backprop as rk_backprop
+
+    R, Z, params, t, x, y = _setup(hidden=(6, 5), P=2, traj=(3,))
+    used = []
+    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a: used.append(1) or rk_backprop.rk_solve(*a))
+    grads = []
+    for solver in (dict(method=method, substeps=2), dict(method=method, substeps=2, compile=True)):
+        if solver.get("compile"):  # the compile path runs the autograd step loop; here without a compiler
+            monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
+            monkeypatch.setattr(fixed_grid, "_compiled", {})
+        d, p = _solve(R, Z, params, t, x, "fixed", **solver)
+        d.log_prob(y).sum().backward()
+        grads.append({k: v.grad for k, v in p.items()})
+    assert len(used) == 1  # the first solve only
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
