@@ -223,9 +223,10 @@ class NODEModel:
             fn = NODETrajectory(self.R, self.Z, params, t, x, h0=h0, scale=scale, noise=self.noise, df=self.df,
                                 mask=mask, x_times=x_times, interpolation=self.interpolation, solver=self.solver,
                                 on_divergence=self.on_divergence, obs_dim=self.obs_dim)
-            if fn.batch_shape[-1:] != (N,):  # nothing per trajectory (no inputs, shared h0): one solve for all
-                fn.hidden  # noqa: B018 - solve before expanding, so the N trajectories share it
-                fn = fn.expand(torch.broadcast_shapes(fn.batch_shape, (N,)))
+            M = idx.shape[0]  # the trajectories in this call (fewer than N when the plate is subsampled)
+            if fn.batch_shape[-1:] != (M,):  # nothing per trajectory (no inputs, shared h0): one solve for all
+                fn.hidden  # noqa: B018 - solve before expanding, so the M trajectories share it
+                fn = fn.expand(torch.broadcast_shapes(fn.batch_shape, (M,)))
             if self.record:
                 pyro.deterministic("hidden", fn.hidden, event_dim=2)
                 pyro.deterministic("y_mean", fn.mean, event_dim=2)

@@ -158,20 +158,22 @@ class AutoLangevin(AutoContinuous):
             # training from a low-rank VI fit of a NODE blew up).  F starts at rows of norm ~0.1 (1% of the
             # variance): small, yet large enough for the gradient of W W^T (linear in F) to grow it
             self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 0.1 / self.rank ** 0.5))
-        h = torch.tensor(math.log(self._step_size), dtype=loc.dtype)
+        h = torch.tensor(math.log(self._step_size), dtype=loc.dtype, device=loc.device)
         if self.learn_step_size:
             self.log_step_size = nn.Parameter(h)
         else:
             self.register_buffer("log_step_size", h)
         if self.score_mode != "exact":
             sizes = {name: int(torch.Size(shape).numel()) for name, shape in self._unconstrained_shapes.items()}
-            net = make_score_net(self._score_net_spec, D, sizes, **self._score_net_kwargs).to(loc.dtype)
+            net = make_score_net(self._score_net_spec, D, sizes, **self._score_net_kwargs).to(device=loc.device,
+                                                                                       dtype=loc.dtype)
             to_pyro_module_(net)
             self.score_net = net
         if self.score_mode != "learned":
             K, hval = self.num_steps, self._step_size
             # lambda_k on the OU decay exp(-2h(K-1-k)) (weak early, full at the last step), times exact_weight_init
-            lam = torch.tensor([math.exp(-2 * hval * (K - 1 - k)) for k in range(K)], dtype=loc.dtype)
+            lam = torch.tensor([math.exp(-2 * hval * (K - 1 - k)) for k in range(K)], dtype=loc.dtype,
+                               device=loc.device)
             # lambda_k = exp(rho_k): Adam's steps on rho are relative, so a weight started tiny stays on its scale
             self.exact_log_weight = nn.Parameter(torch.log(lam * self._exact_weight_init))
         if self._init_from is not None:
@@ -355,6 +357,10 @@ class AutoLangevin(AutoContinuous):
                 shape = [1] * (need - len(shape)) + shape if need > len(shape) else shape
                 shape[len(shape) + frame.dim] = frame.size
         return torch.Size(shape)
+
+    def _loc_scale(self, *args, **kwargs):
+        """``(loc, scale)`` of the reference r (its mean and marginal std), as Pyro's Gaussian autoguides report."""
+        return self.loc, self.reference_law().marginal_std()
 
     def get_posterior(self, *args, **kwargs):
         raise NotImplementedError("AutoLangevin's posterior has no closed form; use sample_ensemble, median or "

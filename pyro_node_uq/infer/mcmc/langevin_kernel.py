@@ -268,7 +268,8 @@ class LangevinKernel(MCMCKernel):
             if shapes is not None and torch.Size(shapes[name]).numel() != torch.Size(shape).numel():
                 raise ValueError(f"guide: site {name!r} has {torch.Size(shapes[name]).numel()} unconstrained "
                                  f"entries in the guide but {torch.Size(shape).numel()} in the model")
-        self._perm = torch.cat([torch.arange(starts[n], starts[n] + torch.Size(self._shapes[n]).numel())
+        device = next(iter(self._initial_params.values())).device
+        self._perm = torch.cat([torch.arange(starts[n], starts[n] + torch.Size(self._shapes[n]).numel(), device=device)
                                 for n in order])
         self._inv_perm = torch.argsort(self._perm)
 
