@@ -305,3 +305,26 @@ def test_hybrid_predictions_condition_on_the_training_data_only():
     # ... while conditioning it explicitly on other data does change the draws
     res.guide.condition_on(*test.args, **test.kwargs)
     assert not all(torch.equal(on_train[k], v) for k, v in res.posterior_samples(6).items())
+
+
+def test_bare_method_result_and_converter_use_the_guides_own_data():
+    """``MethodResult(name, model, guide)`` (no split recorded, as the tutorial writes it) and
+    ``to_inference_data(guide, test_split)`` run a hybrid guide on the data it was fitted on: no ``TypeError`` for
+    missing model arguments, and the test split's observations never reach its drift."""
+    from dataclasses import replace
+
+    from pyro_node_uq.data import load_problem
+    from pyro_node_uq.diagnostics import to_inference_data
+    from pyro_node_uq.infer import MethodResult
+
+    problem = load_problem("chemical", num_train=3, num_test=2, num_times=11)
+    model = problem.default_model(R_hidden=(4,))
+    guide = AutoLangevin(model, num_steps=2, score="hybrid", init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO(num_particles=2, vectorize_particles=True))
+    svi.step(*problem.train.args, **problem.train.kwargs)
+    bare = MethodResult("langevin", model, guide)
+    assert bare.predict(problem.test, num_samples=4)["y_mean"].shape == (4, 2, 11, 2)
+    test, shifted = problem.test, replace(problem.test, y=problem.test.y + 5.0)
+    a = to_inference_data(guide, test, model=model, num_samples=8, num_chains=2, seed=1).posterior
+    b = to_inference_data(guide, shifted, model=model, num_samples=8, num_chains=2, seed=1).posterior
+    assert all((a[k].values == b[k].values).all() for k in a.data_vars)
