@@ -134,3 +134,26 @@ def test_interpolation():
     assert torch.allclose(cub(s), torch.stack([3 * s + 1, s**2]), atol=1e-12)
     assert torch.allclose(lin(torch.tensor(5.0)), x[-1])  # held constant outside the grid
     assert torch.equal(lin.at_grid(t), x)
+
+
+def test_fast_fixed_grid_path_checks_its_step_too():
+    """A fixed-step method on the observation grid (the fast path) warns when its step is far above the stable
+    step, as the torchdiffeq path does; a stable grid does not warn."""
+    import warnings
+
+    from pyro_node_uq.distributions.step_check import StepSizeWarning
+
+    t, x, _ = _data((2,))
+    # R(h) ~ -20 h near 0 (a small first layer, a large second): Euler on the grid spacing 0.18 is far past stable
+    params = {k: torch.zeros((1, 1) + v) for k, v in R.param_shapes().items()}
+    params["R.0.weight"][..., :3, :3] = 0.001 * torch.eye(3)
+    params["R.1.weight"][..., :3, :3] = -20000.0 * torch.eye(3)
+    params.update({k: 0.1 * torch.ones((1, 1) + v) for k, v in Z.param_shapes().items()})
+    euler = ODESolver(method="euler")
+    assert euler.fixed_grid  # a fixed-step method without step_size: the fast path
+    with pytest.warns(StepSizeWarning, match="far above"):
+        NODETrajectory(R, Z, params, t, x, h0=0.1 * torch.ones(3), scale=0.3, solver=euler,
+                       on_divergence="reject").mean
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepSizeWarning)
+        _dist(_params(1), torch.linspace(0, 2, 200), torch.zeros(2, 200, 1), solver=euler).mean
