@@ -158,6 +158,20 @@ def time_logp(problem, sizes, repeats):
     return rows
 
 
+def numpyro_model(model, split, latent_dtype):
+    """The peer's NumPyro model of ``model``'s weights (standard normal priors, latents in ``latent_dtype``) with
+    the float32 RK4 log-likelihood of ``split``."""
+    loglik = make_loglik(*jax_problem(split, jnp.float32))
+    shapes = model.weight_shapes()
+
+    def npmodel():
+        w = {k: numpyro.sample(k, ndist.Normal(jnp.zeros(tuple(s), latent_dtype), 1.0).to_event(len(s)))
+             for k, s in shapes.items()}
+        numpyro.factor("obs", loglik(w))
+
+    return npmodel
+
+
 def time_svi(problem, repeats, particles=16):
     from numpyro.infer import SVI as NSVI
     from numpyro.infer import Trace_ELBO as NTrace_ELBO
@@ -173,15 +187,7 @@ def time_svi(problem, repeats, particles=16):
               Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1))
     svi.step(*split.args)
 
-    t, x, y = jax_problem(split, jnp.float32)
-    loglik = make_loglik(t, x, y)
-    shapes = model.weight_shapes()
-
-    def npmodel():
-        w = {k: numpyro.sample(k, ndist.Normal(jnp.zeros(tuple(s), jnp.float32), 1.0).to_event(len(s)))
-             for k, s in shapes.items()}
-        numpyro.factor("obs", loglik(w))
-
+    npmodel = numpyro_model(model, split, jnp.float32)
     nsvi = NSVI(npmodel, NAutoNormal(npmodel), numpyro.optim.Adam(1e-3),
                 NTrace_ELBO(num_particles=particles, vectorize_particles=True))
     state = nsvi.init(jax.random.PRNGKey(0))
@@ -200,8 +206,6 @@ def time_svi(problem, repeats, particles=16):
 
 def time_nuts(problem, num_warmup=10, num_samples=10):
     """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel (jit) against NumPyro's."""
-    from numpyro.infer import MCMC as NMCMC
-    from numpyro.infer import NUTS as NNUTS
     from pyro.infer import MCMC
 
     from pyro_node_uq.infer.nuts import _CountingNUTS
@@ -215,16 +219,8 @@ def time_nuts(problem, num_warmup=10, num_samples=10):
     MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, disable_progbar=True).run(*split.args)
     ours = (time.perf_counter() - start) / kernel.num_evaluations
 
-    t, x, y = jax_problem(split, jnp.float32)
-    loglik = make_loglik(t, x, y)
-    shapes = model.weight_shapes()
-
-    def npmodel():
-        # latents in float64 (jax_enable_x64 makes NUTS' momenta float64); the solve casts them to float32
-        w = {k: numpyro.sample(k, ndist.Normal(jnp.zeros(tuple(s), jnp.float64), 1.0).to_event(len(s)))
-             for k, s in shapes.items()}
-        numpyro.factor("obs", loglik(w))
-
+    # latents in float64 (jax_enable_x64 makes NUTS' momenta float64); the solve casts them to float32
+    npmodel = numpyro_model(model, split, jnp.float64)
     # NumPyro's NUTS evaluates this jitted potential gradient inside its compiled tree building; timed alone it
     # is a lower bound of the peer's cost per NUTS gradient (re-running a compiled NumPyro MCMC recompiles here)
     init = {k: jnp.asarray(v.numpy(), dtype=jnp.float64) for k, v in model.init_loc_fn(0).values.items()}

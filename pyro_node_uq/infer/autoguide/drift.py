@@ -47,11 +47,14 @@ class ExactDrift:
     def __init__(self, log_density, weights):
         self.log_density, self.weights = log_density, weights
 
+    def score(self, z):
+        """``(grad_z log p(x, z), ok)`` at points ``z`` ``batch + (D,)``: zero gradient where ``ok`` is False."""
+        _, grad, ok = value_and_grad(self.log_density, z.detach().reshape(-1, z.shape[-1]))
+        return grad.reshape(z.shape), ok.reshape(z.shape[:-1])
+
     def direction(self, z, reference, cap):
         """``(e, ok)``: ``e`` detached and capped, zero where ``ok`` is False."""
-        batch = z.shape[:-1]
-        _, grad, ok = value_and_grad(self.log_density, z.detach().reshape(-1, z.shape[-1]))
-        grad, ok = grad.reshape(z.shape), ok.reshape(batch)
+        grad, ok = self.score(z)
         with torch.no_grad():
             e = grad + reference.solve(z - reference.loc)
             ok = ok & torch.isfinite(e).all(-1)

@@ -33,7 +33,7 @@ from torch.distributions import biject_to
 
 from ...distributions import divergence_policy
 from ...nn import unflatten_params
-from ..log_joint import LogJoint, value_and_grad
+from ..log_joint import LogJoint
 from . import ou_chain
 from .drift import DriftSum, ExactDrift, LearnedDrift
 from .reference import DiagonalReference, LowRankReference
@@ -273,7 +273,7 @@ class AutoLangevin(AutoContinuous):
     def factor(self):
         """The low-rank factor ``W = diag(s) F`` of a low-rank reference's covariance ``S = W W^T + diag(s^2)``
         (``F``: the parameter ``cov_factor``, relative to the scale as in Pyro's AutoLowRankMultivariateNormal)."""
-        return self.scale.unsqueeze(-1) * self.cov_factor
+        return LowRankReference(self.loc, self.scale, self.cov_factor).factor
 
     def reference_law(self):
         """The reference r as a :mod:`~pyro_node_uq.infer.autoguide.reference` object of the current parameters."""
@@ -294,8 +294,7 @@ class AutoLangevin(AutoContinuous):
     def exact_score(self, z):
         """``(grad_z log p(data, z), ok)`` at unconstrained points ``z`` ``batch + (D,)``: the gradient is zero where
         ``ok`` is False (a log density or gradient that is not finite, e.g. a diverging NODE solve)."""
-        _, grad, ok = value_and_grad(self._exact_log_density, z.detach().reshape(-1, z.shape[-1]))
-        return grad.reshape(z.shape), ok.reshape(z.shape[:-1])
+        return ExactDrift(self._exact_log_density, None).score(z)
 
     def _exact_log_density(self, z):
         if torch.jit.is_tracing():
