@@ -49,17 +49,18 @@ class DoseSchedule(NamedTuple):
     mask: torch.Tensor
 
     @classmethod
-    def from_lists(cls, times, amounts, compartments=None, rates=None, dtype=torch.float64, device=None):
+    def from_lists(cls, times, amounts, compartments=None, rates=None, dtype=None, device=None):
         """Pad per-unit lists (one list per unit) into a schedule.
 
         :param times: per unit, its dose times.
         :param amounts: per unit, its dose amounts (same lengths as ``times``).
         :param compartments: per unit, 0-based compartments (default 0 for every dose).
         :param rates: per unit, infusion rates (default 0: every dose a bolus).
-        :param torch.dtype dtype: float dtype of times, amounts and rates.
+        :param torch.dtype dtype: float dtype of times, amounts and rates (default: torch's default dtype).
         :param device: torch device.
         """
         n = len(times)
+        dtype = torch.get_default_dtype() if dtype is None else dtype
         for name, val in (("amounts", amounts), ("compartments", compartments), ("rates", rates)):
             if val is not None and (len(val) != n or any(len(v) != len(t) for v, t in zip(val, times))):
                 raise ValueError(f"DoseSchedule.from_lists: {name} must have one list per unit with as many "

@@ -162,7 +162,7 @@ def solve_node(R, Z, params, t, x=None, h0=None, *, t_mask=None, x_times=None, d
         >>> from pyro_node_uq.distributions import DoseSchedule
         >>> R = BatchedMLP("R", (1, 1))                                     # a linear field: R(h) = w h + b
         >>> params = {"R.0.weight": torch.tensor([[-0.5]]), "R.0.bias": torch.zeros(1)}
-        >>> doses = DoseSchedule.from_lists([[0.0, 1.0]], [[1.0, 1.0]], dtype=torch.float32)
+        >>> doses = DoseSchedule.from_lists([[0.0, 1.0]], [[1.0, 1.0]])
         >>> sol = solve_node(R, None, params, torch.tensor([0.0, 0.5, 1.0, 2.0]), doses=doses, obs_dim=1,
         ...                  solver={"method": "dopri5"})
         >>> [round(v, 4) for v in sol.mean[0, :, 0].tolist()]              # exp(-0.5 t) + exp(-0.5 (t - 1))

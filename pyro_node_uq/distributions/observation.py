@@ -146,7 +146,7 @@ class NODEObservation(TorchDistribution):
             lp = torch.where(self.censored, log_cdf, lp)
         if self.mask is not None:
             lp = torch.where(self.mask, lp, torch.zeros_like(lp))
-        lp = lp.expand(self.batch_shape + self.event_shape)
+        lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape + self.event_shape))
         if self.diverged is not None:
             observed = torch.ones_like(lp, dtype=torch.bool) if self.mask is None else self.mask.expand(lp.shape)
             lp = torch.where(self.diverged[..., None, None] & observed, torch.full_like(lp, -float("inf")), lp)
