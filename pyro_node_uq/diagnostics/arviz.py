@@ -13,7 +13,6 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
-from ..distributions import NODETrajectory
 from ..infer.result import MethodResult, guide_samples, param_scope
 from ..validation import check_int
 
@@ -23,15 +22,16 @@ __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelih
 def pointwise_log_likelihood(fn, value):
     """Log density of ``value`` per trajectory and time: shape ``batch + (T,)``, unobserved entries 0.
 
-    Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; for a
-    :class:`~pyro_node_uq.distributions.NODETrajectory` uses its noise model and mask.  Outputs (the last
-    event dim) are summed, so each (trajectory, time) pair is one observation for LOO / WAIC.
+    Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; a distribution
+    with a public ``log_prob_pointwise`` (:class:`~pyro_node_uq.distributions.NODEObservation`,
+    :class:`~pyro_node_uq.distributions.NODETrajectory`: error model, mask, censoring, ``-inf`` for diverged
+    members) gives its own.  Outputs (the last event dim) are summed, so each (trajectory, time) pair is one
+    observation for LOO / WAIC.
     """
     mask, target_dim = None, len(fn.batch_shape) + max(len(fn.event_shape) - 1, 0)
     while True:
-        if isinstance(fn, NODETrajectory):
-            lp, mask = fn._noise_dist().log_prob(value), fn.mask
-            lp = torch.where(fn.diverged[..., None, None], torch.full_like(lp, -float("inf")), lp)
+        if hasattr(fn, "log_prob_pointwise"):
+            lp = fn.log_prob_pointwise(value)
             break
         if isinstance(fn, MaskedDistribution):
             mask = fn._mask if mask is None else mask & fn._mask
@@ -107,9 +107,9 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     """ArviZ ``InferenceData`` of a posterior on ``split``.
 
     Groups: ``posterior`` (latent sites plus the deterministic ``y_mean`` / ``hidden``), ``posterior_predictive``
-    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time; times whose log-likelihood
-    is identical for all draws, such as the fixed initial state, are left out: they carry no information and
-    make PSIS-LOO undefined), ``observed_data`` (``obs``), ``constant_data`` (``t``, ``x``, ``mask``), and
+    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time: every observed entry, the same set as
+    ``observed_data``, so ``az.loo`` scores exactly the observations), ``observed_data`` (``obs``),
+    ``constant_data`` (``t``, ``x``, ``mask``), and
     ``sample_stats`` for MCMC.  Dims ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``),
     ``output``, ``input``, ``state``.
 
@@ -198,29 +198,15 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     idata.extend(az.from_dict(posterior_predictive={obs_site: _numpy(pred)},
                               observed_data={obs_site: _numpy(observed)}, coords=data_coords, dims=data_dims,
                               attrs=attrs))
-    if split.mask is not None:
-        # one log-likelihood value per observed point; points where it is the same for every draw carry no
-        # information and break PSIS, so they are left out
-        informative = (log_lik != log_lik[:1, :1]).flatten(0, 1).any(0)
-        informative = informative if informative.any() else torch.ones_like(informative)
-        keep = torch.nonzero(informative)[:, 0]
-        idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., keep].double())},
-                                  coords={"observation": _numpy(keep)}, dims={obs_site: ["observation"]},
-                                  attrs=attrs))
+    if split.mask is not None:  # one log-likelihood value per observed point, as in observed_data
+        idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=data_coords,
+                                  dims={obs_site: ["observation"]}, attrs=attrs))
         where = {"obs_trajectory": ("observation", _numpy(split.ids[idx[:, 0]])),
                  "obs_time": ("observation", _numpy(split.t[idx[:, 1]]))}
-        for group in ("posterior_predictive", "observed_data"):
+        for group in ("posterior_predictive", "observed_data", "log_likelihood"):
             setattr(idata, group, getattr(idata, group).assign_coords(where))
-        idata.log_likelihood = idata.log_likelihood.assign_coords(
-            {k: ("observation", v[1][_numpy(keep)]) for k, v in where.items()})
         return idata
-    # one log-likelihood value per (trajectory, time); times where it is the same for every draw and trajectory
-    # (e.g. y(t0) of a fixed initial state) carry no information and break PSIS, so they are left out
-    informative = (log_lik != log_lik[:1, :1]).flatten(0, 2).any(0)
-    if not informative.any():
-        informative = torch.ones_like(informative)
-    ll_coords = dict(coords, time=coords["time"][_numpy(informative)])
-    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative].double())}, coords=ll_coords,
+    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=coords,
                               dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
     return idata
 

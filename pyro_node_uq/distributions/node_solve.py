@@ -13,7 +13,9 @@ fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` or ``torchdiffe
 its end, so neither fixed-step nor adaptive methods ever step over an event.  An infusion's constant rate enters
 the last bias of R on its segments (the fast path stays usable).  Each unit then reads its states at its own
 times from the union grid; the per-unit masks stay inside.  Without doses and with shared times the grid is the
-observation times and this is one solve, as before.
+observation times and this is one solve, as before.  With a fixed-step method the union grid is finer than a
+unit's own times, so a unit's states depend, within the method's discretisation error, on which other units share
+the solve; use ``substeps`` or an adaptive method where that error matters.
 
 The state at a bolus time includes the dose (dose first, then observe); the initial state ``h0`` is the state at
 ``t0`` (default: the earliest observation or dose time) before any dose given at ``t0``.

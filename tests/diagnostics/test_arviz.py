@@ -151,3 +151,35 @@ def test_bad_inputs(data):
         to_inference_data({"mu": draws[:10]}, split, model=model, num_chains=4)
     with pytest.raises(TypeError, match="MethodResult"):
         to_inference_data(3, split, model=model)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_log_likelihood_keeps_every_observed_entry(masked):
+    """A fixed initial state observed directly makes y(t0)'s log-likelihood the same for every draw; it is still
+    an observation, so log_likelihood holds it (the old converter dropped it: az.loo then scored fewer points
+    than observed_data held) and az.loo runs on exactly the observed entries."""
+    from pyro_node_uq.models import NODEModel
+
+    gen = torch.Generator().manual_seed(1)
+    model = NODEModel(obs_dim=1, hidden_dim=2, R_hidden=(4,), Z_hidden=None, scale=0.2, error_model="combined",
+                      prop_scale=0.1)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    y = 0.2 * torch.randn(3, 5, 1, generator=gen, dtype=torch.float64)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    split = Split(t=t, x=None, y=y, mask=mask if masked else None)
+    draws = {k: 0.3 * torch.randn((40,) + s, generator=gen, dtype=torch.float64)
+             for k, s in model.weight_shapes().items()}
+    idata = to_inference_data(draws, split, model=model, num_chains=2)
+    ll, obs = idata.log_likelihood["obs"], idata.observed_data["obs"]
+    n_obs = int(mask.sum()) if masked else 15
+    assert ll.values[..., None].reshape(2, 20, -1).shape[-1] == n_obs == int(np.isfinite(obs.values).any(-1).sum())
+    first = ll.values[..., 0] if masked else ll.values[..., 0, 0]
+    assert np.all(first == first.flat[0])  # y(t0) = h0 = 0 for every draw: constant, and kept
+    sd = torch.sqrt(0.2**2 + (0.1 * torch.as_tensor(idata.posterior["y_mean"].values)) ** 2)
+    hand = torch.distributions.Normal(torch.as_tensor(idata.posterior["y_mean"].values), sd).log_prob(y)[..., 0]
+    want = hand[..., mask] if masked else hand
+    np.testing.assert_allclose(ll.values, want.numpy(), rtol=1e-10)
+    with np.errstate(all="ignore"):
+        loo = az.loo(idata, pointwise=True)
+    assert loo.loo_i.size == n_obs and math.isfinite(loo.elpd_loo)
