@@ -22,6 +22,14 @@ def _check_times(t, t_mask):
     elif not torch.is_tensor(t_mask) or t_mask.dtype != torch.bool or t_mask.shape != t.shape:
         raise ValueError(f"t_mask: expected a bool tensor of t's shape {tuple(t.shape)}, got "
                          f"{getattr(t_mask, 'dtype', type(t_mask).__name__)} {tuple(getattr(t_mask, 'shape', ()))}")
+    if t.dim() == 1:  # shared times: the plain check (few ops: it runs at every model evaluation)
+        if not torch.isfinite(t).all():
+            raise ValueError("t: times contain NaN or inf")
+        if t.shape[0] > 1 and not bool((t[1:] > t[:-1]).all()):
+            i = int(torch.nonzero(t[1:] <= t[:-1])[0]) + 1
+            raise ValueError(f"t: times must be strictly increasing; not at index {i} "
+                             f"({float(t[i - 1])} then {float(t[i])})")
+        return t_mask
     if not torch.isfinite(t[t_mask]).all():
         raise ValueError("t: times contain NaN or inf (pad per-unit times with t_mask)")
     tm = t.reshape(-1, t.shape[-1])
@@ -32,8 +40,7 @@ def _check_times(t, t_mask):
     bad = has_prev & (tm <= tm.gather(-1, prev.clamp(min=0)))
     if bad.any():
         unit, i = (int(v) for v in torch.nonzero(bad)[0])
-        where = f"unit {unit}, index {i}" if t.dim() == 2 else f"index {i}"
-        raise ValueError(f"t: times must be strictly increasing; not at {where} "
+        raise ValueError(f"t: times must be strictly increasing; not at unit {unit}, index {i} "
                          f"({float(tm[unit, prev[unit, i]])} then {float(tm[unit, i])})")
     return t_mask
 
@@ -100,8 +107,8 @@ def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim
     except RuntimeError as e:
         raise ValueError(f"units: the batch dims of params, t, x, h0 and doses do not broadcast "
                          f"({[tuple(b) for b in batch]}); units are the last batch dim") from e
-    first = t[t_mask].min() if t_mask.any() else None
-    if t0 is not None and first is not None and float(t0) > float(first):
+    first = t[t_mask].min() if t0 is not None and t_mask.any() else None
+    if first is not None and float(t0) > float(first):
         raise ValueError(f"t0: the solve starts at {float(t0)}, after the first observation time {float(first)}")
     if t0 is not None and doses is not None and doses.mask.any() and float(doses.time[doses.mask].min()) < float(t0):
         raise ValueError(f"doses: a dose at {float(doses.time[doses.mask].min())} precedes the start t0={float(t0)}")

@@ -88,8 +88,8 @@ class NODEObservation(TorchDistribution):
             sd = a * f.abs()
         elif self.error_model == "combined":
             sd = torch.sqrt(a * a + (self.prop_scale * f) ** 2)
-        else:
-            sd = a.expand(f.shape) if a.dim() <= f.dim() else a
+        else:  # a positive scale needs no floor
+            return a
         return sd.clamp(min=torch.finfo(f.dtype).eps)
 
     def _center(self):
@@ -128,6 +128,15 @@ class NODEObservation(TorchDistribution):
 
     def log_prob_pointwise(self, value):
         """Log-likelihood of each entry, ``batch + (T, obs_dim)``: 0 where unobserved, ``-inf`` where diverged."""
+        lp = self._entries(value)
+        lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape + self.event_shape))
+        if self.diverged is not None:
+            observed = torch.ones_like(lp, dtype=torch.bool) if self.mask is None else self.mask.expand(lp.shape)
+            lp = torch.where(self.diverged[..., None, None] & observed, torch.full_like(lp, -float("inf")), lp)
+        return lp
+
+    def _entries(self, value):
+        """Log-likelihood of each entry, 0 where unobserved, before the divergence flags."""
         base = self._base()
         v = value
         if self.error_model == "lognormal":
@@ -146,16 +155,13 @@ class NODEObservation(TorchDistribution):
             lp = torch.where(self.censored, log_cdf, lp)
         if self.mask is not None:
             lp = torch.where(self.mask, lp, torch.zeros_like(lp))
-        lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape + self.event_shape))
-        if self.diverged is not None:
-            observed = torch.ones_like(lp, dtype=torch.bool) if self.mask is None else self.mask.expand(lp.shape)
-            lp = torch.where(self.diverged[..., None, None] & observed, torch.full_like(lp, -float("inf")), lp)
         return lp
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        lp = self.log_prob_pointwise(value).sum((-1, -2))
+        lp = self._entries(value).sum((-1, -2))
+        lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
         return lp if self.diverged is None else lp.masked_fill(self.diverged, -float("inf"))
 
     def expand(self, batch_shape, _instance=None):
