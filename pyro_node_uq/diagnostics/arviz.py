@@ -162,30 +162,31 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     with torch.no_grad():
         pred = site["fn"].sample().reshape(C, D, N, T, out_dim)
     posterior = {k: _numpy(v) for k, v in draws.items()}
+    per_unit = split.t.dim() == 2  # each trajectory its own (padded) times: "time" is a position, t is data
     dims = {obs_site: ["trajectory", "time", "output"], "x": ["trajectory", "time", "input"],
-            "mask": ["trajectory", "time", "output"], "t": ["time"]}
+            "mask": ["trajectory", "time", "output"], "t": ["trajectory", "time"] if per_unit else ["time"]}
     for name in deterministic:
         if name in trace.nodes:
             value = trace.nodes[name]["value"]
             posterior[name] = _numpy(value.reshape((C, D) + value.shape[-3:]))
             dims[name] = ["trajectory", "time", "output" if name == "y_mean" else "state"]
     observed = y.clone()
-    if split.mask is not None:
-        mask = split.mask if split.mask.dim() == 3 else split.mask[..., None].expand(y.shape)
+    mask = _observed_mask(split, y.shape)
+    if mask is not None:
         observed = torch.where(mask, observed, torch.full_like(observed, float("nan")))
     constant = {"t": _numpy(split.t)}
     if split.x is not None:
         constant["x"] = _numpy(split.x)
-    if split.mask is not None:
+    if mask is not None:
         constant["mask"] = _numpy(mask)
-    coords = {"trajectory": _numpy(split.ids), "time": _numpy(split.t),
+    coords = {"trajectory": _numpy(split.ids), "time": list(range(T)) if per_unit else _numpy(split.t),
               "output": list(output_names) if output_names is not None else list(range(out_dim))}
     if split.x is not None:
         coords["input"] = list(input_names) if input_names is not None else list(range(split.x.shape[-1]))
     attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
     data_dims = {obs_site: ["trajectory", "time", "output"]}
     data_coords = coords
-    if split.mask is not None:  # keep the observed (trajectory, time) points only, along a flat dim
+    if mask is not None:  # keep the observed (trajectory, time) points only, along a flat dim
         seen = mask.any(-1)
         idx = torch.nonzero(seen)
         log_lik, pred, observed = log_lik[:, :, seen], pred[:, :, seen], observed[seen]
@@ -198,17 +199,31 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     idata.extend(az.from_dict(posterior_predictive={obs_site: _numpy(pred)},
                               observed_data={obs_site: _numpy(observed)}, coords=data_coords, dims=data_dims,
                               attrs=attrs))
-    if split.mask is not None:  # one log-likelihood value per observed point, as in observed_data
+    if mask is not None:  # one log-likelihood value per observed point, as in observed_data
         idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=data_coords,
                                   dims={obs_site: ["observation"]}, attrs=attrs))
         where = {"obs_trajectory": ("observation", _numpy(split.ids[idx[:, 0]])),
-                 "obs_time": ("observation", _numpy(split.t[idx[:, 1]]))}
+                 "obs_time": ("observation", _numpy(split.t[idx[:, 0], idx[:, 1]] if per_unit else
+                                                   split.t[idx[:, 1]]))}
         for group in ("posterior_predictive", "observed_data", "log_likelihood"):
             setattr(idata, group, getattr(idata, group).assign_coords(where))
         return idata
     idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=coords,
                               dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
     return idata
+
+
+def _observed_mask(split, shape):
+    """Observed entries ``(N, T, outputs)``: the split's mask and the real entries of per-trajectory times
+    (``t_mask`` among its model arguments); ``None`` when every entry of a shared grid is observed."""
+    mask, t_mask = split.mask, split.kwargs.get("t_mask")
+    if mask is not None and mask.dim() == 2:
+        mask = mask[..., None].expand(shape)
+    if t_mask is not None:
+        mask = t_mask[..., None].expand(shape) if mask is None else mask & t_mask[..., None]
+    if mask is None and split.t.dim() == 2:  # per-unit times: the flat layout, which carries each entry's time
+        mask = torch.ones(shape, dtype=torch.bool, device=split.t.device)
+    return mask
 
 
 def _check_sites(trace, draws, obs_site):

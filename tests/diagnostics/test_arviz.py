@@ -183,3 +183,31 @@ def test_log_likelihood_keeps_every_observed_entry(masked):
     with np.errstate(all="ignore"):
         loo = az.loo(idata, pointwise=True)
     assert loo.loo_i.size == n_obs and math.isfinite(loo.elpd_loo)
+
+
+def test_per_unit_times_and_doses_give_the_observed_entries_with_their_own_times():
+    """Units with their own padded times: log_likelihood, observed_data and posterior_predictive hold the real
+    entries only, each with its unit and its own time."""
+    from types import SimpleNamespace
+
+    from pyro_node_uq.distributions import DoseSchedule
+    from pyro_node_uq.models import NODEModel
+
+    gen = torch.Generator().manual_seed(2)
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.2, error_model="proportional")
+    t = torch.tensor([[0.5, 1.0, 3.0], [0.2, 2.5, 0.0]], dtype=torch.float64)
+    t_mask = torch.tensor([[True, True, True], [True, True, False]])
+    y = torch.tensor([[0.9, 0.7, 0.4], [1.8, 0.6, 0.0]], dtype=torch.float64)[..., None]
+    doses = DoseSchedule.from_lists([[0.0], [0.0, 2.0]], [[1.0], [2.0, 1.0]], dtype=torch.float64)
+    split = SimpleNamespace(t=t, x=None, y=y, mask=None, ids=torch.tensor([11, 12]), args=(t, None, y),
+                            kwargs={"t_mask": t_mask, "doses": doses, "t0": 0.0})
+    draws = {k: 0.3 * torch.randn((20,) + s, generator=gen, dtype=torch.float64)
+             for k, s in model.weight_shapes().items()}
+    idata = to_inference_data(draws, split, model=model, num_chains=2)
+    for group in ("log_likelihood", "observed_data", "posterior_predictive"):
+        obs = getattr(idata, group)["obs"]
+        assert obs.sizes["observation"] == 5, group
+        assert obs["obs_trajectory"].values.tolist() == [11, 11, 11, 12, 12]
+        assert obs["obs_time"].values.tolist() == [0.5, 1.0, 3.0, 0.2, 2.5]
+    assert np.isfinite(idata.log_likelihood["obs"].values).all()
+    assert idata.constant_data["t"].dims == ("trajectory", "time")
