@@ -186,3 +186,19 @@ def test_bad_error_model_options():
         NODEModel(obs_dim=1, error_model="combined")
     with pytest.raises(ValueError, match="prop_scale must be a positive float"):
         NODEModel(obs_dim=1, error_model="combined", prop_scale="fixed")
+
+
+def test_svi_and_parallel_predictive_with_doses_and_per_unit_times():
+    t, t_mask, doses, y, censored = _pk_units()
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale="latent", error_model="lognormal")
+    kwargs = dict(t_mask=t_mask, doses=doses, censored=censored, t0=0.0)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO(num_particles=4, vectorize_particles=True))
+    losses = [svi.step(t, None, y, **kwargs) for _ in range(30)]
+    assert all(map(torch.isfinite, map(torch.tensor, losses))) and losses[-1] < losses[0]
+    pred = Predictive(model, guide=guide, num_samples=16, parallel=True)(t, None, None, num_trajectories=2,
+                                                                         **kwargs)
+    assert pred["obs"].shape == (16, 2, 4, 1) and (pred["obs"] > 0).all()  # log-normal: positive draws
+    assert pred["y_mean"].shape == (16, 2, 4, 1)
