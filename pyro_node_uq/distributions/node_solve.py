@@ -65,15 +65,25 @@ def _with_rate(R, params, rate):
 
 def _solve_segment(R, params, h, grid, batch, interp, solver, rate):
     """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``."""
-    if solver.fixed_grid and (rate is None or R.out_activation is None):
+    if _fast(solver, R, rate):
         p = params if rate is None else _with_rate(R, params, rate)
-        hs = solve_node_fixed(R, p, h, grid, batch, interp, solver.method, solver.substeps, solver.compile)
-        if solver.step_check and not torch.jit.is_tracing():  # the same check as the torchdiffeq path
-            step = (grid[1:] - grid[:-1]).max() / solver.substeps
-            check_fixed_step(_field(R, params, batch, interp, rate), hs, grid, solver.method, step)
-        return hs
+        return solve_node_fixed(R, p, h, grid, batch, interp, solver.method, solver.substeps, solver.compile)
     h = h.expand(batch + h.shape[-1:])
     return solver.odeint(_field(R, params, batch, interp, rate), h, grid, params=tuple(params.values()))
+
+
+def _fast(solver, R, rate):
+    """Whether a segment goes to the fast fixed-step path (an infusion needs R's last bias unactivated)."""
+    return solver.fixed_grid and (rate is None or R.out_activation is None)
+
+
+def _step_check(R, params, batch, interp, solver, widest):
+    """The fast path's step-doubling check (the torchdiffeq path runs its own), once per solve, on the segment
+    with the widest step."""
+    if widest is None or not solver.step_check or torch.jit.is_tracing():
+        return
+    step, seg, hs, rate = widest
+    check_fixed_step(_field(R, params, batch, interp, rate), hs, seg, solver.method, step)
 
 
 def _union_grid(t, t_mask, doses, t0):
@@ -97,18 +107,23 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
     if grid.shape[0] == 1:
         return h.expand(batch + (H,))[None]
     cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
-    out = [h.expand(batch + (H,))[None]]
+    out, widest = [h.expand(batch + (H,))[None]], None
+    infusions = doses is not None and bool((doses.rate[doses.mask] > 0).any())
     for a, b in zip(cuts[:-1], cuts[1:]):
         if b == a:
             continue
         seg = grid[a:b + 1]
         rate = None
-        if doses is not None and (doses.rate > 0).any():
+        if infusions:
             rate = doses.infusion_on(seg[0], seg[-1], H)
             rate = rate if rate.any() else None
         hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate)
+        if solver.step_check and _fast(solver, R, rate):
+            step = float((seg[1:] - seg[:-1]).max()) / solver.substeps
+            widest = (step, seg, hs, rate) if widest is None or step > widest[0] else widest
         h = hs[-1] if doses is None else hs[-1] + doses.bolus_at(seg[-1], H)
         out.append(torch.cat([hs[1:-1], h[None]]) if hs.shape[0] > 1 else h[None])
+    _step_check(R, params, batch, interp, solver, widest)
     return torch.cat(out)
 
 

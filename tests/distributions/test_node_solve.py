@@ -159,3 +159,22 @@ def test_divergence_is_flagged_or_raised():
     with pytest.warns(RuntimeWarning, match="scored as -inf"):
         sol = solve_node(R, Z, params, t, h0=h0, on_divergence="reject")
     assert sol.diverged.tolist() == [[False], [True], [False]] and torch.isfinite(sol.mean).all()
+
+
+def test_step_check_runs_once_per_dosed_solve(monkeypatch):
+    """A fixed step far above the stable step still warns with doses; the check runs once per solve (on the
+    widest segment), not once per segment."""
+    from pyro_node_uq.distributions import node_solve, step_check
+    from pyro_node_uq.distributions.step_check import StepSizeWarning
+
+    R, Z, params = one_compartment()
+    params["R.0.weight"] = torch.full((1, 1), -4.0, dtype=torch.float64)  # rk4 with step 1: x5 per step
+    params["R.0.bias"] = torch.zeros(1, dtype=torch.float64)
+    doses = DoseSchedule.from_lists([[0.0, 2.0, 4.0]], [[1.0, 1.0, 1.0]])
+    t = torch.arange(0.0, 7.0, dtype=torch.float64)
+    calls = []
+    monkeypatch.setattr(node_solve, "check_fixed_step",
+                        lambda *a, **k: calls.append(1) or step_check.check_fixed_step(*a, **k))
+    with pytest.warns(StepSizeWarning, match="far above"):
+        solve_node(R, Z, params, t, doses=doses, solver={"method": "rk4"})
+    assert len(calls) == 1
