@@ -14,7 +14,8 @@ from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
 from ..distributions import NODETrajectory
-from ..infer.result import MethodResult, guide_samples, param_scope
+from ..methods.result import MethodResult, guide_samples
+from ..utils.seeding import param_scope
 from ..validation import check_int
 
 __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer import (CountingModel, ParticleSVGD, run_autonormal, run_lowrank, run_map, run_nuts,
-                                run_svgd)
+from pyro_node_uq.infer import CountingModel, ParticleSVGD
+from pyro_node_uq.methods import run_autonormal, run_lowrank, run_map, run_nuts, run_svgd
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +33,21 @@ def test_map_result_and_predict(problem, small):
 
 def test_autonormal_counts_and_isolated_params(problem, small):
     model, map_res = small
-    a = run_autonormal(model, problem.train, num_steps=10, num_particles=4, map_result=map_res, progress_bar=False)
+    a = run_autonormal(model, problem.train, num_steps=10, num_particles=4, warm_start=map_res, progress_bar=False)
     assert a.num_model_evals == map_res.num_model_evals + 1 + 10 * 4
     assert a.stochastic_dim == 35 and a.elbo is not None and a.elbo == a.elbo
     draws = a.posterior_samples(6, seed=3)
     assert draws["R.0.weight"].shape == (6, 4, 4)
     before = a.predict(problem.test, num_samples=4, seed=1)["y_mean"]
-    run_lowrank(model, problem.train, num_steps=3, rank=2, map_result=map_res, progress_bar=False)
-    run_autonormal(model, problem.train, num_steps=3, map_result=map_res, init_scale=0.5, progress_bar=False)
+    run_lowrank(model, problem.train, num_steps=3, rank=2, warm_start=map_res, progress_bar=False)
+    run_autonormal(model, problem.train, num_steps=3, warm_start=map_res, init_scale=0.5, progress_bar=False)
     after = a.predict(problem.test, num_samples=4, seed=1)["y_mean"]
     assert torch.equal(before, after)  # later fits do not leak into this result's parameters
 
 
 def test_lowrank(problem, small):
     model, map_res = small
-    res = run_lowrank(model, problem.train, num_steps=5, rank=3, map_result=map_res, progress_bar=False)
+    res = run_lowrank(model, problem.train, num_steps=5, rank=3, warm_start=map_res, progress_bar=False)
     assert res.name == "lowrank" and res.stochastic_dim == 35
     assert res.predict(problem.test, num_samples=3)["obs"].shape == (3, 2, 11, 2)
 
@@ -55,7 +55,7 @@ def test_lowrank(problem, small):
 def test_nuts_small_and_refuses_large(problem, small):
     model, map_res = small
     res = run_nuts(model, problem.train, num_samples=4, warmup_steps=3, num_chains=2, max_tree_depth=2,
-                   map_result=map_res, progress_bar=False)
+                   warm_start=map_res, progress_bar=False)
     assert res.samples["R.0.weight"].shape == (2, 4, 4, 4)
     assert set(res.sample_stats) == {"step_size", "acceptance_rate", "diverging", "lp"}
     assert res.sample_stats["acceptance_rate"].shape == (2, 4)
@@ -69,13 +69,13 @@ def test_nuts_small_and_refuses_large(problem, small):
 
 def test_svgd_node(problem, small):
     model, map_res = small
-    res = run_svgd(model, problem.train, num_particles=8, num_steps=3, num_groups=2, map_result=map_res,
+    res = run_svgd(model, problem.train, num_particles=8, num_steps=3, num_groups=2, warm_start=map_res,
                    progress_bar=False)
     assert res.samples["R.1.weight"].shape == (2, 4, 3, 4)
     assert res.num_model_evals >= map_res.num_model_evals + 3 * 8
     assert res.predict(problem.test, num_samples=None)["y_mean"].shape == (8, 2, 11, 2)
     with pytest.raises(ValueError, match="divisible"):
-        run_svgd(model, problem.train, num_particles=6, num_groups=4, map_result=map_res, progress_bar=False)
+        run_svgd(model, problem.train, num_particles=6, num_groups=4, warm_start=map_res, progress_bar=False)
 
 
 def test_particle_svgd_recovers_two_site_gaussian():

@@ -267,7 +267,7 @@ def test_run_langevin_result_converts_to_inference_data():
 
     from pyro_node_uq.data import load_problem
     from pyro_node_uq.diagnostics import to_inference_data
-    from pyro_node_uq.infer import run_langevin
+    from pyro_node_uq.methods import run_langevin
 
     problem = load_problem("chemical", num_train=3, num_test=2, num_times=11)
     model = problem.default_model(R_hidden=(4,))
@@ -286,7 +286,7 @@ def test_hybrid_predictions_condition_on_the_training_data_only():
     from dataclasses import replace
 
     from pyro_node_uq.data import load_problem
-    from pyro_node_uq.infer import run_langevin
+    from pyro_node_uq.methods import run_langevin
 
     problem = load_problem("chemical", num_train=3, num_test=2, num_times=11)
     model = problem.default_model(R_hidden=(4,))
@@ -315,7 +315,7 @@ def test_bare_method_result_and_converter_use_the_guides_own_data():
 
     from pyro_node_uq.data import load_problem
     from pyro_node_uq.diagnostics import to_inference_data
-    from pyro_node_uq.infer import MethodResult
+    from pyro_node_uq.methods import MethodResult
 
     problem = load_problem("chemical", num_train=3, num_test=2, num_times=11)
     model = problem.default_model(R_hidden=(4,))
