@@ -13,7 +13,8 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
-from ..infer.result import MethodResult, guide_samples, param_scope
+from ..methods.result import MethodResult, guide_samples
+from ..utils.seeding import param_scope
 from ..validation import check_int
 
 __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]

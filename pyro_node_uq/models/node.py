@@ -10,7 +10,9 @@ from torch.distributions import constraints
 from ..distributions import DoseSchedule, NODETrajectory, ODESolver
 from ..distributions.observation import ERROR_MODELS
 from ..distributions.input_check import check_input_resolution
+from .protocol import ProcessModel
 from ..nn import ACTIVATIONS, BatchedMLP, resolve_prior_scale, sample_params
+from ..utils.seeding import param_scope
 from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_trajectory_data, check_widths
 
 __all__ = ["NODEModel", "init_to_glorot"]
@@ -69,7 +71,7 @@ class init_to_glorot:
         return init_to_median(site)
 
 
-class NODEModel:
+class NODEModel(ProcessModel):
     """A Bayesian neural ODE for history-dependent processes, vectorised over weight particles.
 
     Every weight and bias is a sample site named by network and layer (``R.0.weight``, ``Z.0.bias``,
@@ -195,6 +197,37 @@ class NODEModel:
     def init_loc_fn(self, seed=0):
         """An ``init_loc_fn`` for autoguides; see :class:`init_to_glorot`."""
         return init_to_glorot(self, seed)
+
+    # ------------------------------------------------------------------ the protocol
+    @property
+    def predict_sites(self):
+        """``obs`` and the recorded ``y_mean`` / ``hidden`` keep ``(N, T, dim)`` per draw; a latent ``sigma``
+        keeps its ``(obs_dim,)``."""
+        sites = {"obs": 3}
+        if self.record:
+            sites.update(y_mean=3, hidden=3)
+        if self.scale == "latent":
+            sites["sigma"] = 1
+        return sites
+
+    @property
+    def observes_hidden(self):
+        """Without an observation network Z the outputs are the first ``obs_dim`` hidden components."""
+        return self.Z is None
+
+    def noise_scale(self, param_state=None, prediction=None):
+        """The observation noise std: a fixed scale as is; a ``"learned"`` scale read from ``param_state`` in its
+        constrained (positive) space; a ``"latent"`` scale per draw of ``prediction`` ``(S, obs_dim)``, shaped
+        ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with its own noise."""
+        if not isinstance(self.scale, str):
+            return float(self.scale)
+        if self.scale == "learned" and param_state is not None and "sigma" in param_state["params"]:
+            with param_scope(param_state), torch.no_grad():
+                return pyro.param("sigma").detach().clone()
+        if self.scale == "latent" and prediction is not None and "sigma" in prediction:
+            sigma = prediction["sigma"]
+            return sigma.reshape(sigma.shape[:1] + (1, 1) + sigma.shape[-1:])
+        return None
 
     # ------------------------------------------------------------------ the model
     def _noise_scale(self, like, spec=None, name="sigma"):
