@@ -21,15 +21,14 @@ __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelih
 
 
 def pointwise_log_likelihood(fn, value):
-    """Log density of ``value`` per trajectory and time: shape ``batch + (T,)``, unobserved entries 0.
+    """Log density of ``value`` per entry: shape ``batch + (T, outputs)``, unobserved entries 0.
 
     Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; a distribution
     with a public ``log_prob_pointwise`` (:class:`~pyro_node_uq.distributions.NODEObservation`,
     :class:`~pyro_node_uq.distributions.NODETrajectory`: error model, mask, censoring, ``-inf`` for diverged
-    members) gives its own.  Outputs (the last event dim) are summed, so each (trajectory, time) pair is one
-    observation for LOO / WAIC.
+    members) gives its own.  Each observed entry (trajectory, time, output) is one observation for LOO / WAIC.
     """
-    mask, target_dim = None, len(fn.batch_shape) + max(len(fn.event_shape) - 1, 0)
+    mask, target_dim = None, len(fn.batch_shape) + len(fn.event_shape)
     while True:
         if hasattr(fn, "log_prob_pointwise"):
             lp = fn.log_prob_pointwise(value)
@@ -44,7 +43,7 @@ def pointwise_log_likelihood(fn, value):
             break
     if mask is not None and mask is not True and mask is not False:
         lp = torch.where(torch.as_tensor(mask).expand(lp.shape), lp, torch.zeros_like(lp))
-    while lp.dim() > target_dim:  # sum the output dim: one observation per (trajectory, time)
+    while lp.dim() > target_dim:  # dims below the entries (a joint law inside an entry) are summed
         lp = lp.sum(-1)
     return lp
 
@@ -108,17 +107,17 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     """ArviZ ``InferenceData`` of a posterior on ``split``.
 
     Groups: ``posterior`` (latent sites plus the deterministic ``y_mean`` / ``hidden``), ``posterior_predictive``
-    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time: every observed entry, the same set as
-    ``observed_data``, so ``az.loo`` scores exactly the observations), ``observed_data`` (``obs``),
-    ``constant_data`` (``t``, ``x``, ``mask``), and
-    ``sample_stats`` for MCMC.  Dims ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``),
+    (``obs``), ``log_likelihood`` (``obs`` per trajectory, time and output: every observed entry, the same
+    entries and dims as ``observed_data``, so ``az.loo`` scores exactly the observations), ``observed_data``
+    (``obs``), ``constant_data`` (``t``, ``x``, ``mask``), and ``sample_stats`` for MCMC.  Dims ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``),
     ``output``, ``input``, ``state``.
 
-    When ``split.mask`` marks some points unobserved, ``log_likelihood``, ``posterior_predictive`` and
-    ``observed_data`` hold the observed (trajectory, time) points only, along one flat dim ``observation`` with
-    coordinates ``obs_trajectory`` and ``obs_time``: LOO and ``plot_ppc`` then see the real observations, not
-    the unobserved grid points (an output masked at an observed time is NaN in ``observed_data``).  The
-    ``posterior`` keeps ``y_mean`` / ``hidden`` on the full grid.
+    When ``split.mask`` marks some points unobserved, or trajectories have their own (padded) times,
+    ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` hold the observed (trajectory, time) points
+    only, along one flat dim ``observation`` (then ``output``) with coordinates ``obs_trajectory`` and
+    ``obs_time``: LOO and ``plot_ppc`` then see the real observations, not the unobserved grid points (an output
+    masked at an observed time is NaN in ``observed_data`` and 0 in ``log_likelihood``).  The ``posterior``
+    keeps ``y_mean`` / ``hidden`` on the full grid.
 
     :param obj: a :class:`~pyro_node_uq.infer.MethodResult`, a ``pyro.infer.MCMC``, a guide (with ``model``)
         or a dict ``site -> (S, ...)`` of particles (with ``model``).
@@ -143,7 +142,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         >>> split = Split(t=torch.arange(3.), x=None, y=torch.zeros(2, 3, 1))
         >>> idata = to_inference_data({"mu": torch.randn(40)}, split, model=model)
         >>> idata.log_likelihood["obs"].dims
-        ('chain', 'draw', 'trajectory', 'time')
+        ('chain', 'draw', 'trajectory', 'time', 'output')
     """
     num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
@@ -159,7 +158,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     site = trace.nodes[obs_site]
     y = site["value"]
     N, T, out_dim = y.shape[-3:]
-    log_lik = pointwise_log_likelihood(site["fn"], y).reshape(C, D, N, T)
+    log_lik = pointwise_log_likelihood(site["fn"], y).expand((C * D,) + y.shape[-3:]).reshape(C, D, N, T, out_dim)
     with torch.no_grad():
         pred = site["fn"].sample().reshape(C, D, N, T, out_dim)
     posterior = {k: _numpy(v) for k, v in draws.items()}
@@ -202,7 +201,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
                               attrs=attrs))
     if mask is not None:  # one log-likelihood value per observed point, as in observed_data
         idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=data_coords,
-                                  dims={obs_site: ["observation"]}, attrs=attrs))
+                                  dims=data_dims, attrs=attrs))
         where = {"obs_trajectory": ("observation", _numpy(split.ids[idx[:, 0]])),
                  "obs_time": ("observation", _numpy(split.t[idx[:, 0], idx[:, 1]] if per_unit else
                                                    split.t[idx[:, 1]]))}
@@ -210,7 +209,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
             setattr(idata, group, getattr(idata, group).assign_coords(where))
         return idata
     idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=coords,
-                              dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
+                              dims=data_dims, attrs=attrs))
     return idata
 
 

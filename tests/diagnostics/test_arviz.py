@@ -58,7 +58,7 @@ def test_groups_dims_and_posterior(idata, data):
         assert group in idata.groups(), group
     np.testing.assert_array_equal(idata.posterior["mu"].values, draws.reshape(4, 100, 2).numpy())
     assert idata.posterior_predictive["obs"].dims == ("chain", "draw", "trajectory", "time", "output")
-    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "trajectory", "time")
+    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "trajectory", "time", "output")
     np.testing.assert_allclose(idata.constant_data["t"].values, split.t.numpy())
     np.testing.assert_allclose(idata.observed_data["obs"].values, split.y.numpy())
     np.testing.assert_allclose(idata.posterior_predictive["time"].values, split.t.numpy())
@@ -66,8 +66,9 @@ def test_groups_dims_and_posterior(idata, data):
 
 def test_log_likelihood_matches_hand_computation(idata, data):
     split, _, _, draws = data
-    hand = torch.distributions.Normal(draws[:, None, None, :], SIGMA).log_prob(split.y).sum(-1)  # (S, N, T)
-    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 100, 4, 6).numpy(), rtol=1e-10)
+    hand = torch.distributions.Normal(draws[:, None, None, :], SIGMA).log_prob(split.y)  # (S, N, T, outputs)
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 100, 4, 6, 2).numpy(),
+                               rtol=1e-10)
 
 
 def test_posterior_predictive_matches_exact(idata, data):
@@ -111,12 +112,12 @@ def test_guide_chains_and_mask(data):
         assert obs["obs_time"].values.tolist()[:4] == split.t[3:].tolist() + [0.0]
     np.testing.assert_allclose(idata.observed_data["obs"].values, split.y[masked.mask].numpy())
     mu = torch.as_tensor(idata.posterior["mu"].values.reshape(-1, 2))
-    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y).sum(-1)[:, masked.mask]
-    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 21).numpy(), rtol=1e-10)
+    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y)[:, masked.mask]
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 21, 2).numpy(), rtol=1e-10)
     assert idata.posterior_predictive["obs"].shape == (4, 50, 21, 2)
     assert idata.constant_data["mask"].dims == ("trajectory", "time", "output")
     loo = az.loo(idata, pointwise=True)
-    assert len(loo.pareto_k) == 21
+    assert loo.pareto_k.size == 42  # 21 observed points x 2 outputs
 
 
 def test_misspelt_or_missing_posterior_sites_are_refused(data):
@@ -173,12 +174,12 @@ def test_log_likelihood_keeps_every_observed_entry(masked):
     idata = to_inference_data(draws, split, model=model, num_chains=2)
     ll, obs = idata.log_likelihood["obs"], idata.observed_data["obs"]
     n_obs = int(mask.sum()) if masked else 15
-    assert ll.values[..., None].reshape(2, 20, -1).shape[-1] == n_obs == int(np.isfinite(obs.values).any(-1).sum())
-    first = ll.values[..., 0] if masked else ll.values[..., 0, 0]
+    assert ll.shape[2:] == obs.shape and int(np.isfinite(obs.values).sum()) == n_obs == ll[0, 0].size
+    first = ll.values[..., 0, 0] if masked else ll.values[..., 0, 0, 0]
     assert np.all(first == first.flat[0])  # y(t0) = h0 = 0 for every draw: constant, and kept
     sd = torch.sqrt(0.2**2 + (0.1 * torch.as_tensor(idata.posterior["y_mean"].values)) ** 2)
-    hand = torch.distributions.Normal(torch.as_tensor(idata.posterior["y_mean"].values), sd).log_prob(y)[..., 0]
-    want = hand[..., mask] if masked else hand
+    hand = torch.distributions.Normal(torch.as_tensor(idata.posterior["y_mean"].values), sd).log_prob(y)
+    want = hand[:, :, mask] if masked else hand
     np.testing.assert_allclose(ll.values, want.numpy(), rtol=1e-10)
     with np.errstate(all="ignore"):
         loo = az.loo(idata, pointwise=True)
