@@ -201,13 +201,15 @@ class NODEModel(ProcessModel):
     # ------------------------------------------------------------------ the protocol
     @property
     def predict_sites(self):
-        """``obs`` and the recorded ``y_mean`` / ``hidden`` keep ``(N, T, dim)`` per draw; a latent ``sigma``
-        keeps its ``(obs_dim,)``."""
+        """``obs`` and the recorded ``y_mean`` / ``hidden`` keep ``(N, T, dim)`` per draw; a latent ``sigma`` (and
+        ``sigma_prop``) keeps its ``(obs_dim,)``."""
         sites = {"obs": 3}
         if self.record:
             sites.update(y_mean=3, hidden=3)
         if self.scale == "latent":
             sites["sigma"] = 1
+        if self.prop_scale == "latent":
+            sites["sigma_prop"] = 1
         return sites
 
     @property
@@ -218,14 +220,30 @@ class NODEModel(ProcessModel):
     def noise_scale(self, param_state=None, prediction=None):
         """The observation noise std: a fixed scale as is; a ``"learned"`` scale read from ``param_state`` in its
         constrained (positive) space; a ``"latent"`` scale per draw of ``prediction`` ``(S, obs_dim)``, shaped
-        ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with its own noise."""
-        if not isinstance(self.scale, str):
-            return float(self.scale)
-        if self.scale == "learned" and param_state is not None and "sigma" in param_state["params"]:
+        ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with its own noise.  With a proportional or
+        combined ``error_model`` the std of each entry around ``prediction["y_mean"]``; ``None`` for the
+        log-normal model (its noise is not a Normal around the mean) or when a scale is not known."""
+        a = self._scale_value(self.scale, "sigma", param_state, prediction)
+        if self.error_model == "additive" or a is None:
+            return a
+        f = None if prediction is None else prediction.get("y_mean")
+        if self.error_model == "lognormal" or f is None:
+            return None
+        if self.error_model == "proportional":
+            return (a * f.abs()).clamp(min=torch.finfo(f.dtype).eps)
+        b = self._scale_value(self.prop_scale, "sigma_prop", param_state, prediction)
+        return None if b is None else torch.sqrt(a * a + (b * f) ** 2).clamp(min=torch.finfo(f.dtype).eps)
+
+    @staticmethod
+    def _scale_value(spec, name, param_state, prediction):
+        """A scale given as ``spec`` (float, ``"learned"``, ``"latent"``) as a value, or ``None`` if not known."""
+        if not isinstance(spec, str):
+            return float(spec)
+        if spec == "learned" and param_state is not None and name in param_state["params"]:
             with param_scope(param_state), torch.no_grad():
-                return pyro.param("sigma").detach().clone()
-        if self.scale == "latent" and prediction is not None and "sigma" in prediction:
-            sigma = prediction["sigma"]
+                return pyro.param(name).detach().clone()
+        if spec == "latent" and prediction is not None and name in prediction:
+            sigma = prediction[name]
             return sigma.reshape(sigma.shape[:1] + (1, 1) + sigma.shape[-1:])
         return None
 

@@ -202,3 +202,18 @@ def test_svi_and_parallel_predictive_with_doses_and_per_unit_times():
                                                                          **kwargs)
     assert pred["obs"].shape == (16, 2, 4, 1) and (pred["obs"] > 0).all()  # log-normal: positive draws
     assert pred["y_mean"].shape == (16, 2, 4, 1)
+
+
+@pytest.mark.parametrize("error_model,want", [
+    ("additive", lambda f: torch.full_like(f, 0.3)), ("proportional", lambda f: 0.3 * f.abs()),
+    ("combined", lambda f: torch.sqrt(0.09 + (0.2 * f) ** 2)), ("lognormal", lambda f: None)])
+def test_noise_scale_follows_the_error_model(error_model, want):
+    """Scoring's predictive NLL is a Normal around y_mean with this std: per entry for proportional errors."""
+    model = NODEModel(obs_dim=1, scale=0.3, error_model=error_model,
+                      prop_scale=0.2 if error_model == "combined" else None)
+    f = torch.tensor([[[[0.5], [-2.0]]]], dtype=torch.float64)
+    got, expected = model.noise_scale(None, {"y_mean": f}), want(f)
+    if expected is None:
+        assert got is None
+    else:
+        torch.testing.assert_close(torch.as_tensor(got, dtype=torch.float64).expand_as(f), expected)
