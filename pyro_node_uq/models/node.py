@@ -212,6 +212,13 @@ class NODEModel(ProcessModel):
             sites["sigma_prop"] = 1
         return sites
 
+    def predict_args(self, split):
+        """The split's inputs with the observations left free; its doses, per-trajectory time mask and ``t0``
+        (everything in ``split.kwargs`` but the observation ``mask`` and ``censored`` flags) stay, so predictions
+        see the same dosing and times as the fit."""
+        keep = {k: v for k, v in split.kwargs.items() if k not in ("mask", "censored")}
+        return (split.t, split.x, None), {"num_trajectories": len(split), **keep}
+
     @property
     def observes_hidden(self):
         """Without an observation network Z the outputs are the first ``obs_dim`` hidden components."""

@@ -217,3 +217,14 @@ def test_noise_scale_follows_the_error_model(error_model, want):
         assert got is None
     else:
         torch.testing.assert_close(torch.as_tensor(got, dtype=torch.float64).expand_as(f), expected)
+
+
+def test_predict_args_keep_doses_and_times_but_free_the_observations():
+    from types import SimpleNamespace
+
+    t, t_mask, doses, y, censored = _pk_units()
+    fields = dict(t=t, x=None, y=y, kwargs={"mask": t_mask, "censored": censored, "t_mask": t_mask, "doses": doses})
+    split = type("Split", (SimpleNamespace,), {"__len__": lambda self: 2})(**fields)
+    args, kwargs = NODEModel(obs_dim=1).predict_args(split)
+    assert args[2] is None and set(kwargs) == {"num_trajectories", "t_mask", "doses"}
+    assert kwargs["doses"] is doses and kwargs["num_trajectories"] == 2
