@@ -300,9 +300,9 @@ class NODEModel(ProcessModel):
             censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
         if x is not None and self.input_dim > 0:
             self._check_inputs(t, x, x_times)
-        units = (x, y, mask, t if t.dim() == 2 else None, doses.time if doses is not None else None)
-        N = next((v.shape[0] for v in units if v is not None and v.shape[0] > 1), num_trajectories)
-        N = next((v.shape[0] for v in units if v is not None), None) if N is None else N
+        per_unit = (x, y, mask, t if t.dim() == 2 else None,
+                    doses.time if doses is not None and doses.num_units > 1 else None)  # one unit: shared doses
+        N = next((v.shape[0] for v in per_unit if v is not None), num_trajectories)
         if N is None:
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
         shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device

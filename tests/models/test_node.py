@@ -228,3 +228,14 @@ def test_predict_args_keep_doses_and_times_but_free_the_observations():
     args, kwargs = NODEModel(obs_dim=1).predict_args(split)
     assert args[2] is None and set(kwargs) == {"num_trajectories", "t_mask", "doses"}
     assert kwargs["doses"] is doses and kwargs["num_trajectories"] == 2
+
+
+def test_one_dose_schedule_is_shared_by_every_trajectory():
+    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
+    doses = DoseSchedule.from_lists([[0.0, 1.0]], [[1.0, 1.0]], dtype=torch.float64)
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.1)
+    pyro.set_rng_seed(0)
+    trace = pyro.poutine.trace(model).get_trace(t, num_trajectories=3, doses=doses)
+    mean = trace.nodes["y_mean"]["value"]
+    assert trace.nodes["obs"]["value"].shape == (3, 5, 1) and mean.shape[-3:] == (3, 5, 1)
+    assert torch.equal(mean[..., 0, :, :], mean[..., 2, :, :]) and float(mean[..., 0, 0, 0]) == 1.0  # dose at t0
