@@ -27,7 +27,7 @@ TABLE_SECTIONS = [
         ("stochastic_dim", "stoch. dim")]),
     ("Classification (posterior mean probabilities)", [
         ("test_accuracy", "accuracy (test)"), ("test_ece", "ECE (test)"), ("test_brier", "Brier (test)"),
-        ("extrap_accuracy", "accuracy (extrap)"), ("extrap_ece", "ECE (extrap)"), ("extrap_nll", "NLL (extrap)")]),
+        ("extrap_accuracy", "accuracy (extrap)"), ("extrap_ece", "ECE (extrap)"), ("extrap_brier", "Brier (extrap)")]),
 ]
 
 

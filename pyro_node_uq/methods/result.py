@@ -148,4 +148,5 @@ class MethodResult:
             predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
                                     return_sites=sites)
             out = predictive(*args, **kwargs)
+        out = {k: v.expand((S,) + v.shape) if v.dim() == keep.get(k) else v for k, v in out.items()}  # no latents
         return {k: v.reshape((S,) + (v.shape[v.dim() - keep[k]:] if keep.get(k) else (-1,))) for k, v in out.items()}

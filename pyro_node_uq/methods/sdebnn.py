@@ -6,6 +6,7 @@ import functools
 from ..models.protocol import ProcessModel
 from .common import estimate_elbo, fit_guide, with_start_cost
 from .registry import MethodSkipped, register
+from ..validation import check_int
 
 __all__ = ["run_sdebnn"]
 
@@ -48,7 +49,7 @@ def run_sdebnn(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, num_pa
     model = copy.deepcopy(model if warm_start is None else warm_start.model)  # the fit trains it in place
     guide = model.own_guide
     if batch_size is not None:
-        guide = functools.partial(guide, subsample_size=min(int(batch_size), len(split)))
+        guide = functools.partial(guide, subsample_size=min(check_int(batch_size, "batch_size", 1), len(split)))
     result = fit_guide("sdebnn", model, lambda counting: guide, split, num_steps=num_steps, lr=lr,
                        num_particles=num_particles, seed=seed, progress_bar=progress_bar,
                        stochastic_dim=lambda g: model.num_weights if model.stochastic else 0, **svi_kwargs)
