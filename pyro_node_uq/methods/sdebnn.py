@@ -8,7 +8,7 @@ from .common import estimate_elbo, fit_guide, with_start_cost
 from .registry import MethodSkipped, register
 from ..validation import check_int
 
-__all__ = ["run_sdebnn"]
+__all__ = ["fit_own_guide", "run_sdebnn"]
 
 
 @register("sdebnn", "SDE-BNN: SVI of the model's own posterior weight-path law (static problems)",
@@ -43,17 +43,31 @@ def run_sdebnn(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, num_pa
         >>> res.predict(problem.test, num_samples=3)["y_mean"].shape
         torch.Size([3, 48, 1])
     """
+    result = fit_own_guide("sdebnn", model, split, warm_start=warm_start, num_steps=num_steps, lr=lr,
+                           num_particles=num_particles, batch_size=batch_size, seed=seed, progress_bar=progress_bar,
+                           **svi_kwargs)
+    if elbo_particles:
+        result.elbo = estimate_elbo(result.model, result.guide, split, elbo_particles, seed)
+    return result
+
+
+def fit_own_guide(name, model, split, *, warm_start=None, batch_size=None, **fit_options):
+    """Fit a copy of ``model`` (of ``warm_start.model`` when given) with the model's own guide: the SVI loop of
+    :func:`run_sdebnn` and :func:`~pyro_node_uq.methods.odenet.run_odenet`.
+
+    :param str name: the method name.
+    :param int batch_size: points per step (``None``: all of them).
+    :param fit_options: passed to :func:`~pyro_node_uq.methods.common.fit_guide`.
+    :raises MethodSkipped: the model brings no guide of its own.
+    """
     if not isinstance(model, ProcessModel) or model.own_guide is None:
-        raise MethodSkipped(f"sdebnn: {type(model).__name__} brings no guide of its own (it is not an SDE-BNN); "
+        raise MethodSkipped(f"{name}: {type(model).__name__} brings no guide of its own (it is not an SDE-BNN); "
                             "the generic methods apply to it")
     model = copy.deepcopy(model if warm_start is None else warm_start.model)  # the fit trains it in place
     guide = model.own_guide
     if batch_size is not None:
         guide = functools.partial(guide, subsample_size=min(check_int(batch_size, "batch_size", 1), len(split)))
-    result = fit_guide("sdebnn", model, lambda counting: guide, split, num_steps=num_steps, lr=lr,
-                       num_particles=num_particles, seed=seed, progress_bar=progress_bar,
-                       stochastic_dim=lambda g: model.num_weights if model.stochastic else 0, **svi_kwargs)
+    result = fit_guide(name, model, lambda counting: guide, split,
+                       stochastic_dim=lambda g: model.num_weights if model.stochastic else 0, **fit_options)
     result.guide = model.own_guide  # predictions use every point
-    if elbo_particles:
-        result.elbo = estimate_elbo(model, result.guide, split, elbo_particles, seed)
     return with_start_cost(result, warm_start)
