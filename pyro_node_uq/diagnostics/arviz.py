@@ -80,6 +80,8 @@ def _posterior_draws(obj, split, model, num_samples, num_chains, seed):
 
 def _as_chains(flat, num_chains):
     """Split draws ``(S, ...)`` into ``num_chains`` independent groups ``(C, S // C, ...)``."""
+    if not flat:  # a point estimate with no latent sites (an ODE-net): reported by the caller
+        return {}
     S = next(iter(flat.values())).shape[0]
     if S % num_chains:
         raise ValueError(f"num_chains: {S} draws do not split into {num_chains} equal chains")

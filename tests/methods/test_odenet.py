@@ -19,3 +19,12 @@ def test_odenet_is_a_deterministic_fit_of_the_same_architecture():
     with pytest.raises(MethodSkipped, match="odenet: NODEModel brings no guide of its own"):
         chemical = load_problem("chemical", num_train=2)
         run_odenet(chemical.default_model(), chemical.train, num_steps=1, progress_bar=False)
+
+
+def test_odenet_has_no_posterior_to_convert():
+    from pyro_node_uq.diagnostics import to_inference_data
+
+    problem = load_problem("spirals", num_train=6, num_test=4)
+    result = run_odenet(problem.default_model(), problem.train, num_steps=1, progress_bar=False)
+    with pytest.raises(ValueError, match="the posterior has no latent sites to convert"):
+        to_inference_data(result, problem.test, num_samples=4)
