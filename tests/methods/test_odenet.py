@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from pyro_node_uq.data import load_problem
+from pyro_node_uq.diagnostics import to_inference_data
 from pyro_node_uq.methods import MethodSkipped, run_odenet
 
 
@@ -22,8 +23,6 @@ def test_odenet_is_a_deterministic_fit_of_the_same_architecture():
 
 
 def test_odenet_has_no_posterior_to_convert():
-    from pyro_node_uq.diagnostics import to_inference_data
-
     problem = load_problem("spirals", num_train=6, num_test=4)
     result = run_odenet(problem.default_model(), problem.train, num_steps=1, progress_bar=False)
     with pytest.raises(ValueError, match="the posterior has no latent sites to convert"):
