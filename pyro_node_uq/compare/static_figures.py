@@ -52,7 +52,7 @@ def reliability_diagram(predictions, split, split_name, problem):
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="ideal")
     for name, pred in predictions.items():
-        conf, acc, share = zip(*reliability(pred["probs"], split.y, num_bins=10))
+        conf, acc, _ = zip(*reliability(pred["probs"], split.y, num_bins=10))
         ax.plot(conf, acc, "o-", ms=3, label=name)
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
            title=f"{problem.name}: reliability on {split_name}")

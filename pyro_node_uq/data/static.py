@@ -1,15 +1,6 @@
 """Static (x, y) problems for models of one input -> one output (the SDE-BNN): a 1-D regression with a gap in
-its inputs and a 2-D three-class spiral, each with train / test / out-of-domain splits.
-
-``gap_regression``: ``y = sin(2.5 x) + 0.3 x^2 + noise`` (std 0.08); training and test inputs uniform on
-``[-1.8, -0.4] U [0.6, 1.8]``; the "extrapolation" split covers the gap ``(-0.4, 0.6)`` and the flanks
-``[-2.4, -1.8] U [1.8, 2.4]``, where no input was seen.
-
-``spirals``: points at radius ``r`` and angle ``a`` in the plane belong to class ``floor(((a + 1.5 r) mod 2 pi)
-/ (2 pi / 3))``: three interleaved spiral arms.  Train and test radii are uniform on ``[0.3, 2]``; the
-"extrapolation" split lies at radii ``[2.5, 3.5]`` (same labelling rule, never seen).  A share ``flip`` of the
-training and test labels is resampled uniformly (label noise).
-"""
+its inputs and a 2-D three-class spiral, each with train / test / out-of-domain splits (see :data:`GAP_REGRESSION`
+and :data:`SPIRALS`)."""
 import math
 from dataclasses import dataclass
 
@@ -18,6 +9,17 @@ import torch
 from .problem import Problem, Rows
 
 __all__ = ["StaticProblem", "StaticSplit", "gap_regression", "spirals"]
+
+#: description of ``gap_regression``
+GAP_REGRESSION = """``y = sin(2.5 x) + 0.3 x^2 + noise`` (std 0.08); training and test inputs uniform on
+``[-1.8, -0.4] U [0.6, 1.8]``; the "extrapolation" split covers the gap ``(-0.4, 0.6)`` and the flanks
+``[-2.4, -1.8] U [1.8, 2.4]``, where no input was seen."""
+
+#: description of ``spirals``
+SPIRALS = """Points at radius ``r`` and angle ``a`` in the plane belong to class ``floor(((a + 1.5 r) mod 2 pi)
+/ (2 pi / 3))``: three interleaved spiral arms.  Train and test radii are uniform on ``[0.3, 2]``; the
+"extrapolation" split lies at radii ``[2.5, 3.5]`` (same labelling rule, never seen).  A share ``flip`` of the
+training and test labels is resampled uniformly (label noise)."""
 
 
 @dataclass
@@ -83,7 +85,7 @@ def _gap_target(x):
 
 
 def gap_regression(seed=0, num_train=48, num_test=48, num_extrapolation=48, noise=0.08):
-    """The ``gap_regression`` problem (see the module docstring).
+    """The ``gap_regression`` problem (see :data:`GAP_REGRESSION`).
 
     :param int seed: seed of the inputs and the noise.
     :param int num_train: training pairs (likewise ``num_test``, ``num_extrapolation``).
@@ -109,14 +111,14 @@ def gap_regression(seed=0, num_train=48, num_test=48, num_extrapolation=48, nois
     n = num_extrapolation
     unseen = torch.cat([u(n - 2 * (n // 3)) - 0.4, u(n // 3) * 0.6 - 2.4, u(n // 3) * 0.6 + 1.8])
     return StaticProblem(
-        name="gap_regression", description=__doc__, train=split(seen(num_train)), test=split(seen(num_test)),
+        name="gap_regression", description=GAP_REGRESSION, train=split(seen(num_train)), test=split(seen(num_test)),
         extrapolation=split(unseen), obs_names=("y",), input_names=("x",), noise_scale=noise,
         model_kwargs=dict(hidden_dim=3, width=(16,), sigma=0.5, obs_scale=noise, solver={"method": "euler",
                                                                                        "dt": 0.1}))
 
 
 def spirals(seed=0, num_train=120, num_test=120, num_extrapolation=120, flip=0.05):
-    """The ``spirals`` three-class problem (see the module docstring).
+    """The ``spirals`` three-class problem (see :data:`SPIRALS`).
 
     :param int seed: seed of the points and the label noise.
     :param int num_train: training points (likewise ``num_test``, ``num_extrapolation``).
@@ -143,7 +145,7 @@ def spirals(seed=0, num_train=120, num_test=120, num_extrapolation=120, flip=0.0
         return StaticSplit(x=torch.stack([r * a.cos(), r * a.sin()], -1), y=y)
 
     return StaticProblem(
-        name="spirals", description=__doc__, train=split(num_train, (0.3, 2.0), True),
+        name="spirals", description=SPIRALS, train=split(num_train, (0.3, 2.0), True),
         test=split(num_test, (0.3, 2.0), True), extrapolation=split(num_extrapolation, (2.5, 3.5), False),
         obs_names=("class",), input_names=("x1", "x2"), task="classification", num_classes=3,
         model_kwargs=dict(input_layer="linear", hidden_dim=8, width=(16,), sigma=0.2, solver={"dt": 0.25}))

@@ -39,5 +39,5 @@ def run_odenet(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, batch_
     """
     twin = copy.copy(model)
     twin.stochastic = False
-    return fit_own_guide("odenet", twin, split, warm_start=warm_start, num_steps=num_steps, lr=lr, batch_size=batch_size,
-                         seed=seed, progress_bar=progress_bar, **svi_kwargs)
+    return fit_own_guide("odenet", twin, split, warm_start=warm_start, num_steps=num_steps, lr=lr,
+                         batch_size=batch_size, seed=seed, progress_bar=progress_bar, **svi_kwargs)

@@ -4,9 +4,9 @@ import copy
 import functools
 
 from ..models.protocol import ProcessModel
+from ..validation import check_int
 from .common import estimate_elbo, fit_guide, with_start_cost
 from .registry import MethodSkipped, register
-from ..validation import check_int
 
 __all__ = ["fit_own_guide", "run_sdebnn"]
 

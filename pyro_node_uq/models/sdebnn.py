@@ -294,6 +294,11 @@ class SDEBNN(ProcessModel, torch.nn.Module):
 
     forward = model
 
+    def __repr__(self):
+        kind = "SDE-BNN" if self.stochastic else "ODE-net"
+        return (f"SDEBNN({self.input_dim} -> {self.output_dim} {self.likelihood}, hidden_dim={self.hidden_dim}, "
+                f"{kind} of {self.num_weights} path weights, sigma={self.sigma})")
+
     def __getstate__(self):
         # pyro.param tags our tensors with a weakref to their unconstrained value; it is rebuilt on the next call
         for p in self.parameters():

@@ -11,7 +11,8 @@ FAST = {"sdebnn": {"num_steps": 20, "num_particles": 2, "elbo_particles": 4}, "o
 
 
 @pytest.mark.parametrize("name,scores", [
-    ("gap_regression", ("test_rmse", "test_nll", "test_crps", "extrap_coverage_90", "error_spearman", "ood_auroc")),
+    ("gap_regression", ("test_rmse", "test_nll", "test_crps", "extrap_coverage_90", "error_spearman",
+                        "ood_auroc")),
     ("spirals", ("test_accuracy", "test_nll", "test_ece", "test_brier", "extrap_accuracy", "ood_auroc"))])
 def test_static_comparison(tmp_path, name, scores):
     problem = load_problem(name, num_train=16, num_test=12, num_extrapolation=12)

@@ -1,6 +1,5 @@
 """The ODE-net baseline: the SDE-BNN's deterministic twin, fitted by maximum likelihood through the same runner."""
 import pytest
-import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import to_inference_data
