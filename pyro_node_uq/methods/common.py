@@ -79,7 +79,7 @@ def carry_model_params(result):
     state = None if result is None else result.param_state
     if state is None:
         return
-    prefix = getattr(result.guide, "prefix", None)
+    prefix = getattr(result.guide, "_pyro_name", None)  # a guide is a PyroModule: its params are "<name>.*"
     for name, unconstrained in state["params"].items():
         if prefix and name.startswith(prefix + "."):
             continue
