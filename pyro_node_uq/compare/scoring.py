@@ -5,8 +5,9 @@ held-out observations on the test and extrapolation splits; the hidden-state sco
 the model's hidden state is comparable to them (it observes its first hidden components directly).  Error ranking
 (Spearman between each point's predicted uncertainty and the true error of the point prediction) and
 out-of-domain detection (AUROC of test against extrapolation points) use the predictive spread for posterior
-methods and the error predictor's predicted error / neighbour distance for an error-predictor method (LTAU).  LTAU is calibrated on the first half of the test
-trajectories (:func:`calibration_half`), so every method's error scores use only the other half.
+methods and the error predictor's predicted error / neighbour distance for an error-predictor method (LTAU).
+LTAU is calibrated on the first half of the test trajectories (:func:`calibration_half`), so every method's error
+scores use only the other half.
 
 Static problems (``problem.task`` ``"regression"`` or ``"classification"``: independent (x, y) pairs) are scored
 per point by :func:`score_static`: the same predictive scores for regression, accuracy / NLL / Brier / ECE for

@@ -89,6 +89,26 @@ class Problem:
     model_kwargs: dict = field(default_factory=dict)
     task = "trajectories"  # what the comparison scores (a static problem: "regression" or "classification")
 
+    @classmethod
+    def simulated(cls, simulate, seed, sizes, t_end, num_times, in_domain, out_of_domain, noise, **fields):
+        """A problem whose three splits come from one simulator, drawn in order from one seeded generator.
+
+        :param simulate: ``simulate(n, amplitude_range, t, noise, generator) -> Split``.
+        :param int seed: seed of the generator (inputs and noise).
+        :param tuple sizes: trajectories of the train, test and extrapolation splits.
+        :param float t_end: observation times are ``num_times`` points on ``[0, t_end]``.
+        :param int num_times: number of observation times.
+        :param tuple in_domain: input amplitude range of train and test.
+        :param tuple out_of_domain: input amplitude range of the extrapolation split.
+        :param float noise: observation noise std (also the problem's ``noise_scale``).
+        :param fields: the other :class:`Problem` fields (``name``, ``description``, names, ``model_kwargs``...).
+        """
+        gen = torch.Generator().manual_seed(seed)
+        t = torch.linspace(0.0, t_end, num_times, dtype=torch.float64)
+        splits = [simulate(n, amplitude, t, noise, gen)
+                  for n, amplitude in zip(sizes, (in_domain, in_domain, out_of_domain))]
+        return cls(train=splits[0], test=splits[1], extrapolation=splits[2], noise_scale=noise, **fields)
+
     def __post_init__(self):
         for name, split in self.splits.items():
             try:

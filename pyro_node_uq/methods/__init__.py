@@ -40,5 +40,6 @@ del _info
 
 __all__ = ["METHODS", "Method", "MethodResult", "MethodSkipped", "SamplerStats", "as_process_model",
            "carry_model_params", "demo_methods", "estimate_elbo", "guide_samples", "latent_dim", "map_values",
-           "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin", "run_langevin_kernel",
-           "run_layerwise", "run_lowrank", "run_ltau", "run_map", "run_nuts", "run_odenet", "run_sdebnn", "run_svgd"]
+           "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin",
+           "run_langevin_kernel", "run_layerwise", "run_lowrank", "run_ltau", "run_map", "run_nuts", "run_odenet",
+           "run_sdebnn", "run_svgd"]

@@ -49,9 +49,12 @@ def counted(model):
 
 def start_from(name, warm_start, model, split, *, seed=0, progress_bar=True, **options):
     """The fit a method starts from: ``warm_start`` when given (a fit the caller shares between methods), else a
-    fresh run of registered method ``name`` with ``options``.  Its cost is added by :func:`with_start_cost`."""
+    fresh run of registered method ``name`` with ``options`` (an option given as ``None`` keeps that runner's own
+    default, so every method's warm start defaults to the same number of steps).  Its cost is added by
+    :func:`with_start_cost`."""
     if warm_start is not None:
         return warm_start
+    options = {k: v for k, v in options.items() if v is not None}
     return METHODS[name].runner(model, split, seed=seed, progress_bar=progress_bar, **options)
 
 
@@ -86,7 +89,7 @@ def carry_model_params(result):
     state = None if result is None else result.param_state
     if state is None:
         return
-    prefix = getattr(result.guide, "prefix", None)
+    prefix = getattr(result.guide, "_pyro_name", None)  # a guide is a PyroModule: its params are "<name>.*"
     for name, unconstrained in state["params"].items():
         if prefix and name.startswith(prefix + "."):
             continue
