@@ -1,8 +1,10 @@
-"""Problems: synthetic generators (chemical, material) and real data sets, with splits."""
+"""Problems: synthetic generators (chemical, material, static regression and classification) and real data sets,
+with splits."""
 from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
 from .real import hare_lynx, theophylline
+from .static import StaticProblem, StaticSplit, gap_regression, spirals
 from .viscoelastic import viscoelastic
 
 PROBLEMS = {
@@ -11,6 +13,8 @@ PROBLEMS = {
     "elastoplastic": elastoplastic,
     "theophylline": theophylline,
     "hare_lynx": hare_lynx,
+    "gap_regression": gap_regression,
+    "spirals": spirals,
 }
 
 
@@ -18,7 +22,7 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     """Build a registered problem by name.
 
     :param str name: one of :data:`PROBLEMS` (``chemical``, ``viscoelastic``, ``elastoplastic``,
-        ``theophylline``, ``hare_lynx``).
+        ``theophylline``, ``hare_lynx``, ``gap_regression``, ``spirals``).
     :param torch.dtype dtype: cast the data (default: ``torch.get_default_dtype()``).
     :param device: put the data there (default: ``torch.get_default_device()``); the data are always generated
         on the CPU (seeded CPU generators), so a problem is the same on every device.
@@ -34,5 +38,6 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
-__all__ = ["PROBLEMS", "Problem", "Split", "chemical", "elastoplastic", "hare_lynx", "load_problem",
-           "random_sines", "return_mapping", "theophylline", "viscoelastic"]
+__all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "chemical", "elastoplastic",
+           "gap_regression", "hare_lynx", "load_problem", "random_sines", "return_mapping", "spirals", "theophylline",
+           "viscoelastic"]
