@@ -70,8 +70,6 @@ def test_method_contract(ctx, name):
     assert math.isfinite(float(idata.log_likelihood["obs"].sum()))
 
 
-@pytest.mark.xfail(strict=True, reason="the log-likelihood group still drops 'uninformative' times and sums over "
-                                       "outputs (issue 15, likelihood split in progress)")
 def test_log_likelihood_holds_every_observed_entry(ctx):
     idata = to_inference_data(ctx.fit("autonormal"), ctx.problem.test, num_samples=4, num_chains=2)
     N, T = ctx.problem.test.y.shape[:2]
