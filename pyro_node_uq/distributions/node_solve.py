@@ -28,7 +28,7 @@ import torch
 from .fixed_grid import solve_node_fixed
 from .interpolation import Interpolator
 from .node_solve_check import check_solve_args
-from .solve import NODEDivergenceError, ODESolver, current_divergence_policy
+from .solve import NODEDivergenceError, ODESolver
 from .step_check import check_fixed_step
 
 __all__ = ["NODESolution", "solve_node"]
@@ -137,12 +137,12 @@ def _at_unit_times(values, grid, t, t_mask, batch):
 
 
 def _detect_divergence(hs, solver, on_divergence):
-    """Boolean ``batch`` of diverged members (non-finite or huge states); raises or warns per the policy."""
+    """Boolean ``batch`` of diverged members (non-finite or huge states); raises or warns per ``on_divergence``."""
     bad = ~torch.isfinite(hs).all(-1).all(0) | (hs.detach().abs().amax((0, -1)) > solver.max_abs)
     if bad.any():
         msg = (f"NODE solve diverged for {int(bad.sum())} of {bad.numel()} ensemble members x trajectories "
                f"(non-finite or |h| > {solver.max_abs:g}); method={solver.method!r}")
-        if current_divergence_policy(on_divergence) == "raise":
+        if on_divergence == "raise":
             raise NODEDivergenceError(msg + ". Use smaller prior scales, a stiffer-safe solver, or "
                                       "on_divergence='reject' to score them as -inf.")
         warnings.warn(msg + "; scored as -inf", RuntimeWarning)

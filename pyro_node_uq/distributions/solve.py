@@ -1,5 +1,4 @@
 """One ODE solve for a whole ensemble: the NODE vector field, solver options and divergence detection."""
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -9,46 +8,13 @@ from . import step_check
 from .fixed_grid import FIXED_METHODS, stage_times
 from .step_check import check_solver_options
 
-__all__ = ["ODESolver", "NODEDivergenceError", "divergence_policy", "current_divergence_policy"]
+__all__ = ["ODESolver", "NODEDivergenceError"]
 
 _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams"}
 
 
 class NODEDivergenceError(RuntimeError):
     """Raised when an ODE solve produces non-finite or exploding states."""
-
-
-_POLICY = []
-
-
-@contextmanager
-def divergence_policy(mode):
-    """Override every NODE likelihood's ``on_divergence`` inside the block (``"raise"`` or ``"reject"``).
-
-    Used where a diverging solve is an expected, handled event rather than a user error: the exact drift of
-    :class:`~pyro_node_uq.infer.AutoLangevin` evaluates the model at intermediate chain states, and a member whose
-    solve diverges there gets a zero (counted) drift instead of aborting the whole ensemble.
-
-    :param str mode: ``"raise"`` or ``"reject"``.
-
-    Example::
-
-        >>> with divergence_policy("reject"):
-        ...     current_divergence_policy("raise")
-        'reject'
-    """
-    if mode not in ("raise", "reject"):
-        raise ValueError(f"mode must be 'raise' or 'reject', got {mode!r}")
-    _POLICY.append(mode)
-    try:
-        yield
-    finally:
-        _POLICY.pop()
-
-
-def current_divergence_policy(default):
-    """The innermost :func:`divergence_policy` in force, else ``default`` (the likelihood's own setting)."""
-    return _POLICY[-1] if _POLICY else default
 
 
 @dataclass

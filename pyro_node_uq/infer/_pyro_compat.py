@@ -3,6 +3,7 @@
 Each item names the Pyro version it was checked against (pyro-ppl 1.9.2).  Everything else in the package uses
 Pyro's public API only.
 """
+import functools
 from contextlib import contextmanager
 
 from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler  # 1.9.2: MCMC's per-process and in-process samplers
@@ -58,3 +59,14 @@ def replace_model(guide, model):
     ``AutoGuide._model`` slot, a 1-tuple so that ``nn.Module`` does not register it."""
     guide._model = (model,)
     return guide
+
+
+def bare_model(model):
+    """The user's model inside an autoguide's wrappers.  Pyro 1.9.2's ``AutoContinuous`` wraps its model in
+    ``InitMessenger(init_loc_fn)(model)``, a ``functools.partial`` of the messenger's context wrapper whose last
+    argument is the model."""
+    from pyro.poutine.messenger import Messenger
+
+    while isinstance(model, functools.partial) and model.args and isinstance(model.args[0], Messenger):
+        model = model.args[-1]
+    return model

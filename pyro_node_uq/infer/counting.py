@@ -1,4 +1,6 @@
 """Count data-model evaluations (ODE solves x particles) of a Pyro model, as inference actually makes them."""
+import copy
+
 from pyro import poutine
 
 __all__ = ["CountingModel"]
@@ -31,7 +33,23 @@ class CountingModel:
 
     def __init__(self, model, site="obs", max_plate_nesting=1):
         self.model, self.site, self.max_plate_nesting = model, site, max_plate_nesting
-        self.count = 0
+        self._counter = [0]  # shared with the views of :meth:`with_divergence`
+
+    @property
+    def count(self):
+        """Ensemble members evaluated so far (by this model and its :meth:`with_divergence` views)."""
+        return self._counter[0]
+
+    @count.setter
+    def count(self, value):
+        self._counter[0] = value
+
+    def with_divergence(self, mode):
+        """A view of the wrapped model with ``on_divergence=mode`` whose evaluations count here too (the wrapped
+        model must provide ``with_divergence``, as every :class:`~pyro_node_uq.models.ProcessModel` does)."""
+        view = copy.copy(self)
+        view.model = self.model.with_divergence(mode)
+        return view
 
     def __call__(self, *args, **kwargs):
         with poutine.trace() as tracer:

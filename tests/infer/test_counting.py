@@ -16,3 +16,15 @@ def test_counting_model_plates():
     with pyro.plate("particles", 5, dim=-2):
         counted()
     assert counted.count == 1 + 5
+
+
+def test_a_divergence_view_counts_into_the_same_total():
+    from pyro_node_uq.data import load_problem
+
+    problem = load_problem("chemical", num_train=2, num_times=5)
+    counted = CountingModel(problem.default_model(R_hidden=(4,)))
+    view = counted.with_divergence("reject")
+    assert view.model.on_divergence == "reject" and counted.model.on_divergence == "raise"
+    counted(*problem.train.args)
+    view(*problem.train.args)
+    assert counted.count == view.count == 2

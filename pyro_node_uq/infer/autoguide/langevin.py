@@ -31,8 +31,8 @@ from pyro.poutine.runtime import get_plates
 from torch import nn
 from torch.distributions import biject_to
 
-from ...distributions import divergence_policy
 from ...nn import unflatten_params
+from .._pyro_compat import bare_model
 from ..log_joint import LogJoint
 from . import ou_chain
 from .drift import DriftSum, ExactDrift, LearnedDrift
@@ -133,7 +133,7 @@ class AutoLangevin(AutoContinuous):
             raise ValueError(f"exact_weight_init must be positive, got {exact_weight_init}")
         self._exact_weight_init = float(exact_weight_init)
         super().__init__(model, init_loc_fn=init_loc_fn)
-        self._data, self._log_joint, self._last_info = None, None, None
+        self._data, self._log_joint, self._log_joint_of, self._last_info = None, None, None, None
         self._init_from = None if init_from is None else (init_from,)  # a tuple: not registered as a sub-guide
 
     # ------------------------------------------------------------------ parameters
@@ -223,7 +223,7 @@ class AutoLangevin(AutoContinuous):
         state = super().__getstate__()
         self._model = model
         state["_model"] = model
-        state["_log_joint"] = None
+        state["_log_joint"] = state["_log_joint_of"] = None
         return state
 
     def load_state_dict(self, state_dict, strict=True):
@@ -250,13 +250,20 @@ class AutoLangevin(AutoContinuous):
 
     def log_joint(self, z):
         """``log p(data, z) + log|J|`` at flat unconstrained points ``z`` ``(P, D)`` (this guide's site order),
-        given :attr:`conditioning_data`; evaluated outside the caller's effect handlers.  Returns ``(P,)``."""
+        given :attr:`conditioning_data`; evaluated outside the caller's effect handlers.  Returns ``(P,)``.
+
+        A model with ``with_divergence`` (every :class:`~pyro_node_uq.models.ProcessModel`) is evaluated with
+        diverging solves rejected: such a member scores ``-inf`` (its exact drift is then zero, and counted in
+        :attr:`stats`) instead of aborting the ensemble."""
         if self._data is None:
             raise RuntimeError(f"{type(self).__name__}: no data to condition the exact drift on; call the guide once "
                                "with the model's arguments or use condition_on(*args, **kwargs)")
-        if self._log_joint is None or self._log_joint.model is not self.model:  # built, or the model was replaced
+        if self._log_joint is None or self._log_joint_of is not self.model:  # built, or the model was replaced
             args, kwargs = self._data
-            self._log_joint = LogJoint.from_model(self.model, args, kwargs, latent_sites=self._unconstrained_shapes)
+            rejecting = getattr(bare_model(self.model), "with_divergence", None)
+            model = rejecting("reject") if rejecting is not None else self.model
+            self._log_joint = LogJoint.from_model(model, args, kwargs, latent_sites=self._unconstrained_shapes)
+            self._log_joint_of = self.model
         return self._log_joint(unflatten_params(z, self._unconstrained_shapes))
 
     # ------------------------------------------------------------------ the reference r and the drift
@@ -302,7 +309,7 @@ class AutoLangevin(AutoContinuous):
                 f"AutoLangevin(score={self.score_mode!r}): the exact drift differentiates the model inside the guide "
                 "(torch.autograd.grad), which torch.jit.trace cannot record; use Trace_ELBO, or score='learned' "
                 "with JitTrace_ELBO")
-        with divergence_policy("reject"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # counted in stats and warned about once per chain
             return self.log_joint(z)
 
