@@ -30,7 +30,8 @@ import warnings
 
 import torch
 
-from .rk_backprop import rk_solve
+from .rk_backprop import rk_solve, rk_steps
+from .step_check import warn_if_unstable
 
 __all__ = ["FIXED_METHODS", "AUTO_COMPILE_AFTER", "solve_node_fixed", "stage_times"]
 
@@ -150,7 +151,55 @@ def _runner(key, policy):
     return _chunk
 
 
-def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substeps=1, compile=False, chunk=None):
+def _tableau(method, like):
+    """The method's ``b`` then the rows of ``a``, flat, as a tensor like ``like`` (each step's ``coef`` is its
+    width times this)."""
+    _, a, b = FIXED_METHODS[method]
+    return like.new_tensor(list(b) + [x for row in a for x in row])
+
+
+def _input_term(field, interp, times, batch):
+    """R's first-layer input term ``W_x x(t) + b`` at every stage time ``times`` ``(K, S)``: ``(u, None, None)``
+    with ``u`` ``(K, S, B, n1, M)``; beyond :data:`_FUSE_BUDGET` the stage inputs ``x`` themselves with the
+    weights ``(x, W_x, b)`` (applied stage by stage)."""
+    K, S = times.shape
+    if interp is None:
+        return field.b_in.expand((K, S) + field.b_in.shape), None, None
+    D = field.w_in.shape[-1]
+    xs = interp.at_grid(times.reshape(-1)).movedim(-2, 0)  # (K * S,) + xbatch + (D,)
+    xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
+    if K * S * field.B * field.M * field.w_in.shape[-2] > _FUSE_BUDGET:  # as large as the solve's activations
+        return xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
+    if D == 1:  # an outer product: cheaper than a broadcast matrix product
+        u = torch.addcmul(field.b_in, field.w_in, xs)
+    else:
+        u = torch.matmul(field.w_in, xs) + field.b_in
+    return u.reshape((K, S) + (field.B, -1, field.M)), None, None
+
+
+def _check_step(R, field, interp, batch, states, t, method, substeps):
+    """Issue 16's step-doubling check (:mod:`~pyro_node_uq.distributions.step_check`) on this path's own steps:
+    from the observation time where the state is largest, one step of the largest width against two half
+    steps, for the whole ensemble in one go; warns once per solve.  ``states`` ``(T, B, H, M)``."""
+    if len(t) < 2 or not torch.isfinite(states).all():
+        return float("nan")  # divergence is reported by the caller
+    k = int(states.abs().flatten(1).amax(1)[:-1].argmax())
+    width = (t[1:] - t[:-1]).max() / substeps
+    grid = torch.stack([t[k], t[k] + width])
+    (t1, dt1), (t2, dt2) = stage_times(grid, method, 1), stage_times(grid, method, 2)
+    u, wx, bx = _input_term(field, interp, torch.cat([t1, t2]), batch)
+    coef = torch.cat([dt1, dt2])[:, None] * _tableau(method, dt1)
+    _, a, b = FIXED_METHODS[method]
+    args = (field.weights, field.biases, wx, bx, R.activation, R.out_activation, a, b)
+    y = states[k]
+    one, two = _chunk(y, u[:1], coef[:1], *args)[-1], _chunk(y, u[1:], coef[1:], *args)[-1]
+    err = float((one - two).abs().amax() / (two.abs().amax() + y.abs().amax() + torch.finfo(y.dtype).tiny))
+    warn_if_unstable(err, method, width, t[k])
+    return err
+
+
+def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substeps=1, compile=False, chunk=None,
+                     step_check=False):
     """Solve ``dh/dt = R(h, x(t))`` for the whole ensemble with a fixed-step method on the grid ``t``.
 
     :param BatchedMLP R: vector field network, input ``hidden_dim + input_dim``.
@@ -164,6 +213,10 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     :param compile: ``False`` (eager), ``True`` (compile at the first solve of a shape) or ``"auto"``
         (compile a shape once solved :data:`AUTO_COMPILE_AFTER` times).
     :param int chunk: steps per compiled call (default: one observation interval, ``substeps`` steps).
+    :param bool step_check: after the solve, warn (``StepSizeWarning``) when a step-doubling check shows the
+        step far above the stable step (the check of :func:`~pyro_node_uq.distributions.step_check.
+        check_fixed_step`, run here with this path's own steps: a few small ops instead of a ``torchdiffeq``
+        solve).
     :returns: states ``(T,) + batch + (H,)``, like ``torchdiffeq.odeint``.
 
     Example::
@@ -182,33 +235,35 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     D = R.sizes[0] - H
     if D > 0 and interp is None:
         raise ValueError(f"solve_node_fixed: R expects {D} inputs but interp is None")
+    interp = interp if D else None
     out_shape = (t.shape[0],) + tuple(batch) + (H,)
     batch = torch.Size(batch) if len(batch) else torch.Size([1])
     field = _Field(R, params, batch)
     times, dt = stage_times(t, method, substeps)  # (K, S), (K,)
-    K, S = times.shape
-    tableau = torch.tensor(list(b) + [x for row in a for x in row], dtype=dt.dtype, device=dt.device)
-    coef = dt[:, None] * tableau
     h = field.columns(h0.reshape((1,) * (len(batch) + 1 - h0.dim()) + h0.shape), batch).contiguous()  # (B, H, M)
+    weights, biases = field.weights, field.biases
+    u, wx, bx = _input_term(field, interp, times, batch)
+    tape = torch.is_grad_enabled() and any(v.requires_grad for v in (h, u, *weights, *biases))
+    if wx is None and not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad:
+        # the hand-written solve: few ops, and with a gradient no autograd tape
+        states = (rk_solve if tape else rk_steps)(h, u, dt, weights, biases, a, b)[::substeps]
+    else:
+        states = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk)
+    if step_check and not torch.jit.is_tracing():
+        with torch.no_grad():
+            _check_step(R, field, interp, batch, states.detach(), t, method, substeps)
+    return states.transpose(-1, -2).reshape(out_shape)
+
+
+def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
+    """The step loop under autograd, in chunks of ``chunk`` steps, compiled per the ``compile`` policy."""
+    _, a, b = FIXED_METHODS[method]
+    K = dt.shape[0]
+    coef = dt[:, None] * _tableau(method, dt)
     weights, biases = field.weights, field.biases
     chunk = int(chunk or substeps)
     key = (method, chunk, tuple(h.shape), tuple(w.shape for w in weights), tuple(field.w_in.shape), h.dtype,
            h.device.type, torch.is_grad_enabled())
-    wx = bx = None
-    if not D:
-        u = field.b_in.expand((K, S) + field.b_in.shape)
-    else:
-        xs = interp.at_grid(times.reshape(-1)).movedim(-2, 0)  # (K * S,) + xbatch + (D,)
-        xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
-        if K * S * field.B * field.M * weights[0].shape[-2] <= _FUSE_BUDGET:  # precompute W_x x + b: fewer ops
-            u = (torch.matmul(field.w_in, xs) + field.b_in).reshape((K, S) + (field.B, -1, field.M))
-        else:  # the term is as large as the whole solve's activations: compute it stage by stage
-            u, wx, bx = xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
-    tape = torch.is_grad_enabled() and any(v.requires_grad for v in (h, u, *weights, *biases))
-    if (tape and wx is None and not compile and R.activation == "tanh" and R.out_activation is None
-            and not coef.requires_grad):
-        states = torch.cat([h.unsqueeze(0), rk_solve(h, u, coef.tolist(), weights, biases, a, b)])[::substeps]
-        return states.transpose(-1, -2).reshape(out_shape)  # the hand-written backward: no autograd tape
     compiled = _runner(key, compile)
     out = [h.unsqueeze(0)]
     for start, u_c, coef_c in zip(range(0, K, chunk), u.split(chunk), coef.split(chunk)):
@@ -226,5 +281,4 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
             hs = _chunk(*args)
         out.append(hs)
         h = hs[-1]
-    states = torch.cat(out)[::substeps]  # (T, B, H, M)
-    return states.transpose(-1, -2).reshape(out_shape)
+    return torch.cat(out)[::substeps]  # (T, B, H, M)

@@ -9,7 +9,6 @@ from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
 from .fixed_grid import solve_node_fixed
-from .step_check import check_fixed_step
 from .interpolation import Interpolator
 from .solve import NODEDivergenceError, ODESolver, current_divergence_policy
 
@@ -119,10 +118,7 @@ class NODETrajectory(TorchDistribution):
         h0 = self.h0.expand(batch + (self.hidden_dim,))
         if self.solver.fixed_grid:
             hs = solve_node_fixed(self.R, self.params, self.h0, self.t, batch, interp, self.solver.method,
-                                  self.solver.substeps, self.solver.compile)
-            if self.solver.step_check and not torch.jit.is_tracing():  # the same check as the torchdiffeq path
-                step = (self.t[1:] - self.t[:-1]).max() / self.solver.substeps if len(self.t) > 1 else None
-                check_fixed_step(self._rhs(interp), hs, self.t, self.solver.method, step)
+                                  self.solver.substeps, self.solver.compile, step_check=self.solver.step_check)
         else:
             hs = self.solver.odeint(self._rhs(interp), h0, self.t, params=tuple(self.params.values()))
         bad = ~torch.isfinite(hs).all(-1).all(0) | (hs.detach().abs().amax((0, -1)) > self.solver.max_abs)

@@ -159,3 +159,27 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
     assert len(used) == 1  # the first solve only
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("input_dim", [0, 1, 2])
+def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim):
+    """The fast path's own step-doubling check gives the relative error of issue 16's torchdiffeq check."""
+    from pyro_node_uq.distributions import step_check
+
+    R, Z, params, t, x, y = _setup(input_dim=input_dim)
+    h0 = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    errs = []
+    monkeypatch.setattr(fixed_grid, "warn_if_unstable", lambda err, *a: errs.append(err))
+    interp = Interpolator(t, x) if input_dim else None
+    hs = fixed_grid.solve_node_fixed(R, params, h0, t, torch.Size([3, 4]), interp, method, substeps=2,
+                                     step_check=True)
+    batch = torch.Size([3, 4])
+
+    def f(s, h):
+        return R(params, h if interp is None else torch.cat([h, interp(s).expand(batch + (-1,))], -1))
+
+    k = int(hs.abs().flatten(1).amax(1)[:-1].argmax())
+    ref = step_check.step_doubling_error(f, hs[k], t[k], (t[1:] - t[:-1]).max() / 2, method)
+    assert len(errs) == 1 and ref > 1e-8
+    assert errs[0] == pytest.approx(ref, rel=1e-9)
