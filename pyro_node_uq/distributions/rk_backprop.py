@@ -37,6 +37,10 @@ def _tableau(dt, a, b):
     return A[:, None, :].unbind(0), A[:, :, None].unbind(0), Bv, dt.tolist()
 
 
+def _skip(x):
+    pass
+
+
 def _forward(h, u, tab, weights, biases, save):
     """States and stage inputs ``Yh`` ``(K + 1, S, B H M)`` (``Yh[k, 0]``: the state ``h_k``), and the hidden
     activations of every stage per layer (lists in step order, when ``save``).
@@ -59,25 +63,27 @@ def _forward(h, u, tab, weights, biases, save):
     if L:
         k3[S].copy_(biases[-1].expand(B, H, M))
     acts = [[] for _ in range(L)]
+    appends = [x.append if save else _skip for x in acts]
     W0, last = weights[0], L - 1
-    for k, u_k in enumerate(u.unbind(0)):
-        dt = dts[k]
-        for i, u_ki in enumerate(u_k.unbind(0)):
+    us = [u[0, 0]] * (K * S) if u.stride(0) == u.stride(1) == 0 else u.flatten(0, 1).unbind(0)  # shared: no inputs
+    x0, Yk = X2[0], Yh.unbind(0)
+    for k in range(K):
+        dt, base = dts[k], k * S
+        for i in range(S):
             if i:
-                torch.addmm(X2[0], rows_a[i], kbuf, alpha=dt, out=X2[i])
+                torch.addmm(x0, rows_a[i], kbuf, alpha=dt, out=X2[i])
             if L == 0:
-                torch.baddbmm(u_ki, W0, X3[i], out=k3[i])
+                torch.baddbmm(us[base + i], W0, X3[i], out=k3[i])
                 continue
-            z = torch.baddbmm(u_ki, W0, X3[i]).tanh_()
+            z = torch.baddbmm(us[base + i], W0, X3[i]).tanh_()
             for layer in range(L):
-                if save:
-                    acts[layer].append(z)
+                appends[layer](z)
                 if layer == last:
                     torch.bmm(weights[layer + 1], z, out=k3[i])
                 else:
                     z = torch.baddbmm(biases[layer], weights[layer + 1], z).tanh_()
-        Yh[k].copy_(X)
-        X2[0].addmm_(Bv, kbuf, alpha=dt)  # the next state
+        Yk[k].copy_(X)
+        x0.addmm_(Bv, kbuf, alpha=dt)  # the next state
     Yh[K, 0] = X[0]
     return Yh, acts
 
@@ -117,7 +123,7 @@ class _RKSolve(torch.autograd.Function):
         K1, S, N = Yh.shape
         K, L = K1 - 1, n - 1
         B, H, M = g_states.shape[1:]
-        tanh_backward = torch.ops.aten.tanh_backward
+        tanh_backward = torch.ops.aten.tanh_backward.default
         lam = g_states.new_zeros(1, N)  # gradient of the current state
         G = g_states.new_empty(S + 1, N)  # gradients of the step's stage values and its bias row
         G3 = G.view(S + 1, B, H, M).unbind(0)
@@ -128,21 +134,21 @@ class _RKSolve(torch.autograd.Function):
         G_hist = g_states.new_empty(K, S + 1, N)
         gs = g_states.reshape(K1, 1, N).unbind(0)
         g_z = [[] for _ in range(L)]  # gradient of each hidden pre-activation, steps and stages in reverse
+        G_k = G_hist.unbind(0)
         for k in range(K - 1, -1, -1):
-            dt = dts[k]
+            dt, base = dts[k], k * S
             lam.add_(gs[k + 1])  # the observation's gradient
-            torch.addmm(G, Bt, lam, beta=0, alpha=dt, out=G)  # dt b_i lam for every stage (and the bias row)
+            G.addmm_(Bt, lam, beta=0, alpha=dt)  # dt b_i lam for every stage (and the bias row)
             for i in range(S - 1, -1, -1):
-                idx = k * S + i
                 g = G3[i]
                 for layer in range(L - 1, -1, -1):  # back through the tanh layers
-                    g = tanh_backward(torch.bmm(wT[layer + 1], g), acts[layer][idx])
+                    g = tanh_backward(torch.bmm(wT[layer + 1], g), acts[layer][base + i])
                     g_z[layer].append(g)
                 torch.bmm(wT[0], g, out=gY3[i])
                 if i:
                     G.addmm_(cols_a[i], gY2[i], alpha=dt)  # to the earlier stages and the bias row
             lam.addmm_(ones, gY)  # the update's identity term and every stage input's
-            G_hist[k].copy_(G)
+            G_k[k].copy_(G)
         grad_h = (lam + gs[0]).view(B, H, M)
         g_z = [_columns(x[::-1]) for x in g_z]  # (B, n, K S M), in step order
         g_k = _columns(G_hist[:, :S].reshape(K * S, B, H, M))  # gradient of every stage value k_i
