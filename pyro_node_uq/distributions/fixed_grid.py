@@ -158,24 +158,39 @@ def _tableau(method, like):
     return like.new_tensor(list(b) + [x for row in a for x in row])
 
 
-def _input_term(field, interp, times, batch):
-    """R's first-layer input term ``W_x x(t) + b`` at every stage time ``times`` ``(K, S)``: ``(u, None, None)``
-    with ``u`` ``(K, S, B, n1, M)``; beyond :data:`_FUSE_BUDGET` the stage inputs ``x`` themselves with the
-    weights ``(x, W_x, b)`` (applied stage by stage)."""
-    K, S = times.shape
+def _stage_inputs(field, interp, times, batch):
+    """The inputs at every stage time ``times`` ``(K, S)`` in the solve's layout, ``(K, S, B, D, M)``
+    contiguous (so that each stage's input term is one block), or ``None`` without inputs."""
     if interp is None:
-        return field.b_in.expand((K, S) + field.b_in.shape), None, None
-    D = field.w_in.shape[-1]
+        return None
+    K, S = times.shape
     xs = interp.at_grid(times.reshape(-1)).movedim(-2, 0)  # (K * S,) + xbatch + (D,)
     xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
-    xs = xs.contiguous()  # small; the input term below then comes out contiguous, one block per stage
-    if K * S * field.B * field.M * field.w_in.shape[-2] > _FUSE_BUDGET:  # as large as the solve's activations
-        return xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
-    if D == 1:  # an outer product: cheaper than a broadcast matrix product
-        u = torch.addcmul(field.b_in, field.w_in, xs)
-    else:
-        u = torch.matmul(field.w_in, xs) + field.b_in
-    return u.reshape((K, S) + (field.B, -1, field.M)), None, None
+    return xs.contiguous().reshape((K, S) + xs.shape[1:])
+
+
+def _streamed(field, K, S):
+    """Whether the first layer's input term of all stages, ``K S B n1 M`` elements, exceeds :data:`_FUSE_BUDGET`
+    (it is then applied stage by stage)."""
+    return K * S * field.B * field.M * field.w_in.shape[-2] > _FUSE_BUDGET
+
+
+def _input_term(field, xs, K, S):
+    """R's first-layer input term ``W_x x + b`` at every stage for the autograd step loop: ``(u, None, None)``
+    with ``u`` ``(K, S, B, n1, M)``, or when :func:`_streamed` the inputs with the weights ``(x, W_x, b)``."""
+    if xs is None:
+        return field.b_in.expand((K, S) + field.b_in.shape), None, None
+    if _streamed(field, K, S):
+        return xs, field.w_in, field.b_in
+    if xs.shape[-2] == 1:  # one input: an outer product, cheaper than a broadcast matrix product
+        return torch.addcmul(field.b_in, field.w_in, xs), None, None
+    return torch.matmul(field.w_in, xs) + field.b_in, None, None
+
+
+def _fast(R, compile, dt):
+    """Whether the hand-written solve of :mod:`~pyro_node_uq.distributions.rk_backprop` applies: an eager solve
+    of a ``tanh`` field without output activation, with step widths that need no gradient."""
+    return not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad
 
 
 def _check_step(R, field, interp, batch, states, t, method, substeps):
@@ -189,12 +204,15 @@ def _check_step(R, field, interp, batch, states, t, method, substeps):
     c = FIXED_METHODS[method][0]
     times = t[k] + width * t.new_tensor([c, [x / 2 for x in c], [0.5 + x / 2 for x in c]])  # one step, two halves
     dt = width * t.new_tensor([1.0, 0.5, 0.5])
-    u, wx, bx = _input_term(field, interp, times, batch)
+    xs = _stage_inputs(field, interp, times, batch)
     y, (_, a, b) = states[k], FIXED_METHODS[method]
-    if wx is None and R.activation == "tanh" and R.out_activation is None:
-        one = rk_steps(y, u[:1], dt[:1], field.weights, field.biases, a, b)[-1]
-        two = rk_steps(y, u[1:], dt[1:], field.weights, field.biases, a, b)[-1]
+    if _fast(R, False, dt):
+        one = rk_steps(y, xs[:1] if xs is not None else None, field.w_in, field.b_in, dt[:1], field.weights,
+                       field.biases, a, b)[-1]
+        two = rk_steps(y, xs[1:] if xs is not None else None, field.w_in, field.b_in, dt[1:], field.weights,
+                       field.biases, a, b)[-1]
     else:
+        u, wx, bx = _input_term(field, xs, 3, len(b))
         coef = dt[:, None] * _tableau(method, dt)
         args = (field.weights, field.biases, wx, bx, R.activation, R.out_activation, a, b)
         one, two = _chunk(y, u[:1], coef[:1], *args)[-1], _chunk(y, u[1:], coef[1:], *args)[-1]
@@ -247,12 +265,15 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     times, dt = stage_times(t, method, substeps)  # (K, S), (K,)
     h = field.columns(h0.reshape((1,) * (len(batch) + 1 - h0.dim()) + h0.shape), batch).contiguous()  # (B, H, M)
     weights, biases = field.weights, field.biases
-    u, wx, bx = _input_term(field, interp, times, batch)
-    tape = torch.is_grad_enabled() and any(v.requires_grad for v in (h, u, *weights, *biases))
-    if wx is None and not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad:
-        # the hand-written solve: few ops, and with a gradient no autograd tape
-        states = (rk_solve if tape else rk_steps)(h, u, dt, weights, biases, a, b)[::substeps]
+    xs = _stage_inputs(field, interp, times, batch)
+    if _fast(R, compile, dt):  # the hand-written solve: few ops, and with a gradient no autograd tape
+        tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
+                                                for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
+        stream = xs is not None and _streamed(field, *times.shape)
+        states = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b,
+                                                  stream)[::substeps]
     else:
+        u, wx, bx = _input_term(field, xs, *times.shape)
         states = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk)
     if step_check and not torch.jit.is_tracing():
         with torch.no_grad():

@@ -41,7 +41,29 @@ def _skip(x):
     pass
 
 
-def _forward(h, u, tab, weights, biases, save):
+class _StageTerms:
+    """The first layer's input term computed stage by stage, for ensembles where all of them at once would be
+    as large as the solve's activations."""
+
+    def __init__(self, x, w_in, b_in):
+        self.x, self.w_in, self.b_in = x.flatten(0, 1), w_in, b_in
+
+    def __getitem__(self, idx):
+        return torch.baddbmm(self.b_in, self.w_in, self.x[idx])
+
+
+def _input_terms(x, w_in, b_in, K, S, stream):
+    """The first layer's input term ``W_x x + b`` of every stage: a list of ``K S`` tensors ``(B, n1, M)`` (or
+    ``(B, n1, 1)``, the bias alone, without inputs), or with ``stream`` computed when asked for."""
+    if x is None:
+        return [b_in] * (K * S)
+    if stream:
+        return _StageTerms(x, w_in, b_in)
+    u = torch.addcmul(b_in, w_in, x) if x.shape[-2] == 1 else torch.matmul(w_in, x).add_(b_in)
+    return u.flatten(0, 1).unbind(0)
+
+
+def _forward(h, us, K, tab, weights, biases, save):
     """States and stage inputs ``Yh`` ``(K + 1, S, B H M)`` (``Yh[k, 0]``: the state ``h_k``), and the hidden
     activations of every stage per layer (lists in step order, when ``save``).
 
@@ -50,7 +72,7 @@ def _forward(h, u, tab, weights, biases, save):
     bias, which every combination weighs with the sum of its coefficients (exactly ``sum_j c_j (k_j + bias)``),
     so the last layer is a plain product."""
     rows_a, _, Bv, dts = tab
-    K, S = u.shape[:2]
+    S = len(rows_a)
     B, H, M = h.shape
     n = B * H * M
     Yh = h.new_empty(K + 1, S, n)
@@ -65,7 +87,6 @@ def _forward(h, u, tab, weights, biases, save):
     acts = [[] for _ in range(L)]
     appends = [x.append if save else _skip for x in acts]
     W0, last = weights[0], L - 1
-    us = [u[0, 0]] * (K * S) if u.stride(0) == u.stride(1) == 0 else u.flatten(0, 1).unbind(0)  # shared: no inputs
     x0, Yk = X2[0], Yh.unbind(0)
     for k in range(K):
         dt, base = dts[k], k * S
@@ -104,12 +125,13 @@ def _outer_sum(g, v):
 
 class _RKSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, u, dt, a, b, *wb):
+    def forward(ctx, h, x, w_in, b_in, dt, a, b, stream, *wb):
         n = len(wb) // 2 + 1
         weights, biases = wb[:n], wb[n:]
         tab = _tableau(dt, a, b)
-        Yh, acts = _forward(h, u, tab, weights, biases, save=True)
-        ctx.n, ctx.u_shape, ctx.Yh, ctx.acts, ctx.tab = n, u.shape, Yh, acts, tab
+        K = dt.shape[0]
+        Yh, acts = _forward(h, _input_terms(x, w_in, b_in, K, len(b), stream), K, tab, weights, biases, save=True)
+        ctx.n, ctx.Yh, ctx.acts, ctx.tab, ctx.x, ctx.w_in = n, Yh, acts, tab, x, w_in
         ctx.save_for_backward(*wb)
         return Yh[:, 0].reshape((-1,) + h.shape)
 
@@ -160,28 +182,37 @@ class _RKSolve(torch.autograd.Function):
             grads_w.append(_outer_sum(g_out, _columns(acts[layer - 1])))
             grads_b.append(g_out.sum(-1, keepdim=True) if layer < L else
                            G_hist[:, S].view(K, B, H, M).sum((0, -1)).unsqueeze(-1))
-        g_u = g_first.unflatten(-1, (K, S, M)).permute(2, 3, 0, 1, 4)  # (K, S, B, n1, M)
-        if g_u.shape[-1] != ctx.u_shape[-1]:  # an input term shared by the M columns (no inputs: the bias)
-            g_u = g_u.sum(-1, keepdim=True)
-        return (grad_h, g_u, None, None, None, *grads_w, *grads_b)
+        x, w_in = ctx.x, ctx.w_in  # the input term's weights: their gradients here, not through a (K, S, ...) term
+        grad_x = grad_w_in = None
+        if x is not None:
+            grad_w_in = _outer_sum(g_first, _columns(x.flatten(0, 1)))
+            if ctx.needs_input_grad[1]:
+                grad_x = torch.bmm(w_in.transpose(-1, -2), g_first).unflatten(-1, (K, S, M)).permute(2, 3, 0, 1, 4)
+        grad_b_in = g_first.sum(-1, keepdim=True)
+        return (grad_h, grad_x, grad_w_in, grad_b_in, None, None, None, None, *grads_w, *grads_b)
 
 
-def rk_solve(h, u, dt, weights, biases, a, b):
+def rk_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
     """States after each step, ``(K + 1, B, H, M)`` (the first is ``h``), of the explicit RK method ``(a, b)``,
     with the hand-written backward.
 
     :param torch.Tensor h: initial states ``(B, H, M)``, contiguous.
-    :param torch.Tensor u: the first layer's input term at every stage ``(K, S, B, n1, M)`` (may be expanded).
+    :param torch.Tensor x: the inputs at every stage ``(K, S, B, D, M)``, contiguous, or ``None`` (no inputs).
+    :param torch.Tensor w_in: the first layer's input weights ``(B, n1, D)``.
+    :param torch.Tensor b_in: the first layer's bias ``(B, n1, 1)``.
     :param torch.Tensor dt: the step widths ``(K,)`` (no gradient).
     :param list weights: ``(B, out, in)`` per layer (the first one acting on the state only).
     :param list biases: ``(B, out, 1)`` of the layers after the first.
     :param a: the Butcher matrix's rows below the diagonal (Python floats).
     :param b: the Butcher weights (Python floats).
+    :param bool stream: compute the input term ``W_x x + b`` stage by stage (large ensembles), not all at once.
     """
-    return _RKSolve.apply(h, u, dt, a, b, *weights, *biases)
+    return _RKSolve.apply(h, x, w_in, b_in, dt, a, b, stream, *weights, *biases)
 
 
-def rk_steps(h, u, dt, weights, biases, a, b):
+def rk_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
     """The same solve without a gradient: states ``(K + 1, B, H, M)`` (arguments as :func:`rk_solve`)."""
     with torch.no_grad():
-        return _forward(h, u, _tableau(dt, a, b), weights, biases, save=False)[0][:, 0].reshape((-1,) + h.shape)
+        K = dt.shape[0]
+        us = _input_terms(x, w_in, b_in, K, len(b), stream)
+        return _forward(h, us, K, _tableau(dt, a, b), weights, biases, save=False)[0][:, 0].reshape((-1,) + h.shape)

@@ -55,14 +55,23 @@ def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
 
 
-def test_streamed_input_term_and_cubic_inputs_match(monkeypatch):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_input_term_gradients_match_with_cubic_inputs(monkeypatch, streamed):
+    """Gradients of the weights and of the inputs x themselves (two inputs, cubic interpolation), with the
+    input term W_x x + b computed for all stages at once or (large ensembles) stage by stage."""
     R, Z, params, t, x, y = _setup(input_dim=2, P=5)
-    ref = _solve(R, Z, params, t, x, "torchdiffeq", interp="cubic")[0].mean
-    fused = _solve(R, Z, params, t, x, "fixed", interp="cubic")[0].mean
-    monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)  # large ensembles apply W_x x + b stage by stage
-    streamed = _solve(R, Z, params, t, x, "fixed", interp="cubic")[0].mean
-    torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(streamed, ref, rtol=1e-10, atol=1e-10)
+    if streamed:
+        monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
+    out = []
+    for backend in ("torchdiffeq", "fixed"):
+        xg = x.detach().requires_grad_()
+        d, p = _solve(R, Z, params, t, xg, backend, interp="cubic")
+        d.log_prob(y).sum().backward()
+        out.append((d.mean.detach(), xg.grad, {k: v.grad for k, v in p.items()}))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out[1][1], out[0][1], rtol=1e-10, atol=1e-10)
+    for k in out[0][2]:
+        torch.testing.assert_close(out[1][2][k], out[0][2][k], rtol=1e-10, atol=1e-10)
 
 
 def test_auto_backend_picks_the_fast_path_only_where_it_applies(monkeypatch):
@@ -147,7 +156,7 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
 
     R, Z, params, t, x, y = _setup(hidden=(6, 5), P=2, traj=(3,))
     used = []
-    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a: used.append(1) or rk_backprop.rk_solve(*a))
+    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a, **k: used.append(1) or rk_backprop.rk_solve(*a, **k))
     grads = []
     for solver in (dict(method=method, substeps=2), dict(method=method, substeps=2, compile=True)):
         if solver.get("compile"):  # the compile path runs the autograd step loop; here without a compiler
