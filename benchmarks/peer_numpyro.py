@@ -15,7 +15,7 @@ the per-call times.  Rows:
   (the back-end before the fast path) as a second column;
 * ``svi step``: one AutoNormal SVI step with 16 vectorised particles (Pyro against NumPyro);
 * ``nuts grad``: ours, the cost per potential-energy gradient inside a short NUTS run at tree depth 6 (the
-  kernel of ``run_nuts``, jit traced, tree building included); the peer, its jitted potential gradient alone
+  kernel of ``run_nuts``, eager, tree building included); the peer, its jitted potential gradient alone
   (a lower bound of its NUTS cost per gradient, which adds only the compiled tree building).
 
     taskset -c 1 python benchmarks/peer_numpyro.py [--repeats 7] [--skip-nuts]
@@ -205,7 +205,7 @@ def time_svi(problem, repeats, particles=16):
 
 
 def time_nuts(problem, num_warmup=10, num_samples=10):
-    """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel (jit) against NumPyro's."""
+    """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel against NumPyro's."""
     from pyro.infer import MCMC
 
     from pyro_node_uq.infer.nuts import _CountingNUTS
@@ -213,9 +213,9 @@ def time_nuts(problem, num_warmup=10, num_samples=10):
     split = problem.train
     model = problem.default_model(record=False, on_divergence="reject")
     pyro.set_rng_seed(0)
-    kernel = _CountingNUTS(model, max_tree_depth=6, jit_compile=True, ignore_jit_warnings=True,
+    kernel = _CountingNUTS(model, max_tree_depth=6, jit_compile=False, ignore_jit_warnings=True,
                            init_strategy=model.init_loc_fn(0), max_plate_nesting=1)
-    start = time.perf_counter()  # includes the one-off jit trace (~2 s), amortised over the run's gradients
+    start = time.perf_counter()
     MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, disable_progbar=True).run(*split.args)
     ours = (time.perf_counter() - start) / kernel.num_evaluations
 

@@ -191,8 +191,11 @@ def _input_term(field, xs, K, S):
 
 def _fast(R, compile, dt):
     """Whether the hand-written solve of :mod:`~pyro_node_uq.distributions.rk_backprop` applies: an eager solve
-    of a ``tanh`` field without output activation, with step widths that need no gradient."""
-    return not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad
+    of a ``tanh`` field without output activation, with step widths that need no gradient.  Not under
+    ``torch.jit.trace`` (Pyro's ``jit_compile``): a trace records the ops inside a custom autograd function and
+    differentiates them with autograd, which the hand-written solve's in-place buffers do not allow."""
+    return (not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad
+            and not torch.jit.is_tracing())
 
 
 def _check_step(R, field, interp, batch, states, t, method, substeps):

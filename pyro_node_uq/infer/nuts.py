@@ -76,7 +76,7 @@ class SamplerStats:
 
 def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
              target_accept_prob=0.8, map_result=None, map_steps=1000, init_jitter=0.01, max_latent_dim=400,
-             seed=0, progress_bar=True, jit_compile=True):
+             seed=0, progress_bar=True, jit_compile=False):
     """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
 
     The model is copied with ``on_divergence="reject"`` (a diverging ODE solve is a rejected proposal, not an
@@ -93,9 +93,9 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     :param MethodResult map_result: MAP fit to start from; fitted when ``None``.
     :param float init_jitter: std of the Gaussian jitter added to the MAP start of each chain.
     :param int max_latent_dim: refuse models with more scalar latent dimensions than this.
-    :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``; about 1.5x
-        cheaper per gradient on the fixed-step solve); the trace is taken once, so a divergence warning is only
-        shown if it happens while tracing (diverged solves are still rejected).
+    :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``).  Off by
+        default: the eager fixed-step solve's hand-written gradient is cheaper than autograd through a traced
+        solve (a trace cannot keep it).
     :rtype: MethodResult (``samples`` ``(chains, draws, ...)``, ``mcmc``, ``sample_stats``)
 
     Example::
