@@ -192,3 +192,30 @@ def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatc
     ref = step_check.step_doubling_error(f, hs[k], t[k], (t[1:] - t[:-1]).max() / 2, method)
     assert len(errs) == 1 and ref > 1e-8
     assert errs[0] == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning")
+def test_traced_solve_runs_the_autograd_loop_and_matches(monkeypatch):
+    """Under torch.jit.trace (Pyro's jit_compile) the hand-written solve is bypassed: the trace replays the
+    autograd step loop, with the same values and gradients as the eager hand-written solve."""
+    R, Z, params, t, x, y = _setup(P=2)
+    names = sorted(params)
+
+    def logp(*values):
+        d = NODETrajectory(R, Z, dict(zip(names, values)), t, x, h0=torch.zeros(3, dtype=torch.float64),
+                           scale=0.3, obs_dim=2)
+        return d.log_prob(y).sum()
+
+    values = [params[k].detach().requires_grad_() for k in names]
+    eager = logp(*values)
+    grads = torch.autograd.grad(eager, values)
+    used = []
+    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a, **k: used.append(1))  # must not be called when traced
+    with pytest.warns(torch.jit.TracerWarning):
+        traced = torch.jit.trace(logp, tuple(values), check_trace=False)
+    values2 = [v.detach().requires_grad_() for v in values]
+    out = traced(*values2)
+    assert not used
+    torch.testing.assert_close(out, eager.detach())
+    for g, v in zip(grads, torch.autograd.grad(out, values2)):
+        torch.testing.assert_close(v, g)
