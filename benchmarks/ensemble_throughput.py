@@ -15,35 +15,11 @@ core.  The per-particle times below show where that leaves the two.
     taskset -c 1 python benchmarks/ensemble_throughput.py [--repeats 7] [--dtype float32]
 """
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved, logp_and_grad
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.distributions import NODETrajectory
-
-
-def logp_and_grad(model, split, params):
-    params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    d = NODETrajectory(model.R, model.Z, params, split.t, split.x, h0=model.init, scale=model.scale,
-                       solver=model.solver, obs_dim=model.obs_dim)
-    lp = d.log_prob(split.y).sum()
-    lp.backward()
-    return lp
-
-
-def interleaved(fns, repeats):
-    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main():

@@ -26,7 +26,6 @@ Needs the ``bench`` extra: ``pip install pyro-node-uq[bench]`` (jax, diffrax, nu
 """
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -43,6 +42,7 @@ import torch  # noqa: E402
 
 from pyro_node_uq.data import load_problem  # noqa: E402
 from pyro_node_uq.distributions import NODETrajectory  # noqa: E402
+from timing import interleaved, logp_and_grad  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -84,28 +84,6 @@ def make_loglik(t, x, y, scale=0.02):
         return ndist.Normal(hs[..., :2], scale).log_prob(y).sum()
 
     return loglik
-
-
-def ours_logp_and_grad(model, split, params, solver):
-    params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    d = NODETrajectory(model.R, model.Z, params, split.t, split.x, h0=model.init, scale=model.scale,
-                       solver=solver, obs_dim=model.obs_dim)
-    lp = d.log_prob(split.y).sum()
-    lp.backward()
-    return lp
-
-
-def interleaved(fns, repeats):
-    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def check_agreement(problem):
@@ -152,8 +130,8 @@ def time_logp(problem, sizes, repeats):
         jax.block_until_ready(vg(wj))
         compile_s = time.perf_counter() - start
         med = interleaved({
-            "ours": lambda: ours_logp_and_grad(model, split, params, model.solver),
-            "torchdiffeq": lambda: ours_logp_and_grad(model, split, params, dict(backend="torchdiffeq")),
+            "ours": lambda: logp_and_grad(model, split, params, model.solver),
+            "torchdiffeq": lambda: logp_and_grad(model, split, params, dict(backend="torchdiffeq")),
             "peer": lambda: jax.block_until_ready(vg(wj)),
         }, repeats)
         rows.append((f"logp+grad P={P}", med["ours"], med["torchdiffeq"], med["peer"], compile_s))
