@@ -276,7 +276,7 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     if _fast(R, compile, dt):  # the hand-written solve: few ops, and with a gradient no autograd tape
         tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
                                                 for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
-        stream = xs is not None and _streamed(field, *times.shape)
+        stream = _streamed(field, *times.shape)
         states = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b,
                                                   stream)[::substeps]
     else:

@@ -1,11 +1,12 @@
-"""An explicit Runge-Kutta solve of a tanh MLP field in few ops, with its exact gradient written by hand.
+"""An explicit Runge-Kutta solve of a tanh MLP field in few torch calls, with its exact gradient written by hand.
 
 At small ensembles the cost of ``log p + grad`` through a fixed-step solve is Python dispatch, not arithmetic:
-every torch call costs 1-3 us whatever its size.  This module counts calls.  Per RK stage the forward pass makes
-four: the stage input ``Y_i = h + dt sum_j a_ij k_j`` as ONE matrix product of a coefficient row with the
-buffer of the step's stage values, the first layer, ``tanh`` and the last layer (written straight into that
-buffer); the next state is one more product.  Every result goes into storage allocated once per solve, so
-nothing is stacked afterwards and the backward pass needs no autograd tape.
+every torch call costs 1-3 us whatever its size, and so does every view made from Python.  This module counts
+both.  Per RK stage the forward pass makes four calls: the stage input ``Y_i = h + dt sum_j a_ij k_j`` as ONE
+matrix product of a constant coefficient row (scaled by the step width) with the buffer of the step's stage
+values, the first layer, ``tanh`` in place, and the last layer written straight into that buffer; the next state
+is one more product.  R's last bias is a row of that buffer, weighed with the coefficients' sums, so the last
+layer needs no bias term.  Buffers and their views are made once per solve; activations are kept as a list.
 
 The backward pass is the discrete adjoint of the Runge-Kutta scheme (the exact gradient of the computed
 solution, not the continuous adjoint ODE).  With ``lam = dL/dh'`` it goes back through a step as::
@@ -14,12 +15,12 @@ solution, not the continuous adjoint ODE).  With ``lam = dL/dh'`` it goes back t
     gY_i = J_f(Y_i)^T g_i                               (one vector-Jacobian product of the MLP)
     lam <- lam + sum_i gY_i
 
-where the first line is initialised for all stages by one outer product and ``gY_i`` is scattered to ``lam``
-and the earlier stages by one rank-1 update per stage.  The weight gradients of all steps and stages are
-gathered at the end in one batched matrix product per layer.  Layout and shapes are those of
-:mod:`~pyro_node_uq.distributions.fixed_grid`: states ``(B, H, M)``, the first layer's input term ``u``
-``(K, S, B, n1, M)``, weights ``(B, out, in)``, biases ``(B, out, 1)``.  Only a ``tanh`` field without output
-activation is handled here (the default); other fields use autograd.
+where the first line is initialised for all stages by one outer product, ``gY_i`` reaches the earlier stages
+by one rank-1 update per stage and ``lam`` by one product per step.  The weight gradients of all steps and
+stages (the input weights ``W_x`` and first bias included) are gathered at the end in one batched matrix product
+per layer.  Layout and shapes are those of :mod:`~pyro_node_uq.distributions.fixed_grid`: states
+``(B, H, M)``, stage inputs ``x`` ``(K, S, B, D, M)``, weights ``(B, out, in)``, biases ``(B, out, 1)``.  Only a
+``tanh`` field without output activation is handled here (the default); other fields use autograd.
 """
 import torch
 
@@ -49,6 +50,8 @@ class _StageTerms:
         self.x, self.w_in, self.b_in = x.flatten(0, 1), w_in, b_in
 
     def __getitem__(self, idx):
+        if self.x.shape[-2] == 1:  # one input: an outer product, cheaper than B tiny matrix products
+            return torch.addcmul(self.b_in, self.w_in, self.x[idx])
         return torch.baddbmm(self.b_in, self.w_in, self.x[idx])
 
 
@@ -131,14 +134,14 @@ class _RKSolve(torch.autograd.Function):
         tab = _tableau(dt, a, b)
         K = dt.shape[0]
         Yh, acts = _forward(h, _input_terms(x, w_in, b_in, K, len(b), stream), K, tab, weights, biases, save=True)
-        ctx.n, ctx.Yh, ctx.acts, ctx.tab, ctx.x, ctx.w_in = n, Yh, acts, tab, x, w_in
+        ctx.n, ctx.Yh, ctx.acts, ctx.tab, ctx.x, ctx.w_in, ctx.stream = n, Yh, acts, tab, x, w_in, stream
         ctx.save_for_backward(*wb)
         return Yh[:, 0].reshape((-1,) + h.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_states):
-        wb, n, Yh, acts = ctx.saved_tensors, ctx.n, ctx.Yh, ctx.acts
+        wb, n, Yh, acts, x = ctx.saved_tensors, ctx.n, ctx.Yh, ctx.acts, ctx.x
         _, cols_a, Bv, dts = ctx.tab
         weights = wb[:n]
         wT = [w.transpose(-1, -2).contiguous() for w in weights]
@@ -155,41 +158,91 @@ class _RKSolve(torch.autograd.Function):
         Bt = Bv.t()
         G_hist = g_states.new_empty(K, S + 1, N)
         gs = g_states.reshape(K1, 1, N).unbind(0)
-        g_z = [[] for _ in range(L)]  # gradient of each hidden pre-activation, steps and stages in reverse
         G_k = G_hist.unbind(0)
+        # large ensembles add each stage's weight gradients at once (stacking them all would copy the activations)
+        stream = ctx.stream and not ctx.needs_input_grad[1]
+        grads = (_Accumulated if stream else _Gathered)(weights, acts, Yh, x, ctx.w_in, (B, H, M))
         for k in range(K - 1, -1, -1):
             dt, base = dts[k], k * S
             lam.add_(gs[k + 1])  # the observation's gradient
             G.addmm_(Bt, lam, beta=0, alpha=dt)  # dt b_i lam for every stage (and the bias row)
             for i in range(S - 1, -1, -1):
-                g = G3[i]
+                g = g_k = G3[i]
+                g_z = [None] * L
                 for layer in range(L - 1, -1, -1):  # back through the tanh layers
-                    g = tanh_backward(torch.bmm(wT[layer + 1], g), acts[layer][base + i])
-                    g_z[layer].append(g)
+                    g = g_z[layer] = tanh_backward(torch.bmm(wT[layer + 1], g), acts[layer][base + i])
                 torch.bmm(wT[0], g, out=gY3[i])
+                grads.stage(base + i, g_k, g_z, g)
                 if i:
                     G.addmm_(cols_a[i], gY2[i], alpha=dt)  # to the earlier stages and the bias row
             lam.addmm_(ones, gY)  # the update's identity term and every stage input's
             G_k[k].copy_(G)
         grad_h = (lam + gs[0]).view(B, H, M)
-        g_z = [_columns(x[::-1]) for x in g_z]  # (B, n, K S M), in step order
-        g_k = _columns(G_hist[:, :S].reshape(K * S, B, H, M))  # gradient of every stage value k_i
-        g_first = g_z[0] if L else g_k  # gradient of the first layer's output
-        grads_w = [_outer_sum(g_first, _columns(Yh[:K].view(K * S, B, H, M)))]
-        grads_b = []
-        for layer in range(1, n):
-            g_out = g_z[layer] if layer < L else g_k
-            grads_w.append(_outer_sum(g_out, _columns(acts[layer - 1])))
-            grads_b.append(g_out.sum(-1, keepdim=True) if layer < L else
-                           G_hist[:, S].view(K, B, H, M).sum((0, -1)).unsqueeze(-1))
-        x, w_in = ctx.x, ctx.w_in  # the input term's weights: their gradients here, not through a (K, S, ...) term
-        grad_x = grad_w_in = None
-        if x is not None:
-            grad_w_in = _outer_sum(g_first, _columns(x.flatten(0, 1)))
-            if ctx.needs_input_grad[1]:
-                grad_x = torch.bmm(w_in.transpose(-1, -2), g_first).unflatten(-1, (K, S, M)).permute(2, 3, 0, 1, 4)
-        grad_b_in = g_first.sum(-1, keepdim=True)
+        grads_w, grads_b, grad_w_in, grad_b_in, g_first = grads.result(G_hist[:, :S], K, S)
+        if L:
+            grads_b.append(G_hist[:, S].view(K, B, H, M).sum((0, -1)).unsqueeze(-1))  # the last bias: its row
+        grad_x = None
+        if ctx.needs_input_grad[1]:
+            grad_x = torch.bmm(ctx.w_in.transpose(-1, -2), g_first).unflatten(-1, (K, S, M)).permute(2, 3, 0, 1, 4)
         return (grad_h, grad_x, grad_w_in, grad_b_in, None, None, None, None, *grads_w, *grads_b)
+
+
+class _Gathered:
+    """Weight gradients from every stage's gradients gathered at the end, one product per layer (small
+    ensembles, where a call per stage would cost more than the copies)."""
+
+    def __init__(self, weights, acts, Yh, x, w_in, shape):
+        self.acts, self.Yh, self.x, self.shape = acts, Yh, x, shape
+        self.g_z = [[] for _ in acts]  # gradient of each hidden pre-activation, steps and stages in reverse
+
+    def stage(self, idx, g_k, g_z, g_first):
+        for lst, g in zip(self.g_z, g_z):
+            lst.append(g)
+
+    def result(self, G_stages, K, S):
+        """``(weight grads, hidden bias grads, W_x grad, first bias grad, first layer's output grads)``."""
+        (B, H, M), L = self.shape, len(self.acts)
+        g_z = [_columns(x[::-1]) for x in self.g_z]  # (B, n, K S M), in step order
+        g_k = _columns(G_stages.reshape(K * S, B, H, M))  # gradient of every stage value k_i
+        g_first = g_z[0] if L else g_k  # gradient of the first layer's output
+        grads_w = [_outer_sum(g_first, _columns(self.Yh[:K].view(K * S, B, H, M)))]
+        grads_b = []
+        for layer in range(1, L + 1):
+            g_out = g_z[layer] if layer < L else g_k
+            grads_w.append(_outer_sum(g_out, _columns(self.acts[layer - 1])))
+            if layer < L:
+                grads_b.append(g_out.sum(-1, keepdim=True))
+        grad_w_in = _outer_sum(g_first, _columns(self.x.flatten(0, 1))) if self.x is not None else None
+        return grads_w, grads_b, grad_w_in, g_first.sum(-1, keepdim=True), g_first
+
+
+class _Accumulated:
+    """Weight gradients added stage by stage (large ensembles: gathering would copy all the activations)."""
+
+    def __init__(self, weights, acts, Yh, x, w_in, shape):
+        B, H, M = shape
+        self.acts, self.L = acts, len(acts)
+        self.Y = Yh[:-1].view(-1, B, H, M).unbind(0)
+        self.x = x.flatten(0, 1).unbind(0) if x is not None else None
+        self.g_w = [torch.zeros_like(w) for w in weights]
+        self.g_w_in = torch.zeros_like(w_in) if x is not None else None
+        self.sums = [Yh.new_zeros(B, w.shape[-2], M) for w in weights[:max(self.L, 1)]]  # first, hidden outputs
+
+    def stage(self, idx, g_k, g_z, g_first):
+        acts, L = self.acts, self.L
+        if L:
+            self.g_w[L].baddbmm_(g_k, acts[L - 1][idx].mT)
+        for layer in range(1, L):
+            self.g_w[layer].baddbmm_(g_z[layer], acts[layer - 1][idx].mT)
+            self.sums[layer].add_(g_z[layer])
+        self.g_w[0].baddbmm_(g_first, self.Y[idx].mT)
+        self.sums[0].add_(g_first)
+        if self.x is not None:
+            self.g_w_in.baddbmm_(g_first, self.x[idx].mT)
+
+    def result(self, G_stages, K, S):
+        grads_b = [x.sum(-1, keepdim=True) for x in self.sums[1:]]
+        return self.g_w, grads_b, self.g_w_in, self.sums[0].sum(-1, keepdim=True), None
 
 
 def rk_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):

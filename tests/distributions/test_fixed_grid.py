@@ -29,10 +29,12 @@ def _solve(R, Z, params, t, x, backend, **solver):
     return d, params
 
 
+LAYOUTS = ["particles", "unbatched", "two_traj_dims", "per_trajectory", "no_inputs", "deep_no_Z"]
+
+
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 @pytest.mark.parametrize("substeps", [1, 3])
-@pytest.mark.parametrize("layout", ["particles", "unbatched", "two_traj_dims", "per_trajectory", "no_inputs",
-                                    "deep_no_Z"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
     kw = dict(P=None) if layout == "unbatched" else dict(traj=(2, 3)) if layout == "two_traj_dims" else {}
     if layout == "no_inputs":
@@ -53,6 +55,20 @@ def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
     torch.testing.assert_close(lps[0], lps[1], rtol=1e-10, atol=1e-10)
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_large_ensemble_mode_matches_torchdiffeq(monkeypatch, layout):
+    """Above the budget (forced here) the input term is formed stage by stage and the weight gradients are
+    added stage by stage instead of gathered at the end: the same values and gradients."""
+    from pyro_node_uq.distributions import rk_backprop
+
+    monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
+    stages = []
+    stage = rk_backprop._Accumulated.stage
+    monkeypatch.setattr(rk_backprop._Accumulated, "stage", lambda self, *a: stages.append(1) or stage(self, *a))
+    test_fixed_path_matches_torchdiffeq("rk4", 2, layout)
+    assert len(stages) == (T - 1) * 2 * 4  # every stage of every step of the one hand-written solve
 
 
 @pytest.mark.parametrize("streamed", [False, True])
