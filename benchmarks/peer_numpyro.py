@@ -15,8 +15,10 @@ the per-call times.  Rows:
   (the back-end before the fast path) as a second column;
 * ``svi step``: one AutoNormal SVI step with 16 vectorised particles (Pyro against NumPyro);
 * ``nuts grad``: ours, the cost per potential-energy gradient inside a short NUTS run at tree depth 6 (the
-  kernel of ``run_nuts``, jit traced, tree building included); the peer, its jitted potential gradient alone
-  (a lower bound of its NUTS cost per gradient, which adds only the compiled tree building).
+  kernel of ``run_nuts``, eager, tree building included); the peer, its jitted potential gradient alone
+  (a lower bound of its NUTS cost per gradient, which adds only the compiled tree building);
+* ``nuts potential grad``: like for like, interleaved: the potential energy and its gradient as NUTS asks for
+  them, Pyro's ``potential_fn`` of the same kernel against the peer's jitted one.
 
     taskset -c 1 python benchmarks/peer_numpyro.py [--repeats 7] [--skip-nuts]
 
@@ -24,7 +26,6 @@ Needs the ``bench`` extra: ``pip install pyro-node-uq[bench]`` (jax, diffrax, nu
 """
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 
 from pyro_node_uq.data import load_problem  # noqa: E402
 from pyro_node_uq.distributions import NODETrajectory  # noqa: E402
+from timing import interleaved, logp_and_grad  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -82,28 +84,6 @@ def make_loglik(t, x, y, scale=0.02):
         return ndist.Normal(hs[..., :2], scale).log_prob(y).sum()
 
     return loglik
-
-
-def ours_logp_and_grad(model, split, params, solver):
-    params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    d = NODETrajectory(model.R, model.Z, params, split.t, split.x, h0=model.init, scale=model.scale,
-                       solver=solver, obs_dim=model.obs_dim)
-    lp = d.log_prob(split.y).sum()
-    lp.backward()
-    return lp
-
-
-def interleaved(fns, repeats):
-    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def check_agreement(problem):
@@ -150,8 +130,8 @@ def time_logp(problem, sizes, repeats):
         jax.block_until_ready(vg(wj))
         compile_s = time.perf_counter() - start
         med = interleaved({
-            "ours": lambda: ours_logp_and_grad(model, split, params, model.solver),
-            "torchdiffeq": lambda: ours_logp_and_grad(model, split, params, dict(backend="torchdiffeq")),
+            "ours": lambda: logp_and_grad(model, split, params, model.solver),
+            "torchdiffeq": lambda: logp_and_grad(model, split, params, dict(backend="torchdiffeq")),
             "peer": lambda: jax.block_until_ready(vg(wj)),
         }, repeats)
         rows.append((f"logp+grad P={P}", med["ours"], med["torchdiffeq"], med["peer"], compile_s))
@@ -204,8 +184,8 @@ def time_svi(problem, repeats, particles=16):
     return [(f"svi step ({particles} particles)", med["ours"], None, med["peer"], compile_s)]
 
 
-def time_nuts(problem, num_warmup=10, num_samples=10):
-    """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel (jit) against NumPyro's."""
+def time_nuts(problem, num_warmup=10, num_samples=10, jit=False):
+    """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel against NumPyro's."""
     from pyro.infer import MCMC
 
     from pyro_node_uq.methods.nuts import _CountingNUTS
@@ -213,11 +193,12 @@ def time_nuts(problem, num_warmup=10, num_samples=10):
     split = problem.train
     model = problem.default_model(record=False, on_divergence="reject")
     pyro.set_rng_seed(0)
-    kernel = _CountingNUTS(model, max_tree_depth=6, jit_compile=True, ignore_jit_warnings=True,
+    kernel = _CountingNUTS(model, max_tree_depth=6, jit_compile=jit, ignore_jit_warnings=True,
                            init_strategy=model.init_loc_fn(0), max_plate_nesting=1)
-    start = time.perf_counter()  # includes the one-off jit trace (~2 s), amortised over the run's gradients
+    start = time.perf_counter()
     MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup, disable_progbar=True).run(*split.args)
-    ours = (time.perf_counter() - start) / kernel.num_evaluations
+    n_grads = kernel.num_evaluations
+    ours = (time.perf_counter() - start) / n_grads
 
     # latents in float64 (jax_enable_x64 makes NUTS' momenta float64); the solve casts them to float32
     npmodel = numpyro_model(model, split, jnp.float64)
@@ -231,9 +212,18 @@ def time_nuts(problem, num_warmup=10, num_samples=10):
     start = time.perf_counter()
     jax.block_until_ready(vg(z))
     compile_s = time.perf_counter() - start
-    peer = interleaved({"peer": lambda: jax.block_until_ready(vg(z))}, 9)["peer"]
-    grads = "potential"
-    return [(f"nuts grad ({kernel.num_evaluations} grads/{grads})", ours, None, peer, compile_s)]
+    # like for like, interleaved: the potential energy's gradient as NUTS asks for it, Pyro's potential_fn of
+    # run_nuts' kernel (model trace, transforms, priors, likelihood) against the peer's
+    from pyro.ops.integrator import potential_grad
+
+    kernel = _CountingNUTS(model, max_tree_depth=6, jit_compile=jit, ignore_jit_warnings=True,
+                           init_strategy=model.init_loc_fn(0), max_plate_nesting=1)
+    kernel.setup(0, *split.args)
+    zt = kernel.initial_params
+    med = interleaved({"ours": lambda: potential_grad(kernel.potential_fn, zt),
+                       "peer": lambda: jax.block_until_ready(vg(z))}, 9)
+    return [(f"nuts grad ({n_grads} in NUTS)/potential", ours, None, med["peer"], compile_s),
+            ("nuts potential grad", med["ours"], None, med["peer"], compile_s)]
 
 
 def main():
@@ -242,6 +232,7 @@ def main():
     ap.add_argument("--sizes", default="1,8,64,256")
     ap.add_argument("--skip-svi", action="store_true")
     ap.add_argument("--skip-nuts", action="store_true")
+    ap.add_argument("--nuts-jit", action="store_true", help="trace the NUTS potential (Pyro's jit_compile)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     problem = load_problem("chemical", dtype=torch.float64)
@@ -252,7 +243,7 @@ def main():
     if not args.skip_svi:
         rows += time_svi(problem, args.repeats)
     if not args.skip_nuts:
-        rows += time_nuts(problem)
+        rows += time_nuts(problem, jit=args.nuts_jit)
     print(f"chemical, float32, torch threads {torch.get_num_threads()}, jax {jax.__version__}, "
           f"diffrax {diffrax.__version__}, numpyro {numpyro.__version__}; medians of {args.repeats} interleaved calls")
     print(f"{'row':<34} {'ours ms':>9} {'tdq ms':>9} {'peer ms':>9} {'ours/peer':>10} {'tdq/peer':>9} "

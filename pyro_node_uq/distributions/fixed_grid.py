@@ -7,20 +7,22 @@ everything data-dependent is known before the solve, so this module precomputes 
 
 * the stage times of every step of the grid (the observation times, each interval cut into ``substeps`` equal
   steps) and the inputs at all of them in ONE vectorised interpolation;
-* the input half of R's first layer, ``W_x x(t) + b``, for every stage time in one matrix product (up to
-  :data:`_FUSE_BUDGET` elements; larger ensembles apply it stage by stage), so with states stored features-first
-  ``(B, H, M)`` a vector-field call is ``tanh(baddbmm(U_k, W_h, h))`` and one more ``baddbmm`` per layer: no
-  ``cat``, no ``expand``, no interpolation;
-* the Butcher coefficients times each step's width, so each stage combination is one ``addcmul``.
+* for a ``tanh`` field (the default), the solve of :mod:`~pyro_node_uq.distributions.rk_backprop`: R's
+  first-layer input term ``W_x x(t) + b`` of every stage formed at once (up to :data:`_FUSE_BUDGET` elements;
+  larger ensembles form it stage by stage), states stored features-first ``(B, H, M)`` so that each layer is
+  one batched product, each stage input one product of a coefficient row with the step's stage buffer, and the
+  gradient a hand-written discrete adjoint, without the autograd tape (no-gradient solves, e.g. ``Predictive``,
+  run the same forward pass).
 
-With a precomputed input term and a ``tanh`` field, a solve that needs gradients runs without the autograd tape
-and back-propagates with the hand-written discrete adjoint of :mod:`~pyro_node_uq.distributions.rk_backprop`
-(the cheapest path at small ensembles).  Otherwise the step loop below runs under autograd; it has no
+Other fields, ``torch.compile`` and a ``torch.jit`` trace (which records the ops inside a custom autograd
+function and cannot keep the hand-written gradient) run the step loop below under autograd; it has no
 data-dependent branching, so ``torch.compile`` can capture one step or a chunk of steps.
 Compiled chunks are cached per (method, shapes, dtype, device): with ``compile="auto"`` a shape is compiled only
 after it has been solved :data:`AUTO_COMPILE_AFTER` times (a one-off solve never waits for a compiler), with
 ``compile=True`` at its first solve; ``False`` (the default) always runs eagerly, and a failed compile falls back
-to eager with a warning.
+to eager with a warning.  On a CPU the eager hand-written solve is the fastest of these at every ensemble size.
+
+After a solve, ``step_check=True`` runs issue 16's step-doubling check with this module's own steps.
 
 The methods match ``torchdiffeq``'s fixed-grid methods of the same name step for step (``"rk4"`` is its 3/8-rule
 RK4), so both back-ends agree to rounding error on the same grid.
@@ -30,7 +32,8 @@ import warnings
 
 import torch
 
-from .rk_backprop import rk_solve
+from .rk_backprop import rk_solve, rk_steps
+from .step_check import warn_if_unstable
 
 __all__ = ["FIXED_METHODS", "AUTO_COMPILE_AFTER", "solve_node_fixed", "stage_times"]
 
@@ -41,7 +44,9 @@ FIXED_METHODS = {
     "rk4": ((0.0, 1 / 3, 2 / 3, 1.0), ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)), (0.125, 0.375, 0.375, 0.125)),
 }
 AUTO_COMPILE_AFTER = 20
-_FUSE_BUDGET = 2 ** 24  # elements of the precomputed input term; beyond it the term is computed stage by stage
+# elements of the precomputed input term (4 MB in float32); beyond it the term is computed stage by stage, which
+# is faster than writing and re-reading a term as large as the activations (P >= 16 on chemical; measured)
+_FUSE_BUDGET = 2 ** 20
 _calls, _compiled = {}, {}
 
 
@@ -150,7 +155,81 @@ def _runner(key, policy):
     return _chunk
 
 
-def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substeps=1, compile=False, chunk=None):
+def _tableau(method, like):
+    """The method's ``b`` then the rows of ``a``, flat, as a tensor like ``like`` (each step's ``coef`` is its
+    width times this)."""
+    _, a, b = FIXED_METHODS[method]
+    return like.new_tensor(list(b) + [x for row in a for x in row])
+
+
+def _stage_inputs(field, interp, times, batch):
+    """The inputs at every stage time ``times`` ``(K, S)`` in the solve's layout, ``(K, S, B, D, M)``
+    contiguous (so that each stage's input term is one block), or ``None`` without inputs."""
+    if interp is None:
+        return None
+    K, S = times.shape
+    xs = interp.at_grid(times.reshape(-1)).movedim(-2, 0)  # (K * S,) + xbatch + (D,)
+    xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
+    return xs.contiguous().reshape((K, S) + xs.shape[1:])
+
+
+def _streamed(field, K, S):
+    """Whether the first layer's input term of all stages, ``K S B n1 M`` elements, exceeds :data:`_FUSE_BUDGET`
+    (it is then applied stage by stage)."""
+    return K * S * field.B * field.M * field.w_in.shape[-2] > _FUSE_BUDGET
+
+
+def _input_term(field, xs, K, S):
+    """R's first-layer input term ``W_x x + b`` at every stage for the autograd step loop: ``(u, None, None)``
+    with ``u`` ``(K, S, B, n1, M)``, or when :func:`_streamed` the inputs with the weights ``(x, W_x, b)``."""
+    if xs is None:
+        return field.b_in.expand((K, S) + field.b_in.shape), None, None
+    if _streamed(field, K, S):
+        return xs, field.w_in, field.b_in
+    if xs.shape[-2] == 1:  # one input: an outer product, cheaper than a broadcast matrix product
+        return torch.addcmul(field.b_in, field.w_in, xs), None, None
+    return torch.matmul(field.w_in, xs) + field.b_in, None, None
+
+
+def _fast(R, compile, dt):
+    """Whether the hand-written solve of :mod:`~pyro_node_uq.distributions.rk_backprop` applies: an eager solve
+    of a ``tanh`` field without output activation, with step widths that need no gradient.  Not under
+    ``torch.jit.trace`` (Pyro's ``jit_compile``): a trace records the ops inside a custom autograd function and
+    differentiates them with autograd, which the hand-written solve's in-place buffers do not allow."""
+    return (not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad
+            and not torch.jit.is_tracing())
+
+
+def _check_step(R, field, interp, batch, states, t, method, substeps):
+    """Issue 16's step-doubling check (:mod:`~pyro_node_uq.distributions.step_check`) on this path's own steps:
+    from the observation time where the state is largest, one step of the largest width against two half
+    steps, for the whole ensemble in one go; warns once per solve.  ``states`` ``(T, B, H, M)``."""
+    if len(t) < 2 or not torch.isfinite(states).all():
+        return float("nan")  # divergence is reported by the caller
+    k = int(states.abs().flatten(1).amax(1)[:-1].argmax())
+    width = (t[1:] - t[:-1]).max() / substeps
+    c = FIXED_METHODS[method][0]
+    times = t[k] + width * t.new_tensor([c, [x / 2 for x in c], [0.5 + x / 2 for x in c]])  # one step, two halves
+    dt = width * t.new_tensor([1.0, 0.5, 0.5])
+    xs = _stage_inputs(field, interp, times, batch)
+    y, (_, a, b) = states[k], FIXED_METHODS[method]
+    if _fast(R, False, dt):
+        one = rk_steps(y, xs[:1] if xs is not None else None, field.w_in, field.b_in, dt[:1], field.weights,
+                       field.biases, a, b)[-1]
+        two = rk_steps(y, xs[1:] if xs is not None else None, field.w_in, field.b_in, dt[1:], field.weights,
+                       field.biases, a, b)[-1]
+    else:
+        u, wx, bx = _input_term(field, xs, 3, len(b))
+        coef = dt[:, None] * _tableau(method, dt)
+        args = (field.weights, field.biases, wx, bx, R.activation, R.out_activation, a, b)
+        one, two = _chunk(y, u[:1], coef[:1], *args)[-1], _chunk(y, u[1:], coef[1:], *args)[-1]
+    err = float((one - two).abs().amax() / (two.abs().amax() + y.abs().amax() + torch.finfo(y.dtype).tiny))
+    warn_if_unstable(err, method, width, t[k])
+    return err
+
+
+def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substeps=1, compile=False, chunk=None,
+                     step_check=False):
     """Solve ``dh/dt = R(h, x(t))`` for the whole ensemble with a fixed-step method on the grid ``t``.
 
     :param BatchedMLP R: vector field network, input ``hidden_dim + input_dim``.
@@ -164,6 +243,10 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     :param compile: ``False`` (eager), ``True`` (compile at the first solve of a shape) or ``"auto"``
         (compile a shape once solved :data:`AUTO_COMPILE_AFTER` times).
     :param int chunk: steps per compiled call (default: one observation interval, ``substeps`` steps).
+    :param bool step_check: after the solve, warn (``StepSizeWarning``) when a step-doubling check shows the
+        step far above the stable step (the check of :func:`~pyro_node_uq.distributions.step_check.
+        check_fixed_step`, run here with this path's own steps: a few small ops instead of a ``torchdiffeq``
+        solve).
     :returns: states ``(T,) + batch + (H,)``, like ``torchdiffeq.odeint``.
 
     Example::
@@ -182,33 +265,38 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     D = R.sizes[0] - H
     if D > 0 and interp is None:
         raise ValueError(f"solve_node_fixed: R expects {D} inputs but interp is None")
+    interp = interp if D else None
     out_shape = (t.shape[0],) + tuple(batch) + (H,)
     batch = torch.Size(batch) if len(batch) else torch.Size([1])
     field = _Field(R, params, batch)
     times, dt = stage_times(t, method, substeps)  # (K, S), (K,)
-    K, S = times.shape
-    tableau = torch.tensor(list(b) + [x for row in a for x in row], dtype=dt.dtype, device=dt.device)
-    coef = dt[:, None] * tableau
     h = field.columns(h0.reshape((1,) * (len(batch) + 1 - h0.dim()) + h0.shape), batch).contiguous()  # (B, H, M)
+    weights, biases = field.weights, field.biases
+    xs = _stage_inputs(field, interp, times, batch)
+    if _fast(R, compile, dt):  # the hand-written solve: few ops, and with a gradient no autograd tape
+        tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
+                                                for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
+        stream = _streamed(field, *times.shape)
+        states = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b,
+                                                  stream)[::substeps]
+    else:
+        u, wx, bx = _input_term(field, xs, *times.shape)
+        states = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk)
+    if step_check and not torch.jit.is_tracing():
+        with torch.no_grad():
+            _check_step(R, field, interp, batch, states.detach(), t, method, substeps)
+    return states.transpose(-1, -2).reshape(out_shape)
+
+
+def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
+    """The step loop under autograd, in chunks of ``chunk`` steps, compiled per the ``compile`` policy."""
+    _, a, b = FIXED_METHODS[method]
+    K = dt.shape[0]
+    coef = dt[:, None] * _tableau(method, dt)
     weights, biases = field.weights, field.biases
     chunk = int(chunk or substeps)
     key = (method, chunk, tuple(h.shape), tuple(w.shape for w in weights), tuple(field.w_in.shape), h.dtype,
            h.device.type, torch.is_grad_enabled())
-    wx = bx = None
-    if not D:
-        u = field.b_in.expand((K, S) + field.b_in.shape)
-    else:
-        xs = interp.at_grid(times.reshape(-1)).movedim(-2, 0)  # (K * S,) + xbatch + (D,)
-        xs = field.columns(xs.reshape(xs.shape[:1] + (1,) * (len(batch) + 2 - xs.dim()) + xs.shape[1:]), batch)
-        if K * S * field.B * field.M * weights[0].shape[-2] <= _FUSE_BUDGET:  # precompute W_x x + b: fewer ops
-            u = (torch.matmul(field.w_in, xs) + field.b_in).reshape((K, S) + (field.B, -1, field.M))
-        else:  # the term is as large as the whole solve's activations: compute it stage by stage
-            u, wx, bx = xs.reshape((K, S) + xs.shape[1:]), field.w_in, field.b_in
-    tape = torch.is_grad_enabled() and any(v.requires_grad for v in (h, u, *weights, *biases))
-    if (tape and wx is None and not compile and R.activation == "tanh" and R.out_activation is None
-            and not coef.requires_grad):
-        states = torch.cat([h.unsqueeze(0), rk_solve(h, u, coef.tolist(), weights, biases, a, b)])[::substeps]
-        return states.transpose(-1, -2).reshape(out_shape)  # the hand-written backward: no autograd tape
     compiled = _runner(key, compile)
     out = [h.unsqueeze(0)]
     for start, u_c, coef_c in zip(range(0, K, chunk), u.split(chunk), coef.split(chunk)):
@@ -226,5 +314,4 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
             hs = _chunk(*args)
         out.append(hs)
         h = hs[-1]
-    states = torch.cat(out)[::substeps]  # (T, B, H, M)
-    return states.transpose(-1, -2).reshape(out_shape)
+    return torch.cat(out)[::substeps]  # (T, B, H, M)

@@ -63,11 +63,13 @@ def _with_rate(R, params, rate):
     return {**params, key: params[key] + rate}
 
 
-def _solve_segment(R, params, h, grid, batch, interp, solver, rate):
-    """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``."""
+def _solve_segment(R, params, h, grid, batch, interp, solver, rate, check=False):
+    """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``;
+    ``check``: the fast path runs its own step-doubling check (a solve of one segment)."""
     if _fast(solver, R, rate):
         p = params if rate is None else _with_rate(R, params, rate)
-        return solve_node_fixed(R, p, h, grid, batch, interp, solver.method, solver.substeps, solver.compile)
+        return solve_node_fixed(R, p, h, grid, batch, interp, solver.method, solver.substeps, solver.compile,
+                                step_check=check)
     h = h.expand(batch + h.shape[-1:])
     return solver.odeint(_field(R, params, batch, interp, rate), h, grid, params=tuple(params.values()))
 
@@ -108,6 +110,7 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
         return h.expand(batch + (H,))[None]
     cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
     out, widest = [h.expand(batch + (H,))[None]], None
+    single = sum(b > a for a, b in zip(cuts[:-1], cuts[1:])) == 1  # no events inside: the fast path checks itself
     infusions = doses is not None and bool((doses.rate[doses.mask] > 0).any())
     for a, b in zip(cuts[:-1], cuts[1:]):
         if b == a:
@@ -117,8 +120,8 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
         if infusions:
             rate = doses.infusion_on(seg[0], seg[-1], H)
             rate = rate if rate.any() else None
-        hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate)
-        if solver.step_check and _fast(solver, R, rate):
+        hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, check=single and solver.step_check)
+        if solver.step_check and _fast(solver, R, rate) and not single:
             step = float((seg[1:] - seg[:-1]).max()) / solver.substeps
             widest = (step, seg, hs, rate) if widest is None or step > widest[0] else widest
         h = hs[-1] if doses is None else hs[-1] + doses.bolus_at(seg[-1], H)

@@ -11,7 +11,7 @@ import torch
 import torchdiffeq
 
 __all__ = ["StepSizeWarning", "DEFAULT_MAX_NUM_STEPS", "ADAPTIVE", "TrackTime", "check_fixed_step",
-           "check_solver_options", "step_doubling_error"]
+           "check_solver_options", "step_doubling_error", "warn_if_unstable"]
 
 #: adaptive torchdiffeq methods and the step budget they get by default (per interval between output times)
 ADAPTIVE = {"dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun"}
@@ -101,9 +101,14 @@ def check_fixed_step(func, solution, t, method, step_size, threshold=1.0):
     with torch.no_grad():
         k = int(solution.detach().abs().flatten(1).amax(1)[:-1].argmax())  # where the state is largest
         err = step_doubling_error(func, solution[k].detach(), t[k].detach(), h, method)
+    warn_if_unstable(err, method, h, t[k], threshold)
+    return err
+
+
+def warn_if_unstable(err, method, h, t_k, threshold=1.0):
+    """The warning of :func:`check_fixed_step` for a relative step-doubling error ``err`` found at ``t_k``."""
     if not err <= threshold:
         warnings.warn(f"ODE solve with method {method!r} and step {float(h):.3g}: one step and two half steps "
-                      f"differ by {err:.3g} times the state at t={float(t[k]):.4g}, so the step is far above the "
+                      f"differ by {err:.3g} times the state at t={float(t_k):.4g}, so the step is far above the "
                       "vector field's stable step and the solution is unreliable. Use a smaller step_size, or an "
-                      "adaptive method (solver={'method': 'dopri5'}).", StepSizeWarning, stacklevel=4)
-    return err
+                      "adaptive method (solver={'method': 'dopri5'}).", StepSizeWarning, stacklevel=5)

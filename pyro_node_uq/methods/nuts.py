@@ -79,7 +79,7 @@ class SamplerStats:
           quick={"num_samples": 20, "warmup_steps": 20})
 def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
              target_accept_prob=0.8, map_steps=None, init_jitter=0.01, max_latent_dim=400, seed=0, progress_bar=True,
-             jit_compile=True):
+             jit_compile=False):
     """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
 
     The model's diverging solves are rejected proposals, not errors (``model.with_divergence("reject")``).
@@ -100,9 +100,9 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     :param int max_latent_dim: refuse models with more scalar latent dimensions than this.
     :param int seed: seed.
     :param bool progress_bar: show MCMC's progress bar.
-    :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``; about 1.5x
-        cheaper per gradient on the fixed-step solve); the trace is taken once, so a divergence warning is only
-        shown if it happens while tracing (diverged solves are still rejected).
+    :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``).  Off by
+        default: the eager fixed-step solve's hand-written gradient is cheaper than autograd through a traced
+        solve (a trace cannot keep it).
     :rtype: MethodResult (``samples`` ``(chains, draws, ...)``, ``mcmc``, ``sample_stats``)
 
     Example::

@@ -29,10 +29,12 @@ def _solve(R, Z, params, t, x, backend, **solver):
     return d, params
 
 
+LAYOUTS = ["particles", "unbatched", "two_traj_dims", "per_trajectory", "no_inputs", "deep_no_Z"]
+
+
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 @pytest.mark.parametrize("substeps", [1, 3])
-@pytest.mark.parametrize("layout", ["particles", "unbatched", "two_traj_dims", "per_trajectory", "no_inputs",
-                                    "deep_no_Z"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
     kw = dict(P=None) if layout == "unbatched" else dict(traj=(2, 3)) if layout == "two_traj_dims" else {}
     if layout == "no_inputs":
@@ -55,14 +57,37 @@ def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
 
 
-def test_streamed_input_term_and_cubic_inputs_match(monkeypatch):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_large_ensemble_mode_matches_torchdiffeq(monkeypatch, layout):
+    """Above the budget (forced here) the input term is formed stage by stage and the weight gradients are
+    added stage by stage instead of gathered at the end: the same values and gradients."""
+    from pyro_node_uq.distributions import rk_backprop
+
+    monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
+    stages = []
+    stage = rk_backprop._Accumulated.stage
+    monkeypatch.setattr(rk_backprop._Accumulated, "stage", lambda self, *a: stages.append(1) or stage(self, *a))
+    test_fixed_path_matches_torchdiffeq("rk4", 2, layout)
+    assert len(stages) == (T - 1) * 2 * 4  # every stage of every step of the one hand-written solve
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_input_term_gradients_match_with_cubic_inputs(monkeypatch, streamed):
+    """Gradients of the weights and of the inputs x themselves (two inputs, cubic interpolation), with the
+    input term W_x x + b computed for all stages at once or (large ensembles) stage by stage."""
     R, Z, params, t, x, y = _setup(input_dim=2, P=5)
-    ref = _solve(R, Z, params, t, x, "torchdiffeq", interp="cubic")[0].mean
-    fused = _solve(R, Z, params, t, x, "fixed", interp="cubic")[0].mean
-    monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)  # large ensembles apply W_x x + b stage by stage
-    streamed = _solve(R, Z, params, t, x, "fixed", interp="cubic")[0].mean
-    torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(streamed, ref, rtol=1e-10, atol=1e-10)
+    if streamed:
+        monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
+    out = []
+    for backend in ("torchdiffeq", "fixed"):
+        xg = x.detach().requires_grad_()
+        d, p = _solve(R, Z, params, t, xg, backend, interp="cubic")
+        d.log_prob(y).sum().backward()
+        out.append((d.mean.detach(), xg.grad, {k: v.grad for k, v in p.items()}))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out[1][1], out[0][1], rtol=1e-10, atol=1e-10)
+    for k in out[0][2]:
+        torch.testing.assert_close(out[1][2][k], out[0][2][k], rtol=1e-10, atol=1e-10)
 
 
 def test_auto_backend_picks_the_fast_path_only_where_it_applies(monkeypatch):
@@ -147,7 +172,7 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
 
     R, Z, params, t, x, y = _setup(hidden=(6, 5), P=2, traj=(3,))
     used = []
-    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a: used.append(1) or rk_backprop.rk_solve(*a))
+    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a, **k: used.append(1) or rk_backprop.rk_solve(*a, **k))
     grads = []
     for solver in (dict(method=method, substeps=2), dict(method=method, substeps=2, compile=True)):
         if solver.get("compile"):  # the compile path runs the autograd step loop; here without a compiler
@@ -159,3 +184,54 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
     assert len(used) == 1  # the first solve only
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("input_dim", [0, 1, 2])
+def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim):
+    """The fast path's own step-doubling check gives the relative error of issue 16's torchdiffeq check."""
+    from pyro_node_uq.distributions import step_check
+
+    R, Z, params, t, x, y = _setup(input_dim=input_dim)
+    h0 = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    errs = []
+    monkeypatch.setattr(fixed_grid, "warn_if_unstable", lambda err, *a: errs.append(err))
+    interp = Interpolator(t, x) if input_dim else None
+    hs = fixed_grid.solve_node_fixed(R, params, h0, t, torch.Size([3, 4]), interp, method, substeps=2,
+                                     step_check=True)
+    batch = torch.Size([3, 4])
+
+    def f(s, h):
+        return R(params, h if interp is None else torch.cat([h, interp(s).expand(batch + (-1,))], -1))
+
+    k = int(hs.abs().flatten(1).amax(1)[:-1].argmax())
+    ref = step_check.step_doubling_error(f, hs[k], t[k], (t[1:] - t[:-1]).max() / 2, method)
+    assert len(errs) == 1 and ref > 1e-8
+    assert errs[0] == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning")
+def test_traced_solve_runs_the_autograd_loop_and_matches(monkeypatch):
+    """Under torch.jit.trace (Pyro's jit_compile) the hand-written solve is bypassed: the trace replays the
+    autograd step loop, with the same values and gradients as the eager hand-written solve."""
+    R, Z, params, t, x, y = _setup(P=2)
+    names = sorted(params)
+
+    def logp(*values):
+        d = NODETrajectory(R, Z, dict(zip(names, values)), t, x, h0=torch.zeros(3, dtype=torch.float64),
+                           scale=0.3, obs_dim=2)
+        return d.log_prob(y).sum()
+
+    values = [params[k].detach().requires_grad_() for k in names]
+    eager = logp(*values)
+    grads = torch.autograd.grad(eager, values)
+    used = []
+    monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a, **k: used.append(1))  # must not be called when traced
+    with pytest.warns(torch.jit.TracerWarning):
+        traced = torch.jit.trace(logp, tuple(values), check_trace=False)
+    values2 = [v.detach().requires_grad_() for v in values]
+    out = traced(*values2)
+    assert not used
+    torch.testing.assert_close(out, eager.detach())
+    for g, v in zip(grads, torch.autograd.grad(out, values2)):
+        torch.testing.assert_close(v, g)

@@ -1,0 +1,28 @@
+"""Helpers shared by the speed benchmarks (not a test): interleaved timing and one log p + gradient call."""
+import statistics
+import time
+
+from pyro_node_uq.distributions import NODETrajectory
+
+
+def interleaved(fns, repeats):
+    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def logp_and_grad(model, split, params, solver=None):
+    """log p(y | w) of ``split`` summed over trajectories and particles, and its gradient (``backward``)."""
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    d = NODETrajectory(model.R, model.Z, params, split.t, split.x, h0=model.init, scale=model.scale,
+                       solver=model.solver if solver is None else solver, obs_dim=model.obs_dim)
+    lp = d.log_prob(split.y).sum()
+    lp.backward()
+    return lp
