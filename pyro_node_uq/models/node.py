@@ -295,7 +295,7 @@ class NODEModel(ProcessModel):
         :param float t0: start of the solve, where the initial state holds (default: the first time or dose).
         :returns: the observations (sampled when ``y`` is ``None``).
         """
-        y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+        y, mask = self._checked_data(t, x, y, mask, x_times)
         if censored is not None and censored.dim() == 2:
             censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
         if x is not None and self.input_dim > 0:
@@ -331,6 +331,24 @@ class NODEModel(ProcessModel):
                 pyro.deterministic("hidden", fn.hidden, event_dim=2)
                 pyro.deterministic("y_mean", fn.mean, event_dim=2)
             return pyro.sample("obs", fn, obs=y)
+
+    def _checked_data(self, t, x, y, mask, x_times):
+        """:func:`~pyro_node_uq.validation.check_trajectory_data` once per data: MCMC and SVI call the model on the
+        same tensors thousands of times, and the check (several reductions over the data) cost ~1.3 ms of a NUTS
+        potential.  The last data are held (so their ids cannot be reused) with their versions (so an in-place
+        change is checked again)."""
+        data = (t, x, y, mask, x_times)
+        key = tuple((id(v), v._version) if torch.is_tensor(v) else v for v in data)
+        last = self.__dict__.get("_validated")
+        if last is None or last[0] != key or torch.jit.is_tracing():
+            last = (key, data, check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times))
+            self._validated = last
+        return last[2]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_validated", None)  # a cache of the last data, not part of the model
+        return state
 
     def _check_inputs(self, t, x, x_times):
         """Warn (once per input tensor) when the input changes faster than the solver steps (see

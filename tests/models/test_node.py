@@ -4,6 +4,7 @@ import torch
 from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
+from pyro_node_uq.data import load_problem
 from pyro_node_uq.distributions import DoseSchedule, NODEObservation, solve_node
 from pyro_node_uq.models import NODEModel
 
@@ -239,3 +240,26 @@ def test_one_dose_schedule_is_shared_by_every_trajectory():
     mean = trace.nodes["y_mean"]["value"]
     assert trace.nodes["obs"]["value"].shape == (3, 5, 1) and mean.shape[-3:] == (3, 5, 1)
     assert torch.equal(mean[..., 0, :, :], mean[..., 2, :, :]) and float(mean[..., 0, 0, 0]) == 1.0  # dose at t0
+
+
+def test_data_are_checked_once_per_tensor_version_and_the_cache_is_not_pickled(monkeypatch):
+    """NUTS and SVI call the model on the same tensors thousands of times: the data check runs once, again after
+    an in-place change, and the cache never travels with a pickled model."""
+    import pickle
+
+    from pyro_node_uq.models import node
+
+    problem = load_problem("chemical", num_train=2, num_times=5)
+    model, tr = problem.default_model(R_hidden=(4,)), problem.train
+    calls = []
+    real = node.check_trajectory_data
+    monkeypatch.setattr(node, "check_trajectory_data", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model(tr.t, tr.x, tr.y)
+    model(tr.t, tr.x, tr.y)
+    assert len(calls) == 1
+    y = tr.y.clone()
+    y[0, 0, 0] = float("nan")  # an in-place change is checked again
+    model(tr.t, tr.x, tr.y.clone())
+    with pytest.raises(ValueError, match="y: observations contain NaN"):
+        model(tr.t, tr.x, y)
+    assert "_validated" not in pickle.loads(pickle.dumps(model)).__dict__
