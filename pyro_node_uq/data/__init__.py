@@ -2,7 +2,10 @@
 from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
+from .events import read_events
+from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
+from .units import Doses, Units, split_by_time, split_units, units_problem
 from .viscoelastic import viscoelastic
 
 PROBLEMS = {
@@ -11,6 +14,8 @@ PROBLEMS = {
     "elastoplastic": elastoplastic,
     "theophylline": theophylline,
     "hare_lynx": hare_lynx,
+    "pk_repeated": pk_repeated,
+    "theophylline_events": theophylline_events,
 }
 
 
@@ -34,5 +39,6 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
-__all__ = ["PROBLEMS", "Problem", "Split", "chemical", "elastoplastic", "hare_lynx", "load_problem",
-           "random_sines", "return_mapping", "theophylline", "viscoelastic"]
+__all__ = ["Doses", "PROBLEMS", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
+           "pk_repeated", "random_sines", "read_events", "return_mapping", "split_by_time", "split_units",
+           "theophylline", "theophylline_events", "units_problem", "viscoelastic"]

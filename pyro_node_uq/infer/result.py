@@ -156,5 +156,5 @@ class MethodResult:
         with param_scope(self.param_state):
             predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
                                     return_sites=list(sites))
-            out = predictive(split.t, split.x, None, num_trajectories=len(split))
+            out = predictive(split.t, split.x, None, num_trajectories=len(split), **getattr(split, "extras", {}))
         return {k: v.reshape((S,) + v.shape[-3:]) if k in PREDICT_SITES else v.reshape(S, -1) for k, v in out.items()}
