@@ -26,6 +26,11 @@ def save_png(fig, path):
 
 def plot_bands(name, prediction, split, split_name, problem, path):
     """Predictive median and 50/90% bands of one method on three trajectories of a split."""
+    if getattr(split, "doses", None) is not None:  # units with dose events: one panel per unit, doses marked
+        from .unit_figures import plot_units
+
+        title = f"{problem.name}: {name} on {split_name} units"
+        return save_png(plot_units(prediction, split, title, problem.time_unit, problem.obs_names[0]), path)
     fig = plot_trajectories(prediction, split, output_names=problem.obs_names,
                             title=f"{problem.name}: {name} on {split_name} trajectories")
     for ax in fig.axes:

@@ -3,6 +3,7 @@ from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
 from .events import read_events
+from .nonmem import events_problem
 from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
 from .units import Doses, Units, split_by_time, split_units, units_problem
@@ -39,6 +40,6 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
-__all__ = ["Doses", "PROBLEMS", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
+__all__ = ["Doses", "PROBLEMS", "events_problem", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
            "pk_repeated", "random_sines", "read_events", "return_mapping", "split_by_time", "split_units",
            "theophylline", "theophylline_events", "units_problem", "viscoelastic"]

@@ -78,7 +78,8 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     :param torch.dtype dtype: floating dtype of the result.
     :returns: :class:`~pyro_node_uq.data.Units`: observations on the union grid of observation times, with
         ``mask``, :class:`~pyro_node_uq.data.units.Doses` and covariates; ``ids`` are the unit ids when they
-        are integers, else 0..N-1 (``Units.covariate_names`` lists the covariates).
+        are integers, else 0..N-1 (``Units.covariate_names`` lists the covariates; ``Units.obs_cmt`` is the
+        0-based compartment of the observations when they all name the same one).
     :raises ValueError: naming the row and column of anything it cannot read.
 
     Example::
@@ -159,5 +160,8 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     except ValueError:
         unit_ids = torch.arange(N)
     doses_ = Doses(dose[0], dose[1], dose[2].long(), dose[3], dose_mask)
+    obs_rows = [i for i, e in enumerate(events) if e == 0]
+    obs_cmt = {int(comps[i]) - 1 for i in obs_rows if comps[i] is not None} if tab.has(cmt) else set()
     return Units(t=torch.tensor(grid, dtype=dtype), x=None, y=y, mask=mask, ids=unit_ids, doses=doses_,
-                 covariates=cov, covariate_names=tuple(covariates), censored=censored if censored.any() else None)
+                 covariates=cov, covariate_names=tuple(covariates), censored=censored if censored.any() else None,
+                 obs_cmt=obs_cmt.pop() if len(obs_cmt) == 1 else None)

@@ -100,6 +100,7 @@ class Units(Split):
         the limit there), or ``None``.
     :ivar bool new_units: these units were not fitted.
     :ivar eta_true: the true random effects ``(N, k)`` of synthetic units, or ``None``.
+    :ivar obs_cmt: 0-based compartment (hidden component) that the observations measure, when known.
     """
 
     doses: Doses = None
@@ -108,6 +109,7 @@ class Units(Split):
     censored: torch.Tensor = None
     new_units: bool = False
     eta_true: torch.Tensor = None
+    obs_cmt: int = None
 
     def __post_init__(self):
         super().__post_init__()

@@ -38,7 +38,8 @@ class HierarchicalNODEModel(NODEModel):
     Other options are :class:`NODEModel`'s; ``observe`` names the hidden components observed when ``Z_hidden``
     is ``None``.
 
-    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS`.
+    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS`; ``()`` is the
+        population-only model (no random effects; doses and covariates-free).
     :param int covariate_dim: number of covariates ``C``.
     :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
     :param omega: ``"learned"`` or ``"latent"``.
@@ -66,8 +67,10 @@ class HierarchicalNODEModel(NODEModel):
                                                  step_check=False))
         super().__init__(obs_dim, input_dim, solver=solver, **kwargs)
         bad = [e for e in effects if e not in EFFECTS]
-        if bad or not effects:
-            raise ValueError(f"effects: expected a non-empty tuple of {EFFECTS}, got {effects!r}")
+        if bad or isinstance(effects, str):
+            raise ValueError(f"effects: expected a tuple of {EFFECTS} (empty: a population-only model), got {effects!r}")
+        if covariate_dim and not effects:
+            raise ValueError("covariate_dim: covariates shift the random effects' mean; give effects as well")
         if omega not in ("learned", "latent"):
             raise ValueError(f"omega must be 'learned' or 'latent', got {omega!r}")
         self.effects, self.covariate_dim = tuple(effects), int(covariate_dim)
@@ -136,15 +139,18 @@ class HierarchicalNODEModel(NODEModel):
         shapes = self.weight_shapes()
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
-        omega = self._omega(t)
-        loc = self._eta_loc(covariates, t)
+        omega = self._omega(t) if self.eta_dim else None
+        loc = self._eta_loc(covariates, t) if self.eta_dim else None
         scale = self._noise_scale(t)
         h0 = self._initial_state(params, x, t)
         with pyro.plate("trajectories", N, dim=-1):
             suffix = "_new" if new_units else ""
-            z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).expand(
-                loc.shape[:-1] + (self.eta_dim,)).to_event(1))
-            eta = pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
+            if not self.eta_dim:
+                eta = t.new_zeros(N, 0)
+            else:
+                z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).expand(
+                    loc.shape[:-1] + (self.eta_dim,)).to_event(1))
+                eta = pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
             hs = self._solve(params, eta, t, x, x_times, h0, doses)
             mean = self._observe(params, eta, hs, t, x, x_times)
             bad = check_diverged(hs, self.solver, self.on_divergence)
