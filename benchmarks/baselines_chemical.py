@@ -16,7 +16,7 @@ import torch
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import (plot_calibration, plot_trajectories, plot_weights, score,
                                       to_inference_data)
-from pyro_node_uq.infer import run_autonormal, run_map, run_nuts
+from pyro_node_uq.methods import run_autonormal, run_map, run_nuts
 
 
 def main(argv=None):
@@ -45,9 +45,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     results["map"] = run_map(model, problem.train, num_steps=args.map_steps, lr=0.03, progress_bar=False)
     results["autonormal"] = run_autonormal(model, problem.train, num_steps=args.vi_steps,
-                                           map_result=results["map"], progress_bar=False)
+                                           warm_start=results["map"], progress_bar=False)
     results["nuts"] = run_nuts(model, problem.train, num_samples=args.nuts_samples, warmup_steps=args.nuts_warmup,
-                               num_chains=args.chains, max_tree_depth=args.tree_depth, map_result=results["map"],
+                               num_chains=args.chains, max_tree_depth=args.tree_depth, warm_start=results["map"],
                                progress_bar=False)
     predictions = {k: r.predict(test, num_samples=args.num_pred if k != "map" else 1) for k, r in results.items()}
     predictions["map"] = results["map"].predict(test, num_samples=args.num_pred)  # noise-only predictive

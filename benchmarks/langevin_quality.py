@@ -39,7 +39,7 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import score
-from pyro_node_uq.infer import run_autonormal, run_langevin, run_lowrank, run_map
+from pyro_node_uq.methods import run_autonormal, run_langevin, run_lowrank, run_map
 
 SCALE = {"elastoplastic": 0.6}  # per-step cost ~1.7x chemical's: fewer steps, as in the comparison job
 # elastoplastic's NODE is still far from the noise level after the comparison job's MAP (training RMSE 0.049 against
@@ -68,9 +68,9 @@ def main():
         map_kw = {"num_steps": 800 * SCALE.get(name, 1.0), **MAP.get(name, {})}
         mp = run_map(model, problem.train, num_steps=max(1, int(map_kw.pop("num_steps") * args.scale)),
                      progress_bar=False, **map_kw)
-        bases = {"autonormal": run_autonormal(model, problem.train, num_steps=max(1, int(500 * f)), map_result=mp,
+        bases = {"autonormal": run_autonormal(model, problem.train, num_steps=max(1, int(500 * f)), warm_start=mp,
                                               progress_bar=False),
-                 "lowrank": run_lowrank(model, problem.train, num_steps=max(1, int(500 * f)), map_result=mp,
+                 "lowrank": run_lowrank(model, problem.train, num_steps=max(1, int(500 * f)), warm_start=mp,
                                         progress_bar=False)}
         fits = [(base.name, base) for base in bases.values()]
         for start_name in args.starts.split(","):
@@ -78,7 +78,7 @@ def main():
             for mode in args.modes.split(","):
                 learned = mode == "learned"
                 kw = {} if learned else {"num_steps": args.grad_steps}
-                res = run_langevin(model, problem.train, score=mode, autonormal_result=bases[start_name],
+                res = run_langevin(model, problem.train, score=mode, warm_start=bases[start_name],
                                    num_iters=max(1, int((args.iters if learned else args.grad_iters) * f)), reference=reference,
                                    progress_bar=False, **kw)
                 fits.append((f"{res.name}/{reference}", res))

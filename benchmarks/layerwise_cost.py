@@ -16,8 +16,9 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.infer import AutoLangevin, map_values, run_layerwise, run_map
-from pyro_node_uq.infer.baselines import _fit_guide, _init_loc
+from pyro_node_uq.infer import AutoLangevin
+from pyro_node_uq.methods import map_values, run_layerwise, run_map
+from pyro_node_uq.infer import _fit_guide, _init_loc
 
 
 def evaluate(res, problem, num_samples):
@@ -57,7 +58,7 @@ def main():
 
     def layerwise(subset, particles):
         res = run_layerwise(model, problem.train, subset=subset, guide_kwargs=kw, num_steps=steps,
-                            num_particles=particles, map_result=map_res, elbo_particles=0, progress_bar=False)
+                            num_particles=particles, warm_start=map_res, elbo_particles=0, progress_bar=False)
         res.wall_time -= map_res.wall_time  # the shared MAP warm start is not part of the comparison
         res.num_model_evals -= map_res.num_model_evals
         return res

@@ -45,7 +45,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer import LTAU, fit_map, run_langevin
+from pyro_node_uq.infer import LTAU
+from pyro_node_uq.methods import run_langevin, run_map
 from pyro_node_uq.infer.ltau import calibration_error, node_errors, node_latent
 
 
@@ -82,7 +83,7 @@ def run_ensemble(problem, steps, members=5):
         pyro.clear_param_store()
         model = problem.default_model()
         one = Clock()
-        fit = fit_map(model, problem.train, num_steps=steps, seed=seed, progress_bar=False)
+        fit = run_map(model, problem.train, num_steps=steps, seed=seed, progress_bar=False)
         one_run = one_run or one.read()
         test.append(node_latent(model, fit.guide, problem.test)[1])
         extra.append(node_latent(model, fit.guide, problem.extrapolation)[1])
@@ -98,7 +99,7 @@ def run_ltau(problem, steps, k, half, burn_in, inputs=True, memory=True):
     model, ltau = problem.default_model(), LTAU(k=k, inputs=inputs)
     monitor = ltau.monitor(problem.train, start=int(burn_in * steps))
     with monitor:
-        fit = fit_map(model, problem.train, num_steps=steps, seed=0, callback=monitor, progress_bar=False)
+        fit = run_map(model, problem.train, num_steps=steps, seed=0, callback=monitor, progress_bar=False)
     trained = clock.read()
     ltau.fit_node(model, fit.guide, problem.train)
     pred = ltau.predict_node(model, fit.guide, problem.test)

@@ -5,7 +5,7 @@ import time
 import torch
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer import run_map
+from pyro_node_uq.methods import run_map
 
 
 def main(repeats=5, steps=40):

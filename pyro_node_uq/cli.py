@@ -7,36 +7,6 @@ from .cli_fit import add_fit_parser
 __all__ = ["main"]
 
 
-def _rmse(model, guide, split):
-    import torch
-    from pyro.infer import Predictive
-
-    pred = Predictive(model, guide=guide, num_samples=1, return_sites=["y_mean"])
-    with torch.no_grad():
-        mean = pred(split.t, split.x, None, mask=split.mask, num_trajectories=len(split))["y_mean"][0]
-    target = split.y_true if split.y_true is not None else split.y
-    mask = torch.ones_like(target, dtype=torch.bool) if split.mask is None else split.mask[..., None].expand_as(target)
-    return float((mean - target)[mask].pow(2).mean().sqrt())
-
-
-def cmd_map(args):
-    """Fit the default problem with MAP and print the fit (the first version of ``make demo``)."""
-    from .infer import fit_map
-
-    if args.steps < 1:
-        raise SystemExit(f"--steps: expected an integer >= 1, got {args.steps}")
-    problem = _problem(args)
-    model = problem.default_model()
-    print(f"problem {problem.name}: {len(problem.train)} training trajectories, model {model}")
-    fit = fit_map(model, problem.train, num_steps=args.steps, seed=args.seed, progress_bar=not args.no_progress)
-    print(f"MAP: {len(fit.losses)} steps in {fit.wall_time:.1f} s, loss {fit.losses[0]:.4g} -> {fit.losses[-1]:.4g}")
-    target = "noise-free truth" if problem.train.y_true is not None else "observations"
-    print(f"{'split':<14} {'RMSE':>8}   (against the {target}; noise std {problem.noise_scale})")
-    for name, split in problem.splits.items():
-        print(f"{name:<14} {_rmse(model, fit.guide, split):>8.4f}")
-    return 0
-
-
 def _assignments(items, what):
     """Parse ``KEY=VALUE`` strings (values as Python literals where they parse, else strings)."""
     import ast
@@ -95,7 +65,8 @@ def cmd_compare(args):
     Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
     ran ok, 2 for bad arguments or a busy output folder, 130 when interrupted (SIGINT; the finished methods are
     written and the report says the run is incomplete)."""
-    from .compare import DEMO_METHODS, METHODS, run_comparison
+    from .compare import run_comparison
+    from .methods import METHODS, demo_methods
     from .compare.output import OutputFolderBusy
 
     import torch
@@ -108,7 +79,7 @@ def cmd_compare(args):
             print(f"{m.name:<18} {m.description}")
         return 0
     if args.methods == "demo":
-        methods = DEMO_METHODS
+        methods = demo_methods()
     elif args.methods == "all":
         methods = None
     else:
@@ -145,12 +116,6 @@ def cmd_compare(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="pyro-node-uq", description="Bayesian UQ for neural-ODE models on Pyro.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("map", help="fit a problem with MAP and print the fit")
-    p.add_argument("--problem", default="chemical")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=cmd_map)
     p = sub.add_parser("compare", help="compare inference methods on a problem and write a report",
                        description="Run inference methods side by side on one problem with one seed; write "
                                    "table.md/table.csv, idata/<method>.nc, figures/*.png and report.md to --out.")

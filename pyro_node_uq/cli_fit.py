@@ -29,8 +29,8 @@ def _write_outputs(out, fit, model, guide, problem, args):
     import torch
 
     from .diagnostics import to_inference_data
-    from .infer import MethodResult
-    from .infer.ltau.recorder import atomic_save
+    from .methods import MethodResult
+    from .utils import atomic_save
 
     os.makedirs(out, exist_ok=True)
     state = pyro.get_param_store().get_state()

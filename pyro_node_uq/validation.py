@@ -144,14 +144,18 @@ def check_times(t, name="t"):
 def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
     """Validate a batch of trajectories for a NODE model and return ``(y_filled, mask)``.
 
-    :param t: observation times ``(T,)``.
+    :param t: observation times ``(T,)``, or ``(N, T)`` per trajectory (padded; sorted where real, checked by
+        the solve).
     :param x: inputs ``(N, Tx, input_dim)`` at ``x_times`` (default ``t``), or ``None`` when ``input_dim == 0``.
     :param y: observations ``(N, T, obs_dim)`` or ``None``; NaN is allowed only where ``mask`` is False.
     :param mask: boolean ``(N, T)`` or ``(N, T, obs_dim)``, or ``None``.
     :returns: ``y`` with masked-out NaNs replaced by 0, and the mask expanded to ``(N, T, obs_dim)`` or ``None``.
     """
-    check_times(t, "t")
-    check_tensor(t, "t")
+    if torch.is_tensor(t) and t.dim() == 2:
+        check_tensor(t, "t", finite=False)
+    else:
+        check_times(t, "t")
+        check_tensor(t, "t")
     for arg, value in (("x", x), ("y", y), ("x_times", x_times)):
         if value is not None:
             check_tensor(value, arg, dtype=t.dtype, device=t.device, finite=arg != "y")
@@ -160,8 +164,8 @@ def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
     for arg, value in (("x", x), ("y", y), ("mask", mask)):
         if value is not None and value.dim() >= 1 and value.shape[0] == 0:
             raise ValueError(f"{arg}: no trajectories (N=0); give at least one trajectory")
-    T = t.shape[0]
-    N = None
+    T = t.shape[-1]
+    N = t.shape[0] if t.dim() == 2 else None
     if input_dim > 0:
         if x is None:
             raise ValueError(f"x: the model expects inputs with input_dim={input_dim}, got x=None")
@@ -173,6 +177,8 @@ def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
                              f"got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("x: inputs contain NaN or inf")
+        if N is not None and x.shape[0] != N:
+            raise ValueError(f"x: {x.shape[0]} trajectories but the per-trajectory times t have {N}")
         N = x.shape[0]
     elif x is not None and x.numel() > 0:
         raise ValueError(f"x: the model has input_dim=0 but x has shape {tuple(x.shape)}")

@@ -158,15 +158,11 @@ plt.close("all")
 
 # %% [markdown]
 # Leave-one-out cross-validation (PSIS-LOO) on the test trajectories ranks the three predictive distributions
-# (each (trajectory, time) pair is one observation).
+# (each observed entry, a trajectory's output at one time, is one observation; every method's log-likelihood
+# holds the same entries as the observed data).
 
 # %%
-# the converter leaves out times whose log-likelihood is the same for every draw (they carry no information);
-# LOO compares the same observations, so keep the times all three share
-common = sorted(set.intersection(*(set(i.log_likelihood["time"].values.tolist()) for i in idatas.values())))
-loo_data = {name: az.InferenceData(posterior=i.posterior, log_likelihood=i.log_likelihood.sel(time=common))
-            for name, i in idatas.items()}
-print(az.compare(loo_data, ic="loo"))
+print(az.compare(idatas, ic="loo"))
 
 # %% [markdown]
 # ## Predictive bands

@@ -1,38 +1,37 @@
-"""What the methods of one comparison share: the problem, the seed, and fits that several methods start from."""
+"""The cache of shared fits of one comparison: each method is fitted once with the comparison's options, and a
+method that starts from another (its ``start``) gets that method's cached fit, whatever order they run in."""
 import logging
-import time
 
-from ..infer import LTAU, MethodResult, run_autonormal, run_map
-
-__all__ = ["MethodSkipped", "RunContext"]
+__all__ = ["RunContext"]
 
 log = logging.getLogger(__name__)
 
 
-class MethodSkipped(Exception):
-    """Raised by a method runner that does not apply to this problem or installation; the message says why."""
-
-
 class RunContext:
-    """Shared state of one comparison run: the problem, options, and cached fits.
+    """Shared state of one comparison run: the problem, the model, each method's options, notes and fits.
 
-    The MAP fit is made once (recording LTAU's loss trajectories as it trains, which costs only the per-step error
-    bookkeeping) and is the warm start of every method that starts from MAP; the AutoNormal fit is likewise shared
-    by the methods that start from it.  A method's reported cost includes the cost of the fits it started from.
+    A method's reported cost includes the cost of the fits it started from (the runners add it).
 
     :param problem: the :class:`~pyro_node_uq.data.Problem`.
     :param int seed: seed of every fit.
-    :param bool quick: use each method's quick options.
     :param bool progress_bar: show tqdm bars.
-    :param dict options: method name -> the options it is run with (filled by the runner).
+    :param dict options: method name -> the options it is run with.
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> ctx = RunContext(load_problem("chemical", num_train=2), progress_bar=False,
+        ...                  options={"map": {"num_steps": 2}, "autonormal": {"num_steps": 2, "elbo_particles": 0}})
+        >>> ctx.fit("autonormal").num_model_evals > ctx.fit("map").num_model_evals  # MAP ran once, shared
+        True
     """
 
-    def __init__(self, problem, seed=0, quick=False, progress_bar=True, options=None):
-        self.problem, self.seed, self.quick, self.progress_bar = problem, seed, quick, progress_bar
+    def __init__(self, problem, seed=0, progress_bar=True, options=None):
+        self.problem, self.seed, self.progress_bar = problem, seed, progress_bar
         self.options = options or {}
         self.notes = {}  # method name -> extra lines for the report
         self._model = None
-        self._cache = {}
+        self._fits = {}
 
     @property
     def model(self):
@@ -41,55 +40,19 @@ class RunContext:
             self._model = self.problem.default_model()
         return self._model
 
-    @property
-    def train(self):
-        return self.problem.train
-
     def note(self, method, text):
+        """Add a line about ``method`` (``"*"``: the whole run) to the report."""
         self.notes.setdefault(method, []).append(text)
 
-    def map_options(self):
-        """``(run_map options, LTAU options)`` of the ``"map"`` method: its ``ltau_*`` options configure the LTAU
-        recorder riding on it (``ltau_k``, ``ltau_burn_in``), the rest are :func:`run_map`'s."""
-        opts = dict(self.options.get("map") or {})
-        ltau = {k[len("ltau_"):]: opts.pop(k) for k in list(opts) if k.startswith("ltau_")}
-        unknown = set(ltau) - {"k", "burn_in"}
-        if unknown:
-            raise ValueError(f"map options: unknown {sorted('ltau_' + k for k in unknown)}; "
-                             "known LTAU options are ['ltau_burn_in', 'ltau_k']")
-        return opts, ltau
+    def fit(self, name):
+        """The fit of registered method ``name`` on the training split, made once (its warm start first)."""
+        from ..methods import METHODS
 
-    def map_fit(self):
-        """``(MethodResult, LTAU)``: the MAP fit with LTAU's loss trajectories recorded during training."""
-        if "map" not in self._cache:
-            opts, ltau_opts = self.map_options()
-            ltau = LTAU(k=ltau_opts.get("k", 10))
-            steps = opts.get("num_steps", 1500)
-            monitor = ltau.monitor(self.train, start=int(ltau_opts.get("burn_in", 0.25) * steps))
-            with monitor:
-                res = run_map(self.model, self.train, seed=self.seed, progress_bar=self.progress_bar,
-                              callback=monitor, **opts)
-            self._cache["map"] = (res, ltau)
-        return self._cache["map"]
-
-    def autonormal_fit(self):
-        """The AutoNormal fit (warm-started at :meth:`map_fit`), shared by the methods that start from it."""
-        if "autonormal" not in self._cache:
-            opts = dict(self.options.get("autonormal") or {})
-            self._cache["autonormal"] = run_autonormal(self.model, self.train, map_result=self.map_fit()[0],
-                                                       seed=self.seed, progress_bar=self.progress_bar, **opts)
-        return self._cache["autonormal"]
-
-    def remember(self, name, result):
-        """Cache ``result`` under ``name`` (so later methods can start from it)."""
-        if isinstance(result, MethodResult):
-            self._cache[name] = result
-
-    def cached(self, name):
-        return self._cache.get(name)
-
-    def timed(self, fn, *args, **kwargs):
-        """``(fn(*args, **kwargs), seconds)``."""
-        start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        return out, time.perf_counter() - start
+        if name not in self._fits:
+            method = METHODS[name]
+            start = self.fit(method.start) if method.start else None
+            self._fits[name] = method.runner(self.model, self.problem.train, warm_start=start, seed=self.seed,
+                                             progress_bar=self.progress_bar, **self.options.get(name, {}))
+            for line in self._fits[name].notes:
+                self.note(name, line)
+        return self._fits[name]

@@ -10,7 +10,7 @@ from matplotlib import ticker  # noqa: E402
 import torch  # noqa: E402
 
 from ..diagnostics import plot_calibration, plot_trajectories  # noqa: E402
-from ..persist import atomic_save  # noqa: E402
+from ..utils.persist import atomic_save  # noqa: E402
 
 __all__ = ["save_png", "plot_bands", "plot_hidden", "plot_calibrations", "plot_cost_quality"]
 

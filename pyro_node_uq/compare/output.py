@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 
-from ..persist import MANIFEST, clean_orphans, read_manifest, write_manifest
+from ..utils.persist import MANIFEST, clean_orphans, read_manifest, write_manifest
 
 __all__ = ["OutputFolder", "OutputFolderBusy", "OUTPUT_ENTRIES"]
 

@@ -4,7 +4,7 @@ import io
 import math
 import os
 
-from ..persist import atomic_save
+from ..utils.persist import atomic_save
 
 __all__ = ["TABLE_SECTIONS", "write_csv", "markdown_tables", "write_text", "write_report"]
 

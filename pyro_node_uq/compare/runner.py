@@ -17,15 +17,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..diagnostics import to_inference_data
-from ..infer.result import PREDICT_SITES
-from ..persist import atomic_save
-from . import figures
-from .context import MethodSkipped, RunContext
+from ..methods import METHODS, MethodSkipped, resolve_methods
+from ..utils.persist import atomic_save
 from ..validation import check_int
-from .methods import METHODS, resolve_methods
+from . import figures
+from .context import RunContext
 from .output import OutputFolder
 from .report import markdown_tables, write_csv, write_report, write_text
-from .scoring import hidden_comparable, score_result
+from .scoring import calibrate_error_predictor, hidden_comparable, score_result
 
 __all__ = ["run_comparison", "ComparisonRows"]
 
@@ -145,8 +144,8 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
         rows.out, stage = folder.out, folder.stage
         for sub in ("idata", "figures", "logs"):
             os.makedirs(os.path.join(stage, sub), exist_ok=True)
-        ctx = RunContext(problem, seed=seed, quick=quick, progress_bar=progress_bar)
-        ctx.options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
+        options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
+        ctx = RunContext(problem, seed=seed, progress_bar=progress_bar, options=options)
         hidden, reason = hidden_comparable(ctx.model, problem)
         ctx.note("*", f"hidden-state scores: {'yes' if hidden else 'skipped'}: {reason}")
         predictions, figs = {}, []
@@ -192,12 +191,15 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
 
 def _run_method(method, ctx, problem, num_samples, seed, hidden, row):
     """Fit one method, predict both splits and score it into ``row``; returns ``(result, predictions)``."""
-    result = method.runner(ctx, **ctx.options[method.name])
+    result = ctx.fit(method.name)
     preds = {}
-    if method.kind == "posterior":
-        sites = PREDICT_SITES + (("sigma",) if getattr(ctx.model, "scale", None) == "latent" else ())
+    if method.kind == "error":
+        note = calibrate_error_predictor(result, problem.test)
+        if note:
+            ctx.note(method.name, note)
+    else:
         preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
-                                                               seed=seed, sites=sites).items()}
+                                                               seed=seed).items()}
                  for s in SPLITS}
     row.update(score_result(result, problem, preds, hidden=hidden))
     return result, preds

@@ -5,20 +5,20 @@ held-out observations on the test and extrapolation splits; the hidden-state sco
 the model's hidden state is comparable to them (it observes its first hidden components directly).  Error ranking
 (Spearman between each point's predicted uncertainty and the true error of the point prediction) and
 out-of-domain detection (AUROC of test against extrapolation points) use the predictive spread for posterior
-methods and LTAU's predicted error / neighbour distance for LTAU.  LTAU is calibrated on the first half of the test
+methods and the error predictor's predicted error / neighbour distance for an error-predictor method (LTAU).  LTAU is calibrated on the first half of the test
 trajectories (:func:`calibration_half`), so every method's error scores use only the other half.
 """
 import math
+import time
 
 import numpy as np
-import pyro
 import torch
 
 from ..diagnostics import score
-from ..infer import param_scope
 from ..infer.ltau import node_errors, node_latent
+from ..utils.seeding import param_scope
 
-__all__ = ["score_result", "spearman", "auroc", "noise_scale", "hidden_comparable", "calibration_half",
+__all__ = ["score_result", "spearman", "auroc", "hidden_comparable", "calibration_half", "calibrate_error_predictor",
            "point_errors"]
 
 
@@ -52,34 +52,12 @@ def auroc(negatives, positives):
     return float((ranks[neg.size:].sum() - pos.size * (pos.size + 1) / 2) / (neg.size * pos.size))
 
 
-def noise_scale(result, prediction=None):
-    """The observation noise std used in the NLL.
-
-    A fixed scale as is; a ``"learned"`` scale is the fitted ``sigma`` param in its constrained (positive) space,
-    read through Pyro's param store (the stored state holds the unconstrained value, its log); a ``"latent"``
-    scale is the per-draw ``sigma`` of ``prediction`` ``(S, obs_dim)``, shaped ``(S, 1, 1, obs_dim)`` so that each
-    predictive draw is scored with its own noise (the NLL of the mixture over draws).
-
-    :returns: a float, a tensor, or ``None`` when the scale is not known.
-    """
-    scale = getattr(result.model, "scale", None)
-    if isinstance(scale, (int, float)):
-        return float(scale)
-    if scale == "learned" and result.param_state is not None and "sigma" in result.param_state["params"]:
-        with param_scope(result.param_state), torch.no_grad():
-            return pyro.param("sigma").detach().clone()
-    if scale == "latent" and prediction is not None and "sigma" in prediction:
-        sigma = prediction["sigma"]
-        return sigma.reshape(sigma.shape[:1] + (1, 1) + sigma.shape[-1:])
-    return None
-
-
 def hidden_comparable(model, problem):
     """``(ok, reason)``: whether the model's hidden states can be scored against ``h_true``."""
     if problem.test.h_true is None:
         return False, "the problem has no true hidden states"
-    if getattr(model, "Z", "absent") is not None:
-        return False, ("the model reads its outputs through an observation network Z, so its hidden state is "
+    if not model.observes_hidden:
+        return False, ("the model reads its outputs through an observation network, so its hidden state is "
                        "only defined up to that map and is not comparable to the true states")
     return True, f"the model observes its first {problem.obs_dim} hidden components directly"
 
@@ -107,7 +85,7 @@ def score_result(result, problem, predictions, hidden=True):
     prefix = {"test": "test", "extrapolation": "extrap"}
     for name, pred in predictions.items():
         split = getattr(problem, name)
-        scale = noise_scale(result, pred)
+        scale = result.model.noise_scale(result.param_state, pred)
         h_true = split.h_true[..., :problem.obs_dim] if hidden and split.h_true is not None else None
         scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true)
         for key, value in scores.items():
@@ -130,9 +108,27 @@ def calibration_half(split):
     return len(split) // 2 if split.mask is None else 0
 
 
+def calibrate_error_predictor(result, split):
+    """Calibrate ``result.error_predictor`` (LTAU) on the first :func:`calibration_half` trajectories of ``split``
+    against the true errors there; every method's error scores leave those trajectories out.
+
+    :returns: a line for the report, or ``None`` when ``split`` has no calibration half.
+    """
+    half = calibration_half(split)
+    if not half:
+        return None
+    ltau, model, guide = result.error_predictor, result.model, result.guide
+    start = time.perf_counter()
+    with param_scope(result.param_state):
+        errors, _ = point_errors(node_latent(model, guide, split)[1], split)
+        ltau.calibrate(ltau.predict_node(model, guide, split)[:half], errors[:half])
+    return (f"calibrated (memory {ltau.calibration.memory:.3g}) on the first {half} test trajectories in "
+            f"{time.perf_counter() - start:.2f} s; every method's error scores use the other {len(split) - half}")
+
+
 def _error_scores(result, problem, predictions):
     test, extra = problem.test, problem.extrapolation
-    ltau = getattr(result, "ltau", None)
+    ltau = result.error_predictor
     if ltau is not None:
         with param_scope(result.param_state):
             pred_test = ltau.predict_node(result.model, result.guide, test)

@@ -3,6 +3,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..utils.tensors import move_tensors
 from ..validation import check_trajectory_data
 
 __all__ = ["Split", "Problem", "random_sines"]
@@ -55,9 +56,7 @@ class Split:
             >>> split.to(dtype=torch.float64).y.dtype, split.to(device="cpu").ids.device
             (torch.float64, device(type='cpu'))
         """
-        cast = {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else None) if torch.is_tensor(v) else v)
-                for k, v in self.__dict__.items()}
-        return replace(self, **cast)
+        return replace(self, **move_tensors(dict(self.__dict__), dtype, device))
 
 
 @dataclass

@@ -13,25 +13,25 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
-from ..distributions import NODETrajectory
-from ..infer.result import MethodResult, guide_samples, param_scope
+from ..methods.result import MethodResult, guide_samples
+from ..utils.seeding import param_scope
 from ..validation import check_int
 
 __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]
 
 
 def pointwise_log_likelihood(fn, value):
-    """Log density of ``value`` per trajectory and time: shape ``batch + (T,)``, unobserved entries 0.
+    """Log density of ``value`` per entry: shape ``batch + (T, outputs)``, unobserved entries 0.
 
-    Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; for a
-    :class:`~pyro_node_uq.distributions.NODETrajectory` uses its noise model and mask.  Outputs (the last
-    event dim) are summed, so each (trajectory, time) pair is one observation for LOO / WAIC.
+    Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; a distribution
+    with a public ``log_prob_pointwise`` (:class:`~pyro_node_uq.distributions.NODEObservation`,
+    :class:`~pyro_node_uq.distributions.NODETrajectory`: error model, mask, censoring, ``-inf`` for diverged
+    members) gives its own.  Each observed entry (trajectory, time, output) is one observation for LOO / WAIC.
     """
-    mask, target_dim = None, len(fn.batch_shape) + max(len(fn.event_shape) - 1, 0)
+    mask, target_dim = None, len(fn.batch_shape) + len(fn.event_shape)
     while True:
-        if isinstance(fn, NODETrajectory):
-            lp, mask = fn._noise_dist().log_prob(value), fn.mask
-            lp = torch.where(fn.diverged[..., None, None], torch.full_like(lp, -float("inf")), lp)
+        if hasattr(fn, "log_prob_pointwise"):
+            lp = fn.log_prob_pointwise(value)
             break
         if isinstance(fn, MaskedDistribution):
             mask = fn._mask if mask is None else mask & fn._mask
@@ -43,7 +43,7 @@ def pointwise_log_likelihood(fn, value):
             break
     if mask is not None and mask is not True and mask is not False:
         lp = torch.where(torch.as_tensor(mask).expand(lp.shape), lp, torch.zeros_like(lp))
-    while lp.dim() > target_dim:  # sum the output dim: one observation per (trajectory, time)
+    while lp.dim() > target_dim:  # dims below the entries (a joint law inside an entry) are summed
         lp = lp.sum(-1)
     return lp
 
@@ -107,17 +107,17 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     """ArviZ ``InferenceData`` of a posterior on ``split``.
 
     Groups: ``posterior`` (latent sites plus the deterministic ``y_mean`` / ``hidden``), ``posterior_predictive``
-    (``obs``), ``log_likelihood`` (``obs`` per trajectory and time; times whose log-likelihood
-    is identical for all draws, such as the fixed initial state, are left out: they carry no information and
-    make PSIS-LOO undefined), ``observed_data`` (``obs``), ``constant_data`` (``t``, ``x``, ``mask``), and
-    ``sample_stats`` for MCMC.  Dims ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``),
+    (``obs``), ``log_likelihood`` (``obs`` per trajectory, time and output: every observed entry, the same
+    entries and dims as ``observed_data``, so ``az.loo`` scores exactly the observations), ``observed_data``
+    (``obs``), ``constant_data`` (``t``, ``x``, ``mask``), and ``sample_stats`` for MCMC.  Dims ``trajectory`` (coords: ``split.ids``), ``time`` (coords: ``split.t``),
     ``output``, ``input``, ``state``.
 
-    When ``split.mask`` marks some points unobserved, ``log_likelihood``, ``posterior_predictive`` and
-    ``observed_data`` hold the observed (trajectory, time) points only, along one flat dim ``observation`` with
-    coordinates ``obs_trajectory`` and ``obs_time``: LOO and ``plot_ppc`` then see the real observations, not
-    the unobserved grid points (an output masked at an observed time is NaN in ``observed_data``).  The
-    ``posterior`` keeps ``y_mean`` / ``hidden`` on the full grid.
+    When ``split.mask`` marks some points unobserved, or trajectories have their own (padded) times,
+    ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` hold the observed (trajectory, time) points
+    only, along one flat dim ``observation`` (then ``output``) with coordinates ``obs_trajectory`` and
+    ``obs_time``: LOO and ``plot_ppc`` then see the real observations, not the unobserved grid points (an output
+    masked at an observed time is NaN in ``observed_data`` and 0 in ``log_likelihood``).  The ``posterior``
+    keeps ``y_mean`` / ``hidden`` on the full grid.
 
     :param obj: a :class:`~pyro_node_uq.infer.MethodResult`, a ``pyro.infer.MCMC``, a guide (with ``model``)
         or a dict ``site -> (S, ...)`` of particles (with ``model``).
@@ -142,7 +142,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         >>> split = Split(t=torch.arange(3.), x=None, y=torch.zeros(2, 3, 1))
         >>> idata = to_inference_data({"mu": torch.randn(40)}, split, model=model)
         >>> idata.log_likelihood["obs"].dims
-        ('chain', 'draw', 'trajectory', 'time')
+        ('chain', 'draw', 'trajectory', 'time', 'output')
     """
     num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
@@ -158,34 +158,35 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     site = trace.nodes[obs_site]
     y = site["value"]
     N, T, out_dim = y.shape[-3:]
-    log_lik = pointwise_log_likelihood(site["fn"], y).reshape(C, D, N, T)
+    log_lik = pointwise_log_likelihood(site["fn"], y).expand((C * D,) + y.shape[-3:]).reshape(C, D, N, T, out_dim)
     with torch.no_grad():
         pred = site["fn"].sample().reshape(C, D, N, T, out_dim)
     posterior = {k: _numpy(v) for k, v in draws.items()}
+    per_unit = split.t.dim() == 2  # each trajectory its own (padded) times: "time" is a position, t is data
     dims = {obs_site: ["trajectory", "time", "output"], "x": ["trajectory", "time", "input"],
-            "mask": ["trajectory", "time", "output"], "t": ["time"]}
+            "mask": ["trajectory", "time", "output"], "t": ["trajectory", "time"] if per_unit else ["time"]}
     for name in deterministic:
         if name in trace.nodes:
             value = trace.nodes[name]["value"]
             posterior[name] = _numpy(value.reshape((C, D) + value.shape[-3:]))
             dims[name] = ["trajectory", "time", "output" if name == "y_mean" else "state"]
     observed = y.clone()
-    if split.mask is not None:
-        mask = split.mask if split.mask.dim() == 3 else split.mask[..., None].expand(y.shape)
+    mask = _observed_mask(split, y.shape)
+    if mask is not None:
         observed = torch.where(mask, observed, torch.full_like(observed, float("nan")))
     constant = {"t": _numpy(split.t)}
     if split.x is not None:
         constant["x"] = _numpy(split.x)
-    if split.mask is not None:
+    if mask is not None:
         constant["mask"] = _numpy(mask)
-    coords = {"trajectory": _numpy(split.ids), "time": _numpy(split.t),
+    coords = {"trajectory": _numpy(split.ids), "time": list(range(T)) if per_unit else _numpy(split.t),
               "output": list(output_names) if output_names is not None else list(range(out_dim))}
     if split.x is not None:
         coords["input"] = list(input_names) if input_names is not None else list(range(split.x.shape[-1]))
     attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
     data_dims = {obs_site: ["trajectory", "time", "output"]}
     data_coords = coords
-    if split.mask is not None:  # keep the observed (trajectory, time) points only, along a flat dim
+    if mask is not None:  # keep the observed (trajectory, time) points only, along a flat dim
         seen = mask.any(-1)
         idx = torch.nonzero(seen)
         log_lik, pred, observed = log_lik[:, :, seen], pred[:, :, seen], observed[seen]
@@ -198,31 +199,31 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
     idata.extend(az.from_dict(posterior_predictive={obs_site: _numpy(pred)},
                               observed_data={obs_site: _numpy(observed)}, coords=data_coords, dims=data_dims,
                               attrs=attrs))
-    if split.mask is not None:
-        # one log-likelihood value per observed point; points where it is the same for every draw carry no
-        # information and break PSIS, so they are left out
-        informative = (log_lik != log_lik[:1, :1]).flatten(0, 1).any(0)
-        informative = informative if informative.any() else torch.ones_like(informative)
-        keep = torch.nonzero(informative)[:, 0]
-        idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., keep].double())},
-                                  coords={"observation": _numpy(keep)}, dims={obs_site: ["observation"]},
-                                  attrs=attrs))
+    if mask is not None:  # one log-likelihood value per observed point, as in observed_data
+        idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=data_coords,
+                                  dims=data_dims, attrs=attrs))
         where = {"obs_trajectory": ("observation", _numpy(split.ids[idx[:, 0]])),
-                 "obs_time": ("observation", _numpy(split.t[idx[:, 1]]))}
-        for group in ("posterior_predictive", "observed_data"):
+                 "obs_time": ("observation", _numpy(split.t[idx[:, 0], idx[:, 1]] if per_unit else
+                                                   split.t[idx[:, 1]]))}
+        for group in ("posterior_predictive", "observed_data", "log_likelihood"):
             setattr(idata, group, getattr(idata, group).assign_coords(where))
-        idata.log_likelihood = idata.log_likelihood.assign_coords(
-            {k: ("observation", v[1][_numpy(keep)]) for k, v in where.items()})
         return idata
-    # one log-likelihood value per (trajectory, time); times where it is the same for every draw and trajectory
-    # (e.g. y(t0) of a fixed initial state) carry no information and break PSIS, so they are left out
-    informative = (log_lik != log_lik[:1, :1]).flatten(0, 2).any(0)
-    if not informative.any():
-        informative = torch.ones_like(informative)
-    ll_coords = dict(coords, time=coords["time"][_numpy(informative)])
-    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik[..., informative].double())}, coords=ll_coords,
-                              dims={obs_site: ["trajectory", "time"]}, attrs=attrs))
+    idata.extend(az.from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=coords,
+                              dims=data_dims, attrs=attrs))
     return idata
+
+
+def _observed_mask(split, shape):
+    """Observed entries ``(N, T, outputs)``: the split's mask and the real entries of per-trajectory times
+    (``t_mask`` among its model arguments); ``None`` when every entry of a shared grid is observed."""
+    mask, t_mask = split.mask, split.kwargs.get("t_mask")
+    if mask is not None and mask.dim() == 2:
+        mask = mask[..., None].expand(shape)
+    if t_mask is not None:
+        mask = t_mask[..., None].expand(shape) if mask is None else mask & t_mask[..., None]
+    if mask is None and split.t.dim() == 2:  # per-unit times: the flat layout, which carries each entry's time
+        mask = torch.ones(shape, dtype=torch.bool, device=split.t.device)
+    return mask
 
 
 def _check_sites(trace, draws, obs_site):

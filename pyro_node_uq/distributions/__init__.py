@@ -1,8 +1,12 @@
 """Trajectory likelihoods and path laws."""
+from .doses import DoseSchedule
 from .interpolation import Interpolator
+from .node_solve import NODESolution, solve_node
 from .node_trajectory import NODETrajectory
+from .observation import ERROR_MODELS, NODEObservation
 from .sde_path import SDESolver, WeightPathFeatures, solve_weight_path
 from .solve import NODEDivergenceError, ODESolver, current_divergence_policy, divergence_policy
 
-__all__ = ["Interpolator", "NODEDivergenceError", "NODETrajectory", "ODESolver", "SDESolver", "WeightPathFeatures",
-           "current_divergence_policy", "divergence_policy", "solve_weight_path"]
+__all__ = ["DoseSchedule", "ERROR_MODELS", "Interpolator", "NODEDivergenceError", "NODEObservation", "NODESolution",
+           "NODETrajectory", "ODESolver", "SDESolver", "WeightPathFeatures", "current_divergence_policy",
+           "divergence_policy", "solve_node", "solve_weight_path"]

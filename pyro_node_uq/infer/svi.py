@@ -9,12 +9,11 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.util import torch_item, zero_grads
-from pyro.infer.autoguide import AutoDelta
 from tqdm.auto import tqdm
 
 from ..validation import check_int, check_positive
 
-__all__ = ["FitResult", "GuardedSVI", "fit_svi", "fit_map"]
+__all__ = ["FitResult", "GuardedSVI", "fit_svi"]
 
 
 @dataclass
@@ -145,29 +144,3 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
                       RuntimeWarning)
     return result
 
-
-def fit_map(model, split, num_steps=1500, lr=2e-2, seed=0, progress_bar=True, clear_param_store=True, **kwargs):
-    """MAP estimate of every latent site of ``model`` (``AutoDelta`` via SVI), from a Glorot initialisation.
-
-    :param model: a :class:`~pyro_node_uq.models.NODEModel` (or any model with ``init_loc_fn``).
-    :param split: the training :class:`~pyro_node_uq.data.Split`.
-    :param int seed: seed of the initial weights and of Pyro.
-    :param bool clear_param_store: start from an empty Pyro param store (default), so that a second fit neither
-        resumes from the previous fit's ``AutoDelta`` values nor trips over their shapes; pass ``False`` to keep
-        other parameters you have in the store.
-    :returns: a :class:`FitResult` whose ``guide`` is the fitted ``AutoDelta``.
-
-    Example::
-
-        >>> from pyro_node_uq.data import load_problem
-        >>> problem = load_problem("chemical", num_train=4)
-        >>> fit = fit_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
-        >>> len(fit.losses)
-        5
-    """
-    if clear_param_store:
-        pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    init = model.init_loc_fn(seed) if hasattr(model, "init_loc_fn") else None
-    guide = AutoDelta(model, init_loc_fn=init) if init is not None else AutoDelta(model)
-    return fit_svi(model, guide, split, num_steps=num_steps, lr=lr, progress_bar=progress_bar, desc="MAP", **kwargs)

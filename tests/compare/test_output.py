@@ -6,7 +6,8 @@ import signal
 import pytest
 
 from pyro_node_uq.cli import main
-from pyro_node_uq.compare import METHODS, Method, register, run_comparison
+from pyro_node_uq.methods import METHODS, Method, register
+from pyro_node_uq.compare import run_comparison
 from pyro_node_uq.compare.output import OutputFolder, OutputFolderBusy
 from pyro_node_uq.data import load_problem
 
@@ -16,19 +17,19 @@ CLI_TINY = [f"--problem-option={k}={v}" for k, v in TINY.items()] + ["--quick", 
 FAST = {"map": {"num_steps": 4}}
 
 
-def _sigint_self(ctx, **_):
+def _sigint_self(model, split, *, warm_start=None, **_):
     """A method during which the user presses Ctrl-C once: it finishes, the ones after it do not run."""
     os.kill(os.getpid(), signal.SIGINT)
-    return ctx.map_fit()[0]
+    return warm_start
 
 
-def _crash(ctx, **_):
+def _crash(model, split, **_):
     raise SystemExit("the process is going down")
 
 
 @pytest.fixture
 def extra_methods():
-    register(Method("sigint_self", _sigint_self, "sends SIGINT to its own process"))
+    register(Method("sigint_self", _sigint_self, "sends SIGINT to its own process", start="map"))
     register(Method("crash", _crash, "ends the process"))
     yield
     METHODS.pop("sigint_self")
@@ -171,7 +172,7 @@ def test_kill_9_during_comparison_runs_leaves_one_complete_run(tmp_path):
     import subprocess
     import sys
 
-    from pyro_node_uq.persist import read_manifest, verify_files
+    from pyro_node_uq.utils.persist import read_manifest, verify_files
 
     out = tmp_path / "out"
     _run(out, ["map"])

@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from pyro_node_uq.compare import run_comparison
-from pyro_node_uq.compare.scoring import noise_scale
 from pyro_node_uq.data import Problem, Split, load_problem
 from pyro_node_uq.diagnostics import predictive_nll, score
-from pyro_node_uq.infer import run_autonormal, run_map, run_nuts
+from pyro_node_uq.methods import run_autonormal, run_map, run_nuts
 from pyro_node_uq.models import NODEModel
 
 
@@ -26,17 +25,17 @@ def _learned_map(sigma=1.5, num_steps=3):
 def test_noise_scale_of_a_learned_sigma_is_constrained():
     """The scorer read the stored unconstrained value (the log of sigma): 0.405 instead of 1.5."""
     _, _, res = _learned_map(1.5)
-    torch.testing.assert_close(noise_scale(res), torch.full((2,), 1.5))
+    torch.testing.assert_close(res.model.noise_scale(res.param_state), torch.full((2,), 1.5))
 
 
 def test_nuts_and_autonormal_carry_the_learned_sigma_over_from_map():
     problem, model, res = _learned_map(1.5)
-    an = run_autonormal(model, problem.train, map_result=res, num_steps=1, lr=1e-4, elbo_particles=0,
+    an = run_autonormal(model, problem.train, warm_start=res, num_steps=1, lr=1e-4, elbo_particles=0,
                         progress_bar=False)
-    torch.testing.assert_close(noise_scale(an), torch.full((2,), 1.5), rtol=1e-3, atol=0)
-    nuts = run_nuts(model, problem.train, map_result=res, num_samples=2, warmup_steps=2, max_tree_depth=2,
+    torch.testing.assert_close(an.model.noise_scale(an.param_state), torch.full((2,), 1.5), rtol=1e-3, atol=0)
+    nuts = run_nuts(model, problem.train, warm_start=res, num_samples=2, warmup_steps=2, max_tree_depth=2,
                     num_chains=1, progress_bar=False)
-    torch.testing.assert_close(noise_scale(nuts), torch.full((2,), 1.5))
+    torch.testing.assert_close(nuts.model.noise_scale(nuts.param_state), torch.full((2,), 1.5))
 
 
 def _autonomous_problem(**model_kwargs):
@@ -71,7 +70,7 @@ def test_latent_sigma_is_scored_per_draw():
     assert rows[0]["status"] == "ok" and math.isfinite(rows[0]["test_nll"])
     res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
     pred = res.predict(problem.test, num_samples=6, sites=("obs", "y_mean", "sigma"))
-    scale = noise_scale(res, pred)
+    scale = res.model.noise_scale(res.param_state, pred)
     assert scale.shape == (6, 1, 1, 2)
     hand = -torch.distributions.Normal(pred["y_mean"], scale).log_prob(problem.test.y).logsumexp(0).sub(
         math.log(6)).mean()

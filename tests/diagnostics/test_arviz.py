@@ -58,7 +58,7 @@ def test_groups_dims_and_posterior(idata, data):
         assert group in idata.groups(), group
     np.testing.assert_array_equal(idata.posterior["mu"].values, draws.reshape(4, 100, 2).numpy())
     assert idata.posterior_predictive["obs"].dims == ("chain", "draw", "trajectory", "time", "output")
-    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "trajectory", "time")
+    assert idata.log_likelihood["obs"].dims == ("chain", "draw", "trajectory", "time", "output")
     np.testing.assert_allclose(idata.constant_data["t"].values, split.t.numpy())
     np.testing.assert_allclose(idata.observed_data["obs"].values, split.y.numpy())
     np.testing.assert_allclose(idata.posterior_predictive["time"].values, split.t.numpy())
@@ -66,8 +66,9 @@ def test_groups_dims_and_posterior(idata, data):
 
 def test_log_likelihood_matches_hand_computation(idata, data):
     split, _, _, draws = data
-    hand = torch.distributions.Normal(draws[:, None, None, :], SIGMA).log_prob(split.y).sum(-1)  # (S, N, T)
-    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 100, 4, 6).numpy(), rtol=1e-10)
+    hand = torch.distributions.Normal(draws[:, None, None, :], SIGMA).log_prob(split.y)  # (S, N, T, outputs)
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 100, 4, 6, 2).numpy(),
+                               rtol=1e-10)
 
 
 def test_posterior_predictive_matches_exact(idata, data):
@@ -111,12 +112,12 @@ def test_guide_chains_and_mask(data):
         assert obs["obs_time"].values.tolist()[:4] == split.t[3:].tolist() + [0.0]
     np.testing.assert_allclose(idata.observed_data["obs"].values, split.y[masked.mask].numpy())
     mu = torch.as_tensor(idata.posterior["mu"].values.reshape(-1, 2))
-    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y).sum(-1)[:, masked.mask]
-    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 21).numpy(), rtol=1e-10)
+    hand = torch.distributions.Normal(mu[:, None, None, :], SIGMA).log_prob(split.y)[:, masked.mask]
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, hand.reshape(4, 50, 21, 2).numpy(), rtol=1e-10)
     assert idata.posterior_predictive["obs"].shape == (4, 50, 21, 2)
     assert idata.constant_data["mask"].dims == ("trajectory", "time", "output")
     loo = az.loo(idata, pointwise=True)
-    assert len(loo.pareto_k) == 21
+    assert loo.pareto_k.size == 42  # 21 observed points x 2 outputs
 
 
 def test_misspelt_or_missing_posterior_sites_are_refused(data):
@@ -151,3 +152,63 @@ def test_bad_inputs(data):
         to_inference_data({"mu": draws[:10]}, split, model=model, num_chains=4)
     with pytest.raises(TypeError, match="MethodResult"):
         to_inference_data(3, split, model=model)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_log_likelihood_keeps_every_observed_entry(masked):
+    """A fixed initial state observed directly makes y(t0)'s log-likelihood the same for every draw; it is still
+    an observation, so log_likelihood holds it (the old converter dropped it: az.loo then scored fewer points
+    than observed_data held) and az.loo runs on exactly the observed entries."""
+    from pyro_node_uq.models import NODEModel
+
+    gen = torch.Generator().manual_seed(1)
+    model = NODEModel(obs_dim=1, hidden_dim=2, R_hidden=(4,), Z_hidden=None, scale=0.2, error_model="combined",
+                      prop_scale=0.1)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    y = 0.2 * torch.randn(3, 5, 1, generator=gen, dtype=torch.float64)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    split = Split(t=t, x=None, y=y, mask=mask if masked else None)
+    draws = {k: 0.3 * torch.randn((40,) + s, generator=gen, dtype=torch.float64)
+             for k, s in model.weight_shapes().items()}
+    idata = to_inference_data(draws, split, model=model, num_chains=2)
+    ll, obs = idata.log_likelihood["obs"], idata.observed_data["obs"]
+    n_obs = int(mask.sum()) if masked else 15
+    assert ll.shape[2:] == obs.shape and int(np.isfinite(obs.values).sum()) == n_obs == ll[0, 0].size
+    first = ll.values[..., 0, 0] if masked else ll.values[..., 0, 0, 0]
+    assert np.all(first == first.flat[0])  # y(t0) = h0 = 0 for every draw: constant, and kept
+    sd = torch.sqrt(0.2**2 + (0.1 * torch.as_tensor(idata.posterior["y_mean"].values)) ** 2)
+    hand = torch.distributions.Normal(torch.as_tensor(idata.posterior["y_mean"].values), sd).log_prob(y)
+    want = hand[:, :, mask] if masked else hand
+    np.testing.assert_allclose(ll.values, want.numpy(), rtol=1e-10)
+    with np.errstate(all="ignore"):
+        loo = az.loo(idata, pointwise=True)
+    assert loo.loo_i.size == n_obs and math.isfinite(loo.elpd_loo)
+
+
+def test_per_unit_times_and_doses_give_the_observed_entries_with_their_own_times():
+    """Units with their own padded times: log_likelihood, observed_data and posterior_predictive hold the real
+    entries only, each with its unit and its own time."""
+    from types import SimpleNamespace
+
+    from pyro_node_uq.distributions import DoseSchedule
+    from pyro_node_uq.models import NODEModel
+
+    gen = torch.Generator().manual_seed(2)
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.2, error_model="proportional")
+    t = torch.tensor([[0.5, 1.0, 3.0], [0.2, 2.5, 0.0]], dtype=torch.float64)
+    t_mask = torch.tensor([[True, True, True], [True, True, False]])
+    y = torch.tensor([[0.9, 0.7, 0.4], [1.8, 0.6, 0.0]], dtype=torch.float64)[..., None]
+    doses = DoseSchedule.from_lists([[0.0], [0.0, 2.0]], [[1.0], [2.0, 1.0]], dtype=torch.float64)
+    split = SimpleNamespace(t=t, x=None, y=y, mask=None, ids=torch.tensor([11, 12]), args=(t, None, y),
+                            kwargs={"t_mask": t_mask, "doses": doses, "t0": 0.0})
+    draws = {k: 0.3 * torch.randn((20,) + s, generator=gen, dtype=torch.float64)
+             for k, s in model.weight_shapes().items()}
+    idata = to_inference_data(draws, split, model=model, num_chains=2)
+    for group in ("log_likelihood", "observed_data", "posterior_predictive"):
+        obs = getattr(idata, group)["obs"]
+        assert obs.sizes["observation"] == 5, group
+        assert obs["obs_trajectory"].values.tolist() == [11, 11, 11, 12, 12]
+        assert obs["obs_time"].values.tolist() == [0.5, 1.0, 3.0, 0.2, 2.5]
+    assert np.isfinite(idata.log_likelihood["obs"].values).all()
+    assert idata.constant_data["t"].dims == ("trajectory", "time")

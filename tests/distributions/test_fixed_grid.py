@@ -67,7 +67,7 @@ def test_streamed_input_term_and_cubic_inputs_match(monkeypatch):
 
 def test_auto_backend_picks_the_fast_path_only_where_it_applies(monkeypatch):
     calls = []
-    monkeypatch.setattr("pyro_node_uq.distributions.node_trajectory.solve_node_fixed",
+    monkeypatch.setattr("pyro_node_uq.distributions.node_solve.solve_node_fixed",
                         lambda *a, **k: calls.append(1) or fixed_grid.solve_node_fixed(*a, **k))
     R, Z, params, t, x, y = _setup()
     for solver, fast in ((dict(method="rk4"), True), (dict(method="dopri5"), False),

@@ -6,7 +6,8 @@ import torch
 from scipy.stats import spearmanr
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder, fit_map
+from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder
+from pyro_node_uq.methods import run_map
 from pyro_node_uq.infer.ltau import ErrorCalibration, calibration_error, node_errors, node_features, node_keys
 from pyro_node_uq.infer.ltau.memory import memory_weights
 
@@ -234,7 +235,7 @@ def test_node_monitor_records_every_point_and_predicts():
     model, ltau = problem.default_model(), LTAU(k=4)
     monitor = ltau.monitor(problem.train, every=2)
     with monitor:
-        fit = fit_map(model, problem.train, num_steps=5, callback=monitor, progress_bar=False)
+        fit = run_map(model, problem.train, num_steps=5, callback=monitor, progress_bar=False)
     keys = node_keys(problem.train).reshape(-1)
     assert ltau.recorder.counts(keys).tolist() == [3] * len(keys)  # steps 0, 2, 4
     ltau.fit_node(model, fit.guide, problem.train)

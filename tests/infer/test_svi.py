@@ -1,34 +1,20 @@
 import pytest
 import torch
-from pyro.infer import Predictive
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer import fit_map, fit_svi
-
-
-def test_map_fit_on_chemical_reaches_noise_level():
-    """Must-show of the foundation: MAP test RMSE (against the noise-free truth) within 3x the noise level."""
-    torch.set_default_dtype(torch.float32)
-    problem = load_problem("chemical", num_test=8)
-    model = problem.default_model()
-    fit = fit_map(model, problem.train, num_steps=800, lr=0.03, progress_bar=False)
-    assert fit.losses[-1] < fit.losses[0]
-    test = problem.test
-    pred = Predictive(model, guide=fit.guide, num_samples=1, return_sites=["y_mean"])(test.t, test.x)
-    rmse = float((pred["y_mean"][0] - test.y_true).pow(2).mean().sqrt())
-    print(f"MAP chemical test RMSE = {rmse:.4f} (noise {problem.noise_scale}, {fit.wall_time:.1f} s)")
-    assert rmse < 3 * problem.noise_scale
+from pyro_node_uq.methods import run_map
+from pyro_node_uq.infer import fit_svi
 
 
 def test_fit_svi_rejects_bad_arguments_and_non_finite_loss():
     problem = load_problem("chemical", num_train=2)
     model = problem.default_model()
     with pytest.raises(ValueError, match="num_steps: expected an integer >= 1, got 0"):
-        fit_map(model, problem.train, num_steps=0)
+        run_map(model, problem.train, num_steps=0)
     bad = problem.train.to(torch.float64)
     bad.y = bad.y * float("inf")
     with pytest.raises(ValueError, match="y: observations contain NaN or inf"):
-        fit_map(model, bad, num_steps=2, progress_bar=False)
+        run_map(model, bad, num_steps=2, progress_bar=False)
 
     def guide(*args, **kwargs):
         pass

@@ -4,6 +4,7 @@ import torch
 from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
+from pyro_node_uq.distributions import DoseSchedule, NODEObservation, solve_node
 from pyro_node_uq.models import NODEModel
 
 
@@ -100,7 +101,8 @@ def test_bad_data_names_the_argument():
         ((t, x, y[:3]), "y: 3 trajectories but x has 4"),
         ((t, x, y[..., :1]), r"y: expected shape \(N, 9, 2\)"),
         ((t, None, y), "x: the model expects inputs"),
-        ((t.reshape(3, 3), x, y), "t: expected a non-empty 1-D tensor"),
+        ((t.reshape(1, 3, 3), x, y), "t: expected a non-empty 1-D tensor"),
+        ((t.expand(3, 9), x, y), "x: 4 trajectories but the per-trajectory times t have 3"),
     ]
     for args, match in cases:
         with pytest.raises(ValueError, match=match):
@@ -128,3 +130,90 @@ def test_pickle_model_and_guide(tmp_path):
     guide(t, x, y)
     clone = pickle.loads(pickle.dumps(guide))
     assert set(clone.state_dict()) == set(guide.state_dict())
+
+
+def _pk_units():
+    """Two units with their own (padded) times, boluses into compartment 0, a censored first observation."""
+    t = torch.tensor([[0.5, 1.0, 2.0, 4.0], [0.25, 3.0, 0.0, 0.0]], dtype=torch.float64)
+    t_mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    doses = DoseSchedule.from_lists([[0.0, 1.5], [0.0]], [[1.0, 0.5], [2.0]], dtype=torch.float64)
+    y = torch.tensor([[0.8, 0.6, 0.7, 0.3], [1.9, 0.4, 0.0, 0.0]], dtype=torch.float64)[..., None]
+    censored = torch.zeros(2, 4, dtype=torch.bool)
+    censored[0, 3] = True  # reported "< 0.3"
+    return t, t_mask, doses, y, censored
+
+
+@pytest.mark.parametrize("error_model", ["additive", "proportional", "combined", "lognormal"])
+def test_doses_per_unit_times_and_error_models_reach_the_likelihood(error_model):
+    """The model's "obs" site is NODEObservation over solve_node with the trace's own weights."""
+    t, t_mask, doses, y, censored = _pk_units()
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.3, error_model=error_model, init="zero",
+                      prop_scale=0.2 if error_model == "combined" else None)
+    pyro.set_rng_seed(0)
+    kwargs = dict(t_mask=t_mask, doses=doses, censored=censored, t0=0.0)
+    trace = pyro.poutine.trace(model).get_trace(t, None, y, **kwargs)
+    params = {k: trace.nodes[k]["value"] for k in model.weight_shapes()}
+    sol = solve_node(model.R, None, params, t, t_mask=t_mask, doses=doses, t0=0.0, obs_dim=1, solver=model.solver)
+    torch.testing.assert_close(trace.nodes["y_mean"]["value"], sol.mean)
+    obs = NODEObservation(sol.mean, 0.3, error_model, prop_scale=0.2, mask=t_mask[..., None],
+                          censored=censored[..., None])
+    torch.testing.assert_close(trace.nodes["obs"]["fn"].log_prob(y), obs.log_prob(y))
+    y_pad = y.clone()
+    y_pad[1, 2:] = 7.0  # padding is never observed
+    torch.testing.assert_close(trace.nodes["obs"]["fn"].log_prob(y_pad), obs.log_prob(y))
+
+
+def test_subsampled_plate_takes_the_units_rows_of_times_and_doses():
+    from pyro_node_uq.infer.distributed import subsample_plate
+
+    t, t_mask, doses, y, censored = _pk_units()
+    # an adaptive solve: a fixed step on the union grid depends (to its discretisation error) on the other units
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.3,
+                      solver={"method": "dopri5", "rtol": 1e-10, "atol": 1e-10})
+    pyro.set_rng_seed(0)
+    full = pyro.poutine.trace(model).get_trace(t, None, y, t_mask=t_mask, doses=doses, censored=censored)
+    params = {k: full.nodes[k]["value"] for k in model.weight_shapes()}
+    with subsample_plate("trajectories", lambda size: torch.tensor([1])):
+        sub = pyro.poutine.trace(pyro.poutine.condition(model, params)).get_trace(
+            t, None, y, t_mask=t_mask, doses=doses, censored=censored)
+    torch.testing.assert_close(sub.nodes["y_mean"]["value"][0], full.nodes["y_mean"]["value"][1])
+
+
+def test_bad_error_model_options():
+    with pytest.raises(ValueError, match="error_model"):
+        NODEModel(obs_dim=1, error_model="poisson")
+    with pytest.raises(ValueError, match="prop_scale: give it with error_model='combined'"):
+        NODEModel(obs_dim=1, error_model="combined")
+    with pytest.raises(ValueError, match="prop_scale must be a positive float"):
+        NODEModel(obs_dim=1, error_model="combined", prop_scale="fixed")
+
+
+def test_svi_and_parallel_predictive_with_doses_and_per_unit_times():
+    t, t_mask, doses, y, censored = _pk_units()
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale="latent", error_model="lognormal")
+    kwargs = dict(t_mask=t_mask, doses=doses, censored=censored, t0=0.0)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO(num_particles=4, vectorize_particles=True))
+    losses = [svi.step(t, None, y, **kwargs) for _ in range(30)]
+    assert all(map(torch.isfinite, map(torch.tensor, losses))) and losses[-1] < losses[0]
+    pred = Predictive(model, guide=guide, num_samples=16, parallel=True)(t, None, None, num_trajectories=2,
+                                                                         **kwargs)
+    assert pred["obs"].shape == (16, 2, 4, 1) and (pred["obs"] > 0).all()  # log-normal: positive draws
+    assert pred["y_mean"].shape == (16, 2, 4, 1)
+
+
+@pytest.mark.parametrize("error_model,want", [
+    ("additive", lambda f: torch.full_like(f, 0.3)), ("proportional", lambda f: 0.3 * f.abs()),
+    ("combined", lambda f: torch.sqrt(0.09 + (0.2 * f) ** 2)), ("lognormal", lambda f: None)])
+def test_noise_scale_follows_the_error_model(error_model, want):
+    """Scoring's predictive NLL is a Normal around y_mean with this std: per entry for proportional errors."""
+    model = NODEModel(obs_dim=1, scale=0.3, error_model=error_model,
+                      prop_scale=0.2 if error_model == "combined" else None)
+    f = torch.tensor([[[[0.5], [-2.0]]]], dtype=torch.float64)
+    got, expected = model.noise_scale(None, {"y_mean": f}), want(f)
+    if expected is None:
+        assert got is None
+    else:
+        torch.testing.assert_close(torch.as_tensor(got, dtype=torch.float64).expand_as(f), expected)

@@ -1,10 +1,9 @@
 """Scale-out: data-parallel SVI over ``torch.distributed``, minibatches, checkpoints, chains across processes."""
-from .chains import map_across_ranks, run_chains, run_ensemble
+from .chains import map_across_ranks
 from .checkpoint import SVICheckpoint
 from .process import (broadcast_object, comm_device, get_rank, get_world_size, init_distributed, is_main_process,
                       local_process, spawn, sync_rng_state)
 from .svi import DataParallelSVI, subsample_plate
 
 __all__ = ["DataParallelSVI", "SVICheckpoint", "broadcast_object", "comm_device", "get_rank", "get_world_size",
-           "init_distributed", "is_main_process", "local_process", "map_across_ranks", "run_chains", "run_ensemble",
-           "spawn", "subsample_plate", "sync_rng_state"]
+           "init_distributed", "is_main_process", "local_process", "map_across_ranks", "spawn", "subsample_plate", "sync_rng_state"]

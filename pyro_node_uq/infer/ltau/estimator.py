@@ -16,7 +16,7 @@ import torch
 from .calibration import ErrorCalibration, default_memories
 from .distribution import ErrorDistribution
 from .node import node_features, node_keys, node_latent, NODETrainingMonitor
-from ...persist import MANIFEST, SaveError, load_unit, save_unit
+from ...utils.persist import MANIFEST, SaveError, load_unit, save_unit
 from ...validation import MAX_SIZE, check_int
 from .recorder import LossTrajectoryRecorder, load_torch_file
 
@@ -56,12 +56,12 @@ class LTAU:
     Example (a NODE fitted by MAP; recording rides on the training steps)::
 
         >>> from pyro_node_uq.data import load_problem
-        >>> from pyro_node_uq.infer import fit_map
+        >>> from pyro_node_uq.methods import run_map
         >>> problem = load_problem("chemical", num_train=4)
         >>> model, ltau = problem.default_model(), LTAU(k=5)
         >>> monitor = ltau.monitor(problem.train)
         >>> with monitor:
-        ...     fit = fit_map(model, problem.train, num_steps=20, callback=monitor, progress_bar=False)
+        ...     fit = run_map(model, problem.train, num_steps=20, callback=monitor, progress_bar=False)
         >>> _ = ltau.fit_node(model, fit.guide, problem.train)
         >>> pred = ltau.predict_node(model, fit.guide, problem.test)
         >>> pred.mean.shape, pred.quantile(torch.tensor([0.1, 0.9])).shape
@@ -189,7 +189,7 @@ class LTAU:
 
         The three files are written into a fresh folder and committed by atomically replacing the folder's
         ``MANIFEST.json`` (format version, files, checksums): a save that fails or is killed at any point leaves
-        the previous save in ``directory`` loadable and unchanged (see :func:`~pyro_node_uq.persist.save_unit`).
+        the previous save in ``directory`` loadable and unchanged (see :func:`~pyro_node_uq.utils.persist.save_unit`).
         """
         if self.index is None:
             raise RuntimeError("LTAU: nothing to save before fit(); save the recorder with recorder.save()")
@@ -207,7 +207,7 @@ class LTAU:
         """Load an :class:`LTAU` written by :meth:`save`, after checking its manifest and checksums.
 
         :raises FileNotFoundError: ``directory`` does not exist.
-        :raises ~pyro_node_uq.persist.SaveError: the save is incomplete, corrupt or not an LTAU save (the message
+        :raises ~pyro_node_uq.utils.persist.SaveError: the save is incomplete, corrupt or not an LTAU save (the message
             names the file).
         """
         directory = os.fspath(directory)

@@ -115,13 +115,13 @@ class NODETrainingMonitor(Messenger):
     Example::
 
         >>> from pyro_node_uq.data import load_problem
-        >>> from pyro_node_uq.infer import fit_map
+        >>> from pyro_node_uq.methods import run_map
         >>> from pyro_node_uq.infer.ltau import LossTrajectoryRecorder
         >>> problem = load_problem("chemical", num_train=2)
         >>> rec = LossTrajectoryRecorder()
         >>> monitor = NODETrainingMonitor(rec, problem.train)
         >>> with monitor:
-        ...     _ = fit_map(problem.default_model(), problem.train, num_steps=3, callback=monitor,
+        ...     _ = run_map(problem.default_model(), problem.train, num_steps=3, callback=monitor,
         ...                 progress_bar=False)
         >>> rec.num_samples, int(rec.counts(rec.keys[:1]))
         (82, 3)

@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from ...persist import SaveError, atomic_save
+from ...utils.persist import SaveError, atomic_save
 from ...validation import MAX_SIZE, check_int, check_positive
 
 __all__ = ["LossTrajectoryRecorder", "atomic_save"]
@@ -174,7 +174,7 @@ class LossTrajectoryRecorder:
 
 def load_torch_file(path, what, keys):
     """``torch.load`` a dict saved by this package; a truncated, empty or foreign file raises
-    :class:`~pyro_node_uq.persist.SaveError` naming the file and what is wrong."""
+    :class:`~pyro_node_uq.utils.persist.SaveError` naming the file and what is wrong."""
     path = os.fspath(path)
     if os.path.getsize(path) == 0:
         raise SaveError(f"{path}: the file is empty (an interrupted save?); expected {what}")

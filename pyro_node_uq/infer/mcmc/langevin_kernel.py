@@ -372,6 +372,7 @@ class LangevinKernel(MCMCKernel):
             state, info = mala.step(self._state(), xi, u, step_size=self.step_size, variances=self.variances,
                                     evaluate=self._evaluate, max_energy_error=self.max_energy_error)
         self._z, self._U, self._g = state
+        self.last_info = info  # per-particle acceptance probability, acceptance and divergence of this step
 
         self._t += 1
         mean_accept = info.accept_prob.mean().item()

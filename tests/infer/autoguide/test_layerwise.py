@@ -15,7 +15,8 @@ from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, 
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import to_inference_data
-from pyro_node_uq.infer import AutoLangevin, AutoLayerwise, CountingModel, guide_samples, run_layerwise, run_map
+from pyro_node_uq.infer import AutoLangevin, AutoLayerwise, CountingModel
+from pyro_node_uq.methods import guide_samples, run_layerwise, run_map
 
 
 class OffsetRegression:

@@ -5,7 +5,8 @@ import torch
 
 from pyro_node_uq.data import Split, load_problem
 from pyro_node_uq.infer import LangevinKernel
-from pyro_node_uq.infer.distributed import get_rank, get_world_size, run_chains, run_ensemble
+from pyro_node_uq.infer.distributed import get_rank, get_world_size
+from pyro_node_uq.methods import run_chains, run_ensemble
 
 
 def toy_model(t, x=None, y=None, mask=None, num_trajectories=None):

@@ -10,10 +10,10 @@ import time
 import pytest
 import torch
 
-from pyro_node_uq import persist
+from pyro_node_uq.utils import persist
 from pyro_node_uq.compare.report import write_text
 from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder
-from pyro_node_uq.persist import SaveError, atomic_save, load_unit, save_unit
+from pyro_node_uq.utils.persist import SaveError, atomic_save, load_unit, save_unit
 
 faiss = pytest.importorskip("faiss")
 
@@ -161,7 +161,7 @@ def test_ltau_load_verifies_the_manifest(tmp_path):
 _LOOP = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, {root!r})
-    from tests.test_persist import _ltau
+    from tests.utils.test_persist import _ltau
     a, b = _ltau(0), _ltau(1, n=30)
     print("ready", flush=True)
     i = 0

@@ -1,5 +1,4 @@
 """NUTS baseline: Pyro's ``NUTS`` on a divergence-rejecting copy of the model, warm-started at a MAP fit."""
-import copy
 import time
 import warnings
 
@@ -10,10 +9,11 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
 from pyro.poutine.util import prune_subsample_sites
 
-from ._pyro_compat import chains_in_process
-from .baselines import carry_model_params, map_values, run_map
-from .result import MethodResult
+from ..infer._pyro_compat import chains_in_process
 from ..validation import check_int, check_positive
+from .common import as_process_model, carry_model_params, map_values, start_from, with_start_cost
+from .registry import MethodSkipped, register
+from .result import MethodResult
 
 __all__ = ["run_nuts", "SamplerStats"]
 
@@ -74,25 +74,32 @@ class SamplerStats:
         return out
 
 
-def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
-             target_accept_prob=0.8, map_result=None, map_steps=1000, init_jitter=0.01, max_latent_dim=400,
-             seed=0, progress_bar=True, jit_compile=True):
+@register("nuts", "NUTS (2 chains from MAP), only for small models", start="map",
+          defaults={"num_samples": 200, "warmup_steps": 200, "max_latent_dim": 300},
+          quick={"num_samples": 20, "warmup_steps": 20})
+def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
+             target_accept_prob=0.8, map_steps=1000, init_jitter=0.01, max_latent_dim=400, seed=0, progress_bar=True,
+             jit_compile=True):
     """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
 
-    The model is copied with ``on_divergence="reject"`` (a diverging ODE solve is a rejected proposal, not an
-    error).  Chains run one after another in this process so that the data-model evaluations and per-draw
-    statistics are counted; NUTS is for small models, and this raises above ``max_latent_dim``.
+    The model's diverging solves are rejected proposals, not errors (``model.with_divergence("reject")``).
+    Chains run one after another in this process so that the data-model evaluations and per-draw statistics are
+    counted; NUTS is for small models, and a model above ``max_latent_dim`` raises :class:`MethodSkipped` (a
+    ``ValueError``).
 
-    :param model: a :class:`~pyro_node_uq.models.NODEModel` (or any Pyro model; ``on_divergence`` is set when
-        the model has that attribute).
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` or a plain Pyro model.
     :param split: the training split.
+    :param MethodResult warm_start: MAP fit to start from; fitted with ``map_steps`` steps when ``None``.
     :param int num_samples: kept draws per chain.
     :param int warmup_steps: adaptation steps per chain.
     :param int num_chains: chains.
     :param int max_tree_depth: NUTS tree depth limit (2^depth leapfrog steps at most per draw).
-    :param MethodResult map_result: MAP fit to start from; fitted when ``None``.
+    :param float target_accept_prob: step-size adaptation target.
+    :param int map_steps: MAP steps when ``warm_start`` is ``None``.
     :param float init_jitter: std of the Gaussian jitter added to the MAP start of each chain.
     :param int max_latent_dim: refuse models with more scalar latent dimensions than this.
+    :param int seed: seed.
+    :param bool progress_bar: show MCMC's progress bar.
     :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``; about 1.5x
         cheaper per gradient on the fixed-step solve); the trace is taken once, so a divergence warning is only
         shown if it happens while tracing (diverged solves are still rejected).
@@ -114,28 +121,27 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
     check_positive(init_jitter, "init_jitter", allow_zero=True)
     if not 0 < target_accept_prob < 1:
         raise ValueError(f"target_accept_prob: expected a number in (0, 1), got {target_accept_prob}")
-    if hasattr(model, "on_divergence"):
-        model = copy.copy(model)
-        model.on_divergence = "reject"
+    model = as_process_model(model, split).with_divergence("reject")
+    args, kwargs = model.fit_args(split)
     with poutine.block(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a diverging prior draw is fine for counting dims
-        trace = prune_subsample_sites(poutine.trace(model).get_trace(*split.args, **split.kwargs))
+        trace = prune_subsample_sites(poutine.trace(model).get_trace(*args, **kwargs))
     dim = sum(int(trace.nodes[name]["value"].numel()) for name in trace.stochastic_nodes)
     if dim > max_latent_dim:
-        raise ValueError(f"run_nuts: the model has {dim} latent dimensions, above max_latent_dim={max_latent_dim}; "
+        raise MethodSkipped(f"run_nuts: the model has {dim} latent dimensions, above max_latent_dim={max_latent_dim}; "
                          "NUTS is only practical for small models. Use a smaller network (e.g. R_hidden=(8,)), "
                          "a layer-wise method, or raise max_latent_dim.")
-    map_result = map_result or run_map(model, split, map_steps, seed=seed, progress_bar=progress_bar)
-    start_values = map_values(map_result)
+    start = start_from("map", warm_start, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
+    start_values = map_values(start)
     pyro.clear_param_store()
-    carry_model_params(map_result)  # a learned noise scale is held at its MAP value, not reset to scale_init
+    carry_model_params(start)  # a learned noise scale is held at its MAP value, not reset to scale_init
     pyro.set_rng_seed(seed)
     kernel = _CountingNUTS(model, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
-                           target_accept_prob=target_accept_prob, max_plate_nesting=1, jit_compile=jit_compile,
+                           target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting, jit_compile=jit_compile,
                            ignore_jit_warnings=True)
     initial = None
     if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
-        kernel.setup(0, *split.args, **split.kwargs)
+        kernel.setup(0, *args, **kwargs)
         initial = {k: v + init_jitter * torch.randn((num_chains,) + v.shape, dtype=v.dtype, device=v.device)
                    for k, v in kernel.initial_params.items()}
         kernel.cleanup()
@@ -145,11 +151,11 @@ def run_nuts(model, split, num_samples=200, warmup_steps=200, num_chains=2, max_
         mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains,
                     initial_params=initial, hook_fn=stats, disable_progbar=not progress_bar)
     chains_in_process(mcmc, kernel, num_samples, warmup_steps, num_chains, progress_bar, initial, stats)
-    start = time.perf_counter()
-    mcmc.run(*split.args, **split.kwargs)
-    wall = time.perf_counter() - start
-    return MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),
-                        wall_time=wall + map_result.wall_time,
-                        num_model_evals=kernel.num_evaluations + map_result.num_model_evals, stochastic_dim=dim,
-                        sample_stats=stats.as_dict(num_chains, num_samples),
-                        param_state=pyro.get_param_store().get_state())
+    clock = time.perf_counter()
+    mcmc.run(*args, **kwargs)
+    wall = time.perf_counter() - clock
+    result = MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),
+                          wall_time=wall, num_model_evals=kernel.num_evaluations, stochastic_dim=dim,
+                          sample_stats=stats.as_dict(num_chains, num_samples),
+                          param_state=pyro.get_param_store().get_state())
+    return with_start_cost(result, start)

@@ -14,7 +14,7 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import score
-from pyro_node_uq.infer import run_autonormal, run_langevin, run_map
+from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +30,8 @@ def test_learned_autolangevin_beats_autonormal(name):
     problem = load_problem(name)
     model = problem.default_model()
     mp = run_map(model, problem.train, num_steps=cfg["map_steps"], lr=cfg["map_lr"], progress_bar=False)
-    an = run_autonormal(model, problem.train, num_steps=cfg["vi_steps"], map_result=mp, progress_bar=False)
-    lv = run_langevin(model, problem.train, score="learned", num_iters=cfg["iters"], autonormal_result=an,
+    an = run_autonormal(model, problem.train, num_steps=cfg["vi_steps"], warm_start=mp, progress_bar=False)
+    lv = run_langevin(model, problem.train, score="learned", num_iters=cfg["iters"], warm_start=an,
                       progress_bar=False)
     out = {}
     for res in (an, lv):

@@ -1,5 +1,4 @@
 """What every inference method returns: a :class:`MethodResult` that can draw posterior samples and predict."""
-import contextlib
 from dataclasses import dataclass, field
 
 import pyro
@@ -8,30 +7,9 @@ from pyro import poutine
 from pyro.infer import Predictive
 from pyro.poutine.util import prune_subsample_sites
 
-__all__ = ["MethodResult", "guide_samples", "param_scope"]
+from ..utils.seeding import param_scope
 
-PREDICT_SITES = ("obs", "y_mean", "hidden")
-
-
-@contextlib.contextmanager
-def param_scope(state):
-    """Temporarily replace Pyro's global param store by ``state`` (from ``get_param_store().get_state()``).
-
-    Fitted methods keep their ``pyro.param`` values (autoguide parameters, a learned noise scale) in their own
-    state, so several methods fitted one after another do not overwrite each other.
-    """
-    store = pyro.get_param_store()
-    if state is None:
-        yield
-        return
-    saved = store.get_state()
-    store.clear()
-    store.set_state(state)
-    try:
-        yield
-    finally:
-        store.clear()
-        store.set_state(saved)
+__all__ = ["MethodResult", "guide_samples"]
 
 
 def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1):
@@ -71,6 +49,11 @@ class MethodResult:
     :ivar int stochastic_dim: number of scalar latent dimensions the method treats as random.
     :ivar dict param_state: the Pyro param store state at the end of the fit (restored while predicting).
     :ivar dict sample_stats: per-draw sampler statistics ``name -> (chains, draws)`` (MCMC), or ``None``.
+    :ivar error_predictor: an error predictor riding on this fit (:class:`~pyro_node_uq.infer.LTAU`), or
+        ``None``; the comparison scores its predicted errors instead of the predictive spread.
+    :ivar loss_trajectories: per-sample training errors recorded during the fit
+        (:class:`~pyro_node_uq.infer.ltau.LossTrajectoryRecorder`), or ``None``.
+    :ivar list notes: lines for the comparison report (how the method was started, what it adapted).
     :ivar train_split: the :class:`~pyro_node_uq.data.Split` the method was fitted on.  Guides whose draws depend
         on the data (:class:`~pyro_node_uq.infer.AutoLangevin` with an exact or hybrid score) are run on it, so
         predictions on another split never condition on that split's observations.
@@ -78,7 +61,7 @@ class MethodResult:
     Example::
 
         >>> from pyro_node_uq.data import load_problem
-        >>> from pyro_node_uq.infer import run_map
+        >>> from pyro_node_uq.methods import run_map
         >>> problem = load_problem("chemical", num_train=4, num_test=3)
         >>> res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
         >>> res.predict(problem.test, num_samples=2)["obs"].shape
@@ -98,6 +81,9 @@ class MethodResult:
     param_state: dict = None
     sample_stats: dict = None
     train_split: object = None
+    error_predictor: object = None
+    loss_trajectories: object = None
+    notes: list = field(default_factory=list)
 
     @property
     def num_draws(self):
@@ -133,28 +119,32 @@ class MethodResult:
         if num_samples is None:
             raise ValueError("num_samples: a guide needs the number of draws")
         split = self.train_split if split is None else split
-        args, kwargs = (split.args, split.kwargs) if split is not None else ((), {})
+        args, kwargs = self.model.fit_args(split) if split is not None else ((), {})
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
-            return guide_samples(self.guide, num_samples, args, kwargs)
+            return guide_samples(self.guide, num_samples, args, kwargs, self.model.max_plate_nesting)
 
-    def predict(self, split, num_samples=100, seed=0, sites=PREDICT_SITES):
+    def predict(self, split, num_samples=100, seed=0, sites=None):
         """Posterior predictive on ``split`` from ONE vectorised ``Predictive(parallel=True)`` call.
 
-        :param split: a :class:`~pyro_node_uq.data.Split` (its ``t`` and ``x`` are used; ``y`` is not: the
-            posterior is drawn given :attr:`train_split`).
+        :param split: a :class:`~pyro_node_uq.data.Split` (the model's ``predict_args`` choose what is used; the
+            observations are not: the posterior is drawn given :attr:`train_split`).
         :param int num_samples: number of posterior draws ``S`` (``None``: all stored draws).
         :param int seed: seed of the posterior draw and the observation noise.
-        :param sites: sites to return; sites the model does not have are left out (e.g. ``"sigma"`` of a model
-            whose noise scale is not latent).
-        :returns: dict with ``"obs"``, ``"y_mean"`` (``(S, N, T, obs_dim)``) and ``"hidden"`` (``(S, N, T, H)``);
-            other sites (a latent noise scale ``"sigma"``) flattened per draw, ``(S, size)``.
+        :param sites: sites to return (default: the model's ``predict_sites``); sites the model does not have
+            are left out.
+        :returns: dict site -> ``(S,) + shape``, each site keeping the trailing dims the model's
+            ``predict_sites`` give it (NODE: ``"obs"``, ``"y_mean"`` ``(S, N, T, obs_dim)``, ``"hidden"``
+            ``(S, N, T, H)``, a latent ``"sigma"`` ``(S, obs_dim)``); other sites flattened per draw.
         """
+        keep = self.model.predict_sites
+        sites = list(keep) if sites is None else list(sites)
         samples = self.posterior_samples(num_samples, seed=seed)
         S = next(iter(samples.values())).shape[0]
+        args, kwargs = self.model.predict_args(split)
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
             predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
-                                    return_sites=list(sites))
-            out = predictive(split.t, split.x, None, num_trajectories=len(split), **getattr(split, "extras", {}))
-        return {k: v.reshape((S,) + v.shape[-3:]) if k in PREDICT_SITES else v.reshape(S, -1) for k, v in out.items()}
+                                    return_sites=sites)
+            out = predictive(*args, **kwargs)
+        return {k: v.reshape((S,) + (v.shape[v.dim() - keep[k]:] if keep.get(k) else (-1,))) for k, v in out.items()}

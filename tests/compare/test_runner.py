@@ -8,18 +8,20 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from pyro_node_uq.compare import METHODS, Method, MethodSkipped, auroc, register, run_comparison, spearman
+from pyro_node_uq.methods import METHODS, Method, MethodSkipped, register
+
+from pyro_node_uq.compare import auroc, run_comparison, spearman
 from pyro_node_uq.data import load_problem
 
 TINY = dict(num_train=3, num_test=2, num_extrapolation=2, num_times=11)
 FAST = {"map": {"num_steps": 5}, "autonormal": {"num_steps": 3, "num_particles": 2, "elbo_particles": 4}}
 
 
-def _boom(ctx, **_):
+def _boom(model, split, **_):
     raise RuntimeError("boom: this method always fails")
 
 
-def _not_here(ctx, **_):
+def _not_here(model, split, **_):
     raise MethodSkipped("not applicable here")
 
 
@@ -94,31 +96,36 @@ def test_rank_scores_match_scipy_and_sklearn():
 
 
 def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
-    """Members 1.. get the MAP row's options (``lr`` included), not run_map's defaults."""
-    from pyro_node_uq.compare import RunContext
-    from pyro_node_uq.compare import methods as m
+    """Members 1.. get the ensemble's MAP options (``lr`` included), not run_map's defaults; member 0 is the
+    shared MAP fit (the warm start) and its cost is counted once."""
+    from pyro_node_uq.methods import ensemble, run_map
 
     problem = load_problem("chemical", **TINY)
-    ctx = RunContext(problem, quick=True, progress_bar=False,
-                     options={"map": {"num_steps": 4, "lr": 5e-3, "ltau_k": 3}})
+    model = problem.default_model()
+    first = run_map(model, problem.train, num_steps=4, lr=5e-3, progress_bar=False)
     calls = []
-    real = m.run_map
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
-        return real(*args, **kwargs)
+        return run_map(*args, **kwargs)
 
-    monkeypatch.setattr(m, "run_map", spy)
-    res = m._ensemble(ctx, num_members=3)
+    monkeypatch.setattr(ensemble, "run_map", spy)
+    res = ensemble.run_ensemble(model, problem.train, warm_start=first, num_members=3, num_steps=4, lr=5e-3,
+                                progress_bar=False)
     assert res.num_draws == 3 and len(calls) == 2
-    assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 and "ltau_k" not in c for c in calls)
+    assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 for c in calls)
+    assert [c["seed"] for c in calls] == [1, 2]
+    assert res.num_model_evals == 3 * first.num_model_evals  # the shared member 0 once, two members trained alike
 
 
-def test_unknown_ltau_option_of_the_map_row_is_named():
+def test_shared_fits_do_not_depend_on_the_order_methods_run_in():
+    """A method that starts from another gets that method's one cached fit, whether it ran before or not."""
     from pyro_node_uq.compare import RunContext
 
-    ctx = RunContext(load_problem("chemical", **TINY), options={"map": {"num_steps": 4, "ltau_kk": 3}})
-    with pytest.raises(ValueError, match=r"ltau_kk.*ltau_burn_in"):
-        ctx.map_options()
-    assert RunContext(load_problem("chemical", **TINY), options={"map": {"ltau_k": 3, "lr": 0.1}}).map_options() == \
-        ({"lr": 0.1}, {"k": 3})
+    opts = {"map": {"num_steps": 3}, "autonormal": {"num_steps": 2, "elbo_particles": 0},
+            "langevin_kernel": {"num_particles": 2, "num_samples": 2, "warmup_steps": 1}}
+    ctx = RunContext(load_problem("chemical", **TINY), progress_bar=False, options=opts)
+    kernel = ctx.fit("langevin_kernel")  # needs autonormal, which needs map: both fitted on demand
+    assert ctx.fit("autonormal") is ctx.fit("autonormal") and ctx._fits.keys() == {"map", "autonormal",
+                                                                                     "langevin_kernel"}
+    assert kernel.num_model_evals > ctx.fit("autonormal").num_model_evals > ctx.fit("map").num_model_evals

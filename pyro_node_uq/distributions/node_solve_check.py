@@ -1,0 +1,115 @@
+"""The contract of :func:`~pyro_node_uq.distributions.node_solve.solve_node`: shapes, dtypes, sorted finite times.
+
+Every error names the argument and says what was expected, so a bad call fails here, before a solve, instead of
+inside ``torchdiffeq`` or a batched matrix product.
+"""
+import torch
+
+from .doses import DoseSchedule
+
+__all__ = ["check_solve_args"]
+
+
+def _check_times(t, t_mask):
+    if not torch.is_tensor(t) or not t.is_floating_point():
+        raise TypeError(f"t: expected a float tensor of times, got {getattr(t, 'dtype', type(t).__name__)}")
+    if t.dim() not in (1, 2) or t.shape[-1] < 1:
+        raise ValueError(f"t: expected times (T,) shared by every unit or (N, T) per unit, got shape {tuple(t.shape)}")
+    if t_mask is None:
+        t_mask = torch.ones(t.shape, dtype=torch.bool, device=t.device)
+    elif t.dim() != 2:
+        raise ValueError("t_mask: only per-unit times t of shape (N, T) are padded; shared times take no t_mask")
+    elif not torch.is_tensor(t_mask) or t_mask.dtype != torch.bool or t_mask.shape != t.shape:
+        raise ValueError(f"t_mask: expected a bool tensor of t's shape {tuple(t.shape)}, got "
+                         f"{getattr(t_mask, 'dtype', type(t_mask).__name__)} {tuple(getattr(t_mask, 'shape', ()))}")
+    if t.dim() == 1:  # shared times: the plain check (few ops: it runs at every model evaluation)
+        if not torch.isfinite(t).all():
+            raise ValueError("t: times contain NaN or inf")
+        if t.shape[0] > 1 and not bool((t[1:] > t[:-1]).all()):
+            i = int(torch.nonzero(t[1:] <= t[:-1])[0]) + 1
+            raise ValueError(f"t: times must be strictly increasing; not at index {i} "
+                             f"({float(t[i - 1])} then {float(t[i])})")
+        return t_mask
+    if not torch.isfinite(t[t_mask]).all():
+        raise ValueError("t: times contain NaN or inf (pad per-unit times with t_mask)")
+    tm = t.reshape(-1, t.shape[-1])
+    mask = t_mask.reshape(tm.shape)
+    pos = torch.where(mask, torch.arange(tm.shape[-1], device=t.device), -1).cummax(-1).values
+    prev = torch.cat([pos.new_full(pos.shape[:-1] + (1,), -1), pos[:, :-1]], -1)  # previous real time's index
+    has_prev = mask & (prev >= 0)
+    bad = has_prev & (tm <= tm.gather(-1, prev.clamp(min=0)))
+    if bad.any():
+        unit, i = (int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(f"t: times must be strictly increasing; not at unit {unit}, index {i} "
+                         f"({float(tm[unit, prev[unit, i]])} then {float(tm[unit, i])})")
+    return t_mask
+
+
+def _check_params(R, Z, params):
+    batch = []
+    for net in (R, Z):
+        for site, shape in (net.param_shapes().items() if net is not None else ()):
+            if site not in params:
+                raise ValueError(f"params: missing parameter {site!r} of network {net.name!r}")
+            value = params[site]
+            if value.shape[value.dim() - len(shape):] != shape:
+                raise ValueError(f"params: {site!r} must end in shape {tuple(shape)}, got {tuple(value.shape)}")
+            batch.append(value.shape[: value.dim() - len(shape)])
+    return batch
+
+
+def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim):
+    """Validate :func:`solve_node`'s arguments; returns ``(batch_shape, t_mask, obs_dim)``.
+
+    :returns: the ensemble batch shape (weights' batch dims x units), the per-unit time mask (all True for
+        shared times) and the number of observed outputs.
+    """
+    H = R.sizes[-1]
+    D = R.sizes[0] - H
+    obs_dim = Z.sizes[-1] if Z is not None else obs_dim
+    if obs_dim is None or not 0 < obs_dim <= H:
+        raise ValueError(f"obs_dim: with Z=None it must be in [1, hidden_dim={H}], got {obs_dim}")
+    if Z is not None and Z.sizes[0] != R.sizes[0]:
+        raise ValueError(f"Z: expects {Z.sizes[0]} inputs, but hidden_dim + input_dim = {R.sizes[0]}")
+    t_mask = _check_times(t, t_mask)
+    batch = _check_params(R, Z, params)
+    if t.dim() == 2:
+        batch.append(t.shape[:1])
+    if D > 0:
+        if x is None:
+            raise ValueError(f"x: R expects {D} inputs, got x=None")
+        if x_times is None and t.dim() == 2:
+            raise ValueError("x_times: with per-unit times t (N, T), the inputs x need their own sample times")
+        xt = t if x_times is None else x_times
+        if xt.dim() != 1:
+            raise ValueError(f"x_times: expected shared sample times (Tx,), got shape {tuple(xt.shape)}")
+        if x.dim() < 2 or x.shape[-2:] != (xt.shape[0], D):
+            raise ValueError(f"x: expected shape (..., {xt.shape[0]}, {D}) (units, sample times, inputs), "
+                             f"got {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise ValueError("x: inputs contain NaN or inf")
+        batch.append(x.shape[:-2])
+    if h0 is not None:
+        if h0.dim() < 1 or h0.shape[-1] != H:
+            raise ValueError(f"h0: expected a last dim of hidden_dim={H}, got shape {tuple(h0.shape)}")
+        if not torch.isfinite(h0).all():
+            raise ValueError("h0: the initial state contains NaN or inf")
+        batch.append(h0.shape[:-1])
+    if doses is not None:
+        if not isinstance(doses, DoseSchedule):
+            raise TypeError(f"doses: expected a DoseSchedule, got {type(doses).__name__}")
+        doses.check(hidden_dim=H)
+        if doses.time.dtype != t.dtype:
+            raise TypeError(f"doses: dtype {doses.time.dtype} differs from t's {t.dtype}")
+        batch.append(doses.time.shape[:1])
+    try:
+        batch_shape = torch.broadcast_shapes(*batch)
+    except RuntimeError as e:
+        raise ValueError(f"units: the batch dims of params, t, x, h0 and doses do not broadcast "
+                         f"({[tuple(b) for b in batch]}); units are the last batch dim") from e
+    first = t[t_mask].min() if t0 is not None and t_mask.any() else None
+    if first is not None and float(t0) > float(first):
+        raise ValueError(f"t0: the solve starts at {float(t0)}, after the first observation time {float(first)}")
+    if t0 is not None and doses is not None and doses.mask.any() and float(doses.time[doses.mask].min()) < float(t0):
+        raise ValueError(f"doses: a dose at {float(doses.time[doses.mask].min())} precedes the start t0={float(t0)}")
+    return batch_shape, t_mask, obs_dim

@@ -1,0 +1,145 @@
+"""What every method runner shares: the model seen through its protocol, warm starts and their cost, and one
+guide fit with counted model evaluations."""
+import time
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import init_to_value
+from torch.distributions import biject_to
+
+from ..infer._pyro_compat import replace_model
+from ..infer.counting import CountingModel
+from ..infer.log_joint import model_plate_nesting
+from ..infer.svi import fit_svi
+from ..models.protocol import PlainModel, ProcessModel
+from ..utils.seeding import param_scope
+from .registry import METHODS
+from .result import MethodResult
+
+__all__ = ["as_process_model", "carry_model_params", "counted", "estimate_elbo", "fit_guide", "init_loc",
+           "latent_dim", "map_values", "start_from", "with_start_cost"]
+
+
+def as_process_model(model, split=None):
+    """``model`` itself when it follows the :class:`~pyro_node_uq.models.ProcessModel` protocol (or wraps a model
+    that does, as :class:`~pyro_node_uq.infer.CountingModel`), else a :class:`~pyro_node_uq.models.PlainModel`
+    whose plate depth comes from one trace of ``model`` on ``split``."""
+    if isinstance(model, ProcessModel) or isinstance(getattr(model, "model", None), ProcessModel):
+        return model
+    if split is None:
+        raise ValueError(f"model: {model!r} is not a ProcessModel; give the data split so its plates can be read")
+    with poutine.block(), torch.no_grad():
+        trace = poutine.trace(model).get_trace(*split.args, **split.kwargs)
+    return PlainModel(model, model_plate_nesting(trace))
+
+
+def counted(model):
+    """A :class:`~pyro_node_uq.infer.CountingModel` of ``model`` on its observed site and plate depth."""
+    return CountingModel(model, site=model.obs_site, max_plate_nesting=model.max_plate_nesting)
+
+
+def start_from(name, warm_start, model, split, *, seed=0, progress_bar=True, **options):
+    """The fit a method starts from: ``warm_start`` when given (a fit the caller shares between methods), else a
+    fresh run of registered method ``name`` with ``options``.  Its cost is added by :func:`with_start_cost`."""
+    if warm_start is not None:
+        return warm_start
+    return METHODS[name].runner(model, split, seed=seed, progress_bar=progress_bar, **options)
+
+
+def with_start_cost(result, start):
+    """Add the wall time and model evaluations of ``start`` (the fit ``result`` started from) to ``result``: a
+    method's reported cost includes the fits it needed."""
+    if start is not None:
+        result.wall_time += start.wall_time
+        result.num_model_evals += start.num_model_evals
+    return result
+
+
+def latent_dim(guide):
+    """Number of scalar latent dimensions of a fitted autoguide (its unconstrained latent size)."""
+    return sum(int(site["value"].numel()) for _, site in guide.prototype_trace.iter_stochastic_nodes())
+
+
+def map_values(result):
+    """Constrained point values ``site -> tensor`` of a fitted guide ``result`` (a MAP fit's estimate, another
+    guide's median), read in the fit's own param state: the warm start of the next method."""
+    with torch.no_grad(), param_scope(result.param_state):
+        return {k: v.detach().clone() for k, v in result.guide.median().items()}
+
+
+def carry_model_params(result):
+    """Put the model's own ``pyro.param`` values of a fitted ``result`` (a learned noise scale ``sigma``) into
+    the current param store, so a method started from that fit continues from them instead of re-initialising.
+
+    The guide's parameters (named ``<guide prefix>.*``) are left out.  Does nothing for ``None`` or a result
+    without a param state.
+    """
+    state = None if result is None else result.param_state
+    if state is None:
+        return
+    prefix = getattr(result.guide, "prefix", None)
+    for name, unconstrained in state["params"].items():
+        if prefix and name.startswith(prefix + "."):
+            continue
+        constraint = state["constraints"][name]
+        with torch.no_grad():
+            value = biject_to(constraint)(unconstrained.detach()).clone()
+        pyro.param(name, value, constraint=constraint)
+
+
+def init_loc(model, seed, values=None):
+    """The ``init_loc_fn`` of a method: ``values`` (a warm start) where given, the model's own initialisation
+    for the other sites."""
+    fallback = model.init_loc_fn(seed)
+    return fallback if values is None else init_to_value(values=values, fallback=fallback)
+
+
+def estimate_elbo(model, guide, split, num_particles=64, seed=0):
+    """A vectorised Monte-Carlo ELBO estimate of ``guide`` (``Trace_ELBO``, ``num_particles`` in one solve)."""
+    pyro.set_rng_seed(seed)
+    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True,
+                      max_plate_nesting=model.max_plate_nesting)
+    args, kwargs = model.fit_args(split)
+    with torch.no_grad():
+        return -float(elbo.loss(model, guide, *args, **kwargs))
+
+
+def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, seed=0, progress_bar=True,
+              elbo_particles=0, start=None, stochastic_dim=latent_dim, **svi_kwargs):
+    """Fit ``guide_fn(counted_model)`` with vectorised ELBO particles; return a :class:`MethodResult` whose cost
+    includes ``start``'s.
+
+    :param str name: the method name.
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel`.
+    :param guide_fn: ``guide_fn(model) -> AutoGuide``.
+    :param split: the training split.
+    :param int num_steps: SVI steps.
+    :param float lr: initial learning rate.
+    :param int num_particles: ELBO particles per step, vectorised.
+    :param int seed: seed.
+    :param bool progress_bar: show a tqdm bar.
+    :param int elbo_particles: particles of the final ELBO estimate (0 to skip).
+    :param MethodResult start: the fit this one starts from; its model parameters (a learned noise scale) are
+        carried over and its cost added.
+    :param stochastic_dim: ``stochastic_dim(guide) -> int``, the scalar dimensions the guide treats as random.
+    :param svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
+    """
+    pyro.clear_param_store()
+    carry_model_params(start)
+    pyro.set_rng_seed(seed)
+    counting = counted(model)
+    guide = guide_fn(counting)
+    loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                      max_plate_nesting=model.max_plate_nesting)
+    clock = time.perf_counter()
+    fit = fit_svi(counting, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
+                  desc=name, **svi_kwargs)
+    wall = time.perf_counter() - clock
+    replace_model(guide, model)  # predictions and ELBO estimates are not fitting cost
+    elbo = estimate_elbo(model, guide, split, elbo_particles, seed) if elbo_particles else None
+    result = MethodResult(name=name, model=model, guide=guide, losses=fit.losses, elbo=elbo, wall_time=wall,
+                          num_model_evals=counting.count, stochastic_dim=stochastic_dim(guide),
+                          param_state=pyro.get_param_store().get_state(), train_split=split)
+    return with_start_cost(result, start)

@@ -1,0 +1,73 @@
+"""Layer-wise stochastic VI as a method: :class:`~pyro_node_uq.infer.AutoLayerwise` (chosen layers sampled, the
+rest point estimates re-optimised jointly) warm-started at a MAP fit."""
+from ..infer.autoguide import AutoLangevin, AutoLayerwise
+from .common import as_process_model, fit_guide, init_loc, latent_dim, map_values, start_from
+from .registry import register
+
+__all__ = ["run_layerwise"]
+
+
+def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochastic=None, guide=AutoLangevin,
+                  guide_kwargs=None, num_steps=1500, lr=1e-2, num_particles=8, map_steps=1000, seed=0,
+                  progress_bar=True, elbo_particles=64, name=None, **svi_kwargs):
+    """Layer-wise stochastic VI: ``subset`` (or ``stochastic`` patterns) sampled by ``guide``, the rest point
+    estimates re-optimised jointly, started at a MAP fit.
+
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` (one that names its layers for ``subset``).
+    :param split: the training split.
+    :param MethodResult warm_start: a MAP fit to start from (point sites and the stochastic guide's location);
+        fitted here with ``map_steps`` steps when ``None`` and ``map_steps > 0``; its cost is included.
+    :param str subset: ``"last_layer"`` or ``"first_layer"``; ignored when ``stochastic`` is given.
+    :param stochastic: site patterns or network names of the stochastic sites (see :class:`AutoLayerwise`).
+    :param type guide: autoguide class of the stochastic sites (default ``AutoLangevin``).
+    :param dict guide_kwargs: its keyword arguments.
+    :param int num_steps: SVI steps.
+    :param float lr: initial learning rate.
+    :param int num_particles: ELBO particles per step, vectorised.
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (0: start from the model's initialisation).
+    :param int seed: seed.
+    :param bool progress_bar: show tqdm bars.
+    :param int elbo_particles: particles of the final ELBO estimate (0 to skip).
+    :param str name: method name (default ``"layerwise_<subset>"`` or ``"layerwise"``).
+    :returns: :class:`MethodResult` whose ``stochastic_dim`` counts the stochastic sites only.
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> problem = load_problem("chemical", num_train=4)
+        >>> res = run_layerwise(problem.default_model(), problem.train, guide_kwargs={"num_steps": 2},
+        ...                     num_steps=3, map_steps=3, progress_bar=False)
+        >>> res.name, res.stochastic_dim
+        ('layerwise_last_layer', 99)
+    """
+    model = as_process_model(model, split)
+    start = warm_start
+    if start is None and map_steps > 0:
+        start = start_from("map", None, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
+    init = init_loc(model, seed, None if start is None else map_values(start))
+    if stochastic is None:
+        select, name = {"subset": subset}, name or f"layerwise_{subset}"
+    else:
+        select, name = {"stochastic": stochastic}, name or "layerwise"
+
+    def guide_fn(m):
+        return AutoLayerwise(m, guide=guide, init_loc_fn=init, **select, **(guide_kwargs or {}))
+
+    return fit_guide(name, model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles, seed=seed,
+                     progress_bar=progress_bar, elbo_particles=elbo_particles, start=start,
+                     stochastic_dim=lambda g: latent_dim(g.stochastic_guide), **svi_kwargs)
+
+
+def _register(subset):
+    short = subset.split("_")[0]
+
+    def run(model, split, **options):
+        return run_layerwise(model, split, subset=subset, name=f"layerwise_{short}", **options)
+    run.__doc__ = f"``run_layerwise(..., subset={subset!r})``."
+    register(f"layerwise_{short}", f"layer-wise AutoLangevin: {short} layer stochastic, the rest point estimates "
+             "re-optimised jointly, from MAP", defaults={"num_steps": 400}, quick={"num_steps": 60, "elbo_particles": 16},
+             start="map", demo=subset == "last_layer")(run)
+
+
+_register("last_layer")
+_register("first_layer")

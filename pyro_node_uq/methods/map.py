@@ -1,0 +1,64 @@
+"""MAP: a point estimate of every latent site (``AutoDelta``) from the model's initialisation; the warm start of
+most other methods."""
+from pyro.infer.autoguide import AutoDelta
+
+from ..infer.ltau import LossTrajectoryRecorder, NODETrainingMonitor
+from .common import as_process_model, fit_guide, init_loc, map_values
+from .registry import register
+
+__all__ = ["run_map"]
+
+
+@register("map", "MAP point estimate (AutoDelta), Glorot start; the warm start of the other methods",
+          defaults={"num_steps": 800, "record_errors": True}, quick={"num_steps": 150}, demo=True)
+def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, progress_bar=True,
+            record_errors=False, record_burn_in=0.25, callback=None, **svi_kwargs):
+    """MAP estimate of every latent site (``AutoDelta``).
+
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` (e.g. :class:`~pyro_node_uq.models.NODEModel`) or
+        a plain Pyro model ``model(*split.args, **split.kwargs)``.
+    :param split: the training :class:`~pyro_node_uq.data.Split`.
+    :param MethodResult warm_start: a fit whose point values start this one (default: the model's
+        ``init_loc_fn``).
+    :param int num_steps: SVI steps.
+    :param float lr: initial learning rate of ``ClippedAdam`` (decays tenfold).
+    :param int seed: seed of the initial weights and of Pyro.
+    :param bool progress_bar: show a tqdm bar.
+    :param bool record_errors: record every training point's error at every step from ``record_burn_in`` of the
+        steps on (NODE models; what :mod:`LTAU <pyro_node_uq.methods.ltau>` needs; costs only the bookkeeping:
+        the errors are those of the prediction each step computed anyway).
+    :param float record_burn_in: fraction of the steps before recording starts.
+    :param callback: optional ``callback(step, loss)`` (see :func:`~pyro_node_uq.infer.fit_svi`).
+    :returns: :class:`MethodResult` with ``elbo=None`` (a point mass has no ELBO), ``stochastic_dim=0``, and
+        ``loss_trajectories`` when recorded.
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> problem = load_problem("chemical", num_train=4)
+        >>> res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
+        >>> sorted(res.posterior_samples(1))[:2]
+        ['R.0.bias', 'R.0.weight']
+    """
+    model = as_process_model(model, split)
+    init = init_loc(model, seed, None if warm_start is None else map_values(warm_start))
+    recorder = monitor = None
+    if record_errors:
+        recorder = LossTrajectoryRecorder()
+        monitor = NODETrainingMonitor(recorder, split, start=int(record_burn_in * num_steps))
+
+    def step_callback(step, loss):
+        stop = monitor(step, loss) if monitor is not None else False
+        return bool(stop) or (callback is not None and bool(callback(step, loss)))
+
+    def fit():
+        return fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
+                         seed=seed, progress_bar=progress_bar, start=warm_start, stochastic_dim=lambda g: 0,
+                         callback=step_callback, **svi_kwargs)
+
+    if monitor is None:
+        return fit()
+    with monitor:
+        result = fit()
+    result.loss_trajectories = recorder
+    return result

@@ -1,0 +1,102 @@
+"""The registry of comparable methods: name -> runner with its defaults, per-problem and quick options, and the
+method whose fit it starts from.
+
+A runner is ``run(model, split, *, warm_start=None, seed=0, progress_bar=True, **options) -> MethodResult``; it
+raises :class:`MethodSkipped` when the method does not apply (a model too large for NUTS, an optional dependency
+not installed).  Options resolve as ``defaults`` (loop counts scaled by :data:`PROBLEM_COST`), then
+``problems[problem]``, then (in quick mode) ``quick``, then the caller's overrides.  Each method registers itself
+in its own module with :func:`register`, so adding a method to the comparison is one new file in
+``pyro_node_uq/methods/``.
+"""
+from dataclasses import dataclass, field
+
+__all__ = ["METHODS", "Method", "MethodSkipped", "PROBLEM_COST", "demo_methods", "register", "resolve_methods"]
+
+#: loop counts of full runs are multiplied by this per problem (elastoplastic's steps cost ~1.7x chemical's)
+PROBLEM_COST = {"elastoplastic": 0.6}
+LOOP_KEYS = ("num_steps", "num_iters", "num_samples", "warmup_steps", "map_steps")
+
+
+class MethodSkipped(ValueError):
+    """Raised by a method runner that does not apply to this model, problem or installation; the message says why
+    (the comparison records the method as skipped and goes on)."""
+
+
+@dataclass
+class Method:
+    """One registered method.
+
+    :ivar str name: registry name (CLI ``--methods``).
+    :ivar runner: ``runner(model, split, *, warm_start=None, seed=0, progress_bar=True, **options)``.
+    :ivar str description: one line for the report.
+    :ivar dict defaults: options of a full run.
+    :ivar dict quick: overrides of a quick run (``--quick``).
+    :ivar dict problems: problem name -> overrides.
+    :ivar str kind: ``"posterior"`` (scored by predictive metrics) or ``"error"`` (an error predictor such as
+        LTAU: scored by error ranking and out-of-domain detection; its predictive is its base fit's).
+    :ivar str start: the registered method whose fit this one starts from (``warm_start``), or ``None``.
+    :ivar bool demo: part of the quick demo set (``make demo``).
+    :ivar tuple scaled: option names that are loop counts (scaled by :data:`PROBLEM_COST`).
+    """
+
+    name: str
+    runner: object
+    description: str
+    defaults: dict = field(default_factory=dict)
+    quick: dict = field(default_factory=dict)
+    problems: dict = field(default_factory=dict)
+    kind: str = "posterior"
+    start: str = None
+    demo: bool = False
+    scaled: tuple = LOOP_KEYS
+
+    def options(self, problem_name, quick=False, overrides=None):
+        """The resolved options for ``problem_name``."""
+        factor = PROBLEM_COST.get(problem_name, 1.0)
+        opts = {k: max(1, int(v * factor)) if k in self.scaled else v for k, v in self.defaults.items()}
+        opts.update(self.problems.get(problem_name, {}))
+        if quick:
+            opts.update(self.quick)
+        opts.update(overrides or {})
+        return opts
+
+
+METHODS = {}
+
+
+def register(name, description=None, **fields):
+    """Decorator registering ``runner`` as method ``name`` (fields as :class:`Method`); ``register(method)`` adds
+    (or replaces) a ready :class:`Method`.
+
+    Example::
+
+        >>> @register("toy", "a toy method", defaults={"num_steps": 3}, start="map")
+        ... def run_toy(model, split, *, warm_start=None, seed=0, progress_bar=True, num_steps=10):
+        ...     return warm_start
+        >>> METHODS["toy"].options("chemical")
+        {'num_steps': 3}
+        >>> del METHODS["toy"]
+    """
+    if isinstance(name, Method):
+        METHODS[name.name] = name
+        return name
+
+    def decorate(runner):
+        METHODS[name] = Method(name, runner, description, **fields)
+        return runner
+    return decorate
+
+
+def resolve_methods(names):
+    """Methods for a list of names (``"all"`` is every registered method); unknown names raise a clear error."""
+    if names in (None, "all", ["all"]):
+        return list(METHODS.values())
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; registered methods are {sorted(METHODS)}")
+    return [METHODS[n] for n in names]
+
+
+def demo_methods():
+    """Names of the quick demo set (``make demo``): methods registered with ``demo=True``."""
+    return [m.name for m in METHODS.values() if m.demo]

@@ -1,0 +1,38 @@
+"""Device and dtype handling: every tensor the package creates follows the data or parameters it works with."""
+import torch
+
+__all__ = ["tensor_options", "move_tensors"]
+
+
+def tensor_options(*tensors, dtype=None, device=None):
+    """``dict(dtype=..., device=...)`` of the first tensor among ``tensors`` (``None`` entries skipped), unless
+    ``dtype`` / ``device`` are given; torch's defaults when there is no tensor.
+
+    Example::
+
+        >>> tensor_options(None, torch.zeros(2, dtype=torch.float64))
+        {'dtype': torch.float64, 'device': device(type='cpu')}
+    """
+    like = next((t for t in tensors if torch.is_tensor(t)), None)
+    return {"dtype": dtype if dtype is not None else (like.dtype if like is not None else torch.get_default_dtype()),
+            "device": device if device is not None else (like.device if like is not None else torch.device("cpu"))}
+
+
+def move_tensors(values, dtype=None, device=None):
+    """A copy of ``values`` (a dict, tuple or list, nested) with every floating tensor moved to ``dtype`` and
+    ``device`` and every other tensor to ``device``; non-tensors are kept as they are.
+
+    Example::
+
+        >>> out = move_tensors({"t": torch.zeros(2), "mask": torch.ones(2, dtype=torch.bool), "n": 3},
+        ...                    dtype=torch.float64)
+        >>> out["t"].dtype, out["mask"].dtype, out["n"]
+        (torch.float64, torch.bool, 3)
+    """
+    if torch.is_tensor(values):
+        return values.to(device=device, dtype=dtype if values.is_floating_point() else None)
+    if isinstance(values, dict):
+        return {k: move_tensors(v, dtype, device) for k, v in values.items()}
+    if isinstance(values, (list, tuple)):
+        return type(values)(move_tensors(v, dtype, device) for v in values)
+    return values
