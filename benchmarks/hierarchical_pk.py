@@ -14,14 +14,14 @@ import time
 
 import torch
 
-from pyro_node_uq.compare.scoring import noise_scale
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.infer import condition_effects, predict_units, run_autonormal, run_langevin, run_map
+from pyro_node_uq.infer import condition_effects, predict_units
+from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
 
 
 def _scores(fit, pred, split):
-    s = score(pred, split.y, split.mask, noise_scale=noise_scale(fit, pred))
+    s = score(pred, split.y, split.mask, noise_scale=fit.model.noise_scale(fit.param_state, pred))
     return {k: round(float(s[k]), 4) for k in ("nll", "crps", "coverage_90", "rmse") if k in s}
 
 
@@ -36,9 +36,9 @@ def eta_coverage(fit, split, level=0.9, num_samples=400):
 def run(problem, name, model, fits, steps, seed):
     rows = []
     mp = run_map(model, problem.train, num_steps=steps, seed=seed, progress_bar=False)
-    an = run_autonormal(model, problem.train, num_steps=steps, map_result=mp, seed=seed, progress_bar=False,
+    an = run_autonormal(model, problem.train, num_steps=steps, warm_start=mp, seed=seed, progress_bar=False,
                         elbo_particles=0)
-    la = run_langevin(model, problem.train, autonormal_result=an, num_iters=steps // 2, num_steps=10, seed=seed,
+    la = run_langevin(model, problem.train, warm_start=an, num_iters=steps // 2, num_steps=10, seed=seed,
                       progress_bar=False, elbo_particles=0)
     for fit in (an, la):
         row = {"model": name, "method": fit.name, "wall_s": round(fit.wall_time, 1)}

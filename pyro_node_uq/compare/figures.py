@@ -26,7 +26,7 @@ def save_png(fig, path):
 
 def plot_bands(name, prediction, split, split_name, problem, path):
     """Predictive median and 50/90% bands of one method on three trajectories of a split."""
-    if getattr(split, "doses", None) is not None:  # units with dose events: one panel per unit, doses marked
+    if hasattr(split, "extras"):  # units (with dose events): one panel per unit, doses marked
         from .unit_figures import plot_units
 
         title = f"{problem.name}: {name} on {split_name} units"

@@ -26,9 +26,10 @@ def plot_units(prediction, units, title="", time_unit="", output_name="y", max_u
 
     Example::
 
-        >>> from pyro_node_uq.data import Units, Doses
+        >>> from pyro_node_uq.data import Units
+        >>> from pyro_node_uq.distributions import DoseSchedule
         >>> u = Units(t=torch.arange(1.0, 5.0), x=None, y=torch.ones(2, 4, 1),
-        ...           doses=Doses.bolus(torch.zeros(2, 1), torch.ones(2, 1)))
+        ...           doses=DoseSchedule.from_lists([[0.0], [0.0]], [[1.0], [2.0]]))
         >>> fig = plot_units({"obs": torch.randn(50, 2, 4, 1)}, u)
         >>> len(fig.axes)
         2
@@ -40,7 +41,7 @@ def plot_units(prediction, units, title="", time_unit="", output_name="y", max_u
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False, sharex=True)
     t = units.t.detach().cpu().double().numpy()
     lo90, lo50, med, hi50, hi90 = samples.quantile(torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.double), 0)
-    doses = units.doses.to(device="cpu")
+    doses = None if units.doses is None else type(units.doses)(*(v.cpu() for v in units.doses))
     for i in range(rows * cols):
         ax = axes[i // cols][i % cols]
         if i >= n:
@@ -55,9 +56,11 @@ def plot_units(prediction, units, title="", time_unit="", output_name="y", max_u
         ax.plot(t[seen & ~cens], y[seen & ~cens], "o", color="k", ms=3.5, label="observed")
         if cens.any():
             ax.plot(t[cens], y[cens], "v", mfc="none", color="k", ms=5, label="below LLOQ")
-        real = doses.mask[i]
-        amounts = doses.amounts[i][real]
-        for time, amount, dur in zip(doses.times[i][real].tolist(), amounts.tolist(), doses.duration[i][real].tolist()):
+        real = doses.mask[i] if doses is not None else torch.zeros(0, dtype=torch.bool)
+        amounts = doses.amount[i][real] if doses is not None else torch.zeros(0)
+        ends = (doses.end() - doses.time)[i][real] if doses is not None else torch.zeros(0)
+        for time, amount, dur in zip(doses.time[i][real].tolist() if doses is not None else [], amounts.tolist(),
+                                     ends.tolist()):
             size = 4 + 6 * amount / float(amounts.max())
             ax.plot([time], [0], marker="^", color="C3", ms=size, clip_on=False, transform=ax.get_xaxis_transform())
             if dur > 0:

@@ -6,7 +6,8 @@ from .events import read_events
 from .nonmem import events_problem
 from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
-from .units import Doses, Units, split_by_time, split_units, units_problem
+from .specimens import specimens
+from .units import Units, split_by_time, split_units, units_problem
 from .viscoelastic import viscoelastic
 
 PROBLEMS = {
@@ -17,6 +18,7 @@ PROBLEMS = {
     "hare_lynx": hare_lynx,
     "pk_repeated": pk_repeated,
     "theophylline_events": theophylline_events,
+    "specimens": specimens,
 }
 
 
@@ -24,7 +26,8 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     """Build a registered problem by name.
 
     :param str name: one of :data:`PROBLEMS` (``chemical``, ``viscoelastic``, ``elastoplastic``,
-        ``theophylline``, ``hare_lynx``).
+        ``theophylline``, ``hare_lynx``; units with random effects: ``pk_repeated``, ``theophylline_events``,
+        ``specimens``).
     :param torch.dtype dtype: cast the data (default: ``torch.get_default_dtype()``).
     :param device: put the data there (default: ``torch.get_default_device()``); the data are always generated
         on the CPU (seeded CPU generators), so a problem is the same on every device.
@@ -40,6 +43,6 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
-__all__ = ["Doses", "PROBLEMS", "events_problem", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
-           "pk_repeated", "random_sines", "read_events", "return_mapping", "split_by_time", "split_units",
+__all__ = ["PROBLEMS", "events_problem", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
+           "pk_repeated", "random_sines", "read_events", "return_mapping", "specimens", "split_by_time", "split_units",
            "theophylline", "theophylline_events", "units_problem", "viscoelastic"]

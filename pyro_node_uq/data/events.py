@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from .units import Doses, Units
+from ..distributions.doses import DoseSchedule
+from .units import Units
 
 __all__ = ["read_events"]
 
@@ -77,7 +78,7 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     :param covariates: names of covariate columns.
     :param torch.dtype dtype: floating dtype of the result.
     :returns: :class:`~pyro_node_uq.data.Units`: observations on the union grid of observation times, with
-        ``mask``, :class:`~pyro_node_uq.data.units.Doses` and covariates; ``ids`` are the unit ids when they
+        ``mask``, a :class:`~pyro_node_uq.distributions.DoseSchedule` (``None`` without doses) and covariates; ``ids`` are the unit ids when they
         are integers, else 0..N-1 (``Units.covariate_names`` lists the covariates; ``Units.obs_cmt`` is the
         0-based compartment of the observations when they all name the same one).
     :raises ValueError: naming the row and column of anything it cannot read.
@@ -89,7 +90,7 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         ...                       "DV": [".", 5.0, 3.1, ".", 4.0], "AMT": [100, 0, 0, 80, 0],
         ...                       "EVID": [1, 0, 0, 1, 0], "WT": [70, 70, 70, 60, 60]})
         >>> units = read_events(frame, covariates=["WT"])
-        >>> units.t.tolist(), units.mask.tolist(), units.doses.amounts.tolist(), units.covariates.tolist()
+        >>> units.t.tolist(), units.mask.tolist(), units.doses.amount.tolist(), units.covariates.tolist()
         ([1.0, 1.5, 2.0], [[True, False, True], [False, True, False]], [[100.0], [80.0]], [[70.0], [60.0]])
     """
     tab = _load(table)
@@ -135,16 +136,16 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     if not grid:
         raise ValueError(f"read_events: {tab.source} has no observations (EVID 0 rows with a value in {dv!r})")
     col = {t: j for j, t in enumerate(grid)}
-    N, T, D = len(units), len(grid), max(len(d) for d in doses.values())
+    N, T = len(units), len(grid)
     y = torch.zeros(N, T, 1, dtype=dtype)
     mask, censored = torch.zeros(N, T, dtype=torch.bool), torch.zeros(N, T, dtype=torch.bool)
-    dose = torch.zeros(4, N, D, dtype=dtype)
-    dose_mask = torch.zeros(N, D, dtype=torch.bool)
     for n, unit in enumerate(units):
         for t, (value, below, _) in obs[unit].items():
             y[n, col[t], 0], mask[n, col[t]], censored[n, col[t]] = value, True, below
-        for k, entry in enumerate(sorted(doses[unit])):
-            dose[:, n, k], dose_mask[n, k] = torch.tensor(entry, dtype=dtype), True
+    given = [sorted(doses[u]) for u in units]
+    schedule = None
+    if any(given):
+        schedule = DoseSchedule.from_lists(*([[d[j] for d in g] for g in given] for j in range(4)), dtype=dtype)
     cov = None
     if covariates:
         cov = torch.zeros(N, len(covariates), dtype=dtype)
@@ -159,9 +160,8 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         unit_ids = torch.tensor([int(u) for u in units])
     except ValueError:
         unit_ids = torch.arange(N)
-    doses_ = Doses(dose[0], dose[1], dose[2].long(), dose[3], dose_mask)
     obs_rows = [i for i, e in enumerate(events) if e == 0]
     obs_cmt = {int(comps[i]) - 1 for i in obs_rows if comps[i] is not None} if tab.has(cmt) else set()
-    return Units(t=torch.tensor(grid, dtype=dtype), x=None, y=y, mask=mask, ids=unit_ids, doses=doses_,
+    return Units(t=torch.tensor(grid, dtype=dtype), x=None, y=y, mask=mask, ids=unit_ids, doses=schedule,
                  covariates=cov, covariate_names=tuple(covariates), censored=censored if censored.any() else None,
                  obs_cmt=obs_cmt.pop() if len(obs_cmt) == 1 else None)

@@ -5,83 +5,14 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..distributions.doses import DoseSchedule
 from .problem import Split
 
-__all__ = ["Doses", "Units", "split_by_time", "split_units", "units_problem"]
+__all__ = ["Units", "split_by_time", "split_units", "units_problem"]
 
 
-def _cast(value, dtype=None, device=None):
-    if not torch.is_tensor(value):
-        return value
-    return value.to(device=device, dtype=dtype if value.is_floating_point() else None)
-
-
-@dataclass
-class Doses:
-    """Per-unit dose schedules, padded to the largest number of doses ``D``.
-
-    :ivar times: dose times ``(N, D)``.
-    :ivar amounts: amounts ``(N, D)`` (zero where ``mask`` is False).
-    :ivar cmt: 0-based compartment (hidden-state component) receiving each dose ``(N, D)``, long.
-    :ivar rates: infusion rates ``(N, D)``; 0 is a bolus (the amount is added at once).
-    :ivar mask: boolean ``(N, D)`` of real (not padding) doses.
-
-    Example::
-
-        >>> d = Doses.bolus(torch.tensor([[0.0, 12.0]]), torch.tensor([[100.0, 50.0]]))
-        >>> d.breakpoints().tolist(), d.duration.tolist()
-        ([0.0, 12.0], [[0.0, 0.0]])
-    """
-
-    times: torch.Tensor
-    amounts: torch.Tensor
-    cmt: torch.Tensor
-    rates: torch.Tensor
-    mask: torch.Tensor
-
-    @classmethod
-    def bolus(cls, times, amounts, cmt=0):
-        """Bolus doses ``times``/``amounts`` ``(N, D)`` into compartment ``cmt`` (all real)."""
-        return cls(times, amounts, torch.full(times.shape, cmt, dtype=torch.long), torch.zeros_like(amounts),
-                   torch.ones(times.shape, dtype=torch.bool))
-
-    @classmethod
-    def empty(cls, n, like):
-        """No doses for ``n`` units (tensors like ``like``)."""
-        z = like.new_zeros(n, 0)
-        return cls(z, z, z.long(), z, z.bool())
-
-    def __len__(self):
-        return self.times.shape[0]
-
-    @property
-    def duration(self):
-        """Infusion durations ``amount / rate`` ``(N, D)`` (0 for boluses and padding)."""
-        safe = torch.where(self.rates > 0, self.rates, torch.ones_like(self.rates))
-        return torch.where((self.rates > 0) & self.mask, self.amounts / safe, torch.zeros_like(self.amounts))
-
-    def breakpoints(self):
-        """Sorted distinct times where any unit's state jumps or input switches (bolus, infusion start or end)."""
-        ends = (self.times + self.duration)[self.mask & (self.rates > 0)]
-        return torch.unique(torch.cat([self.times[self.mask], ends]))
-
-    def infusion_rate(self, start, num_states):
-        """Per-unit infusion input ``(N, num_states)`` in force on the interval starting at ``start``."""
-        on = self.mask & (self.rates > 0) & (self.times <= start) & (start < self.times + self.duration)
-        out = self.rates.new_zeros(len(self), num_states)
-        return out.scatter_add_(1, self.cmt.clamp(max=num_states - 1), torch.where(on, self.rates, 0 * self.rates))
-
-    def bolus_at(self, time, num_states):
-        """Per-unit bolus amounts ``(N, num_states)`` given at ``time``."""
-        hit = self.mask & (self.rates <= 0) & (self.times == time)
-        out = self.amounts.new_zeros(len(self), num_states)
-        return out.scatter_add_(1, self.cmt.clamp(max=num_states - 1), torch.where(hit, self.amounts, 0 * self.amounts))
-
-    def select(self, index):
-        return Doses(*(v[index] for v in (self.times, self.amounts, self.cmt, self.rates, self.mask)))
-
-    def to(self, dtype=None, device=None):
-        return Doses(*(_cast(v, dtype, device) for v in (self.times, self.amounts, self.cmt, self.rates, self.mask)))
+def _take(doses, index):
+    return None if doses is None else DoseSchedule(*(v[index] for v in doses))
 
 
 @dataclass
@@ -93,7 +24,7 @@ class Units(Split):
     arguments: the doses, the covariates and whether these units are new (their random effects are then drawn
     from the population, not from the fitted units' posterior).
 
-    :ivar doses: :class:`Doses` of the units.
+    :ivar doses: :class:`~pyro_node_uq.distributions.DoseSchedule` of the units, or ``None``.
     :ivar covariates: ``(N, C)`` baseline covariates, or ``None``.
     :ivar covariate_names: names of the covariate columns.
     :ivar censored: boolean ``(N, T)``: observed entries that are below the quantification limit (``y`` holds
@@ -103,7 +34,7 @@ class Units(Split):
     :ivar obs_cmt: 0-based compartment (hidden component) that the observations measure, when known.
     """
 
-    doses: Doses = None
+    doses: DoseSchedule = None
     covariates: torch.Tensor = None
     covariate_names: tuple = ()
     censored: torch.Tensor = None
@@ -115,8 +46,6 @@ class Units(Split):
         super().__post_init__()
         if self.mask is None:
             self.mask = torch.ones(self.y.shape[:2], dtype=torch.bool, device=self.y.device)
-        if self.doses is None:
-            self.doses = Doses.empty(len(self), self.t)
 
     @property
     def extras(self):
@@ -125,7 +54,7 @@ class Units(Split):
 
     @property
     def kwargs(self):
-        return {"mask": self.mask, **self.extras}
+        return {"mask": self.mask, "censored": self.censored, **self.extras}
 
     @property
     def unit_times(self):
@@ -141,15 +70,10 @@ class Units(Split):
         index = torch.as_tensor(index, device=self.y.device)
         take = lambda v: None if v is None else v[index]  # noqa: E731
         fields = dict(x=take(self.x), y=self.y[index], mask=self.mask[index], y_true=take(self.y_true),
-                      h_true=take(self.h_true), ids=self.ids[index], doses=self.doses.select(index),
+                      h_true=take(self.h_true), ids=self.ids[index], doses=_take(self.doses, index),
                       covariates=take(self.covariates), censored=take(self.censored), eta_true=take(self.eta_true))
         fields.update(changes)
         return replace(self, **fields)
-
-    def to(self, dtype=None, device=None):
-        out = super().to(dtype, device)
-        out.doses = self.doses.to(dtype, device)
-        return out
 
 
 def split_units(units, test_fraction=0.25, seed=0):

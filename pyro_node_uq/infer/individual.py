@@ -13,7 +13,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 
-from .result import PREDICT_SITES, param_scope
+from ..utils.seeding import param_scope
 
 __all__ = ["ConditionedEffects", "condition_effects", "predict_units"]
 
@@ -58,8 +58,8 @@ def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0)
     pyro.set_rng_seed(seed)
     with param_scope(result.param_state), torch.no_grad():
         with poutine.block(), pyro.plate("_num_predictive_samples", S * M, dim=-2):
-            trace = poutine.trace(poutine.condition(model, data)).get_trace(units.t, units.x, units.y,
-                                                                            mask=units.mask, **kwargs)
+            trace = poutine.trace(poutine.condition(model, data)).get_trace(
+                units.t, units.x, units.y, mask=units.mask, censored=units.censored, **kwargs)
     site = trace.nodes["obs"]
     loglik = site["fn"].log_prob(site["value"]).reshape(S, M, N)
     weights = torch.softmax(loglik, dim=1)
@@ -69,7 +69,7 @@ def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0)
     return ConditionedEffects(chosen, ess, pop)
 
 
-def predict_units(result, units, conditioned=None, num_samples=100, seed=0, sites=PREDICT_SITES):
+def predict_units(result, units, conditioned=None, num_samples=100, seed=0, sites=None):
     """Posterior predictive of new units: population-level (``conditioned=None``: effects from the population), or
     individual (effects from :func:`condition_effects`).
 
@@ -78,13 +78,14 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     :param ConditionedEffects conditioned: effects drawn by :func:`condition_effects` on these units.
     :param int num_samples: draws (ignored when ``conditioned`` fixes them).
     :param int seed: seed.
+    :param sites: sites to return (default ``"obs"``, ``"y_mean"``, ``"hidden"``).
     :returns: dict like :meth:`~pyro_node_uq.infer.MethodResult.predict`: ``"obs"``, ``"y_mean"``, ``"hidden"``
         ``(S, N, T, ...)``.
 
     Example::
 
         >>> from pyro_node_uq.data import load_problem, split_by_time
-        >>> from pyro_node_uq.infer import run_map
+        >>> from pyro_node_uq.methods import run_map
         >>> p = load_problem("pk_repeated", num_units=8)
         >>> fit = run_map(p.default_model(), p.train, num_steps=2, progress_bar=False)
         >>> early, late = split_by_time(p.test, 1 / 3)
@@ -97,9 +98,11 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     else:
         pop = dict(conditioned.globals, eta_z_new=conditioned.eta_z)
     S = next(iter(pop.values())).shape[0]
+    keep = result.model.predict_sites
+    sites = [k for k in keep if k in ("obs", "y_mean", "hidden")] if sites is None else list(sites)
     pyro.set_rng_seed(seed)
     with param_scope(result.param_state), torch.no_grad():
         predictive = Predictive(result.model, posterior_samples=pop, num_samples=S, parallel=True,
-                                return_sites=list(sites))
+                                return_sites=sites)
         out = predictive(units.t, units.x, None, num_trajectories=len(units), **dict(units.extras, new_units=True))
     return {k: v.reshape((S,) + v.shape[-3:]) for k, v in out.items()}

@@ -4,11 +4,9 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from ..distributions import ODESolver
-from ..distributions.interpolation import Interpolator
+from ..distributions import NODEObservation, solve_node
 from ..nn import BatchedMLP, sample_params
 from ..validation import check_trajectory_data
-from .event_solve import check_diverged, solve_events
 from .node import NODEModel, _left_of_trajectories
 
 __all__ = ["HierarchicalNODEModel", "EFFECTS"]
@@ -28,15 +26,16 @@ class HierarchicalNODEModel(NODEModel):
     where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-
     type effect: the unit's clock runs faster), ``"output"`` scales the observation (a volume-type effect),
     ``"input"`` is an extra input of R (and Z). Doses jump the state (boluses) or add the infusion rate
-    ``u_i(t)`` (see :func:`~pyro_node_uq.models.event_solve.solve_events`). Covariates ``c_i`` (standardised
+    ``u_i(t)``. Covariates ``c_i`` (standardised
     with ``covariate_loc`` / ``covariate_scale``) shift the mean of eta through the latent ``beta`` (``B``).
     The per-unit latent is ``"eta_z"`` ~ Normal(0, I) inside the plate ``"trajectories"`` (``dim=-1``), non-centred:
     ``eta = B c + omega * eta_z`` is recorded as the deterministic site ``"eta"`` (so MAP and mean-field guides do
     not meet the funnel of a centred ``eta``); units marked ``new_units`` use ``"eta_z_new"`` / ``"eta_new"``
     (drawn from the population, not from the fitted units' posterior). ``omega`` is a point estimate
     (``omega="learned"``, a ``pyro.param``) or a latent, with a log-normal prior either way.
-    Other options are :class:`NODEModel`'s; ``observe`` names the hidden components observed when ``Z_hidden``
-    is ``None``.
+    Other options (error models, solver, noise scale) are :class:`NODEModel`'s; the solve is
+    :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
+    :class:`~pyro_node_uq.distributions.NODEObservation`.
 
     :param tuple effects: where each random-effect component enters, from :data:`EFFECTS`; ``()`` is the
         population-only model (no random effects; doses and covariates-free).
@@ -46,7 +45,6 @@ class HierarchicalNODEModel(NODEModel):
     :param float omega_init: median of the ``LogNormal(log omega_init, omega_prior)`` prior of omega (the
         initial value of a learned omega, which is penalised by this prior so MAP cannot send it to 0 or infinity).
     :param float omega_prior: log-scale of that prior.
-    :param tuple observe: hidden components observed when ``Z_hidden`` is ``None`` (default the first).
     :param float dose_scale: doses enter the state multiplied by this.
 
     Example::
@@ -61,11 +59,8 @@ class HierarchicalNODEModel(NODEModel):
     """
 
     def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
-                 covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, observe=None,
-                 dose_scale=1.0, solver=None, **kwargs):
-        solver = ODESolver.coerce(solver or dict(method="rk4", step_size=0.25, 
-                                                 step_check=False))
-        super().__init__(obs_dim, input_dim, solver=solver, **kwargs)
+                 covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0, **kwargs):
+        super().__init__(obs_dim, input_dim, **kwargs)
         bad = [e for e in effects if e not in EFFECTS]
         if bad or isinstance(effects, str):
             raise ValueError(f"effects: expected a tuple of {EFFECTS} (empty: a population-only model), got {effects!r}")
@@ -77,9 +72,6 @@ class HierarchicalNODEModel(NODEModel):
         self.covariate_loc, self.covariate_scale = covariate_loc, covariate_scale
         self.omega, self.omega_init, self.omega_prior = omega, float(omega_init), float(omega_prior)
         self.dose_scale = float(dose_scale)
-        self.observe = tuple(range(obs_dim)) if observe is None else tuple(observe)
-        if len(self.observe) != obs_dim or not all(0 <= i < self.hidden_dim for i in self.observe):
-            raise ValueError(f"observe: expected {obs_dim} hidden components in [0, {self.hidden_dim}), got {observe!r}")
         n_in, act = self.effects.count("input"), self.R.activation
         self.R = BatchedMLP("R", (self.hidden_dim + input_dim + n_in, *self.R.sizes[1:]), act)
         if self.Z is not None:
@@ -117,92 +109,92 @@ class HierarchicalNODEModel(NODEModel):
         return (beta @ ((c - loc) / scale)[..., None]).squeeze(-1)
 
     # ------------------------------------------------------------------ the model
-    def __call__(self, t, x=None, y=None, mask=None, doses=None, covariates=None, new_units=False,
-                 num_trajectories=None, x_times=None):
-        """Run the model on units sharing the (union) observation grid ``t``.
+    def predict_args(self, split):
+        args, kwargs = super().predict_args(split)
+        return args, dict(kwargs, **getattr(split, "extras", {}))
 
-        :param torch.Tensor t: strictly increasing observation times ``(T,)``.
+    def layer_sites(self, subset):
+        """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the per-unit latent ``eta_z``."""
+        return ["eta_z"] if subset == "random_effects" else super().layer_sites(subset)
+
+    def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
+                 covariates=None, new_units=False, censored=None, t_mask=None, t0=None):
+        """Run the model on units sharing the (union) observation grid ``t`` (or each with its own times).
+
+        :param torch.Tensor t: observation times ``(T,)``, or ``(N, T)`` per unit with ``t_mask``.
         :param torch.Tensor x: inputs ``(N, T, input_dim)`` (or at ``x_times``), or ``None``.
         :param torch.Tensor y: observations ``(N, T, obs_dim)``, or ``None`` to sample them.
         :param torch.Tensor mask: boolean ``(N, T)``: each unit's observed entries.
-        :param doses: :class:`~pyro_node_uq.data.units.Doses` of the units, or ``None``.
+        :param torch.Tensor x_times: sample times of ``x`` when they differ from ``t``.
+        :param int num_trajectories: ``N`` when no other argument gives it.
+        :param DoseSchedule doses: the units' bolus and infusion events.
         :param torch.Tensor covariates: ``(N, covariate_dim)``.
-        :param bool new_units: draw the random effects of unfitted units (site ``"eta_new"``).
-        :param int num_trajectories: ``N`` when neither ``x``, ``y`` nor ``mask`` gives it.
+        :param bool new_units: draw the random effects of unfitted units (sites ``"eta_z_new"``, ``"eta_new"``).
+        :param torch.Tensor censored: boolean ``(N, T)``: observations below the quantification limit.
+        :param torch.Tensor t_mask: real entries of per-unit times.
+        :param float t0: start of the solve.
         """
         y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
-        N = next((v.shape[0] for v in (x, y, mask, covariates) if v is not None), num_trajectories)
+        units = (x, y, mask, covariates, t if t.dim() == 2 else None, None if doses is None else doses.time)
+        N = next((v.shape[0] for v in units if v is not None), num_trajectories)
         if N is None:
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
-        if doses is not None and len(doses) != N:
-            raise ValueError(f"doses: expected schedules of {N} units, got {len(doses)}")
         shapes = self.weight_shapes()
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
         omega = self._omega(t) if self.eta_dim else None
         loc = self._eta_loc(covariates, t) if self.eta_dim else None
         scale = self._noise_scale(t)
+        prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
         h0 = self._initial_state(params, x, t)
+        if doses is not None and self.dose_scale != 1.0:
+            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
         with pyro.plate("trajectories", N, dim=-1):
-            suffix = "_new" if new_units else ""
-            if not self.eta_dim:
-                eta = t.new_zeros(N, 0)
-            else:
+            eta = t.new_zeros(N, 0)
+            if self.eta_dim:
+                suffix = "_new" if new_units else ""
                 z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).expand(
                     loc.shape[:-1] + (self.eta_dim,)).to_event(1))
                 eta = pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
-            hs = self._solve(params, eta, t, x, x_times, h0, doses)
-            mean = self._observe(params, eta, hs, t, x, x_times)
-            bad = check_diverged(hs, self.solver, self.on_divergence)
-            hs, mean = hs.masked_fill(bad[..., None, None], 0.0), mean.masked_fill(bad[..., None, None], 0.0)
+            x, x_times = self._with_effect_inputs(eta, t, x, x_times)
+            sol = solve_node(self.R, self.Z, self._rate_scaled(params, eta), t, x, h0, t_mask=t_mask,
+                             x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
+                             interpolation=self.interpolation, solver=self.solver, on_divergence=self.on_divergence)
+            mean = sol.mean
+            if "output" in self.effects:
+                mean = mean * eta[..., self._index("output")].sum(-1)[..., None, None].exp()
+            batch = torch.broadcast_shapes(mean.shape[:-2], (N,))
+            mean, hidden = mean.expand(batch + mean.shape[-2:]), sol.hidden.expand(batch + sol.hidden.shape[-2:])
             if self.record:
-                pyro.deterministic("hidden", hs, event_dim=2)
+                pyro.deterministic("hidden", hidden, event_dim=2)
                 pyro.deterministic("y_mean", mean, event_dim=2)
-            noise = dist.Normal(mean, scale) if self.noise == "normal" else dist.StudentT(self.df, mean, scale)
-            m = None if mask is None else (mask if mask.dim() == 3 else mask[..., None]).expand(mean.shape[-3:])
-            if bad.any():
-                pyro.factor("diverged", torch.where(bad, -torch.inf, 0.0))
-            return pyro.sample("obs", noise.mask(m if m is not None else True).to_event(2), obs=y)
+            if censored is not None and censored.dim() == 2:
+                censored = censored[..., None]
+            m = None if mask is None else (mask if mask.dim() == 3 else mask[..., None])
+            fn = NODEObservation(mean, scale, error_model=self.error_model, noise=self.noise, df=self.df,
+                                 prop_scale=prop, mask=m, censored=censored, diverged=sol.diverged)
+            return pyro.sample("obs", fn, obs=y)
 
-    def _inputs(self, eta, x_part):
-        parts = [p for p in (x_part, eta[..., self._index("input")] if "input" in self.effects else None)
-                 if p is not None]
-        return parts
+    def _rate_scaled(self, params, eta):
+        """R's last layer scaled by ``exp(eta_rate)`` per unit: ``exp(eta_r) R(h)`` (an infusion's rate, added to
+        the last bias by the solve, stays unscaled)."""
+        if "rate" not in self.effects:
+            return params
+        factor = eta[..., self._index("rate")].sum(-1).exp()
+        last = self.R.num_layers - 1
+        w, b = f"R.{last}.weight", f"R.{last}.bias"
+        return {**params, w: params[w] * factor[..., None, None], b: params[b] * factor[..., None]}
 
-    def _solve(self, params, eta, t, x, x_times, h0, doses):
-        shapes = self.weight_shapes()
-        batch = torch.broadcast_shapes(eta.shape[:-1], *(v.shape[: v.dim() - len(shapes[k])] for k, v in params.items()))
-        rate = eta[..., self._index("rate")].sum(-1, keepdim=True).exp() if "rate" in self.effects else None
-        interp = Interpolator(t if x_times is None else x_times, x, self.interpolation) if (
-            x is not None and self.input_dim > 0) else None
-
-        def field(s, h):
-            extra = self._inputs(eta, None if interp is None else interp(s).expand(h.shape[:-1] + (self.input_dim,)))
-            extra = [e.expand(h.shape[:-1] + e.shape[-1:]) for e in extra]
-            dh = self.R(params, torch.cat([h, *extra], -1) if extra else h)
-            return dh if rate is None else rate * dh
-
-        if doses is not None and self.dose_scale != 1.0:
-            doses = type(doses)(doses.times, doses.amounts * self.dose_scale, doses.cmt, doses.rates * self.dose_scale,
-                                doses.mask)
-        return solve_events(field, h0, t, doses, self.solver, batch)
-
-    def _observe(self, params, eta, hs, t, x, x_times):
-        if self.Z is None:
-            mean = hs[..., list(self.observe)]
-        else:
-            extra = []
-            if x is not None and self.input_dim > 0:
-                xs = Interpolator(t if x_times is None else x_times, x, self.interpolation).at_grid(t)
-                extra.append(xs.expand(hs.shape[:-1] + xs.shape[-1:]))
-            if "input" in self.effects:
-                e = eta[..., self._index("input")][..., None, :]
-                extra.append(e.expand(hs.shape[:-1] + e.shape[-1:]))
-            z_in = torch.cat([hs, *extra], -1).movedim(-2, 0)
-            mean = self.Z(params, z_in).movedim(0, -2)
-        if "output" in self.effects:
-            mean = mean * eta[..., self._index("output")].sum(-1)[..., None, None].exp()
-        return mean
+    def _with_effect_inputs(self, eta, t, x, x_times):
+        """Append the ``"input"`` effects to the inputs of R and Z (constant in time)."""
+        if "input" not in self.effects:
+            return x, x_times
+        e = eta[..., self._index("input")]
+        if x is None or self.input_dim == 0:
+            times = t[:1] if t.dim() == 1 else t[0, :1]
+            return e[..., None, :], times
+        x = x.expand(e.shape[:-1] + x.shape[-2:])
+        return torch.cat([x, e[..., None, :].expand(x.shape[:-1] + e.shape[-1:])], -1), x_times
 
     def per_unit_sites(self):
         """Names of the per-unit (plate-local) latent sites."""

@@ -19,7 +19,7 @@ def test_reads_observations_doses_and_covariates():
     assert u.t.tolist() == [0.5, 1.0, 1.5]  # MDV=1 and "." rows are not observations
     assert u.mask.tolist() == [[True, True, False], [False, False, True]]
     assert u.y[0, :2, 0].tolist() == [5.0, 3.1] and u.y[1, 2, 0] == 4.0
-    assert u.doses.amounts.tolist() == [[100.0], [80.0]] and u.doses.cmt.tolist() == [[0], [0]]
+    assert u.doses.amount.tolist() == [[100.0], [80.0]] and u.doses.compartment.tolist() == [[0], [0]]
     assert u.covariates.tolist() == [[70.0], [60.0]]  # the unit's first value
     assert u.ids.tolist() == [1, 2] and u.covariate_names == ("WT",)
     times, observed = u.unit_times
@@ -31,7 +31,7 @@ def test_csv_file_infusions_censoring_and_no_evid(tmp_path):
     path = tmp_path / "data.csv"
     frame.to_csv(path, index=False)
     u = read_events(path)
-    assert u.doses.rates[0].tolist() == [50.0] and u.doses.duration[0].tolist() == [2.0]
+    assert u.doses.rate[0].tolist() == [50.0] and u.doses.end()[0].tolist() == [2.0]
     assert u.censored is not None and u.censored[0].tolist() == [False, True, False]
     assert u.doses.breakpoints().tolist() == [0.0, 2.0]
 
@@ -60,5 +60,5 @@ def test_bad_table_type_and_missing_file(tmp_path):
 
 def test_observation_compartment_is_recorded():
     u = read_events(_frame(CMT=[1, 2, 2, 2, 1, 2, 2]))
-    assert u.obs_cmt == 1 and u.doses.cmt.tolist() == [[0], [0]]
+    assert u.obs_cmt == 1 and u.doses.compartment.tolist() == [[0], [0]]
     assert u.y.dtype == torch.float64

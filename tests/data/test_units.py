@@ -2,14 +2,15 @@
 import pytest
 import torch
 
-from pyro_node_uq.data import Doses, Units, split_by_time, split_units
+from pyro_node_uq.data import Units, split_by_time, split_units
+from pyro_node_uq.distributions import DoseSchedule
 
 
 def _units(n=10, T=9):
     gen = torch.Generator().manual_seed(0)
     mask = torch.rand(n, T, generator=gen) < 0.7
     mask[:, 0] = True
-    doses = Doses.bolus(torch.zeros(n, 2), torch.arange(2.0 * n).reshape(n, 2))
+    doses = DoseSchedule.from_lists([[0.0, 0.0]] * n, torch.arange(1.0, 2.0 * n + 1).reshape(n, 2).tolist())
     return Units(t=torch.arange(float(T)), x=None, y=torch.randn(n, T, 1, generator=gen), mask=mask,
                  doses=doses, covariates=torch.arange(float(n))[:, None])
 
@@ -22,7 +23,7 @@ def test_split_units_is_seeded_disjoint_and_carries_doses():
     assert set(train.ids.tolist()).isdisjoint(test.ids.tolist())
     assert sorted(train.ids.tolist() + test.ids.tolist()) == list(range(10))
     for part in (train, test):  # every per-unit field follows its unit
-        assert torch.equal(part.doses.amounts[:, 0], 2.0 * part.ids) and torch.equal(part.covariates[:, 0], part.ids.double().float())
+        assert torch.equal(part.doses.amount[:, 0], 2.0 * part.ids + 1) and torch.equal(part.covariates[:, 0], part.ids.float())
     with pytest.raises(ValueError, match="test_fraction"):
         split_units(u, 1.5)
 
@@ -37,12 +38,3 @@ def test_split_by_time_partitions_each_units_observations():
         last_early = early.mask[i].nonzero().max()
         assert (late.mask[i].nonzero() > last_early).all()  # later observations only
     assert late.extras["doses"] is u.doses  # future doses are known
-
-
-def test_doses_breakpoints_bolus_and_infusion_inputs():
-    d = Doses(times=torch.tensor([[0.0, 2.0]]), amounts=torch.tensor([[1.0, 4.0]]), cmt=torch.tensor([[0, 1]]),
-              rates=torch.tensor([[0.0, 2.0]]), mask=torch.tensor([[True, True]]))
-    assert d.breakpoints().tolist() == [0.0, 2.0, 4.0]
-    assert d.bolus_at(torch.tensor(0.0), 2).tolist() == [[1.0, 0.0]]
-    assert d.infusion_rate(torch.tensor(2.0), 2).tolist() == [[0.0, 2.0]]
-    assert d.infusion_rate(torch.tensor(4.0), 2).tolist() == [[0.0, 0.0]]

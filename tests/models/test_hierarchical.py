@@ -22,13 +22,27 @@ def test_true_vector_field_reproduces_closed_form(problem):
     """R linear with weight -k and the true effects: the model's mean is the closed form to 1e-6."""
     split = problem.train
     model = HierarchicalNODEModel(hidden_dim=1, R_hidden=(), Z_hidden=None, omega_init=0.25,
-                                  solver=dict(method="rk4", step_size=0.05))
+                                  solver=dict(method="rk4", substeps=40))
     truth = {"R.0.weight": torch.tensor([[-K_ELIM]], dtype=D64), "R.0.bias": torch.zeros(1, dtype=D64),
              "eta_z": split.eta_true / 0.25}
     trace = poutine.trace(poutine.condition(model, truth)).get_trace(*split.args, **split.kwargs)
     expected = pk_closed_form(split.t, split.doses, K_ELIM * split.eta_true[:, 0].exp(), split.eta_true[:, 1].exp())
     assert (trace.nodes["y_mean"]["value"][..., 0] - expected).abs().max() < 1e-6
     assert torch.allclose(trace.nodes["eta"]["value"], split.eta_true)
+
+
+def test_each_unit_gets_its_own_doses(problem):
+    """Predicting held-out units together equals predicting one alone: doses and effects follow their unit."""
+    model, test = problem.default_model(), problem.test
+    args, kwargs = model.predict_args(test)
+    tr = poutine.trace(model).get_trace(*args, **kwargs)
+    values = {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample" and not v["is_observed"]}
+    one = test.select(torch.tensor([1]))
+    values["eta_z_new"] = values["eta_z_new"][1:]
+    args1, kwargs1 = model.predict_args(one)
+    tr1 = poutine.trace(poutine.condition(model, values)).get_trace(*args1, **kwargs1)
+    assert torch.allclose(tr1.nodes["y_mean"]["value"][0], tr.nodes["y_mean"]["value"][1], atol=1e-10)
+    assert not torch.allclose(tr.nodes["y_mean"]["value"][0], tr.nodes["y_mean"]["value"][1])
 
 
 def test_vectorised_particles_and_plate_shapes(problem):
