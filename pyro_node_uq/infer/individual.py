@@ -13,6 +13,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 
+from ..distributions.solve import divergence_policy
 from ..utils.seeding import param_scope
 
 __all__ = ["ConditionedEffects", "condition_effects", "predict_units"]
@@ -56,7 +57,7 @@ def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0)
     data["eta_z_new"] = z
     kwargs = dict(units.extras, new_units=True)
     pyro.set_rng_seed(seed)
-    with param_scope(result.param_state), torch.no_grad():
+    with param_scope(result.param_state), torch.no_grad(), divergence_policy("reject"):  # diverged: weight 0
         with poutine.block(), pyro.plate("_num_predictive_samples", S * M, dim=-2):
             trace = poutine.trace(poutine.condition(model, data)).get_trace(
                 units.t, units.x, units.y, mask=units.mask, censored=units.censored, **kwargs)
@@ -101,7 +102,8 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     keep = result.model.predict_sites
     sites = [k for k in keep if k in ("obs", "y_mean", "hidden")] if sites is None else list(sites)
     pyro.set_rng_seed(seed)
-    with param_scope(result.param_state), torch.no_grad():
+    # "reject": Pyro's Predictive first traces the model with prior draws, whose solve may diverge
+    with param_scope(result.param_state), torch.no_grad(), divergence_policy("reject"):
         predictive = Predictive(result.model, posterior_samples=pop, num_samples=S, parallel=True,
                                 return_sites=sites)
         out = predictive(units.t, units.x, None, num_trajectories=len(units), **dict(units.extras, new_units=True))
