@@ -80,3 +80,16 @@ def test_covariates_shift_the_effects_mean(problem):
     data = {"beta": beta, "eta_z_new": torch.zeros(2, 2, dtype=D64), "omega": torch.ones(2, dtype=D64)}
     tr = poutine.trace(poutine.condition(model, data)).get_trace(*test.args, **dict(test.kwargs, covariates=c))
     assert tr.nodes["eta_new"]["value"].tolist() == [[0.5, 0.0], [-0.5, 0.0]]
+
+
+def test_inference_data_keeps_the_unit_dimension(problem):
+    from pyro_node_uq.diagnostics import to_inference_data
+    from pyro_node_uq.methods import run_autonormal, run_map
+
+    model = problem.default_model()
+    fit = run_map(model, problem.train, num_steps=2, progress_bar=False)
+    fit = run_autonormal(model, problem.train, warm_start=fit, num_steps=2, progress_bar=False, elbo_particles=0)
+    idata = to_inference_data(fit, problem.train, num_samples=8, num_chains=2)
+    for name in ("eta_z", "eta"):
+        assert idata.posterior[name].dims == ("chain", "draw", "trajectory", f"{name}_dim_0")
+    assert idata.posterior["eta"].coords["trajectory"].values.tolist() == problem.train.ids.tolist()
