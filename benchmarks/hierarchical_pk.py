@@ -69,7 +69,7 @@ def main():
     torch.set_num_threads(1)
     problem = load_problem(args.problem, dtype=torch.float64)
     start, fits, rows = time.time(), {}, []
-    rows += run(problem, "population", problem.default_model(effects=()), fits, args.steps, args.seed)
+    rows += run(problem, "population", problem.default_model(effects=(), covariate_dim=0), fits, args.steps, args.seed)
     rows += run(problem, "hierarchical", problem.default_model(), fits, args.steps, args.seed)
     print(f"total {time.time() - start:.0f} s", flush=True)
     if args.out:
