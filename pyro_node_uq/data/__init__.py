@@ -7,7 +7,7 @@ from .nonmem import events_problem
 from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
 from .specimens import specimens
-from .units import Units, split_by_time, split_units, units_problem
+from .units import Units, refine_grid, split_by_time, split_units, units_problem
 from .viscoelastic import viscoelastic
 
 PROBLEMS = {
@@ -44,5 +44,5 @@ def load_problem(name, dtype=None, device=None, **kwargs):
 
 
 __all__ = ["PROBLEMS", "events_problem", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
-           "pk_repeated", "random_sines", "read_events", "return_mapping", "specimens", "split_by_time", "split_units",
+           "pk_repeated", "random_sines", "read_events", "refine_grid", "return_mapping", "specimens", "split_by_time", "split_units",
            "theophylline", "theophylline_events", "units_problem", "viscoelastic"]

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from .events import read_events
-from .units import units_problem
+from .units import refine_grid, units_problem
 
 __all__ = ["events_problem"]
 
@@ -16,7 +16,8 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
 
     The recommended :class:`~pyro_node_uq.models.HierarchicalNODEModel` has one hidden component per compartment
     named in the file (at least two: a depot and a central one) and observes the observations' compartment (the
-    highest dosed one when the file does not say; it becomes hidden component 0, the observed one), scales doses so that a dose's size matches the observations' scale
+    highest dosed one when the file does not say; it becomes hidden component 0, the observed one), inserts unobserved grid times so that fixed solver steps span at most 2% of the time range,
+    scales doses so that a dose's size matches the observations' scale
     (``dose_scale = max DV / max AMT``), standardises the covariates by their training mean and std, and puts a
     rate and an output random effect on every unit.
 
@@ -36,6 +37,7 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
         ('theophylline_table', 9, 3, 2, [1])
     """
     units = read_events(path, covariates=tuple(covariates), **read_kwargs)
+    units = refine_grid(units, float(units.t[-1] - units.t[0]) / 50)  # fixed steps of at most 2% of the span
     doses = units.doses
     dosed = set() if doses is None else set(doses.compartment[doses.mask].tolist())
     observed = units.obs_cmt if units.obs_cmt is not None else max(dosed | {1})

@@ -6,7 +6,7 @@ import torch
 from .events import read_events
 from .real import read_csv
 from ..distributions.doses import DoseSchedule
-from .units import Units, units_problem
+from .units import Units, refine_grid, units_problem
 
 __all__ = ["pk_repeated", "pk_closed_form", "theophylline_events"]
 
@@ -103,7 +103,7 @@ def theophylline_events(test_fraction=0.25, time_fraction=2 / 3, seed=0):
 
     Source: Boeckmann, Sheiner & Beal (1994), NONMEM Users Guide; R's ``datasets::Theoph``.
     """
-    units = read_events(theophylline_table(), covariates=["WT"])
+    units = refine_grid(read_events(theophylline_table(), covariates=["WT"]), 0.5)  # rk4 steps of <= 0.5 h
     return units_problem(
         "theophylline_events", theophylline_events.__doc__, units, test_fraction, time_fraction, seed,
         obs_names=("concentration",), time_unit="h",

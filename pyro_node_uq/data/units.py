@@ -8,7 +8,7 @@ import torch
 from ..distributions.doses import DoseSchedule
 from .problem import Split
 
-__all__ = ["Units", "split_by_time", "split_units", "units_problem"]
+__all__ = ["Units", "refine_grid", "split_by_time", "split_units", "units_problem"]
 
 
 def _take(doses, index):
@@ -74,6 +74,42 @@ class Units(Split):
                       covariates=take(self.covariates), censored=take(self.censored), eta_true=take(self.eta_true))
         fields.update(changes)
         return replace(self, **fields)
+
+
+def refine_grid(units, max_step):
+    """The same units on a finer union grid: unobserved times inserted so that no two consecutive grid times are
+    more than ``max_step`` apart (a fixed-step solve steps on the grid; sparse late samples would otherwise make
+    one step of many hours).
+
+    :param Units units: units without inputs ``x`` (inputs would need resampling).
+    :param float max_step: largest gap left in the grid.
+
+    Example::
+
+        >>> u = Units(t=torch.tensor([0.0, 1.0, 4.0]), x=None, y=torch.ones(1, 3, 1))
+        >>> r = refine_grid(u, 1.0)
+        >>> r.t.tolist(), r.mask.tolist()
+        ([0.0, 1.0, 2.0, 3.0, 4.0], [[True, True, False, False, True]])
+    """
+    if units.x is not None:
+        raise ValueError("refine_grid: units with inputs x are not supported (the inputs would need resampling)")
+    if not max_step > 0:
+        raise ValueError(f"max_step: expected a positive number, got {max_step!r}")
+    t = units.t
+    fill = [torch.linspace(a, b, math.ceil(float(b - a) / max_step) + 1, dtype=t.dtype, device=t.device)[1:-1]
+            for a, b in zip(t[:-1], t[1:]) if float(b - a) > max_step]
+    grid = torch.cat([t, *fill]).sort().values
+    pos = torch.searchsorted(grid, t)
+
+    def spread(v):
+        if v is None:
+            return None
+        out = v.new_zeros((v.shape[0], len(grid)) + v.shape[2:])
+        out[:, pos] = v
+        return out
+
+    return replace(units, t=grid, y=spread(units.y), mask=spread(units.mask), y_true=spread(units.y_true),
+                   h_true=spread(units.h_true), censored=spread(units.censored))
 
 
 def split_units(units, test_fraction=0.25, seed=0):

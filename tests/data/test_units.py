@@ -38,3 +38,15 @@ def test_split_by_time_partitions_each_units_observations():
         last_early = early.mask[i].nonzero().max()
         assert (late.mask[i].nonzero() > last_early).all()  # later observations only
     assert late.extras["doses"] is u.doses  # future doses are known
+
+
+def test_refine_grid_keeps_every_observation():
+    from pyro_node_uq.data import refine_grid
+
+    u = _units(T=5)
+    u.t = torch.tensor([0.0, 0.5, 3.0, 3.2, 10.0])
+    r = refine_grid(u, 1.0)
+    assert (r.t[1:] - r.t[:-1]).max() <= 1.0 + 1e-12 and len(r.t) > len(u.t)
+    keep = torch.searchsorted(r.t, u.t)
+    assert torch.equal(r.y[:, keep], u.y) and torch.equal(r.mask[:, keep], u.mask)
+    assert int(r.mask.sum()) == int(u.mask.sum())
