@@ -37,7 +37,7 @@ def test_hierarchical_nll_beats_population(fits, method, split_name):
     split = getattr(problem, split_name)
     s = {k: _scores(v[method], v[method].predict(split, num_samples=200), split) for k, v in out.items()}
     assert s["hierarchical"]["nll"] < s["population"]["nll"], s
-    if split_name == "extrapolation":  # new units: the CRPS gain is within noise (see the issue-17 note)
+    if split_name == "extrapolation":  # known units; on new units the CRPS gain is within noise (issue-17 note)
         assert s["hierarchical"]["crps"] < s["population"]["crps"], s
 
 
