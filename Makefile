@@ -23,9 +23,12 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-docs: $(STAMP)
+$(VENV)/.docs-installed: $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e ".[docs]"
-	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	touch $(VENV)/.docs-installed
+
+docs: $(VENV)/.docs-installed
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(PY) benchmarks/ensemble_throughput.py

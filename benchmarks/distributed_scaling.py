@@ -15,7 +15,6 @@ import statistics
 import time
 
 import pyro
-import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 

@@ -18,7 +18,7 @@ from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics.metrics import score
 from pyro_node_uq.infer import AutoLangevin
 from pyro_node_uq.methods import map_values, run_layerwise, run_map
-from pyro_node_uq.infer import _fit_guide, _init_loc
+from pyro_node_uq.methods.common import fit_guide, init_loc
 
 
 def evaluate(res, problem, num_samples):
@@ -44,7 +44,7 @@ def main():
     torch.set_num_threads(1)
     problem = load_problem("chemical", num_train=args.num_train)
     model = problem.default_model()
-    map_res = run_map(model, problem.train, map_steps, progress_bar=False)
+    map_res = run_map(model, problem.train, num_steps=map_steps, progress_bar=False)
     kw = dict(num_steps=args.chain_steps, score=args.score, init_scale=0.02)
     P = args.particles
     print(f"chemical: {len(problem.train)} training / {len(problem.test)} test trajectories, {model}; MAP "
@@ -52,9 +52,9 @@ def main():
           f"{steps} SVI steps, {P} particles", flush=True)
 
     def full():
-        init = _init_loc(model, 0, map_values(map_res))
-        return _fit_guide("full", model, lambda m: AutoLangevin(m, init_loc_fn=init, **kw), problem.train, steps,
-                          1e-2, P, 0, False, 0)
+        init = init_loc(model, 0, map_values(map_res))
+        return fit_guide("full", model, lambda m: AutoLangevin(m, init_loc_fn=init, **kw), problem.train,
+                         num_steps=steps, lr=1e-2, num_particles=P, progress_bar=False)
 
     def layerwise(subset, particles):
         res = run_layerwise(model, problem.train, subset=subset, guide_kwargs=kw, num_steps=steps,

@@ -208,7 +208,7 @@ def time_nuts(problem, num_warmup=10, num_samples=10):
     """Seconds per potential gradient inside NUTS (depth 6): ``run_nuts``' kernel (jit) against NumPyro's."""
     from pyro.infer import MCMC
 
-    from pyro_node_uq.infer import _CountingNUTS
+    from pyro_node_uq.methods.nuts import _CountingNUTS
 
     split = problem.train
     model = problem.default_model(record=False, on_divergence="reject")

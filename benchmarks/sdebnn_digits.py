@@ -14,34 +14,21 @@ two threads made each tiny op wait for a busy core and ran about 19x slower).
     python benchmarks/sdebnn_digits.py [--epochs 40] [--seeds 0 1 2] [--threads 1]
 """
 import argparse
-import time
+import math
 
-import pyro
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from pyro_node_uq.data import StaticSplit
+from pyro_node_uq.diagnostics import classification_scores
+from pyro_node_uq.methods import run_sdebnn
 from pyro_node_uq.models import SDEBNN
 
 
-def expected_calibration_error(probs, labels, num_bins=15):
-    """Top-label ECE: sum over confidence bins of |accuracy - confidence| weighted by the bin's share."""
-    conf, pred = probs.max(-1)
-    correct = (pred == labels).to(probs.dtype)
-    bins = torch.clamp((conf * num_bins).long(), max=num_bins - 1)
-    ece = torch.zeros((), dtype=probs.dtype)
-    for b in range(num_bins):
-        sel = bins == b
-        if sel.any():
-            ece = ece + sel.to(probs.dtype).mean() * (correct[sel].mean() - conf[sel].mean()).abs()
-    return float(ece)
-
-
-def evaluate(net, x, labels, num_samples):
-    probs = net.predict(x, num_samples=num_samples, batch_size=256)["probs"].mean(0)
-    return {"acc": float((probs.argmax(-1) == labels).float().mean()),
-            "ece": expected_calibration_error(probs, labels),
-            "nll": float(-probs.clamp_min(1e-12).log().gather(-1, labels[:, None]).mean())}
+def evaluate(result, test, num_samples):
+    scores = classification_scores(result.predict(test, num_samples=num_samples)["probs"], test.y)
+    return {"acc": scores["accuracy"], "ece": scores["ece"], "nll": scores["nll"]}
 
 
 def main(argv=None):
@@ -69,15 +56,15 @@ def main(argv=None):
     for seed in args.seeds:
         x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
         for name, stochastic in (("sdebnn", True), ("odenet", False)):
-            pyro.clear_param_store()
             net = SDEBNN(64, 10, likelihood="classification", input_layer="linear", hidden_dim=32, width=(32,),
                          sigma=args.sigma, bottleneck=32, stochastic=stochastic, seed=seed,
                          solver={"method": args.method, "dt": args.dt}, name=name)
-            fit = net.fit(x_train, y_train, num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          num_particles=args.particles if stochastic else 1, seed=seed,
-                          progress_bar=not args.no_progress)
-            metrics = evaluate(net, x_test, y_test, args.samples if stochastic else 1)
-            metrics["time"] = fit["wall_time"]
+            steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
+            fit = run_sdebnn(net, StaticSplit(x=x_train, y=y_train), num_steps=steps, batch_size=args.batch_size,
+                             lr=args.lr, num_particles=args.particles if stochastic else 1, seed=seed,
+                             progress_bar=not args.no_progress, elbo_particles=0)
+            metrics = evaluate(fit, StaticSplit(x=x_test, y=y_test), args.samples if stochastic else 1)
+            metrics["time"] = fit.wall_time
             runs[name].append(metrics)
             print(f"seed {seed} {name:7s} D={net.num_weights} weights: test acc {metrics['acc']:.4f}  "
                   f"ECE {metrics['ece']:.4f}  NLL {metrics['nll']:.4f}  train {metrics['time']:.1f} s")

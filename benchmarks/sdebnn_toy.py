@@ -13,9 +13,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
 import torch  # noqa: E402
 
+from pyro_node_uq.data import StaticSplit  # noqa: E402
+from pyro_node_uq.methods import run_sdebnn  # noqa: E402
 from pyro_node_uq.models import SDEBNN  # noqa: E402
 
 GAP = (-0.4, 0.6)
@@ -45,18 +46,18 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pyro.clear_param_store()
     x, y = make_data()
     net = SDEBNN(1, 1, hidden_dim=3, width=(16,), readout=args.readout, sigma=args.sigma, obs_scale=0.08,
                  bottleneck=32, solver={"method": "euler", "dt": 0.05}, seed=args.seed)
-    fit = net.fit(x, y, num_epochs=args.steps, lr=1e-2, lr_final=1e-3, num_particles=args.particles, seed=args.seed,
-                  progress_bar=not args.no_progress)
-    print(f"trained {args.steps} steps x {args.particles} paths in {fit['wall_time']:.1f} s, "
-          f"final loss/point {fit['losses'][-1]:.3f}")
+    fit = run_sdebnn(net, StaticSplit(x=x, y=y), num_steps=args.steps, lr=1e-2, lr_final=1e-3,
+                     num_particles=args.particles, seed=args.seed, progress_bar=not args.no_progress,
+                     elbo_particles=0)
+    print(f"trained {args.steps} steps x {args.particles} paths in {fit.wall_time:.1f} s, "
+          f"final loss/point {fit.losses[-1] / len(x):.3f}")
 
     grid = torch.linspace(-2.4, 2.4, 241)[:, None]
     start = time.perf_counter()
-    pred = net.predict(grid, num_samples=args.samples)
+    pred = fit.predict(StaticSplit(x=grid, y=torch.zeros_like(grid)), num_samples=args.samples)
     f = pred["y_mean"][..., 0]
     print(f"{args.samples} predictive paths on {len(grid)} inputs in {time.perf_counter() - start:.2f} s")
     lo, hi = f.quantile(0.05, 0), f.quantile(0.95, 0)
@@ -84,7 +85,7 @@ def main(argv=None):
     fig.savefig(args.out, dpi=130)
     print(f"saved {args.out}")
     print(f"RESULT gap_band_ratio={ratio:.3f} band_in_gap={float(width[in_gap].mean()):.3f} "
-          f"band_on_data={float(width[in_data].mean()):.3f} rmse_on_data={rmse:.3f} train_time_s={fit['wall_time']:.1f}")
+          f"band_on_data={float(width[in_data].mean()):.3f} rmse_on_data={rmse:.3f} train_time_s={fit.wall_time:.1f}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ import torch
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
+from pyro_node_uq.data import StaticSplit  # noqa: E402
 from pyro_node_uq.distributions import ODESolver  # noqa: E402
 from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder, fit_svi  # noqa: E402
+from pyro_node_uq.methods import run_sdebnn  # noqa: E402
 from pyro_node_uq.models import SDEBNN, NODEModel  # noqa: E402
 
 PACKAGE = os.path.dirname(os.path.abspath(__import__("pyro_node_uq").__file__))
@@ -185,14 +187,15 @@ def _sdebnn_property(opts, fit_opts):
 
     def run():
         net = SDEBNN(1, 1, **{"width": (3,), "solver": {"dt": 0.5}, **opts})
-        net.fit(x, torch.sin(x), **{"num_epochs": 1, **fit_opts}, progress_bar=False)
+        run_sdebnn(net, StaticSplit(x=x, y=torch.sin(x)), **{"num_steps": 1, "elbo_particles": 0, **fit_opts},
+                   progress_bar=False)
 
     _outcome("SDEBNN options", run)
 
 
 test_fuzz_sdebnn_options, test_fuzz_sdebnn_options_long = _both(
     _sdebnn_property, _options(["hidden_dim", "sigma", "obs_scale", "bottleneck", "estimator", "likelihood"]),
-    _options(["num_epochs", "batch_size", "lr", "num_particles"]))
+    _options(["num_steps", "batch_size", "lr", "num_particles"]))
 
 
 def teardown_module(module):

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from pyro_node_uq.data import Split
+from pyro_node_uq.data import Split, StaticSplit
 from pyro_node_uq.diagnostics import to_inference_data
 from pyro_node_uq.infer import fit_svi
+from pyro_node_uq.methods import run_sdebnn
 from pyro_node_uq.models import SDEBNN, NODEModel
 from pyro_node_uq.validation import DataScaleWarning, check_int, check_positive
 
@@ -67,9 +68,7 @@ def test_counts_of_zero_are_refused_by_name():
     net = SDEBNN(1, 1, width=(3,), solver={"dt": 0.5})
     x = torch.linspace(-1, 1, 6)[:, None]
     with pytest.raises(ValueError, match="batch_size: expected an integer >= 1, got 0"):
-        net.fit(x, x, num_epochs=1, batch_size=0, progress_bar=False)
-    with pytest.raises(ValueError, match="batch_size: expected an integer >= 1, got 0"):
-        net.predict(x, batch_size=0)
+        run_sdebnn(net, StaticSplit(x=x, y=x), num_steps=1, batch_size=0, progress_bar=False)
 
 
 def test_option_checks():

@@ -44,7 +44,8 @@ from pyro.infer import MCMC  # noqa: E402
 
 from pyro_node_uq.data import load_problem  # noqa: E402
 from pyro_node_uq.diagnostics import plot_trajectories, score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import LangevinKernel, MethodResult, map_values, particles_to_chains, run_map, run_nuts  # noqa: E402,E501
+from pyro_node_uq.infer import LangevinKernel, particles_to_chains  # noqa: E402
+from pyro_node_uq.methods import MethodResult, map_values, run_map, run_nuts  # noqa: E402,E501
 
 SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", Path(tempfile.gettempdir()) / "pyro_node_uq_tutorials"))
@@ -87,7 +88,7 @@ print(f"MAP: {map_fit.wall_time:.1f} s")
 
 # %%
 nuts = run_nuts(model, train, num_samples=NUTS_DRAWS, warmup_steps=NUTS_WARMUP, num_chains=2,
-                max_tree_depth=NUTS_DEPTH, map_result=map_fit, progress_bar=not SMOKE)
+                max_tree_depth=NUTS_DEPTH, warm_start=map_fit, progress_bar=not SMOKE)
 nuts.wall_time -= map_fit.wall_time  # sampling only
 print(f"NUTS: {nuts.wall_time:.1f} s, {nuts.num_model_evals - map_fit.num_model_evals} model evaluations")
 

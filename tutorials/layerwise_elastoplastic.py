@@ -50,7 +50,8 @@ import torch  # noqa: E402
 
 from pyro_node_uq.data import load_problem  # noqa: E402
 from pyro_node_uq.diagnostics import score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import AutoLangevin, run_autonormal, run_layerwise, run_map  # noqa: E402
+from pyro_node_uq.infer import AutoLangevin  # noqa: E402
+from pyro_node_uq.methods import run_autonormal, run_layerwise, run_map  # noqa: E402
 
 SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", "results/tutorials/layerwise_elastoplastic"))
@@ -76,7 +77,7 @@ print("last layer:", model.layer_sites("last_layer"), " first layer:", model.lay
 # means of the stochastic parts are initialised there.  The MAP cost is added to every method's cost below.
 
 # %%
-map_res = run_map(model, problem.train, MAP_STEPS, progress_bar=False)
+map_res = run_map(model, problem.train, num_steps=MAP_STEPS, progress_bar=False)
 print(f"MAP: {MAP_STEPS} steps in {map_res.wall_time:.1f} s, final loss {map_res.losses[-1]:.1f}")
 
 # %% [markdown]
@@ -93,12 +94,12 @@ results = {}
 for name, fit in {
     "last layer": lambda: run_layerwise(model, problem.train, subset="last_layer", guide=AutoLangevin,
                                         guide_kwargs=langevin, num_steps=SVI_STEPS, num_particles=PARTICLES,
-                                        map_result=map_res, elbo_particles=ELBO_PARTICLES, progress_bar=False),
+                                        warm_start=map_res, elbo_particles=ELBO_PARTICLES, progress_bar=False),
     "first layer": lambda: run_layerwise(model, problem.train, subset="first_layer", guide=AutoLangevin,
                                          guide_kwargs=langevin, num_steps=SVI_STEPS, num_particles=PARTICLES,
-                                         map_result=map_res, elbo_particles=ELBO_PARTICLES, progress_bar=False),
+                                         warm_start=map_res, elbo_particles=ELBO_PARTICLES, progress_bar=False),
     "AutoNormal": lambda: run_autonormal(model, problem.train, num_steps=SVI_STEPS, num_particles=PARTICLES,
-                                         map_result=map_res, elbo_particles=ELBO_PARTICLES, progress_bar=False),
+                                         warm_start=map_res, elbo_particles=ELBO_PARTICLES, progress_bar=False),
 }.items():
     start = time.perf_counter()
     results[name] = fit()

@@ -48,7 +48,8 @@ from torchdiffeq import odeint  # noqa: E402
 
 from pyro_node_uq.data import Split, random_sines  # noqa: E402
 from pyro_node_uq.diagnostics import plot_trajectories, score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import AutoLangevin, MethodResult, estimate_elbo, fit_svi  # noqa: E402
+from pyro_node_uq.infer import AutoLangevin, fit_svi  # noqa: E402
+from pyro_node_uq.methods import MethodResult, estimate_elbo  # noqa: E402
 from pyro_node_uq.models import NODEModel  # noqa: E402
 
 SMOKE = bool(os.environ.get("CI"))

@@ -11,6 +11,7 @@ import torch  # noqa: E402
 
 from ..diagnostics import plot_calibration, plot_trajectories  # noqa: E402
 from ..utils.persist import atomic_save  # noqa: E402
+from .static_figures import reliability_diagram, static_bands  # noqa: E402
 
 __all__ = ["save_png", "plot_bands", "plot_hidden", "plot_calibrations", "plot_cost_quality"]
 
@@ -25,7 +26,10 @@ def save_png(fig, path):
 
 
 def plot_bands(name, prediction, split, split_name, problem, path):
-    """Predictive median and 50/90% bands of one method on three trajectories of a split."""
+    """Predictive median and 50/90% bands of one method on three trajectories of a split (a static problem: see
+    :func:`~pyro_node_uq.compare.static_figures.static_bands`)."""
+    if problem.task != "trajectories":
+        return save_png(static_bands(name, prediction, split, split_name, problem), path)
     if hasattr(split, "extras"):  # units (with dose events): one panel per unit, doses marked
         from .unit_figures import plot_units
 
@@ -66,7 +70,10 @@ def plot_hidden(predictions, split, split_name, problem, path, trajectory=0, lev
 
 
 def plot_calibrations(predictions, split, split_name, problem, path):
-    """Observed against nominal coverage of every method's central predictive intervals on a split."""
+    """Observed against nominal coverage of every method's central predictive intervals on a split
+    (classification: a reliability diagram)."""
+    if problem.task == "classification":
+        return save_png(reliability_diagram(predictions, split, split_name, problem), path)
     fig = plot_calibration(predictions, split.y, split.mask,
                            title=f"{problem.name}: calibration on {split_name}")
     fig.set_size_inches(6, 6)
@@ -74,7 +81,9 @@ def plot_calibrations(predictions, split, split_name, problem, path):
 
 
 def plot_cost_quality(rows, path, metrics=(("test_nll", "test NLL"), ("extrap_crps", "extrapolation CRPS"))):
-    """Wall time (log scale) against quality, one labelled point per method."""
+    """Wall time (log scale) against quality, one labelled point per method (metrics no method has are left
+    out)."""
+    metrics = [(k, label) for k, label in metrics if any(_finite(r.get(k)) for r in rows)] or list(metrics[:1])
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
     per_axis = []
     for ax, (key, label) in zip(axes[0], metrics):

@@ -25,6 +25,9 @@ TABLE_SECTIONS = [
         ("hidden_test_crps", "hidden CRPS (test)"), ("error_spearman", "error Spearman"),
         ("ood_auroc", "OOD AUROC"), ("wall_time", "wall s"), ("num_model_evals", "model evals"),
         ("stochastic_dim", "stoch. dim")]),
+    ("Classification (posterior mean probabilities)", [
+        ("test_accuracy", "accuracy (test)"), ("test_ece", "ECE (test)"), ("test_brier", "Brier (test)"),
+        ("extrap_accuracy", "accuracy (extrap)"), ("extrap_ece", "ECE (extrap)"), ("extrap_brier", "Brier (extrap)")]),
 ]
 
 
@@ -61,9 +64,12 @@ def write_csv(rows, path):
 
 
 def markdown_tables(rows):
-    """The Markdown tables (one per :data:`TABLE_SECTIONS` entry); failed or skipped methods show their status."""
+    """The Markdown tables (one per :data:`TABLE_SECTIONS` entry that some row has scores for); failed or skipped
+    methods show their status."""
     out = []
-    for title, cols in TABLE_SECTIONS:
+    scored = [(title, cols) for title, cols in TABLE_SECTIONS
+              if any(row.get(c) is not None for row in rows for c, _ in cols if c not in _LEAD)]
+    for title, cols in scored or TABLE_SECTIONS[:1]:  # sections some method has scores for
         out += [f"### {title}", "", "| method | " + " | ".join(h for _, h in cols) + " |",
                 "|---|" + "---:|" * len(cols)]
         for row in rows:
@@ -101,8 +107,9 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
     if failed:
         lines += [f"> **Failed methods**: {', '.join(failed)} (see the notes and `logs/`).", ""]
     lines += ["## Problem", "", problem.description.strip(), ""]
+    unit = "trajectories" if problem.task == "trajectories" else "points"
     lines += [f"Splits: {len(problem.train)} training, {len(problem.test)} test and {len(problem.extrapolation)} "
-              f"extrapolation trajectories; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`.", ""]
+              f"extrapolation {unit}; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`.", ""]
     lines += ["## Run", ""] + [f"- {k}: `{v}`" for k, v in config.items()] + [""]
     lines += ["| method | description | options |", "|---|---|---|"]
     for m in methods:

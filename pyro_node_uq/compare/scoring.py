@@ -5,8 +5,14 @@ held-out observations on the test and extrapolation splits; the hidden-state sco
 the model's hidden state is comparable to them (it observes its first hidden components directly).  Error ranking
 (Spearman between each point's predicted uncertainty and the true error of the point prediction) and
 out-of-domain detection (AUROC of test against extrapolation points) use the predictive spread for posterior
-methods and the error predictor's predicted error / neighbour distance for an error-predictor method (LTAU).  LTAU is calibrated on the first half of the test
-trajectories (:func:`calibration_half`), so every method's error scores use only the other half.
+methods and the error predictor's predicted error / neighbour distance for an error-predictor method (LTAU).
+LTAU is calibrated on the first half of the test trajectories (:func:`calibration_half`), so every method's error
+scores use only the other half.
+
+Static problems (``problem.task`` ``"regression"`` or ``"classification"``: independent (x, y) pairs) are scored
+per point by :func:`score_static`: the same predictive scores for regression, accuracy / NLL / Brier / ECE for
+classification; error ranking and out-of-domain detection use the predictive spread (regression) or the
+predictive entropy (classification).
 """
 import math
 import time
@@ -14,12 +20,16 @@ import time
 import numpy as np
 import torch
 
-from ..diagnostics import score
+from ..diagnostics import classification_scores, predictive_entropy, score
 from ..infer.ltau import node_errors, node_latent
 from ..utils.seeding import param_scope
 
-__all__ = ["score_result", "spearman", "auroc", "hidden_comparable", "calibration_half", "calibrate_error_predictor",
+__all__ = ["score_result", "score_static", "spearman", "auroc", "hidden_comparable", "calibration_half",
+           "calibrate_error_predictor",
            "point_errors"]
+
+
+PREFIX = {"test": "test", "extrapolation": "extrap"}
 
 
 def _ranks(x):
@@ -81,20 +91,60 @@ def score_result(result, problem, predictions, hidden=True):
     :returns: dict of scores: ``elbo``, ``{split}_{metric}``, ``hidden_*``, ``error_spearman``, ``ood_auroc``,
         ``wall_time``, ``num_model_evals``, ``stochastic_dim``.
     """
+    if problem.task != "trajectories":
+        return score_static(result, problem, predictions)
     row = {"elbo": result.elbo}
-    prefix = {"test": "test", "extrapolation": "extrap"}
     for name, pred in predictions.items():
         split = getattr(problem, name)
         scale = result.model.noise_scale(result.param_state, pred)
         h_true = split.h_true[..., :problem.obs_dim] if hidden and split.h_true is not None else None
         scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true)
         for key, value in scores.items():
-            key = key if not key.startswith("hidden_") else key.replace("hidden_", "hidden_" + prefix[name] + "_", 1)
-            row[key if key.startswith("hidden_") else f"{prefix[name]}_{key}"] = value
+            key = key if not key.startswith("hidden_") else key.replace("hidden_", "hidden_" + PREFIX[name] + "_", 1)
+            row[key if key.startswith("hidden_") else f"{PREFIX[name]}_{key}"] = value
     row.update(_error_scores(result, problem, predictions))
+    return _with_cost(row, result)
+
+
+def _with_cost(row, result):
     row.update(wall_time=result.wall_time, num_model_evals=result.num_model_evals,
                stochastic_dim=result.stochastic_dim)
     return row
+
+
+def score_static(result, problem, predictions):
+    """One table row of scores on a static problem (see the module docstring); keys as :func:`score_result`'s,
+    plus ``{split}_accuracy``, ``{split}_brier``, ``{split}_ece`` for classification.
+
+    Example::
+
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> from pyro_node_uq.data import StaticSplit
+        >>> split = StaticSplit(x=torch.zeros(2, 1), y=torch.tensor([0, 1]))
+        >>> problem = SimpleNamespace(task="classification", test=split)
+        >>> result = SimpleNamespace(elbo=None, wall_time=1.0, num_model_evals=3, stochastic_dim=0)
+        >>> probs = torch.tensor([[[0.9, 0.1], [0.4, 0.6]]])
+        >>> score_static(result, problem, {"test": {"probs": probs}})["test_accuracy"]
+        1.0
+    """
+    row, uncertainty, errors = {"elbo": result.elbo}, {}, {}
+    for name, pred in predictions.items():
+        split = getattr(problem, name)
+        if problem.task == "classification":
+            scores = classification_scores(pred["probs"], split.y)
+            uncertainty[name] = predictive_entropy(pred["probs"])
+            errors[name] = (pred["probs"].mean(0).argmax(-1) != split.y).double()
+        else:
+            scores = score(pred, split.y, noise_scale=result.model.noise_scale(result.param_state, pred))
+            uncertainty[name] = _spread(pred["y_mean"])
+            target = split.y if split.y_true is None else split.y_true
+            errors[name] = (pred["y_mean"].mean(0) - target).norm(dim=-1)
+        row.update({f"{PREFIX[name]}_{k}": v for k, v in scores.items()})
+    if "test" in uncertainty and "extrapolation" in uncertainty:
+        row.update(error_spearman=spearman(uncertainty["test"], errors["test"]),
+                   ood_auroc=auroc(uncertainty["test"], uncertainty["extrapolation"]))
+    return _with_cost(row, result)
 
 
 def point_errors(y_mean, split):

@@ -1,4 +1,5 @@
-"""Problems: synthetic generators (chemical, material) and real data sets, with splits."""
+"""Problems: synthetic generators (chemical, material, static regression and classification) and real data sets,
+with splits."""
 from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
@@ -8,6 +9,7 @@ from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
 from .specimens import specimens
 from .units import Units, refine_grid, split_by_time, split_units, units_problem
+from .static import StaticProblem, StaticSplit, gap_regression, spirals
 from .viscoelastic import viscoelastic
 
 PROBLEMS = {
@@ -19,6 +21,8 @@ PROBLEMS = {
     "pk_repeated": pk_repeated,
     "theophylline_events": theophylline_events,
     "specimens": specimens,
+    "gap_regression": gap_regression,
+    "spirals": spirals,
 }
 
 
@@ -26,8 +30,8 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     """Build a registered problem by name.
 
     :param str name: one of :data:`PROBLEMS` (``chemical``, ``viscoelastic``, ``elastoplastic``,
-        ``theophylline``, ``hare_lynx``; units with random effects: ``pk_repeated``, ``theophylline_events``,
-        ``specimens``).
+        ``theophylline``, ``hare_lynx``, ``gap_regression``, ``spirals``; units with random effects:
+        ``pk_repeated``, ``theophylline_events``, ``specimens``).
     :param torch.dtype dtype: cast the data (default: ``torch.get_default_dtype()``).
     :param device: put the data there (default: ``torch.get_default_device()``); the data are always generated
         on the CPU (seeded CPU generators), so a problem is the same on every device.
@@ -43,6 +47,7 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
-__all__ = ["PROBLEMS", "events_problem", "Problem", "Split", "Units", "chemical", "elastoplastic", "hare_lynx", "load_problem",
-           "pk_repeated", "random_sines", "read_events", "refine_grid", "return_mapping", "specimens", "split_by_time", "split_units",
+__all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "Units", "chemical", "elastoplastic",
+           "events_problem", "gap_regression", "hare_lynx", "load_problem", "pk_repeated", "random_sines",
+           "read_events", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
            "theophylline", "theophylline_events", "units_problem", "viscoelastic"]

@@ -49,15 +49,10 @@ def chemical(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times=
     :param float noise: observation noise std in mol/L.
     :rtype: Problem
     """
-    gen = torch.Generator().manual_seed(seed)
-    t = torch.linspace(0.0, t_end, num_times, dtype=torch.float64)
-    train = _simulate(num_train, (10.0, 30.0), t, noise, gen)
-    test = _simulate(num_test, (10.0, 30.0), t, noise, gen)
-    extra = _simulate(num_extrapolation, (35.0, 50.0), t, noise, gen)
-    return Problem(
-        name="chemical", description=__doc__, train=train, test=test, extrapolation=extra,
-        obs_names=("A", "C"), input_names=("temperature",), state_names=("A", "C", "B"), time_unit="h",
-        noise_scale=noise,
+    return Problem.simulated(
+        _simulate, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (10.0, 30.0), (35.0, 50.0), noise,
+        name="chemical", description=__doc__, obs_names=("A", "C"), input_names=("temperature",),
+        state_names=("A", "C", "B"), time_unit="h",
         model_kwargs=dict(hidden_dim=3, R_hidden=(32,), Z_hidden=None, scale=noise,
                           init=torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)),
     )

@@ -64,15 +64,9 @@ def elastoplastic(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_t
     :param float noise: observation noise std.
     :rtype: Problem
     """
-    gen = torch.Generator().manual_seed(seed)
-    t = torch.linspace(0.0, t_end, num_times, dtype=torch.float64)
-    return Problem(
-        name="elastoplastic", description=__doc__,
-        train=_simulate(num_train, (1.5, 3.0), t, noise, gen),
-        test=_simulate(num_test, (1.5, 3.0), t, noise, gen),
-        extrapolation=_simulate(num_extrapolation, (3.5, 4.5), t, noise, gen),
-        obs_names=("stress",), input_names=("strain", "strain_rate"),
-        state_names=("plastic_strain", "back_stress", "accumulated_plastic_strain"),
-        time_unit="", noise_scale=noise,
+    return Problem.simulated(
+        _simulate, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (1.5, 3.0), (3.5, 4.5), noise,
+        name="elastoplastic", description=__doc__, obs_names=("stress",), input_names=("strain", "strain_rate"),
+        state_names=("plastic_strain", "back_stress", "accumulated_plastic_strain"), time_unit="",
         model_kwargs=dict(hidden_dim=3, R_hidden=(32,), Z_hidden=(), scale=noise, init="zero"),
     )

@@ -6,11 +6,33 @@ import torch
 from ..utils.tensors import move_tensors
 from ..validation import check_trajectory_data
 
-__all__ = ["Split", "Problem", "random_sines"]
+__all__ = ["Rows", "Split", "Problem", "random_sines"]
+
+
+class Rows:
+    """What every split shares: one row per trajectory or (x, y) pair in ``y``, stable ``ids``, moves."""
+
+    def __post_init__(self):
+        if self.ids is None:
+            self.ids = torch.arange(self.y.shape[0], device=self.y.device)
+
+    def __len__(self):
+        return self.y.shape[0]
+
+    def to(self, dtype=None, device=None):
+        """A copy with floating tensors cast to ``dtype`` and every tensor moved to ``device`` (``None``: unchanged).
+
+        Example::
+
+            >>> split = Split(t=torch.linspace(0, 1, 3), x=None, y=torch.zeros(2, 3, 1))
+            >>> split.to(dtype=torch.float64).y.dtype, split.to(device="cpu").ids.device
+            (torch.float64, device(type='cpu'))
+        """
+        return replace(self, **move_tensors(dict(self.__dict__), dtype, device))
 
 
 @dataclass
-class Split:
+class Split(Rows):
     """A batch of trajectories on one time grid.
 
     :ivar t: observation times ``(T,)``.
@@ -30,13 +52,6 @@ class Split:
     h_true: torch.Tensor = None
     ids: torch.Tensor = None
 
-    def __post_init__(self):
-        if self.ids is None:
-            self.ids = torch.arange(self.y.shape[0], device=self.y.device)
-
-    def __len__(self):
-        return self.y.shape[0]
-
     @property
     def args(self):
         """Positional model arguments ``(t, x, y)``."""
@@ -47,16 +62,6 @@ class Split:
         """Keyword model arguments (the mask, when some points are unobserved)."""
         return {} if self.mask is None else {"mask": self.mask}
 
-    def to(self, dtype=None, device=None):
-        """A copy with floating tensors cast to ``dtype`` and every tensor moved to ``device`` (``None``: unchanged).
-
-        Example::
-
-            >>> split = Split(t=torch.linspace(0, 1, 3), x=None, y=torch.zeros(2, 3, 1))
-            >>> split.to(dtype=torch.float64).y.dtype, split.to(device="cpu").ids.device
-            (torch.float64, device(type='cpu'))
-        """
-        return replace(self, **move_tensors(dict(self.__dict__), dtype, device))
 
 
 @dataclass
@@ -84,6 +89,27 @@ class Problem:
     noise_scale: float = None
     model_kwargs: dict = field(default_factory=dict)
     model_class: str = "NODEModel"
+    task = "trajectories"  # what the comparison scores (a static problem: "regression" or "classification")
+
+    @classmethod
+    def simulated(cls, simulate, seed, sizes, t_end, num_times, in_domain, out_of_domain, noise, **fields):
+        """A problem whose three splits come from one simulator, drawn in order from one seeded generator.
+
+        :param simulate: ``simulate(n, amplitude_range, t, noise, generator) -> Split``.
+        :param int seed: seed of the generator (inputs and noise).
+        :param tuple sizes: trajectories of the train, test and extrapolation splits.
+        :param float t_end: observation times are ``num_times`` points on ``[0, t_end]``.
+        :param int num_times: number of observation times.
+        :param tuple in_domain: input amplitude range of train and test.
+        :param tuple out_of_domain: input amplitude range of the extrapolation split.
+        :param float noise: observation noise std (also the problem's ``noise_scale``).
+        :param fields: the other :class:`Problem` fields (``name``, ``description``, names, ``model_kwargs``...).
+        """
+        gen = torch.Generator().manual_seed(seed)
+        t = torch.linspace(0.0, t_end, num_times, dtype=torch.float64)
+        splits = [simulate(n, amplitude, t, noise, gen)
+                  for n, amplitude in zip(sizes, (in_domain, in_domain, out_of_domain))]
+        return cls(train=splits[0], test=splits[1], extrapolation=splits[2], noise_scale=noise, **fields)
 
     def __post_init__(self):
         for name, split in self.splits.items():

@@ -39,14 +39,9 @@ def viscoelastic(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_ti
     :param float noise: observation noise std.
     :rtype: Problem
     """
-    gen = torch.Generator().manual_seed(seed)
-    t = torch.linspace(0.0, t_end, num_times, dtype=torch.float64)
-    return Problem(
-        name="viscoelastic", description=__doc__,
-        train=_simulate(num_train, (0.5, 1.0), t, noise, gen),
-        test=_simulate(num_test, (0.5, 1.0), t, noise, gen),
-        extrapolation=_simulate(num_extrapolation, (1.5, 2.0), t, noise, gen),
-        obs_names=("stress",), input_names=("strain", "strain_rate"), state_names=("viscous_strain",),
-        time_unit="s", noise_scale=noise,
+    return Problem.simulated(
+        _simulate, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (0.5, 1.0), (1.5, 2.0), noise,
+        name="viscoelastic", description=__doc__, obs_names=("stress",), input_names=("strain", "strain_rate"),
+        state_names=("viscous_strain",), time_unit="s",
         model_kwargs=dict(hidden_dim=2, R_hidden=(32,), Z_hidden=(), scale=noise, init="zero"),
     )

@@ -14,6 +14,8 @@ from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
 from ..methods.result import MethodResult, guide_samples
+from ..models.protocol import ProcessModel
+from .arviz_static import static_inference_data
 from ..utils.seeding import param_scope
 from ..validation import check_int
 
@@ -58,7 +60,8 @@ def _posterior_draws(obj, split, model, num_samples, num_chains, seed):
             if obj.mcmc is not None and stats is None:
                 stats = _mcmc_stats(obj.mcmc)
         else:
-            flat = obj.posterior_samples(num_samples, seed=seed)  # drawn given the data it was fitted on
+            on_inputs = split if model.latent_on_inputs else None  # latents of the split's own inputs
+            flat = obj.posterior_samples(num_samples, seed=seed, split=on_inputs)  # given the data it was fitted on
             draws = _as_chains(flat, num_chains)
         return model, draws, state, stats
     if isinstance(obj, MCMC):
@@ -76,6 +79,8 @@ def _posterior_draws(obj, split, model, num_samples, num_chains, seed):
 
 def _as_chains(flat, num_chains):
     """Split draws ``(S, ...)`` into ``num_chains`` independent groups ``(C, S // C, ...)``."""
+    if not flat:  # a point estimate with no latent sites (an ODE-net): reported by the caller
+        return {}
     S = next(iter(flat.values())).shape[0]
     if S % num_chains:
         raise ValueError(f"num_chains: {S} draws do not split into {num_chains} equal chains")
@@ -169,6 +174,10 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         trace = Predictive(model, posterior_samples=flat, num_samples=C * D, parallel=True) \
             .get_vectorized_trace(*split.args, **split.kwargs)
     _check_sites(trace, flat, obs_site)
+    attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
+    if isinstance(model, ProcessModel) and model.obs_dims != ProcessModel.obs_dims:  # independent (x, y) pairs
+        return static_inference_data(trace, draws, split, model.obs_dims, obs_site, output_names, input_names,
+                                     stats, attrs)
     site = trace.nodes[obs_site]
     y = site["value"]
     N, T, out_dim = y.shape[-3:]
@@ -198,7 +207,6 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
               "output": list(output_names) if output_names is not None else list(range(out_dim))}
     if split.x is not None:
         coords["input"] = list(input_names) if input_names is not None else list(range(split.x.shape[-1]))
-    attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
     data_dims = {obs_site: ["trajectory", "time", "output"]}
     data_coords = coords
     if mask is not None:  # keep the observed (trajectory, time) points only, along a flat dim

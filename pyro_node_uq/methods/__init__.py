@@ -29,6 +29,8 @@ from .nuts import SamplerStats, run_nuts
 from .svgd import run_svgd
 from .ensemble import run_ensemble
 from .chains import run_chains
+from .sdebnn import run_sdebnn
+from .odenet import run_odenet
 
 _SUPPORT = {"common", "registry", "result"}
 for _info in pkgutil.iter_modules(__path__):  # a method added as a new module registers itself here
@@ -38,5 +40,6 @@ del _info
 
 __all__ = ["METHODS", "Method", "MethodResult", "MethodSkipped", "SamplerStats", "as_process_model",
            "carry_model_params", "demo_methods", "estimate_elbo", "guide_samples", "latent_dim", "map_values",
-           "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin", "run_langevin_kernel",
-           "run_layerwise", "run_lowrank", "run_ltau", "run_map", "run_nuts", "run_svgd"]
+           "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin",
+           "run_langevin_kernel", "run_layerwise", "run_lowrank", "run_ltau", "run_map", "run_nuts", "run_odenet",
+           "run_sdebnn", "run_svgd"]

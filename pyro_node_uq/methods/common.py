@@ -6,7 +6,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from pyro.infer.autoguide import init_to_value
+from pyro.infer.autoguide import AutoGuide, init_to_value
 from torch.distributions import biject_to
 
 from ..infer._pyro_compat import replace_model
@@ -15,7 +15,7 @@ from ..infer.log_joint import model_plate_nesting
 from ..infer.svi import fit_svi
 from ..models.protocol import PlainModel, ProcessModel
 from ..utils.seeding import param_scope
-from .registry import METHODS
+from .registry import METHODS, MethodSkipped
 from .result import MethodResult
 
 __all__ = ["as_process_model", "carry_model_params", "counted", "estimate_elbo", "fit_guide", "init_loc",
@@ -25,8 +25,15 @@ __all__ = ["as_process_model", "carry_model_params", "counted", "estimate_elbo",
 def as_process_model(model, split=None):
     """``model`` itself when it follows the :class:`~pyro_node_uq.models.ProcessModel` protocol (or wraps a model
     that does, as :class:`~pyro_node_uq.infer.CountingModel`), else a :class:`~pyro_node_uq.models.PlainModel`
-    whose plate depth comes from one trace of ``model`` on ``split``."""
+    whose plate depth comes from one trace of ``model`` on ``split``.
+
+    :raises MethodSkipped: the model brings its own guide (``own_guide``): its latent sites have no density that
+        the generic methods (autoguides, MCMC, particles) could use.
+    """
     if isinstance(model, ProcessModel) or isinstance(getattr(model, "model", None), ProcessModel):
+        if model.own_guide is not None:
+            raise MethodSkipped(f"{type(model).__name__} samples its latent sites from a path law with no density "
+                                "at arbitrary values; only its own guide applies (method 'sdebnn')")
         return model
     if split is None:
         raise ValueError(f"model: {model!r} is not a ProcessModel; give the data split so its plates can be read")
@@ -42,9 +49,12 @@ def counted(model):
 
 def start_from(name, warm_start, model, split, *, seed=0, progress_bar=True, **options):
     """The fit a method starts from: ``warm_start`` when given (a fit the caller shares between methods), else a
-    fresh run of registered method ``name`` with ``options``.  Its cost is added by :func:`with_start_cost`."""
+    fresh run of registered method ``name`` with ``options`` (an option given as ``None`` keeps that runner's own
+    default, so every method's warm start defaults to the same number of steps).  Its cost is added by
+    :func:`with_start_cost`."""
     if warm_start is not None:
         return warm_start
+    options = {k: v for k, v in options.items() if v is not None}
     return METHODS[name].runner(model, split, seed=seed, progress_bar=progress_bar, **options)
 
 
@@ -79,7 +89,7 @@ def carry_model_params(result):
     state = None if result is None else result.param_state
     if state is None:
         return
-    prefix = getattr(result.guide, "prefix", None)
+    prefix = getattr(result.guide, "_pyro_name", None)  # a guide is a PyroModule: its params are "<name>.*"
     for name, unconstrained in state["params"].items():
         if prefix and name.startswith(prefix + "."):
             continue
@@ -137,7 +147,8 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     fit = fit_svi(counting, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
                   desc=name, **svi_kwargs)
     wall = time.perf_counter() - clock
-    replace_model(guide, model)  # predictions and ELBO estimates are not fitting cost
+    if isinstance(guide, AutoGuide):  # a model's own guide does not hold the model
+        replace_model(guide, model)  # predictions and ELBO estimates are not fitting cost
     elbo = estimate_elbo(model, guide, split, elbo_particles, seed) if elbo_particles else None
     result = MethodResult(name=name, model=model, guide=guide, losses=fit.losses, elbo=elbo, wall_time=wall,
                           num_model_evals=counting.count, stochastic_dim=stochastic_dim(guide),

@@ -12,7 +12,7 @@ __all__ = ["run_ensemble"]
 
 @register("ensemble", "deep ensemble of 5 MAP fits from independent seeds (member 0 is the MAP row)", start="map",
           demo=True, defaults={"num_members": 5, "num_steps": 800}, quick={"num_steps": 150})
-def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=1500, seed=0, progress_bar=True,
+def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None, seed=0, progress_bar=True,
                  **map_options):
     """``num_members`` MAP fits from seeds ``seed, seed + 1, ...``; member ``i`` is chain ``i`` of the samples.
 
@@ -24,7 +24,7 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=1500
     :param MethodResult warm_start: member 0 (a MAP fit with seed ``seed`` trained like the others); fitted
         here with the others when ``None``.
     :param int num_members: ensemble size (>= 1).
-    :param int num_steps: MAP steps of every member.
+    :param int num_steps: MAP steps of every member (default: :func:`~pyro_node_uq.methods.run_map`'s).
     :param int seed: seed of member 0.
     :param bool progress_bar: show tqdm bars.
     :param map_options: further :func:`~pyro_node_uq.methods.run_map` options of every member.
@@ -40,7 +40,9 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=1500
         torch.Size([2, 1, 32])
     """
     model = as_process_model(model, split)
-    options = dict(map_options, num_steps=num_steps, progress_bar=progress_bar)
+    options = dict(map_options, progress_bar=progress_bar)
+    if num_steps is not None:
+        options["num_steps"] = num_steps
     first = [] if warm_start is None else [warm_start]
     members = map_across_ranks(lambda i: run_map(model, split, seed=seed + i, **options),
                                range(len(first), int(num_members)))

@@ -8,7 +8,7 @@ __all__ = ["run_langevin"]
 
 
 def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10, num_iters=1000, lr=5e-3,
-                 num_particles=8, autonormal_steps=1000, map_steps=1000, seed=0, progress_bar=True,
+                 num_particles=8, autonormal_steps=None, map_steps=None, seed=0, progress_bar=True,
                  elbo_particles=64, svi_kwargs=None, **guide_kwargs):
     """AutoLangevin with the given score mode, its reference r started at an AutoNormal fit (``init_from``).
 
@@ -24,7 +24,8 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
     :param int num_iters: SVI iterations.
     :param float lr: initial learning rate (decays tenfold).
     :param int num_particles: vectorised ELBO particles per iteration.
-    :param int autonormal_steps: AutoNormal steps when the warm start is fitted here.
+    :param int autonormal_steps: AutoNormal steps when the warm start is fitted here (default:
+        :func:`run_autonormal`'s).
     :param int map_steps: MAP steps of that AutoNormal fit's own warm start.
     :param int seed: seed.
     :param bool progress_bar: show tqdm bars.

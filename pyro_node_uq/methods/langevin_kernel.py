@@ -40,7 +40,7 @@ def _normal_variances(guide, names):
           quick={"num_particles": 8, "warmup_steps": 30, "num_samples": 30, "thin": 3})
 def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=None, num_particles=16,
                         num_samples=100, warmup_steps=100, thin=1, adjust=True, hybrid_weight=0.5,
-                        preconditioner=None, autonormal_steps=1000, map_steps=1000, seed=0, progress_bar=True):
+                        preconditioner=None, autonormal_steps=None, map_steps=None, seed=0, progress_bar=True):
     """Run an ensemble of ``num_particles`` Langevin chains started at draws of a fitted guide.
 
     :param model: a Pyro model ``model(t, x, y, mask=...)`` (e.g. a :class:`~pyro_node_uq.models.NODEModel`).
@@ -58,7 +58,8 @@ def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=N
     :param float hybrid_weight: weight of the exact gradient in hybrid drift.
     :param preconditioner: as :class:`LangevinKernel`; ``None`` picks the guide's reference scale
         (AutoLangevin), the AutoNormal posterior variances, or warm-up adaptation, in that order.
-    :param int autonormal_steps: AutoNormal steps when the warm start is fitted here.
+    :param int autonormal_steps: AutoNormal steps when the warm start is fitted here (default:
+        :func:`run_autonormal`'s).
     :param int map_steps: MAP steps of that fit's own warm start.
     :param int seed: seed of the initial draws and of the chains.
     :param bool progress_bar: show MCMC's progress bar.

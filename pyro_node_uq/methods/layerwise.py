@@ -8,7 +8,7 @@ __all__ = ["run_layerwise"]
 
 
 def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochastic=None, guide=AutoLangevin,
-                  guide_kwargs=None, num_steps=1500, lr=1e-2, num_particles=8, map_steps=1000, seed=0,
+                  guide_kwargs=None, num_steps=1500, lr=1e-2, num_particles=8, map_steps=None, seed=0,
                   progress_bar=True, elbo_particles=64, name=None, **svi_kwargs):
     """Layer-wise stochastic VI: ``subset`` (or ``stochastic`` patterns) sampled by ``guide``, the rest point
     estimates re-optimised jointly, started at a MAP fit.
@@ -16,7 +16,7 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` (one that names its layers for ``subset``).
     :param split: the training split.
     :param MethodResult warm_start: a MAP fit to start from (point sites and the stochastic guide's location);
-        fitted here with ``map_steps`` steps when ``None`` and ``map_steps > 0``; its cost is included.
+        fitted here when ``None`` (unless ``map_steps=0``); its cost is included.
     :param str subset: ``"last_layer"`` or ``"first_layer"``; ignored when ``stochastic`` is given.
     :param stochastic: site patterns or network names of the stochastic sites (see :class:`AutoLayerwise`).
     :param type guide: autoguide class of the stochastic sites (default ``AutoLangevin``).
@@ -24,7 +24,8 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     :param int num_steps: SVI steps.
     :param float lr: initial learning rate.
     :param int num_particles: ELBO particles per step, vectorised.
-    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (0: start from the model's initialisation).
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s; 0: start from
+        the model's initialisation).
     :param int seed: seed.
     :param bool progress_bar: show tqdm bars.
     :param int elbo_particles: particles of the final ELBO estimate (0 to skip).
@@ -42,7 +43,7 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     """
     model = as_process_model(model, split)
     start = warm_start
-    if start is None and map_steps > 0:
+    if start is None and map_steps != 0:
         start = start_from("map", None, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
     init = init_loc(model, seed, None if start is None else map_values(start))
     if stochastic is None:
@@ -65,8 +66,8 @@ def _register(subset):
         return run_layerwise(model, split, subset=subset, name=f"layerwise_{short}", **options)
     run.__doc__ = f"``run_layerwise(..., subset={subset!r})``."
     register(f"layerwise_{short}", f"layer-wise AutoLangevin: {short} layer stochastic, the rest point estimates "
-             "re-optimised jointly, from MAP", defaults={"num_steps": 400}, quick={"num_steps": 60, "elbo_particles": 16},
-             start="map", demo=subset == "last_layer")(run)
+             "re-optimised jointly, from MAP", defaults={"num_steps": 400},
+             quick={"num_steps": 60, "elbo_particles": 16}, start="map", demo=subset == "last_layer")(run)
 
 
 _register("last_layer")

@@ -13,7 +13,7 @@ __all__ = ["run_ltau"]
 
 @register("ltau", "LTAU error predictor riding on the MAP fit (loss trajectories + faiss neighbours)",
           kind="error", start="map", demo=True)
-def run_ltau(model, split, *, warm_start=None, k=10, map_steps=1000, seed=0, progress_bar=True, **ltau_options):
+def run_ltau(model, split, *, warm_start=None, k=10, map_steps=None, seed=0, progress_bar=True, **ltau_options):
     """Fit LTAU's index on a MAP fit's recorded training errors.
 
     :param model: a :class:`~pyro_node_uq.models.NODEModel`.
@@ -21,7 +21,7 @@ def run_ltau(model, split, *, warm_start=None, k=10, map_steps=1000, seed=0, pro
     :param MethodResult warm_start: a MAP fit with ``loss_trajectories`` (``run_map(..., record_errors=True)``);
         fitted here with ``map_steps`` steps when ``None``.
     :param int k: nearest training samples averaged (see :class:`~pyro_node_uq.infer.LTAU`).
-    :param int map_steps: MAP steps when ``warm_start`` is ``None``.
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s).
     :param int seed: seed of that MAP fit.
     :param bool progress_bar: show tqdm bars.
     :param ltau_options: further :class:`~pyro_node_uq.infer.LTAU` options (``index``, ``inputs``...).

@@ -78,7 +78,7 @@ class SamplerStats:
           defaults={"num_samples": 200, "warmup_steps": 200, "max_latent_dim": 300},
           quick={"num_samples": 20, "warmup_steps": 20})
 def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
-             target_accept_prob=0.8, map_steps=1000, init_jitter=0.01, max_latent_dim=400, seed=0, progress_bar=True,
+             target_accept_prob=0.8, map_steps=None, init_jitter=0.01, max_latent_dim=400, seed=0, progress_bar=True,
              jit_compile=True):
     """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
 
@@ -95,7 +95,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     :param int num_chains: chains.
     :param int max_tree_depth: NUTS tree depth limit (2^depth leapfrog steps at most per draw).
     :param float target_accept_prob: step-size adaptation target.
-    :param int map_steps: MAP steps when ``warm_start`` is ``None``.
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s).
     :param float init_jitter: std of the Gaussian jitter added to the MAP start of each chain.
     :param int max_latent_dim: refuse models with more scalar latent dimensions than this.
     :param int seed: seed.
@@ -137,8 +137,8 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     carry_model_params(start)  # a learned noise scale is held at its MAP value, not reset to scale_init
     pyro.set_rng_seed(seed)
     kernel = _CountingNUTS(model, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
-                           target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting, jit_compile=jit_compile,
-                           ignore_jit_warnings=True)
+                           target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting,
+                           jit_compile=jit_compile, ignore_jit_warnings=True)
     initial = None
     if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
         kernel.setup(0, *args, **kwargs)

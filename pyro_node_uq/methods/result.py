@@ -139,12 +139,14 @@ class MethodResult:
         """
         keep = self.model.predict_sites
         sites = list(keep) if sites is None else list(sites)
-        samples = self.posterior_samples(num_samples, seed=seed)
-        S = next(iter(samples.values())).shape[0]
+        on_inputs = split if self.model.latent_on_inputs else None  # latents of the split's own inputs
+        samples = self.posterior_samples(num_samples, seed=seed, split=on_inputs)
+        S = next(iter(samples.values())).shape[0] if samples else num_samples
         args, kwargs = self.model.predict_args(split)
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
             predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
                                     return_sites=sites)
             out = predictive(*args, **kwargs)
+        out = {k: v.expand((S,) + v.shape) if v.dim() == keep.get(k) else v for k, v in out.items()}  # no latents
         return {k: v.reshape((S,) + (v.shape[v.dim() - keep[k]:] if keep.get(k) else (-1,))) for k, v in out.items()}

@@ -19,7 +19,7 @@ __all__ = ["run_svgd"]
 @register("svgd", "SVGD with an RBF kernel, particles around MAP", start="map", demo=True,
           defaults={"num_particles": 16, "num_steps": 300}, quick={"num_particles": 8, "num_steps": 60})
 def run_svgd(model, split, *, warm_start=None, num_particles=32, num_steps=1000, lr=1e-2, jitter=0.02,
-             bandwidth_factor=None, map_steps=1000, num_groups=4, seed=0, progress_bar=True):
+             bandwidth_factor=None, map_steps=None, num_groups=4, seed=0, progress_bar=True):
     """Stein variational gradient descent with an RBF kernel, particles vectorised through the model.
 
     :param model: a Pyro model (fully vectorised, continuous latents only).
@@ -30,7 +30,7 @@ def run_svgd(model, split, *, warm_start=None, num_particles=32, num_steps=1000,
     :param float jitter: std of the Gaussian spread of the initial particles around the MAP point.
     :param float bandwidth_factor: scales the median-heuristic kernel bandwidth (``None``: 1).
     :param MethodResult warm_start: MAP fit to start from; fitted with ``map_steps`` steps when ``None``.
-    :param int map_steps: MAP steps when ``warm_start`` is ``None``.
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s).
     :param int num_groups: the particles are stored as ``(num_groups, num_particles / num_groups)`` "chains"
         (for R-hat across groups in ArviZ); must divide ``num_particles``.
     :rtype: MethodResult (``losses`` holds the mean squared SVGD update per step)

@@ -212,6 +212,13 @@ class NODEModel(ProcessModel):
             sites["sigma_prop"] = 1
         return sites
 
+    def predict_args(self, split):
+        """The split's inputs with the observations left free; its doses, per-trajectory time mask and ``t0``
+        (everything in ``split.kwargs`` but the observation ``mask`` and ``censored`` flags) stay, so predictions
+        see the same dosing and times as the fit."""
+        keep = {k: v for k, v in split.kwargs.items() if k not in ("mask", "censored")}
+        return (split.t, split.x, None), {"num_trajectories": len(split), **keep}
+
     @property
     def observes_hidden(self):
         """Without an observation network Z the outputs are the first ``obs_dim`` hidden components."""
@@ -293,9 +300,9 @@ class NODEModel(ProcessModel):
             censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
         if x is not None and self.input_dim > 0:
             self._check_inputs(t, x, x_times)
-        units = (x, y, mask, t if t.dim() == 2 else None, doses.time if doses is not None else None)
-        N = next((v.shape[0] for v in units if v is not None and v.shape[0] > 1), num_trajectories)
-        N = next((v.shape[0] for v in units if v is not None), None) if N is None else N
+        per_unit = (x, y, mask, t if t.dim() == 2 else None,
+                    doses.time if doses is not None and doses.num_units > 1 else None)  # one unit: shared doses
+        N = next((v.shape[0] for v in per_unit if v is not None), num_trajectories)
         if N is None:
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
         shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device

@@ -26,6 +26,11 @@ class ProcessModel:
         hidden states can be scored against a simulator's truth.
     :cvar str on_divergence: ``"raise"`` (a diverging solve is an error) or ``"reject"`` (``-inf`` log-density for
         the diverged members, what MCMC wants).
+    :cvar tuple obs_dims: names of the observation site's dims per draw (ArviZ dims and how scores read it).
+    :cvar bool latent_on_inputs: the latent sites are functions of the inputs (an SDE-BNN's terminal features of
+        each input), so posterior draws for a split are made on that split's inputs (never its observations).
+    :cvar own_guide: the guide the model brings for latent sites that have no density at arbitrary values (an
+        SDE-BNN's path law), or ``None`` when autoguides, MCMC and particle methods apply.
 
     Example::
 
@@ -45,6 +50,9 @@ class ProcessModel:
     predict_sites = {"obs": 3}
     observes_hidden = False
     on_divergence = "raise"
+    obs_dims = ("trajectory", "time", "output")
+    latent_on_inputs = False
+    own_guide = None
 
     def fit_args(self, split):
         """``(args, kwargs)`` that condition the model on ``split``'s observations."""

@@ -25,16 +25,14 @@ weights follow the ODE ``dw = (-w + g_phi) dt`` with no diffusion and no KL: the
 architecture that the SDE-BNN is compared against.
 """
 import math
-import time
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI, Predictive, Trace_ELBO
-from tqdm.auto import tqdm
 
 from ..distributions import SDESolver, WeightPathFeatures, solve_weight_path
 from ..nn import BatchedMLP, flatten_params
+from .protocol import ProcessModel
 from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_widths
 
 __all__ = ["SDEBNN", "BottleneckDrift"]
@@ -77,8 +75,11 @@ class BottleneckDrift(torch.nn.Module):
         return self.net(params, torch.cat([w, t], dim=-1))
 
 
-class SDEBNN(torch.nn.Module):
-    """SDE-BNN for regression or classification as a Pyro model (:meth:`model`) plus guide (:meth:`guide`).
+class SDEBNN(ProcessModel, torch.nn.Module):
+    """SDE-BNN for regression or classification as a Pyro model (:meth:`model`) plus guide (:meth:`guide`), a
+    :class:`~pyro_node_uq.models.ProcessModel` on :class:`~pyro_node_uq.data.StaticSplit` s: fit it with
+    :func:`~pyro_node_uq.methods.run_sdebnn` (SVI on its own guide) and predict with the result's
+    :meth:`~pyro_node_uq.methods.MethodResult.predict`.
 
     :param int input_dim: number of input features.
     :param int output_dim: outputs (regression) or classes (classification).
@@ -103,13 +104,13 @@ class SDEBNN(torch.nn.Module):
 
     Example::
 
-        >>> import pyro
-        >>> from pyro.infer import Predictive
+        >>> from pyro_node_uq.data import StaticSplit
+        >>> from pyro_node_uq.methods import run_sdebnn
         >>> x = torch.linspace(-1, 1, 20)[:, None]
-        >>> y = torch.sin(3 * x) + 0.1 * torch.randn(20, 1)
-        >>> net = SDEBNN(1, 1, width=(8,), solver={"dt": 0.25})
-        >>> result = net.fit(x, y, num_epochs=2, progress_bar=False)
-        >>> net.predict(x, num_samples=4)["obs"].shape
+        >>> data = StaticSplit(x=x, y=torch.sin(3 * x) + 0.1 * torch.randn(20, 1))
+        >>> result = run_sdebnn(SDEBNN(1, 1, width=(8,), solver={"dt": 0.25}), data, num_steps=2,
+        ...                     progress_bar=False)
+        >>> result.predict(data, num_samples=4)["obs"].shape
         torch.Size([4, 20, 1])
     """
 
@@ -221,16 +222,19 @@ class SDEBNN(torch.nn.Module):
         return (self.log_obs_scale if self.log_obs_scale is not None else self.fixed_log_obs_scale).exp()
 
     # ------------------------------------------------------------------ Pyro model and guide
-    def model(self, x, y=None, num_data=None):
+    def model(self, x, y=None):
         """The Pyro model: features from the OU prior path law, then the likelihood in plate ``"data"`` (dim -1).
+
+        The plate follows Pyro's subsampling idiom: when the guide subsamples it (``subsample_size``), the model
+        scores the same points, scaled to the full data.
 
         :param torch.Tensor x: inputs ``(N, input_dim)``.
         :param torch.Tensor y: targets ``(N, output_dim)`` (regression) or labels ``(N,)``; ``None`` samples.
-        :param int num_data: size of the full data set when ``x`` is a minibatch (scales the likelihood).
         """
         pyro.module(self.name, self)
         x, y = self._check(x, y)
-        N = x.shape[0]
+        plate = pyro.plate("data", x.shape[0], dim=-1)
+        x, y = x[plate.indices], None if y is None else y[plate.indices]
         if self.stochastic:
             h1 = pyro.sample("features", self.path_law(x, posterior=False))
             if h1.dim() > 2:  # batch (paths, 1): the trailing 1 is the data plate's dim
@@ -240,92 +244,63 @@ class SDEBNN(torch.nn.Module):
                                    self.solver, stochastic=False)[0][0]
             pyro.deterministic("features", h1, event_dim=2)
         out = self.head(h1)
-        with pyro.plate("data", num_data or N, subsample=torch.arange(N, device=x.device), dim=-1):
+        with plate:
             if self.likelihood == "classification":
                 pyro.deterministic("probs", out.softmax(-1), event_dim=1)
                 return pyro.sample("obs", dist.Categorical(logits=out), obs=y)
             pyro.deterministic("y_mean", out, event_dim=1)
             return pyro.sample("obs", dist.Normal(out, self.obs_scale).to_event(1), obs=y)
 
-    def guide(self, x, y=None, num_data=None):
-        """The guide: features from the posterior path law (log-density = Girsanov log-ratio to the prior)."""
+    def guide(self, x, y=None, subsample_size=None):
+        """The guide: features from the posterior path law (log-density = Girsanov log-ratio to the prior).
+
+        :param int subsample_size: points per step (minibatches; ``None``: all of them).
+        """
         pyro.module(self.name, self)
+        x, _ = self._check(x, None)
+        idx = pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1).indices
         if not self.stochastic:
             return None
-        x, _ = self._check(x, None)
-        return pyro.sample("features", self.path_law(x, posterior=True))
+        return pyro.sample("features", self.path_law(x[idx], posterior=True))
+
+    # ------------------------------------------------------------------ the protocol
+    latent_on_inputs = True
+
+    @property
+    def own_guide(self):
+        """:meth:`guide`: the features have no density at arbitrary values, only along the guide's own draws."""
+        return self.guide
+
+    @property
+    def obs_dims(self):
+        return ("observation",) if self.likelihood == "classification" else ("observation", "output")
+
+    @property
+    def predict_sites(self):
+        """``obs`` ``(N,)`` labels and ``probs`` ``(N, classes)``, or ``obs`` and ``y_mean`` ``(N, outputs)``."""
+        if self.likelihood == "classification":
+            return {"obs": 1, "probs": 2}
+        return {"obs": 2, "y_mean": 2}
+
+    def predict_args(self, split):
+        """The split's inputs, its targets left free."""
+        return (split.x, None), {}
+
+    def noise_scale(self, param_state=None, prediction=None):
+        """The regression noise std (the fitted one when learned); ``None`` for classification."""
+        if self.likelihood == "classification":
+            return None
+        return self.obs_scale.detach().clone()
 
     forward = model
+
+    def __repr__(self):
+        kind = "SDE-BNN" if self.stochastic else "ODE-net"
+        return (f"SDEBNN({self.input_dim} -> {self.output_dim} {self.likelihood}, hidden_dim={self.hidden_dim}, "
+                f"{kind} of {self.num_weights} path weights, sigma={self.sigma})")
 
     def __getstate__(self):
         # pyro.param tags our tensors with a weakref to their unconstrained value; it is rebuilt on the next call
         for p in self.parameters():
             p.__dict__.pop("unconstrained", None)
         return super().__getstate__()
-
-    # ------------------------------------------------------------------ fit / predict helpers
-    def fit(self, x, y, num_epochs=10, batch_size=None, lr=1e-2, lr_final=None, num_particles=1, clip_norm=10.0,
-            progress_bar=True, seed=None):
-        """Train with ``SVI`` + ``Trace_ELBO`` (vectorised particles) and ``ClippedAdam`` on minibatches.
-
-        :param int num_epochs: passes over the data.
-        :param int batch_size: minibatch size (default: all of it).
-        :param float lr: initial learning rate, decaying geometrically to ``lr_final`` (default ``lr / 10``).
-        :param int num_particles: weight paths per step, integrated in one solve.
-        :param bool progress_bar: show a tqdm bar.
-        :param int seed: ``pyro.set_rng_seed`` before training.
-        :returns: dict with ``"losses"`` (per step, per data point) and ``"wall_time"`` (seconds).
-        """
-        if seed is not None:
-            pyro.set_rng_seed(seed)
-        x, y = self._check(x, y)
-        N = x.shape[0]
-        num_epochs, lr = check_int(num_epochs, "num_epochs", 1), check_positive(lr, "lr")
-        check_int(num_particles, "num_particles", 1)
-        batch_size = N if batch_size is None else min(check_int(batch_size, "batch_size", 1), N)
-        steps = num_epochs * math.ceil(N / batch_size)
-        lr_final = lr / 10 if lr_final is None else lr_final
-        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / max(steps, 1)),
-                                        "clip_norm": clip_norm})
-        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
-        svi = SVI(self.model, self.guide, optim, elbo)
-        losses, start = [], time.perf_counter()
-        with tqdm(total=steps, desc="SDE-BNN" if self.stochastic else "ODE-net", disable=not progress_bar,
-                  leave=False) as bar:
-            for _ in range(num_epochs):
-                for idx in torch.randperm(N).split(batch_size):
-                    loss = svi.step(x[idx], y[idx], num_data=N) / N
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"SDE-BNN fit: the loss became {loss} at step {len(losses)}; "
-                                                 f"lower lr or the solver's dt")
-                    losses.append(loss)
-                    bar.update()
-                    bar.set_postfix(loss=f"{loss:.4g}")
-        return {"losses": losses, "wall_time": time.perf_counter() - start}
-
-    @torch.no_grad()
-    def predict(self, x, num_samples=100, batch_size=None, as_inference_data=False):
-        """Posterior predictive samples, shape ``(num_samples, N, ...)`` (ArviZ's draw x observation layout).
-
-        :returns: dict with ``"obs"`` and ``"probs"`` (classification) or ``"y_mean"`` (regression); with
-            ``as_inference_data=True`` an ``arviz.InferenceData`` whose ``posterior_predictive`` holds them
-            with one chain.
-        """
-        x, _ = self._check(x, None)
-        num_samples = check_int(num_samples, "num_samples", 1)
-        batch_size = x.shape[0] if batch_size is None else check_int(batch_size, "batch_size", 1)
-        keep = ("obs", "probs") if self.likelihood == "classification" else ("obs", "y_mean")
-        predictive = Predictive(self.model, guide=self.guide, num_samples=num_samples, parallel=True,
-                                return_sites=keep)
-        parts = [predictive(xb, num_data=x.shape[0]) for xb in x.split(batch_size)]
-        out = {k: torch.cat([p[k].reshape((num_samples, -1) + p[k].shape[p[k].dim() - self._event_dims(k):])
-                             for p in parts], dim=1) for k in keep}
-        if not as_inference_data:
-            return out
-        import arviz as az
-        return az.from_dict(posterior_predictive={k: v.cpu().numpy()[None] for k, v in out.items()})
-
-    def _event_dims(self, site):
-        if self.likelihood == "classification":
-            return 1 if site == "probs" else 0
-        return 1

@@ -1,7 +1,7 @@
 """Shared utilities: crash-safe saves (:mod:`.persist`), seeds and param stores (:mod:`.seeding`), device and dtype
 handling (:mod:`.tensors`)."""
-from .persist import FORMAT_VERSION, MANIFEST, SaveError, atomic_save, clean_orphans, file_digest, load_unit, pid_alive, \
-    read_manifest, save_unit, write_manifest
+from .persist import (FORMAT_VERSION, MANIFEST, SaveError, atomic_save, clean_orphans, file_digest, load_unit,
+                      pid_alive, read_manifest, save_unit, write_manifest)
 from .seeding import param_scope, seeded_generator
 from .tensors import move_tensors, tensor_options
 

@@ -116,16 +116,3 @@ def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
     assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 for c in calls)
     assert [c["seed"] for c in calls] == [1, 2]
     assert res.num_model_evals == 3 * first.num_model_evals  # the shared member 0 once, two members trained alike
-
-
-def test_shared_fits_do_not_depend_on_the_order_methods_run_in():
-    """A method that starts from another gets that method's one cached fit, whether it ran before or not."""
-    from pyro_node_uq.compare import RunContext
-
-    opts = {"map": {"num_steps": 3}, "autonormal": {"num_steps": 2, "elbo_particles": 0},
-            "langevin_kernel": {"num_particles": 2, "num_samples": 2, "warmup_steps": 1}}
-    ctx = RunContext(load_problem("chemical", **TINY), progress_bar=False, options=opts)
-    kernel = ctx.fit("langevin_kernel")  # needs autonormal, which needs map: both fitted on demand
-    assert ctx.fit("autonormal") is ctx.fit("autonormal") and ctx._fits.keys() == {"map", "autonormal",
-                                                                                     "langevin_kernel"}
-    assert kernel.num_model_evals > ctx.fit("autonormal").num_model_evals > ctx.fit("map").num_model_evals

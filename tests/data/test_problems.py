@@ -7,6 +7,11 @@ from pyro_node_uq.data import PROBLEMS, load_problem, return_mapping
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 def test_problem_shapes_and_default_model(name):
     p = load_problem(name)
+    if p.task != "trajectories":  # static (x, y) pairs for an SDE-BNN
+        for split in p.splits.values():
+            assert split.x.shape == (len(split), p.input_dim) and split.ids.shape == (len(split),)
+        assert p.description and p.default_model().output_dim == p.obs_dim
+        return
     for split in p.splits.values():
         N, T = split.y.shape[:2]
         assert split.t.shape == (T,) and split.ids.shape == (N,)

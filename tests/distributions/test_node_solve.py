@@ -48,7 +48,7 @@ INFUSION_UNITS = [
     ([(0.0, 100.0, 50.0), (10.0, 40.0, 0.0), (12.0, 90.0, 30.0)], [0.5, 1.0, 2.5, 6.0, 11.0, 13.0, 14.0, 20.0]),
     ([(1.0, 30.0, 0.0), (3.0, 60.0, 20.0)], [0.5, 2.0, 4.0, 7.0]),
 ]
-SOLVERS = [{"method": "rk4", "substeps": 40}, {"method": "rk4", "substeps": 40, "backend": "torchdiffeq"},
+SOLVERS = [{"method": "rk4", "substeps": 80}, {"method": "rk4", "substeps": 80, "backend": "torchdiffeq"},
            {"method": "dopri5", "rtol": 1e-11, "atol": 1e-11}]
 
 
@@ -60,7 +60,7 @@ def padded(units):
         t[i, :len(times)] = torch.tensor(times, dtype=torch.float64)
         mask[i, :len(times)] = True
     doses = DoseSchedule.from_lists([[d[0] for d in u[0]] for u in units], [[d[1] for d in u[0]] for u in units],
-                                    rates=[[d[2] for d in u[0]] for u in units])
+                                    rates=[[d[2] for d in u[0]] for u in units], dtype=torch.float64)
     return t, mask, doses
 
 
@@ -81,7 +81,7 @@ def test_fixed_step_never_steps_over_a_bolus():
     """Observations 0 and 10 only, a bolus at 3.3 in between: the solve restarts there (one rk4 step per
     segment would still be close; the old grid of observation times never saw the dose at all)."""
     R, Z, params = one_compartment()
-    doses = DoseSchedule.from_lists([[3.3]], [[10.0]])
+    doses = DoseSchedule.from_lists([[3.3]], [[10.0]], dtype=torch.float64)
     t = torch.tensor([0.0, 10.0], dtype=torch.float64)
     sol = solve_node(R, Z, params, t, doses=doses, solver={"method": "rk4", "substeps": 200})
     want = [closed_form([10.0], [(3.3, 10.0, 0.0)], float(k))[0] for k in K]
@@ -130,7 +130,7 @@ def test_gradient_flows_through_doses_and_segments():
     (dict(t=torch.tensor([0.0, float("nan")], dtype=torch.float64)), "NaN"),
     (dict(t_mask=torch.ones(3, dtype=torch.bool)), "t_mask: only per-unit"),
     (dict(t0=0.5), "t0: the solve starts at 0.5"),
-    (dict(doses=DoseSchedule.from_lists([[0.0]], [[1.0]], [[1]])), "compartment must lie in"),
+    (dict(doses=DoseSchedule.from_lists([[0.0]], [[1.0]], [[1]], dtype=torch.float64)), "compartment must lie in"),
     (dict(doses=DoseSchedule.from_lists([[0.0]], [[1.0]], dtype=torch.float32)), "doses: dtype"),
     (dict(h0=torch.zeros(2, dtype=torch.float64)), "h0: expected a last dim of hidden_dim=1"),
     (dict(params={}), "params: missing parameter 'R.0.weight'"),
@@ -170,7 +170,7 @@ def test_step_check_runs_once_per_dosed_solve(monkeypatch):
     R, Z, params = one_compartment()
     params["R.0.weight"] = torch.full((1, 1), -4.0, dtype=torch.float64)  # rk4 with step 1: x5 per step
     params["R.0.bias"] = torch.zeros(1, dtype=torch.float64)
-    doses = DoseSchedule.from_lists([[0.0, 2.0, 4.0]], [[1.0, 1.0, 1.0]])
+    doses = DoseSchedule.from_lists([[0.0, 2.0, 4.0]], [[1.0, 1.0, 1.0]], dtype=torch.float64)
     t = torch.arange(0.0, 7.0, dtype=torch.float64)
     calls = []
     monkeypatch.setattr(node_solve, "check_fixed_step",

@@ -10,7 +10,7 @@ import torch
 from pyro_node_uq.compare import RunContext
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import to_inference_data
-from pyro_node_uq.methods import METHODS, MethodResult
+from pyro_node_uq.methods import METHODS, MethodResult, MethodSkipped
 
 SHRINK = {"num_particles": 4, "elbo_particles": 4, "num_members": 2, "num_chains": 2}
 
@@ -40,14 +40,18 @@ def ctx():
 @pytest.mark.parametrize("name", list(METHODS))
 def test_method_contract(ctx, name):
     method = METHODS[name]
-    result = ctx.fit(name)
+    try:
+        result = ctx.fit(name)
+    except MethodSkipped as e:  # a method of static (x, y) models: tests/methods/test_static_contract.py runs it
+        assert "brings no guide of its own" in str(e), e
+        pytest.skip(f"{name} does not apply to a NODE model: {e}")
     assert isinstance(result, MethodResult) and result.name.startswith(name)
     assert type(result.model) is type(ctx.model)  # the model itself, or a copy with another divergence mode
     assert result.model.weight_shapes() == ctx.model.weight_shapes()
     assert result.wall_time > 0 and result.num_model_evals > 0 and result.stochastic_dim >= 0
     if method.start:
         start = ctx.fit(method.start)
-        assert result.num_model_evals > start.num_model_evals and result.wall_time > start.wall_time
+        assert result.num_model_evals >= start.num_model_evals and result.wall_time >= start.wall_time
     draws = result.posterior_samples(4)
     weights = ctx.model.weight_shapes()
     assert set(weights) <= set(draws)

@@ -10,7 +10,8 @@ def test_kernel_ensemble_from_autonormal():
     model = problem.default_model(R_hidden=(4,))
     fit = run_autonormal(model, problem.train, num_steps=20, map_steps=20, num_particles=2, progress_bar=False,
                          elbo_particles=0)
-    res = run_langevin_kernel(model, problem.train, warm_start=fit, num_particles=4, num_samples=6, warmup_steps=10, thin=2,
+    res = run_langevin_kernel(model, problem.train, warm_start=fit, num_particles=4, num_samples=6, warmup_steps=10,
+                              thin=2,
                               progress_bar=False)
     assert res.samples["R.0.weight"].shape[:2] == (4, 3)
     assert res.num_model_evals > fit.num_model_evals and res.wall_time > fit.wall_time

@@ -1,6 +1,7 @@
 """run_map: shapes, counted evaluations, a point mass."""
 import torch
 from pyro.infer import Predictive
+
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.methods import run_map
 

@@ -217,3 +217,25 @@ def test_noise_scale_follows_the_error_model(error_model, want):
         assert got is None
     else:
         torch.testing.assert_close(torch.as_tensor(got, dtype=torch.float64).expand_as(f), expected)
+
+
+def test_predict_args_keep_doses_and_times_but_free_the_observations():
+    from types import SimpleNamespace
+
+    t, t_mask, doses, y, censored = _pk_units()
+    fields = dict(t=t, x=None, y=y, kwargs={"mask": t_mask, "censored": censored, "t_mask": t_mask, "doses": doses})
+    split = type("Split", (SimpleNamespace,), {"__len__": lambda self: 2})(**fields)
+    args, kwargs = NODEModel(obs_dim=1).predict_args(split)
+    assert args[2] is None and set(kwargs) == {"num_trajectories", "t_mask", "doses"}
+    assert kwargs["doses"] is doses and kwargs["num_trajectories"] == 2
+
+
+def test_one_dose_schedule_is_shared_by_every_trajectory():
+    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
+    doses = DoseSchedule.from_lists([[0.0, 1.0]], [[1.0, 1.0]], dtype=torch.float64)
+    model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.1)
+    pyro.set_rng_seed(0)
+    trace = pyro.poutine.trace(model).get_trace(t, num_trajectories=3, doses=doses)
+    mean = trace.nodes["y_mean"]["value"]
+    assert trace.nodes["obs"]["value"].shape == (3, 5, 1) and mean.shape[-3:] == (3, 5, 1)
+    assert torch.equal(mean[..., 0, :, :], mean[..., 2, :, :]) and float(mean[..., 0, 0, 0]) == 1.0  # dose at t0

@@ -8,7 +8,10 @@ import pytest
 import torch
 from pyro.infer import SVI, Predictive, Trace_ELBO
 
+from pyro_node_uq.data import StaticSplit
+from pyro_node_uq.diagnostics import to_inference_data
 from pyro_node_uq.distributions import SDESolver, WeightPathFeatures, solve_weight_path
+from pyro_node_uq.methods import run_sdebnn
 from pyro_node_uq.models import SDEBNN, BottleneckDrift
 
 F64 = torch.float64
@@ -145,18 +148,23 @@ def test_svi_predictive_and_pickle():
 
 
 def test_classification_fit_predict_and_ode_net():
-    x, labels = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    """Both variants fit through the method runner on minibatches and predict through MethodResult; only the
+    SDE-BNN's predictive probabilities vary between draws."""
+    data = StaticSplit(x=torch.randn(30, 4), y=torch.randint(0, 3, (30,)))
     for stochastic in (True, False):
         net = SDEBNN(4, 3, likelihood="classification", input_layer="linear", hidden_dim=6, width=(6,),
                      solver={"dt": 0.5}, stochastic=stochastic)
-        result = net.fit(x, labels, num_epochs=3, batch_size=10, num_particles=2, progress_bar=False)
-        assert len(result["losses"]) == 9 and result["wall_time"] > 0
-        out = net.predict(x, num_samples=4, batch_size=7)
+        result = run_sdebnn(net, data, num_steps=9, batch_size=10, num_particles=2, progress_bar=False,
+                            elbo_particles=0)
+        assert len(result.losses) == 9 and result.wall_time > 0 and result.num_model_evals == 9 * 2
+        out = result.predict(data, num_samples=4)
         assert out["probs"].shape == (4, 30, 3) and out["obs"].shape == (4, 30)
         torch.testing.assert_close(out["probs"].sum(-1), torch.ones(4, 30))
         assert (out["probs"].std(0).max() > 0) == stochastic
-    idata = net.predict(x, num_samples=2, as_inference_data=True)
-    assert idata.posterior_predictive["probs"].shape == (1, 2, 30, 3)
+        if stochastic:
+            idata = to_inference_data(result, data, num_samples=2, num_chains=1)
+            assert idata.posterior["probs"].shape == (1, 2, 30, 3)
+            assert idata.log_likelihood["obs"].dims == ("chain", "draw", "observation")
 
 
 @pytest.mark.parametrize("method,dt,tol", [("reversible_heun", 0.05, 1e-3), ("midpoint", 0.01, 1e-3)])

@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from pyro_node_uq.utils import persist
 from pyro_node_uq.compare.report import write_text
 from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder
+from pyro_node_uq.utils import persist
 from pyro_node_uq.utils.persist import SaveError, atomic_save, load_unit, save_unit
 
 faiss = pytest.importorskip("faiss")

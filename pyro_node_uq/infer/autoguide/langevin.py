@@ -1,5 +1,5 @@
 """AutoLangevin: an ensemble guide that simulates a controlled Ornstein-Uhlenbeck (Langevin-type) chain whose drift
-(the score) is learned jointly with the model, trained with the path-KL ELBO (DESIGN.md section 2).
+(the score) is learned jointly with the model, trained with the path-KL ELBO.
 
 In the flattened unconstrained latent space z of :class:`~pyro.infer.autoguide.AutoContinuous`:
 

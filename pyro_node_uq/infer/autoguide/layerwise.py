@@ -1,5 +1,5 @@
 """AutoLayerwise: some sites (a layer, a network) are sampled by a stochastic guide, every other latent site is a
-point estimate optimised jointly in the same SVI loop (DESIGN.md section 2, "Layer-wise variants").
+point estimate optimised jointly in the same SVI loop.
 
 With stochastic sites ``z_s`` and point sites ``theta`` the guide is ``q(z_s) delta(theta)``: the ELBO
 ``E_q[log p(x, z_s, theta)] + H(q)`` is maximised over ``q`` and ``theta`` together, so ``theta`` is re-optimised

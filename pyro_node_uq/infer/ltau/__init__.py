@@ -1,4 +1,4 @@
-"""LTAU: uncertainty from per-sample loss trajectories and nearest neighbours in latent space (DESIGN.md §4)."""
+"""LTAU: uncertainty from per-sample loss trajectories and nearest neighbours in latent space."""
 from .calibration import ErrorCalibration, calibration_error, default_memories
 from .distribution import ErrorDistribution
 from .estimator import LTAU

@@ -1,53 +1,14 @@
-"""The command line: ``pyro-node-uq <command>`` (also ``python -m pyro_node_uq``)."""
-import argparse
+"""``pyro-node-uq compare``: inference methods side by side on one problem."""
 import sys
 
-from .cli_fit import add_fit_parser
+from .common import assignments, problem_from_args
 
-__all__ = ["main"]
-
-
-def _assignments(items, what):
-    """Parse ``KEY=VALUE`` strings (values as Python literals where they parse, else strings)."""
-    import ast
-
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"{what}: expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
-def _problem(args, options=()):
-    """The problem named by ``--problem`` with its ``--problem-option`` s and ``--seed`` (when it takes one)."""
-    import inspect
-
-    from .data import PROBLEMS, load_problem
-
-    kwargs = _assignments(options, "--problem-option")
-    if args.problem not in PROBLEMS:
-        raise SystemExit(f"--problem: unknown problem {args.problem!r}; choose from {sorted(PROBLEMS)}")
-    accepted = inspect.signature(PROBLEMS[args.problem]).parameters
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise SystemExit(f"--problem-option: problem {args.problem!r} has no option(s) {unknown}; its options are "
-                         f"{sorted(k for k in accepted if k != 'seed')}")
-    if "seed" in accepted:
-        kwargs.setdefault("seed", args.seed)
-    try:
-        return load_problem(args.problem, device=getattr(args, "device", "cpu"), **kwargs)
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"--problem-option: {e}") from None
+__all__ = ["add_compare_parser", "cmd_compare"]
 
 
 def _data_problem(args):
     """The problem of ``--data FILE --format nonmem`` (units held out by the seeded split)."""
-    from .data import events_problem
+    from ..data import events_problem
 
     if args.format != "nonmem":
         raise SystemExit(f"--format: only 'nonmem' event tables are supported, got {args.format!r}")
@@ -65,9 +26,9 @@ def cmd_compare(args):
     Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
     ran ok, 2 for bad arguments or a busy output folder, 130 when interrupted (SIGINT; the finished methods are
     written and the report says the run is incomplete)."""
-    from .compare import run_comparison
-    from .methods import METHODS, demo_methods
-    from .compare.output import OutputFolderBusy
+    from ..compare import run_comparison
+    from ..methods import METHODS, demo_methods
+    from ..compare.output import OutputFolderBusy
 
     import torch
 
@@ -85,14 +46,14 @@ def cmd_compare(args):
     else:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     overrides = {}
-    for key, value in _assignments(args.set, "--set").items():
+    for key, value in assignments(args.set, "--set").items():
         method, dot, option = key.partition(".")
         if not dot:
             raise SystemExit(f"--set: expected METHOD.OPTION=VALUE, got {key!r}")
         overrides.setdefault(method, {})[option] = value
     if args.device != "cpu":  # the data go there; Pyro's and the optimisers' own tensors follow the default
         torch.set_default_device(args.device)
-    problem = _data_problem(args) if args.data else _problem(args, args.problem_option)
+    problem = _data_problem(args) if args.data else problem_from_args(args, args.problem_option)
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
                               progress_bar=not args.no_progress, num_samples=args.num_samples, overrides=overrides)
@@ -113,9 +74,8 @@ def cmd_compare(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="pyro-node-uq", description="Bayesian UQ for neural-ODE models on Pyro.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_compare_parser(sub):
+    """Add the ``compare`` command to the ``argparse`` sub-parsers ``sub``."""
     p = sub.add_parser("compare", help="compare inference methods on a problem and write a report",
                        description="Run inference methods side by side on one problem with one seed; write "
                                    "table.md/table.csv, idata/<method>.nc, figures/*.png and report.md to --out.")
@@ -139,14 +99,3 @@ def build_parser():
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)
-    add_fit_parser(sub)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

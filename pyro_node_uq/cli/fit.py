@@ -11,7 +11,7 @@ __all__ = ["add_fit_parser", "cmd_fit"]
 def _make_guide(kind, model, seed, options):
     from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
-    from .infer import AutoLangevin, AutoLayerwise
+    from ..infer import AutoLangevin, AutoLayerwise
 
     init = model.init_loc_fn(seed)
     if kind == "autonormal":
@@ -28,9 +28,9 @@ def _write_outputs(out, fit, model, guide, problem, args):
     import pyro
     import torch
 
-    from .diagnostics import to_inference_data
-    from .methods import MethodResult
-    from .utils import atomic_save
+    from ..diagnostics import to_inference_data
+    from ..methods import MethodResult
+    from ..utils import atomic_save
 
     os.makedirs(out, exist_ok=True)
     state = pyro.get_param_store().get_state()
@@ -54,23 +54,23 @@ def cmd_fit(args):
     import torch
     from pyro.infer import Trace_ELBO
 
-    from .cli import _assignments, _rmse
-    from .data import load_problem
-    from .infer import fit_svi
-    from .infer.distributed import init_distributed
+    from .common import assignments, rmse
+    from ..data import load_problem
+    from ..infer import fit_svi
+    from ..infer.distributed import init_distributed
 
     torch.set_num_threads(args.threads)
     if args.float64:
         torch.set_default_dtype(torch.float64)
     rank, world_size = init_distributed(args.backend)
     try:
-        problem = load_problem(args.problem, seed=args.seed, **_assignments(args.problem_option, "--problem-option"))
+        problem = load_problem(args.problem, seed=args.seed, **assignments(args.problem_option, "--problem-option"))
         if args.float64:
             problem = problem.to(torch.float64)
         model = problem.default_model()
         pyro.clear_param_store()
         pyro.set_rng_seed(args.seed)
-        guide = _make_guide(args.guide, model, args.seed, _assignments(args.guide_option, "--guide-option"))
+        guide = _make_guide(args.guide, model, args.seed, assignments(args.guide_option, "--guide-option"))
         loss = Trace_ELBO(num_particles=args.num_particles, vectorize_particles=args.num_particles > 1,
                           max_plate_nesting=1)
         fit = fit_svi(model, guide, problem.train, num_steps=args.steps, lr=args.lr, loss=loss, seed=args.seed,
@@ -86,7 +86,7 @@ def cmd_fit(args):
           f"process(es), {len(fit.losses)} steps, loss {fit.losses[0]:.6g} -> {fit.losses[-1]:.6g} "
           f"({fit.wall_time:.1f} s this run)")
     for name, split in problem.splits.items():
-        print(f"{name:<14} RMSE of one posterior draw {_rmse(model, guide, split):.4f}")
+        print(f"{name:<14} RMSE of one posterior draw {rmse(model, guide, split):.4f}")
     if args.out:
         _write_outputs(args.out, fit, model, guide, problem, args)
         print(f"wrote {args.out}/params.pt, losses.csv, posterior.nc")

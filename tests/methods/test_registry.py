@@ -1,0 +1,55 @@
+"""The method registry: option resolution order, per-problem scaling of loop counts, both ways to register, errors
+that name the unknown method, the demo set."""
+import pytest
+
+from pyro_node_uq.methods import (
+    METHODS,
+    Method,
+    demo_methods,
+    register,
+    resolve_methods,
+)
+from pyro_node_uq.methods.registry import PROBLEM_COST
+
+
+@pytest.fixture
+def toy():
+    @register("toy_method", "a toy", defaults={"num_steps": 100, "lr": 0.1}, quick={"num_steps": 5},
+              problems={"chemical": {"lr": 0.2}}, start="map")
+    def run_toy(model, split, *, warm_start=None, **options):
+        return warm_start
+    yield METHODS["toy_method"]
+    del METHODS["toy_method"]
+
+
+def test_options_resolve_defaults_problem_quick_then_overrides(toy):
+    assert toy.runner.__name__ == "run_toy" and toy.start == "map"
+    assert toy.options("chemical") == {"num_steps": 100, "lr": 0.2}
+    assert toy.options("chemical", quick=True) == {"num_steps": 5, "lr": 0.2}
+    assert toy.options("chemical", quick=True, overrides={"lr": 1.0}) == {"num_steps": 5, "lr": 1.0}
+
+
+def test_loop_counts_of_costly_problems_are_scaled_but_quick_runs_are_not(toy):
+    factor = PROBLEM_COST["elastoplastic"]
+    assert toy.options("elastoplastic")["num_steps"] == int(100 * factor) < 100
+    assert toy.options("elastoplastic")["lr"] == 0.1  # not a loop count
+    assert toy.options("elastoplastic", quick=True)["num_steps"] == 5
+
+
+def test_a_ready_method_can_be_registered_and_unknown_names_are_listed():
+    register(Method("toy_ready", lambda model, split, **_: None, "ready"))
+    try:
+        assert resolve_methods(["toy_ready"])[0].name == "toy_ready"
+        with pytest.raises(ValueError, match=r"unknown \['nope'\]; registered methods are \["):
+            resolve_methods(["toy_ready", "nope"])
+    finally:
+        del METHODS["toy_ready"]
+
+
+def test_every_method_starts_from_a_registered_method_and_the_demo_set_is_registered():
+    for method in METHODS.values():
+        assert method.start is None or method.start in METHODS, method.name
+        assert method.kind in ("posterior", "error"), method.name
+    demo = demo_methods()
+    assert demo and set(demo) <= set(METHODS) and "nuts" not in demo
+    assert resolve_methods("all") == list(METHODS.values())
