@@ -109,10 +109,6 @@ class HierarchicalNODEModel(NODEModel):
         return (beta @ ((c - loc) / scale)[..., None]).squeeze(-1)
 
     # ------------------------------------------------------------------ the model
-    def predict_args(self, split):
-        args, kwargs = super().predict_args(split)
-        return args, dict(kwargs, **getattr(split, "extras", {}))
-
     def layer_sites(self, subset):
         """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the per-unit latent ``eta_z``."""
         return ["eta_z"] if subset == "random_effects" else super().layer_sites(subset)
