@@ -7,7 +7,7 @@ from torch.distributions import constraints
 from ..distributions import NODEObservation, solve_node
 from ..nn import BatchedMLP, sample_params
 from ..validation import check_trajectory_data
-from .node import NODEModel, _left_of_trajectories
+from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
 __all__ = ["HierarchicalNODEModel", "EFFECTS"]
 
@@ -109,6 +109,15 @@ class HierarchicalNODEModel(NODEModel):
         return (beta @ ((c - loc) / scale)[..., None]).squeeze(-1)
 
     # ------------------------------------------------------------------ the model
+    def init_loc_fn(self, seed=0):
+        """:class:`~pyro_node_uq.models.init_to_glorot` with R's last layer at zero: fits start from a field
+        with no dynamics (doses just accumulate) instead of a random fast one, a mode they do not leave."""
+        init = init_to_glorot(self, seed)
+        last = self.R.num_layers - 1
+        for name in (f"R.{last}.weight", f"R.{last}.bias"):
+            init.values[name] = torch.zeros_like(init.values[name])
+        return init
+
     def layer_sites(self, subset):
         """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the per-unit latent ``eta_z``."""
         return ["eta_z"] if subset == "random_effects" else super().layer_sites(subset)

@@ -93,3 +93,10 @@ def test_inference_data_keeps_the_unit_dimension(problem):
     for name in ("eta_z", "eta"):
         assert idata.posterior[name].dims == ("chain", "draw", "trajectory", f"{name}_dim_0")
     assert idata.posterior["eta"].coords["trajectory"].values.tolist() == problem.train.ids.tolist()
+
+
+def test_fits_start_without_dynamics(problem):
+    """R's last layer starts at zero (a random fast field is a mode MAP does not leave: eta recovery failed)."""
+    init = problem.default_model().init_loc_fn(3)
+    assert not init.values["R.1.weight"].any() and not init.values["R.1.bias"].any()
+    assert init.values["R.0.weight"].abs().sum() > 0
