@@ -66,7 +66,7 @@ print(f"smoke mode: {SMOKE}; figures go to {OUT}")
 # %%
 csv = OUT / "theophylline.csv"
 theophylline_table().to_csv(csv, index=False)
-print(open(csv).read().splitlines()[:4])
+print(csv.read_text().splitlines()[:4])
 
 # %% [markdown]
 # ## 2. Read it into units, split, and pick a model

@@ -3,12 +3,12 @@ the theophylline study read through :func:`~pyro_node_uq.data.read_events`."""
 import pandas as pd
 import torch
 
+from ..distributions.doses import DoseSchedule
 from .events import read_events
 from .real import read_csv
-from ..distributions.doses import DoseSchedule
 from .units import Units, refine_grid, units_problem
 
-__all__ = ["pk_repeated", "pk_closed_form", "theophylline_events"]
+__all__ = ["pk_closed_form", "pk_repeated", "theophylline_events"]
 
 K_ELIM, OMEGA = 0.1, (0.3, 0.2)
 

@@ -43,7 +43,7 @@ def specimens(num_units=24, num_times=41, t_end=10.0, noise=0.05, keep=0.8, test
     strain = random_sines(num_units, (0.5, 1.0), (0.05, 0.5), generator=gen)
     t = torch.linspace(0.0, t_end, num_times, dtype=dt)
     rate = eta[:, :1].exp() * (E_1 / ETA)
-    rhs = lambda s, ev: rate * (strain(s)[:, None] - ev)  # noqa: E731
+    rhs = lambda s, ev: rate * (strain(s)[:, None] - ev)
     ev = torchdiffeq.odeint(rhs, torch.zeros(num_units, 1, dtype=dt), t, rtol=1e-9, atol=1e-10).movedim(0, 1)
     eps = strain(t)[..., None]
     y_true = eta[:, 1, None, None].exp() * (E_INF * eps + E_1 * (eps - ev))

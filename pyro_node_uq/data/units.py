@@ -68,7 +68,7 @@ class Units(Split):
     def select(self, index, **changes):
         """The units at ``index`` (a 1-D index or boolean tensor), with fields replaced by ``changes``."""
         index = torch.as_tensor(index, device=self.y.device)
-        take = lambda v: None if v is None else v[index]  # noqa: E731
+        take = lambda v: None if v is None else v[index]
         fields = dict(x=take(self.x), y=self.y[index], mask=self.mask[index], y_true=take(self.y_true),
                       h_true=take(self.h_true), ids=self.ids[index], doses=_take(self.doses, index),
                       covariates=take(self.covariates), censored=take(self.censored), eta_true=take(self.eta_true))

@@ -9,7 +9,7 @@ from ..nn import BatchedMLP, sample_params
 from ..validation import check_trajectory_data
 from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
-__all__ = ["HierarchicalNODEModel", "EFFECTS"]
+__all__ = ["EFFECTS", "HierarchicalNODEModel"]
 
 EFFECTS = ("rate", "output", "input")
 

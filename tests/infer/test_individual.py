@@ -42,7 +42,7 @@ def test_conditioned_forecast_beats_the_population_forecast(truth):
     early, late = split_by_time(problem.test, 1 / 3)
     pop = predict_units(result, late, num_samples=50, seed=0)
     ind = predict_units(result, late, condition_effects(result, early, num_samples=50, num_proposals=400, seed=0))
-    nll = lambda p: score(p, late.y, late.mask, noise_scale=0.05)["nll"]  # noqa: E731
+    nll = lambda p: score(p, late.y, late.mask, noise_scale=0.05)["nll"]
     assert nll(ind) < nll(pop) - 1.0
     assert pop["y_mean"].shape == ind["y_mean"].shape == (50, len(late), len(late.t), 1)
 
