@@ -1,5 +1,7 @@
-"""Issue 17 must-shows on ``pk_repeated`` (slow: ~15 minutes on 2 cores; the numbers are printed by
-``benchmarks/hierarchical_pk.py`` and ``benchmarks/eta_recovery.py`` with the same settings)."""
+"""Issue 17 must-shows on ``pk_repeated`` (slow: ~8 minutes on one core; the numbers are printed by
+``benchmarks/hierarchical_pk.py`` with the same settings).  Not asserted: the 90% intervals of eta cover the
+true effects of only half the units (``benchmarks/eta_recovery.py``: posterior means correlate 0.8-0.87 with the
+truth, omega is over-estimated), short of the issue's [0.85, 0.95]."""
 import pytest
 import torch
 
@@ -37,8 +39,7 @@ def test_hierarchical_nll_beats_population(fits, method, split_name):
     split = getattr(problem, split_name)
     s = {k: _scores(v[method], v[method].predict(split, num_samples=200), split) for k, v in out.items()}
     assert s["hierarchical"]["nll"] < s["population"]["nll"], s
-    if split_name == "extrapolation":  # known units; on new units the CRPS gain is within noise (issue-17 note)
-        assert s["hierarchical"]["crps"] < s["population"]["crps"], s
+    assert s["hierarchical"]["crps"] < s["population"]["crps"], s
 
 
 @pytest.mark.parametrize("split_name", ["test", "extrapolation"])
