@@ -6,6 +6,20 @@ from .common import assignments, problem_from_args
 __all__ = ["add_compare_parser", "cmd_compare"]
 
 
+def _data_problem(args):
+    """The problem of ``--data FILE --format nonmem`` (units held out by the seeded split)."""
+    from ..data import events_problem
+
+    if args.format != "nonmem":
+        raise SystemExit(f"--format: only 'nonmem' event tables are supported, got {args.format!r}")
+    covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
+    try:
+        return events_problem(args.data, covariates=covariates, test_fraction=args.test_fraction,
+                              seed=args.seed).to(device=args.device)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        raise SystemExit(f"--data: {e}") from None
+
+
 def cmd_compare(args):
     """Run inference methods side by side on one problem; write the table, InferenceData, figures and report.
 
@@ -39,7 +53,7 @@ def cmd_compare(args):
         overrides.setdefault(method, {})[option] = value
     if args.device != "cpu":  # the data go there; Pyro's and the optimisers' own tensors follow the default
         torch.set_default_device(args.device)
-    problem = problem_from_args(args, args.problem_option)
+    problem = _data_problem(args) if args.data else problem_from_args(args, args.problem_option)
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
                               progress_bar=not args.no_progress, num_samples=args.num_samples, overrides=overrides)
@@ -78,6 +92,10 @@ def add_compare_parser(sub):
                    help="option of the problem constructor, e.g. --problem-option num_train=4 (repeatable)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the tensors are small)")
     p.add_argument("--device", default="cpu", help="torch device of the data and every fit (default: cpu)")
+    p.add_argument("--data", metavar="FILE.csv", help="compare on your own event table instead of --problem")
+    p.add_argument("--format", default="nonmem", help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT)")
+    p.add_argument("--covariates", metavar="WT,APGR", help="comma-separated covariate columns of --data")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)

@@ -30,6 +30,11 @@ def plot_bands(name, prediction, split, split_name, problem, path):
     :func:`~pyro_node_uq.compare.static_figures.static_bands`)."""
     if problem.task != "trajectories":
         return save_png(static_bands(name, prediction, split, split_name, problem), path)
+    if hasattr(split, "extras"):  # units (with dose events): one panel per unit, doses marked
+        from .unit_figures import plot_units
+
+        title = f"{problem.name}: {name} on {split_name} units"
+        return save_png(plot_units(prediction, split, title, problem.time_unit, problem.obs_names[0]), path)
     fig = plot_trajectories(prediction, split, output_names=problem.obs_names,
                             title=f"{problem.name}: {name} on {split_name} trajectories")
     for ax in fig.axes:

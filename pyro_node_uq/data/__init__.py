@@ -3,7 +3,12 @@ with splits."""
 from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
+from .events import read_events
+from .nonmem import events_problem
+from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
+from .specimens import specimens
+from .units import Units, refine_grid, split_by_time, split_units, units_problem
 from .static import StaticProblem, StaticSplit, gap_regression, spirals
 from .viscoelastic import viscoelastic
 
@@ -13,6 +18,9 @@ PROBLEMS = {
     "elastoplastic": elastoplastic,
     "theophylline": theophylline,
     "hare_lynx": hare_lynx,
+    "pk_repeated": pk_repeated,
+    "theophylline_events": theophylline_events,
+    "specimens": specimens,
     "gap_regression": gap_regression,
     "spirals": spirals,
 }
@@ -22,7 +30,8 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     """Build a registered problem by name.
 
     :param str name: one of :data:`PROBLEMS` (``chemical``, ``viscoelastic``, ``elastoplastic``,
-        ``theophylline``, ``hare_lynx``, ``gap_regression``, ``spirals``).
+        ``theophylline``, ``hare_lynx``, ``gap_regression``, ``spirals``; units with random effects:
+        ``pk_repeated``, ``theophylline_events``, ``specimens``).
     :param torch.dtype dtype: cast the data (default: ``torch.get_default_dtype()``).
     :param device: put the data there (default: ``torch.get_default_device()``); the data are always generated
         on the CPU (seeded CPU generators), so a problem is the same on every device.
@@ -38,6 +47,7 @@ def load_problem(name, dtype=None, device=None, **kwargs):
     return problem.to(dtype or torch.get_default_dtype(), device or torch.get_default_device())
 
 
-__all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "chemical", "elastoplastic",
-           "gap_regression", "hare_lynx", "load_problem", "random_sines", "return_mapping", "spirals", "theophylline",
-           "viscoelastic"]
+__all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "Units", "chemical", "elastoplastic",
+           "events_problem", "gap_regression", "hare_lynx", "load_problem", "pk_repeated", "random_sines",
+           "read_events", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
+           "theophylline", "theophylline_events", "units_problem", "viscoelastic"]

@@ -73,7 +73,8 @@ class Problem:
     :ivar train, test, extrapolation: the :class:`Split` s.
     :ivar obs_names, input_names, state_names: names of the outputs, inputs and true hidden states.
     :ivar noise_scale: the true observation noise std (``None`` for real data).
-    :ivar model_kwargs: the recommended :class:`~pyro_node_uq.models.NODEModel` configuration.
+    :ivar model_kwargs: the recommended model configuration.
+    :ivar model_class: name of the recommended model class in :mod:`pyro_node_uq.models`.
     """
 
     name: str
@@ -87,6 +88,7 @@ class Problem:
     time_unit: str = ""
     noise_scale: float = None
     model_kwargs: dict = field(default_factory=dict)
+    model_class: str = "NODEModel"
     task = "trajectories"  # what the comparison scores (a static problem: "regression" or "classification")
 
     @classmethod
@@ -131,12 +133,12 @@ class Problem:
 
     def default_model(self, **overrides):
         """The recommended NODE model for this problem; keyword arguments override its configuration."""
-        from ..models import NODEModel
+        from .. import models
 
         kwargs = dict(obs_dim=self.obs_dim, input_dim=self.input_dim)
         kwargs.update(self.model_kwargs)
         kwargs.update(overrides)
-        return NODEModel(**kwargs)
+        return getattr(models, self.model_class)(**kwargs)
 
     def to(self, dtype=None, device=None):
         """A copy with every split (and tensor model option) cast to ``dtype`` and moved to ``device``."""

@@ -107,6 +107,20 @@ def _numpy(v):
     return v.detach().cpu().numpy()
 
 
+def _per_unit_dims(trace, posterior, dims, C, D):
+    """Latent and deterministic sites inside the units' plate (random effects) keep a ``trajectory`` dim."""
+    for name, site in trace.nodes.items():
+        in_plate = any(f.name == "trajectories" for f in site.get("cond_indep_stack", ()))
+        if site["type"] != "sample" or not in_plate or name in dims:  # the observed site has its dims already
+            continue
+        if name not in posterior:
+            if not site["infer"].get("_deterministic"):
+                continue
+            value = site["value"]
+            posterior[name] = _numpy(value.reshape((C, D) + value.shape[value.dim() - 1 - len(site["fn"].event_shape):]))
+        dims[name] = ["trajectory"] + [f"{name}_dim_{i}" for i in range(posterior[name].ndim - 3)]
+
+
 def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, seed=0, output_names=None,
                       input_names=None, obs_site="obs", deterministic=("y_mean", "hidden")):
     """ArviZ ``InferenceData`` of a posterior on ``split``.
@@ -179,6 +193,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
             value = trace.nodes[name]["value"]
             posterior[name] = _numpy(value.reshape((C, D) + value.shape[-3:]))
             dims[name] = ["trajectory", "time", "output" if name == "y_mean" else "state"]
+    _per_unit_dims(trace, posterior, dims, C, D)
     observed = y.clone()
     mask = _observed_mask(split, y.shape)
     if mask is not None:

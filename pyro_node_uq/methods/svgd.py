@@ -72,7 +72,9 @@ def run_svgd(model, split, *, warm_start=None, num_particles=32, num_steps=1000,
     with torch.no_grad():
         particles = svgd.get_named_particles()
     group = (num_groups, num_particles // num_groups)  # values are (P, 1) + event: the particle plate is dim -2
-    samples = {name: v.detach().reshape(group + v.shape[2:]) for name, v in particles.items()}
+    # global values are (P, 1) + event; sites inside the data plate (random effects) keep their plate dim
+    samples = {name: v.detach().reshape(group + (v.shape[2:] if v.shape[1] == 1 else v.shape[1:]))
+               for name, v in particles.items()}
     result = MethodResult(name="svgd", model=model, samples=samples, losses=losses, wall_time=wall,
                           num_model_evals=counting.count, stochastic_dim=int(svgd.particle_index().shape[1]),
                           param_state=pyro.get_param_store().get_state())

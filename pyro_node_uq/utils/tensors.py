@@ -33,6 +33,8 @@ def move_tensors(values, dtype=None, device=None):
         return values.to(device=device, dtype=dtype if values.is_floating_point() else None)
     if isinstance(values, dict):
         return {k: move_tensors(v, dtype, device) for k, v in values.items()}
+    if isinstance(values, tuple) and hasattr(values, "_fields"):  # a NamedTuple (a DoseSchedule...)
+        return type(values)(*(move_tensors(v, dtype, device) for v in values))
     if isinstance(values, (list, tuple)):
         return type(values)(move_tensors(v, dtype, device) for v in values)
     return values

@@ -1,0 +1,167 @@
+"""Read a long-format event table in the NONMEM / nlmixr2 convention into :class:`~pyro_node_uq.data.Units`."""
+import math
+from pathlib import Path
+
+import torch
+
+from ..distributions.doses import DoseSchedule
+from .units import Units
+
+__all__ = ["read_events"]
+
+_MISSING = {"", ".", "na", "nan", "NA", "NaN"}
+
+
+class _Table:
+    """Column access with errors that name the row (1-based data row) and the column."""
+
+    def __init__(self, frame, source):
+        self.frame, self.source = frame, source
+
+    def has(self, column):
+        return column is not None and column in self.frame.columns
+
+    def require(self, column, argument):
+        if not self.has(column):
+            raise ValueError(f"read_events: {self.source} has no column {column!r} (argument {argument}=); "
+                             f"its columns are {list(self.frame.columns)}")
+
+    def numbers(self, column, missing_ok=False, default=None):
+        """Column as a list of floats (``None`` for a missing entry when ``missing_ok``)."""
+        if not self.has(column):
+            return [default] * len(self.frame)
+        out = []
+        for row, value in enumerate(self.frame[column].tolist(), start=1):
+            text = str(value).strip()
+            if text in _MISSING or (isinstance(value, float) and math.isnan(value)):
+                if not missing_ok:
+                    raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: missing value")
+                out.append(None)
+                continue
+            try:
+                number = float(text)
+            except ValueError:
+                raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: expected a number, "
+                                 f"got {text!r}") from None
+            if not math.isfinite(number):
+                raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: not finite ({text!r})")
+            out.append(number)
+        return out
+
+
+def _load(table):
+    import pandas as pd
+
+    if isinstance(table, pd.DataFrame):
+        return _Table(table.reset_index(drop=True), "the table")
+    if isinstance(table, (str, Path)):
+        path = Path(table)
+        if not path.is_file():
+            raise FileNotFoundError(f"read_events: table: no file {str(path)!r}")
+        return _Table(pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True), repr(str(path)))
+    raise TypeError(f"read_events: table must be a pandas DataFrame or a CSV path, got {type(table).__name__}")
+
+
+def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", mdv="MDV", cmt="CMT", rate="RATE",
+                cens="CENS", covariates=(), dtype=torch.float64):
+    """Read a NONMEM / nlmixr2-style event table: one row per observation or dose, a unit id column.
+
+    Rows with ``EVID`` 0 are observations (skipped when ``MDV`` is 1 or ``DV`` is missing: ``"."``, empty or
+    ``NA``); ``EVID`` 1 rows are doses of ``AMT`` into compartment ``CMT`` (1-based, default 1), a bolus unless
+    ``RATE`` > 0 (an infusion of duration ``AMT / RATE``); ``EVID`` 2 rows (other events) are ignored.  Without
+    an ``EVID`` column a row with ``AMT`` > 0 is a dose.  ``CENS`` (or the name given) = 1 marks an observation
+    below the quantification limit, its ``DV`` being the limit.  Covariates are per unit: the first non-missing
+    value of each unit.  Rows are sorted by time within each unit; units keep their first-appearance order.
+
+    :param table: a pandas ``DataFrame`` or the path of a CSV file.
+    :param str id, time, dv, amt, evid, mdv, cmt, rate, cens: column names (the last five may be absent).
+    :param covariates: names of covariate columns.
+    :param torch.dtype dtype: floating dtype of the result.
+    :returns: :class:`~pyro_node_uq.data.Units`: observations on the union grid of observation times, with
+        ``mask``, a :class:`~pyro_node_uq.distributions.DoseSchedule` (``None`` without doses) and covariates; ``ids`` are the unit ids when they
+        are integers, else 0..N-1 (``Units.covariate_names`` lists the covariates; ``Units.obs_cmt`` is the
+        0-based compartment of the observations when they all name the same one).
+    :raises ValueError: naming the row and column of anything it cannot read.
+
+    Example::
+
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"ID": [1, 1, 1, 2, 2], "TIME": [0, 1, 2, 0, 1.5],
+        ...                       "DV": [".", 5.0, 3.1, ".", 4.0], "AMT": [100, 0, 0, 80, 0],
+        ...                       "EVID": [1, 0, 0, 1, 0], "WT": [70, 70, 70, 60, 60]})
+        >>> units = read_events(frame, covariates=["WT"])
+        >>> units.t.tolist(), units.mask.tolist(), units.doses.amount.tolist(), units.covariates.tolist()
+        ([1.0, 1.5, 2.0], [[True, False, True], [False, True, False]], [[100.0], [80.0]], [[70.0], [60.0]])
+    """
+    tab = _load(table)
+    for column, argument in ((id, "id"), (time, "time"), (dv, "dv")):
+        tab.require(column, argument)
+    for column in covariates:
+        tab.require(column, "covariates")
+    if not tab.has(evid) and not tab.has(amt):
+        raise ValueError(f"read_events: {tab.source} has neither an EVID column ({evid!r}) nor an AMT column "
+                         f"({amt!r}): cannot tell doses from observations")
+    ids = [str(v).strip() for v in tab.frame[id].tolist()]
+    times, values = tab.numbers(time), tab.numbers(dv, missing_ok=True)
+    amounts = tab.numbers(amt, missing_ok=True, default=0.0)
+    events = tab.numbers(evid, default=None) if tab.has(evid) else [1.0 if (a or 0) > 0 else 0.0 for a in amounts]
+    skip = tab.numbers(mdv, missing_ok=True, default=0.0)
+    comps, rates = tab.numbers(cmt, missing_ok=True, default=1.0), tab.numbers(rate, missing_ok=True, default=0.0)
+    flags = tab.numbers(cens, missing_ok=True, default=0.0)
+    units = list(dict.fromkeys(ids))
+    obs, doses = {u: {} for u in units}, {u: [] for u in units}
+    for i, unit in enumerate(ids):
+        row = i + 1
+        where = f"read_events: {tab.source}, row {row}"
+        if events[i] == 1:
+            if amounts[i] is None or amounts[i] <= 0:
+                raise ValueError(f"{where}, column {amt!r}: a dose (EVID 1) needs a positive amount, got {amounts[i]}")
+            if (rates[i] or 0) < 0:
+                raise ValueError(f"{where}, column {rate!r}: modelled rates ({rates[i]:g}) are not supported; give "
+                                 "the infusion rate (> 0) or 0 for a bolus")
+            if comps[i] is None or comps[i] < 1 or comps[i] != int(comps[i]):
+                raise ValueError(f"{where}, column {cmt!r}: expected a 1-based compartment number, got {comps[i]}")
+            doses[unit].append((times[i], amounts[i], int(comps[i]) - 1, rates[i] or 0.0))
+        elif events[i] == 0:
+            if (skip[i] or 0) == 1 or values[i] is None:
+                continue
+            if times[i] in obs[unit]:
+                raise ValueError(f"{where}, column {time!r}: unit {unit!r} has two observations at time "
+                                 f"{times[i]:g} (rows {obs[unit][times[i]][2]} and {row})")
+            obs[unit][times[i]] = (values[i], (flags[i] or 0) == 1, row)
+        elif events[i] != 2:
+            raise ValueError(f"{where}, column {evid!r}: EVID {events[i]:g} is not supported (0 observation, 1 dose, "
+                             "2 other event)")
+    grid = sorted({t for u in units for t in obs[u]})
+    if not grid:
+        raise ValueError(f"read_events: {tab.source} has no observations (EVID 0 rows with a value in {dv!r})")
+    col = {t: j for j, t in enumerate(grid)}
+    N, T = len(units), len(grid)
+    y = torch.zeros(N, T, 1, dtype=dtype)
+    mask, censored = torch.zeros(N, T, dtype=torch.bool), torch.zeros(N, T, dtype=torch.bool)
+    for n, unit in enumerate(units):
+        for t, (value, below, _) in obs[unit].items():
+            y[n, col[t], 0], mask[n, col[t]], censored[n, col[t]] = value, True, below
+    given = [sorted(doses[u]) for u in units]
+    schedule = None
+    if any(given):
+        schedule = DoseSchedule.from_lists(*([[d[j] for d in g] for g in given] for j in range(4)), dtype=dtype)
+    cov = None
+    if covariates:
+        cov = torch.zeros(N, len(covariates), dtype=dtype)
+        for c, name in enumerate(covariates):
+            column = tab.numbers(name, missing_ok=True)
+            for n, unit in enumerate(units):
+                found = [v for u, v in zip(ids, column) if u == unit and v is not None]
+                if not found:
+                    raise ValueError(f"read_events: {tab.source}, column {name!r}: unit {unit!r} has no value")
+                cov[n, c] = found[0]
+    try:
+        unit_ids = torch.tensor([int(u) for u in units])
+    except ValueError:
+        unit_ids = torch.arange(N)
+    obs_rows = [i for i, e in enumerate(events) if e == 0]
+    obs_cmt = {int(comps[i]) - 1 for i in obs_rows if comps[i] is not None} if tab.has(cmt) else set()
+    return Units(t=torch.tensor(grid, dtype=dtype), x=None, y=y, mask=mask, ids=unit_ids, doses=schedule,
+                 covariates=cov, covariate_names=tuple(covariates), censored=censored if censored.any() else None,
+                 obs_cmt=obs_cmt.pop() if len(obs_cmt) == 1 else None)

@@ -1,0 +1,188 @@
+"""Units (subjects, specimens, batches) with their own observation times, dose schedules and covariates, and
+the two ways to hold data out: new units, or later observations of known units."""
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..distributions.doses import DoseSchedule
+from .problem import Split
+
+__all__ = ["Units", "refine_grid", "split_by_time", "split_units", "units_problem"]
+
+
+def _take(doses, index):
+    return None if doses is None else DoseSchedule(*(v[index] for v in doses))
+
+
+@dataclass
+class Units(Split):
+    """A :class:`~pyro_node_uq.data.Split` of units with per-unit dose schedules and covariates.
+
+    Observations lie on the union grid ``t`` of every unit's observation times, ``mask`` marking each unit's own
+    (:attr:`unit_times` gives the ragged per-unit times, padded).  The model receives :attr:`extras` as keyword
+    arguments: the doses, the covariates and whether these units are new (their random effects are then drawn
+    from the population, not from the fitted units' posterior).
+
+    :ivar doses: :class:`~pyro_node_uq.distributions.DoseSchedule` of the units, or ``None``.
+    :ivar covariates: ``(N, C)`` baseline covariates, or ``None``.
+    :ivar covariate_names: names of the covariate columns.
+    :ivar censored: boolean ``(N, T)``: observed entries that are below the quantification limit (``y`` holds
+        the limit there), or ``None``.
+    :ivar bool new_units: these units were not fitted.
+    :ivar eta_true: the true random effects ``(N, k)`` of synthetic units, or ``None``.
+    :ivar obs_cmt: 0-based compartment (hidden component) that the observations measure, when known.
+    """
+
+    doses: DoseSchedule = None
+    covariates: torch.Tensor = None
+    covariate_names: tuple = ()
+    censored: torch.Tensor = None
+    new_units: bool = False
+    eta_true: torch.Tensor = None
+    obs_cmt: int = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mask is None:
+            self.mask = torch.ones(self.y.shape[:2], dtype=torch.bool, device=self.y.device)
+
+    @property
+    def extras(self):
+        """Keyword arguments the hierarchical model needs besides ``(t, x, y, mask)``."""
+        return {"doses": self.doses, "covariates": self.covariates, "new_units": self.new_units}
+
+    @property
+    def kwargs(self):
+        return {"mask": self.mask, "censored": self.censored, **self.extras}
+
+    @property
+    def unit_times(self):
+        """``(times, observed)``: each unit's own observation times, left-aligned and padded, ``(N, T_max)``."""
+        n_obs = self.mask.sum(1)
+        width = int(n_obs.max()) if len(self) else 0
+        order = torch.argsort((~self.mask).to(torch.int8), dim=1, stable=True)[:, :width]
+        observed = torch.arange(width, device=self.t.device) < n_obs[:, None]
+        return torch.where(observed, self.t[order], torch.zeros_like(self.t[order])), observed
+
+    def select(self, index, **changes):
+        """The units at ``index`` (a 1-D index or boolean tensor), with fields replaced by ``changes``."""
+        index = torch.as_tensor(index, device=self.y.device)
+        take = lambda v: None if v is None else v[index]
+        fields = dict(x=take(self.x), y=self.y[index], mask=self.mask[index], y_true=take(self.y_true),
+                      h_true=take(self.h_true), ids=self.ids[index], doses=_take(self.doses, index),
+                      covariates=take(self.covariates), censored=take(self.censored), eta_true=take(self.eta_true))
+        fields.update(changes)
+        return replace(self, **fields)
+
+
+def refine_grid(units, max_step):
+    """The same units on a finer union grid: unobserved times inserted so that no two consecutive grid times are
+    more than ``max_step`` apart (a fixed-step solve steps on the grid; sparse late samples would otherwise make
+    one step of many hours).
+
+    :param Units units: units without inputs ``x`` (inputs would need resampling).
+    :param float max_step: largest gap left in the grid.
+
+    Example::
+
+        >>> u = Units(t=torch.tensor([0.0, 1.0, 4.0]), x=None, y=torch.ones(1, 3, 1))
+        >>> r = refine_grid(u, 1.0)
+        >>> r.t.tolist(), r.mask.tolist()
+        ([0.0, 1.0, 2.0, 3.0, 4.0], [[True, True, False, False, True]])
+    """
+    if units.x is not None:
+        raise ValueError("refine_grid: units with inputs x are not supported (the inputs would need resampling)")
+    if not max_step > 0:
+        raise ValueError(f"max_step: expected a positive number, got {max_step!r}")
+    t = units.t
+    fill = [torch.linspace(a, b, math.ceil(float(b - a) / max_step) + 1, dtype=t.dtype, device=t.device)[1:-1]
+            for a, b in zip(t[:-1], t[1:]) if float(b - a) > max_step]
+    grid = torch.cat([t, *fill]).sort().values
+    pos = torch.searchsorted(grid, t)
+
+    def spread(v):
+        if v is None:
+            return None
+        out = v.new_zeros((v.shape[0], len(grid)) + v.shape[2:])
+        out[:, pos] = v
+        return out
+
+    return replace(units, t=grid, y=spread(units.y), mask=spread(units.mask), y_true=spread(units.y_true),
+                   h_true=spread(units.h_true), censored=spread(units.censored))
+
+
+def split_units(units, test_fraction=0.25, seed=0):
+    """Hold out whole units: ``(train, test)``, ``test`` marked ``new_units``, chosen by a seeded permutation.
+
+    :param Units units: the units to split.
+    :param float test_fraction: fraction of units held out (at least one unit on each side).
+    :param int seed: seed of the permutation.
+
+    Example::
+
+        >>> u = Units(t=torch.arange(3.0), x=None, y=torch.zeros(8, 3, 1))
+        >>> train, test = split_units(u, 0.25)
+        >>> len(train), len(test), test.new_units
+        (6, 2, True)
+    """
+    n = len(units)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction!r}")
+    if n < 2:
+        raise ValueError(f"split_units: need at least 2 units to hold some out, got {n}")
+    n_test = min(max(1, round(test_fraction * n)), n - 1)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(units.y.device)
+    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    return units.select(train_idx), units.select(test_idx, new_units=True)
+
+
+def split_by_time(units, fraction=2 / 3):
+    """Hold out each unit's later observations: ``(early, late)``, the same units with disjoint masks.
+
+    Unit ``i`` with ``n_i`` observations keeps its first ``ceil(fraction * n_i)`` in ``early``; the dose schedules
+    are kept whole in both (future doses are known when forecasting).
+
+    :param Units units: the units to split.
+    :param float fraction: fraction of each unit's observations in ``early``.
+
+    Example::
+
+        >>> u = Units(t=torch.arange(6.0), x=None, y=torch.zeros(1, 6, 1))
+        >>> early, late = split_by_time(u, 1 / 3)
+        >>> early.mask.tolist(), late.mask.tolist()
+        ([[True, True, False, False, False, False]], [[False, False, True, True, True, True]])
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction: expected a number in (0, 1), got {fraction!r}")
+    rank = units.mask.long().cumsum(1)  # 1-based rank of each observation within its unit
+    keep = torch.tensor([math.ceil(fraction * int(n)) for n in units.mask.sum(1)], device=rank.device)
+    early = units.mask & (rank <= keep[:, None])
+    return replace(units, mask=early), replace(units, mask=units.mask & ~early)
+
+
+def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 / 3, seed=0, **fields):
+    """A :class:`~pyro_node_uq.data.Problem` from units: ``train`` = the fitted units' first observations,
+    ``extrapolation`` = their later observations (:func:`split_by_time`), ``test`` = held-out new units
+    (:func:`split_units`, all their observations).
+
+    :param str name, description: of the problem.
+    :param Units units: all units.
+    :param float test_fraction: fraction of units held out.
+    :param float time_fraction: fraction of each fitted unit's observations in ``train``.
+    :param int seed: seed of the unit split.
+    :param fields: other :class:`~pyro_node_uq.data.Problem` fields (``obs_names``, ``model_kwargs``...).
+
+    Example::
+
+        >>> u = Units(t=torch.arange(6.0), x=None, y=torch.ones(8, 6, 1))
+        >>> p = units_problem("toy", "", u, obs_names=("y",))
+        >>> len(p.train), len(p.test), int(p.train.mask.sum()), int(p.extrapolation.mask.sum())
+        (6, 2, 24, 12)
+    """
+    from .problem import Problem
+
+    fitted, new = split_units(units, test_fraction, seed)
+    early, late = split_by_time(fitted, time_fraction)
+    fields.setdefault("model_class", "HierarchicalNODEModel")
+    return Problem(name=name, description=description, train=early, test=new, extrapolation=late, **fields)

@@ -1,0 +1,210 @@
+"""A neural mixed-effects NODE: population weights w, per-unit random effects eta_i ~ Normal(B c_i, Omega), doses."""
+import pyro
+import pyro.distributions as dist
+import torch
+from torch.distributions import constraints
+
+from ..distributions import NODEObservation, solve_node
+from ..nn import BatchedMLP, sample_params
+from ..validation import check_trajectory_data
+from .node import NODEModel, _left_of_trajectories, init_to_glorot
+
+__all__ = ["EFFECTS", "HierarchicalNODEModel"]
+
+EFFECTS = ("rate", "output", "input")
+
+
+class HierarchicalNODEModel(NODEModel):
+    """Neural NLME: one NODE per unit i, sharing population weights, with a random effect ``eta_i`` per unit.
+
+    .. math::
+
+        dh_i/dt = e^{\\eta_{i,r}} R(h_i, x_i(t), \\eta_{i,in}; w) + u_i(t),\\quad
+        y_i = e^{\\eta_{i,o}} Z(h_i, x_i(t), \\eta_{i,in}; w) + \\epsilon,\\quad
+        \\eta_i \\sim \\mathcal N(B c_i, \\mathrm{diag}(\\omega^2))
+
+    where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-
+    type effect: the unit's clock runs faster), ``"output"`` scales the observation (a volume-type effect),
+    ``"input"`` is an extra input of R (and Z). Doses jump the state (boluses) or add the infusion rate
+    ``u_i(t)``. Covariates ``c_i`` (standardised
+    with ``covariate_loc`` / ``covariate_scale``) shift the mean of eta through the latent ``beta`` (``B``).
+    The per-unit latent is ``"eta_z"`` ~ Normal(0, I) inside the plate ``"trajectories"`` (``dim=-1``), non-centred:
+    ``eta = B c + omega * eta_z`` is recorded as the deterministic site ``"eta"`` (so MAP and mean-field guides do
+    not meet the funnel of a centred ``eta``); units marked ``new_units`` use ``"eta_z_new"`` / ``"eta_new"``
+    (drawn from the population, not from the fitted units' posterior). ``omega`` is a point estimate
+    (``omega="learned"``, a ``pyro.param``) or a latent, with a log-normal prior either way.
+    Other options (error models, solver, noise scale) are :class:`NODEModel`'s; the solve is
+    :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
+    :class:`~pyro_node_uq.distributions.NODEObservation`.
+
+    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS`; ``()`` is the
+        population-only model (no random effects; doses and covariates-free).
+    :param int covariate_dim: number of covariates ``C``.
+    :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
+    :param omega: ``"learned"`` or ``"latent"``.
+    :param float omega_init: median of the ``LogNormal(log omega_init, omega_prior)`` prior of omega (the
+        initial value of a learned omega, which is penalised by this prior so MAP cannot send it to 0 or infinity).
+    :param float omega_prior: log-scale of that prior.
+    :param float dose_scale: doses enter the state multiplied by this.
+
+    Example::
+
+        >>> import pyro
+        >>> from pyro_node_uq.data import load_problem
+        >>> problem = load_problem("pk_repeated", num_units=6)
+        >>> model = problem.default_model()
+        >>> tr = pyro.poutine.trace(model).get_trace(*problem.train.args, **problem.train.kwargs)
+        >>> tr.nodes["eta_z"]["value"].shape, tr.nodes["y_mean"]["value"].shape[0]
+        (torch.Size([4, 2]), 4)
+    """
+
+    def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
+                 covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0, **kwargs):
+        super().__init__(obs_dim, input_dim, **kwargs)
+        bad = [e for e in effects if e not in EFFECTS]
+        if bad or isinstance(effects, str):
+            raise ValueError(f"effects: expected a tuple of {EFFECTS} (empty: a population-only model), got {effects!r}")
+        if covariate_dim and not effects:
+            raise ValueError("covariate_dim: covariates shift the random effects' mean; give effects as well")
+        if omega not in ("learned", "latent"):
+            raise ValueError(f"omega must be 'learned' or 'latent', got {omega!r}")
+        self.effects, self.covariate_dim = tuple(effects), int(covariate_dim)
+        self.covariate_loc, self.covariate_scale = covariate_loc, covariate_scale
+        self.omega, self.omega_init, self.omega_prior = omega, float(omega_init), float(omega_prior)
+        self.dose_scale = float(dose_scale)
+        n_in, act = self.effects.count("input"), self.R.activation
+        self.R = BatchedMLP("R", (self.hidden_dim + input_dim + n_in, *self.R.sizes[1:]), act)
+        if self.Z is not None:
+            self.Z = BatchedMLP("Z", (self.hidden_dim + input_dim + n_in, *self.Z.sizes[1:]), act)
+        if self.init == "input":
+            raise ValueError("init: 'input' is not supported by HierarchicalNODEModel (doses set the state)")
+
+    @property
+    def eta_dim(self):
+        return len(self.effects)
+
+    def _index(self, kind):
+        return [i for i, e in enumerate(self.effects) if e == kind]
+
+    # ------------------------------------------------------------------ random effects
+    def _omega(self, like):
+        prior = dist.LogNormal(like.new_full((self.eta_dim,), self.omega_init).log(), self.omega_prior).to_event(1)
+        if self.omega == "learned":
+            omega = pyro.param("omega", like.new_full((self.eta_dim,), self.omega_init), constraint=constraints.positive)
+            pyro.factor("omega_prior", prior.log_prob(omega))
+            return omega
+        return _left_of_trajectories(pyro.sample("omega", prior), 1)
+
+    def _eta_loc(self, covariates, like):
+        if not self.covariate_dim:
+            return like.new_zeros(self.eta_dim)
+        if covariates is None or covariates.shape[-1] != self.covariate_dim:
+            raise ValueError(f"covariates: the model expects ({self.covariate_dim},) covariates per unit, got "
+                             f"{None if covariates is None else tuple(covariates.shape)}")
+        c = covariates.to(like)
+        loc = 0.0 if self.covariate_loc is None else torch.as_tensor(self.covariate_loc).to(like)
+        scale = 1.0 if self.covariate_scale is None else torch.as_tensor(self.covariate_scale).to(like)
+        prior = dist.Normal(like.new_zeros(self.eta_dim, self.covariate_dim), 1.0).to_event(2)
+        beta = _left_of_trajectories(pyro.sample("beta", prior), 2)
+        return (beta @ ((c - loc) / scale)[..., None]).squeeze(-1)
+
+    # ------------------------------------------------------------------ the model
+    def init_loc_fn(self, seed=0):
+        """:class:`~pyro_node_uq.models.init_to_glorot` with R's last layer at zero: fits start from a field
+        with no dynamics (doses just accumulate) instead of a random fast one, a mode they do not leave."""
+        init = init_to_glorot(self, seed)
+        last = self.R.num_layers - 1
+        for name in (f"R.{last}.weight", f"R.{last}.bias"):
+            init.values[name] = torch.zeros_like(init.values[name])
+        return init
+
+    def layer_sites(self, subset):
+        """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the per-unit latent ``eta_z``."""
+        return ["eta_z"] if subset == "random_effects" else super().layer_sites(subset)
+
+    def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
+                 covariates=None, new_units=False, censored=None, t_mask=None, t0=None):
+        """Run the model on units sharing the (union) observation grid ``t`` (or each with its own times).
+
+        :param torch.Tensor t: observation times ``(T,)``, or ``(N, T)`` per unit with ``t_mask``.
+        :param torch.Tensor x: inputs ``(N, T, input_dim)`` (or at ``x_times``), or ``None``.
+        :param torch.Tensor y: observations ``(N, T, obs_dim)``, or ``None`` to sample them.
+        :param torch.Tensor mask: boolean ``(N, T)``: each unit's observed entries.
+        :param torch.Tensor x_times: sample times of ``x`` when they differ from ``t``.
+        :param int num_trajectories: ``N`` when no other argument gives it.
+        :param DoseSchedule doses: the units' bolus and infusion events.
+        :param torch.Tensor covariates: ``(N, covariate_dim)``.
+        :param bool new_units: draw the random effects of unfitted units (sites ``"eta_z_new"``, ``"eta_new"``).
+        :param torch.Tensor censored: boolean ``(N, T)``: observations below the quantification limit.
+        :param torch.Tensor t_mask: real entries of per-unit times.
+        :param float t0: start of the solve.
+        """
+        y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+        units = (x, y, mask, covariates, t if t.dim() == 2 else None, None if doses is None else doses.time)
+        N = next((v.shape[0] for v in units if v is not None), num_trajectories)
+        if N is None:
+            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
+        shapes = self.weight_shapes()
+        params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
+        params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
+        omega = self._omega(t) if self.eta_dim else None
+        loc = self._eta_loc(covariates, t) if self.eta_dim else None
+        scale = self._noise_scale(t)
+        prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
+        h0 = self._initial_state(params, x, t)
+        if doses is not None and self.dose_scale != 1.0:
+            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
+        with pyro.plate("trajectories", N, dim=-1):
+            eta = t.new_zeros(N, 0)
+            if self.eta_dim:
+                suffix = "_new" if new_units else ""
+                z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).expand(
+                    loc.shape[:-1] + (self.eta_dim,)).to_event(1))
+                eta = pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
+            x, x_times = self._with_effect_inputs(eta, t, x, x_times)
+            sol = solve_node(self.R, self.Z, self._rate_scaled(params, eta), t, x, h0, t_mask=t_mask,
+                             x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
+                             interpolation=self.interpolation, solver=self.solver, on_divergence=self.on_divergence)
+            mean = sol.mean
+            if "output" in self.effects:
+                mean = mean * eta[..., self._index("output")].sum(-1)[..., None, None].exp()
+            batch = torch.broadcast_shapes(mean.shape[:-2], (N,))
+            mean, hidden = mean.expand(batch + mean.shape[-2:]), sol.hidden.expand(batch + sol.hidden.shape[-2:])
+            if self.record:
+                pyro.deterministic("hidden", hidden, event_dim=2)
+                pyro.deterministic("y_mean", mean, event_dim=2)
+            if censored is not None and censored.dim() == 2:
+                censored = censored[..., None]
+            m = None if mask is None else (mask if mask.dim() == 3 else mask[..., None])
+            fn = NODEObservation(mean, scale, error_model=self.error_model, noise=self.noise, df=self.df,
+                                 prop_scale=prop, mask=m, censored=censored, diverged=sol.diverged)
+            return pyro.sample("obs", fn, obs=y)
+
+    def _rate_scaled(self, params, eta):
+        """R's last layer scaled by ``exp(eta_rate)`` per unit: ``exp(eta_r) R(h)`` (an infusion's rate, added to
+        the last bias by the solve, stays unscaled)."""
+        if "rate" not in self.effects:
+            return params
+        factor = eta[..., self._index("rate")].sum(-1).exp()
+        last = self.R.num_layers - 1
+        w, b = f"R.{last}.weight", f"R.{last}.bias"
+        return {**params, w: params[w] * factor[..., None, None], b: params[b] * factor[..., None]}
+
+    def _with_effect_inputs(self, eta, t, x, x_times):
+        """Append the ``"input"`` effects to the inputs of R and Z (constant in time)."""
+        if "input" not in self.effects:
+            return x, x_times
+        e = eta[..., self._index("input")]
+        if x is None or self.input_dim == 0:
+            times = t[:1] if t.dim() == 1 else t[0, :1]
+            return e[..., None, :], times
+        x = x.expand(e.shape[:-1] + x.shape[-2:])
+        return torch.cat([x, e[..., None, :].expand(x.shape[:-1] + e.shape[-1:])], -1), x_times
+
+    def per_unit_sites(self):
+        """Names of the per-unit (plate-local) latent sites."""
+        return ("eta_z", "eta_z_new")
+
+    def __repr__(self):
+        return (f"HierarchicalNODEModel(obs_dim={self.obs_dim}, hidden_dim={self.hidden_dim}, effects={self.effects}, "
+                f"covariate_dim={self.covariate_dim}, omega={self.omega!r}, {self.R!r}, {self.Z!r})")

@@ -1,0 +1,47 @@
+"""``pyro-node-uq compare --data FILE.csv --format nonmem``: the user's own event table, per-unit plots."""
+import time
+
+import pytest
+
+from pyro_node_uq.cli import main
+from pyro_node_uq.data.pk import theophylline_table
+
+
+@pytest.fixture
+def csv(tmp_path):
+    path = tmp_path / "theo.csv"
+    theophylline_table().to_csv(path, index=False)
+    return path
+
+
+def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["compare", "--data", str(csv), "--format", "nonmem", "--covariates", "WT", "--test-fraction", "0.25",
+               "--methods", "map,autonormal", "--quick", "--no-progress", "--out", str(out), "--num-samples", "8",
+               "--set", "map.num_steps=3", "--set", "autonormal.num_steps=2", "--set", "autonormal.elbo_particles=2"])
+    assert rc == 0, capsys.readouterr().err
+    table = (out / "table.md").read_text()
+    assert "| map |" in table and "| autonormal |" in table
+    pngs = [out / "figures" / f"bands_autonormal_{s}.png" for s in ("test", "extrapolation")]
+    assert all(p.exists() and p.stat().st_size > 5000 for p in pngs)
+
+
+def test_bad_data_arguments(csv, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--format: only 'nonmem'"):
+        main(["compare", "--data", str(csv), "--format", "monolix", "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match=r"--data: .*no column 'AGE' \(argument covariates=\)"):
+        main(["compare", "--data", str(csv), "--covariates", "AGE", "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="--data: .*no file"):
+        main(["compare", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "c")])
+
+
+@pytest.mark.slow
+def test_every_quick_method_on_a_data_file_under_five_minutes(csv, tmp_path):
+    """Issue 17 must-show: every quick method on a NONMEM file in under 5 minutes (2 cores)."""
+    start = time.perf_counter()
+    rc = main(["compare", "--data", str(csv), "--format", "nonmem", "--covariates", "WT", "--quick", "--no-progress",
+               "--out", str(tmp_path / "out")])
+    elapsed = time.perf_counter() - start
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert rc in (0, 1) and "| map |" in table
+    assert elapsed < 300, f"compare --data --quick took {elapsed:.0f} s"

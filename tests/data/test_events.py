@@ -1,0 +1,64 @@
+"""read_events: the NONMEM / nlmixr2 event-table convention, and errors that name the row and column."""
+import pandas as pd
+import pytest
+import torch
+
+from pyro_node_uq.data import read_events
+
+
+def _frame(**changes):
+    base = {"ID": [1, 1, 1, 1, 2, 2, 2], "TIME": [0, 0.5, 1, 2, 0, 1.5, 3],
+            "DV": [".", 5.0, 3.1, 2.0, ".", 4.0, "."], "AMT": [100, 0, 0, 0, 80, 0, 0],
+            "EVID": [1, 0, 0, 0, 1, 0, 0], "MDV": [1, 0, 0, 1, 1, 0, 0], "WT": [70, 70, 70, 70, 60, 61, 61]}
+    base.update(changes)
+    return pd.DataFrame(base)
+
+
+def test_reads_observations_doses_and_covariates():
+    u = read_events(_frame(), covariates=["WT"])
+    assert u.t.tolist() == [0.5, 1.0, 1.5]  # MDV=1 and "." rows are not observations
+    assert u.mask.tolist() == [[True, True, False], [False, False, True]]
+    assert u.y[0, :2, 0].tolist() == [5.0, 3.1] and u.y[1, 2, 0] == 4.0
+    assert u.doses.amount.tolist() == [[100.0], [80.0]] and u.doses.compartment.tolist() == [[0], [0]]
+    assert u.covariates.tolist() == [[70.0], [60.0]]  # the unit's first value
+    assert u.ids.tolist() == [1, 2] and u.covariate_names == ("WT",)
+    times, observed = u.unit_times
+    assert times[0, :2].tolist() == [0.5, 1.0] and observed.tolist() == [[True, True], [True, False]]
+
+
+def test_csv_file_infusions_censoring_and_no_evid(tmp_path):
+    frame = _frame(RATE=[50, 0, 0, 0, 0, 0, 0], CENS=[0, 0, 1, 0, 0, 0, 0]).drop(columns=["EVID"])
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    u = read_events(path)
+    assert u.doses.rate[0].tolist() == [50.0] and u.doses.end()[0].tolist() == [2.0]
+    assert u.censored is not None and u.censored[0].tolist() == [False, True, False]
+    assert u.doses.breakpoints().tolist() == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("changes, kwargs, match", [
+    ({"TIME": [0, "a", 1, 2, 0, 1.5, 3]}, {}, r"row 2, column 'TIME': expected a number, got 'a'"),
+    ({}, {"dv": "CONC"}, r"no column 'CONC' \(argument dv=\)"),
+    ({"TIME": [0, 1, 1, 2, 0, 1.5, 3]}, {}, r"row 3, column 'TIME': unit '1' has two observations at time 1"),
+    ({"EVID": [1, 0, 0, 0, 4, 0, 0]}, {}, r"row 5, column 'EVID': EVID 4 is not supported"),
+    ({"AMT": [0, 0, 0, 0, 80, 0, 0]}, {}, r"row 1, column 'AMT': a dose \(EVID 1\) needs a positive amount"),
+    ({"RATE": [-2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates"),
+    ({"CMT": [0, 2, 2, 2, 1, 2, 2]}, {}, r"row 1, column 'CMT': expected a 1-based compartment"),
+    ({}, {"covariates": ["AGE"]}, r"no column 'AGE' \(argument covariates=\)"),
+])
+def test_errors_name_row_and_column(changes, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        read_events(_frame(**changes), **kwargs)
+
+
+def test_bad_table_type_and_missing_file(tmp_path):
+    with pytest.raises(TypeError, match="table must be a pandas DataFrame or a CSV path"):
+        read_events([1, 2])
+    with pytest.raises(FileNotFoundError, match="no file"):
+        read_events(tmp_path / "missing.csv")
+
+
+def test_observation_compartment_is_recorded():
+    u = read_events(_frame(CMT=[1, 2, 2, 2, 1, 2, 2]))
+    assert u.obs_cmt == 1 and u.doses.compartment.tolist() == [[0], [0]]
+    assert u.y.dtype == torch.float64

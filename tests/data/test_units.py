@@ -1,0 +1,52 @@
+"""Units and their two splits: held-out units and held-out later observations."""
+import pytest
+import torch
+
+from pyro_node_uq.data import Units, split_by_time, split_units
+from pyro_node_uq.distributions import DoseSchedule
+
+
+def _units(n=10, T=9):
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(n, T, generator=gen) < 0.7
+    mask[:, 0] = True
+    doses = DoseSchedule.from_lists([[0.0, 0.0]] * n, torch.arange(1.0, 2.0 * n + 1).reshape(n, 2).tolist())
+    return Units(t=torch.arange(float(T)), x=None, y=torch.randn(n, T, 1, generator=gen), mask=mask,
+                 doses=doses, covariates=torch.arange(float(n))[:, None])
+
+
+def test_split_units_is_seeded_disjoint_and_carries_doses():
+    u = _units()
+    train, test = split_units(u, 0.3, seed=1)
+    again, _ = split_units(u, 0.3, seed=1)
+    assert torch.equal(train.ids, again.ids) and len(test) == 3 and test.new_units and not train.new_units
+    assert set(train.ids.tolist()).isdisjoint(test.ids.tolist())
+    assert sorted(train.ids.tolist() + test.ids.tolist()) == list(range(10))
+    for part in (train, test):  # every per-unit field follows its unit
+        assert torch.equal(part.doses.amount[:, 0], 2.0 * part.ids + 1) and torch.equal(part.covariates[:, 0], part.ids.float())
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_units(u, 1.5)
+
+
+def test_split_by_time_partitions_each_units_observations():
+    u = _units()
+    early, late = split_by_time(u, 1 / 3)
+    assert not (early.mask & late.mask).any() and torch.equal(early.mask | late.mask, u.mask)
+    for i in range(len(u)):
+        n = int(u.mask[i].sum())
+        assert int(early.mask[i].sum()) == -(-n // 3)  # ceil
+        last_early = early.mask[i].nonzero().max()
+        assert (late.mask[i].nonzero() > last_early).all()  # later observations only
+    assert late.extras["doses"] is u.doses  # future doses are known
+
+
+def test_refine_grid_keeps_every_observation():
+    from pyro_node_uq.data import refine_grid
+
+    u = _units(T=5)
+    u.t = torch.tensor([0.0, 0.5, 3.0, 3.2, 10.0])
+    r = refine_grid(u, 1.0)
+    assert (r.t[1:] - r.t[:-1]).max() <= 1.0 + 1e-12 and len(r.t) > len(u.t)
+    keep = torch.searchsorted(r.t, u.t)
+    assert torch.equal(r.y[:, keep], u.y) and torch.equal(r.mask[:, keep], u.mask)
+    assert int(r.mask.sum()) == int(u.mask.sum())

@@ -1,0 +1,102 @@
+"""HierarchicalNODEModel: the true vector field reproduces the closed form; random effects in the units' plate."""
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.data.pk import K_ELIM, pk_closed_form
+from pyro_node_uq.models import HierarchicalNODEModel
+
+D64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return load_problem("pk_repeated", num_units=8, dtype=D64)
+
+
+def test_true_vector_field_reproduces_closed_form(problem):
+    """R linear with weight -k and the true effects: the model's mean is the closed form to 1e-6."""
+    split = problem.train
+    model = HierarchicalNODEModel(hidden_dim=1, R_hidden=(), Z_hidden=None, omega_init=0.25,
+                                  solver=dict(method="rk4", substeps=40))
+    truth = {"R.0.weight": torch.tensor([[-K_ELIM]], dtype=D64), "R.0.bias": torch.zeros(1, dtype=D64),
+             "eta_z": split.eta_true / 0.25}
+    trace = poutine.trace(poutine.condition(model, truth)).get_trace(*split.args, **split.kwargs)
+    expected = pk_closed_form(split.t, split.doses, K_ELIM * split.eta_true[:, 0].exp(), split.eta_true[:, 1].exp())
+    assert (trace.nodes["y_mean"]["value"][..., 0] - expected).abs().max() < 1e-6
+    assert torch.allclose(trace.nodes["eta"]["value"], split.eta_true)
+
+
+def test_each_unit_gets_its_own_doses(problem):
+    """Predicting held-out units together equals predicting one alone: doses and effects follow their unit."""
+    model, test = problem.default_model(), problem.test
+    args, kwargs = model.predict_args(test)
+    tr = poutine.trace(model).get_trace(*args, **kwargs)
+    values = {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample" and not v["is_observed"]}
+    one = test.select(torch.tensor([1]))
+    values["eta_z_new"] = values["eta_z_new"][1:]
+    args1, kwargs1 = model.predict_args(one)
+    tr1 = poutine.trace(poutine.condition(model, values)).get_trace(*args1, **kwargs1)
+    assert torch.allclose(tr1.nodes["y_mean"]["value"][0], tr.nodes["y_mean"]["value"][1], atol=1e-10)
+    assert not torch.allclose(tr.nodes["y_mean"]["value"][0], tr.nodes["y_mean"]["value"][1])
+
+
+def test_vectorised_particles_and_plate_shapes(problem):
+    model, split = problem.default_model(), problem.train
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn())
+    elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    loss = elbo.differentiable_loss(model, guide, *split.args, **split.kwargs)
+    assert torch.isfinite(loss)
+    with pyro.plate("particles", 3, dim=-2):
+        tr = poutine.trace(poutine.replay(model, poutine.trace(guide).get_trace(*split.args, **split.kwargs))
+                           ).get_trace(*split.args, **split.kwargs)
+    assert tr.nodes["eta_z"]["value"].shape == (3, len(split), 2)
+    assert tr.nodes["y_mean"]["value"].shape == (3, len(split), len(split.t), 1)
+
+
+def test_new_units_population_only_and_covariates(problem):
+    model, test = problem.default_model(), problem.test
+    tr = poutine.trace(model).get_trace(*test.args, **test.kwargs)
+    assert "eta_z_new" in tr.nodes and "eta_z" not in tr.nodes  # new units never reuse fitted units' effects
+    pop = problem.default_model(effects=())
+    tr = poutine.trace(pop).get_trace(*test.args, **test.kwargs)
+    assert not any(k.startswith(("eta", "omega")) for k in tr.nodes)
+    cov = problem.default_model(covariate_dim=1)
+    with pytest.raises(ValueError, match=r"covariates: the model expects \(1,\) covariates per unit"):
+        cov(*test.args, **test.kwargs)
+    with pytest.raises(ValueError, match="effects"):
+        HierarchicalNODEModel(effects=("clearance",))
+
+
+def test_covariates_shift_the_effects_mean(problem):
+    test = problem.test
+    model = problem.default_model(covariate_dim=1, omega="latent")
+    c = torch.tensor([[1.0], [-1.0]], dtype=D64)
+    beta = torch.tensor([[0.5], [0.0]], dtype=D64)
+    data = {"beta": beta, "eta_z_new": torch.zeros(2, 2, dtype=D64), "omega": torch.ones(2, dtype=D64)}
+    tr = poutine.trace(poutine.condition(model, data)).get_trace(*test.args, **dict(test.kwargs, covariates=c))
+    assert tr.nodes["eta_new"]["value"].tolist() == [[0.5, 0.0], [-0.5, 0.0]]
+
+
+def test_inference_data_keeps_the_unit_dimension(problem):
+    from pyro_node_uq.diagnostics import to_inference_data
+    from pyro_node_uq.methods import run_autonormal, run_map
+
+    model = problem.default_model()
+    fit = run_map(model, problem.train, num_steps=2, progress_bar=False)
+    fit = run_autonormal(model, problem.train, warm_start=fit, num_steps=2, progress_bar=False, elbo_particles=0)
+    idata = to_inference_data(fit, problem.train, num_samples=8, num_chains=2)
+    for name in ("eta_z", "eta"):
+        assert idata.posterior[name].dims == ("chain", "draw", "trajectory", f"{name}_dim_0")
+    assert idata.posterior["eta"].coords["trajectory"].values.tolist() == problem.train.ids.tolist()
+
+
+def test_fits_start_without_dynamics(problem):
+    """R's last layer starts at zero (a random fast field is a mode MAP does not leave: eta recovery failed)."""
+    init = problem.default_model().init_loc_fn(3)
+    assert not init.values["R.1.weight"].any() and not init.values["R.1.bias"].any()
+    assert init.values["R.0.weight"].abs().sum() > 0

@@ -1,0 +1,50 @@
+"""Every registered method on a hierarchical NODE (random effects inside the units' plate): fit, per-unit draws,
+predictions for new units and for known units' later observations, InferenceData with a unit dim."""
+import math
+
+import pytest
+import torch
+
+from pyro_node_uq.compare import RunContext
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.diagnostics import to_inference_data
+from pyro_node_uq.methods import METHODS, MethodSkipped, run_layerwise, run_map
+from tests.methods.test_contract import tiny_options
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    problem = load_problem("pk_repeated", num_units=6, num_obs=5)
+    context = RunContext(problem, progress_bar=False, options={name: tiny_options(m) for name, m in METHODS.items()})
+    context._model = problem.default_model(R_hidden=(4,))
+    return context
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_handles_random_effects(ctx, name):
+    try:
+        result = ctx.fit(name)
+    except MethodSkipped as e:  # methods of static (x, y) models
+        pytest.skip(f"{name} does not apply to a NODE model: {e}")
+    n_train = len(ctx.problem.train)
+    if METHODS[name].kind == "error":
+        assert result.error_predictor is not None
+        return
+    draws = result.posterior_samples(4)
+    assert draws["eta_z"].shape == (4, n_train, 2) and bool(torch.isfinite(draws["eta_z"]).all())
+    for split in (ctx.problem.test, ctx.problem.extrapolation):  # new units; known units' later samples
+        pred = result.predict(split, num_samples=4)
+        assert pred["y_mean"].shape == (4, len(split), len(split.t), 1) and bool(torch.isfinite(pred["y_mean"]).all())
+    idata = to_inference_data(result, ctx.problem.extrapolation, num_samples=4, num_chains=2)
+    assert idata.posterior["eta_z"].dims[2] == "trajectory"
+    assert math.isfinite(float(idata.log_likelihood["obs"].sum()))
+
+
+def test_layerwise_random_effects_stochastic_network_point_estimated(ctx):
+    model, train = ctx.model, ctx.problem.train
+    start = run_map(model, train, num_steps=3, progress_bar=False)
+    fit = run_layerwise(model, train, warm_start=start, stochastic=["eta_z"], num_steps=3, progress_bar=False,
+                        elbo_particles=2)
+    assert fit.stochastic_dim == 2 * len(train)  # only eta_z is random
+    draws = fit.posterior_samples(5)
+    assert draws["eta_z"].std(0).min() > 0 and draws["R.0.weight"].std(0).max() == 0

@@ -1,0 +1,60 @@
+"""Issue 17 must-shows on ``pk_repeated`` (slow: ~8 minutes on one core; the numbers are printed by
+``benchmarks/hierarchical_pk.py`` with the same settings).  Not asserted: the 90% intervals of eta cover the
+true effects of only half the units (``benchmarks/eta_recovery.py``: posterior means correlate 0.8-0.87 with the
+truth, omega is over-estimated), short of the issue's [0.85, 0.95]."""
+import pytest
+import torch
+
+from pyro_node_uq.data import load_problem, split_by_time
+from pyro_node_uq.diagnostics.metrics import score
+from pyro_node_uq.infer import condition_effects, predict_units
+from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
+
+pytestmark = pytest.mark.slow
+STEPS = 800
+
+
+def _scores(fit, pred, split):
+    return score(pred, split.y, split.mask, noise_scale=fit.model.noise_scale(fit.param_state, pred))
+
+
+@pytest.fixture(scope="module")
+def fits():
+    torch.set_num_threads(1)
+    problem = load_problem("pk_repeated", dtype=torch.float64)
+    out = {}
+    for name, model in (("population", problem.default_model(effects=())), ("hierarchical", problem.default_model())):
+        mp = run_map(model, problem.train, num_steps=STEPS, progress_bar=False)
+        an = run_autonormal(model, problem.train, warm_start=mp, num_steps=STEPS, progress_bar=False, elbo_particles=0)
+        la = run_langevin(model, problem.train, warm_start=an, num_iters=STEPS // 2, num_steps=10, progress_bar=False,
+                          elbo_particles=0)
+        out[name] = {"autonormal": an, "langevin": la}
+    return problem, out
+
+
+@pytest.mark.parametrize("method", ["autonormal", "langevin"])
+@pytest.mark.parametrize("split_name", ["test", "extrapolation"])
+def test_hierarchical_nll_beats_population(fits, method, split_name):
+    problem, out = fits
+    split = getattr(problem, split_name)
+    s = {k: _scores(v[method], v[method].predict(split, num_samples=200), split) for k, v in out.items()}
+    assert s["hierarchical"]["nll"] < s["population"]["nll"], s
+    assert s["hierarchical"]["crps"] < s["population"]["crps"], s
+
+
+@pytest.mark.parametrize("split_name", ["test", "extrapolation"])
+def test_autolangevin_coverage(fits, split_name):
+    problem, out = fits
+    split, fit = getattr(problem, split_name), out["hierarchical"]["langevin"]
+    assert 0.85 <= _scores(fit, fit.predict(split, num_samples=200), split)["coverage_90"] <= 0.95
+
+
+@pytest.mark.parametrize("method", ["autonormal", "langevin"])
+def test_conditioned_forecast_beats_population_forecast(fits, method):
+    problem, out = fits
+    fit = out["hierarchical"][method]
+    early, late = split_by_time(problem.test, 1 / 3)
+    pop = _scores(fit, predict_units(fit, late, num_samples=100), late)
+    ind = _scores(fit, predict_units(fit, late, condition_effects(fit, early, num_samples=100, num_proposals=128)),
+                  late)
+    assert ind["nll"] < pop["nll"] - 0.5, (ind, pop)
