@@ -6,6 +6,7 @@ sampling with the population prior as proposal (``num_proposals`` per draw and u
 then resampled; the forecast is the posterior predictive with those effects.  With no early observation this is
 the population prediction.
 """
+import warnings
 from typing import NamedTuple
 
 import pyro
@@ -13,7 +14,6 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 
-from ..distributions.solve import divergence_policy
 from ..utils.seeding import param_scope
 
 __all__ = ["ConditionedEffects", "condition_effects", "predict_units"]
@@ -57,9 +57,11 @@ def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0)
     data["eta_z_new"] = z
     kwargs = dict(units.extras, new_units=True)
     pyro.set_rng_seed(seed)
-    with param_scope(result.param_state), torch.no_grad(), divergence_policy("reject"):  # diverged: weight 0
+    rejecting = model.with_divergence("reject")  # a diverged proposal gets weight 0
+    with param_scope(result.param_state), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # diverged proposals: weight 0, counted in ess
         with poutine.block(), pyro.plate("_num_predictive_samples", S * M, dim=-2):
-            trace = poutine.trace(poutine.condition(model, data)).get_trace(
+            trace = poutine.trace(poutine.condition(rejecting, data)).get_trace(
                 units.t, units.x, units.y, mask=units.mask, censored=units.censored, **kwargs)
     site = trace.nodes["obs"]
     loglik = site["fn"].log_prob(site["value"]).reshape(S, M, N)
@@ -103,8 +105,8 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     sites = [k for k in keep if k in ("obs", "y_mean", "hidden")] if sites is None else list(sites)
     pyro.set_rng_seed(seed)
     # "reject": Pyro's Predictive first traces the model with prior draws, whose solve may diverge
-    with param_scope(result.param_state), torch.no_grad(), divergence_policy("reject"):
-        predictive = Predictive(result.model, posterior_samples=pop, num_samples=S, parallel=True,
-                                return_sites=sites)
+    with param_scope(result.param_state), torch.no_grad():
+        predictive = Predictive(result.model.with_divergence("reject"), posterior_samples=pop, num_samples=S,
+                                parallel=True, return_sites=sites)
         out = predictive(units.t, units.x, None, num_trajectories=len(units), **dict(units.extras, new_units=True))
     return {k: v.reshape((S,) + v.shape[-3:]) for k, v in out.items()}
