@@ -22,8 +22,12 @@ PER_UNIT = ("eta_z", "eta", "eta_z_new", "eta_new")
 
 
 class ConditionedEffects(NamedTuple):
-    """:ivar eta_z: resampled standardised effects ``(S, N, k)``. :ivar ess: effective sample size of the
-    importance weights ``(S, N)`` (out of ``num_proposals``). :ivar globals: the population draws used."""
+    """New units' effects conditioned on their early data.
+
+    :ivar eta_z: resampled standardised effects ``(S, N, k)``.
+    :ivar ess: effective sample size of the importance weights ``(S, N)`` (out of ``num_proposals``).
+    :ivar globals: the population draws used.
+    """
 
     eta_z: torch.Tensor
     ess: torch.Tensor
