@@ -282,17 +282,16 @@ def mcmc_to_inference_data(mcmc, *args, **kwargs):
     Example::
 
         >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro.infer import MCMC
-        >>> from pyro_node_uq.infer import LangevinKernel
-        >>> def model(y):
-        ...     mu = pyro.sample("mu", dist.Normal(0., 1.))
-        ...     with pyro.plate("data", len(y)):
-        ...         pyro.sample("y", dist.Normal(mu, 1.), obs=y)
-        >>> mcmc = MCMC(LangevinKernel(model, num_particles=4), num_samples=20, warmup_steps=20,
-        ...             disable_progbar=True)
-        >>> mcmc.run(torch.zeros(3))
-        >>> mcmc_to_inference_data(mcmc, torch.zeros(3)).log_likelihood["y"].shape
-        (4, 20, 3)
+        >>> from pyro.infer import MCMC, NUTS
+        >>> def coin(flips):
+        ...     p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        ...     with pyro.plate("flips", len(flips)):
+        ...         pyro.sample("obs", dist.Bernoulli(p), obs=flips)
+        >>> flips = torch.tensor([1.0, 0.0, 1.0, 1.0])
+        >>> mcmc = MCMC(NUTS(coin), num_samples=20, warmup_steps=20, disable_progbar=True)
+        >>> mcmc.run(flips)
+        >>> mcmc_to_inference_data(mcmc, flips).log_likelihood["obs"].shape
+        (1, 20, 4)
     """
     from ..infer.mcmc import particles_to_chains  # noqa: PLC0415 (a leaf of infer; diagnostics sits above it)
 

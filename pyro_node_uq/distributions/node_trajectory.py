@@ -101,20 +101,13 @@ class NODETrajectory(TorchDistribution):
         return NODEObservation(self.mean, self.scale, self.error_model, self.noise, self.df, self.prop_scale,
                                mask=self.mask, censored=self.censored, diverged=self.diverged)
 
-    @property
-    def hidden(self):
-        """Solved hidden states, shape ``batch + (T, hidden_dim)``."""
-        return self.solution.hidden
-
-    @property
-    def mean(self):
-        """Noise-free observation means (the NODE output), shape ``batch + (T, obs_dim)``."""
-        return self.solution.mean
-
-    @property
-    def diverged(self):
-        """Boolean ``batch`` mask of ensemble members whose solve diverged (only with ``on_divergence='reject'``)."""
-        return self.solution.diverged
+    hidden = property(lambda self: self.solution.hidden,
+                      doc="Solved hidden states, shape ``batch + (T, hidden_dim)``.")
+    mean = property(lambda self: self.solution.mean,
+                    doc="Noise-free observation means (the NODE output), shape ``batch + (T, obs_dim)``.")
+    diverged = property(lambda self: self.solution.diverged,
+                        doc="Boolean ``batch`` mask of ensemble members whose solve diverged (only with "
+                            "``on_divergence='reject'``).")
 
     @property
     def variance(self):
