@@ -15,6 +15,7 @@ from ..infer.log_joint import model_plate_nesting
 from ..infer.svi import fit_svi
 from ..models.protocol import PlainModel, ProcessModel
 from ..utils.seeding import param_scope
+from ..validation import check_int
 from .registry import METHODS, MethodSkipped
 from .result import MethodResult
 
@@ -136,6 +137,8 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     :param stochastic_dim: ``stochastic_dim(guide) -> int``, the scalar dimensions the guide treats as random.
     :param svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
     """
+    num_particles = check_int(num_particles, "num_particles", 1)
+    elbo_particles = check_int(elbo_particles, "elbo_particles", 0)
     pyro.clear_param_store()
     carry_model_params(start)
     pyro.set_rng_seed(seed)

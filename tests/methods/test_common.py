@@ -73,3 +73,11 @@ def test_a_warm_start_carries_the_models_own_params_not_the_guides(split):
     carry_model_params(fit)
     assert set(pyro.get_param_store().keys()) == {"sigma"}  # the AutoDelta's own params stay behind
     torch.testing.assert_close(pyro.param("sigma").detach(), learned.detach())
+
+
+def test_particle_counts_are_checked_by_name_for_every_guide_method(split):
+    """Found by the long fuzz run: ``num_particles=0.0`` reached Pyro's ELBO as a float (a raw TypeError)."""
+    with pytest.raises(ValueError, match="num_particles: expected an integer >= 1, got 0"):
+        run_map(regression, split, num_steps=1, num_particles=0.0, progress_bar=False)
+    with pytest.raises(ValueError, match="elbo_particles: expected an integer >= 0"):
+        run_autonormal(regression, split, num_steps=1, map_steps=1, elbo_particles=-1, progress_bar=False)
