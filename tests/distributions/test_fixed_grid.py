@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import pyro_node_uq.distributions.fixed_grid as fixed_grid
-from pyro_node_uq.distributions import Interpolator, NODETrajectory, ODESolver
+from pyro_node_uq.distributions import Interpolator, NODETrajectory
 from pyro_node_uq.nn import BatchedMLP
 
 T = 9
@@ -133,20 +133,6 @@ def test_compile_policy_auto_waits_caches_and_falls_back(monkeypatch):
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         out = _solve(R, Z, params, t, x, "fixed", compile=True)[0].mean
     torch.testing.assert_close(out, ref)
-
-
-def test_solver_options_are_validated():
-    with pytest.raises(ValueError, match="backend"):
-        ODESolver(backend="jax")
-    with pytest.raises(ValueError, match="backend='fixed' needs"):
-        ODESolver(method="dopri5", backend="fixed")
-    with pytest.raises(ValueError, match="substeps"):
-        ODESolver(substeps=0)
-    with pytest.raises(ValueError, match="substeps needs a fixed-step method"):
-        ODESolver(method="dopri5", substeps=2)
-    with pytest.raises(ValueError, match="compile"):
-        ODESolver(compile="sometimes")
-    assert ODESolver().fixed_grid and not ODESolver(backend="torchdiffeq").fixed_grid
 
 
 def test_stage_times_sit_on_the_grid():

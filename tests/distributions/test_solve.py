@@ -43,8 +43,12 @@ def test_options_are_coerced_and_bad_ones_named():
         ODESolver(method="dopri5", backend="fixed")
     with pytest.raises(ValueError, match="substeps must be an integer >= 1"):
         ODESolver(substeps=0)
+    with pytest.raises(ValueError, match="substeps needs a fixed-step method"):
+        ODESolver(method="dopri5", substeps=2)
     with pytest.raises(ValueError, match="compile must be"):
         ODESolver(compile="always")
+    with pytest.raises(ValueError, match="compile must be"):
+        ODESolver(compile="sometimes")
 
 
 def test_exhausted_step_budget_is_a_divergence_naming_the_time():
