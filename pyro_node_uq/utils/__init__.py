@@ -1,10 +1,9 @@
-"""Shared utilities: crash-safe saves (:mod:`.persist`), seeds and param stores (:mod:`.seeding`), device and dtype
+"""Shared utilities: crash-safe saves (:mod:`.persist`), param stores (:mod:`.seeding`), device and dtype
 handling (:mod:`.tensors`)."""
 from .persist import (FORMAT_VERSION, MANIFEST, SaveError, atomic_save, clean_orphans, file_digest, load_unit,
                       pid_alive, read_manifest, save_unit, write_manifest)
-from .seeding import param_scope, seeded_generator
-from .tensors import move_tensors, tensor_options
+from .seeding import param_scope
+from .tensors import move_tensors
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SaveError", "atomic_save", "clean_orphans", "file_digest", "load_unit",
-           "move_tensors", "param_scope", "pid_alive", "read_manifest", "save_unit", "seeded_generator",
-           "tensor_options", "write_manifest"]
+           "move_tensors", "param_scope", "pid_alive", "read_manifest", "save_unit", "write_manifest"]

@@ -1,10 +1,9 @@
-"""Seeds and param stores: the few lines every method needs to be reproducible and to keep its own parameters."""
+"""Param stores: each fitted method keeps its own ``pyro.param`` values and predicts with them."""
 import contextlib
 
 import pyro
-import torch
 
-__all__ = ["param_scope", "seeded_generator"]
+__all__ = ["param_scope"]
 
 
 @contextlib.contextmanager
@@ -43,20 +42,3 @@ def param_scope(state):
         store.clear()
         store.set_state(saved)
 
-
-def seeded_generator(seed, device=None):
-    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None``: the CPU).
-
-    Draws that must be the same on every device (initial weights) use a CPU generator and move the result;
-    draws that stay on an accelerator use a generator there (a CUDA tensor cannot be drawn from a CPU generator).
-
-    :param int seed: the seed.
-    :param device: the generator's device.
-
-    Example::
-
-        >>> a = torch.randn(2, generator=seeded_generator(0))
-        >>> bool((a == torch.randn(2, generator=seeded_generator(0))).all())
-        True
-    """
-    return torch.Generator(device=device if device is not None else "cpu").manual_seed(int(seed))

@@ -1,21 +1,7 @@
 """Device and dtype handling: every tensor the package creates follows the data or parameters it works with."""
 import torch
 
-__all__ = ["tensor_options", "move_tensors"]
-
-
-def tensor_options(*tensors, dtype=None, device=None):
-    """``dict(dtype=..., device=...)`` of the first tensor among ``tensors`` (``None`` entries skipped), unless
-    ``dtype`` / ``device`` are given; torch's defaults when there is no tensor.
-
-    Example::
-
-        >>> tensor_options(None, torch.zeros(2, dtype=torch.float64))
-        {'dtype': torch.float64, 'device': device(type='cpu')}
-    """
-    like = next((t for t in tensors if torch.is_tensor(t)), None)
-    return {"dtype": dtype if dtype is not None else (like.dtype if like is not None else torch.get_default_dtype()),
-            "device": device if device is not None else (like.device if like is not None else torch.device("cpu"))}
+__all__ = ["move_tensors"]
 
 
 def move_tensors(values, dtype=None, device=None):
