@@ -1,10 +1,8 @@
 """The cache of shared fits of one comparison: each method is fitted once with the comparison's options, and a
 method that starts from another (its ``start``) gets that method's cached fit, whatever order they run in."""
-import logging
+from ..methods import METHODS
 
 __all__ = ["RunContext"]
-
-log = logging.getLogger(__name__)
 
 
 class RunContext:
@@ -46,8 +44,6 @@ class RunContext:
 
     def fit(self, name):
         """The fit of registered method ``name`` on the training split, made once (its warm start first)."""
-        from ..methods import METHODS
-
         if name not in self._fits:
             method = METHODS[name]
             start = self.fit(method.start) if method.start else None
