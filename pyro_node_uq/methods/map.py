@@ -1,5 +1,7 @@
 """MAP: a point estimate of every latent site (``AutoDelta``) from the model's initialisation; the warm start of
 most other methods."""
+import contextlib
+
 from pyro.infer.autoguide import AutoDelta
 
 from ..infer.ltau import LossTrajectoryRecorder, NODETrainingMonitor
@@ -51,14 +53,9 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
         stop = monitor(step, loss) if monitor is not None else False
         return bool(stop) or (callback is not None and bool(callback(step, loss)))
 
-    def fit():
-        return fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
-                         seed=seed, progress_bar=progress_bar, start=warm_start, stochastic_dim=lambda g: 0,
-                         callback=step_callback, **svi_kwargs)
-
-    if monitor is None:
-        return fit()
-    with monitor:
-        result = fit()
+    with monitor if monitor is not None else contextlib.nullcontext():
+        result = fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
+                           seed=seed, progress_bar=progress_bar, start=warm_start, stochastic_dim=lambda g: 0,
+                           callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
     return result
