@@ -200,29 +200,37 @@ def _fast(R, compile, dt):
             and not torch.jit.is_tracing())
 
 
-def _check_step(R, field, interp, batch, states, t, method, substeps):
+def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
     """Issue 16's step-doubling check (:mod:`~pyro_node_uq.distributions.step_check`) on this path's own steps:
     from the observation time where the state is largest, one step of the largest width against two half
-    steps, for the whole ensemble in one go; warns once per solve.  ``states`` ``(T, B, H, M)``."""
+    steps, for the whole ensemble in one go; warns once per solve.  ``steps`` ``(K + 1, B, H, M)`` are the states
+    after every step of the solve and ``dt`` ``(K,)`` its widths: where the solve's own step from that time is the
+    widest (a uniform grid), it is the "one step" and only the two half steps are taken."""
+    states = steps[::substeps]
     if len(t) < 2 or not torch.isfinite(states).all():
         return float("nan")  # divergence is reported by the caller
     k = int(states.abs().flatten(1).amax(1)[:-1].argmax())
     width = (t[1:] - t[:-1]).max() / substeps
+    j = k * substeps
+    reuse = bool(dt[j] >= width * (1 - 1e-12))
+    width = dt[j] if reuse else width
     c = FIXED_METHODS[method][0]
-    times = t[k] + width * t.new_tensor([c, [x / 2 for x in c], [0.5 + x / 2 for x in c]])  # one step, two halves
-    dt = width * t.new_tensor([1.0, 0.5, 0.5])
+    halves = [[x / 2 for x in c], [0.5 + x / 2 for x in c]]
+    times = t[k] + width * t.new_tensor(halves if reuse else [c] + halves)  # (one step and) two halves
+    dts = width * t.new_tensor([0.5, 0.5] if reuse else [1.0, 0.5, 0.5])
     xs = _stage_inputs(field, interp, times, batch)
     y, (_, a, b) = states[k], FIXED_METHODS[method]
-    if _fast(R, False, dt):
-        one = rk_steps(y, xs[:1] if xs is not None else None, field.w_in, field.b_in, dt[:1], field.weights,
-                       field.biases, a, b)[-1]
-        two = rk_steps(y, xs[1:] if xs is not None else None, field.w_in, field.b_in, dt[1:], field.weights,
-                       field.biases, a, b)[-1]
+    n = 0 if reuse else 1  # the steps of "one" in times / dts
+    if _fast(R, False, dts):
+        run = (lambda s: rk_steps(y, xs[s] if xs is not None else None, field.w_in, field.b_in, dts[s],
+                                  field.weights, field.biases, a, b)[-1])
     else:
-        u, wx, bx = _input_term(field, xs, 3, len(b))
-        coef = dt[:, None] * _tableau(method, dt)
+        u, wx, bx = _input_term(field, xs, len(dts), len(b))
+        coef = dts[:, None] * _tableau(method, dts)
         args = (field.weights, field.biases, wx, bx, R.activation, R.out_activation, a, b)
-        one, two = _chunk(y, u[:1], coef[:1], *args)[-1], _chunk(y, u[1:], coef[1:], *args)[-1]
+        run = (lambda s: _chunk(y, u[s], coef[s], *args)[-1])
+    one = steps[j + 1] if reuse else run(slice(0, 1))
+    two = run(slice(n, n + 2))
     err = float((one - two).abs().amax() / (two.abs().amax() + y.abs().amax() + torch.finfo(y.dtype).tiny))
     warn_if_unstable(err, method, width, t[k])
     return err
@@ -277,19 +285,19 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
                                                 for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
         stream = _streamed(field, *times.shape)
-        states = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b,
-                                                  stream)[::substeps]
+        steps = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b, stream)
     else:
         u, wx, bx = _input_term(field, xs, *times.shape)
-        states = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk)
+        steps = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk)
     if step_check and not torch.jit.is_tracing():
         with torch.no_grad():
-            _check_step(R, field, interp, batch, states.detach(), t, method, substeps)
-    return states.transpose(-1, -2).reshape(out_shape)
+            _check_step(R, field, interp, batch, steps.detach(), dt, t, method, substeps)
+    return steps[::substeps].transpose(-1, -2).reshape(out_shape)
 
 
 def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
-    """The step loop under autograd, in chunks of ``chunk`` steps, compiled per the ``compile`` policy."""
+    """The step loop under autograd, in chunks of ``chunk`` steps, compiled per the ``compile`` policy: the states
+    after every step, ``(K + 1, B, H, M)``."""
     _, a, b = FIXED_METHODS[method]
     K = dt.shape[0]
     coef = dt[:, None] * _tableau(method, dt)
@@ -314,4 +322,4 @@ def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
             hs = _chunk(*args)
         out.append(hs)
         h = hs[-1]
-    return torch.cat(out)[::substeps]  # (T, B, H, M)
+    return torch.cat(out)  # (K + 1, B, H, M)

@@ -31,7 +31,7 @@ from .node_solve_check import check_solve_args
 from .solve import NODEDivergenceError, ODESolver
 from .step_check import check_fixed_step
 
-__all__ = ["NODESolution", "solve_node"]
+__all__ = ["NODESolution", "solve_node", "solve_checked"]
 
 
 class NODESolution(NamedTuple):
@@ -189,6 +189,16 @@ def solve_node(R, Z, params, t, x=None, h0=None, *, t_mask=None, x_times=None, d
         [1.0, 0.7788, 1.6065, 0.9744]
     """
     batch, t_mask, obs_dim = check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim)
+    return solve_checked(R, Z, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
+                         obs_dim=obs_dim, interpolation=interpolation, solver=solver, on_divergence=on_divergence,
+                         batch=batch)
+
+
+def solve_checked(R, Z, params, t, x, h0, *, t_mask, x_times, doses, t0, obs_dim, interpolation, solver,
+                  on_divergence, batch):
+    """:func:`solve_node` after :func:`~pyro_node_uq.distributions.node_solve_check.check_solve_args` (whose
+    ``batch``, full ``t_mask`` and ``obs_dim`` it takes): for a caller that has checked the arguments itself, such
+    as :class:`~pyro_node_uq.distributions.NODETrajectory`, so that a model evaluation checks them once."""
     if interpolation not in ("linear", "cubic"):
         raise ValueError(f"interpolation: expected 'linear' or 'cubic', got {interpolation!r}")
     if on_divergence not in ("raise", "reject"):

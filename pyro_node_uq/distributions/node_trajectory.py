@@ -8,7 +8,7 @@ from torch.distributions.utils import lazy_property
 
 import torch
 
-from .node_solve import NODESolution, solve_node
+from .node_solve import NODESolution, solve_checked
 from .node_solve_check import check_solve_args
 from .observation import ERROR_MODELS, NODEObservation
 
@@ -80,9 +80,9 @@ class NODETrajectory(TorchDistribution):
             mask = pad if mask is None else mask & pad
         self.mask, self.censored, self.noise, self.df = mask, censored, noise, df
         self.error_model, self.prop_scale = error_model, prop_scale
-        self._solve_args = dict(R=R, Z=Z, params=params, t=t, x=x, h0=h0, t_mask=t_mask, x_times=x_times,
+        self._solve_args = dict(R=R, Z=Z, params=params, t=t, x=x, h0=h0, t_mask=full_t_mask, x_times=x_times,
                                 doses=doses, t0=t0, obs_dim=self.obs_dim, interpolation=interpolation,
-                                solver=solver, on_divergence=on_divergence)
+                                solver=solver, on_divergence=on_divergence, batch=batch)
         if self.scale.dim() > 2:
             batch = torch.broadcast_shapes(batch, self.scale.shape[:-2])
         super().__init__(batch, torch.Size((t.shape[-1], self.obs_dim)), validate_args=validate_args)
@@ -90,7 +90,7 @@ class NODETrajectory(TorchDistribution):
     @lazy_property
     def solution(self):
         """The :class:`NODESolution` of the ensemble, expanded to this distribution's batch shape."""
-        hidden, mean, bad = solve_node(**self._solve_args)
+        hidden, mean, bad = solve_checked(**self._solve_args)  # checked in __init__
         batch = self.batch_shape
         return NODESolution(hidden.expand(batch + hidden.shape[-2:]), mean.expand(batch + self.event_shape),
                             bad.expand(batch))

@@ -42,22 +42,29 @@ def _skip(x):
     pass
 
 
+# elements of one buffer of per-stage gradients ``(K S, B, n, M)`` (4 MB in float32); beyond it the weight
+# gradients are added stage by stage, while the stage's values are still in cache, instead of gathered from buffers
+# at the end (chemical, one core: gathered is 1.3x faster at P = 1 and 1.1x at P = 8, equal at P = 16-32, 1.3x
+# slower at P = 64)
+_GATHER_BUDGET = 2 ** 20
+
+
 class _StageTerms:
     """The first layer's input term computed stage by stage, for ensembles where all of them at once would be
-    as large as the solve's activations."""
+    as large as the solve's activations: ``pre(idx, W0, y, out)`` is the first layer's pre-activation
+    ``W_x x + b + W0 y`` of stage ``idx`` in two in-place products (a broadcast ``addcmul`` of the term costs
+    twice as much at P = 64)."""
 
     def __init__(self, x, w_in, b_in):
         self.x, self.w_in, self.b_in = x.flatten(0, 1), w_in, b_in
 
-    def __getitem__(self, idx):
-        if self.x.shape[-2] == 1:  # one input: an outer product, cheaper than B tiny matrix products
-            return torch.addcmul(self.b_in, self.w_in, self.x[idx])
-        return torch.baddbmm(self.b_in, self.w_in, self.x[idx])
+    def pre(self, idx, W0, y, out):
+        return torch.baddbmm(self.b_in, self.w_in, self.x[idx], out=out).baddbmm_(W0, y)
 
 
 def _input_terms(x, w_in, b_in, K, S, stream):
     """The first layer's input term ``W_x x + b`` of every stage: a list of ``K S`` tensors ``(B, n1, M)`` (or
-    ``(B, n1, 1)``, the bias alone, without inputs), or with ``stream`` computed when asked for."""
+    ``(B, n1, 1)``, the bias alone, without inputs), or with ``stream`` a :class:`_StageTerms`."""
     if x is None:
         return [b_in] * (K * S)
     if stream:
@@ -68,12 +75,12 @@ def _input_terms(x, w_in, b_in, K, S, stream):
 
 def _forward(h, us, K, tab, weights, biases, save):
     """States and stage inputs ``Yh`` ``(K + 1, S, B H M)`` (``Yh[k, 0]``: the state ``h_k``), and the hidden
-    activations of every stage per layer (lists in step order, when ``save``).
+    activations of every stage per layer (when ``save``: buffers ``(K S, B, n, M)``, stages in step order).
 
     The work is done in per-step buffers whose views are made once (a view costs as much as a small op): ``X``
     holds the step's state and stage inputs, ``kbuf`` its stage values and, as its last row, the last layer's
     bias, which every combination weighs with the sum of its coefficients (exactly ``sum_j c_j (k_j + bias)``),
-    so the last layer is a plain product."""
+    so the last layer is a plain product.  Saved activations are written straight into their buffers."""
     rows_a, _, Bv, dts = tab
     S = len(rows_a)
     B, H, M = h.shape
@@ -87,43 +94,46 @@ def _forward(h, us, K, tab, weights, biases, save):
     L = len(weights) - 1  # hidden (tanh) layers
     if L:
         k3[S].copy_(biases[-1].expand(B, H, M))
-    acts = [[] for _ in range(L)]
-    appends = [x.append if save else _skip for x in acts]
-    W0, last = weights[0], L - 1
+    acts = [h.new_empty(K * S, B, w.shape[-2], M) for w in weights[:L]] if save else []
+    outs = [a.unbind(0) for a in acts] if save else [[None] * (K * S)] * L
+    W0, last, stream = weights[0], L - 1, isinstance(us, _StageTerms)
     x0, Yk = X2[0], Yh.unbind(0)
     for k in range(K):
         dt, base = dts[k], k * S
         for i in range(S):
+            idx = base + i
             if i:
                 torch.addmm(x0, rows_a[i], kbuf, alpha=dt, out=X2[i])
             if L == 0:
-                torch.baddbmm(us[base + i], W0, X3[i], out=k3[i])
+                if stream:
+                    us.pre(idx, W0, X3[i], k3[i])
+                else:
+                    torch.baddbmm(us[idx], W0, X3[i], out=k3[i])
                 continue
-            z = torch.baddbmm(us[base + i], W0, X3[i]).tanh_()
+            if stream:
+                z = us.pre(idx, W0, X3[i], outs[0][idx]).tanh_()
+            else:
+                z = torch.baddbmm(us[idx], W0, X3[i], out=outs[0][idx]).tanh_()
             for layer in range(L):
-                appends[layer](z)
                 if layer == last:
                     torch.bmm(weights[layer + 1], z, out=k3[i])
                 else:
-                    z = torch.baddbmm(biases[layer], weights[layer + 1], z).tanh_()
+                    z = torch.baddbmm(biases[layer], weights[layer + 1], z, out=outs[layer + 1][idx]).tanh_()
         Yk[k].copy_(X)
         x0.addmm_(Bv, kbuf, alpha=dt)  # the next state
     Yh[K, 0] = X[0]
     return Yh, acts
 
 
-def _columns(x):
-    """Per-stage values as ``(B, r, N M)``, stages and columns side by side, from a list of ``N`` ``(B, r, M)``
-    or a tensor ``(N, B, r, M)``: a weight gradient is then ONE product per batch member contracting over all
-    steps, stages and columns (not ``N B`` tiny products, which cost far more per element)."""
-    if isinstance(x, list):
-        return torch.stack(x, 2).flatten(2)
-    return x.permute(1, 2, 0, 3).flatten(2)
-
-
 def _outer_sum(g, v):
-    """``g @ v^T`` of ``(B, o, N M)`` and ``(B, i, N M)``: ``(B, o, i)``."""
-    return torch.bmm(g, v.transpose(-1, -2))
+    """``sum_s g_s v_s^T`` over the stages and columns of per-stage values ``g`` ``(KS, B, o, M)`` and ``v``
+    ``(KS, B, i, M)``: ``(B, o, i)``.  With one batch member, ONE product over all stages and columns side by side
+    (after two small copies); with more, one batched product of the ``KS B`` blocks and a sum (laying out the
+    columns of many members would copy the whole buffers)."""
+    KS, B, o, M = g.shape
+    if B == 1:
+        return torch.mm(g[:, 0].transpose(0, 1).reshape(o, KS * M), v[:, 0].permute(0, 2, 1).reshape(KS * M, -1))[None]
+    return torch.bmm(g.reshape(KS * B, o, M), v.reshape(KS * B, -1, M).mT).view(KS, B, o, -1).sum(0)
 
 
 class _RKSolve(torch.autograd.Function):
@@ -134,7 +144,7 @@ class _RKSolve(torch.autograd.Function):
         tab = _tableau(dt, a, b)
         K = dt.shape[0]
         Yh, acts = _forward(h, _input_terms(x, w_in, b_in, K, len(b), stream), K, tab, weights, biases, save=True)
-        ctx.n, ctx.Yh, ctx.acts, ctx.tab, ctx.x, ctx.w_in, ctx.stream = n, Yh, acts, tab, x, w_in, stream
+        ctx.n, ctx.Yh, ctx.acts, ctx.tab, ctx.x, ctx.w_in = n, Yh, acts, tab, x, w_in
         ctx.save_for_backward(*wb)
         return Yh[:, 0].reshape((-1,) + h.shape)
 
@@ -148,7 +158,7 @@ class _RKSolve(torch.autograd.Function):
         K1, S, N = Yh.shape
         K, L = K1 - 1, n - 1
         B, H, M = g_states.shape[1:]
-        tanh_backward = torch.ops.aten.tanh_backward.default
+        tanh_backward = torch.ops.aten.tanh_backward.grad_input
         lam = g_states.new_zeros(1, N)  # gradient of the current state
         G = g_states.new_empty(S + 1, N)  # gradients of the step's stage values and its bias row
         G3 = G.view(S + 1, B, H, M).unbind(0)
@@ -159,77 +169,82 @@ class _RKSolve(torch.autograd.Function):
         G_hist = g_states.new_empty(K, S + 1, N)
         gs = g_states.reshape(K1, 1, N).unbind(0)
         G_k = G_hist.unbind(0)
-        # large ensembles add each stage's weight gradients at once (stacking them all would copy the activations)
-        stream = ctx.stream and not ctx.needs_input_grad[1]
-        grads = (_Accumulated if stream else _Gathered)(weights, acts, Yh, x, ctx.w_in, (B, H, M))
+        big = K * S * B * weights[0].shape[-2] * M > _GATHER_BUDGET and not ctx.needs_input_grad[1]
+        grads = (_Accumulated if big else _Gathered)(weights, acts, Yh, x, ctx.w_in, (B, H, M))
+        acts_v, outs, stage = [a.unbind(0) for a in acts], grads.outs, grads.stage
         for k in range(K - 1, -1, -1):
             dt, base = dts[k], k * S
             lam.add_(gs[k + 1])  # the observation's gradient
             G.addmm_(Bt, lam, beta=0, alpha=dt)  # dt b_i lam for every stage (and the bias row)
             for i in range(S - 1, -1, -1):
+                idx = base + i
                 g = g_k = G3[i]
-                g_z = [None] * L
                 for layer in range(L - 1, -1, -1):  # back through the tanh layers
-                    g = g_z[layer] = tanh_backward(torch.bmm(wT[layer + 1], g), acts[layer][base + i])
+                    g = tanh_backward(torch.bmm(wT[layer + 1], g), acts_v[layer][idx], grad_input=outs[layer][idx])
                 torch.bmm(wT[0], g, out=gY3[i])
-                grads.stage(base + i, g_k, g_z, g)
+                if stage is not None:
+                    stage(idx, g_k, g)
                 if i:
                     G.addmm_(cols_a[i], gY2[i], alpha=dt)  # to the earlier stages and the bias row
             lam.addmm_(ones, gY)  # the update's identity term and every stage input's
             G_k[k].copy_(G)
         grad_h = (lam + gs[0]).view(B, H, M)
-        grads_w, grads_b, grad_w_in, grad_b_in, g_first = grads.result(G_hist[:, :S], K, S)
+        g_k = G_hist[:, :S].reshape(K * S, B, H, M)  # gradient of every stage value k_i
+        grads_w, grads_b, grad_w_in, grad_b_in, g_first = grads.result(g_k)
         if L:
             grads_b.append(G_hist[:, S].view(K, B, H, M).sum((0, -1)).unsqueeze(-1))  # the last bias: its row
         grad_x = None
         if ctx.needs_input_grad[1]:
-            grad_x = torch.bmm(ctx.w_in.transpose(-1, -2), g_first).unflatten(-1, (K, S, M)).permute(2, 3, 0, 1, 4)
+            grad_x = torch.matmul(ctx.w_in.mT, g_first).view(K, S, B, -1, M)
         return (grad_h, grad_x, grad_w_in, grad_b_in, None, None, None, None, *grads_w, *grads_b)
 
 
 class _Gathered:
-    """Weight gradients from every stage's gradients gathered at the end, one product per layer (small
-    ensembles, where a call per stage would cost more than the copies)."""
+    """Weight gradients gathered at the end, one product per layer over all stages, from buffers of the hidden
+    layers' pre-activation gradients ``(K S, B, n, M)`` that the backward pass writes in place (``outs``)."""
+
+    stage = None
 
     def __init__(self, weights, acts, Yh, x, w_in, shape):
         self.acts, self.Yh, self.x, self.shape = acts, Yh, x, shape
-        self.g_z = [[] for _ in acts]  # gradient of each hidden pre-activation, steps and stages in reverse
+        self.g_z = [torch.empty_like(a) for a in acts]
+        self.outs = [g.unbind(0) for g in self.g_z]
 
-    def stage(self, idx, g_k, g_z, g_first):
-        for lst, g in zip(self.g_z, g_z):
-            lst.append(g)
-
-    def result(self, G_stages, K, S):
+    def result(self, g_k):
         """``(weight grads, hidden bias grads, W_x grad, first bias grad, first layer's output grads)``."""
         (B, H, M), L = self.shape, len(self.acts)
-        g_z = [_columns(x[::-1]) for x in self.g_z]  # (B, n, K S M), in step order
-        g_k = _columns(G_stages.reshape(K * S, B, H, M))  # gradient of every stage value k_i
-        g_first = g_z[0] if L else g_k  # gradient of the first layer's output
-        grads_w = [_outer_sum(g_first, _columns(self.Yh[:K].view(K * S, B, H, M)))]
+        KS = g_k.shape[0]
+        g_first = self.g_z[0] if L else g_k  # gradient of the first layer's output, (K S, B, n1, M)
+        grads_w = [_outer_sum(g_first, self.Yh[:-1].view(KS, B, H, M))]
         grads_b = []
         for layer in range(1, L + 1):
-            g_out = g_z[layer] if layer < L else g_k
-            grads_w.append(_outer_sum(g_out, _columns(self.acts[layer - 1])))
+            g_out = self.g_z[layer] if layer < L else g_k
+            grads_w.append(_outer_sum(g_out, self.acts[layer - 1]))
             if layer < L:
-                grads_b.append(g_out.sum(-1, keepdim=True))
-        grad_w_in = _outer_sum(g_first, _columns(self.x.flatten(0, 1))) if self.x is not None else None
-        return grads_w, grads_b, grad_w_in, g_first.sum(-1, keepdim=True), g_first
+                grads_b.append(g_out.sum((0, -1)).unsqueeze(-1))
+        grad_w_in = _outer_sum(g_first, self.x.reshape(KS, B, -1, M)) if self.x is not None else None
+        return grads_w, grads_b, grad_w_in, g_first.sum((0, -1)).unsqueeze(-1), g_first
 
 
 class _Accumulated:
-    """Weight gradients added stage by stage (large ensembles: gathering would copy all the activations)."""
+    """Weight gradients added stage by stage (large ensembles, where buffers of the gradients would double the
+    memory of the activations): the backward pass writes each hidden layer's gradient into one scratch tensor
+    (``outs``) that :meth:`stage` consumes before the next stage."""
 
     def __init__(self, weights, acts, Yh, x, w_in, shape):
         B, H, M = shape
+        KS = Yh.shape[0] * Yh.shape[1] - Yh.shape[1]
         self.acts, self.L = acts, len(acts)
         self.Y = Yh[:-1].view(-1, B, H, M).unbind(0)
         self.x = x.flatten(0, 1).unbind(0) if x is not None else None
         self.g_w = [torch.zeros_like(w) for w in weights]
         self.g_w_in = torch.zeros_like(w_in) if x is not None else None
         self.sums = [Yh.new_zeros(B, w.shape[-2], M) for w in weights[:max(self.L, 1)]]  # first, hidden outputs
+        self.scratch = [Yh.new_empty(B, w.shape[-2], M) for w in weights[:self.L]]
+        self.outs = [[s] * KS for s in self.scratch]
 
-    def stage(self, idx, g_k, g_z, g_first):
-        acts, L = self.acts, self.L
+    def stage(self, idx, g_k, g_first):
+        acts, L, g_z = self.acts, self.L, self.scratch
         if L:
             self.g_w[L].baddbmm_(g_k, acts[L - 1][idx].mT)
         for layer in range(1, L):
@@ -240,7 +255,7 @@ class _Accumulated:
         if self.x is not None:
             self.g_w_in.baddbmm_(g_first, self.x[idx].mT)
 
-    def result(self, G_stages, K, S):
+    def result(self, g_k):
         grads_b = [x.sum(-1, keepdim=True) for x in self.sums[1:]]
         return self.g_w, grads_b, self.g_w_in, self.sums[0].sum(-1, keepdim=True), None
 

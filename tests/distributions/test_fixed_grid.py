@@ -64,6 +64,7 @@ def test_large_ensemble_mode_matches_torchdiffeq(monkeypatch, layout):
     from pyro_node_uq.distributions import rk_backprop
 
     monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
+    monkeypatch.setattr(rk_backprop, "_GATHER_BUDGET", 0)
     stages = []
     stage = rk_backprop._Accumulated.stage
     monkeypatch.setattr(rk_backprop._Accumulated, "stage", lambda self, *a: stages.append(1) or stage(self, *a))
@@ -174,24 +175,35 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
 
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 @pytest.mark.parametrize("input_dim", [0, 1, 2])
-def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim):
-    """The fast path's own step-doubling check gives the relative error of issue 16's torchdiffeq check."""
-    from pyro_node_uq.distributions import step_check
+@pytest.mark.parametrize("grid", ["nonuniform", "uniform"])
+@pytest.mark.parametrize("substeps", [1, 2])
+def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim, grid,
+                                                                      substeps):
+    """The fast path's own step-doubling check gives the relative error of issue 16's torchdiffeq check; on a
+    uniform grid it takes the solve's own step as the "one step" and solves only the two half steps."""
+    from pyro_node_uq.distributions import rk_backprop, step_check
 
     R, Z, params, t, x, y = _setup(input_dim=input_dim)
+    if grid == "uniform":
+        t = torch.linspace(0, 4, T, dtype=torch.float64)
     h0 = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
-    errs = []
+    errs, check_steps = [], []
     monkeypatch.setattr(fixed_grid, "warn_if_unstable", lambda err, *a: errs.append(err))
     interp = Interpolator(t, x) if input_dim else None
-    hs = fixed_grid.solve_node_fixed(R, params, h0, t, torch.Size([3, 4]), interp, method, substeps=2,
-                                     step_check=True)
+    monkeypatch.setattr(fixed_grid, "rk_steps",
+                        lambda h, x, w, b, dt, *a, **k: check_steps.append(len(dt)) or rk_backprop.rk_steps(
+                            h, x, w, b, dt, *a, **k))
+    with torch.no_grad():  # the solve itself then runs rk_steps too: the first call
+        hs = fixed_grid.solve_node_fixed(R, params, h0, t, torch.Size([3, 4]), interp, method, substeps=substeps,
+                                         step_check=True)
+    assert check_steps[1:] == ([2] if grid == "uniform" else [1, 2])
     batch = torch.Size([3, 4])
 
     def f(s, h):
         return R(params, h if interp is None else torch.cat([h, interp(s).expand(batch + (-1,))], -1))
 
     k = int(hs.abs().flatten(1).amax(1)[:-1].argmax())
-    ref = step_check.step_doubling_error(f, hs[k], t[k], (t[1:] - t[:-1]).max() / 2, method)
+    ref = step_check.step_doubling_error(f, hs[k], t[k], (t[1:] - t[:-1]).max() / substeps, method)
     assert len(errs) == 1 and ref > 1e-8
     assert errs[0] == pytest.approx(ref, rel=1e-9)
 
