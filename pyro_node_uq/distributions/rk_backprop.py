@@ -6,7 +6,8 @@ both.  Per RK stage the forward pass makes four calls: the stage input ``Y_i = h
 matrix product of a constant coefficient row (scaled by the step width) with the buffer of the step's stage
 values, the first layer, ``tanh`` in place, and the last layer written straight into that buffer; the next state
 is one more product.  R's last bias is a row of that buffer, weighed with the coefficients' sums, so the last
-layer needs no bias term.  Buffers and their views are made once per solve; activations are kept as a list.
+layer needs no bias term.  Buffers and their views are made once per solve; the step loops themselves are in
+:mod:`~pyro_node_uq.distributions.rk_loops` (run by TorchScript where it is available).
 
 The backward pass is the discrete adjoint of the Runge-Kutta scheme (the exact gradient of the computed
 solution, not the continuous adjoint ODE).  With ``lam = dL/dh'`` it goes back through a step as::
@@ -24,6 +25,8 @@ per layer.  Layout and shapes are those of :mod:`~pyro_node_uq.distributions.fix
 """
 import torch
 
+from .rk_loops import backward_steps, forward_steps, loop
+
 __all__ = ["rk_solve", "rk_steps"]
 
 
@@ -38,10 +41,6 @@ def _tableau(dt, a, b):
     return A[:, None, :].unbind(0), A[:, :, None].unbind(0), Bv, dt.tolist()
 
 
-def _skip(x):
-    pass
-
-
 # elements of one buffer of per-stage gradients ``(K S, B, n, M)`` (4 MB in float32); beyond it the weight
 # gradients are added stage by stage, while the stage's values are still in cache, instead of gathered from buffers
 # at the end (chemical, one core: gathered is 1.3x faster at P = 1 and 1.1x at P = 8, equal at P = 16-32, 1.3x
@@ -49,38 +48,28 @@ def _skip(x):
 _GATHER_BUDGET = 2 ** 20
 
 
-class _StageTerms:
-    """The first layer's input term computed stage by stage, for ensembles where all of them at once would be
-    as large as the solve's activations: ``pre(idx, W0, y, out)`` is the first layer's pre-activation
-    ``W_x x + b + W0 y`` of stage ``idx`` in two in-place products (a broadcast ``addcmul`` of the term costs
-    twice as much at P = 64)."""
-
-    def __init__(self, x, w_in, b_in):
-        self.x, self.w_in, self.b_in = x.flatten(0, 1), w_in, b_in
-
-    def pre(self, idx, W0, y, out):
-        return torch.baddbmm(self.b_in, self.w_in, self.x[idx], out=out).baddbmm_(W0, y)
-
-
-def _input_terms(x, w_in, b_in, K, S, stream):
-    """The first layer's input term ``W_x x + b`` of every stage: a list of ``K S`` tensors ``(B, n1, M)`` (or
-    ``(B, n1, 1)``, the bias alone, without inputs), or with ``stream`` a :class:`_StageTerms`."""
+def _stage_terms(x, w_in, b_in, stream):
+    """The first layer's input term ``W_x x + b`` of every stage, as the step loop takes it: ``(us, xs)`` with
+    ``us`` ``(K S, B, n1, M)``, or with ``stream`` (large ensembles, where all the terms at once would be as large
+    as the activations) ``us`` None and ``xs`` the stage inputs ``(K S, B, D, M)``, from which the loop forms each
+    term in place; both None without inputs (the term is the bias)."""
     if x is None:
-        return [b_in] * (K * S)
+        return None, None
     if stream:
-        return _StageTerms(x, w_in, b_in)
+        return None, x.flatten(0, 1)
     u = torch.addcmul(b_in, w_in, x) if x.shape[-2] == 1 else torch.matmul(w_in, x).add_(b_in)
-    return u.flatten(0, 1).unbind(0)
+    return u.flatten(0, 1), None
 
 
-def _forward(h, us, K, tab, weights, biases, save):
+def _forward(h, terms, w_in, b_in, K, tab, weights, biases, save):
     """States and stage inputs ``Yh`` ``(K + 1, S, B H M)`` (``Yh[k, 0]``: the state ``h_k``), and the hidden
     activations of every stage per layer (when ``save``: buffers ``(K S, B, n, M)``, stages in step order).
 
     The work is done in per-step buffers whose views are made once (a view costs as much as a small op): ``X``
     holds the step's state and stage inputs, ``kbuf`` its stage values and, as its last row, the last layer's
     bias, which every combination weighs with the sum of its coefficients (exactly ``sum_j c_j (k_j + bias)``),
-    so the last layer is a plain product.  Saved activations are written straight into their buffers."""
+    so the last layer is a plain product.  Saved activations are written straight into their buffers; the loop
+    is :func:`~pyro_node_uq.distributions.rk_loops.forward_steps`."""
     rows_a, _, Bv, dts = tab
     S = len(rows_a)
     B, H, M = h.shape
@@ -88,39 +77,15 @@ def _forward(h, us, K, tab, weights, biases, save):
     Yh = h.new_empty(K + 1, S, n)
     X = h.new_empty(S, n)
     X[0] = h.reshape(n)
-    X2, X3 = X[:, None].unbind(0), X.view(S, B, H, M).unbind(0)
+    X2, X3 = list(X[:, None].unbind(0)), list(X.view(S, B, H, M).unbind(0))
     kbuf = h.new_zeros(S + 1, n)  # the step's stage values without the last bias, then that bias
-    k3 = kbuf.view(S + 1, B, H, M).unbind(0)
+    k3 = list(kbuf.view(S + 1, B, H, M).unbind(0))
     L = len(weights) - 1  # hidden (tanh) layers
     if L:
         k3[S].copy_(biases[-1].expand(B, H, M))
     acts = [h.new_empty(K * S, B, w.shape[-2], M) for w in weights[:L]] if save else []
-    outs = [a.unbind(0) for a in acts] if save else [[None] * (K * S)] * L
-    W0, last, stream = weights[0], L - 1, isinstance(us, _StageTerms)
-    x0, Yk = X2[0], Yh.unbind(0)
-    for k in range(K):
-        dt, base = dts[k], k * S
-        for i in range(S):
-            idx = base + i
-            if i:
-                torch.addmm(x0, rows_a[i], kbuf, alpha=dt, out=X2[i])
-            if L == 0:
-                if stream:
-                    us.pre(idx, W0, X3[i], k3[i])
-                else:
-                    torch.baddbmm(us[idx], W0, X3[i], out=k3[i])
-                continue
-            if stream:
-                z = us.pre(idx, W0, X3[i], outs[0][idx]).tanh_()
-            else:
-                z = torch.baddbmm(us[idx], W0, X3[i], out=outs[0][idx]).tanh_()
-            for layer in range(L):
-                if layer == last:
-                    torch.bmm(weights[layer + 1], z, out=k3[i])
-                else:
-                    z = torch.baddbmm(biases[layer], weights[layer + 1], z, out=outs[layer + 1][idx]).tanh_()
-        Yk[k].copy_(X)
-        x0.addmm_(Bv, kbuf, alpha=dt)  # the next state
+    loop(forward_steps)(X2[0], X, X2, X3, kbuf, k3, Yh, list(rows_a), Bv, dts, *terms, w_in, b_in, list(weights),
+                        list(biases), acts)
     Yh[K, 0] = X[0]
     return Yh, acts
 
@@ -143,7 +108,8 @@ class _RKSolve(torch.autograd.Function):
         weights, biases = wb[:n], wb[n:]
         tab = _tableau(dt, a, b)
         K = dt.shape[0]
-        Yh, acts = _forward(h, _input_terms(x, w_in, b_in, K, len(b), stream), K, tab, weights, biases, save=True)
+        terms = _stage_terms(x, w_in, b_in, stream)
+        Yh, acts = _forward(h, terms, w_in, b_in, K, tab, weights, biases, save=True)
         ctx.n, ctx.Yh, ctx.acts, ctx.tab, ctx.x, ctx.w_in = n, Yh, acts, tab, x, w_in
         ctx.save_for_backward(*wb)
         return Yh[:, 0].reshape((-1,) + h.shape)
@@ -158,37 +124,16 @@ class _RKSolve(torch.autograd.Function):
         K1, S, N = Yh.shape
         K, L = K1 - 1, n - 1
         B, H, M = g_states.shape[1:]
-        tanh_backward = torch.ops.aten.tanh_backward.grad_input
         lam = g_states.new_zeros(1, N)  # gradient of the current state
         G = g_states.new_empty(S + 1, N)  # gradients of the step's stage values and its bias row
-        G3 = G.view(S + 1, B, H, M).unbind(0)
         gY = g_states.new_empty(S, N)  # the stages' vector-Jacobian products
-        gY2, gY3 = gY[:, None].unbind(0), gY.view(S, B, H, M).unbind(0)
-        ones = g_states.new_ones(1, S)
-        Bt = Bv.t()
         G_hist = g_states.new_empty(K, S + 1, N)
-        gs = g_states.reshape(K1, 1, N).unbind(0)
-        G_k = G_hist.unbind(0)
         big = K * S * B * weights[0].shape[-2] * M > _GATHER_BUDGET and not ctx.needs_input_grad[1]
         grads = (_Accumulated if big else _Gathered)(weights, acts, Yh, x, ctx.w_in, (B, H, M))
-        acts_v, outs, stage = [a.unbind(0) for a in acts], grads.outs, grads.stage
-        for k in range(K - 1, -1, -1):
-            dt, base = dts[k], k * S
-            lam.add_(gs[k + 1])  # the observation's gradient
-            G.addmm_(Bt, lam, beta=0, alpha=dt)  # dt b_i lam for every stage (and the bias row)
-            for i in range(S - 1, -1, -1):
-                idx = base + i
-                g = g_k = G3[i]
-                for layer in range(L - 1, -1, -1):  # back through the tanh layers
-                    g = tanh_backward(torch.bmm(wT[layer + 1], g), acts_v[layer][idx], grad_input=outs[layer][idx])
-                torch.bmm(wT[0], g, out=gY3[i])
-                if stage is not None:
-                    stage(idx, g_k, g)
-                if i:
-                    G.addmm_(cols_a[i], gY2[i], alpha=dt)  # to the earlier stages and the bias row
-            lam.addmm_(ones, gY)  # the update's identity term and every stage input's
-            G_k[k].copy_(G)
-        grad_h = (lam + gs[0]).view(B, H, M)
+        loop(backward_steps)(lam, G, list(G.view(S + 1, B, H, M).unbind(0)), gY, list(gY[:, None].unbind(0)),
+                             list(gY.view(S, B, H, M).unbind(0)), G_hist, g_states.reshape(K1, 1, N), Bv.t(),
+                             list(cols_a), g_states.new_ones(1, S), dts, wT, acts, grads.g_z, *grads.accumulators())
+        grad_h = (lam + g_states[0].reshape(1, N)).view(B, H, M)
         g_k = G_hist[:, :S].reshape(K * S, B, H, M)  # gradient of every stage value k_i
         grads_w, grads_b, grad_w_in, grad_b_in, g_first = grads.result(g_k)
         if L:
@@ -201,14 +146,14 @@ class _RKSolve(torch.autograd.Function):
 
 class _Gathered:
     """Weight gradients gathered at the end, one product per layer over all stages, from buffers of the hidden
-    layers' pre-activation gradients ``(K S, B, n, M)`` that the backward pass writes in place (``outs``)."""
-
-    stage = None
+    layers' pre-activation gradients ``(K S, B, n, M)`` that the backward loop writes in place (``g_z``)."""
 
     def __init__(self, weights, acts, Yh, x, w_in, shape):
         self.acts, self.Yh, self.x, self.shape = acts, Yh, x, shape
-        self.g_z = [torch.empty_like(a) for a in acts]
-        self.outs = [g.unbind(0) for g in self.g_z]
+        self.g_z = [torch.empty_like(a) for a in acts]  # written by the backward loop
+
+    def accumulators(self):
+        return False, [], [], self.Yh, None, None  # nothing added stage by stage
 
     def result(self, g_k):
         """``(weight grads, hidden bias grads, W_x grad, first bias grad, first layer's output grads)``."""
@@ -227,33 +172,23 @@ class _Gathered:
 
 
 class _Accumulated:
-    """Weight gradients added stage by stage (large ensembles, where buffers of the gradients would double the
-    memory of the activations): the backward pass writes each hidden layer's gradient into one scratch tensor
-    (``outs``) that :meth:`stage` consumes before the next stage."""
+    """Weight gradients added stage by stage by the backward loop (large ensembles, where buffers of the
+    gradients would double the memory of the activations): each hidden layer's gradient goes to one scratch
+    tensor (``g_z``) that the loop adds into the accumulators before the next stage."""
 
     def __init__(self, weights, acts, Yh, x, w_in, shape):
         B, H, M = shape
-        KS = Yh.shape[0] * Yh.shape[1] - Yh.shape[1]
-        self.acts, self.L = acts, len(acts)
-        self.Y = Yh[:-1].view(-1, B, H, M).unbind(0)
-        self.x = x.flatten(0, 1).unbind(0) if x is not None else None
+        KS = (Yh.shape[0] - 1) * Yh.shape[1]
+        L = len(acts)
+        self.Y = Yh[:-1].view(KS, B, H, M)
+        self.x = x.flatten(0, 1) if x is not None else None
         self.g_w = [torch.zeros_like(w) for w in weights]
         self.g_w_in = torch.zeros_like(w_in) if x is not None else None
-        self.sums = [Yh.new_zeros(B, w.shape[-2], M) for w in weights[:max(self.L, 1)]]  # first, hidden outputs
-        self.scratch = [Yh.new_empty(B, w.shape[-2], M) for w in weights[:self.L]]
-        self.outs = [[s] * KS for s in self.scratch]
+        self.sums = [Yh.new_zeros(B, w.shape[-2], M) for w in weights[:max(L, 1)]]  # first, hidden outputs
+        self.g_z = [Yh.new_empty(B, w.shape[-2], M) for w in weights[:L]]  # one stage's, reused
 
-    def stage(self, idx, g_k, g_first):
-        acts, L, g_z = self.acts, self.L, self.scratch
-        if L:
-            self.g_w[L].baddbmm_(g_k, acts[L - 1][idx].mT)
-        for layer in range(1, L):
-            self.g_w[layer].baddbmm_(g_z[layer], acts[layer - 1][idx].mT)
-            self.sums[layer].add_(g_z[layer])
-        self.g_w[0].baddbmm_(g_first, self.Y[idx].mT)
-        self.sums[0].add_(g_first)
-        if self.x is not None:
-            self.g_w_in.baddbmm_(g_first, self.x[idx].mT)
+    def accumulators(self):
+        return True, self.g_w, self.sums, self.Y, self.x, self.g_w_in
 
     def result(self, g_k):
         grads_b = [x.sum(-1, keepdim=True) for x in self.sums[1:]]
@@ -282,5 +217,6 @@ def rk_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
     """The same solve without a gradient: states ``(K + 1, B, H, M)`` (arguments as :func:`rk_solve`)."""
     with torch.no_grad():
         K = dt.shape[0]
-        us = _input_terms(x, w_in, b_in, K, len(b), stream)
-        return _forward(h, us, K, _tableau(dt, a, b), weights, biases, save=False)[0][:, 0].reshape((-1,) + h.shape)
+        terms = _stage_terms(x, w_in, b_in, stream)
+        Yh = _forward(h, terms, w_in, b_in, K, _tableau(dt, a, b), weights, biases, save=False)[0]
+        return Yh[:, 0].reshape((-1,) + h.shape)

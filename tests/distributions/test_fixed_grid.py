@@ -65,11 +65,11 @@ def test_large_ensemble_mode_matches_torchdiffeq(monkeypatch, layout):
 
     monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
     monkeypatch.setattr(rk_backprop, "_GATHER_BUDGET", 0)
-    stages = []
-    stage = rk_backprop._Accumulated.stage
-    monkeypatch.setattr(rk_backprop._Accumulated, "stage", lambda self, *a: stages.append(1) or stage(self, *a))
+    used = []
+    init = rk_backprop._Accumulated.__init__
+    monkeypatch.setattr(rk_backprop._Accumulated, "__init__", lambda self, *a: used.append(1) or init(self, *a))
     test_fixed_path_matches_torchdiffeq("rk4", 2, layout)
-    assert len(stages) == (T - 1) * 2 * 4  # every stage of every step of the one hand-written solve
+    assert len(used) == 1  # the one hand-written solve's gradient was added stage by stage
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -233,3 +233,30 @@ def test_traced_solve_runs_the_autograd_loop_and_matches(monkeypatch):
     torch.testing.assert_close(out, eager.detach())
     for g, v in zip(grads, torch.autograd.grad(out, values2)):
         torch.testing.assert_close(v, g)
+
+
+def test_grid_and_stage_inputs_are_memoised_per_data_version(monkeypatch):
+    """Repeated solves on the same t and x compute the stage times and inputs once; an in-place change of x is
+    seen (the memo is keyed on versions), and inputs that need a gradient are never memoised."""
+    monkeypatch.setattr(fixed_grid, "_memo", {})
+    computed = []
+    stage_inputs = fixed_grid._stage_inputs
+    monkeypatch.setattr(fixed_grid, "_stage_inputs", lambda *a: computed.append(1) or stage_inputs(*a))
+    R, Z, params, t, x, y = _setup()
+
+    def mean(x):
+        return _solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean.detach()
+
+    first = mean(x)
+    torch.testing.assert_close(mean(x), first)
+    assert len(computed) == 1
+    x.mul_(2.0)  # same tensor, new values
+    changed = mean(x)
+    assert len(computed) == 2 and not torch.allclose(changed, first)
+    torch.testing.assert_close(changed, _solve(R, Z, params, t, x.clone(), "torchdiffeq")[0].mean.detach(),
+                               rtol=1e-10, atol=1e-10)
+    xg = x.detach().requires_grad_()
+    for _ in range(2):  # a memoised graph would fail the second backward
+        d, _ = _solve(R, Z, params, t, xg, "fixed", step_check=False)
+        d.log_prob(y).sum().backward()
+    assert len(computed) == 4 and len(fixed_grid._memo) == 2  # x before and after the change; xg never
