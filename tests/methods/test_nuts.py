@@ -18,8 +18,8 @@ def test_nuts_small_and_refuses_large(problem, small):
     assert res.model.on_divergence == "reject" and model.on_divergence == "raise"
     assert res.predict(problem.test, num_samples=None)["obs"].shape == (8, 2, 11, 2)
     assert "log_likelihood" in az.from_pyro(res.mcmc).groups()
-    with pytest.raises(ValueError, match="515 latent dimensions, above max_latent_dim=400"):
-        run_nuts(problem.default_model(R_hidden=(64,)), problem.train, progress_bar=False)
+    with pytest.raises(ValueError, match="1283 latent dimensions, above max_latent_dim=1000"):
+        run_nuts(problem.default_model(R_hidden=(160,)), problem.train, progress_bar=False)
 
 
 @pytest.mark.slow
