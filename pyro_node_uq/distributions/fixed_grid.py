@@ -48,7 +48,8 @@ AUTO_COMPILE_AFTER = 20
 # is faster than writing and re-reading a term as large as the activations (P >= 16 on chemical; measured)
 _FUSE_BUDGET = 2 ** 20
 _calls, _compiled = {}, {}
-_MEMO_SIZE = 8  # solves' grids and stage inputs memoised (see _grid)
+_MEMO_SIZE = 8  # solves' grids and stage inputs memoised (see _grid), each of at most 16 MB in float32
+_MEMO_MAX_ELEMENTS = 2 ** 22
 _memo = {}
 
 
@@ -191,7 +192,9 @@ def _grid(field, interp, t, method, substeps, batch):
     hit = _memo.get(key)
     if hit is None:
         times, dt = stage_times(t, method, substeps)
-        hit = _memo[key] = (data, times, dt, _stage_inputs(field, interp, times, batch))
+        hit = (data, times, dt, _stage_inputs(field, interp, times, batch))
+        if hit[3] is None or hit[3].numel() <= _MEMO_MAX_ELEMENTS:  # large data: recomputing is cheap beside them
+            _memo[key] = hit
         while len(_memo) > _MEMO_SIZE:
             _memo.pop(next(iter(_memo)))
     return hit[1:]

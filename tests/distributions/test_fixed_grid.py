@@ -260,3 +260,12 @@ def test_grid_and_stage_inputs_are_memoised_per_data_version(monkeypatch):
         d, _ = _solve(R, Z, params, t, xg, "fixed", step_check=False)
         d.log_prob(y).sum().backward()
     assert len(computed) == 4 and len(fixed_grid._memo) == 2  # x before and after the change; xg never
+
+
+def test_large_stage_inputs_are_not_memoised(monkeypatch):
+    monkeypatch.setattr(fixed_grid, "_memo", {})
+    monkeypatch.setattr(fixed_grid, "_MEMO_MAX_ELEMENTS", 10)
+    R, Z, params, t, x, y = _setup()
+    first = _solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean
+    assert fixed_grid._memo == {}  # held nowhere: the data's size bounds what a memo keeps alive
+    torch.testing.assert_close(_solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean, first)
