@@ -239,7 +239,7 @@ def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
     k = int(states.abs().flatten(1).amax(1)[:-1].argmax())
     width = (t[1:] - t[:-1]).max() / substeps
     j = k * substeps
-    reuse = bool(dt[j] >= width * (1 - 1e-12))
+    reuse = bool(dt[j] >= width * (1 - 8 * torch.finfo(t.dtype).eps))  # the widest step, up to rounding
     width = dt[j] if reuse else width
     c = FIXED_METHODS[method][0]
     halves = [[x / 2 for x in c], [0.5 + x / 2 for x in c]]
