@@ -18,8 +18,9 @@ solution, not the continuous adjoint ODE).  With ``lam = dL/dh'`` it goes back t
 
 where the first line is initialised for all stages by one outer product, ``gY_i`` reaches the earlier stages
 by one rank-1 update per stage and ``lam`` by one product per step.  The weight gradients of all steps and
-stages (the input weights ``W_x`` and first bias included) are gathered at the end in one batched matrix product
-per layer.  Layout and shapes are those of :mod:`~pyro_node_uq.distributions.fixed_grid`: states
+stages (the input weights ``W_x`` and first bias included) are gathered at the end in one matrix product per layer
+from buffers the backward loop writes in place (small ensembles), or added stage by stage while each stage's
+values are in cache (large ensembles, above :data:`_GATHER_BUDGET` elements).  Layout and shapes are those of :mod:`~pyro_node_uq.distributions.fixed_grid`: states
 ``(B, H, M)``, stage inputs ``x`` ``(K, S, B, D, M)``, weights ``(B, out, in)``, biases ``(B, out, 1)``.  Only a
 ``tanh`` field without output activation is handled here (the default); other fields use autograd.
 """
