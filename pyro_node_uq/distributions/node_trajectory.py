@@ -99,7 +99,8 @@ class NODETrajectory(TorchDistribution):
     def observation(self):
         """The :class:`NODEObservation` over the solved mean (error model, mask, censoring, divergence)."""
         return NODEObservation(self.mean, self.scale, self.error_model, self.noise, self.df, self.prop_scale,
-                               mask=self.mask, censored=self.censored, diverged=self.diverged)
+                               mask=self.mask, censored=self.censored, diverged=self.diverged,
+                               validate_args=False)  # scale checked here at init, values in log_prob
 
     hidden = property(lambda self: self.solution.hidden,
                       doc="Solved hidden states, shape ``batch + (T, hidden_dim)``.")

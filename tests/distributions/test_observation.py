@@ -88,3 +88,12 @@ def test_expand_keeps_divergence_and_errors():
         NODEObservation(F, A, error_model="combined")
     with pytest.raises(TypeError, match="censored"):
         NODEObservation(F, A, censored=torch.zeros(2, 3, 1))
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.1, float("nan")])
+def test_nonpositive_scale_is_refused_by_name(scale):
+    """The observation validates its own scale (its elementwise law is built unvalidated)."""
+    with pytest.raises(ValueError, match="scale"):
+        NODEObservation(torch.zeros(3, 1), scale)
+    d = NODEObservation(torch.zeros(3, 1), scale, validate_args=False)  # asked not to validate: no check
+    assert d.batch_shape == ()
