@@ -63,18 +63,21 @@ def _load(table):
 
 
 def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", mdv="MDV", cmt="CMT", rate="RATE",
-                cens="CENS", covariates=(), dtype=torch.float64):
+                cens="CENS", addl="ADDL", ii="II", ss="SS", covariates=(), dtype=torch.float64):
     """Read a NONMEM / nlmixr2-style event table: one row per observation or dose, a unit id column.
 
     Rows with ``EVID`` 0 are observations (skipped when ``MDV`` is 1 or ``DV`` is missing: ``"."``, empty or
     ``NA``); ``EVID`` 1 rows are doses of ``AMT`` into compartment ``CMT`` (1-based, default 1), a bolus unless
     ``RATE`` > 0 (an infusion of duration ``AMT / RATE``); ``EVID`` 2 rows (other events) are ignored.  Without
-    an ``EVID`` column a row with ``AMT`` > 0 is a dose.  ``CENS`` (or the name given) = 1 marks an observation
+    an ``EVID`` column a row with ``AMT`` > 0 is a dose.  A dose row with ``ADDL`` = n > 0 stands for n more
+    doses, every ``II`` time units after it (NONMEM's additional doses); steady-state doses (``SS`` other than 0)
+    are refused.  ``CENS`` (or the name given) = 1 marks an observation
     below the quantification limit, its ``DV`` being the limit.  Covariates are per unit: the first non-missing
     value of each unit.  Rows are sorted by time within each unit; units keep their first-appearance order.
 
     :param table: a pandas ``DataFrame`` or the path of a CSV file.
-    :param str id, time, dv, amt, evid, mdv, cmt, rate, cens: column names (the last five may be absent).
+    :param str id, time, dv, amt, evid, mdv, cmt, rate, cens, addl, ii, ss: column names (all but the first
+        three may be absent).
     :param covariates: names of covariate columns.
     :param torch.dtype dtype: floating dtype of the result.
     :returns: :class:`~pyro_node_uq.data.Units`: observations on the union grid of observation times, with
@@ -108,6 +111,8 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     skip = tab.numbers(mdv, missing_ok=True, default=0.0)
     comps, rates = tab.numbers(cmt, missing_ok=True, default=1.0), tab.numbers(rate, missing_ok=True, default=0.0)
     flags = tab.numbers(cens, missing_ok=True, default=0.0)
+    extra, every = tab.numbers(addl, missing_ok=True, default=0.0), tab.numbers(ii, missing_ok=True, default=0.0)
+    steady = tab.numbers(ss, missing_ok=True, default=0.0)
     units = list(dict.fromkeys(ids))
     obs, doses = {u: {} for u in units}, {u: [] for u in units}
     for i, unit in enumerate(ids):
@@ -121,7 +126,18 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
                                  "the infusion rate (> 0) or 0 for a bolus")
             if comps[i] is None or comps[i] < 1 or comps[i] != int(comps[i]):
                 raise ValueError(f"{where}, column {cmt!r}: expected a 1-based compartment number, got {comps[i]}")
-            doses[unit].append((times[i], amounts[i], int(comps[i]) - 1, rates[i] or 0.0))
+            if (steady[i] or 0) != 0:
+                raise ValueError(f"{where}, column {ss!r}: steady-state doses (SS {steady[i]:g}) are not supported; "
+                                 "give the doses that lead to steady state as rows (or with ADDL / II)")
+            n_more = extra[i] or 0
+            if n_more < 0 or n_more != int(n_more):
+                raise ValueError(f"{where}, column {addl!r}: expected a whole number of additional doses, got "
+                                 f"{n_more:g}")
+            if n_more and not (every[i] or 0) > 0:
+                raise ValueError(f"{where}, column {ii!r}: ADDL {n_more:g} needs a positive dosing interval II, got "
+                                 f"{every[i]}")
+            for k in range(int(n_more) + 1):
+                doses[unit].append((times[i] + k * (every[i] or 0.0), amounts[i], int(comps[i]) - 1, rates[i] or 0.0))
         elif events[i] == 0:
             if (skip[i] or 0) == 1 or values[i] is None:
                 continue

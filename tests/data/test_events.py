@@ -45,10 +45,27 @@ def test_csv_file_infusions_censoring_and_no_evid(tmp_path):
     ({"RATE": [-2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates"),
     ({"CMT": [0, 2, 2, 2, 1, 2, 2]}, {}, r"row 1, column 'CMT': expected a 1-based compartment"),
     ({}, {"covariates": ["AGE"]}, r"no column 'AGE' \(argument covariates=\)"),
+    ({"ADDL": [2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': ADDL 2 needs a positive dosing interval"),
+    ({"ADDL": [1.5, 0, 0, 0, 0, 0, 0], "II": [12, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'ADDL': expected a whole"),
+    ({"SS": [1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'SS': steady-state doses"),
 ])
 def test_errors_name_row_and_column(changes, kwargs, match):
     with pytest.raises(ValueError, match=match):
         read_events(_frame(**changes), **kwargs)
+
+
+def test_additional_doses_expand_to_rows(tmp_path):
+    """ADDL = n, II = tau on a dose row: the same dose n more times, every tau (as explicit rows would give)."""
+    frame = _frame(ADDL=[2, 0, 0, 0, 0, 0, 0], II=[0.75, ".", ".", ".", ".", ".", "."], RATE=[0] * 7)
+    path = tmp_path / "addl.csv"
+    frame.to_csv(path, index=False)
+    u = read_events(path)
+    assert u.doses.time[0].tolist() == [0.0, 0.75, 1.5] and u.doses.amount[0].tolist() == [100.0] * 3
+    assert u.doses.mask.tolist() == [[True, True, True], [True, False, False]]
+    rows = pd.concat([_frame(), pd.DataFrame({"ID": [1, 1], "TIME": [0.75, 1.5], "DV": [".", "."],
+                                             "AMT": [100, 100], "EVID": [1, 1], "MDV": [1, 1], "WT": [70, 70]})])
+    explicit = read_events(rows)
+    assert torch.equal(u.doses.time, explicit.doses.time) and torch.equal(u.doses.amount, explicit.doses.amount)
 
 
 def test_bad_table_type_and_missing_file(tmp_path):
