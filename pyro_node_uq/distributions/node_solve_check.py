@@ -6,6 +6,7 @@ inside ``torchdiffeq`` or a batched matrix product.
 import torch
 
 from .doses import DoseSchedule
+from ..utils.tensors import broadcast_shapes
 
 __all__ = ["check_solve_args"]
 
@@ -103,7 +104,7 @@ def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim
             raise TypeError(f"doses: dtype {doses.time.dtype} differs from t's {t.dtype}")
         batch.append(doses.time.shape[:1])
     try:
-        batch_shape = torch.broadcast_shapes(*batch)
+        batch_shape = broadcast_shapes(*batch)
     except RuntimeError as e:
         raise ValueError(f"units: the batch dims of params, t, x, h0 and doses do not broadcast "
                          f"({[tuple(b) for b in batch]}); units are the last batch dim") from e

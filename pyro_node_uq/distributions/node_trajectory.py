@@ -11,6 +11,7 @@ import torch
 from .node_solve import NODESolution, solve_checked
 from .node_solve_check import check_solve_args
 from .observation import ERROR_MODELS, NODEObservation
+from ..utils.tensors import broadcast_shapes
 
 __all__ = ["NODETrajectory"]
 
@@ -84,7 +85,7 @@ class NODETrajectory(TorchDistribution):
                                 doses=doses, t0=t0, obs_dim=self.obs_dim, interpolation=interpolation,
                                 solver=solver, on_divergence=on_divergence, batch=batch)
         if self.scale.dim() > 2:
-            batch = torch.broadcast_shapes(batch, self.scale.shape[:-2])
+            batch = broadcast_shapes(batch, self.scale.shape[:-2])
         super().__init__(batch, torch.Size((t.shape[-1], self.obs_dim)), validate_args=validate_args)
 
     @lazy_property

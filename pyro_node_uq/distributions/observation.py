@@ -20,6 +20,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 
 from .studentt_cdf import studentt_log_cdf
+from ..utils.tensors import broadcast_shapes
 
 __all__ = ["ERROR_MODELS", "NODEObservation"]
 
@@ -79,7 +80,7 @@ class NODEObservation(TorchDistribution):
                                     and s.dim() > 2]
         if diverged is not None:
             batch.append(diverged.shape)
-        super().__init__(torch.broadcast_shapes(*batch), loc.shape[-2:], validate_args=validate_args)
+        super().__init__(broadcast_shapes(*batch), loc.shape[-2:], validate_args=validate_args)
 
     # ------------------------------------------------------------------ the elementwise law
     def _sd(self):
@@ -130,7 +131,7 @@ class NODEObservation(TorchDistribution):
     def log_prob_pointwise(self, value):
         """Log-likelihood of each entry, ``batch + (T, obs_dim)``: 0 where unobserved, ``-inf`` where diverged."""
         lp = self._entries(value)
-        lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape + self.event_shape))
+        lp = lp.expand(broadcast_shapes(lp.shape, self.batch_shape + self.event_shape))
         if self.diverged is not None:
             observed = torch.ones_like(lp, dtype=torch.bool) if self.mask is None else self.mask.expand(lp.shape)
             lp = torch.where(self.diverged[..., None, None] & observed, torch.full_like(lp, -float("inf")), lp)
@@ -162,8 +163,8 @@ class NODEObservation(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         lp = self._entries(value).sum((-1, -2))
-        if lp.shape != self.batch_shape:  # (torch.broadcast_shapes costs ~20 us)
-            lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
+        if lp.shape != self.batch_shape:  # (broadcasting costs a few us)
+            lp = lp.expand(broadcast_shapes(lp.shape, self.batch_shape))
         return lp if self.diverged is None else lp.masked_fill(self.diverged, -float("inf"))
 
     def expand(self, batch_shape, _instance=None):

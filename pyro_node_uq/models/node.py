@@ -13,6 +13,7 @@ from ..distributions.input_check import check_input_resolution
 from .protocol import ProcessModel
 from ..nn import ACTIVATIONS, BatchedMLP, resolve_prior_scale, sample_params
 from ..utils.seeding import param_scope
+from ..utils.tensors import broadcast_shapes
 from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_trajectory_data, check_widths
 
 __all__ = ["NODEModel", "init_to_glorot"]
@@ -326,7 +327,7 @@ class NODEModel(ProcessModel):
             M = idx.shape[0]  # the trajectories in this call (fewer than N when the plate is subsampled)
             if fn.batch_shape[-1:] != (M,):  # nothing per trajectory (no inputs, shared h0): one solve for all
                 fn.hidden  # noqa: B018 - solve before expanding, so the M trajectories share it
-                fn = fn.expand(torch.broadcast_shapes(fn.batch_shape, (M,)))
+                fn = fn.expand(broadcast_shapes(fn.batch_shape, (M,)))
             if self.record:
                 pyro.deterministic("hidden", fn.hidden, event_dim=2)
                 pyro.deterministic("y_mean", fn.mean, event_dim=2)

@@ -1,7 +1,7 @@
 """Device and dtype handling: every tensor the package creates follows the data or parameters it works with."""
 import torch
 
-__all__ = ["move_tensors"]
+__all__ = ["broadcast_shapes", "move_tensors"]
 
 
 def move_tensors(values, dtype=None, device=None):
@@ -24,3 +24,25 @@ def move_tensors(values, dtype=None, device=None):
     if isinstance(values, (list, tuple)):
         return type(values)(move_tensors(v, dtype, device) for v in values)
     return values
+
+
+def broadcast_shapes(*shapes):
+    """``torch.broadcast_shapes`` for the few short shapes of a model evaluation, in plain Python: about 2 us
+    where torch's (written for symbolic shapes) takes about 20, and it runs several times per evaluation.
+
+    :raises RuntimeError: like torch's, when the shapes do not broadcast.
+
+    Example::
+
+        >>> broadcast_shapes((1, 1), (16,), ())
+        torch.Size([1, 16])
+    """
+    ndim = max(map(len, shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, d in enumerate(shape, ndim - len(shape)):
+            if d != 1:
+                if out[i] != 1 and out[i] != d:
+                    raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} do not broadcast (dim {i - ndim})")
+                out[i] = d
+    return torch.Size(out)
