@@ -181,10 +181,10 @@ def _grid(field, interp, t, method, substeps, batch):
     memoised per data: a model evaluated thousands of times on the same ``t`` and ``x`` (SVI, MCMC) computes
     them once (about 20 small ops of a ~5 ms evaluation).  The key is the data's memory (a solve gets a new view
     of the same times each call) and version (an in-place change, through any view, is computed again); the last
-    :data:`_MEMO_SIZE` data are held, so their memory cannot be reused.  Inputs that need a gradient and traced
-    solves are never memoised."""
+    :data:`_MEMO_SIZE` data are held, so their memory cannot be reused.  Inputs that need a gradient, traced
+    solves and solves in inference mode (whose tensors autograd cannot use later) are never memoised."""
     data = (t,) if interp is None else (t, interp.times, interp.x)
-    if torch.jit.is_tracing() or any(v.requires_grad for v in data):
+    if torch.jit.is_tracing() or torch.is_inference_mode_enabled() or any(v.requires_grad for v in data):
         times, dt = stage_times(t, method, substeps)
         return times, dt, _stage_inputs(field, interp, times, batch)
     key = (tuple((v.data_ptr(), v.shape, v.stride(), v.dtype, v.device, v._version) for v in data),

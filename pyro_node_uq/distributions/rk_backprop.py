@@ -24,6 +24,8 @@ values are in cache (large ensembles, above :data:`_GATHER_BUDGET` elements).  L
 ``(B, H, M)``, stage inputs ``x`` ``(K, S, B, D, M)``, weights ``(B, out, in)``, biases ``(B, out, 1)``.  Only a
 ``tanh`` field without output activation is handled here (the default); other fields use autograd.
 """
+import functools
+
 import torch
 
 from .rk_loops import backward_steps, forward_steps, loop
@@ -35,11 +37,19 @@ def _tableau(dt, a, b):
     """Constant coefficient columns over the stage buffer's rows ``(k_0, ..., k_{S-1}, bias)``, to be scaled by
     each step's width: the stage inputs' ``a_i`` as rows ``(1, S + 1)`` (and columns for the backward) and the
     update's ``b`` ``(1, S + 1)``; plus the widths as Python floats.  The bias row gets the row sums."""
+    return (*_coefficients(tuple(map(tuple, a)), tuple(b), dt.dtype, dt.device), dt.tolist())
+
+
+@functools.lru_cache(maxsize=32)
+def _coefficients(a, b, dtype, device):
+    """:func:`_tableau`'s constant tensors, made once per method, dtype and device (read-only; normal tensors even
+    when first asked for in inference mode)."""
     S = len(b)
     rows = [list(row) + [0.0] * (S - len(row)) for row in a]
-    A = dt.new_tensor([r + [sum(r)] for r in rows])  # (S, S + 1)
-    Bv = dt.new_tensor([list(b) + [sum(b)]])  # (1, S + 1)
-    return A[:, None, :].unbind(0), A[:, :, None].unbind(0), Bv, dt.tolist()
+    with torch.inference_mode(False):
+        A = torch.tensor([r + [sum(r)] for r in rows], dtype=dtype, device=device)  # (S, S + 1)
+        Bv = torch.tensor([list(b) + [sum(b)]], dtype=dtype, device=device)  # (1, S + 1)
+        return list(A[:, None, :].unbind(0)), list(A[:, :, None].unbind(0)), Bv
 
 
 # elements of one buffer of per-stage gradients ``(K S, B, n, M)`` (4 MB in float32); beyond it the weight
@@ -85,7 +95,7 @@ def _forward(h, terms, w_in, b_in, K, tab, weights, biases, save):
     if L:
         k3[S].copy_(biases[-1].expand(B, H, M))
     acts = [h.new_empty(K * S, B, w.shape[-2], M) for w in weights[:L]] if save else []
-    loop(forward_steps)(X2[0], X, X2, X3, kbuf, k3, Yh, list(rows_a), Bv, dts, *terms, w_in, b_in, list(weights),
+    loop(forward_steps)(X2[0], X, X2, X3, kbuf, k3, Yh, rows_a, Bv, dts, *terms, w_in, b_in, list(weights),
                         list(biases), acts)
     Yh[K, 0] = X[0]
     return Yh, acts
@@ -133,7 +143,7 @@ class _RKSolve(torch.autograd.Function):
         grads = (_Accumulated if big else _Gathered)(weights, acts, Yh, x, ctx.w_in, (B, H, M))
         loop(backward_steps)(lam, G, list(G.view(S + 1, B, H, M).unbind(0)), gY, list(gY[:, None].unbind(0)),
                              list(gY.view(S, B, H, M).unbind(0)), G_hist, g_states.reshape(K1, 1, N), Bv.t(),
-                             list(cols_a), g_states.new_ones(1, S), dts, wT, acts, grads.g_z, *grads.accumulators())
+                             cols_a, g_states.new_ones(1, S), dts, wT, acts, grads.g_z, *grads.accumulators())
         grad_h = (lam + g_states[0].reshape(1, N)).view(B, H, M)
         g_k = G_hist[:, :S].reshape(K * S, B, H, M)  # gradient of every stage value k_i
         grads_w, grads_b, grad_w_in, grad_b_in, g_first = grads.result(g_k)

@@ -269,3 +269,23 @@ def test_large_stage_inputs_are_not_memoised(monkeypatch):
     first = _solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean
     assert fixed_grid._memo == {}  # held nowhere: the data's size bounds what a memo keeps alive
     torch.testing.assert_close(_solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean, first)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus"])  # the hand-written solve, and the autograd loop
+def test_a_solve_in_inference_mode_leaves_nothing_autograd_cannot_use(monkeypatch, activation):
+    """A first solve under torch.inference_mode (e.g. a user's prediction) must not memoise inference tensors
+    that a later solve with gradients would save for backward."""
+    monkeypatch.setattr(fixed_grid, "_memo", {})
+    R = BatchedMLP("R", (4, 8, 3), activation=activation)
+    t, x, y = torch.linspace(0, 1, 6), torch.randn(5, 6, 1), torch.randn(5, 6, 2)
+    params = {k: v.expand((2, 1) + v.shape).clone() for k, v in R.init_params().items()}
+
+    def log_p(w):
+        return NODETrajectory(R, None, w, t, x, h0=torch.zeros(3), scale=0.3, obs_dim=2).log_prob(y).sum()
+
+    with torch.inference_mode():
+        first = log_p(params)
+    params = {k: v.clone().requires_grad_() for k, v in params.items()}
+    lp = log_p(params)
+    lp.backward()
+    assert torch.allclose(lp.detach(), first) and all(v.grad is not None for v in params.values())
