@@ -1,13 +1,10 @@
 """Conversion of any method's posterior to ArviZ ``InferenceData`` with the same groups, dims and coords.
 
-This is the only module that uses ArviZ's conversion API (``az.from_dict``): moving to ``arviz-base`` is one
-change here.  The posterior draws are pushed through the model in ONE vectorised trace (``Predictive``), whose
+ArviZ's conversion API is called in one place, :mod:`~pyro_node_uq.diagnostics.az_convert`: moving to
+``arviz-base`` is one change there.  The posterior draws are pushed through the model in ONE vectorised trace (``Predictive``), whose
 observation site gives the pointwise log-likelihood, the posterior predictive draws and the deterministic
 sites (``y_mean``, ``hidden``) together.
 """
-import warnings
-
-import arviz as az
 import pyro
 import torch
 from pyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
@@ -18,18 +15,12 @@ from pyro.poutine.util import site_is_subsample
 from ..methods.result import MethodResult, guide_samples
 from ..models.protocol import ProcessModel
 from .arviz_static import static_inference_data
+from .az_convert import from_dict, numpy as _numpy
 from ..utils.seeding import param_scope
 from ..validation import check_int
 
 __all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]
 
-
-def _from_dict(**groups):
-    """``az.from_dict`` without its "More chains than draws" warning: ensembles and short kernel runs are
-    stored with members or particles as chains on purpose (e.g. 5 members, 1 draw each)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
-        return az.from_dict(**groups)
 
 
 def pointwise_log_likelihood(fn, value):
@@ -112,9 +103,6 @@ def _mcmc_stats(mcmc):
         stats["acceptance_rate"] = rate[:, None].expand(C, D)
     return stats or None
 
-
-def _numpy(v):
-    return v.detach().cpu().numpy()
 
 
 def _per_unit_dims(trace, posterior, dims, C, D):
@@ -225,15 +213,15 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         log_lik, pred, observed = log_lik[:, :, seen], pred[:, :, seen], observed[seen]
         data_dims = {obs_site: ["observation", "output"]}
         data_coords = {"observation": list(range(len(idx))), "output": coords["output"]}
-    idata = _from_dict(
+    idata = from_dict(
         posterior=posterior, constant_data=constant,
         sample_stats={k: _numpy(v) for k, v in stats.items()} if stats else None,
         coords=coords, dims={k: v for k, v in dims.items() if k != obs_site}, attrs=attrs)
-    idata.extend(_from_dict(posterior_predictive={obs_site: _numpy(pred)},
+    idata.extend(from_dict(posterior_predictive={obs_site: _numpy(pred)},
                               observed_data={obs_site: _numpy(observed)}, coords=data_coords, dims=data_dims,
                               attrs=attrs))
     if mask is not None:  # one log-likelihood value per observed point, as in observed_data
-        idata.extend(_from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=data_coords,
+        idata.extend(from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=data_coords,
                                   dims=data_dims, attrs=attrs))
         where = {"obs_trajectory": ("observation", _numpy(split.ids[idx[:, 0]])),
                  "obs_time": ("observation", _numpy(split.t[idx[:, 0], idx[:, 1]] if per_unit else
@@ -241,7 +229,7 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         for group in ("posterior_predictive", "observed_data", "log_likelihood"):
             setattr(idata, group, getattr(idata, group).assign_coords(where))
         return idata
-    idata.extend(_from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=coords,
+    idata.extend(from_dict(log_likelihood={obs_site: _numpy(log_lik.double())}, coords=coords,
                               dims=data_dims, attrs=attrs))
     return idata
 
@@ -327,5 +315,5 @@ def mcmc_to_inference_data(mcmc, *args, **kwargs):
         by_particle = diag.get("divergences by particle", {}).get(f"chain {c}")
         for p, steps in enumerate(by_particle if by_particle is not None else [diag["divergences"][f"chain {c}"]]):
             diverging[c * P + p, steps] = True
-    return _from_dict(posterior={k: _numpy(v) for k, v in samples.items()}, log_likelihood=log_lik,
+    return from_dict(posterior={k: _numpy(v) for k, v in samples.items()}, log_likelihood=log_lik,
                         observed_data=observed, sample_stats={"diverging": _numpy(diverging)})

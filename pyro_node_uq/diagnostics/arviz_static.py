@@ -1,14 +1,11 @@
 """ArviZ ``InferenceData`` of a model of independent (x, y) pairs (an SDE-BNN on a static problem): the part of
 :func:`~pyro_node_uq.diagnostics.to_inference_data` after the vectorised trace, with dims ``observation``
 (coords: ``split.ids``), ``output`` (regression), ``class`` (classification) and ``input``."""
-import arviz as az
 import torch
 
+from .az_convert import from_dict, numpy as _numpy
+
 __all__ = ["static_inference_data"]
-
-
-def _numpy(v):
-    return v.detach().cpu().numpy()
 
 
 def static_inference_data(trace, draws, split, obs_dims, obs_site="obs", output_names=None, input_names=None,
@@ -51,9 +48,9 @@ def static_inference_data(trace, draws, split, obs_dims, obs_site="obs", output_
     coords = {"observation": _numpy(split.ids), "input": list(input_names or range(split.x.shape[-1])), last: names}
     dims["x"] = ["observation", "input"]
     data_dims = {obs_site: list(obs_dims)}
-    idata = az.from_dict(posterior=posterior, posterior_predictive={obs_site: _numpy(pred)},
-                         log_likelihood={obs_site: _numpy(log_lik.double())}, observed_data={obs_site: _numpy(y)},
-                         constant_data={"x": _numpy(split.x)},
-                         sample_stats={k: _numpy(v) for k, v in stats.items()} if stats else None,
-                         coords=coords, dims={**dims, **data_dims}, attrs=attrs or {})
+    idata = from_dict(posterior=posterior, posterior_predictive={obs_site: _numpy(pred)},
+                      log_likelihood={obs_site: _numpy(log_lik.double())}, observed_data={obs_site: _numpy(y)},
+                      constant_data={"x": _numpy(split.x)},
+                      sample_stats={k: _numpy(v) for k, v in stats.items()} if stats else None,
+                      coords=coords, dims={**dims, **data_dims}, attrs=attrs or {})
     return idata

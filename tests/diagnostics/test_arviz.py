@@ -218,9 +218,9 @@ def test_members_as_chains_convert_without_arviz_shape_warning():
     """Ensembles store members as chains with one draw each, on purpose: no "More chains than draws" warning."""
     import warnings
 
-    from pyro_node_uq.diagnostics.arviz import _from_dict
+    from pyro_node_uq.diagnostics.az_convert import from_dict
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        idata = _from_dict(posterior={"w": np.zeros((5, 1, 3))})
+        idata = from_dict(posterior={"w": np.zeros((5, 1, 3))})
     assert idata.posterior["w"].shape == (5, 1, 3)
