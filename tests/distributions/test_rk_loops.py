@@ -6,12 +6,16 @@ from pyro_node_uq.distributions import rk_loops
 from . import test_fixed_grid as fixed
 
 
-def test_loops_are_scripted_once_per_process(monkeypatch):
+def test_loops_are_scripted_once_per_process_after_a_few_uses(monkeypatch):
     monkeypatch.setattr(rk_loops, "_scripted", {})
+    monkeypatch.setattr(rk_loops, "_uses", {})
     monkeypatch.setattr(rk_loops, "USE_TORCHSCRIPT", True)
+    for _ in range(rk_loops.SCRIPT_AFTER - 1):  # a one-off solve runs the Python loop
+        assert rk_loops.loop(rk_loops.forward_steps) is rk_loops.forward_steps
     first = rk_loops.loop(rk_loops.forward_steps)
     assert isinstance(first, torch.jit.ScriptFunction)
     assert rk_loops.loop(rk_loops.forward_steps) is first
+    monkeypatch.setattr(rk_loops, "SCRIPT_AFTER", 1)
     assert isinstance(rk_loops.loop(rk_loops.backward_steps), torch.jit.ScriptFunction)
 
 
@@ -29,6 +33,7 @@ def test_a_failed_script_warns_once_and_runs_the_python_loop(monkeypatch):
 
     monkeypatch.setattr(rk_loops, "_scripted", {})
     monkeypatch.setattr(rk_loops, "USE_TORCHSCRIPT", True)
+    monkeypatch.setattr(rk_loops, "SCRIPT_AFTER", 1)
     monkeypatch.setattr(torch.jit, "script", fail)
     with pytest.warns(RuntimeWarning, match="TorchScript could not compile forward_steps"):
         assert rk_loops.loop(rk_loops.forward_steps) is rk_loops.forward_steps
