@@ -233,20 +233,20 @@ def test_weights_as_views_of_a_flat_latent_match_torchdiffeq():
     R, Z, params, t, x, y = _setup(P=5)
     shapes = {k: v.shape[2:] for k, v in params.items()}
     flat = torch.cat([v.reshape(5, 1, -1) for v in params.values()], -1)  # (P, 1, D): one latent per particle
+
+    def logp(views, backend):
+        return NODETrajectory(R, Z, views, t, x, h0=torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),
+                              scale=0.3, obs_dim=2, solver=dict(backend=backend)).log_prob(y)
+
     out = []
     for backend in ("fixed", "torchdiffeq"):
         z = flat.detach().requires_grad_()
         views = unflatten_params(z, shapes)
         assert not all(v.is_contiguous() for v in views.values())
-
-        def logp():
-            return NODETrajectory(R, Z, views, t, x, h0=torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),
-                                  scale=0.3, obs_dim=2, solver=dict(backend=backend)).log_prob(y)
-
-        lp = logp()
+        lp = logp(views, backend)
         out.append((lp.detach(), torch.autograd.grad(lp.sum(), z)[0]))
         if backend == "fixed":
             with torch.no_grad():
-                torch.testing.assert_close(logp(), lp.detach(), rtol=1e-12, atol=1e-12)
+                torch.testing.assert_close(logp(views, backend), lp.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-10, atol=1e-10)
