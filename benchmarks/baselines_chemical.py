@@ -3,7 +3,7 @@
 NUTS on the default chemical NODE (259 weights) is too slow for a shared CPU, so this uses a smaller vector
 field (``--R-hidden``, default 4: 35 weights) for every method, to compare like with like.
 
-    python benchmarks/baselines_chemical.py [--out DIR] [--quick]
+    python benchmarks/baselines_chemical.py [--out DIR] [--seed N] [--quick]
 
 Last line: ``RESULT key=value ...`` with test-trajectory 90% coverage of each method.
 """
