@@ -3,7 +3,7 @@
 NUTS on the default chemical NODE (259 weights) is too slow for a shared CPU, so this uses a smaller vector
 field (``--R-hidden``, default 4: 35 weights) for every method, to compare like with like.
 
-    python benchmarks/baselines_chemical.py [--out DIR] [--quick]
+    python benchmarks/baselines_chemical.py [--out DIR] [--seed N] [--quick]
 
 Last line: ``RESULT key=value ...`` with test-trajectory 90% coverage of each method.
 """
@@ -32,6 +32,7 @@ def main(argv=None):
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--tree-depth", type=int, default=5)
     ap.add_argument("--num-pred", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0, help="seed of every fit")
     ap.add_argument("--out", default=None, help="folder for PNGs")
     ap.add_argument("--quick", action="store_true", help="tiny settings (smoke run)")
     args = ap.parse_args(argv)
@@ -43,18 +44,19 @@ def main(argv=None):
     test = problem.test
     results = {}
     t0 = time.perf_counter()
-    results["map"] = run_map(model, problem.train, num_steps=args.map_steps, lr=0.03, progress_bar=False)
+    results["map"] = run_map(model, problem.train, num_steps=args.map_steps, lr=0.03, seed=args.seed,
+                             progress_bar=False)
     results["autonormal"] = run_autonormal(model, problem.train, num_steps=args.vi_steps,
-                                           warm_start=results["map"], progress_bar=False)
+                                           warm_start=results["map"], seed=args.seed, progress_bar=False)
     results["nuts"] = run_nuts(model, problem.train, num_samples=args.nuts_samples, warmup_steps=args.nuts_warmup,
                                num_chains=args.chains, max_tree_depth=args.tree_depth, warm_start=results["map"],
-                               progress_bar=False)
+                               seed=args.seed, progress_bar=False)
     predictions = {k: r.predict(test, num_samples=args.num_pred if k != "map" else 1) for k, r in results.items()}
     predictions["map"] = results["map"].predict(test, num_samples=args.num_pred)  # noise-only predictive
     scores = {k: score(p, test.y, test.mask, noise_scale=problem.noise_scale, h_true=test.h_true,
                        reference=predictions["nuts"]) for k, p in predictions.items()}
     print(f"chemical, R_hidden=({args.R_hidden},), {args.num_train} train / {args.num_test} test trajectories, "
-          f"{args.num_times} times; NUTS {args.chains} chains x {args.nuts_samples} draws "
+          f"{args.num_times} times, seed {args.seed}; NUTS {args.chains} chains x {args.nuts_samples} draws "
           f"({args.nuts_warmup} warm-up, tree depth {args.tree_depth}); total {time.perf_counter() - t0:.0f} s")
     keys = ["rmse", "nll", "crps", "coverage_50", "coverage_90", "coverage_95", "width_90", "miscalibration_area",
             "energy_distance", "hidden_coverage_90"]

@@ -289,3 +289,32 @@ def test_a_solve_in_inference_mode_leaves_nothing_autograd_cannot_use(monkeypatc
     lp = log_p(params)
     lp.backward()
     assert torch.allclose(lp.detach(), first) and all(v.grad is not None for v in params.values())
+
+
+def test_weights_as_views_of_a_flat_latent_match_torchdiffeq():
+    """AutoContinuous guides (AutoLangevin's chain) hand the model non-contiguous views of one flat latent per
+    particle, ``(P, 1, out, in)`` with strides over the whole latent, whose gradient flows back to that latent;
+    the hand-written solve gives torchdiffeq's log p and latent gradient there, and its no-gradient solve (as
+    under ``torch.no_grad``) the same log p."""
+    from pyro_node_uq.nn import unflatten_params
+
+    R, Z, params, t, x, y = _setup(P=5)
+    shapes = {k: v.shape[2:] for k, v in params.items()}
+    flat = torch.cat([v.reshape(5, 1, -1) for v in params.values()], -1)  # (P, 1, D): one latent per particle
+
+    def logp(views, backend):
+        return NODETrajectory(R, Z, views, t, x, h0=torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),
+                              scale=0.3, obs_dim=2, solver=dict(backend=backend)).log_prob(y)
+
+    out = []
+    for backend in ("fixed", "torchdiffeq"):
+        z = flat.detach().requires_grad_()
+        views = unflatten_params(z, shapes)
+        assert not all(v.is_contiguous() for v in views.values())
+        lp = logp(views, backend)
+        out.append((lp.detach(), torch.autograd.grad(lp.sum(), z)[0]))
+        if backend == "fixed":
+            with torch.no_grad():
+                torch.testing.assert_close(logp(views, backend), lp.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-10, atol=1e-10)
