@@ -1,4 +1,6 @@
 """A neural mixed-effects NODE: population weights w, per-unit random effects eta_i ~ Normal(B c_i, Omega), doses."""
+import re
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -11,7 +13,8 @@ from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
 __all__ = ["EFFECTS", "PARAMETERIZATIONS", "HierarchicalNODEModel"]
 
-EFFECTS = ("rate", "output", "input")
+EFFECTS = ("rate", "output", "input", "rate[k]")
+_STATE_RATE = re.compile(r"rate\[(\d+)\]$")
 PARAMETERIZATIONS = ("noncentred", "centred")
 
 
@@ -20,13 +23,15 @@ class HierarchicalNODEModel(NODEModel):
 
     .. math::
 
-        dh_i/dt = e^{\\eta_{i,r}} R(h_i, x_i(t), \\eta_{i,in}; w) + u_i(t),\\quad
+        dh_{i,k}/dt = e^{\\eta_{i,r} + \\eta_{i,r_k}} R_k(h_i, x_i(t), \\eta_{i,in}; w) + u_{i,k}(t),\\quad
         y_i = e^{\\eta_{i,o}} Z(h_i, x_i(t), \\eta_{i,in}; w) + \\epsilon,\\quad
         \\eta_i \\sim \\mathcal N(B c_i, \\mathrm{diag}(\\omega^2))
 
     where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-
-    type effect: the unit's clock runs faster), ``"output"`` scales the observation (a volume-type effect),
-    ``"input"`` is an extra input of R (and Z). Doses jump the state (boluses) or add the infusion rate
+    type effect: the unit's clock runs faster), ``"rate[k]"`` scales the derivative of hidden component ``k`` only
+    (per-state rates: with a gut and a central compartment, ``("rate[0]", "rate[1]")`` gives each unit its own
+    elimination and absorption speed, which one ``"rate"`` ties together), ``"output"`` scales the observation (a
+    volume-type effect), ``"input"`` is an extra input of R (and Z). Doses jump the state (boluses) or add the infusion rate
     ``u_i(t)``. Covariates ``c_i`` (standardised
     with ``covariate_loc`` / ``covariate_scale``) shift the mean of eta through the latent ``beta`` (``B``).
     The per-unit latent lives inside the plate ``"trajectories"`` (``dim=-1``).  Non-centred
@@ -43,8 +48,9 @@ class HierarchicalNODEModel(NODEModel):
     :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
     :class:`~pyro_node_uq.distributions.NODEObservation`.
 
-    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS`; ``()`` is the
-        population-only model (no random effects; doses and covariates-free).
+    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` with
+        ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only model (no random effects;
+        doses and covariates-free).
     :param int covariate_dim: number of covariates ``C``.
     :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
     :param omega: ``"learned"`` or ``"latent"``.
@@ -70,9 +76,11 @@ class HierarchicalNODEModel(NODEModel):
                  covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0,
                  parameterization="noncentred", **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
-        bad = [e for e in effects if e not in EFFECTS]
-        if bad or isinstance(effects, str):
-            raise ValueError(f"effects: expected a tuple of {EFFECTS} (empty: a population-only model), got {effects!r}")
+        bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
+            _STATE_RATE.match(e) and int(_STATE_RATE.match(e).group(1)) < self.hidden_dim)]
+        if bad:
+            raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
+                             f"(empty: a population-only model), got {effects!r}")
         if covariate_dim and not effects:
             raise ValueError("covariate_dim: covariates shift the random effects' mean; give effects as well")
         if omega not in ("learned", "latent"):
@@ -203,14 +211,18 @@ class HierarchicalNODEModel(NODEModel):
         return pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
 
     def _rate_scaled(self, params, eta):
-        """R's last layer scaled by ``exp(eta_rate)`` per unit: ``exp(eta_r) R(h)`` (an infusion's rate, added to
-        the last bias by the solve, stays unscaled)."""
-        if "rate" not in self.effects:
+        """R's last layer scaled per unit and output row: row ``k`` by ``exp(eta_rate + eta_rate[k])``, i.e.
+        ``exp(.) R_k(h)`` (an infusion's rate, added to the last bias by the solve, stays unscaled)."""
+        rows = [[i for i, e in enumerate(self.effects) if e == "rate" or e == f"rate[{k}]"]
+                for k in range(self.hidden_dim)]
+        if not any(rows):
             return params
-        factor = eta[..., self._index("rate")].sum(-1).exp()
+        zero = eta.new_zeros(eta.shape[:-1])
+        log_factor = torch.stack([eta[..., r].sum(-1) if r else zero for r in rows], -1)  # (..., N, hidden_dim)
+        factor = log_factor.exp()
         last = self.R.num_layers - 1
         w, b = f"R.{last}.weight", f"R.{last}.bias"
-        return {**params, w: params[w] * factor[..., None, None], b: params[b] * factor[..., None]}
+        return {**params, w: params[w] * factor[..., None], b: params[b] * factor}
 
     def _with_effect_inputs(self, eta, t, x, x_times):
         """Append the ``"input"`` effects to the inputs of R and Z (constant in time)."""

@@ -152,3 +152,27 @@ def test_centred_map_does_not_inflate_omega():
             omegas[par] = pyro.param("omega").detach()
     assert ((omegas["centred"] - spread).abs() < 0.3 * spread).all(), (omegas, spread)
     assert (omegas["noncentred"] > 1.5 * spread).all(), (omegas, spread)
+
+
+def test_per_state_rate_effects_scale_their_own_derivative():
+    """``"rate[k]"`` scales the derivative of hidden component ``k`` only: the same solve as a population model
+    whose R rows are multiplied by ``exp(eta_rate + eta_rate[k])`` per unit."""
+    problem = load_problem("theophylline_events", dtype=D64)
+    split = problem.train.select(torch.arange(3))
+    kw = dict(hidden_dim=2, R_hidden=(), Z_hidden=None, scale=0.5, solver=dict(method="rk4"))
+    model = HierarchicalNODEModel(effects=("rate", "rate[0]", "rate[1]"), omega="latent", **kw)
+    pop = HierarchicalNODEModel(effects=(), **kw)
+    w = torch.tensor([[-0.2, 1.0], [0.0, -1.0]], dtype=D64)
+    b = torch.tensor([0.01, 0.02], dtype=D64)
+    eta = torch.tensor([[0.1, -0.5, 0.4], [0.0, 0.3, 0.0], [-0.2, 0.0, -0.6]], dtype=D64)
+    data = {"R.0.weight": w, "R.0.bias": b, "omega": torch.ones(3, dtype=D64), "eta_z": eta}
+    got = poutine.trace(poutine.condition(model, data)).get_trace(*split.args, **split.kwargs)
+    factor = torch.stack([eta[:, 0] + eta[:, 1], eta[:, 0] + eta[:, 2]], -1).exp()  # (N, hidden)
+    for i in range(len(split)):
+        one = split.select(torch.tensor([i]))
+        scaled = {"R.0.weight": w * factor[i][:, None], "R.0.bias": b * factor[i]}
+        want = poutine.trace(poutine.condition(pop, scaled)).get_trace(*one.args, **one.kwargs)
+        assert torch.allclose(got.nodes["hidden"]["value"][i], want.nodes["hidden"]["value"][0], atol=1e-10)
+    assert not torch.allclose(got.nodes["hidden"]["value"][1, :, 1], got.nodes["hidden"]["value"][0, :, 1])
+    with pytest.raises(ValueError, match=r"0 <= k < hidden_dim=2"):
+        HierarchicalNODEModel(effects=("rate[2]",), **kw)
