@@ -1,14 +1,19 @@
-"""Issue 17 must-shows on ``pk_repeated`` (slow: ~8 minutes on one core; the numbers are printed by
-``benchmarks/hierarchical_pk.py`` with the same settings).  Not asserted: the 90% intervals of eta cover the
-true effects of only half the units (``benchmarks/eta_recovery.py``: posterior means correlate 0.8-0.87 with the
-truth, omega is over-estimated), short of the issue's [0.85, 0.95]."""
+"""Issue 17 must-shows on ``pk_repeated`` (slow: ~9 minutes on one core; the numbers are printed by
+``benchmarks/hierarchical_pk.py`` with the same settings).
+
+Not asserted: the 90% intervals of eta cover the true effects of 0.5-0.8 of the units depending on the method
+(``benchmarks/eta_recovery.py``), short of the issue's [0.85, 0.95].  What is asserted instead is the part that
+was fixed: with ``parameterization="centred"`` the fitted omega is the effects' spread (non-centred fits
+over-estimate it about twofold)."""
 import pytest
 import torch
 
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.diagnostics.metrics import score
 from pyro_node_uq.infer import condition_effects, predict_units
+from pyro_node_uq.data.pk import OMEGA
 from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
+from pyro_node_uq.utils.seeding import param_scope
 
 pytestmark = pytest.mark.slow
 STEPS = 800
@@ -28,7 +33,7 @@ def fits():
         an = run_autonormal(model, problem.train, warm_start=mp, num_steps=STEPS, progress_bar=False, elbo_particles=0)
         la = run_langevin(model, problem.train, warm_start=an, num_iters=STEPS // 2, num_steps=10, progress_bar=False,
                           elbo_particles=0)
-        out[name] = {"autonormal": an, "langevin": la}
+        out[name] = {"map": mp, "autonormal": an, "langevin": la}
     return problem, out
 
 
@@ -58,3 +63,21 @@ def test_conditioned_forecast_beats_population_forecast(fits, method):
     ind = _scores(fit, predict_units(fit, late, condition_effects(fit, early, num_samples=100, num_proposals=128)),
                   late)
     assert ind["nll"] < pop["nll"] - 0.5, (ind, pop)
+
+
+def _omega(fit):
+    with param_scope(fit.param_state):
+        import pyro
+        return pyro.param("omega").detach()
+
+
+def test_centred_effects_recover_omega(fits):
+    """AutoNormal on centred effects (from the non-centred MAP: a centred MAP collapses omega) estimates omega
+    within 25% of the truth (0.3, 0.2) (measured: 0.29, 0.16); the non-centred AutoNormal of the same MAP gives
+    about (0.6, 0.3): it crosses the ridge ``eta_z = eta / omega`` from MAP's inflated omega slowly."""
+    problem, out = fits
+    mp = out["hierarchical"]["map"]
+    centred = problem.default_model(parameterization="centred")
+    an = run_autonormal(centred, problem.train, warm_start=mp, num_steps=STEPS, progress_bar=False, elbo_particles=0)
+    truth = torch.tensor(OMEGA, dtype=torch.float64)
+    assert ((_omega(an) / truth - 1).abs() < 0.25).all(), _omega(an)
