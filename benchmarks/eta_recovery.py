@@ -77,8 +77,8 @@ def main():
           f"{'offset':>15} {'post_sd':>13} {'rmse':>13}")
     for r in rows:
         print(f"{r['seed']:>4} {r['parameterization']:>10} {r['method']:>13} {r['coverage_90']:6.3f} "
-              f"{str(r['omega']):>22} {str(r['slope']):>13} {str(r['offset']):>15} {str(r['post_sd']):>13} "
-              f"{str(r['rmse']):>13}")
+              f"{r['omega']!s:>22} {r['slope']!s:>13} {r['offset']!s:>15} {r['post_sd']!s:>13} "
+              f"{r['rmse']!s:>13}")
     print("\npooled over seeds:")
     for par in args.parameterization:
         for method in ("autonormal", "langevin", "layerwise_mvn"):

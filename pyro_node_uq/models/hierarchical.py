@@ -27,23 +27,24 @@ class HierarchicalNODEModel(NODEModel):
         y_i = e^{\\eta_{i,o}} Z(h_i, x_i(t), \\eta_{i,in}; w) + \\epsilon,\\quad
         \\eta_i \\sim \\mathcal N(B c_i, \\mathrm{diag}(\\omega^2))
 
-    where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-
-    type effect: the unit's clock runs faster), ``"rate[k]"`` scales the derivative of hidden component ``k`` only
+    where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-type
+    effect: the unit's clock runs faster), ``"rate[k]"`` scales the derivative of hidden component ``k`` only
     (per-state rates: with a gut and a central compartment, ``("rate[0]", "rate[1]")`` gives each unit its own
     elimination and absorption speed, which one ``"rate"`` ties together), ``"output"`` scales the observation (a
-    volume-type effect), ``"input"`` is an extra input of R (and Z). Doses jump the state (boluses) or add the infusion rate
-    ``u_i(t)``. Covariates ``c_i`` (standardised
-    with ``covariate_loc`` / ``covariate_scale``) shift the mean of eta through the latent ``beta`` (``B``).
-    The per-unit latent lives inside the plate ``"trajectories"`` (``dim=-1``).  Non-centred
-    (``parameterization="noncentred"``): ``"eta_z"`` ~ Normal(0, I) and ``eta = B c + omega * eta_z`` is recorded as
-    the deterministic site ``"eta"``, the choice for units with few or noisy observations each (the effects are
-    then mostly prior, and a centred ``eta`` meets the funnel).  Centred (``"centred"``): ``"eta"`` ~
-    Normal(B c, diag(omega^2)) is the latent, the choice when each unit's data pin its effects down (dense PK
-    sampling): there a non-centred ``eta_z`` and omega lie on a ridge (``eta_z = eta / omega``) that MAP climbs
-    towards a large omega (the non-centred joint density has no ``-N log omega`` term; only omega's prior stops
-    it) and that mean-field guides and samplers cross slowly.  Units marked ``new_units`` always use the
-    non-centred ``"eta_z_new"`` / ``"eta_new"`` (drawn from the population, not from the fitted units' posterior). ``omega`` is a point estimate
-    (``omega="learned"``, a ``pyro.param``) or a latent, with a log-normal prior either way.
+    volume-type effect), ``"input"`` is an extra input of R (and Z).  Doses jump the state (boluses) or add the
+    infusion rate ``u_i(t)``.  Covariates ``c_i`` (standardised with ``covariate_loc`` / ``covariate_scale``) shift
+    the mean of eta through the latent ``beta`` (``B``).  The per-unit latent lives inside the plate
+    ``"trajectories"`` (``dim=-1``).  Non-centred (``parameterization="noncentred"``): ``"eta_z"`` ~ Normal(0, I)
+    and ``eta = B c + omega * eta_z`` is recorded as the deterministic site ``"eta"``, the choice for units with few
+    or noisy observations each (the effects are then mostly prior, and a centred ``eta`` meets the funnel).  Centred
+    (``"centred"``): ``"eta"`` ~ Normal(B c, diag(omega^2)) is the latent, the choice when each unit's data pin its
+    effects down (dense PK sampling): there a non-centred ``eta_z`` and omega lie on a ridge (``eta_z = eta /
+    omega``) that MAP climbs towards a large omega (the non-centred joint density has no ``-N log omega`` term; only
+    omega's prior stops it) and that mean-field guides and samplers cross slowly.  MAP of a centred model is
+    ill-posed the other way (the joint density grows without bound as omega goes to 0): start centred fits from a
+    non-centred MAP.  Units marked ``new_units`` always use the non-centred ``"eta_z_new"`` / ``"eta_new"`` (drawn
+    from the population, not from the fitted units' posterior). ``omega`` is a point estimate (``omega="learned"``,
+    a ``pyro.param``) or a latent, with a log-normal prior either way.
     Other options (error models, solver, noise scale) are :class:`NODEModel`'s; the solve is
     :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
     :class:`~pyro_node_uq.distributions.NODEObservation`.
