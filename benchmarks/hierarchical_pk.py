@@ -16,6 +16,7 @@ import json
 import time
 
 import torch
+from eta_recovery import recovery
 
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.diagnostics.metrics import score
@@ -26,14 +27,6 @@ from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
 def _scores(fit, pred, split):
     s = score(pred, split.y, split.mask, noise_scale=fit.model.noise_scale(fit.param_state, pred))
     return {k: round(float(s[k]), 4) for k in ("nll", "crps", "coverage_90", "rmse") if k in s}
-
-
-def eta_coverage(fit, split, level=0.9, num_samples=400):
-    """Fraction of (unit, component) true effects inside the fit's central ``level`` posterior interval."""
-    samples = fit.predict(split, num_samples=num_samples, sites=("eta",))["eta"].reshape(num_samples, len(split), -1)
-    lo, hi = samples.quantile((1 - level) / 2, 0), samples.quantile((1 + level) / 2, 0)
-    inside = (split.eta_true >= lo) & (split.eta_true <= hi)
-    return round(float(inside.double().mean()), 3), [round(float(v), 3) for v in inside.double().mean(0)]
 
 
 def fit_methods(model, train, steps, seed=0, map_model=None):
@@ -56,7 +49,7 @@ def run(problem, name, model, steps, seed, map_model=None):
             split = getattr(problem, split_name)
             row[split_name] = _scores(fit, fit.predict(split, num_samples=200, seed=seed), split)
         if model.eta_dim and problem.train.eta_true is not None:
-            row["eta_coverage_90"] = eta_coverage(fit, problem.train)
+            row["eta"] = recovery(fit, problem.train)
         if model.eta_dim:
             early, late = split_by_time(problem.test, 1 / 3)
             pop = predict_units(fit, late, num_samples=100, seed=seed)
@@ -76,6 +69,11 @@ def table(rows):
                 s = r[split]
                 lines.append(f"{r['model']:>12} {r['method']:>10} {split:>13.13} {s['nll']:8.3f} {s['crps']:8.3f} "
                              f"{s['coverage_90']:6.2f}")
+    for r in rows:
+        if "eta" in r:
+            e = r["eta"]
+            lines.append(f"{r['model']:>12} {r['method']:>10}: eta 90% coverage {e['coverage_90']:.3f} "
+                         f"{e['per_component']}, omega {e['omega']} (true effects' sd {e['sample_sd_true']})")
     return "\n".join(lines)
 
 
