@@ -77,6 +77,18 @@ print(csv.read_text().splitlines()[:4])
 # `HierarchicalNODEModel`: one hidden component per compartment, a random effect `eta_i` per subject that
 # scales the vector field (a clearance-like effect) and the output (a volume-like effect), with body weight
 # shifting the mean of `eta_i`.
+#
+# Two options change how the effects enter, when your data call for it:
+#
+# - `effects=("rate[0]", "rate[1]", "output")` gives each hidden component's derivative its own scaling
+#   `exp(eta_k)` (here the central and the gut compartment: separate elimination-like and absorption-like
+#   effects), where one `"rate"` speeds up every compartment of a subject together.
+# - `parameterization="centred"` makes `eta` itself the latent (`eta ~ Normal(B c, omega)`) instead of the
+#   standardised `eta_z` (`eta = B c + omega eta_z`, the default). Centred suits densely sampled subjects, whose
+#   data pin their effects down; there the non-centred `eta_z` and `omega` lie on a ridge that mean-field guides
+#   cross slowly and that MAP climbs to a large omega. MAP of a centred model is ill-posed (the joint density grows
+#   without bound as omega goes to 0), so start from a MAP fit of the non-centred model:
+#   `run_autonormal(centred_model, train, warm_start=run_map(noncentred_model, train))`.
 
 # %%
 problem = events_problem(csv, covariates=["WT"], test_fraction=0.25, seed=0)
@@ -89,7 +101,8 @@ print(hier)
 # %% [markdown]
 # ## 3. Fit both models: MAP, then AutoNormal, then AutoLangevin
 #
-# The random effects `eta_z` are latents inside the subjects' plate; every method of the package handles them.
+# The random effects (`eta_z`, or `eta` when centred) are latents inside the subjects' plate; every method of the
+# package handles them.
 
 # %%
 fits = {}

@@ -1,4 +1,6 @@
 """A neural mixed-effects NODE: population weights w, per-unit random effects eta_i ~ Normal(B c_i, Omega), doses."""
+import re
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -9,9 +11,11 @@ from ..nn import BatchedMLP, sample_params
 from ..validation import check_trajectory_data
 from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
-__all__ = ["EFFECTS", "HierarchicalNODEModel"]
+__all__ = ["EFFECTS", "PARAMETERIZATIONS", "HierarchicalNODEModel"]
 
-EFFECTS = ("rate", "output", "input")
+EFFECTS = ("rate", "output", "input", "rate[k]")
+_STATE_RATE = re.compile(r"rate\[(\d+)\]$")
+PARAMETERIZATIONS = ("noncentred", "centred")
 
 
 class HierarchicalNODEModel(NODEModel):
@@ -19,29 +23,40 @@ class HierarchicalNODEModel(NODEModel):
 
     .. math::
 
-        dh_i/dt = e^{\\eta_{i,r}} R(h_i, x_i(t), \\eta_{i,in}; w) + u_i(t),\\quad
+        dh_{i,k}/dt = e^{\\eta_{i,r} + \\eta_{i,r_k}} R_k(h_i, x_i(t), \\eta_{i,in}; w) + u_{i,k}(t),\\quad
         y_i = e^{\\eta_{i,o}} Z(h_i, x_i(t), \\eta_{i,in}; w) + \\epsilon,\\quad
         \\eta_i \\sim \\mathcal N(B c_i, \\mathrm{diag}(\\omega^2))
 
-    where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-
-    type effect: the unit's clock runs faster), ``"output"`` scales the observation (a volume-type effect),
-    ``"input"`` is an extra input of R (and Z). Doses jump the state (boluses) or add the infusion rate
-    ``u_i(t)``. Covariates ``c_i`` (standardised
-    with ``covariate_loc`` / ``covariate_scale``) shift the mean of eta through the latent ``beta`` (``B``).
-    The per-unit latent is ``"eta_z"`` ~ Normal(0, I) inside the plate ``"trajectories"`` (``dim=-1``), non-centred:
-    ``eta = B c + omega * eta_z`` is recorded as the deterministic site ``"eta"`` (so MAP and mean-field guides do
-    not meet the funnel of a centred ``eta``); units marked ``new_units`` use ``"eta_z_new"`` / ``"eta_new"``
-    (drawn from the population, not from the fitted units' posterior). ``omega`` is a point estimate
-    (``omega="learned"``, a ``pyro.param``) or a latent, with a log-normal prior either way.
+    where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-type
+    effect: the unit's clock runs faster), ``"rate[k]"`` scales the derivative of hidden component ``k`` only
+    (per-state rates: with a gut and a central compartment, ``("rate[0]", "rate[1]")`` gives each unit its own
+    elimination and absorption speed, which one ``"rate"`` ties together), ``"output"`` scales the observation (a
+    volume-type effect), ``"input"`` is an extra input of R (and Z).  Doses jump the state (boluses) or add the
+    infusion rate ``u_i(t)``.  Covariates ``c_i`` (standardised with ``covariate_loc`` / ``covariate_scale``) shift
+    the mean of eta through the latent ``beta`` (``B``).  The per-unit latent lives inside the plate
+    ``"trajectories"`` (``dim=-1``).  Non-centred (``parameterization="noncentred"``): ``"eta_z"`` ~ Normal(0, I)
+    and ``eta = B c + omega * eta_z`` is recorded as the deterministic site ``"eta"``, the choice for units with few
+    or noisy observations each (the effects are then mostly prior, and a centred ``eta`` meets the funnel).  Centred
+    (``"centred"``): ``"eta"`` ~ Normal(B c, diag(omega^2)) is the latent, the choice when each unit's data pin its
+    effects down (dense PK sampling): there a non-centred ``eta_z`` and omega lie on a ridge (``eta_z = eta /
+    omega``) that MAP climbs towards a large omega (the non-centred joint density has no ``-N log omega`` term; only
+    omega's prior stops it) and that mean-field guides and samplers cross slowly.  MAP of a centred model is
+    ill-posed the other way (the joint density grows without bound as omega goes to 0): start centred fits from a
+    non-centred MAP.  Units marked ``new_units`` always use the non-centred ``"eta_z_new"`` / ``"eta_new"`` (drawn
+    from the population, not from the fitted units' posterior). ``omega`` is a point estimate (``omega="learned"``,
+    a ``pyro.param``) or a latent, with a log-normal prior either way.
     Other options (error models, solver, noise scale) are :class:`NODEModel`'s; the solve is
     :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
     :class:`~pyro_node_uq.distributions.NODEObservation`.
 
-    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS`; ``()`` is the
-        population-only model (no random effects; doses and covariates-free).
+    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` with
+        ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only model (no random effects;
+        doses and covariates-free).
     :param int covariate_dim: number of covariates ``C``.
     :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
     :param omega: ``"learned"`` or ``"latent"``.
+    :param str parameterization: ``"noncentred"`` (latent ``eta_z``) or ``"centred"`` (latent ``eta``) for the
+        fitted units' effects.
     :param float omega_init: median of the ``LogNormal(log omega_init, omega_prior)`` prior of omega (the
         initial value of a learned omega, which is penalised by this prior so MAP cannot send it to 0 or infinity).
     :param float omega_prior: log-scale of that prior.
@@ -59,15 +74,21 @@ class HierarchicalNODEModel(NODEModel):
     """
 
     def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
-                 covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0, **kwargs):
+                 covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0,
+                 parameterization="noncentred", **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
-        bad = [e for e in effects if e not in EFFECTS]
-        if bad or isinstance(effects, str):
-            raise ValueError(f"effects: expected a tuple of {EFFECTS} (empty: a population-only model), got {effects!r}")
+        bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
+            _STATE_RATE.match(e) and int(_STATE_RATE.match(e).group(1)) < self.hidden_dim)]
+        if bad:
+            raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
+                             f"(empty: a population-only model), got {effects!r}")
         if covariate_dim and not effects:
             raise ValueError("covariate_dim: covariates shift the random effects' mean; give effects as well")
         if omega not in ("learned", "latent"):
             raise ValueError(f"omega must be 'learned' or 'latent', got {omega!r}")
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization: expected one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        self.parameterization = parameterization
         self.effects, self.covariate_dim = tuple(effects), int(covariate_dim)
         self.covariate_loc, self.covariate_scale = covariate_loc, covariate_scale
         self.omega, self.omega_init, self.omega_prior = omega, float(omega_init), float(omega_prior)
@@ -119,8 +140,13 @@ class HierarchicalNODEModel(NODEModel):
         return init
 
     def layer_sites(self, subset):
-        """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the per-unit latent ``eta_z``."""
-        return ["eta_z"] if subset == "random_effects" else super().layer_sites(subset)
+        """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the fitted units' latent (``eta_z`` or
+        ``eta``)."""
+        return [self._unit_site] if subset == "random_effects" else super().layer_sites(subset)
+
+    @property
+    def _unit_site(self):
+        return "eta" if self.parameterization == "centred" else "eta_z"
 
     def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
                  covariates=None, new_units=False, censored=None, t_mask=None, t0=None):
@@ -157,10 +183,7 @@ class HierarchicalNODEModel(NODEModel):
         with pyro.plate("trajectories", N, dim=-1):
             eta = t.new_zeros(N, 0)
             if self.eta_dim:
-                suffix = "_new" if new_units else ""
-                z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).expand(
-                    loc.shape[:-1] + (self.eta_dim,)).to_event(1))
-                eta = pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
+                eta = self._sample_effects(loc, omega, new_units)
             x, x_times = self._with_effect_inputs(eta, t, x, x_times)
             sol = solve_node(self.R, self.Z, self._rate_scaled(params, eta), t, x, h0, t_mask=t_mask,
                              x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
@@ -180,15 +203,27 @@ class HierarchicalNODEModel(NODEModel):
                                  prop_scale=prop, mask=m, censored=censored, diverged=sol.diverged)
             return pyro.sample("obs", fn, obs=y)
 
+    def _sample_effects(self, loc, omega, new_units):
+        """The units' effects ``eta`` ``(..., N, k)`` (see the class docstring for the two parameterizations)."""
+        if self.parameterization == "centred" and not new_units:
+            return pyro.sample("eta", dist.Normal(loc, omega).to_event(1))
+        suffix = "_new" if new_units else ""
+        z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).to_event(1))
+        return pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
+
     def _rate_scaled(self, params, eta):
-        """R's last layer scaled by ``exp(eta_rate)`` per unit: ``exp(eta_r) R(h)`` (an infusion's rate, added to
-        the last bias by the solve, stays unscaled)."""
-        if "rate" not in self.effects:
+        """R's last layer scaled per unit and output row: row ``k`` by ``exp(eta_rate + eta_rate[k])``, i.e.
+        ``exp(.) R_k(h)`` (an infusion's rate, added to the last bias by the solve, stays unscaled)."""
+        rows = [[i for i, e in enumerate(self.effects) if e == "rate" or e == f"rate[{k}]"]
+                for k in range(self.hidden_dim)]
+        if not any(rows):
             return params
-        factor = eta[..., self._index("rate")].sum(-1).exp()
+        zero = eta.new_zeros(eta.shape[:-1])
+        log_factor = torch.stack([eta[..., r].sum(-1) if r else zero for r in rows], -1)  # (..., N, hidden_dim)
+        factor = log_factor.exp()
         last = self.R.num_layers - 1
         w, b = f"R.{last}.weight", f"R.{last}.bias"
-        return {**params, w: params[w] * factor[..., None, None], b: params[b] * factor[..., None]}
+        return {**params, w: params[w] * factor[..., None], b: params[b] * factor}
 
     def _with_effect_inputs(self, eta, t, x, x_times):
         """Append the ``"input"`` effects to the inputs of R and Z (constant in time)."""
@@ -203,8 +238,9 @@ class HierarchicalNODEModel(NODEModel):
 
     def per_unit_sites(self):
         """Names of the per-unit (plate-local) latent sites."""
-        return ("eta_z", "eta_z_new")
+        return (self._unit_site, "eta_z_new")
 
     def __repr__(self):
         return (f"HierarchicalNODEModel(obs_dim={self.obs_dim}, hidden_dim={self.hidden_dim}, effects={self.effects}, "
-                f"covariate_dim={self.covariate_dim}, omega={self.omega!r}, {self.R!r}, {self.Z!r})")
+                f"covariate_dim={self.covariate_dim}, omega={self.omega!r}, parameterization={self.parameterization!r}, "
+                f"{self.R!r}, {self.Z!r})")

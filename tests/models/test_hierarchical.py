@@ -9,6 +9,7 @@ from pyro.infer.autoguide import AutoNormal
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.data.pk import K_ELIM, pk_closed_form
 from pyro_node_uq.models import HierarchicalNODEModel
+from pyro_node_uq.utils.seeding import param_scope
 
 D64 = torch.float64
 
@@ -100,3 +101,78 @@ def test_fits_start_without_dynamics(problem):
     init = problem.default_model().init_loc_fn(3)
     assert not init.values["R.1.weight"].any() and not init.values["R.1.bias"].any()
     assert init.values["R.0.weight"].abs().sum() > 0
+
+
+def test_centred_effects_are_the_latent_and_reach_the_likelihood(problem):
+    """``parameterization="centred"``: ``eta`` ~ Normal(0, omega) is the fitted units' latent; its log density is
+    the non-centred one at ``eta_z = eta / omega`` minus ``log omega`` per component (the change of variables), and
+    the effects move the likelihood; new units stay non-centred."""
+    split = problem.train
+    cen = problem.default_model(parameterization="centred", omega="latent")
+    non = problem.default_model(omega="latent")
+    omega = torch.tensor([0.3, 0.2], dtype=D64)
+    eta = split.eta_true
+    tr = poutine.trace(cen).get_trace(*split.args, **split.kwargs)
+    assert "eta" in tr.nodes and tr.nodes["eta"]["type"] == "sample" and "eta_z" not in tr.nodes
+    assert cen.layer_sites("random_effects") == ["eta"] and cen.per_unit_sites()[0] == "eta"
+    weights = {k: v["value"] for k, v in tr.nodes.items() if k.startswith("R.")}
+    tc = poutine.trace(poutine.condition(cen, {**weights, "omega": omega, "eta": eta})).get_trace(
+        *split.args, **split.kwargs)
+    tn = poutine.trace(poutine.condition(non, {**weights, "omega": omega, "eta_z": eta / omega})).get_trace(
+        *split.args, **split.kwargs)
+    tc.compute_log_prob(), tn.compute_log_prob()
+    jacobian = len(split) * omega.log().sum()
+    assert torch.allclose(tc.nodes["eta"]["log_prob_sum"], tn.nodes["eta_z"]["log_prob_sum"] - jacobian)
+    assert torch.allclose(tc.nodes["obs"]["log_prob_sum"], tn.nodes["obs"]["log_prob_sum"])
+    moved = poutine.trace(poutine.condition(cen, {**weights, "omega": omega, "eta": eta + 0.5})).get_trace(
+        *split.args, **split.kwargs)
+    moved.compute_log_prob()
+    assert not torch.allclose(moved.nodes["obs"]["log_prob_sum"], tc.nodes["obs"]["log_prob_sum"])
+    new = poutine.trace(cen).get_trace(*problem.test.args, **problem.test.kwargs)
+    assert new.nodes["eta_z_new"]["type"] == "sample" and new.nodes["eta_new"]["type"] == "sample"
+    assert new.nodes["eta_new"]["infer"].get("_deterministic")
+    with pytest.raises(ValueError, match="parameterization"):
+        HierarchicalNODEModel(parameterization="centered")
+
+
+def test_centred_map_does_not_inflate_omega():
+    """MAP of a non-centred model climbs the ridge ``eta_z = eta / omega`` to a large omega (only omega's prior
+    stops it); the centred joint density has the ``-N log omega`` term, so MAP's omega lands near the spread of
+    the true effects."""
+    from pyro_node_uq.methods import run_map
+    problem = load_problem("pk_repeated", num_units=24, dtype=D64)
+    fixed = {"R.0.weight": torch.tensor([[-K_ELIM]], dtype=D64), "R.0.bias": torch.zeros(1, dtype=D64)}
+    spread = problem.train.eta_true.pow(2).mean(0).sqrt()
+    omegas = {}
+    for par in ("noncentred", "centred"):
+        model = poutine.condition(HierarchicalNODEModel(hidden_dim=1, R_hidden=(), Z_hidden=None, scale=0.1,
+                                                        parameterization=par, solver=dict(method="rk4")), fixed)
+        fit = run_map(model, problem.train, num_steps=300, lr=0.05, progress_bar=False)
+        with param_scope(fit.param_state):
+            omegas[par] = pyro.param("omega").detach()
+    assert ((omegas["centred"] - spread).abs() < 0.3 * spread).all(), (omegas, spread)
+    assert (omegas["noncentred"] > 1.5 * spread).all(), (omegas, spread)
+
+
+def test_per_state_rate_effects_scale_their_own_derivative():
+    """``"rate[k]"`` scales the derivative of hidden component ``k`` only: the same solve as a population model
+    whose R rows are multiplied by ``exp(eta_rate + eta_rate[k])`` per unit."""
+    problem = load_problem("theophylline_events", dtype=D64)
+    split = problem.train.select(torch.arange(3))
+    kw = dict(hidden_dim=2, R_hidden=(), Z_hidden=None, scale=0.5, solver=dict(method="rk4"))
+    model = HierarchicalNODEModel(effects=("rate", "rate[0]", "rate[1]"), omega="latent", **kw)
+    pop = HierarchicalNODEModel(effects=(), **kw)
+    w = torch.tensor([[-0.2, 1.0], [0.0, -1.0]], dtype=D64)
+    b = torch.tensor([0.01, 0.02], dtype=D64)
+    eta = torch.tensor([[0.1, -0.5, 0.4], [0.0, 0.3, 0.0], [-0.2, 0.0, -0.6]], dtype=D64)
+    data = {"R.0.weight": w, "R.0.bias": b, "omega": torch.ones(3, dtype=D64), "eta_z": eta}
+    got = poutine.trace(poutine.condition(model, data)).get_trace(*split.args, **split.kwargs)
+    factor = torch.stack([eta[:, 0] + eta[:, 1], eta[:, 0] + eta[:, 2]], -1).exp()  # (N, hidden)
+    for i in range(len(split)):
+        one = split.select(torch.tensor([i]))
+        scaled = {"R.0.weight": w * factor[i][:, None], "R.0.bias": b * factor[i]}
+        want = poutine.trace(poutine.condition(pop, scaled)).get_trace(*one.args, **one.kwargs)
+        assert torch.allclose(got.nodes["hidden"]["value"][i], want.nodes["hidden"]["value"][0], atol=1e-10)
+    assert not torch.allclose(got.nodes["hidden"]["value"][1, :, 1], got.nodes["hidden"]["value"][0, :, 1])
+    with pytest.raises(ValueError, match=r"0 <= k < hidden_dim=2"):
+        HierarchicalNODEModel(effects=("rate[2]",), **kw)
