@@ -163,8 +163,7 @@ class NODEObservation(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         lp = self._entries(value).sum((-1, -2))
-        if lp.shape != self.batch_shape:  # (broadcasting costs a few us)
-            lp = lp.expand(broadcast_shapes(lp.shape, self.batch_shape))
+        lp = lp.expand(broadcast_shapes(lp.shape, self.batch_shape))
         return lp if self.diverged is None else lp.masked_fill(self.diverged, -float("inf"))
 
     def expand(self, batch_shape, _instance=None):

@@ -8,6 +8,7 @@ from torch.distributions import constraints
 
 from ..distributions import NODEObservation, solve_node
 from ..nn import BatchedMLP, sample_params
+from ..utils.tensors import broadcast_shapes
 from ..validation import check_trajectory_data
 from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
@@ -191,7 +192,7 @@ class HierarchicalNODEModel(NODEModel):
             mean = sol.mean
             if "output" in self.effects:
                 mean = mean * eta[..., self._index("output")].sum(-1)[..., None, None].exp()
-            batch = torch.broadcast_shapes(mean.shape[:-2], (N,))
+            batch = broadcast_shapes(mean.shape[:-2], (N,))
             mean, hidden = mean.expand(batch + mean.shape[-2:]), sol.hidden.expand(batch + sol.hidden.shape[-2:])
             if self.record:
                 pyro.deterministic("hidden", hidden, event_dim=2)

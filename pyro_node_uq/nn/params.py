@@ -6,6 +6,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..utils.tensors import broadcast_shapes
+
 __all__ = ["sample_params", "flatten_params", "unflatten_params", "select_sites", "resolve_prior_scale"]
 
 
@@ -55,7 +57,7 @@ def flatten_params(params, shapes):
         value = params[site]
         batch = value.shape[: value.dim() - len(shape)]
         parts.append(value.reshape(batch + (-1,)))
-    batch = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    batch = broadcast_shapes(*(p.shape[:-1] for p in parts))
     return torch.cat([p.expand(batch + p.shape[-1:]) for p in parts], dim=-1)
 
 

@@ -55,14 +55,20 @@ def test_autolangevin_coverage(fits, split_name):
     assert 0.85 <= _scores(fit, fit.predict(split, num_samples=200), split)["coverage_90"] <= 0.95
 
 
-@pytest.mark.parametrize("method", ["autonormal", "langevin"])
-def test_conditioned_forecast_beats_population_forecast(fits, method):
-    problem, out = fits
-    fit = out["hierarchical"][method]
+def _forecasts(problem, fit):
+    """Scores of each new unit's last two thirds: the population forecast, and the forecast conditioned on the
+    unit's first third."""
     early, late = split_by_time(problem.test, 1 / 3)
     pop = _scores(fit, predict_units(fit, late, num_samples=100), late)
     ind = _scores(fit, predict_units(fit, late, condition_effects(fit, early, num_samples=100, num_proposals=128)),
                   late)
+    return ind, pop
+
+
+@pytest.mark.parametrize("method", ["autonormal", "langevin"])
+def test_conditioned_forecast_beats_population_forecast(fits, method):
+    problem, out = fits
+    ind, pop = _forecasts(problem, out["hierarchical"][method])
     assert ind["nll"] < pop["nll"] - 0.5, (ind, pop)
 
 
@@ -126,9 +132,5 @@ def test_theophylline_hierarchical_beats_population(theophylline_fits, method, c
 def test_theophylline_conditioned_forecast(theophylline_fits, method):
     """New subjects' last two thirds given their first third: NLL 1.63 vs 2.02 (AutoNormal), 1.73 vs 2.10."""
     problem, out = theophylline_fits
-    fit = out["hierarchical"][method]
-    early, late = split_by_time(problem.test, 1 / 3)
-    pop = _scores(fit, predict_units(fit, late, num_samples=100), late)
-    ind = _scores(fit, predict_units(fit, late, condition_effects(fit, early, num_samples=100, num_proposals=128)),
-                  late)
+    ind, pop = _forecasts(problem, out["hierarchical"][method])
     assert ind["nll"] < pop["nll"] - 0.2, (ind, pop)
