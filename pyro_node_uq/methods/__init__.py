@@ -23,7 +23,7 @@ from .ltau import run_ltau
 from .autonormal import run_autonormal
 from .lowrank import run_lowrank
 from .langevin import run_langevin
-from .layerwise import run_layerwise
+from .layerwise import run_layerwise, run_layerwise_effects
 from .langevin_kernel import run_langevin_kernel
 from .nuts import SamplerStats, run_nuts
 from .svgd import run_svgd
@@ -41,5 +41,5 @@ del _info
 __all__ = ["METHODS", "Method", "MethodResult", "MethodSkipped", "SamplerStats", "as_process_model",
            "carry_model_params", "demo_methods", "estimate_elbo", "guide_samples", "latent_dim", "map_values",
            "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin",
-           "run_langevin_kernel", "run_layerwise", "run_lowrank", "run_ltau", "run_map", "run_nuts", "run_odenet",
-           "run_sdebnn", "run_svgd"]
+           "run_langevin_kernel", "run_layerwise", "run_layerwise_effects", "run_lowrank", "run_ltau", "run_map",
+           "run_nuts", "run_odenet", "run_sdebnn", "run_svgd"]

@@ -73,11 +73,24 @@ def latent_dim(guide):
     return sum(int(site["value"].numel()) for _, site in guide.prototype_trace.iter_stochastic_nodes())
 
 
-def map_values(result):
+def map_values(result, derived=False):
     """Constrained point values ``site -> tensor`` of a fitted guide ``result`` (a MAP fit's estimate, another
-    guide's median), read in the fit's own param state: the warm start of the next method."""
+    guide's median), read in the fit's own param state: the warm start of the next method.
+
+    :param bool derived: also the values of the fit's deterministic sites at that point (one model run on its
+        training split), so that a quantity one model derives and the next one samples starts where the fit left
+        it: a non-centred fit's ``eta = loc + omega * eta_z`` starts a centred model's latent ``eta`` (which would
+        otherwise start at 0, and the network would first learn to do without the effects).  For initial values
+        (``init_to_value`` ignores names that are not latent sites of its model), not for posterior samples.
+    """
     with torch.no_grad(), param_scope(result.param_state):
-        return {k: v.detach().clone() for k, v in result.guide.median().items()}
+        values = {k: v.detach().clone() for k, v in result.guide.median().items()}
+        if derived and result.train_split is not None:
+            args, kwargs = result.model.fit_args(result.train_split)
+            trace = poutine.trace(poutine.condition(result.model, values)).get_trace(*args, **kwargs)
+            values.update({name: site["value"].detach().clone() for name, site in trace.nodes.items()
+                           if site["type"] == "sample" and site["infer"].get("_deterministic") and name not in values})
+        return values
 
 
 def carry_model_params(result):

@@ -47,7 +47,7 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
     model = as_process_model(model, split)
     start = start_from("autonormal", warm_start, model, split, seed=seed, progress_bar=progress_bar,
                        num_steps=autonormal_steps, map_steps=map_steps, elbo_particles=0)
-    init = init_loc(model, seed, map_values(start))  # map_values reads the fit's own param state
+    init = init_loc(model, seed, map_values(start, derived=True))  # map_values reads the fit's own param state
     if score == "exact":
         # a full-weight exact drift is far outside ULA's stable range on stiff NODE posteriors (noise std 0.02):
         # start its learned weights small (see AutoLangevin's exact_weight_init)

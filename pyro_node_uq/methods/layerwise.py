@@ -1,10 +1,12 @@
 """Layer-wise stochastic VI as a method: :class:`~pyro_node_uq.infer.AutoLayerwise` (chosen layers sampled, the
 rest point estimates re-optimised jointly) warm-started at a MAP fit."""
+from pyro.infer.autoguide import AutoMultivariateNormal
+
 from ..infer.autoguide import AutoLangevin, AutoLayerwise
 from .common import as_process_model, fit_guide, init_loc, latent_dim, map_values, start_from
-from .registry import register
+from .registry import MethodSkipped, register
 
-__all__ = ["run_layerwise"]
+__all__ = ["run_layerwise", "run_layerwise_effects"]
 
 
 def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochastic=None, guide=AutoLangevin,
@@ -17,7 +19,8 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     :param split: the training split.
     :param MethodResult warm_start: a MAP fit to start from (point sites and the stochastic guide's location);
         fitted here when ``None`` (unless ``map_steps=0``); its cost is included.
-    :param str subset: ``"last_layer"`` or ``"first_layer"``; ignored when ``stochastic`` is given.
+    :param str subset: ``"last_layer"``, ``"first_layer"`` or ``"random_effects"`` (a hierarchical model's
+        per-unit effects with their latent population parameters); ignored when ``stochastic`` is given.
     :param stochastic: site patterns or network names of the stochastic sites (see :class:`AutoLayerwise`).
     :param type guide: autoguide class of the stochastic sites (default ``AutoLangevin``).
     :param dict guide_kwargs: its keyword arguments.
@@ -45,7 +48,7 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     start = warm_start
     if start is None and map_steps != 0:
         start = start_from("map", None, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
-    init = init_loc(model, seed, None if start is None else map_values(start))
+    init = init_loc(model, seed, None if start is None else map_values(start, derived=True))
     if stochastic is None:
         select, name = {"subset": subset}, name or f"layerwise_{subset}"
     else:
@@ -72,3 +75,35 @@ def _register(subset):
 
 _register("last_layer")
 _register("first_layer")
+
+
+@register("layerwise_effects", "random effects (and their latent spread) by a full-covariance Gaussian, the network "
+          "a point estimate re-optimised jointly, from MAP (hierarchical models)", start="map",
+          defaults={"num_steps": 3000}, quick={"num_steps": 100, "elbo_particles": 16})
+def run_layerwise_effects(model, split, *, guide=AutoMultivariateNormal, guide_kwargs=None, **options):
+    """``run_layerwise(..., subset="random_effects", guide=AutoMultivariateNormal)``: the random-effects block of a
+    :class:`~pyro_node_uq.models.HierarchicalNODEModel` (every fitted unit's ``eta`` or ``eta_z``, and ``omega`` /
+    ``beta`` where they are latent) jointly Gaussian with a full covariance, every other site (the network, a
+    learned noise scale) a point estimate re-optimised in the same ELBO.  Its covariance carries what mean-field
+    guides lose: within a unit, its effects trade off against each other; across units, they move with their
+    common spread ``omega``.  Raises :class:`MethodSkipped` for a model without random effects.
+
+    :param guide: autoguide class of the block (default ``AutoMultivariateNormal``).
+    :param dict guide_kwargs: its keyword arguments (default ``init_scale=0.02``).
+    :param options: as :func:`run_layerwise`.
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> problem = load_problem("pk_repeated", num_units=6, num_obs=5)
+        >>> res = run_layerwise_effects(problem.default_model(R_hidden=(4,)), problem.train, num_steps=3,
+        ...                             map_steps=3, progress_bar=False, elbo_particles=0)
+        >>> res.name, res.stochastic_dim  # 4 fitted units x 2 effects
+        ('layerwise_effects', 8)
+    """
+    model = as_process_model(model, split)
+    if not getattr(model, "eta_dim", 0):
+        raise MethodSkipped(f"layerwise_effects: {type(model).__name__} has no random effects (a "
+                            "HierarchicalNODEModel with effects has)")
+    return run_layerwise(model, split, subset="random_effects", guide=guide, name="layerwise_effects",
+                         guide_kwargs={"init_scale": 0.02, **(guide_kwargs or {})}, **options)

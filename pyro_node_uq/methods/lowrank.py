@@ -30,7 +30,7 @@ def run_lowrank(model, split, *, warm_start=None, num_steps=1500, lr=1e-2, rank=
     """
     model = as_process_model(model, split)
     start = start_from("map", warm_start, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
-    init = init_loc(model, seed, map_values(start))
+    init = init_loc(model, seed, map_values(start, derived=True))
 
     def guide_fn(m):
         return AutoLowRankMultivariateNormal(m, init_loc_fn=init, init_scale=init_scale, rank=rank)

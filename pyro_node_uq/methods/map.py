@@ -43,7 +43,7 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
         ['R.0.bias', 'R.0.weight']
     """
     model = as_process_model(model, split)
-    init = init_loc(model, seed, None if warm_start is None else map_values(warm_start))
+    init = init_loc(model, seed, None if warm_start is None else map_values(warm_start, derived=True))
     recorder = monitor = None
     if record_errors:
         recorder = LossTrajectoryRecorder()

@@ -135,7 +135,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
                          "NUTS is only practical for small models. Use a smaller network (e.g. R_hidden=(8,)), "
                          "a layer-wise method, or raise max_latent_dim.")
     start = start_from("map", warm_start, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
-    start_values = map_values(start)
+    start_values = map_values(start, derived=True)
     pyro.clear_param_store()
     carry_model_params(start)  # a learned noise scale is held at its MAP value, not reset to scale_init
     pyro.set_rng_seed(seed)

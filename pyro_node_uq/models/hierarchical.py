@@ -141,9 +141,14 @@ class HierarchicalNODEModel(NODEModel):
         return init
 
     def layer_sites(self, subset):
-        """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the fitted units' latent (``eta_z`` or
-        ``eta``)."""
-        return [self._unit_site] if subset == "random_effects" else super().layer_sites(subset)
+        """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the random-effects block, i.e. the fitted
+        units' latent (``eta_z`` or ``eta``) and, where they are latent sites, the population parameters of the
+        effects (``omega`` with ``omega="latent"``, ``beta`` with covariates).  A guide over this block alone (the
+        network a point estimate) captures how each unit's effects and their spread are estimated together."""
+        if subset != "random_effects":
+            return super().layer_sites(subset)
+        return [self._unit_site] + (["omega"] if self.omega == "latent" else []) + (
+            ["beta"] if self.covariate_dim else [])
 
     @property
     def _unit_site(self):

@@ -192,7 +192,8 @@ class NODEModel(ProcessModel):
             net = self.Z if self.Z is not None else self.R
             layer = net.num_layers - 1
         else:
-            raise ValueError(f"subset must be 'last_layer' or 'first_layer', got {subset!r}")
+            raise ValueError(f"subset must be 'last_layer' or 'first_layer', got {subset!r}" + (
+                " (random effects need a HierarchicalNODEModel)" if subset == "random_effects" else ""))
         return [f"{net.name}.{layer}.weight", f"{net.name}.{layer}.bias"]
 
     def init_loc_fn(self, seed=0):

@@ -114,7 +114,7 @@ def test_centred_effects_are_the_latent_and_reach_the_likelihood(problem):
     eta = split.eta_true
     tr = poutine.trace(cen).get_trace(*split.args, **split.kwargs)
     assert "eta" in tr.nodes and tr.nodes["eta"]["type"] == "sample" and "eta_z" not in tr.nodes
-    assert cen.layer_sites("random_effects") == ["eta"] and cen.per_unit_sites()[0] == "eta"
+    assert cen.layer_sites("random_effects") == ["eta", "omega"] and cen.per_unit_sites()[0] == "eta"
     weights = {k: v["value"] for k, v in tr.nodes.items() if k.startswith("R.")}
     tc = poutine.trace(poutine.condition(cen, {**weights, "omega": omega, "eta": eta})).get_trace(
         *split.args, **split.kwargs)
@@ -133,6 +133,19 @@ def test_centred_effects_are_the_latent_and_reach_the_likelihood(problem):
     assert new.nodes["eta_new"]["infer"].get("_deterministic")
     with pytest.raises(ValueError, match="parameterization"):
         HierarchicalNODEModel(parameterization="centered")
+
+
+def test_random_effects_block_holds_their_latent_population_parameters(problem):
+    """``layer_sites("random_effects")``: the fitted units' latent, plus omega where it is latent and beta where
+    covariates shift the effects (a guide over the block sees how the effects and their spread trade off)."""
+    assert problem.default_model().layer_sites("random_effects") == ["eta_z"]
+    assert problem.default_model(parameterization="centred").layer_sites("random_effects") == ["eta"]
+    assert problem.default_model(omega="latent").layer_sites("random_effects") == ["eta_z", "omega"]
+    theo = load_problem("theophylline_events", dtype=D64)
+    assert theo.default_model(omega="latent").layer_sites("random_effects") == ["eta_z", "omega", "beta"]
+    assert problem.default_model().layer_sites("last_layer") == ["R.1.weight", "R.1.bias"]
+    with pytest.raises(ValueError, match="HierarchicalNODEModel"):
+        load_problem("chemical", num_train=2).default_model().layer_sites("random_effects")
 
 
 def test_centred_map_does_not_inflate_omega():

@@ -8,7 +8,8 @@ import torch
 from pyro_node_uq.compare import RunContext
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import to_inference_data
-from pyro_node_uq.methods import METHODS, MethodSkipped, run_layerwise, run_map
+from pyro_node_uq.methods import METHODS, MethodSkipped, map_values, run_layerwise, run_layerwise_effects, run_map
+from pyro_node_uq.utils.seeding import param_scope
 from tests.methods.test_contract import tiny_options
 
 
@@ -48,3 +49,31 @@ def test_layerwise_random_effects_stochastic_network_point_estimated(ctx):
     assert fit.stochastic_dim == 2 * len(train)  # only eta_z is random
     draws = fit.posterior_samples(5)
     assert draws["eta_z"].std(0).min() > 0 and draws["R.0.weight"].std(0).max() == 0
+
+
+def test_layerwise_effects_block_is_jointly_gaussian_and_starts_at_the_map_effects(ctx):
+    """``layerwise_effects`` on a centred model from a non-centred MAP: the block (every ``eta`` and a latent
+    omega) is one full-covariance Gaussian, the network a point estimate, and the centred ``eta`` starts at MAP's
+    ``eta = omega * eta_z`` (carried over as a deterministic site), not at 0."""
+    problem, train = ctx.problem, ctx.problem.train
+    start = run_map(problem.default_model(R_hidden=(4,), omega="latent"), train, num_steps=20, progress_bar=False)
+    values = map_values(start, derived=True)
+    assert torch.allclose(values["eta"], values["omega"] * values["eta_z"])
+    centred = problem.default_model(R_hidden=(4,), omega="latent", parameterization="centred")
+    fit = run_layerwise_effects(centred, train, warm_start=start, num_steps=1, lr=1e-9, progress_bar=False,
+                                elbo_particles=0)
+    assert fit.name == "layerwise_effects" and fit.stochastic_dim == 2 * len(train) + 2
+    assert fit.guide.stochastic_sites == ["omega", "eta"]
+    with param_scope(fit.param_state):
+        median = fit.guide.median(*train.args, **train.kwargs)
+        scale_tril = fit.guide[1].scale_tril
+    assert torch.allclose(median["eta"], values["eta"], atol=1e-6), (median["eta"], values["eta"])
+    assert scale_tril.shape == (2 * len(train) + 2,) * 2
+    draws = fit.posterior_samples(6)
+    assert draws["eta"].std(0).min() > 0 and draws["R.0.weight"].std(0).max() == 0
+
+
+def test_layerwise_effects_skips_a_model_without_effects(ctx):
+    with pytest.raises(MethodSkipped, match="no random effects"):
+        run_layerwise_effects(ctx.problem.default_model(effects=(), R_hidden=(4,)), ctx.problem.train, num_steps=1,
+                              map_steps=1, progress_bar=False)

@@ -20,7 +20,7 @@ from ...nn import select_sites
 
 __all__ = ["AutoLayerwise"]
 
-SUBSETS = ("last_layer", "first_layer")
+SUBSETS = ("last_layer", "first_layer", "random_effects")
 
 
 class _PointConditioned:
@@ -66,7 +66,9 @@ class AutoLayerwise(AutoGuideList):
     :param stochastic: the stochastic sites: a glob pattern or list of them (``"Z.*"``, ``"R.1.*"``) or network
         names (``"R"`` stands for ``"R.*"``).  Every pattern must match a latent site.
     :param str subset: instead of ``stochastic``, ``"last_layer"`` or ``"first_layer"`` (needs a model with
-        ``layer_sites(subset)``, as :class:`~pyro_node_uq.models.NODEModel`).
+        ``layer_sites(subset)``, as :class:`~pyro_node_uq.models.NODEModel`), or ``"random_effects"`` (the
+        per-unit effects and their latent population parameters of a
+        :class:`~pyro_node_uq.models.HierarchicalNODEModel`).
     :param type guide: the autoguide class of the stochastic sites (``AutoLangevin``, ``AutoNormal``,
         ``AutoMultivariateNormal``...), constructed as ``guide(conditioned_model, **guide_kwargs)``.
     :param callable init_loc_fn: initialisation of both parts (default the model's ``init_loc_fn(0)`` if it has
