@@ -48,22 +48,33 @@ def recovery(fit, split, level=0.9, num_samples=400):
             "sample_sd_true": r(truth.std(0))}
 
 
-def exact_coverage(split, level=0.9, size=(301, 201)):
-    """Coverage of the true effects by the ``level`` intervals of the exact posterior of each unit's effects given
-    the true population (``K_ELIM``, ``OMEGA``, ``NOISE``), on a grid of ``size`` points over +-5 omega."""
+def exact_coverage(split, level=0.9, size=(241, 161), typical=None):
+    """Coverage of the true effects by the ``level`` intervals of the exact posterior of each unit's effects,
+    computed on a grid of ``size`` points over +-5 omega from the closed form, with omega and the noise at their
+    true values (``OMEGA``, ``NOISE``).
+
+    :param typical: ``None``: the typical elimination rate known (``K_ELIM``), each unit on its own; else a
+        grid of log-rate offsets: the typical rate unknown (flat prior on its log), so every unit's effects carry
+        the uncertainty of the population's rate, ``p(eta_i | y) = sum_k p(k | y) p(eta_i | y_i, k)``.
+    """
     g = [torch.linspace(-5 * w, 5 * w, n, dtype=torch.float64) for w, n in zip(OMEGA, size)]
     e1, e2 = (v.flatten() for v in torch.meshgrid(*g, indexing="ij"))
-    inside = []
+    shifts = torch.zeros(1, dtype=torch.float64) if typical is None else torch.as_tensor(typical, dtype=torch.float64)
+    prior = -0.5 * (e1 / OMEGA[0]) ** 2 - 0.5 * (e2 / OMEGA[1]) ** 2
+    logp = []  # (N, K, G): log p(y_i | k, eta) + log p(eta)
     for i in range(len(split)):
         doses = type(split.doses)(*(v[i:i + 1].expand(len(e1), *v.shape[1:]) for v in split.doses))
         m = split.mask[i]
-        conc = pk_closed_form(split.t, doses, K_ELIM * e1.exp(), e2.exp())[:, m]
-        logp = -0.5 * ((conc - split.y[i, m, 0]) / NOISE).pow(2).sum(-1) - 0.5 * (e1 / OMEGA[0]) ** 2 \
-            - 0.5 * (e2 / OMEGA[1]) ** 2
-        w = (logp - logp.max()).exp()
+        rows = [pk_closed_form(split.t, doses, K_ELIM * (e1 + c).exp(), e2.exp())[:, m] for c in shifts]
+        logp.append(torch.stack([-0.5 * ((r - split.y[i, m, 0]) / NOISE).pow(2).sum(-1) for r in rows]) + prior)
+    logp = torch.stack(logp)
+    weight_k = logp.logsumexp(-1).sum(0)  # log p(k | y) up to a constant
+    post = (logp - logp.logsumexp(-1, keepdim=True) + (weight_k - weight_k.logsumexp(0))[:, None]).exp().sum(1)
+    inside = []
+    for i in range(len(split)):
         for grid, truth in ((e1, split.eta_true[i, 0]), (e2, split.eta_true[i, 1])):
             order = grid.argsort()
-            cdf = w[order].cumsum(0) / w.sum()
+            cdf = post[i][order].cumsum(0) / post[i].sum()
             lo, hi = grid[order][int((cdf < (1 - level) / 2).sum())], grid[order][int((cdf < (1 + level) / 2).sum())]
             inside.append(bool(lo <= truth <= hi))
     return {"coverage_90": round(sum(inside) / len(inside), 3), "n_inside": sum(inside), "n": len(inside)}
@@ -77,7 +88,7 @@ def fits(model, map_model, train, args):
     for method in args.methods:
         if method == "layerwise_effects":
             yield method, run_layerwise_effects(model, train, warm_start=mp, num_steps=args.effects_steps,
-                                                progress_bar=False, elbo_particles=0)
+                                                layers=args.effects_layers, progress_bar=False, elbo_particles=0)
         elif method == "autonormal":
             an = run_autonormal(model, train, warm_start=mp, num_steps=args.steps, progress_bar=False,
                                 elbo_particles=0)
@@ -95,6 +106,7 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["layerwise_effects", "autonormal", "langevin"])
     parser.add_argument("--map-steps", type=int, default=2000)
     parser.add_argument("--effects-steps", type=int, default=3000, help="steps of layerwise_effects")
+    parser.add_argument("--effects-layers", nargs="*", default=[], help="layers added to layerwise_effects' block")
     parser.add_argument("--steps", type=int, default=800, help="steps of AutoNormal (AutoLangevin: half as many)")
     parser.add_argument("--omega", default="latent", choices=["latent", "learned"])
     args = parser.parse_args()
@@ -103,7 +115,9 @@ def main():
     for seed in args.seeds:
         problem = load_problem("pk_repeated", seed=seed, dtype=torch.float64)
         rows.append({"seed": seed, "method": "exact", **exact_coverage(problem.train)})
-        print(json.dumps(rows[-1]), flush=True)
+        rows.append({"seed": seed, "method": "exact_typical", **exact_coverage(
+            problem.train, size=(161, 101), typical=torch.linspace(-0.25, 0.25, 21))})
+        print(json.dumps(rows[-2:]), flush=True)
         model = problem.default_model(parameterization="centred", omega=args.omega, on_divergence="reject")
         map_model = problem.default_model(omega=args.omega, on_divergence="reject")
         for method, fit in fits(model, map_model, problem.train, args):
@@ -113,13 +127,13 @@ def main():
     print(f"\n{'seed':>4} {'method':>17} {'cov90':>6} {'omega (true 0.3, 0.2)':>22} {'slope':>13} {'offset':>15} "
           f"{'post_sd':>13} {'rmse':>13}")
     for r in rows:
-        if r["method"] == "exact":
-            print(f"{r['seed']:>4} {'exact':>17} {r['coverage_90']:6.3f}")
+        if r["method"].startswith("exact"):
+            print(f"{r['seed']:>4} {r['method']:>17} {r['coverage_90']:6.3f}")
             continue
         print(f"{r['seed']:>4} {r['method']:>17} {r['coverage_90']:6.3f} {r['omega']!s:>22} {r['slope']!s:>13} "
               f"{r['offset']!s:>15} {r['post_sd']!s:>13} {r['rmse']!s:>13}")
     print("\ncoverage pooled over seeds:")
-    for method in ["exact", *args.methods]:
+    for method in ["exact", "exact_typical", *args.methods]:
         mine = [r for r in rows if r["method"] == method]
         print(f"{method:>17} {sum(r['n_inside'] for r in mine) / sum(r['n'] for r in mine):.3f}")
     print(f"total {time.time() - start:.0f} s")

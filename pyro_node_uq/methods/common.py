@@ -80,12 +80,16 @@ def map_values(result, derived=False):
     :param bool derived: also the values of the fit's deterministic sites at that point (one model run on its
         training split), so that a quantity one model derives and the next one samples starts where the fit left
         it: a non-centred fit's ``eta = loc + omega * eta_z`` starts a centred model's latent ``eta`` (which would
-        otherwise start at 0, and the network would first learn to do without the effects).  For initial values
-        (``init_to_value`` ignores names that are not latent sites of its model), not for posterior samples.
+        otherwise start at 0, and the network would first learn to do without the effects), after the model's
+        :meth:`~pyro_node_uq.models.ProcessModel.warm_start_values` moved them along its exact symmetries.  For
+        initial values (``init_to_value`` ignores names that are not latent sites of its model), not for posterior
+        samples.
     """
     with torch.no_grad(), param_scope(result.param_state):
         values = {k: v.detach().clone() for k, v in result.guide.median().items()}
         if derived and result.train_split is not None:
+            if hasattr(result.model, "warm_start_values"):
+                values = result.model.warm_start_values(values, result.train_split)
             args, kwargs = result.model.fit_args(result.train_split)
             trace = poutine.trace(poutine.condition(result.model, values)).get_trace(*args, **kwargs)
             values.update({name: site["value"].detach().clone() for name, site in trace.nodes.items()

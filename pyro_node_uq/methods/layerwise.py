@@ -80,7 +80,7 @@ _register("first_layer")
 @register("layerwise_effects", "random effects (and their latent spread) by a full-covariance Gaussian, the network "
           "a point estimate re-optimised jointly, from MAP (hierarchical models)", start="map",
           defaults={"num_steps": 3000}, quick={"num_steps": 100, "elbo_particles": 16})
-def run_layerwise_effects(model, split, *, guide=AutoMultivariateNormal, guide_kwargs=None, **options):
+def run_layerwise_effects(model, split, *, layers=(), guide=AutoMultivariateNormal, guide_kwargs=None, **options):
     """``run_layerwise(..., subset="random_effects", guide=AutoMultivariateNormal)``: the random-effects block of a
     :class:`~pyro_node_uq.models.HierarchicalNODEModel` (every fitted unit's ``eta`` or ``eta_z``, and ``omega`` /
     ``beta`` where they are latent) jointly Gaussian with a full covariance, every other site (the network, a
@@ -88,6 +88,8 @@ def run_layerwise_effects(model, split, *, guide=AutoMultivariateNormal, guide_k
     guides lose: within a unit, its effects trade off against each other; across units, they move with their
     common spread ``omega``.  Raises :class:`MethodSkipped` for a model without random effects.
 
+    :param tuple layers: network layers to add to the block (``("last_layer",)``: R's last layer, which carries
+        the population's typical rate, so that its uncertainty, shared by every unit's effects, is in the block).
     :param guide: autoguide class of the block (default ``AutoMultivariateNormal``).
     :param dict guide_kwargs: its keyword arguments (default ``init_scale=0.02``).
     :param options: as :func:`run_layerwise`.
@@ -105,5 +107,6 @@ def run_layerwise_effects(model, split, *, guide=AutoMultivariateNormal, guide_k
     if not getattr(model, "eta_dim", 0):
         raise MethodSkipped(f"layerwise_effects: {type(model).__name__} has no random effects (a "
                             "HierarchicalNODEModel with effects has)")
-    return run_layerwise(model, split, subset="random_effects", guide=guide, name="layerwise_effects",
+    stochastic = model.layer_sites("random_effects") + [s for layer in layers for s in model.layer_sites(layer)]
+    return run_layerwise(model, split, stochastic=stochastic, guide=guide, name="layerwise_effects",
                          guide_kwargs={"init_scale": 0.02, **(guide_kwargs or {})}, **options)

@@ -150,6 +150,39 @@ class HierarchicalNODEModel(NODEModel):
         return [self._unit_site] + (["omega"] if self.omega == "latent" else []) + (
             ["beta"] if self.covariate_dim else [])
 
+    def warm_start_values(self, values, split):
+        """The fit's values with the mean of the fitted units' rate effects moved into R's last layer.
+
+        The likelihood is exactly invariant under ``eta_rate -> eta_rate - c`` with R's last-layer rows scaled by
+        ``exp(c)`` (the rate effect multiplies those rows), so only the effects' prior pins their mean, and
+        weakly: a shift of all N units' effects together is opposed by ``N c / omega^2`` alone.  Fits cross that
+        ridge slowly (MAP, and the point network of a layer-wise fit, end with every unit's effect off by the
+        same amount); here ``c`` is the units' mean deviation from ``B c_i``, so the next fit starts with
+        centred effects.  Values without the effects or R's last layer are returned unchanged.
+        """
+        rates = [j for j, e in enumerate(self.effects) if e == "rate" or _STATE_RATE.match(e)]
+        last = self.R.num_layers - 1
+        w, b, site = f"R.{last}.weight", f"R.{last}.bias", self._unit_site
+        if not rates or w not in values or b not in values or site not in values:
+            return values
+        values = dict(values)
+        if site == "eta_z":
+            omega = values["omega"] if "omega" in values else pyro.param("omega").detach()
+            shift = values[site].mean(-2) * omega  # (k,)
+        else:
+            beta = {"beta": values["beta"]} if "beta" in values else {}
+            loc = pyro.poutine.condition(self._eta_loc, beta)(split.covariates, values[site])
+            shift = (values[site] - loc).mean(-2)
+        mask = torch.zeros_like(shift)
+        mask[rates] = 1.0
+        shift = shift * mask
+        values[site] = values[site] - (shift / omega if site == "eta_z" else shift)
+        rows = torch.stack([shift[[i for i, e in enumerate(self.effects) if e == "rate" or e == f"rate[{k}]"]].sum()
+                            for k in range(self.hidden_dim)])
+        values[w] = values[w] * rows.exp()[:, None]
+        values[b] = values[b] * rows.exp()
+        return values
+
     @property
     def _unit_site(self):
         return "eta" if self.parameterization == "centred" else "eta_z"

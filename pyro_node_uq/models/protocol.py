@@ -62,6 +62,16 @@ class ProcessModel:
         """``(args, kwargs)`` that run the model on ``split``'s inputs with the observations left free."""
         return (split.t, split.x, None), {"num_trajectories": len(split)}
 
+    def warm_start_values(self, values, split):
+        """Point values ``site -> tensor`` of a fit of this model on ``split``, moved to where the next fit should
+        start from them (default: unchanged).  A model whose likelihood has an exact symmetry can move the values
+        along it to where the prior is highest, so that the next fit does not have to travel a flat ridge.
+
+        :param dict values: constrained values of the latent sites.
+        :param split: the split the fit was made on.
+        """
+        return values
+
     def init_loc_fn(self, seed=0):
         """An ``init_loc_fn`` for autoguides and MCMC starts (default: Pyro's ``init_to_median``).
 

@@ -189,3 +189,37 @@ def test_per_state_rate_effects_scale_their_own_derivative():
     assert not torch.allclose(got.nodes["hidden"]["value"][1, :, 1], got.nodes["hidden"]["value"][0, :, 1])
     with pytest.raises(ValueError, match=r"0 <= k < hidden_dim=2"):
         HierarchicalNODEModel(effects=("rate[2]",), **kw)
+
+
+@pytest.mark.parametrize("name,options", [("pk_repeated", {}),
+                                          ("theophylline_events", {"parameterization": "centred", "omega": "latent"})])
+def test_warm_start_moves_the_rate_effects_mean_into_the_network(name, options):
+    """``warm_start_values``: the units' mean rate effect (their mean deviation from ``B c_i``) goes into R's
+    last layer, along the likelihood's exact symmetry: the likelihood is unchanged to rounding, the effects'
+    prior rises, the output effect is left alone."""
+    from pyro_node_uq.methods import run_map
+    problem = load_problem(name, dtype=D64)
+    model = problem.default_model(**options)
+    split = problem.train
+    fit = run_map(model, split, num_steps=30, progress_bar=False)
+    site = model._unit_site
+    with param_scope(fit.param_state):
+        before = {k: v.detach() for k, v in fit.guide.median().items()}
+        after = model.warm_start_values(before, split)
+        traces = [poutine.trace(poutine.condition(model, v)).get_trace(*split.args, **split.kwargs)
+                  for v in (before, after)]
+    for tr in traces:
+        tr.compute_log_prob()
+    obs = [tr.nodes["obs"]["log_prob_sum"] for tr in traces]
+    prior = [tr.nodes[site]["log_prob_sum"] for tr in traces]
+    assert torch.allclose(obs[0], obs[1], rtol=1e-12), obs
+    assert prior[1] > prior[0] + 1e-3, prior
+    rate, output = model.effects.index("rate"), model.effects.index("output")
+    eta = [tr.nodes["eta"]["value"] for tr in traces]
+    beta = {"beta": after["beta"]} if "beta" in after else {}
+    loc = poutine.condition(model._eta_loc, beta)(split.covariates, eta[0])  # B c_i (0 without covariates)
+    deviation = [(e - loc)[:, rate].mean().abs() for e in eta]
+    assert deviation[1] < 1e-12 < deviation[0], deviation
+    assert torch.equal(eta[0][:, output], eta[1][:, output])
+    assert not torch.equal(before["R.1.weight"], after["R.1.weight"])
+    assert model.warm_start_values({"R.0.weight": before["R.0.weight"]}, split).keys() == {"R.0.weight"}
