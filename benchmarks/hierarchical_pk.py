@@ -92,12 +92,16 @@ def run(problem, name, model, steps, seed, map_model=None, forecast=True):
     return rows
 
 
-def compare(problem, both, hier, steps, seed, forecast=True):
+def compare(problem, both, hier, steps, seed, forecast=True, models=("population", "hierarchical")):
     """Population-only and hierarchical model (``hier`` options on top of the problem's), each fitted with
     :func:`fit_methods`; the rows of :func:`run`."""
     hier = dict(hier, effects=tuple(hier.get("effects", problem.model_kwargs["effects"])))
-    rows = run(problem, "population", problem.default_model(**both, effects=(), covariate_dim=0), steps, seed,
-               forecast=forecast)
+    rows = []
+    if "population" in models:
+        rows = run(problem, "population", problem.default_model(**both, effects=(), covariate_dim=0), steps, seed,
+                   forecast=forecast)
+    if "hierarchical" not in models:
+        return rows
     model = problem.default_model(**{**both, **hier})
     map_model = problem.default_model(**{**both, **hier, "parameterization": "noncentred"})
     return rows + run(problem, "hierarchical", model, steps, seed, map_model, forecast=forecast)
@@ -145,6 +149,7 @@ def main():
     parser.add_argument("--hier", default="{}", help="JSON options of the hierarchical model only")
     parser.add_argument("--both", default="{}", help="JSON options of both models")
     parser.add_argument("--folds", type=int, default=None, help="K-fold cross-validation over units")
+    parser.add_argument("--models", nargs="+", default=["population", "hierarchical"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -155,7 +160,7 @@ def main():
         if args.folds:
             problem = load_problem(args.problem, dtype=torch.float64, num_folds=args.folds, fold=fold)
             print(f"fold {fold}: held out {problem.test.ids.tolist()}", flush=True)
-        fold_rows = compare(problem, both, hier, args.steps, args.seed, forecast=not args.folds)
+        fold_rows = compare(problem, both, hier, args.steps, args.seed, not args.folds, args.models)
         rows += [dict(r, fold=fold) for r in fold_rows]
     print(table(rows))
     if args.folds:

@@ -14,8 +14,8 @@ from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
 __all__ = ["EFFECTS", "PARAMETERIZATIONS", "HierarchicalNODEModel"]
 
-EFFECTS = ("rate", "output", "input", "rate[k]")
-_STATE_RATE = re.compile(r"rate\[(\d+)\]$")
+EFFECTS = ("rate", "output", "input", "rate[k]", "outflow[k]")
+_PER_STATE = re.compile(r"(rate|outflow)\[(\d+)\]$")
 PARAMETERIZATIONS = ("noncentred", "centred")
 
 
@@ -24,15 +24,21 @@ class HierarchicalNODEModel(NODEModel):
 
     .. math::
 
-        dh_{i,k}/dt = e^{\\eta_{i,r} + \\eta_{i,r_k}} R_k(h_i, x_i(t), \\eta_{i,in}; w) + u_{i,k}(t),\\quad
+        dh_{i,k}/dt = e^{\\eta_{i,r} + \\eta_{i,r_k}} R_k(e^{\\eta_{i,f}} \\odot h_i, x_i(t), \\eta_{i,in}; w)
+        + u_{i,k}(t),\\quad
         y_i = e^{\\eta_{i,o}} Z(h_i, x_i(t), \\eta_{i,in}; w) + \\epsilon,\\quad
         \\eta_i \\sim \\mathcal N(B c_i, \\mathrm{diag}(\\omega^2))
 
     where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-type
     effect: the unit's clock runs faster), ``"rate[k]"`` scales the derivative of hidden component ``k`` only
     (per-state rates: with a gut and a central compartment, ``("rate[0]", "rate[1]")`` gives each unit its own
-    elimination and absorption speed, which one ``"rate"`` ties together), ``"output"`` scales the observation (a
-    volume-type effect), ``"input"`` is an extra input of R (and Z).  Doses jump the state (boluses) or add the
+    elimination and absorption speed, which one ``"rate"`` ties together), ``"outflow[k]"`` scales how R reads
+    hidden component ``k`` (R sees ``e^eta h_k``: ``eta_f`` above is zero except at the components with this
+    effect): with compartmental dynamics, linear in the amounts, this scales the rate constant of every flow out of
+    compartment ``k`` and nothing else, mass conserved (``"outflow[1]"`` with the gut as component 1 is the
+    absorption rate ka; ``"rate[1]"`` would speed up the gut's emptying without the matching inflow into the
+    central compartment), ``"output"`` scales the observation (a volume-type effect), ``"input"`` is an extra input
+    of R (and Z).  Doses jump the state (boluses) or add the
     infusion rate ``u_i(t)``.  Covariates ``c_i`` (standardised with ``covariate_loc`` / ``covariate_scale``) shift
     the mean of eta through the latent ``beta`` (``B``).  The per-unit latent lives inside the plate
     ``"trajectories"`` (``dim=-1``).  Non-centred (``parameterization="noncentred"``): ``"eta_z"`` ~ Normal(0, I)
@@ -50,8 +56,8 @@ class HierarchicalNODEModel(NODEModel):
     :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
     :class:`~pyro_node_uq.distributions.NODEObservation`.
 
-    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` with
-        ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only model (no random effects;
+    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` and
+        ``"outflow[k]"`` with ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only model (no random effects;
         doses and covariates-free).
     :param int covariate_dim: number of covariates ``C``.
     :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
@@ -79,7 +85,7 @@ class HierarchicalNODEModel(NODEModel):
                  parameterization="noncentred", **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
         bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
-            _STATE_RATE.match(e) and int(_STATE_RATE.match(e).group(1)) < self.hidden_dim)]
+            _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
         if bad:
             raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
                              f"(empty: a population-only model), got {effects!r}")
@@ -186,7 +192,7 @@ class HierarchicalNODEModel(NODEModel):
             if self.eta_dim:
                 eta = self._sample_effects(loc, omega, new_units)
             x, x_times = self._with_effect_inputs(eta, t, x, x_times)
-            sol = solve_node(self.R, self.Z, self._rate_scaled(params, eta), t, x, h0, t_mask=t_mask,
+            sol = solve_node(self.R, self.Z, self._effect_scaled(params, eta), t, x, h0, t_mask=t_mask,
                              x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
                              interpolation=self.interpolation, solver=self.solver, on_divergence=self.on_divergence)
             mean = sol.mean
@@ -212,19 +218,32 @@ class HierarchicalNODEModel(NODEModel):
         z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).to_event(1))
         return pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
 
-    def _rate_scaled(self, params, eta):
-        """R's last layer scaled per unit and output row: row ``k`` by ``exp(eta_rate + eta_rate[k])``, i.e.
-        ``exp(.) R_k(h)`` (an infusion's rate, added to the last bias by the solve, stays unscaled)."""
-        rows = [[i for i, e in enumerate(self.effects) if e == "rate" or e == f"rate[{k}]"]
-                for k in range(self.hidden_dim)]
-        if not any(rows):
-            return params
+    def _per_state_factor(self, eta, kinds):
+        """``exp`` of the summed effects of ``kinds`` (``"rate"``, ``"rate[k]"``...) per hidden component ``k``:
+        ``(..., N, hidden_dim)``, or ``None`` when no effect is of these kinds."""
+        groups = [[i for i, e in enumerate(self.effects) if e in kinds or e in {f"{kd}[{k}]" for kd in kinds}]
+                  for k in range(self.hidden_dim)]
+        if not any(groups):
+            return None
         zero = eta.new_zeros(eta.shape[:-1])
-        log_factor = torch.stack([eta[..., r].sum(-1) if r else zero for r in rows], -1)  # (..., N, hidden_dim)
-        factor = log_factor.exp()
-        last = self.R.num_layers - 1
-        w, b = f"R.{last}.weight", f"R.{last}.bias"
-        return {**params, w: params[w] * factor[..., None], b: params[b] * factor}
+        return torch.stack([eta[..., g].sum(-1) if g else zero for g in groups], -1).exp()
+
+    def _effect_scaled(self, params, eta):
+        """R's weights per unit: the last layer's output row ``k`` scaled by ``exp(eta_rate + eta_rate[k])``
+        (i.e. ``exp(.) R_k(h)``; an infusion's rate, added to the last bias by the solve, stays unscaled), and the
+        first layer's input column of hidden component ``k`` by ``exp(eta_outflow[k])`` (R reads ``e^eta h_k``)."""
+        params = dict(params)
+        cols = self._per_state_factor(eta, ("outflow",))
+        if cols is not None:
+            w = "R.0.weight"
+            pad = cols.new_ones(cols.shape[:-1] + (params[w].shape[-1] - self.hidden_dim,))  # inputs x, eta_in
+            params[w] = params[w] * torch.cat([cols, pad], -1)[..., None, :]
+        rows = self._per_state_factor(eta, ("rate",))
+        if rows is not None:
+            last = self.R.num_layers - 1
+            w, b = f"R.{last}.weight", f"R.{last}.bias"
+            params[w], params[b] = params[w] * rows[..., None], params[b] * rows
+        return params
 
     def _with_effect_inputs(self, eta, t, x, x_times):
         """Append the ``"input"`` effects to the inputs of R and Z (constant in time)."""
