@@ -36,8 +36,12 @@ METRICS = ("nll", "crps", "coverage_90", "rmse")
 
 
 def _scores(fit, pred, split):
+    """Scores, the number of observations ``n``, and ``z2``: the mean squared error of the predictive mean over
+    the predictive variance (1 when the bands' width matches the errors; above 1: too narrow)."""
     s = score(pred, split.y, split.mask, noise_scale=fit.model.noise_scale(fit.param_state, pred))
-    return {**{k: round(float(s[k]), 4) for k in METRICS if k in s}, "n": int(split.mask.sum())}
+    obs, m = pred["obs"], split.mask
+    z2 = ((split.y - obs.mean(0)).pow(2) / obs.var(0))[..., 0][m].mean()
+    return {**{k: round(float(s[k]), 4) for k in METRICS if k in s}, "z2": round(float(z2), 3), "n": int(m.sum())}
 
 
 def _fitted(fit, train):
@@ -78,7 +82,12 @@ def run(problem, name, model, steps, seed, map_model=None, forecast=True):
         row = {"model": name, "method": method, "wall_s": round(fit.wall_time, 1), **_fitted(fit, problem.train)}
         for split_name in ("test", "extrapolation"):
             split = getattr(problem, split_name)
-            row[split_name] = _scores(fit, fit.predict(split, num_samples=200, seed=seed), split)
+            pred = fit.predict(split, num_samples=200, seed=seed)
+            row[split_name] = _scores(fit, pred, split)
+            row[split_name + "_per_unit"] = {  # NLL and coverage of each unit
+                int(u): {k: v for k, v in _scores(fit, {s: p[:, i:i + 1] for s, p in pred.items() if p.dim() == 4},
+                                                  split.select([i])).items() if k in ("nll", "coverage_90")}
+                for i, u in enumerate(split.ids)}
         if model.eta_dim and problem.train.eta_true is not None:
             row["eta"] = recovery(fit, problem.train)
         if model.eta_dim and forecast:
@@ -114,9 +123,9 @@ def pooled(rows):
     for r in rows:
         p = out.setdefault((r["model"], r["method"]), {"model": r["model"], "method": r["method"]})
         for split in ("test", "extrapolation"):
-            acc = p.setdefault(split, {k: 0.0 for k in (*METRICS, "n")})
-            for k in METRICS:
-                acc[k] += r[split][k] * r[split]["n"]
+            acc = p.setdefault(split, {k: 0.0 for k in (*METRICS, "z2", "n")})
+            for k in (*METRICS, "z2"):
+                acc[k] += r[split].get(k, float("nan")) * r[split]["n"]
             acc["n"] += r[split]["n"]
     for p in out.values():
         for split in ("test", "extrapolation"):
@@ -126,13 +135,14 @@ def pooled(rows):
 
 
 def table(rows):
-    lines = [f"{'fold':>4} {'model':>12} {'method':>10} {'split':>13} {'NLL':>8} {'CRPS':>8} {'cov90':>6} {'n':>4}"]
+    lines = [f"{'fold':>4} {'model':>12} {'method':>10} {'split':>13} {'NLL':>8} {'CRPS':>8} {'cov90':>6} {'z2':>6} "
+             f"{'n':>4}"]
     for r in rows:
         for split in ("test", "extrapolation", "forecast_population", "forecast_conditioned"):
             if split in r:
                 s = r[split]
                 lines.append(f"{r.get('fold', ''):>4} {r['model']:>12} {r['method']:>10} {split:>13.13} {s['nll']:8.3f} "
-                             f"{s['crps']:8.3f} {s['coverage_90']:6.2f} {s['n']:4d}")
+                             f"{s['crps']:8.3f} {s['coverage_90']:6.2f} {s.get('z2', float('nan')):6.2f} {s['n']:4d}")
     for r in rows:
         if "eta" in r:
             e = r["eta"]

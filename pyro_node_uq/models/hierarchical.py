@@ -68,6 +68,12 @@ class HierarchicalNODEModel(NODEModel):
         initial value of a learned omega, which is penalised by this prior so MAP cannot send it to 0 or infinity).
     :param float omega_prior: log-scale of that prior.
     :param float dose_scale: doses enter the state multiplied by this.
+    :param str equilibrium: ``"zero"``: the zero state is an equilibrium, ``R(0) = 0`` (with zero inputs): R's
+        last bias is not a latent but ``-R(0)`` of the other weights, so without drug nothing changes and, once
+        the doses are absorbed, concentrations can only fall towards 0.  ``None`` (default): a free bias, with
+        which the fitted field can have a steady state at a positive concentration beyond the observed times
+        (a free NODE fitted to theophylline's first 7 h levels off near 3 mg/L where the data fall to 1 mg/L at
+        24 h).  Not with ``"input"`` effects.
 
     Example::
 
@@ -82,7 +88,7 @@ class HierarchicalNODEModel(NODEModel):
 
     def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
                  covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0,
-                 parameterization="noncentred", **kwargs):
+                 parameterization="noncentred", equilibrium=None, **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
         bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
             _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
@@ -106,6 +112,11 @@ class HierarchicalNODEModel(NODEModel):
             self.Z = BatchedMLP("Z", (self.hidden_dim + input_dim + n_in, *self.Z.sizes[1:]), act)
         if self.init == "input":
             raise ValueError("init: 'input' is not supported by HierarchicalNODEModel (doses set the state)")
+        if equilibrium not in (None, "zero"):
+            raise ValueError(f"equilibrium: expected None or 'zero', got {equilibrium!r}")
+        if equilibrium and "input" in self.effects:
+            raise ValueError("equilibrium='zero' with an 'input' effect: R(0) would depend on the unit's effects")
+        self.equilibrium = equilibrium
 
     @property
     def eta_dim(self):
@@ -149,7 +160,28 @@ class HierarchicalNODEModel(NODEModel):
     def layer_sites(self, subset):
         """As :meth:`NODEModel.layer_sites`, plus ``"random_effects"``: the fitted units' latent (``eta_z`` or
         ``eta``)."""
-        return [self._unit_site] if subset == "random_effects" else super().layer_sites(subset)
+        if subset == "random_effects":
+            return [self._unit_site]
+        return [s for s in super().layer_sites(subset) if s in self.weight_shapes()]
+
+    @property
+    def _anchored_bias(self):
+        return f"R.{self.R.num_layers - 1}.bias" if getattr(self, "equilibrium", None) == "zero" else None
+
+    def weight_shapes(self):
+        """As :meth:`NODEModel.weight_shapes`; with ``equilibrium="zero"`` without R's last bias (set by
+        :meth:`_anchor`, not a latent)."""
+        shapes = super().weight_shapes()
+        shapes.pop(self._anchored_bias, None)
+        return shapes
+
+    def _anchor(self, params, like):
+        """With ``equilibrium="zero"``: R's last bias set to ``-R(0)`` of the other weights, so ``R(0) = 0``."""
+        if self.equilibrium is None:
+            return params
+        bias = self._anchored_bias
+        zero_bias = like.new_zeros(self.hidden_dim)
+        return {**params, bias: -self.R({**params, bias: zero_bias}, like.new_zeros(self.R.sizes[0]))}
 
     @property
     def _unit_site(self):
@@ -179,7 +211,7 @@ class HierarchicalNODEModel(NODEModel):
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
         shapes = self.weight_shapes()
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
-        params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
+        params = self._anchor({k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}, t)
         omega = self._omega(t) if self.eta_dim else None
         loc = self._eta_loc(covariates, t) if self.eta_dim else None
         scale = self._noise_scale(t)

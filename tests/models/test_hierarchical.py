@@ -213,3 +213,35 @@ def test_outflow_effect_is_the_absorption_rate_of_the_closed_form():
         assert torch.allclose(got.nodes["hidden"]["value"][i], want.nodes["hidden"]["value"][0], atol=1e-10)
     with pytest.raises(ValueError, match=r"0 <= k < hidden_dim=2"):
         HierarchicalNODEModel(effects=("outflow[2]",), **kw)
+
+
+def test_zero_equilibrium_keeps_an_undosed_unit_at_zero():
+    """``equilibrium="zero"``: R's last bias is ``-R(0)`` of the other weights (not a latent), so ``R(0) = 0`` and a
+    unit without doses stays at zero (up to rounding, which an unstable zero state amplifies: hence weights of
+    scale 0.3), and R(h) is otherwise the free network's minus its value at 0; without it, the same weights move an
+    undosed unit away from zero (a spurious steady state elsewhere)."""
+    problem = load_problem("theophylline_events", dtype=D64)
+    split = problem.train.select(torch.arange(3))
+    undosed = split.doses._replace(amount=torch.zeros_like(split.doses.amount))
+    kw = dict(hidden_dim=2, R_hidden=(8,), Z_hidden=None, scale=0.5, effects=("rate", "output"))
+    anchored, free = HierarchicalNODEModel(equilibrium="zero", **kw), HierarchicalNODEModel(**kw)
+    assert "R.1.bias" not in anchored.weight_shapes() and anchored.layer_sites("last_layer") == ["R.1.weight"]
+    gen = torch.Generator().manual_seed(1)
+    net = {k: 0.3 * torch.randn(v, generator=gen, dtype=D64) for k, v in free.weight_shapes().items()}
+    zero = torch.zeros(2, dtype=D64)
+    net["eta_z"] = torch.randn(3, 2, generator=gen, dtype=D64)
+    assert anchored.R(anchored._anchor(net, zero), zero).abs().max() < 1e-15  # R(0) = 0 (with any rate effect)
+    kwargs = dict(split.kwargs, doses=undosed)
+    tr = poutine.trace(poutine.condition(anchored, net)).get_trace(*split.args, **kwargs)
+    assert "R.1.bias" not in tr.nodes and tr.nodes["hidden"]["value"].abs().max() < 1e-5
+    moved = poutine.trace(poutine.condition(free, net)).get_trace(*split.args, **kwargs)
+    assert moved.nodes["hidden"]["value"].abs().max() > 0.1
+    # with doses: the free field with its last bias set to -R(0) gives the same solution
+    bias = -free.R({**net, "R.1.bias": zero}, zero)
+    got = poutine.trace(poutine.condition(anchored, net)).get_trace(*split.args, **split.kwargs)
+    want = poutine.trace(poutine.condition(free, {**net, "R.1.bias": bias})).get_trace(*split.args, **split.kwargs)
+    assert torch.allclose(got.nodes["hidden"]["value"], want.nodes["hidden"]["value"], atol=1e-10)
+    with pytest.raises(ValueError, match="equilibrium"):
+        HierarchicalNODEModel(equilibrium="steady", **kw)
+    with pytest.raises(ValueError, match="equilibrium"):
+        HierarchicalNODEModel(equilibrium="zero", **dict(kw, effects=("input",)))
