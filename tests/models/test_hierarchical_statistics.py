@@ -90,47 +90,79 @@ def test_centred_effects_recover_omega(fits):
     assert ((_omega(an) / truth - 1).abs() < 0.25).all(), _omega(an)
 
 
+FOLDS = 4
+
+
+def _pooled(scores):
+    """Per-observation means over the folds: each fold's means weighted by its number of observations."""
+    total = sum(c for c, _ in scores)
+    return {k: sum(c * float(s[k]) for c, s in scores) / total for k in ("nll", "crps", "coverage_90")}
+
+
 @pytest.fixture(scope="module")
-def theophylline_fits():
-    """Population-only and centred hierarchical NODE on theophylline (9 fitted subjects, 3 new ones), each fitted
-    MAP -> AutoNormal -> AutoLangevin; the centred model starts from the non-centred model's MAP."""
+def theophylline_cv():
+    """Theophylline by 4-fold cross-validation over subjects (every subject held out once; per fold 9 fitted
+    subjects, whose first two thirds of samples are the training data): population-only and centred hierarchical
+    NODE (the problem's defaults, ``equilibrium="zero"``), each fitted MAP -> AutoNormal -> AutoLangevin, the
+    centred model from the non-centred model's MAP.  Returns the scores pooled over the folds per model, method
+    and split (``test``: the held-out subjects; ``extrapolation``: the fitted subjects' last third;
+    ``forecast_*``: held-out subjects' last two thirds, from the population or conditioned on their first third).
+    About 7 minutes on one core."""
     torch.set_num_threads(1)
-    problem = load_problem("theophylline_events", dtype=torch.float64)
-    out = {}
-    for name, model, map_model in (
-            ("population", problem.default_model(effects=(), covariate_dim=0), None),
-            ("hierarchical", problem.default_model(parameterization="centred"), problem.default_model())):
-        mp = run_map(map_model or model, problem.train, num_steps=STEPS, progress_bar=False)
-        an = run_autonormal(model, problem.train, warm_start=mp, num_steps=STEPS, progress_bar=False, elbo_particles=0)
-        la = run_langevin(model, problem.train, warm_start=an, num_iters=STEPS // 2, num_steps=10, progress_bar=False,
-                          elbo_particles=0)
-        out[name] = {"autonormal": an, "langevin": la}
-    return problem, out
-
-
-@pytest.mark.parametrize("method, claims", [
-    ("autonormal", (("extrapolation", "nll"), ("extrapolation", "crps"), ("test", "nll"))),
-    ("langevin", (("extrapolation", "nll"),))])
-def test_theophylline_hierarchical_beats_population(theophylline_fits, method, claims):
-    """Centred hierarchical vs population-only NODE, on the held-out last samples of known subjects
-    (``extrapolation``) and on new subjects (``test``).  Measured (benchmark run / this test's run): AutoNormal
-    extrapolation NLL 1.61 vs 2.03, CRPS 0.68 vs 0.76, new subjects NLL 2.15 vs 2.21; AutoLangevin extrapolation
-    NLL 1.76 vs 2.03.  Not asserted: new subjects' CRPS (unmet: 1.15 vs 1.13 AutoNormal, 1.13 vs 1.09 AutoLangevin)
-    and AutoLangevin's extrapolation CRPS and 90% coverage, which moved between two runs of the same seeded fits
-    (CRPS 0.82 vs 0.87, coverage 0.93 in the benchmark; 0.80 vs 0.79, 0.78 here): AutoLangevin's fit on 9
-    subjects is not reproducible enough to hold a margin that small."""
-    problem, out = theophylline_fits
-    for split_name, metric in claims:
-        split = getattr(problem, split_name)
-        s = {k: _scores(v[method], v[method].predict(split, num_samples=200), split) for k, v in out.items()}
-        print(method, split_name, {k: {m: round(float(v[m]), 4) for m in ("nll", "crps", "coverage_90")}
-                                   for k, v in s.items()})
-        assert s["hierarchical"][metric] < s["population"][metric], (split_name, metric, s)
+    scores = {}
+    for fold in range(FOLDS):
+        problem = load_problem("theophylline_events", dtype=torch.float64, num_folds=FOLDS, fold=fold)
+        for name, model, map_model in (
+                ("population", problem.default_model(effects=(), covariate_dim=0), None),
+                ("hierarchical", problem.default_model(parameterization="centred"), problem.default_model())):
+            mp = run_map(map_model or model, problem.train, num_steps=STEPS, progress_bar=False)
+            an = run_autonormal(model, problem.train, warm_start=mp, num_steps=STEPS, progress_bar=False,
+                                elbo_particles=0)
+            la = run_langevin(model, problem.train, warm_start=an, num_iters=STEPS // 2, num_steps=10,
+                              progress_bar=False, elbo_particles=0)
+            for method, fit in (("autonormal", an), ("langevin", la)):
+                for split_name in ("test", "extrapolation"):
+                    split = getattr(problem, split_name)
+                    s = _scores(fit, fit.predict(split, num_samples=200), split)
+                    scores.setdefault((name, method, split_name), []).append((int(split.mask.sum()), s))
+                if name == "hierarchical":
+                    ind, pop = _forecasts(problem, fit)
+                    late = int(split_by_time(problem.test, 1 / 3)[1].mask.sum())
+                    scores.setdefault((name, method, "forecast_conditioned"), []).append((late, ind))
+                    scores.setdefault((name, method, "forecast_population"), []).append((late, pop))
+    pooled = {k: _pooled(v) for k, v in scores.items()}
+    for k, v in sorted(pooled.items()):
+        print(k, {m: round(x, 3) for m, x in v.items()})
+    return pooled
 
 
 @pytest.mark.parametrize("method", ["autonormal", "langevin"])
-def test_theophylline_conditioned_forecast(theophylline_fits, method):
-    """New subjects' last two thirds given their first third: NLL 1.63 vs 2.02 (AutoNormal), 1.73 vs 2.10."""
-    problem, out = theophylline_fits
-    ind, pop = _forecasts(problem, out["hierarchical"][method])
+@pytest.mark.parametrize("split_name", ["test", "extrapolation"])
+def test_theophylline_hierarchical_beats_population(theophylline_cv, method, split_name):
+    """Hierarchical vs population-only NODE, pooled over the 4 folds: new subjects (132 samples) and the fitted
+    subjects' last samples (108).  Measured (NLL / CRPS, hierarchical vs population; fit seed 0 / 1): AutoNormal
+    new subjects 1.83 / 0.85 vs 2.13 / 1.10, later samples 1.56 / 0.61 vs 2.35 / 1.45; AutoLangevin new subjects
+    1.84 / 0.86 vs 2.10 / 1.07, later samples 1.48 / 0.55 vs 2.33 / 1.35.  On the one seed-0 split (fold 0: held
+    out subjects 1, 6, 9, the slowest eliminator and the fastest absorber of the 12) the hierarchical model loses
+    on new subjects (NLL 2.22 vs 2.12-2.27 but CRPS 1.15-1.18 vs 1.07-1.21, coverage 0.70-0.76)."""
+    s = {k: theophylline_cv[(k, method, split_name)] for k in ("population", "hierarchical")}
+    assert s["hierarchical"]["nll"] < s["population"]["nll"], s
+    assert s["hierarchical"]["crps"] < s["population"]["crps"], s
+
+
+def test_theophylline_autolangevin_coverage(theophylline_cv):
+    """AutoLangevin's 90% coverage of the new subjects' samples, pooled over the folds (measured 0.92).  Not
+    asserted: the later samples of the fitted subjects are over-covered, 0.96 (the additive noise scale is set by
+    the training window's absorption peaks, which the effects cannot follow; the later, falling samples are fitted
+    more closely)."""
+    cov = theophylline_cv[("hierarchical", "langevin", "test")]["coverage_90"]
+    assert 0.85 <= cov <= 0.95, cov
+
+
+@pytest.mark.parametrize("method", ["autonormal", "langevin"])
+def test_theophylline_conditioned_forecast(theophylline_cv, method):
+    """New subjects' last two thirds given their first third, pooled over the folds: NLL below the population
+    forecast's."""
+    ind = theophylline_cv[("hierarchical", method, "forecast_conditioned")]
+    pop = theophylline_cv[("hierarchical", method, "forecast_population")]
     assert ind["nll"] < pop["nll"] - 0.2, (ind, pop)
