@@ -13,7 +13,8 @@ coverage pooled over all held-out units' observations (and over every fold's lat
 per-fold scores and each fit's omega, noise scale and spread of the fitted units' posterior mean effects.
 
     python benchmarks/hierarchical_pk.py --problem pk_repeated [--steps 800] [--out results.json]
-    python benchmarks/hierarchical_pk.py --problem theophylline_events --folds 4 --hier '{"parameterization": "centred"}'
+    python benchmarks/hierarchical_pk.py --problem theophylline_events --folds 4 \\
+        --hier '{"parameterization": "centred"}'
     python benchmarks/hierarchical_pk.py --problem theophylline_events --hier '{"parameterization": "centred"}' \\
         --both '{"error_model": "combined", "prop_scale": "learned"}'
 """
@@ -141,8 +142,8 @@ def table(rows):
         for split in ("test", "extrapolation", "forecast_population", "forecast_conditioned"):
             if split in r:
                 s = r[split]
-                lines.append(f"{r.get('fold', ''):>4} {r['model']:>12} {r['method']:>10} {split:>13.13} {s['nll']:8.3f} "
-                             f"{s['crps']:8.3f} {s['coverage_90']:6.2f} {s.get('z2', float('nan')):6.2f} {s['n']:4d}")
+                lines.append(f"{r.get('fold', ''):>4} {r['model']:>12} {r['method']:>10} {split:>13.13} "
+                             f"{s['nll']:8.3f} {s['crps']:8.3f} {s['coverage_90']:6.2f} {s.get('z2', float('nan')):6.2f} {s['n']:4d}")
     for r in rows:
         if "eta" in r:
             e = r["eta"]

@@ -57,8 +57,8 @@ class HierarchicalNODEModel(NODEModel):
     :class:`~pyro_node_uq.distributions.NODEObservation`.
 
     :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` and
-        ``"outflow[k]"`` with ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only model (no random effects;
-        doses and covariates-free).
+        ``"outflow[k]"`` with ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only
+        model (no random effects; doses and covariates-free).
     :param int covariate_dim: number of covariates ``C``.
     :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
     :param omega: ``"learned"`` or ``"latent"``.

@@ -82,3 +82,20 @@ def test_units_problem_folds():
     assert torch.equal(problems[0].test.ids, units_problem("toy", "", u, obs_names=("y",)).test.ids)
     with pytest.raises(ValueError, match="fold"):
         units_problem("toy", "", u, num_folds=4, fold=4)
+
+
+def test_theophylline_and_event_file_folds():
+    """``theophylline_events`` and ``events_problem`` take the folds: 4 x 3 subjects, each held out once, fold 0 the
+    default split, all on one union grid (so held-out predictions pool across folds)."""
+    from pyro_node_uq.data import events_problem, load_problem
+    from pyro_node_uq.data.pk import theophylline_table
+
+    default = load_problem("theophylline_events")
+    folds = [load_problem("theophylline_events", num_folds=4, fold=k) for k in range(4)]
+    assert sorted(sum((p.test.ids.tolist() for p in folds), [])) == list(range(1, 13))  # subject IDs
+    assert torch.equal(folds[0].test.ids, default.test.ids)
+    assert all(torch.equal(p.test.t, default.test.t) for p in folds)
+    assert default.model_kwargs["equilibrium"] == "zero"
+    table = theophylline_table()
+    held = [events_problem(table, covariates=["WT"], num_folds=4, fold=k).test.ids.tolist() for k in range(4)]
+    assert sorted(sum(held, [])) == list(range(1, 13))
