@@ -8,7 +8,7 @@ from .nonmem import events_problem
 from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
 from .specimens import specimens
-from .units import Units, refine_grid, split_by_time, split_units, units_problem
+from .units import Units, refine_grid, split_by_time, split_units, unit_folds, units_problem
 from .static import StaticProblem, StaticSplit, gap_regression, spirals
 from .viscoelastic import viscoelastic
 
@@ -50,4 +50,4 @@ def load_problem(name, dtype=None, device=None, **kwargs):
 __all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "Units", "chemical", "elastoplastic",
            "events_problem", "gap_regression", "hare_lynx", "load_problem", "pk_repeated", "random_sines",
            "read_events", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
-           "theophylline", "theophylline_events", "units_problem", "viscoelastic"]
+           "theophylline", "theophylline_events", "unit_folds", "units_problem", "viscoelastic"]

@@ -10,7 +10,8 @@ from .units import refine_grid, units_problem
 __all__ = ["events_problem"]
 
 
-def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3, seed=0, **read_kwargs):
+def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3, seed=0, num_folds=None, fold=0,
+                   **read_kwargs):
     """Read ``path`` with :func:`~pyro_node_uq.data.read_events` and split it with
     :func:`~pyro_node_uq.data.units.units_problem`.
 
@@ -26,6 +27,8 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
     :param float test_fraction: fraction of units held out as new units.
     :param float time_fraction: fraction of each fitted unit's observations used for training.
     :param int seed: seed of the unit split.
+    :param int num_folds, fold: hold out fold ``fold`` of ``num_folds`` instead (every unit held out once over
+        ``fold = 0, ..., num_folds - 1``, :func:`~pyro_node_uq.data.unit_folds`).
     :param read_kwargs: column names for :func:`~pyro_node_uq.data.read_events` (``id=``, ``dv=``...).
     :rtype: ~pyro_node_uq.data.Problem
 
@@ -49,8 +52,8 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
     a_max = float(doses.amount[doses.mask].max()) if doses is not None else 1.0
     name = Path(path).stem if isinstance(path, (str, Path)) else "theophylline_table"
     problem = units_problem(
-        name, f"units read from {name} (NONMEM event format)", units, test_fraction, time_fraction, seed,
-        obs_names=("DV",), time_unit="")
+        name, f"units read from {name} (NONMEM event format)", units, test_fraction, time_fraction, seed, num_folds,
+        fold, obs_names=("DV",), time_unit="")
     kwargs = dict(hidden_dim=hidden, R_hidden=(16,), Z_hidden=None, effects=("rate", "output"),
                   dose_scale=y_max / a_max if a_max > 0 else 1.0, scale="learned", scale_init=0.1 * y_max,
                   solver=dict(method="rk4"))

@@ -8,7 +8,7 @@ import torch
 from ..distributions.doses import DoseSchedule
 from .problem import Split
 
-__all__ = ["Units", "refine_grid", "split_by_time", "split_units", "units_problem"]
+__all__ = ["Units", "refine_grid", "split_by_time", "split_units", "unit_folds", "units_problem"]
 
 
 def _take(doses, index):
@@ -132,9 +132,47 @@ def split_units(units, test_fraction=0.25, seed=0):
     if n < 2:
         raise ValueError(f"split_units: need at least 2 units to hold some out, got {n}")
     n_test = min(max(1, round(test_fraction * n)), n - 1)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(units.y.device)
-    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    return _hold_out(units, _permutation(units, seed), 0, n_test)
+
+
+def _permutation(units, seed):
+    return torch.randperm(len(units), generator=torch.Generator().manual_seed(seed)).to(units.y.device)
+
+
+def _hold_out(units, perm, start, stop):
+    """``(train, test)``: ``test`` the units ``perm[start:stop]`` (marked ``new_units``), ``train`` the others."""
+    test_idx = perm[start:stop].sort().values
+    train_idx = torch.cat([perm[:start], perm[stop:]]).sort().values
     return units.select(train_idx), units.select(test_idx, new_units=True)
+
+
+def unit_folds(units, num_folds, seed=0):
+    """K-fold cross-validation over units: ``num_folds`` pairs ``(train, test)`` in which every unit is held out
+    (in ``test``, marked ``new_units``) exactly once, the folds as equal in size as ``len(units)`` allows.  With
+    only a dozen units one held-out set of three is mostly noise; scores pooled over the folds' held-out units
+    rest on every unit.
+
+    The folds cut the seeded permutation of :func:`split_units` into consecutive blocks, so with ``num_folds =
+    1 / test_fraction`` fold 0 is ``split_units(units, test_fraction, seed)``.
+
+    :param Units units: the units to split.
+    :param int num_folds: number of folds, ``2 <= num_folds <= len(units)``.
+    :param int seed: seed of the permutation.
+    :returns: list of ``num_folds`` pairs ``(train, test)``.
+
+    Example::
+
+        >>> u = Units(t=torch.arange(3.0), x=None, y=torch.zeros(10, 3, 1))
+        >>> folds = unit_folds(u, 4)
+        >>> [len(test) for _, test in folds], sorted(sum((test.ids.tolist() for _, test in folds), []))
+        ([3, 3, 2, 2], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    """
+    n = len(units)
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or not 2 <= num_folds <= n:
+        raise ValueError(f"num_folds: expected an integer in [2, {n}] (the number of units), got {num_folds!r}")
+    perm = _permutation(units, seed)
+    bounds = [k * (n // num_folds) + min(k, n % num_folds) for k in range(num_folds + 1)]
+    return [_hold_out(units, perm, a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def split_by_time(units, fraction=2 / 3):
@@ -161,7 +199,8 @@ def split_by_time(units, fraction=2 / 3):
     return replace(units, mask=early), replace(units, mask=units.mask & ~early)
 
 
-def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 / 3, seed=0, **fields):
+def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 / 3, seed=0, num_folds=None,
+                  fold=0, **fields):
     """A :class:`~pyro_node_uq.data.Problem` from units: ``train`` = the fitted units' first observations,
     ``extrapolation`` = their later observations (:func:`split_by_time`), ``test`` = held-out new units
     (:func:`split_units`, all their observations).
@@ -171,6 +210,9 @@ def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 
     :param float test_fraction: fraction of units held out.
     :param float time_fraction: fraction of each fitted unit's observations in ``train``.
     :param int seed: seed of the unit split.
+    :param int num_folds: hold out fold ``fold`` of :func:`unit_folds` instead (``test_fraction`` is then not
+        used): ``num_folds`` problems with ``fold = 0, ..., num_folds - 1`` hold out every unit once.
+    :param int fold: which fold, ``0 <= fold < num_folds``.
     :param fields: other :class:`~pyro_node_uq.data.Problem` fields (``obs_names``, ``model_kwargs``...).
 
     Example::
@@ -182,7 +224,13 @@ def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 
     """
     from .problem import Problem
 
-    fitted, new = split_units(units, test_fraction, seed)
+    if num_folds is None:
+        fitted, new = split_units(units, test_fraction, seed)
+    else:
+        folds = unit_folds(units, num_folds, seed)
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < num_folds:
+            raise ValueError(f"fold: expected an integer in [0, {num_folds}), got {fold!r}")
+        fitted, new = folds[fold]
     early, late = split_by_time(fitted, time_fraction)
     fields.setdefault("model_class", "HierarchicalNODEModel")
     return Problem(name=name, description=description, train=early, test=new, extrapolation=late, **fields)

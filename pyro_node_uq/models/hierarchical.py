@@ -14,8 +14,8 @@ from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
 __all__ = ["EFFECTS", "PARAMETERIZATIONS", "HierarchicalNODEModel"]
 
-EFFECTS = ("rate", "output", "input", "rate[k]")
-_STATE_RATE = re.compile(r"rate\[(\d+)\]$")
+EFFECTS = ("rate", "output", "input", "rate[k]", "outflow[k]")
+_PER_STATE = re.compile(r"(rate|outflow)\[(\d+)\]$")
 PARAMETERIZATIONS = ("noncentred", "centred")
 
 
@@ -24,15 +24,21 @@ class HierarchicalNODEModel(NODEModel):
 
     .. math::
 
-        dh_{i,k}/dt = e^{\\eta_{i,r} + \\eta_{i,r_k}} R_k(h_i, x_i(t), \\eta_{i,in}; w) + u_{i,k}(t),\\quad
+        dh_{i,k}/dt = e^{\\eta_{i,r} + \\eta_{i,r_k}} R_k(e^{\\eta_{i,f}} \\odot h_i, x_i(t), \\eta_{i,in}; w)
+        + u_{i,k}(t),\\quad
         y_i = e^{\\eta_{i,o}} Z(h_i, x_i(t), \\eta_{i,in}; w) + \\epsilon,\\quad
         \\eta_i \\sim \\mathcal N(B c_i, \\mathrm{diag}(\\omega^2))
 
     where ``effects`` says where each component of eta enters: ``"rate"`` scales the vector field (a clearance-type
     effect: the unit's clock runs faster), ``"rate[k]"`` scales the derivative of hidden component ``k`` only
     (per-state rates: with a gut and a central compartment, ``("rate[0]", "rate[1]")`` gives each unit its own
-    elimination and absorption speed, which one ``"rate"`` ties together), ``"output"`` scales the observation (a
-    volume-type effect), ``"input"`` is an extra input of R (and Z).  Doses jump the state (boluses) or add the
+    elimination and absorption speed, which one ``"rate"`` ties together), ``"outflow[k]"`` scales how R reads
+    hidden component ``k`` (R sees ``e^eta h_k``: ``eta_f`` above is zero except at the components with this
+    effect): with compartmental dynamics, linear in the amounts, this scales the rate constant of every flow out of
+    compartment ``k`` and nothing else, mass conserved (``"outflow[1]"`` with the gut as component 1 is the
+    absorption rate ka; ``"rate[1]"`` would speed up the gut's emptying without the matching inflow into the
+    central compartment), ``"output"`` scales the observation (a volume-type effect), ``"input"`` is an extra input
+    of R (and Z).  Doses jump the state (boluses) or add the
     infusion rate ``u_i(t)``.  Covariates ``c_i`` (standardised with ``covariate_loc`` / ``covariate_scale``) shift
     the mean of eta through the latent ``beta`` (``B``).  The per-unit latent lives inside the plate
     ``"trajectories"`` (``dim=-1``).  Non-centred (``parameterization="noncentred"``): ``"eta_z"`` ~ Normal(0, I)
@@ -50,9 +56,9 @@ class HierarchicalNODEModel(NODEModel):
     :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
     :class:`~pyro_node_uq.distributions.NODEObservation`.
 
-    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` with
-        ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only model (no random effects;
-        doses and covariates-free).
+    :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` and
+        ``"outflow[k]"`` with ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only
+        model (no random effects; doses and covariates-free).
     :param int covariate_dim: number of covariates ``C``.
     :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
     :param omega: ``"learned"`` or ``"latent"``.
@@ -62,6 +68,12 @@ class HierarchicalNODEModel(NODEModel):
         initial value of a learned omega, which is penalised by this prior so MAP cannot send it to 0 or infinity).
     :param float omega_prior: log-scale of that prior.
     :param float dose_scale: doses enter the state multiplied by this.
+    :param str equilibrium: ``"zero"``: the zero state is an equilibrium, ``R(0) = 0`` (with zero inputs): R's
+        last bias is not a latent but ``-R(0)`` of the other weights, so without drug nothing changes and, once
+        the doses are absorbed, concentrations can only fall towards 0.  ``None`` (default): a free bias, with
+        which the fitted field can have a steady state at a positive concentration beyond the observed times
+        (a free NODE fitted to theophylline's first 7 h levels off near 3 mg/L where the data fall to 1 mg/L at
+        24 h).  Not with ``"input"`` effects.
 
     Example::
 
@@ -76,10 +88,10 @@ class HierarchicalNODEModel(NODEModel):
 
     def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
                  covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0,
-                 parameterization="noncentred", **kwargs):
+                 parameterization="noncentred", equilibrium=None, **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
         bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
-            _STATE_RATE.match(e) and int(_STATE_RATE.match(e).group(1)) < self.hidden_dim)]
+            _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
         if bad:
             raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
                              f"(empty: a population-only model), got {effects!r}")
@@ -100,6 +112,11 @@ class HierarchicalNODEModel(NODEModel):
             self.Z = BatchedMLP("Z", (self.hidden_dim + input_dim + n_in, *self.Z.sizes[1:]), act)
         if self.init == "input":
             raise ValueError("init: 'input' is not supported by HierarchicalNODEModel (doses set the state)")
+        if equilibrium not in (None, "zero"):
+            raise ValueError(f"equilibrium: expected None or 'zero', got {equilibrium!r}")
+        if equilibrium and "input" in self.effects:
+            raise ValueError("equilibrium='zero' with an 'input' effect: R(0) would depend on the unit's effects")
+        self.equilibrium = equilibrium
 
     @property
     def eta_dim(self):
@@ -146,7 +163,7 @@ class HierarchicalNODEModel(NODEModel):
         effects (``omega`` with ``omega="latent"``, ``beta`` with covariates).  A guide over this block alone (the
         network a point estimate) captures how each unit's effects and their spread are estimated together."""
         if subset != "random_effects":
-            return super().layer_sites(subset)
+            return [s for s in super().layer_sites(subset) if s in self.weight_shapes()]
         return [self._unit_site] + (["omega"] if self.omega == "latent" else []) + (
             ["beta"] if self.covariate_dim else [])
 
@@ -158,12 +175,13 @@ class HierarchicalNODEModel(NODEModel):
         weakly: a shift of all N units' effects together is opposed by ``N c / omega^2`` alone.  Fits cross that
         ridge slowly (MAP, and the point network of a layer-wise fit, end with every unit's effect off by the
         same amount); here ``c`` is the units' mean deviation from ``B c_i``, so the next fit starts with
-        centred effects.  Values without the effects or R's last layer are returned unchanged.
+        centred effects (with ``equilibrium="zero"`` the last bias is ``-R(0)``, which scales with the weight).
+        Values without the effects or R's last layer are returned unchanged.
         """
-        rates = [j for j, e in enumerate(self.effects) if e == "rate" or _STATE_RATE.match(e)]
+        rates = [j for j, e in enumerate(self.effects) if e == "rate" or e.startswith("rate[")]
         last = self.R.num_layers - 1
         w, b, site = f"R.{last}.weight", f"R.{last}.bias", self._unit_site
-        if not rates or w not in values or b not in values or site not in values:
+        if not rates or w not in values or site not in values:
             return values
         values = dict(values)
         if site == "eta_z":
@@ -177,11 +195,30 @@ class HierarchicalNODEModel(NODEModel):
         mask[rates] = 1.0
         shift = shift * mask
         values[site] = values[site] - (shift / omega if site == "eta_z" else shift)
-        rows = torch.stack([shift[[i for i, e in enumerate(self.effects) if e == "rate" or e == f"rate[{k}]"]].sum()
-                            for k in range(self.hidden_dim)])
-        values[w] = values[w] * rows.exp()[:, None]
-        values[b] = values[b] * rows.exp()
+        rows = self._per_state_factor(shift, ("rate",))  # (hidden_dim,): exp of each row's summed shift
+        values[w] = values[w] * rows[:, None]
+        if b in values:  # not a latent with equilibrium="zero"
+            values[b] = values[b] * rows
         return values
+
+    @property
+    def _anchored_bias(self):
+        return f"R.{self.R.num_layers - 1}.bias" if getattr(self, "equilibrium", None) == "zero" else None
+
+    def weight_shapes(self):
+        """As :meth:`NODEModel.weight_shapes`; with ``equilibrium="zero"`` without R's last bias (set by
+        :meth:`_anchor`, not a latent)."""
+        shapes = super().weight_shapes()
+        shapes.pop(self._anchored_bias, None)
+        return shapes
+
+    def _anchor(self, params, like):
+        """With ``equilibrium="zero"``: R's last bias set to ``-R(0)`` of the other weights, so ``R(0) = 0``."""
+        if self.equilibrium is None:
+            return params
+        bias = self._anchored_bias
+        zero_bias = like.new_zeros(self.hidden_dim)
+        return {**params, bias: -self.R({**params, bias: zero_bias}, like.new_zeros(self.R.sizes[0]))}
 
     @property
     def _unit_site(self):
@@ -211,7 +248,7 @@ class HierarchicalNODEModel(NODEModel):
             raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
         shapes = self.weight_shapes()
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
-        params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
+        params = self._anchor({k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}, t)
         omega = self._omega(t) if self.eta_dim else None
         loc = self._eta_loc(covariates, t) if self.eta_dim else None
         scale = self._noise_scale(t)
@@ -224,7 +261,7 @@ class HierarchicalNODEModel(NODEModel):
             if self.eta_dim:
                 eta = self._sample_effects(loc, omega, new_units)
             x, x_times = self._with_effect_inputs(eta, t, x, x_times)
-            sol = solve_node(self.R, self.Z, self._rate_scaled(params, eta), t, x, h0, t_mask=t_mask,
+            sol = solve_node(self.R, self.Z, self._effect_scaled(params, eta), t, x, h0, t_mask=t_mask,
                              x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
                              interpolation=self.interpolation, solver=self.solver, on_divergence=self.on_divergence)
             mean = sol.mean
@@ -250,19 +287,32 @@ class HierarchicalNODEModel(NODEModel):
         z = pyro.sample("eta_z" + suffix, dist.Normal(torch.zeros_like(loc), 1.0).to_event(1))
         return pyro.deterministic("eta" + suffix, loc + omega * z, event_dim=1)
 
-    def _rate_scaled(self, params, eta):
-        """R's last layer scaled per unit and output row: row ``k`` by ``exp(eta_rate + eta_rate[k])``, i.e.
-        ``exp(.) R_k(h)`` (an infusion's rate, added to the last bias by the solve, stays unscaled)."""
-        rows = [[i for i, e in enumerate(self.effects) if e == "rate" or e == f"rate[{k}]"]
-                for k in range(self.hidden_dim)]
-        if not any(rows):
-            return params
+    def _per_state_factor(self, eta, kinds):
+        """``exp`` of the summed effects of ``kinds`` (``"rate"``, ``"rate[k]"``...) per hidden component ``k``:
+        ``(..., N, hidden_dim)``, or ``None`` when no effect is of these kinds."""
+        groups = [[i for i, e in enumerate(self.effects) if e in kinds or e in {f"{kd}[{k}]" for kd in kinds}]
+                  for k in range(self.hidden_dim)]
+        if not any(groups):
+            return None
         zero = eta.new_zeros(eta.shape[:-1])
-        log_factor = torch.stack([eta[..., r].sum(-1) if r else zero for r in rows], -1)  # (..., N, hidden_dim)
-        factor = log_factor.exp()
-        last = self.R.num_layers - 1
-        w, b = f"R.{last}.weight", f"R.{last}.bias"
-        return {**params, w: params[w] * factor[..., None], b: params[b] * factor}
+        return torch.stack([eta[..., g].sum(-1) if g else zero for g in groups], -1).exp()
+
+    def _effect_scaled(self, params, eta):
+        """R's weights per unit: the last layer's output row ``k`` scaled by ``exp(eta_rate + eta_rate[k])``
+        (i.e. ``exp(.) R_k(h)``; an infusion's rate, added to the last bias by the solve, stays unscaled), and the
+        first layer's input column of hidden component ``k`` by ``exp(eta_outflow[k])`` (R reads ``e^eta h_k``)."""
+        params = dict(params)
+        cols = self._per_state_factor(eta, ("outflow",))
+        if cols is not None:
+            w = "R.0.weight"
+            pad = cols.new_ones(cols.shape[:-1] + (params[w].shape[-1] - self.hidden_dim,))  # inputs x, eta_in
+            params[w] = params[w] * torch.cat([cols, pad], -1)[..., None, :]
+        rows = self._per_state_factor(eta, ("rate",))
+        if rows is not None:
+            last = self.R.num_layers - 1
+            w, b = f"R.{last}.weight", f"R.{last}.bias"
+            params[w], params[b] = params[w] * rows[..., None], params[b] * rows
+        return params
 
     def _with_effect_inputs(self, eta, t, x, x_times):
         """Append the ``"input"`` effects to the inputs of R and Z (constant in time)."""

@@ -50,3 +50,52 @@ def test_refine_grid_keeps_every_observation():
     keep = torch.searchsorted(r.t, u.t)
     assert torch.equal(r.y[:, keep], u.y) and torch.equal(r.mask[:, keep], u.mask)
     assert int(r.mask.sum()) == int(u.mask.sum())
+
+
+def test_unit_folds_hold_every_unit_out_once():
+    from pyro_node_uq.data import unit_folds
+
+    u = _units(n=10)
+    folds = unit_folds(u, 4, seed=3)
+    assert [len(test) for _, test in folds] == [3, 3, 2, 2]
+    held = sum((test.ids.tolist() for _, test in folds), [])
+    assert sorted(held) == list(range(10))  # each unit exactly once
+    for train, test in folds:
+        assert test.new_units and not train.new_units
+        assert sorted(train.ids.tolist() + test.ids.tolist()) == list(range(10))
+        assert torch.equal(train.covariates[:, 0], train.ids.float())  # per-unit fields follow their unit
+    _, first = split_units(u, 0.3, seed=3)
+    assert torch.equal(folds[0][1].ids, first.ids)  # fold 0 is the seeded split of the same size
+    assert [t.ids.tolist() for _, t in unit_folds(u, 4, seed=3)] == [t.ids.tolist() for _, t in folds]
+    for bad in (1, 11, 2.0, True):
+        with pytest.raises(ValueError, match="num_folds"):
+            unit_folds(u, bad)
+
+
+def test_units_problem_folds():
+    from pyro_node_uq.data import units_problem
+
+    u = _units(n=8)
+    problems = [units_problem("toy", "", u, num_folds=4, fold=k, obs_names=("y",)) for k in range(4)]
+    assert sorted(sum((p.test.ids.tolist() for p in problems), [])) == list(range(8))
+    assert all(len(p.train) == 6 and torch.equal(p.train.ids, p.extrapolation.ids) for p in problems)
+    assert torch.equal(problems[0].test.ids, units_problem("toy", "", u, obs_names=("y",)).test.ids)
+    with pytest.raises(ValueError, match="fold"):
+        units_problem("toy", "", u, num_folds=4, fold=4)
+
+
+def test_theophylline_and_event_file_folds():
+    """``theophylline_events`` and ``events_problem`` take the folds: 4 x 3 subjects, each held out once, fold 0 the
+    default split, all on one union grid (so held-out predictions pool across folds)."""
+    from pyro_node_uq.data import events_problem, load_problem
+    from pyro_node_uq.data.pk import theophylline_table
+
+    default = load_problem("theophylline_events")
+    folds = [load_problem("theophylline_events", num_folds=4, fold=k) for k in range(4)]
+    assert sorted(sum((p.test.ids.tolist() for p in folds), [])) == list(range(1, 13))  # subject IDs
+    assert torch.equal(folds[0].test.ids, default.test.ids)
+    assert all(torch.equal(p.test.t, default.test.t) for p in folds)
+    assert default.model_kwargs["equilibrium"] == "zero"
+    table = theophylline_table()
+    held = [events_problem(table, covariates=["WT"], num_folds=4, fold=k).test.ids.tolist() for k in range(4)]
+    assert sorted(sum(held, [])) == list(range(1, 13))

@@ -223,3 +223,72 @@ def test_warm_start_moves_the_rate_effects_mean_into_the_network(name, options):
     assert torch.equal(eta[0][:, output], eta[1][:, output])
     assert not torch.equal(before["R.1.weight"], after["R.1.weight"])
     assert model.warm_start_values({"R.0.weight": before["R.0.weight"]}, split).keys() == {"R.0.weight"}
+
+
+def test_outflow_effect_is_the_absorption_rate_of_the_closed_form():
+    """``"outflow[1]"`` on a linear gut (component 1) -> central (component 0) field is a per-unit absorption rate
+    ``ka e^eta``, mass conserved: the model's mean is the one-compartment oral closed form to 1e-6 (scaling the gut's
+    derivative instead, ``"rate[1]"``, is not: the absorbed amount changes by ``e^-eta``).  With a hidden layer,
+    R sees the scaled component, so the same holds for any R."""
+    problem = load_problem("theophylline_events", dtype=D64)
+    split = problem.train.select(torch.arange(3))
+    ka, ke = 1.5, 0.09
+    kw = dict(hidden_dim=2, Z_hidden=None, scale=0.5, omega="latent", solver=dict(method="rk4", substeps=20))
+    eta = torch.tensor([[0.6], [-0.4], [0.0]], dtype=D64)
+    data = {"R.0.weight": torch.tensor([[-ke, ka], [0.0, -ka]], dtype=D64), "R.0.bias": torch.zeros(2, dtype=D64),
+            "omega": torch.ones(1, dtype=D64), "eta_z": eta}
+    t, dose = split.t, split.doses.amount[:, :1]
+    ka_i = ka * eta.exp()
+    expected = dose * ka_i / (ka_i - ke) * ((-ke * t).exp() - (-ka_i * t).exp())
+    means = {}
+    for effect in ("outflow[1]", "rate[1]"):
+        model = HierarchicalNODEModel(effects=(effect,), R_hidden=(), **kw)
+        tr = poutine.trace(poutine.condition(model, data)).get_trace(*split.args, **split.kwargs)
+        means[effect] = tr.nodes["y_mean"]["value"][..., 0]
+    assert (means["outflow[1]"] - expected).abs().max() < 1e-6
+    assert (means["rate[1]"] - expected).abs().max() > 0.1
+    # a hidden layer reads the scaled state: its first-layer column of the gut is scaled per unit
+    model = HierarchicalNODEModel(effects=("outflow[1]",), R_hidden=(4,), **kw)
+    pop = HierarchicalNODEModel(effects=(), R_hidden=(4,), **kw)
+    gen = torch.Generator().manual_seed(0)
+    net = {k: torch.randn(v, generator=gen, dtype=D64) * 0.3 for k, v in model.weight_shapes().items()}
+    got = poutine.trace(poutine.condition(model, {**data, **net})).get_trace(*split.args, **split.kwargs)
+    for i in range(len(split)):
+        w = net["R.0.weight"] * torch.tensor([1.0, float(eta[i].exp())], dtype=D64)
+        one = split.select(torch.tensor([i]))
+        want = poutine.trace(poutine.condition(pop, {**net, "R.0.weight": w})).get_trace(*one.args, **one.kwargs)
+        assert torch.allclose(got.nodes["hidden"]["value"][i], want.nodes["hidden"]["value"][0], atol=1e-10)
+    with pytest.raises(ValueError, match=r"0 <= k < hidden_dim=2"):
+        HierarchicalNODEModel(effects=("outflow[2]",), **kw)
+
+
+def test_zero_equilibrium_keeps_an_undosed_unit_at_zero():
+    """``equilibrium="zero"``: R's last bias is ``-R(0)`` of the other weights (not a latent), so ``R(0) = 0`` and a
+    unit without doses stays at zero (up to rounding, which an unstable zero state amplifies: hence weights of
+    scale 0.3), and R(h) is otherwise the free network's minus its value at 0; without it, the same weights move an
+    undosed unit away from zero (a spurious steady state elsewhere)."""
+    problem = load_problem("theophylline_events", dtype=D64)
+    split = problem.train.select(torch.arange(3))
+    undosed = split.doses._replace(amount=torch.zeros_like(split.doses.amount))
+    kw = dict(hidden_dim=2, R_hidden=(8,), Z_hidden=None, scale=0.5, effects=("rate", "output"))
+    anchored, free = HierarchicalNODEModel(equilibrium="zero", **kw), HierarchicalNODEModel(**kw)
+    assert "R.1.bias" not in anchored.weight_shapes() and anchored.layer_sites("last_layer") == ["R.1.weight"]
+    gen = torch.Generator().manual_seed(1)
+    net = {k: 0.3 * torch.randn(v, generator=gen, dtype=D64) for k, v in free.weight_shapes().items()}
+    zero = torch.zeros(2, dtype=D64)
+    net["eta_z"] = torch.randn(3, 2, generator=gen, dtype=D64)
+    assert anchored.R(anchored._anchor(net, zero), zero).abs().max() < 1e-15  # R(0) = 0 (with any rate effect)
+    kwargs = dict(split.kwargs, doses=undosed)
+    tr = poutine.trace(poutine.condition(anchored, net)).get_trace(*split.args, **kwargs)
+    assert "R.1.bias" not in tr.nodes and tr.nodes["hidden"]["value"].abs().max() < 1e-5
+    moved = poutine.trace(poutine.condition(free, net)).get_trace(*split.args, **kwargs)
+    assert moved.nodes["hidden"]["value"].abs().max() > 0.1
+    # with doses: the free field with its last bias set to -R(0) gives the same solution
+    bias = -free.R({**net, "R.1.bias": zero}, zero)
+    got = poutine.trace(poutine.condition(anchored, net)).get_trace(*split.args, **split.kwargs)
+    want = poutine.trace(poutine.condition(free, {**net, "R.1.bias": bias})).get_trace(*split.args, **split.kwargs)
+    assert torch.allclose(got.nodes["hidden"]["value"], want.nodes["hidden"]["value"], atol=1e-10)
+    with pytest.raises(ValueError, match="equilibrium"):
+        HierarchicalNODEModel(equilibrium="steady", **kw)
+    with pytest.raises(ValueError, match="equilibrium"):
+        HierarchicalNODEModel(equilibrium="zero", **dict(kw, effects=("input",)))
