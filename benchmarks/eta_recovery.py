@@ -24,7 +24,7 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.data.pk import K_ELIM, OMEGA, pk_closed_form
-from pyro_node_uq.methods import run_autonormal, run_langevin, run_layerwise_effects, run_map
+from pyro_node_uq.methods import run_autonormal, run_langevin, run_layerwise_effects, run_lowrank, run_map
 from pyro_node_uq.utils.seeding import param_scope
 
 NOISE = 0.1  # pk_repeated's default observation noise
@@ -90,6 +90,10 @@ def fits(model, map_model, train, args):
             yield method, run_layerwise_effects(model, train, warm_start=mp, num_steps=args.effects_steps,
                                                 layers=args.effects_layers, num_particles=args.effects_particles,
                                                 progress_bar=False, elbo_particles=0)
+        elif method == "lowrank":  # every latent (network, effects, omega) jointly Gaussian
+            yield method, run_lowrank(model, train, warm_start=mp, num_steps=args.effects_steps,
+                                      rank=args.lowrank_rank, num_particles=args.effects_particles,
+                                      progress_bar=False, elbo_particles=0)
         elif method == "autonormal":
             an = run_autonormal(model, train, warm_start=mp, num_steps=args.steps, progress_bar=False,
                                 elbo_particles=0)
@@ -109,6 +113,7 @@ def main():
     parser.add_argument("--effects-steps", type=int, default=3000, help="steps of layerwise_effects")
     parser.add_argument("--effects-particles", type=int, default=8, help="ELBO particles of layerwise_effects")
     parser.add_argument("--effects-layers", nargs="*", default=[], help="layers added to layerwise_effects' block")
+    parser.add_argument("--lowrank-rank", type=int, default=None, help="rank of lowrank (default: Pyro's)")
     parser.add_argument("--steps", type=int, default=800, help="steps of AutoNormal (AutoLangevin: half as many)")
     parser.add_argument("--omega", default="latent", choices=["latent", "learned"])
     args = parser.parse_args()

@@ -12,7 +12,14 @@ With ``--folds K`` the held-out units are scored by K-fold cross-validation over
 coverage pooled over all held-out units' observations (and over every fold's later observations), with the
 per-fold scores and each fit's omega, noise scale and spread of the fitted units' posterior mean effects.
 
+With ``--data-seeds S1 S2 ...`` (``pk_repeated``: independent data sets) the scores are pooled over the data
+sets in the same way.  On ``pk_repeated`` a row ``true population`` scores the data-generating population's own
+predictive of the new units (:func:`~pyro_node_uq.data.pk.pk_population_predictive`): a data set's 10 new units
+share their effects, so even that covers 0.65-0.99 of their observations from seed to seed; compare the methods
+with it, pooled over data sets.
+
     python benchmarks/hierarchical_pk.py --problem pk_repeated [--steps 800] [--out results.json]
+    python benchmarks/hierarchical_pk.py --problem pk_repeated --data-seeds 0 1 2 3 4 5 --models hierarchical
     python benchmarks/hierarchical_pk.py --problem theophylline_events --folds 4 \\
         --hier '{"parameterization": "centred"}'
     python benchmarks/hierarchical_pk.py --problem theophylline_events --hier '{"parameterization": "centred"}' \\
@@ -28,6 +35,7 @@ from eta_recovery import recovery
 import pyro
 
 from pyro_node_uq.data import load_problem, split_by_time
+from pyro_node_uq.data.pk import pk_population_predictive
 from pyro_node_uq.diagnostics.metrics import score
 from pyro_node_uq.infer import condition_effects, predict_units
 from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
@@ -117,6 +125,14 @@ def compare(problem, both, hier, steps, seed, forecast=True, models=("population
     return rows + run(problem, "hierarchical", model, steps, seed, map_model, forecast=forecast)
 
 
+def true_population(problem):
+    """The row of ``pk_repeated``'s data-generating population (new units only)."""
+    pred = pk_population_predictive(problem.test, noise=problem.noise_scale, num_samples=2000)
+    s = score(pred, problem.test.y, problem.test.mask, noise_scale=problem.noise_scale)
+    return {"model": "true population", "method": "-", "test": {
+        **{k: round(float(s[k]), 4) for k in METRICS}, "z2": float("nan"), "n": int(problem.test.mask.sum())}}
+
+
 def pooled(rows):
     """One row per model and method: each split's scores averaged over the folds' observations (per-entry means
     weighted by each fold's number of observations, i.e. the scores of all held-out observations together)."""
@@ -124,12 +140,16 @@ def pooled(rows):
     for r in rows:
         p = out.setdefault((r["model"], r["method"]), {"model": r["model"], "method": r["method"]})
         for split in ("test", "extrapolation"):
+            if split not in r:
+                continue
             acc = p.setdefault(split, {k: 0.0 for k in (*METRICS, "z2", "n")})
             for k in (*METRICS, "z2"):
                 acc[k] += r[split].get(k, float("nan")) * r[split]["n"]
             acc["n"] += r[split]["n"]
     for p in out.values():
         for split in ("test", "extrapolation"):
+            if split not in p:
+                continue
             n = int(p[split]["n"])
             p[split] = {**{k: v / n for k, v in p[split].items() if k != "n"}, "n": n}
     return list(out.values())
@@ -160,22 +180,31 @@ def main():
     parser.add_argument("--hier", default="{}", help="JSON options of the hierarchical model only")
     parser.add_argument("--both", default="{}", help="JSON options of both models")
     parser.add_argument("--folds", type=int, default=None, help="K-fold cross-validation over units")
+    parser.add_argument("--data-seeds", type=int, nargs="+", default=None,
+                        help="problem seeds (pk_repeated: data sets), scores pooled over them")
     parser.add_argument("--models", nargs="+", default=["population", "hierarchical"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    problem = None if args.folds else load_problem(args.problem, dtype=torch.float64)
     both, hier = json.loads(args.both), json.loads(args.hier)
     start, rows = time.time(), []
-    for fold in range(args.folds or 1):
-        if args.folds:
-            problem = load_problem(args.problem, dtype=torch.float64, num_folds=args.folds, fold=fold)
-            print(f"fold {fold}: held out {problem.test.ids.tolist()}", flush=True)
-        fold_rows = compare(problem, both, hier, args.steps, args.seed, not args.folds, args.models)
-        rows += [dict(r, fold=fold) for r in fold_rows]
+    data_seeds = args.data_seeds or [None]
+    for data_seed in data_seeds:
+        for fold in range(args.folds or 1):
+            options = {} if data_seed is None else {"seed": data_seed}
+            if args.folds:
+                options.update(num_folds=args.folds, fold=fold)
+            problem = load_problem(args.problem, dtype=torch.float64, **options)
+            if args.folds:
+                print(f"fold {fold}: held out {problem.test.ids.tolist()}", flush=True)
+            fold_rows = compare(problem, both, hier, args.steps, args.seed, not args.folds, args.models)
+            if problem.name == "pk_repeated":
+                fold_rows.append(true_population(problem))
+            key = fold if data_seed is None else f"{data_seed}/{fold}" if args.folds else data_seed
+            rows += [dict(r, fold=key) for r in fold_rows]
     print(table(rows))
-    if args.folds:
-        print(f"pooled over {args.folds} folds:\n{table(pooled(rows))}")
+    if args.folds or args.data_seeds:
+        print(f"pooled over {len(data_seeds)} data set(s) x {args.folds or 1} fold(s):\n{table(pooled(rows))}")
     print(f"total {time.time() - start:.0f} s", flush=True)
     if args.out:
         with open(args.out, "w") as fh:

@@ -90,6 +90,7 @@ def map_values(result, derived=False):
         if derived and result.train_split is not None:
             if hasattr(result.model, "warm_start_values"):
                 values = result.model.warm_start_values(values, result.train_split)
+            _set_params(values)  # a learned omega the model moved: in this scope only, for the trace below
             args, kwargs = result.model.fit_args(result.train_split)
             trace = poutine.trace(poutine.condition(result.model, values)).get_trace(*args, **kwargs)
             values.update({name: site["value"].detach().clone() for name, site in trace.nodes.items()
@@ -97,12 +98,16 @@ def map_values(result, derived=False):
         return values
 
 
-def carry_model_params(result):
+def carry_model_params(result, values=None):
     """Put the model's own ``pyro.param`` values of a fitted ``result`` (a learned noise scale ``sigma``) into
     the current param store, so a method started from that fit continues from them instead of re-initialising.
 
     The guide's parameters (named ``<guide prefix>.*``) are left out.  Does nothing for ``None`` or a result
     without a param state.
+
+    :param dict values: the warm start's values (``map_values(result, derived=True)``): a model parameter among
+        them replaces the fit's value (a learned omega that
+        :meth:`~pyro_node_uq.models.HierarchicalNODEModel.warm_start_values` moved along a symmetry).
     """
     state = None if result is None else result.param_state
     if state is None:
@@ -115,6 +120,15 @@ def carry_model_params(result):
         with torch.no_grad():
             value = biject_to(constraint)(unconstrained.detach()).clone()
         pyro.param(name, value, constraint=constraint)
+    _set_params(values or {})
+
+
+def _set_params(values):
+    """Set the params of the current store that ``values`` names (constrained values) to those values."""
+    store = pyro.get_param_store()
+    for name in set(values) & set(store.keys()):
+        with torch.no_grad():
+            store[name] = values[name].detach().clone()
 
 
 def init_loc(model, seed, values=None):
@@ -135,7 +149,7 @@ def estimate_elbo(model, guide, split, num_particles=64, seed=0):
 
 
 def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, seed=0, progress_bar=True,
-              elbo_particles=0, start=None, stochastic_dim=latent_dim, **svi_kwargs):
+              elbo_particles=0, start=None, start_values=None, stochastic_dim=latent_dim, **svi_kwargs):
     """Fit ``guide_fn(counted_model)`` with vectorised ELBO particles; return a :class:`MethodResult` whose cost
     includes ``start``'s.
 
@@ -151,13 +165,15 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     :param int elbo_particles: particles of the final ELBO estimate (0 to skip).
     :param MethodResult start: the fit this one starts from; its model parameters (a learned noise scale) are
         carried over and its cost added.
+    :param dict start_values: ``start``'s values as the initial values were built from (see
+        :func:`carry_model_params`).
     :param stochastic_dim: ``stochastic_dim(guide) -> int``, the scalar dimensions the guide treats as random.
     :param svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
     """
     num_particles = check_int(num_particles, "num_particles", 1)
     elbo_particles = check_int(elbo_particles, "elbo_particles", 0)
     pyro.clear_param_store()
-    carry_model_params(start)
+    carry_model_params(start, start_values)
     pyro.set_rng_seed(seed)
     counting = counted(model)
     guide = guide_fn(counting)

@@ -47,7 +47,8 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
     model = as_process_model(model, split)
     start = start_from("autonormal", warm_start, model, split, seed=seed, progress_bar=progress_bar,
                        num_steps=autonormal_steps, map_steps=map_steps, elbo_particles=0)
-    init = init_loc(model, seed, map_values(start, derived=True))  # map_values reads the fit's own param state
+    values = map_values(start, derived=True)  # map_values reads the fit's own param state
+    init = init_loc(model, seed, values)
     if score == "exact":
         # a full-weight exact drift is far outside ULA's stable range on stiff NODE posteriors (noise std 0.02):
         # start its learned weights small (see AutoLangevin's exact_weight_init)
@@ -59,7 +60,7 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
 
     return fit_guide(f"langevin_{score}", model, guide_fn, split, num_steps=num_iters, lr=lr,
                      num_particles=num_particles, seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles,
-                     start=start, **(svi_kwargs or {}))
+                     start=start, start_values=values, **(svi_kwargs or {}))
 
 
 def _register(score, defaults, quick, scaled, demo=False):

@@ -48,7 +48,8 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     start = warm_start
     if start is None and map_steps != 0:
         start = start_from("map", None, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
-    init = init_loc(model, seed, None if start is None else map_values(start, derived=True))
+    values = None if start is None else map_values(start, derived=True)
+    init = init_loc(model, seed, values)
     if stochastic is None:
         select, name = {"subset": subset}, name or f"layerwise_{subset}"
     else:
@@ -58,7 +59,7 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
         return AutoLayerwise(m, guide=guide, init_loc_fn=init, **select, **(guide_kwargs or {}))
 
     return fit_guide(name, model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles, seed=seed,
-                     progress_bar=progress_bar, elbo_particles=elbo_particles, start=start,
+                     progress_bar=progress_bar, elbo_particles=elbo_particles, start=start, start_values=values,
                      stochastic_dim=lambda g: latent_dim(g.stochastic_guide), **svi_kwargs)
 
 

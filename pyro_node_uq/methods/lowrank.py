@@ -30,10 +30,12 @@ def run_lowrank(model, split, *, warm_start=None, num_steps=1500, lr=1e-2, rank=
     """
     model = as_process_model(model, split)
     start = start_from("map", warm_start, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
-    init = init_loc(model, seed, map_values(start, derived=True))
+    values = map_values(start, derived=True)
+    init = init_loc(model, seed, values)
 
     def guide_fn(m):
         return AutoLowRankMultivariateNormal(m, init_loc_fn=init, init_scale=init_scale, rank=rank)
 
     return fit_guide("lowrank", model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles,
-                     seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles, start=start, **svi_kwargs)
+                     seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles, start=start,
+                     start_values=values, **svi_kwargs)

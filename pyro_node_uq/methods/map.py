@@ -43,7 +43,8 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
         ['R.0.bias', 'R.0.weight']
     """
     model = as_process_model(model, split)
-    init = init_loc(model, seed, None if warm_start is None else map_values(warm_start, derived=True))
+    values = None if warm_start is None else map_values(warm_start, derived=True)
+    init = init_loc(model, seed, values)
     recorder = monitor = None
     if record_errors:
         recorder = LossTrajectoryRecorder()
@@ -55,7 +56,8 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
 
     with monitor if monitor is not None else contextlib.nullcontext():
         result = fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
-                           seed=seed, progress_bar=progress_bar, start=warm_start, stochastic_dim=lambda g: 0,
+                           seed=seed, progress_bar=progress_bar, start=warm_start, start_values=values,
+                           stochastic_dim=lambda g: 0,
                            callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
     return result

@@ -137,7 +137,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     start = start_from("map", warm_start, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
     start_values = map_values(start, derived=True)
     pyro.clear_param_store()
-    carry_model_params(start)  # a learned noise scale is held at its MAP value, not reset to scale_init
+    carry_model_params(start, start_values)  # a learned noise scale is held at its MAP value, not reset
     pyro.set_rng_seed(seed)
     kernel = _CountingNUTS(model, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
                            target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting,

@@ -1,4 +1,5 @@
 """A neural mixed-effects NODE: population weights w, per-unit random effects eta_i ~ Normal(B c_i, Omega), doses."""
+import math
 import re
 
 import pyro
@@ -168,37 +169,54 @@ class HierarchicalNODEModel(NODEModel):
             ["beta"] if self.covariate_dim else [])
 
     def warm_start_values(self, values, split):
-        """The fit's values with the mean of the fitted units' rate effects moved into R's last layer.
+        """The fit's values moved along two exact symmetries of the likelihood, so the next fit starts where the
+        effects' prior puts them rather than where the last fit stopped on a ridge:
 
-        The likelihood is exactly invariant under ``eta_rate -> eta_rate - c`` with R's last-layer rows scaled by
-        ``exp(c)`` (the rate effect multiplies those rows), so only the effects' prior pins their mean, and
-        weakly: a shift of all N units' effects together is opposed by ``N c / omega^2`` alone.  Fits cross that
-        ridge slowly (MAP, and the point network of a layer-wise fit, end with every unit's effect off by the
-        same amount); here ``c`` is the units' mean deviation from ``B c_i``, so the next fit starts with
-        centred effects (with ``equilibrium="zero"`` the last bias is ``-R(0)``, which scales with the weight).
-        Values without the effects or R's last layer are returned unchanged.
+        1. **The units' mean rate effect goes into R's last layer.**  The likelihood is invariant under
+           ``eta_rate -> eta_rate - c`` with R's last-layer rows scaled by ``exp(c)`` (the rate effect multiplies
+           those rows), so only the effects' prior pins their mean, and weakly: a shift of all N units' effects
+           together is opposed by ``N c / omega^2`` alone.  Fits cross that ridge slowly (MAP, and the point
+           network of a layer-wise fit, end with every unit's effect off by the same amount); here ``c`` is the
+           units' mean deviation from ``B c_i`` (with ``equilibrium="zero"`` the last bias is ``-R(0)``, which
+           scales with the weight).
+        2. **omega becomes the spread of the units' effects**: the root mean square of their deviations from
+           ``B c_i`` (the EM update of omega with the effects at their point values), kept within the central
+           95% of omega's prior, ``omega_init exp(+-2 omega_prior)``; a non-centred ``eta_z`` is rescaled so that
+           ``eta = B c + omega eta_z`` is unchanged.  A non-centred MAP inflates omega about twofold (its joint
+           density has no ``-N log omega`` term: ``eta_z`` shrinks as omega grows along the ridge ``eta_z = eta /
+           omega``), and guides started there cross that ridge slowly: their new units' predictive bands were
+           too wide.  A learned omega (a ``pyro.param``) is returned under ``"omega"`` as well, for
+           :func:`~pyro_node_uq.methods.carry_model_params` to put into the next fit's param store.
+
+        Values without the unit effects are returned unchanged; the first move also needs R's last layer, the
+        second at least two units.
         """
-        rates = [j for j, e in enumerate(self.effects) if e == "rate" or e.startswith("rate[")]
-        last = self.R.num_layers - 1
-        w, b, site = f"R.{last}.weight", f"R.{last}.bias", self._unit_site
-        if not rates or w not in values or site not in values:
+        site = self._unit_site
+        if not self.eta_dim or site not in values:
             return values
         values = dict(values)
-        if site == "eta_z":
-            omega = values["omega"] if "omega" in values else pyro.param("omega").detach()
-            shift = values[site].mean(-2) * omega  # (k,)
-        else:
-            beta = {"beta": values["beta"]} if "beta" in values else {}
-            loc = pyro.poutine.condition(self._eta_loc, beta)(split.covariates, values[site])
-            shift = (values[site] - loc).mean(-2)
-        mask = torch.zeros_like(shift)
-        mask[rates] = 1.0
-        shift = shift * mask
-        values[site] = values[site] - (shift / omega if site == "eta_z" else shift)
-        rows = self._per_state_factor(shift, ("rate",))  # (hidden_dim,): exp of each row's summed shift
-        values[w] = values[w] * rows[:, None]
-        if b in values:  # not a latent with equilibrium="zero"
-            values[b] = values[b] * rows
+        omega = values["omega"] if "omega" in values else pyro.param("omega").detach()
+        beta = {"beta": values["beta"]} if "beta" in values else {}
+        loc = pyro.poutine.condition(self._eta_loc, beta)(split.covariates, values[site])
+        deviation = values[site] * omega if site == "eta_z" else values[site] - loc
+        rates = [j for j, e in enumerate(self.effects) if e == "rate" or e.startswith("rate[")]
+        last = self.R.num_layers - 1
+        w, b = f"R.{last}.weight", f"R.{last}.bias"
+        if rates and w in values:
+            mask = torch.zeros_like(omega)
+            mask[rates] = 1.0
+            shift = deviation.mean(-2) * mask  # (k,)
+            deviation = deviation - shift
+            rows = self._per_state_factor(shift, ("rate",))  # (hidden_dim,): exp of each row's summed shift
+            values[w] = values[w] * rows[:, None]
+            if b in values:  # not a latent with equilibrium="zero"
+                values[b] = values[b] * rows
+        if deviation.shape[-2] >= 2:
+            bound = 2 * self.omega_prior
+            omega = deviation.pow(2).mean(-2).sqrt().clamp(self.omega_init * math.exp(-bound),
+                                                           self.omega_init * math.exp(bound))
+            values["omega"] = omega
+        values[site] = deviation / omega if site == "eta_z" else loc + deviation
         return values
 
     @property

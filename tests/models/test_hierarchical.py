@@ -195,8 +195,8 @@ def test_per_state_rate_effects_scale_their_own_derivative():
                                           ("theophylline_events", {"parameterization": "centred", "omega": "latent"})])
 def test_warm_start_moves_the_rate_effects_mean_into_the_network(name, options):
     """``warm_start_values``: the units' mean rate effect (their mean deviation from ``B c_i``) goes into R's
-    last layer, along the likelihood's exact symmetry: the likelihood is unchanged to rounding, the effects'
-    prior rises, the output effect is left alone."""
+    last layer, and omega becomes the effects' spread, both along exact symmetries of the likelihood: the
+    likelihood is unchanged to rounding, the effects' prior rises, the output effect is left alone."""
     from pyro_node_uq.methods import run_map
     problem = load_problem(name, dtype=D64)
     model = problem.default_model(**options)
@@ -206,23 +206,34 @@ def test_warm_start_moves_the_rate_effects_mean_into_the_network(name, options):
     with param_scope(fit.param_state):
         before = {k: v.detach() for k, v in fit.guide.median().items()}
         after = model.warm_start_values(before, split)
-        traces = [poutine.trace(poutine.condition(model, v)).get_trace(*split.args, **split.kwargs)
-                  for v in (before, after)]
+        traces = [poutine.trace(poutine.condition(model, before)).get_trace(*split.args, **split.kwargs)]
+        if model.omega == "learned":  # returned for the next fit's param store
+            pyro.get_param_store()["omega"] = after["omega"]
+        traces.append(poutine.trace(poutine.condition(model, after)).get_trace(*split.args, **split.kwargs))
     for tr in traces:
         tr.compute_log_prob()
     obs = [tr.nodes["obs"]["log_prob_sum"] for tr in traces]
-    prior = [tr.nodes[site]["log_prob_sum"] for tr in traces]
     assert torch.allclose(obs[0], obs[1], rtol=1e-12), obs
-    assert prior[1] > prior[0] + 1e-3, prior
     rate, output = model.effects.index("rate"), model.effects.index("output")
     eta = [tr.nodes["eta"]["value"] for tr in traces]
     beta = {"beta": after["beta"]} if "beta" in after else {}
     loc = poutine.condition(model._eta_loc, beta)(split.covariates, eta[0])  # B c_i (0 without covariates)
+    omega = [before["omega"] if "omega" in before else _learned_omega(fit), after["omega"]]
+    prior = [torch.distributions.Normal(loc, w).log_prob(e).sum() for e, w in zip(eta, omega)]
+    assert prior[1] > prior[0] + 1e-3, prior  # the effects' density given omega (the centred form)
     deviation = [(e - loc)[:, rate].mean().abs() for e in eta]
     assert deviation[1] < 1e-12 < deviation[0], deviation
-    assert torch.equal(eta[0][:, output], eta[1][:, output])
+    assert torch.allclose(eta[0][:, output], eta[1][:, output], rtol=1e-12)
+    spread = (eta[1] - loc).pow(2).mean(0).sqrt()  # the EM update of omega, within its prior's central 95%
+    bounds = model.omega_init * torch.tensor([-1.0, 1.0], dtype=D64).mul(2 * model.omega_prior).exp()
+    assert torch.allclose(after["omega"], spread.clamp(*bounds), rtol=1e-12), (after["omega"], spread)
     assert not torch.equal(before["R.1.weight"], after["R.1.weight"])
     assert model.warm_start_values({"R.0.weight": before["R.0.weight"]}, split).keys() == {"R.0.weight"}
+
+
+def _learned_omega(fit):
+    with param_scope(fit.param_state):
+        return pyro.param("omega").detach()
 
 
 def test_outflow_effect_is_the_absorption_rate_of_the_closed_form():

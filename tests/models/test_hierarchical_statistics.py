@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pyro_node_uq.data import load_problem, split_by_time
-from pyro_node_uq.data.pk import OMEGA
+from pyro_node_uq.data.pk import OMEGA, pk_population_predictive
 from pyro_node_uq.diagnostics.metrics import score
 from pyro_node_uq.infer import condition_effects, predict_units
 from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
@@ -59,31 +59,45 @@ def test_hierarchical_nll_beats_population(fits, method, split_name):
     assert s["hierarchical"]["crps"] < s["population"]["crps"], s
 
 
+SEEDS = (1, 2, 3, 4, 5)
+
+
 @pytest.fixture(scope="module")
 def other_seeds():
-    """The hierarchical model's fits on ``pk_repeated`` data seeds 1 and 2."""
-    problems = [load_problem("pk_repeated", seed=seed, dtype=torch.float64) for seed in (1, 2)]
+    """The hierarchical model's AutoLangevin fits on ``pk_repeated`` data seeds 1-5."""
+    problems = [load_problem("pk_repeated", seed=seed, dtype=torch.float64) for seed in SEEDS]
     return [(p, _chain(p.default_model(), p.train)["langevin"]) for p in problems]
 
 
-@pytest.mark.parametrize("split_name", [
-    pytest.param("test", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 17 must-show not met on new units: AutoLangevin over-covers with non-centred effects (0.959, "
-        "1.0, 1.0 on data seeds 0-2) and under-covers with centred ones (0.676, 0.761, 0.806)"))),
-    "extrapolation"])
+def _pooled_coverage(runs, split_name, predict):
+    """90% coverage pooled over the runs' held-out observations, and each run's."""
+    each = [(int(getattr(p, split_name).mask.sum()),
+             float(_scores(fit, predict(p, fit), getattr(p, split_name))["coverage_90"])) for p, fit in runs]
+    return sum(n * c for n, c in each) / sum(n for n, _ in each), [round(c, 3) for _, c in each]
+
+
+@pytest.mark.parametrize("split_name", ["test", "extrapolation"])
 def test_autolangevin_coverage(fits, other_seeds, split_name):
-    """AutoLangevin's 90% coverage, averaged over data seeds 0-2, in [0.85, 0.95].  One seed's held-out split
-    has 74 (new units) or about 90 (later samples) observations, so one observation moves its coverage by 0.011.
-    Later samples of the fitted units: 0.900, 0.966, 0.949 (mean 0.938).  New units: seed 0 alone measured 0.950
-    last session and 0.959 once warm starts centre the rate effects; seeds 1 and 2 give 1.0: the claim held on
-    seed 0 only, so it is marked as an expected failure (strict: it fails if it starts to pass).  The centred
-    model (from the non-centred MAP) swings the other way: 0.676, 0.761, 0.806."""
+    """AutoLangevin's 90% coverage pooled over data seeds 0-5 is in [0.85, 0.95], and on new units within 0.05
+    of the coverage of the data-generating population's own predictive
+    (:func:`~pyro_node_uq.data.pk.pk_population_predictive`) on the same units.
+
+    Pooled, not per seed: a seed's ~74 held-out observations of new units come from 10 units that share their
+    effects, and even the true population covers 0.65 (seed 0), 0.99 (seed 1), 0.89 (seed 2) of them (mean 0.84:
+    the band cannot be judged on seeds 0-2); pooled over seeds 0-5 it covers 0.88, over 0-9 0.88.  Measured
+    (omega warm-started at the effects' spread): new units 0.676, 0.915, 0.917, ... (see the closing note), later
+    samples 0.933, 0.949, 0.881, ...  Before the omega warm start, MAP's twofold omega gave new units 0.96-1.0."""
     problem, out = fits
     runs = [(problem, out["hierarchical"]["langevin"]), *other_seeds]
-    cov = [float(_scores(fit, fit.predict(getattr(p, split_name), num_samples=200), getattr(p, split_name))
-                 ["coverage_90"]) for p, fit in runs]
-    print(split_name, [round(c, 3) for c in cov])
-    assert 0.85 <= sum(cov) / len(cov) <= 0.95, cov
+    pooled, each = _pooled_coverage(runs, split_name, lambda p, fit: fit.predict(getattr(p, split_name),
+                                                                                 num_samples=200))
+    print(split_name, round(pooled, 3), each)
+    assert 0.85 <= pooled <= 0.95, (pooled, each)
+    if split_name == "test":
+        true_pooled, true_each = _pooled_coverage(runs, "test", lambda p, fit: pk_population_predictive(
+            p.test, num_samples=2000))
+        print("true population", round(true_pooled, 3), true_each)
+        assert abs(pooled - true_pooled) < 0.05, (pooled, true_pooled)
 
 
 def _forecasts(problem, fit):
