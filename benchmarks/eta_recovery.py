@@ -116,6 +116,8 @@ def main():
     parser.add_argument("--lowrank-rank", type=int, default=None, help="rank of lowrank (default: Pyro's)")
     parser.add_argument("--steps", type=int, default=800, help="steps of AutoNormal (AutoLangevin: half as many)")
     parser.add_argument("--omega", default="latent", choices=["latent", "learned"])
+    parser.add_argument("--typical-rate", action="store_true",
+                        help="typical_rate='latent' (the typical rate's uncertainty in layerwise_effects' block)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows, start = [], time.time()
@@ -125,7 +127,8 @@ def main():
         rows.append({"seed": seed, "method": "exact_typical", **exact_coverage(
             problem.train, size=(161, 101), typical=torch.linspace(-0.25, 0.25, 21))})
         print(json.dumps(rows[-2:]), flush=True)
-        model = problem.default_model(parameterization="centred", omega=args.omega, on_divergence="reject")
+        typical = {"typical_rate": "latent"} if args.typical_rate else {}
+        model = problem.default_model(parameterization="centred", omega=args.omega, on_divergence="reject", **typical)
         map_model = problem.default_model(omega=args.omega, on_divergence="reject")
         for method, fit in fits(model, map_model, problem.train, args):
             rows.append({"seed": seed, "method": method, "wall_s": round(fit.wall_time, 1),

@@ -69,6 +69,14 @@ class HierarchicalNODEModel(NODEModel):
         initial value of a learned omega, which is penalised by this prior so MAP cannot send it to 0 or infinity).
     :param float omega_prior: log-scale of that prior.
     :param float dose_scale: doses enter the state multiplied by this.
+    :param str typical_rate: ``"latent"``: the population's typical rates are latents of their own,
+        ``"typical_rate"`` ~ Normal(0, 1) (log scale, one per rate effect), which shift every unit's rate effects in
+        the solve: ``e^{typical + eta_i}`` scales R.  The network's output scale can carry the same factor (the
+        likelihood is exactly invariant under ``typical + c`` with R's last layer scaled by ``e^{-c}``), so this
+        adds no model freedom; it gives a guide that point-estimates the network a coordinate for the uncertainty
+        of the typical rate, which every unit's effect shares (the effects' prior alone pins their common shift,
+        to about ``omega / sqrt(N)``): :func:`~pyro_node_uq.methods.run_layerwise_effects` puts it in its block.
+        ``None`` (default): no such site.
     :param str equilibrium: ``"zero"``: the zero state is an equilibrium, ``R(0) = 0`` (with zero inputs): R's
         last bias is not a latent but ``-R(0)`` of the other weights, so without drug nothing changes and, once
         the doses are absorbed, concentrations can only fall towards 0.  ``None`` (default): a free bias, with
@@ -89,7 +97,7 @@ class HierarchicalNODEModel(NODEModel):
 
     def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
                  covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0,
-                 parameterization="noncentred", equilibrium=None, **kwargs):
+                 parameterization="noncentred", equilibrium=None, typical_rate=None, **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
         bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
             _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
@@ -118,6 +126,11 @@ class HierarchicalNODEModel(NODEModel):
         if equilibrium and "input" in self.effects:
             raise ValueError("equilibrium='zero' with an 'input' effect: R(0) would depend on the unit's effects")
         self.equilibrium = equilibrium
+        if typical_rate not in (None, "latent"):
+            raise ValueError(f"typical_rate: expected None or 'latent', got {typical_rate!r}")
+        if typical_rate and not self._rates:
+            raise ValueError(f"typical_rate='latent' needs a 'rate' or 'rate[k]' effect, got effects={self.effects}")
+        self.typical_rate = typical_rate
 
     @property
     def eta_dim(self):
@@ -125,6 +138,24 @@ class HierarchicalNODEModel(NODEModel):
 
     def _index(self, kind):
         return [i for i, e in enumerate(self.effects) if e == kind]
+
+    @property
+    def _rates(self):
+        """Indices of the rate effects (``"rate"``, ``"rate[k]"``)."""
+        return [j for j, e in enumerate(self.effects) if e == "rate" or e.startswith("rate[")]
+
+    def _typical_shift(self, like):
+        """With ``typical_rate="latent"``: the latent log typical rates, one per rate effect, placed at those
+        effects' positions of an ``(..., 1, eta_dim)`` vector that every unit's effects are shifted by in the solve
+        (the units' ``eta`` themselves stay centred on ``B c_i``); else ``None``."""
+        if not getattr(self, "typical_rate", None):
+            return None
+        rates = self._rates
+        prior = dist.Normal(like.new_zeros(len(rates)), 1.0).to_event(1)
+        theta = _left_of_trajectories(pyro.sample("typical_rate", prior), 1)
+        place = like.new_zeros(len(rates), self.eta_dim)
+        place[range(len(rates)), rates] = 1.0
+        return (theta @ place).unsqueeze(-2)
 
     # ------------------------------------------------------------------ random effects
     def _omega(self, like):
@@ -166,7 +197,7 @@ class HierarchicalNODEModel(NODEModel):
         if subset != "random_effects":
             return [s for s in super().layer_sites(subset) if s in self.weight_shapes()]
         return [self._unit_site] + (["omega"] if self.omega == "latent" else []) + (
-            ["beta"] if self.covariate_dim else [])
+            ["beta"] if self.covariate_dim else []) + (["typical_rate"] if getattr(self, "typical_rate", None) else [])
 
     def warm_start_values(self, values, split):
         """The fit's values moved along two exact symmetries of the likelihood, so the next fit starts where the
@@ -199,7 +230,7 @@ class HierarchicalNODEModel(NODEModel):
         beta = {"beta": values["beta"]} if "beta" in values else {}
         loc = pyro.poutine.condition(self._eta_loc, beta)(split.covariates, values[site])
         deviation = values[site] * omega if site == "eta_z" else values[site] - loc
-        rates = [j for j, e in enumerate(self.effects) if e == "rate" or e.startswith("rate[")]
+        rates = self._rates
         last = self.R.num_layers - 1
         w, b = f"R.{last}.weight", f"R.{last}.bias"
         if rates and w in values:
@@ -207,6 +238,9 @@ class HierarchicalNODEModel(NODEModel):
             mask[rates] = 1.0
             shift = deviation.mean(-2) * mask  # (k,)
             deviation = deviation - shift
+            if "typical_rate" in values:  # the latent typical rates go into the network too, and restart at 0
+                shift = shift + pyro.poutine.condition(self._typical_shift, values)(omega).reshape(shift.shape)
+                values["typical_rate"] = torch.zeros_like(values["typical_rate"])
             rows = self._per_state_factor(shift, ("rate",))  # (hidden_dim,): exp of each row's summed shift
             values[w] = values[w] * rows[:, None]
             if b in values:  # not a latent with equilibrium="zero"
@@ -269,6 +303,7 @@ class HierarchicalNODEModel(NODEModel):
         params = self._anchor({k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}, t)
         omega = self._omega(t) if self.eta_dim else None
         loc = self._eta_loc(covariates, t) if self.eta_dim else None
+        typical = self._typical_shift(t)
         scale = self._noise_scale(t)
         prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
         h0 = self._initial_state(params, x, t)
@@ -279,7 +314,8 @@ class HierarchicalNODEModel(NODEModel):
             if self.eta_dim:
                 eta = self._sample_effects(loc, omega, new_units)
             x, x_times = self._with_effect_inputs(eta, t, x, x_times)
-            sol = solve_node(self.R, self.Z, self._effect_scaled(params, eta), t, x, h0, t_mask=t_mask,
+            rate_eta = eta if typical is None else eta + typical
+            sol = solve_node(self.R, self.Z, self._effect_scaled(params, rate_eta), t, x, h0, t_mask=t_mask,
                              x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
                              interpolation=self.interpolation, solver=self.solver, on_divergence=self.on_divergence)
             mean = sol.mean

@@ -1,4 +1,6 @@
 """HierarchicalNODEModel: the true vector field reproduces the closed form; random effects in the units' plate."""
+import math
+
 import pyro
 import pytest
 import torch
@@ -303,3 +305,32 @@ def test_zero_equilibrium_keeps_an_undosed_unit_at_zero():
         HierarchicalNODEModel(equilibrium="steady", **kw)
     with pytest.raises(ValueError, match="equilibrium"):
         HierarchicalNODEModel(equilibrium="zero", **dict(kw, effects=("input",)))
+
+
+def test_typical_rate_is_the_network_output_scale_and_warm_starts_fold_it_in():
+    """``typical_rate="latent"``: a latent log typical rate ``c`` gives the likelihood of the model without it
+    with R's last layer scaled by ``e^c`` (to rounding); ``warm_start_values`` moves ``c`` into that layer and
+    restarts it at 0, the likelihood unchanged; it is in the random-effects block; a model without a rate
+    effect refuses it."""
+    problem = load_problem("pk_repeated", num_units=8, dtype=D64)
+    split = problem.train
+    typical = problem.default_model(typical_rate="latent", parameterization="centred")
+    plain = problem.default_model(parameterization="centred")
+    assert typical.layer_sites("random_effects") == ["eta", "typical_rate"]
+    pyro.set_rng_seed(0)
+    values = {k: v["value"] for k, v in poutine.trace(typical).get_trace(*split.args, **split.kwargs).nodes.items()
+              if v["type"] == "sample" and not v["is_observed"] and not v["infer"].get("_deterministic")}
+    values["typical_rate"] = torch.tensor([0.4], dtype=D64)
+    scaled = dict(values, **{k: values[k] * math.exp(0.4) for k in ("R.1.weight", "R.1.bias")})
+
+    def obs(model, v):
+        tr = poutine.trace(poutine.condition(model, v)).get_trace(*split.args, **split.kwargs)
+        return tr.log_prob_sum(lambda name, site: name == "obs")
+
+    assert torch.allclose(obs(typical, values), obs(plain, scaled), rtol=1e-12)
+    assert not torch.allclose(obs(typical, values), obs(plain, values), rtol=1e-3)
+    moved = typical.warm_start_values(values, split)
+    assert moved["typical_rate"].abs().max() == 0
+    assert torch.allclose(obs(typical, moved), obs(typical, values), rtol=1e-12)
+    with pytest.raises(ValueError, match="typical_rate='latent' needs a 'rate'"):
+        problem.default_model(typical_rate="latent", effects=("output",))
