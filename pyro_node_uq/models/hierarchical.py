@@ -146,7 +146,8 @@ class HierarchicalNODEModel(NODEModel):
 
     def _typical_shift(self, like):
         """With ``typical_rate="latent"``: the latent log typical rates, one per rate effect, placed at those
-        effects' positions of an ``(..., 1, eta_dim)`` vector that every unit's effects are shifted by in the solve
+        effects' positions of an ``(eta_dim,)`` vector (``(..., 1, eta_dim)`` with batched draws) that every
+        unit's effects are shifted by in the solve
         (the units' ``eta`` themselves stay centred on ``B c_i``); else ``None``."""
         if not getattr(self, "typical_rate", None):
             return None
@@ -155,7 +156,7 @@ class HierarchicalNODEModel(NODEModel):
         theta = _left_of_trajectories(pyro.sample("typical_rate", prior), 1)
         place = like.new_zeros(len(rates), self.eta_dim)
         place[range(len(rates)), rates] = 1.0
-        return (theta @ place).unsqueeze(-2)
+        return theta @ place  # (..., 1, eta_dim) with a batch, else (eta_dim,)
 
     # ------------------------------------------------------------------ random effects
     def _omega(self, like):

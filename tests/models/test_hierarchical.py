@@ -332,5 +332,9 @@ def test_typical_rate_is_the_network_output_scale_and_warm_starts_fold_it_in():
     moved = typical.warm_start_values(values, split)
     assert moved["typical_rate"].abs().max() == 0
     assert torch.allclose(obs(typical, moved), obs(typical, values), rtol=1e-12)
+    guide = AutoNormal(typical)  # vectorised particles: one solve per particle, not per pair of particles
+    elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    tr = elbo._get_vectorized_trace(typical, guide, split.args, split.kwargs)[0]
+    assert tr.nodes["y_mean"]["value"].shape == (3, len(split), split.t.numel(), 1)
     with pytest.raises(ValueError, match="typical_rate='latent' needs a 'rate'"):
         problem.default_model(typical_rate="latent", effects=("output",))
