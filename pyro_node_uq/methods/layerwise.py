@@ -89,8 +89,11 @@ def run_layerwise_effects(model, split, *, layers=(), guide=AutoMultivariateNorm
     guides lose: within a unit, its effects trade off against each other; across units, they move with their
     common spread ``omega``.  Raises :class:`MethodSkipped` for a model without random effects.
 
-    :param tuple layers: network layers to add to the block (``("last_layer",)``: R's last layer, which carries
-        the population's typical rate, so that its uncertainty, shared by every unit's effects, is in the block).
+    :param tuple layers: network layers to add to the block (``("last_layer",)``: R's last layer).  For the
+        uncertainty of the population's typical rate, which every unit's effects share, give the model
+        ``typical_rate="latent"`` instead: its one latent per rate effect joins the block (on ``pk_repeated`` the
+        effects' 90% intervals then cover 0.865 of the true effects pooled over 10 data sets, against 0.850
+        without it; the exact posterior covers 0.91).
     :param guide: autoguide class of the block (default ``AutoMultivariateNormal``).
     :param dict guide_kwargs: its keyword arguments (default ``init_scale=0.02``).
     :param options: as :func:`run_layerwise`.
