@@ -144,19 +144,21 @@ class HierarchicalNODEModel(NODEModel):
         """Indices of the rate effects (``"rate"``, ``"rate[k]"``)."""
         return [j for j, e in enumerate(self.effects) if e == "rate" or e.startswith("rate[")]
 
+    def _at_rates(self, value):
+        """``(..., len(_rates)) -> (..., eta_dim)``: ``value`` at the rate effects' positions, 0 elsewhere."""
+        out = value.new_zeros(value.shape[:-1] + (self.eta_dim,))
+        out[..., self._rates] = value
+        return out
+
     def _typical_shift(self, like):
         """With ``typical_rate="latent"``: the latent log typical rates, one per rate effect, placed at those
         effects' positions of an ``(eta_dim,)`` vector (``(..., 1, eta_dim)`` with batched draws) that every
-        unit's effects are shifted by in the solve
-        (the units' ``eta`` themselves stay centred on ``B c_i``); else ``None``."""
+        unit's effects are shifted by in the solve (the units' ``eta`` themselves stay centred on ``B c_i``);
+        else ``None``."""
         if not getattr(self, "typical_rate", None):
             return None
-        rates = self._rates
-        prior = dist.Normal(like.new_zeros(len(rates)), 1.0).to_event(1)
-        theta = _left_of_trajectories(pyro.sample("typical_rate", prior), 1)
-        place = like.new_zeros(len(rates), self.eta_dim)
-        place[range(len(rates)), rates] = 1.0
-        return theta @ place  # (..., 1, eta_dim) with a batch, else (eta_dim,)
+        prior = dist.Normal(like.new_zeros(len(self._rates)), 1.0).to_event(1)
+        return self._at_rates(_left_of_trajectories(pyro.sample("typical_rate", prior), 1))
 
     # ------------------------------------------------------------------ random effects
     def _omega(self, like):
@@ -235,12 +237,10 @@ class HierarchicalNODEModel(NODEModel):
         last = self.R.num_layers - 1
         w, b = f"R.{last}.weight", f"R.{last}.bias"
         if rates and w in values:
-            mask = torch.zeros_like(omega)
-            mask[rates] = 1.0
-            shift = deviation.mean(-2) * mask  # (k,)
+            shift = self._at_rates(deviation.mean(-2)[rates])  # (k,)
             deviation = deviation - shift
             if "typical_rate" in values:  # the latent typical rates go into the network too, and restart at 0
-                shift = shift + pyro.poutine.condition(self._typical_shift, values)(omega).reshape(shift.shape)
+                shift = shift + self._at_rates(values["typical_rate"])
                 values["typical_rate"] = torch.zeros_like(values["typical_rate"])
             rows = self._per_state_factor(shift, ("rate",))  # (hidden_dim,): exp of each row's summed shift
             values[w] = values[w] * rows[:, None]

@@ -31,6 +31,13 @@ def _scores(fit, pred, split):
     return score(pred, split.y, split.mask, noise_scale=fit.model.noise_scale(fit.param_state, pred))
 
 
+def _pooled(scores):
+    """Per-observation means over folds or data sets: each one's means weighted by its number of observations
+    (``scores``: ``(count, scores)`` pairs)."""
+    total = sum(c for c, _ in scores)
+    return {k: sum(c * float(s[k]) for c, s in scores) / total for k in ("nll", "crps", "coverage_90")}
+
+
 def _chain(model, train):
     """MAP, then AutoNormal from it, then AutoLangevin from that: the fits the must-shows compare."""
     mp = run_map(model, train, num_steps=STEPS, progress_bar=False)
@@ -71,28 +78,23 @@ def test_hierarchical_nll_beats_population(fits, other_seeds, method, split_name
     (per observation).  Per seed, new units can go the other way: on seed 0, whose 10 new units even the true
     population covers 0.65 of, AutoLangevin's hierarchical NLL was 2.31 against the population model's 2.22 (its
     CRPS 0.56 against 0.60) once omega is the effects' spread instead of MAP's twofold value."""
-    runs = [fits, *other_seeds]
-    pooled = {}
-    for problem, out in runs:
+    scores = {}
+    for problem, out in [fits, *other_seeds]:
         split = getattr(problem, split_name)
-        n = int(split.mask.sum())
         for k, v in out.items():
             s = _scores(v[method], v[method].predict(split, num_samples=200), split)
-            acc = pooled.setdefault(k, {"nll": 0.0, "crps": 0.0, "n": 0})
-            acc["nll"] += n * float(s["nll"])
-            acc["crps"] += n * float(s["crps"])
-            acc["n"] += n
-    s = {k: {m: round(v[m] / v["n"], 3) for m in ("nll", "crps")} for k, v in pooled.items()}
-    print(method, split_name, s)
+            scores.setdefault(k, []).append((int(split.mask.sum()), s))
+    s = {k: _pooled(v) for k, v in scores.items()}
+    print(method, split_name, {k: {m: round(x, 3) for m, x in v.items()} for k, v in s.items()})
     assert s["hierarchical"]["nll"] < s["population"]["nll"], s
     assert s["hierarchical"]["crps"] < s["population"]["crps"], s
 
 
 def _pooled_coverage(runs, split_name, predict):
     """90% coverage pooled over the runs' held-out observations, and each run's."""
-    each = [(int(getattr(p, split_name).mask.sum()),
-             float(_scores(fit, predict(p, fit), getattr(p, split_name))["coverage_90"])) for p, fit in runs]
-    return sum(n * c for n, c in each) / sum(n for n, _ in each), [round(c, 3) for _, c in each]
+    each = [(int(getattr(p, split_name).mask.sum()), _scores(fit, predict(p, fit), getattr(p, split_name)))
+            for p, fit in runs]
+    return _pooled(each)["coverage_90"], [round(float(s["coverage_90"]), 3) for _, s in each]
 
 
 @pytest.mark.parametrize("split_name", ["test", "extrapolation"])
@@ -187,12 +189,6 @@ def test_centred_effects_recover_omega(fits):
 
 
 FOLDS = 4
-
-
-def _pooled(scores):
-    """Per-observation means over the folds: each fold's means weighted by its number of observations."""
-    total = sum(c for c, _ in scores)
-    return {k: sum(c * float(s[k]) for c, s in scores) / total for k in ("nll", "crps", "coverage_90")}
 
 
 @pytest.fixture(scope="module")
