@@ -12,6 +12,7 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
+from ..infer._pyro_compat import mask_of
 from ..methods.result import MethodResult, guide_samples
 from ..models.protocol import ProcessModel
 from .arviz_static import static_inference_data
@@ -37,7 +38,7 @@ def pointwise_log_likelihood(fn, value):
             lp = fn.log_prob_pointwise(value)
             break
         if isinstance(fn, MaskedDistribution):
-            mask = fn._mask if mask is None else mask & fn._mask
+            mask = mask_of(fn) if mask is None else mask & mask_of(fn)
             fn = fn.base_dist
         elif isinstance(fn, (Independent, ExpandedDistribution)):
             fn = fn.base_dist

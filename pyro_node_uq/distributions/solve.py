@@ -3,6 +3,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torchdiffeq
+from pyro.ops.integrator import register_exception_handler
 
 from . import step_check
 from .fixed_grid import FIXED_METHODS, stage_times
@@ -14,7 +15,13 @@ _FIXED = {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "impli
 
 
 class NODEDivergenceError(RuntimeError):
-    """Raised when an ODE solve produces non-finite or exploding states."""
+    """Raised when an ODE solve produces non-finite or exploding states.
+
+    Registered with ``pyro.ops.integrator.register_exception_handler``: Pyro's HMC and NUTS (and this package's
+    kernel and guides) count a proposal whose solve raises it as a divergence instead of aborting the run."""
+
+
+register_exception_handler("pyro_node_uq.NODEDivergenceError", lambda e: isinstance(e, NODEDivergenceError))
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_median
 
 from ...nn import select_sites
+from .._pyro_compat import autoguide_state, guide_model, replace_model
 
 __all__ = ["AutoLayerwise"]
 
@@ -34,7 +35,7 @@ class _PointConditioned:
         self.layerwise = layerwise
 
     def __call__(self, *args, **kwargs):
-        model = self.layerwise._model and self.layerwise.model
+        model = guide_model(self.layerwise)
         if model is None:
             raise RuntimeError("AutoLayerwise: this guide was unpickled without its model (Pyro does not pickle "
                                "models); set guide._model = (model,) before sampling with a model-based guide")
@@ -163,14 +164,11 @@ class AutoLayerwise(AutoGuideList):
     def _restore_models(self):
         """Pyro's ``AutoGuide.__getstate__`` drops each part's model (also on the pickled original): put the
         stochastic guide's point-conditioned model back."""
-        if len(self) > 1 and self[1]._model is None:
-            self[1]._model = (_PointConditioned(self),)
+        if len(self) > 1 and guide_model(self[1]) is None:
+            replace_model(self[1], _PointConditioned(self))
 
     def __getstate__(self):
-        model = self._model
-        state = super().__getstate__()
-        self._model = model  # pickling does not strip the original guide of its model
-        return state
+        return autoguide_state(self, super().__getstate__)  # pickling does not strip the original of its model
 
     def load_state_dict(self, state_dict, strict=True):
         if self.prototype_trace is None and len(state_dict):

@@ -3,8 +3,8 @@ import pyro
 import torch
 import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
 
+from .._pyro_compat import SUBSAMPLE_DIST
 from ..svi import GuardedSVI
 from .process import broadcast_object, comm_device, get_rank, get_world_size, sync_rng_state
 
@@ -39,7 +39,7 @@ class subsample_plate(Messenger):
         self.name, self.indices_fn, self.seen = name, indices_fn, False
 
     def _pyro_sample(self, msg):
-        if msg["name"] == self.name and isinstance(msg["fn"], _Subsample):
+        if msg["name"] == self.name and isinstance(msg["fn"], SUBSAMPLE_DIST):
             size = msg["fn"].size
             if msg["fn"].subsample_size not in (None, size):
                 raise ValueError(f"plate {self.name!r}: the model subsamples it itself (subsample_size="
