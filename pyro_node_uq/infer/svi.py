@@ -5,13 +5,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import pyro
-import torch
-from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
-from pyro.infer.util import torch_item, zero_grads
+from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
 from ..validation import check_int, check_positive
+from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
+from .guarded_svi import GuardedSVI
 
 __all__ = ["FitResult", "GuardedSVI", "fit_svi"]
 
@@ -25,58 +24,6 @@ class FitResult:
     losses: list = field(default_factory=list)
     wall_time: float = 0.0
     skipped_steps: int = 0
-
-
-class GuardedSVI(SVI):
-    """Pyro's :class:`~pyro.infer.SVI` whose step is rejected when a gradient is not finite.
-
-    A finite loss can still come with a NaN or inf gradient (an ODE solve whose backward pass overflows in float32,
-    0 * inf in a discarded branch); one such step would make every parameter it touches NaN for good.  Such a step
-    is skipped (no parameter moves; the gradients are zeroed) and counted in :attr:`skipped`; ``max_skips``
-    consecutive rejections raise a :class:`FloatingPointError` that names the parameters.
-
-    :param int max_skips: consecutive rejected steps tolerated.
-
-    Example::
-
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model():
-        ...     pyro.sample("x", dist.Normal(0., 1.))
-        >>> guide = pyro.infer.autoguide.AutoNormal(model)
-        >>> svi = GuardedSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO())
-        >>> _ = svi.step(); svi.skipped
-        0
-    """
-
-    def __init__(self, model, guide, optim, loss, max_skips=10, **kwargs):
-        if not int(max_skips) >= 1:
-            raise ValueError(f"max_skips must be >= 1, got {max_skips}")
-        super().__init__(model, guide, optim, loss, **kwargs)
-        self.max_skips, self.skipped, self._run = int(max_skips), 0, 0
-
-    def step(self, *args, **kwargs):
-        with poutine.trace(param_only=True) as capture:
-            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = set(site["value"].unconstrained() for site in capture.trace.nodes.values())
-        loss = self.reduce(params, loss)
-        bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
-        if bad:
-            self.skipped, self._run = self.skipped + 1, self._run + 1
-            if self._run >= self.max_skips:
-                names = {id(v): k for k, v in pyro.get_param_store().named_parameters()}
-                raise FloatingPointError(f"SVI: {self._run} consecutive steps had non-finite gradients of "
-                                         f"{sorted(names.get(id(p), '?') for p in bad)}; lower lr, or check the model "
-                                         "for diverging solves")
-        else:
-            self._run = 0
-            self.optim(params)
-        zero_grads(params)
-        return torch_item(loss)
-
-    def reduce(self, params, loss):
-        """Combine this step's ``loss`` and the gradients of ``params`` before they are checked and applied (the
-        hook of :class:`~pyro_node_uq.infer.distributed.DataParallelSVI`); here, nothing to combine."""
-        return loss
 
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
@@ -107,8 +54,6 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     :param str plate: name of the model's data plate, sharded and subsampled.
     :rtype: FitResult
     """
-    from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
-
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     lr = check_positive(lr, "lr")
     lr_final = lr / 10 if lr_final is None else check_positive(lr_final, "lr_final")

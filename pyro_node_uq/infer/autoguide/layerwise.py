@@ -148,7 +148,8 @@ class AutoLayerwise(AutoGuideList):
             if site["fn"].support.is_discrete:
                 raise ValueError(f"AutoLayerwise: site {name!r} is discrete; only continuous sites can be point "
                                  "estimates or sampled by the stochastic guide.  Enumerate it out (mark it "
-                                 "infer={'enumerate': 'parallel'} and use TraceEnum_ELBO) and hide it from this guide "
+                                 "infer={'enumerate': 'parallel'} and use TraceEnum_ELBO, as documented in "
+                                 "https://pyro.ai/examples/enumeration.html) and hide it from this guide "
                                  f"with AutoLayerwise(poutine.block(model, hide=[{name!r}]), ...)")
             latent.append(name)
         self.stochastic_sites, self.point_sites = self._resolve(latent)

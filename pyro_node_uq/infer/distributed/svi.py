@@ -5,7 +5,7 @@ import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
 
 from .._pyro_compat import SUBSAMPLE_DIST
-from ..svi import GuardedSVI
+from ..guarded_svi import GuardedSVI
 from .process import broadcast_object, comm_device, get_rank, get_world_size, sync_rng_state
 
 __all__ = ["DataParallelSVI", "subsample_plate"]
