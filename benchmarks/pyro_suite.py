@@ -128,7 +128,7 @@ def build(pyro_src, dest):
 
 def classify(case, file):
     """The class a test case exercises."""
-    if file.endswith("_lk.py"):
+    if file.endswith("_lk"):
         return "LangevinKernel"
     for name in GUIDES + ("LangevinKernel",):
         if name in case:

@@ -91,7 +91,7 @@ class LangevinKernel(MCMCKernel):
     :param dict transforms: constrained-to-unconstrained transforms per site (default ``biject_to``).
     :param int max_plate_nesting: the model's plate depth (guessed when omitted).
     :param init_strategy: per-site initialisation (``init_to_uniform`` by default, as HMC).
-    :param float max_energy_error: a proposal with ``U(z') - U(z)`` above this is a divergence.
+    :param float max_energy_error: a proposal with ``|U(z') - U(z)|`` above this is a divergence.
     :param float hybrid_weight: the old name of ``exact_weight`` (a ``FutureWarning``).
 
     :ivar float step_size: the current (after warm-up: the adapted) step size.
@@ -355,7 +355,7 @@ class LangevinKernel(MCMCKernel):
         if self._chain is None:
             if not self._target.shapes:  # a model without continuous latents
                 return {}
-            self._chain = mala.init(self._flatten(params), self._evaluate)  # cache cleared by the caller
+            self._chain = mala.init(self._flatten(params), self._evaluate)  # after clear_cache()
         t, warmup = self._stats.t, self._stats.t < self._stats.warmup_steps
         with optional(pyro.validation_enabled(False), warmup):
             xi, u = self._noise(f"xi_t={t}"), self._acceptance_draw(f"rand_t={t}")
@@ -383,6 +383,11 @@ class LangevinKernel(MCMCKernel):
         if self.ensemble:
             out["divergences by particle"] = s.particle_divergences
         return out
+
+    def clear_cache(self):
+        """Forget the potential and drift cached at the chain's point: the next :meth:`sample` re-evaluates them
+        at the parameters it is given (as Pyro's HMC)."""
+        self._chain = None
 
     def cleanup(self):
         """Clear the run's chain and statistics (the adapted step size and preconditioner stay readable)."""
