@@ -16,7 +16,7 @@ dual averaging restarts around the current step size.  Every particle's point co
 :func:`init` and :func:`update` are pure: the state goes in, a new state comes out; the kernel owns the loop.
 """
 import math
-from typing import NamedTuple, Tuple
+from typing import NamedTuple
 
 import torch
 
@@ -93,7 +93,7 @@ class AdaptationState(NamedTuple):
     variances: torch.Tensor  #: the diagonal preconditioner ``(D,)``
     dual: DualAveraging
     welford: Welford
-    windows: Tuple[int, ...]  #: window ends still ahead (empty when the variances are not adapted)
+    windows: tuple[int, ...]  #: window ends still ahead (empty when the variances are not adapted)
 
 
 def init(step_size, variances, warmup_steps, adapt_variances=True):
