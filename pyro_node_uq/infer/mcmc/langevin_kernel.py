@@ -91,7 +91,7 @@ class LangevinKernel(MCMCKernel):
     :param dict transforms: constrained-to-unconstrained transforms per site (default ``biject_to``).
     :param int max_plate_nesting: the model's plate depth (guessed when omitted).
     :param init_strategy: per-site initialisation (``init_to_uniform`` by default, as HMC).
-    :param float max_energy_error: a proposal with ``|U(z') - U(z)|`` above this is a divergence.
+    :param float max_energy_error: a proposal with ``U(z') - U(z)`` above this is a divergence.
     :param float hybrid_weight: the old name of ``exact_weight`` (a ``FutureWarning``).
 
     :ivar float step_size: the current (after warm-up: the adapted) step size.

@@ -7,10 +7,7 @@ p``), diagonal preconditioner ``m`` (variances) and step size ``eps``:
     log alpha = U(z) - U(z') + log q(z | z') - log q(z' | z)    (accept with probability min(1, alpha): MALA)
 
 Without an acceptance draw (ULA) every finite move is taken.  A proposal that is not finite, whose potential or
-drift is not finite, or whose energy changes by more than ``max_energy_error`` (up or down) is a divergence and is
-never taken.  The criterion is symmetric in the pair (z, z'), so refusing such moves keeps detailed balance; a
-one-step fall of that size is as suspect as a rise (a density that is numerically wrong far from the posterior,
-such as float32 log-gamma differences at extreme parameters, looks like a deep well).
+drift is not finite, or whose energy rises by more than ``max_energy_error`` is a divergence and is never taken.
 :func:`init` and :func:`step` are pure: the noise comes in, the new state and an info tuple go out; the loop,
 step-size adaptation and bookkeeping belong to the caller (:class:`~pyro_node_uq.infer.LangevinKernel`).
 """
@@ -29,7 +26,7 @@ class MALAState(NamedTuple):
 
 
 class MALAInfo(NamedTuple):
-    accept_prob: torch.Tensor  #: ``min(1, alpha)`` ``(P,)``, 0 for divergences (for ULA: 1 for finite moves)
+    accept_prob: torch.Tensor  #: ``min(1, alpha)`` ``(P,)`` (for ULA: 1 for finite moves, 0 for divergences)
     accepted: torch.Tensor  #: boolean ``(P,)``
     divergent: torch.Tensor  #: boolean ``(P,)``
 
@@ -57,7 +54,7 @@ def propose(state, xi, *, step_size, variances, evaluate, max_energy_error=1000.
     log_q_back = -0.5 * (back ** 2 / (eps ** 2 * m)).sum(-1)
     log_alpha = state.potential - U_new + log_q_back + 0.5 * (xi ** 2).sum(-1)
     log_alpha = torch.where(finite, log_alpha.nan_to_num(-math.inf), torch.full_like(log_alpha, -math.inf))
-    exploding = (U_new - state.potential).abs() > max_energy_error
+    exploding = (U_new - state.potential) > max_energy_error
     return MALAState(z_new, U_new, g_new), log_alpha, ~finite | exploding
 
 
@@ -75,7 +72,7 @@ def step(state, xi, u=None, *, step_size, variances, evaluate, max_energy_error=
     new, log_alpha, divergent = propose(state, xi, step_size=step_size, variances=variances, evaluate=evaluate,
                                         max_energy_error=max_energy_error)
     if log_alpha is not None:
-        accept_prob = torch.where(divergent, torch.zeros_like(log_alpha), log_alpha.exp().clamp(max=1.0))
+        accept_prob = log_alpha.exp().clamp(max=1.0)
     else:
         accept_prob = (~divergent).to(state.z.dtype)
     accepted = (u < accept_prob) & ~divergent if u is not None else ~divergent
