@@ -16,9 +16,10 @@ import torch
 from .calibration import ErrorCalibration, default_memories
 from .distribution import ErrorDistribution
 from .node import node_features, node_keys, node_latent, NODETrainingMonitor
-from ...utils.persist import MANIFEST, SaveError, load_unit, save_unit
+from ...utils.persist import MANIFEST, SaveError, load_unit, save_unit, unit_lock
 from ...validation import MAX_SIZE, check_int
 from .recorder import LossTrajectoryRecorder, load_torch_file
+from .faiss_file import read_faiss_index
 
 __all__ = ["LTAU"]
 
@@ -206,12 +207,22 @@ class LTAU:
     def load(cls, directory):
         """Load an :class:`LTAU` written by :meth:`save`, after checking its manifest and checksums.
 
+        The folder's lock is held while reading, so a load waits for a save into the same folder to finish
+        (and a save waits for the load) instead of reading half of each.
+
         :raises FileNotFoundError: ``directory`` does not exist.
-        :raises ~pyro_node_uq.utils.persist.SaveError: the save is incomplete, corrupt or not an LTAU save (the message
-            names the file).
+        :raises ~pyro_node_uq.utils.persist.SaveError: the save is incomplete, corrupt or not an LTAU save, or its
+            files do not belong together (the message names the file).
         """
         directory = os.fspath(directory)
-        if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, MANIFEST)) \
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"directory: {directory!r} does not exist or is not a folder (no ltau save)")
+        with unit_lock(directory, "ltau", shared=True):
+            return cls._load(directory)
+
+    @classmethod
+    def _load(cls, directory):
+        if not os.path.exists(os.path.join(directory, MANIFEST)) \
                 and all(os.path.isfile(os.path.join(directory, f)) for f in cls._FILES):
             paths = {f: os.path.join(directory, f) for f in cls._FILES}  # a save of version 0.1 (no manifest)
         else:
@@ -226,16 +237,24 @@ class LTAU:
         ltau = cls(k=state["k"], index=state["index"], hnsw_m=state["hnsw_m"], ef_search=state["ef_search"],
                    recorder=recorder, inputs=state.get("inputs", False))
         ltau.loc, ltau.scale, ltau.rows = state["loc"], state["scale"], state["rows"]
-        try:
-            ltau.index = _faiss().read_index(paths["index.faiss"])
-        except RuntimeError as e:
-            raise SaveError(f"{paths['index.faiss']}: not a readable faiss index: {str(e).splitlines()[0]}") from e
-        if ltau.index.ntotal != len(ltau.rows) or int(ltau.rows.max()) \
-                >= recorder.num_samples:
-            raise SaveError(f"{directory}: the index ({ltau.index.ntotal} points), the LTAU state ({len(ltau.rows)} "
-                            f"rows) and the recorder ({recorder.num_samples} samples) do not belong together")
+        ltau.index = read_faiss_index(paths["index.faiss"], dim=len(ltau.loc), size=len(ltau.rows))
+        if len(ltau.rows) and int(ltau.rows.max()) >= recorder.num_samples:
+            raise SaveError(f"{directory}: the LTAU state ({len(ltau.rows)} rows up to {int(ltau.rows.max())}) and "
+                            f"the recorder ({recorder.num_samples} samples) do not belong together")
+        _check_standardised(ltau, paths["index.faiss"])
         if state["index"] == "hnsw":
             ltau.index.hnsw.efSearch = ltau.ef_search
         if state["calibration"] is not None:
             ltau.calibration = ErrorCalibration(**state["calibration"])
         return ltau
+
+
+def _check_standardised(ltau, path):
+    """The index holds the training features standardised with the state's ``loc`` and ``scale``: per feature
+    mean 0 and spread 1 (0 for a constant feature).  An index and a state of two different fits fail this."""
+    x = torch.from_numpy(ltau.index.reconstruct_n(0, ltau.index.ntotal)).double()
+    mean, sd = x.mean(0), x.std(0, unbiased=False)
+    if not (mean.abs() < 1e-3).all() or not (((sd - 1).abs() < 1e-3) | (sd < 1e-3)).all():
+        raise SaveError(f"{path}: the index was not built with this save's standardisation (feature means "
+                        f"{mean.tolist()[:4]}, spreads {sd.tolist()[:4]}); the index and ltau.pt come from "
+                        "different saves")
