@@ -45,7 +45,8 @@ def assignments(items, what):
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError, MemoryError, RecursionError):
-            out[key] = value
+            special = value.strip().lower().lstrip("+-")
+            out[key] = float(value) if special in ("inf", "infinity", "nan") else value
     return out
 
 

@@ -10,7 +10,7 @@ import math
 import numbers
 import re
 
-__all__ = ["check_method_options", "check_value", "signature_defaults"]
+__all__ = ["MAX_LR", "check_method_options", "check_value", "signature_defaults"]
 
 #: set by the comparison itself for every method, never an option
 FIXED = ("model", "split", "warm_start", "seed", "progress_bar")
@@ -19,6 +19,8 @@ _PASSED_ON = ("guide", "loss", "desc", "callback", "start", "start_values", "sto
 #: options that are rates, step sizes or scales: finite and positive
 _POSITIVE = re.compile(r"(^|_)(lr|lr_final|step_size|scale|init_scale|jitter|clip_norm|bandwidth)$")
 _NO_DEFAULT = object()
+#: the largest learning rate accepted: Adam moves each parameter by about lr per step, and they are of order one
+MAX_LR = 1.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,7 +28,9 @@ def _forwards():
     """Where each function sends its ``**options`` (keyed by the function); absent: not checked."""
     from pyro.infer.autoguide import AutoNormal
 
-    from ..infer import LTAU, AutoLangevin, AutoLayerwise, LossTrajectoryRecorder, fit_svi
+    from ..infer.autoguide import AutoLangevin, AutoLayerwise
+    from ..infer.ltau import LTAU, LossTrajectoryRecorder
+    from ..infer.svi import fit_svi
     from ..methods import (common, run_autonormal, run_ensemble, run_langevin, run_layerwise, run_layerwise_effects,
                            run_lowrank, run_ltau, run_map, run_odenet, run_sdebnn)
     from ..methods.sdebnn import fit_own_guide
@@ -36,6 +40,19 @@ def _forwards():
             run_odenet: (fit_own_guide,), run_sdebnn: (fit_own_guide,), fit_own_guide: (fit_svi,),
             run_ensemble: (run_map,), run_layerwise_effects: (run_layerwise,), run_ltau: (LTAU,),
             LTAU: (LossTrajectoryRecorder,), AutoLayerwise: (AutoNormal,), run_langevin: (AutoLangevin,)}
+
+
+def _wrapped_runner(fn):
+    """A registered variant ``run(model, split, **options)`` that calls one ``run_<name>`` runner with some
+    keywords fixed: ``((runner,), fixed keywords)``; ``((), ())`` for anything else."""
+    code, namespace = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
+    if code is None:
+        return (), ()
+    runners = [namespace[n] for n in code.co_names if n.startswith("run_") and callable(namespace.get(n))]
+    if len(runners) != 1:
+        return (), ()
+    consts = [c for item in code.co_consts for c in (item if isinstance(item, tuple) else (item,))]
+    return (runners[0],), tuple(c for c in consts if isinstance(c, str) and c.isidentifier())
 
 
 def signature_defaults(fn, exclude=()):
@@ -49,12 +66,14 @@ def signature_defaults(fn, exclude=()):
     accepted, open_ended = {}, False
     for name, p in params.items():
         if p.kind == p.VAR_KEYWORD:
-            targets = _forwards().get(fn)
+            targets, fixed = _forwards().get(fn), ()
             if targets is None:
+                targets, fixed = _wrapped_runner(fn)
+            if not targets:
                 open_ended = True
                 continue
             for target in targets:
-                more = signature_defaults(target, exclude=tuple(exclude) + _PASSED_ON)
+                more = signature_defaults(target, exclude=tuple(exclude) + _PASSED_ON + fixed)
                 if more is None:
                     return None
                 for key, default in more.items():
@@ -98,6 +117,9 @@ def check_value(key, value, default):
     if _POSITIVE.search(key) and isinstance(value, numbers.Real) and not isinstance(value, bool):
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"{key}: expected a finite number > 0, got {value}")
+        if key in ("lr", "lr_final") and value > MAX_LR:
+            raise ValueError(f"{key}: expected a learning rate in (0, {MAX_LR:g}] (Adam moves every parameter by "
+                             f"about lr per step), got {value}")
 
 
 def check_method_options(method, options):

@@ -22,7 +22,7 @@ import tempfile
 import time
 import warnings
 
-from ..utils.persist import (MANIFEST, SaveBusy, SaveError, clean_orphans, locked, read_manifest, verify_files,
+from ..utils.persist import (_UMASK, MANIFEST, SaveBusy, SaveError, clean_orphans, locked, read_manifest, verify_files,
                              write_manifest)
 
 __all__ = ["OutputFolder", "OutputFolderBusy", "OUTPUT_ENTRIES"]
@@ -133,6 +133,7 @@ class OutputFolder:
         try:
             clean_orphans(self.parent, f".{self.name}.tmp-")  # staging folders of runs that were killed
             self.stage = tempfile.mkdtemp(prefix=f".{self.name}.tmp-{os.getpid()}-", dir=self.parent)
+            os.chmod(self.stage, 0o777 & ~_UMASK)  # mkdtemp's 0700 would become the output folder's mode
         except BaseException:
             stack.close()
             raise

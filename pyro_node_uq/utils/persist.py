@@ -21,12 +21,10 @@ import tempfile
 import time
 
 __all__ = ["SaveError", "SaveBusy", "atomic_save", "save_unit", "load_unit", "clean_orphans", "write_manifest",
-           "read_manifest", "verify_files", "file_digest", "pid_alive", "locked", "unit_lock", "MANIFEST",
+           "read_manifest", "verify_files", "file_digest", "pid_alive", "locked", "lock_path", "unit_lock", "MANIFEST",
            "FORMAT_VERSION"]
 
 MANIFEST = "MANIFEST.json"
-#: the lock file of a unit's folder (see :func:`unit_lock`)
-UNIT_LOCK = ".lock"
 #: seconds a save or load waits for another process's save into the same folder
 LOCK_WAIT = 60.0
 FORMAT_VERSION = 1
@@ -273,8 +271,19 @@ def unit_lock(directory, kind, shared=False):
     """The lock of a unit's folder: exclusive while :func:`save_unit` writes, shared while a reader reads, so a
     reader never sees a data folder vanish under it and two writers take turns (each waits up to
     :data:`LOCK_WAIT` seconds, then :class:`SaveBusy`)."""
-    return locked(os.path.join(os.fspath(directory), UNIT_LOCK), f"the {kind} save {os.fspath(directory)!r}",
-                  shared=shared, timeout=LOCK_WAIT)
+    return locked(lock_path(directory), f"the {kind} save {os.fspath(directory)!r}", shared=shared,
+                  timeout=LOCK_WAIT)
+
+
+def lock_path(path):
+    """The lock file of ``path`` (a save's folder, a checkpoint): in a per-user folder of the temporary directory
+    named after ``path``'s real location, so the user's folder gets no lock file and a killed process leaves
+    nothing in it (the processes that take turns are those of one machine)."""
+    key = hashlib.sha256(os.path.realpath(os.fspath(path)).encode()).hexdigest()[:24]
+    folder = os.path.join(tempfile.gettempdir(), f"pyro-node-uq-locks-{os.getuid()}")
+    with contextlib.suppress(OSError):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"{key}.lock")
 
 
 def _save_unit(directory, files, kind):

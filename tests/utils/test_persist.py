@@ -9,6 +9,8 @@ import time
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pyro_node_uq.compare.report import write_text
 from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder
@@ -215,3 +217,121 @@ def test_an_ltau_save_of_version_0_1_without_a_manifest_still_loads(tmp_path):
 def _save(ltau, path):
     ltau.save(path)
     return path
+
+
+# ---------------------------------------------------------------------------- locking and foreign bytes
+_SAVER = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {root!r})
+    from tests.utils.test_persist import _ltau
+    ltaus = [_ltau(0), _ltau(1, n=30)]
+    print("ready", flush=True)
+    for i in range({count}):
+        ltaus[i % 2].save({path!r})
+""")
+
+
+def _saver(path, count):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", _SAVER.format(root=root, path=str(path), count=count)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_loading_while_another_process_saves_waits_for_the_save(tmp_path):
+    """Loads during a loop of saves by another process: each gives exactly one save's LTAU, never a
+    FileNotFoundError from a data folder removed under it."""
+    path = tmp_path / "s"
+    a, b = _ltau(0), _ltau(1, n=30)
+    a.save(path)
+    valid = {tuple(_prediction(a).tolist()), tuple(_prediction(b).tolist())}
+    proc = _saver(path, 60)
+    loads = 0
+    while proc.poll() is None or loads < 5:
+        assert tuple(_prediction(LTAU.load(path)).tolist()) in valid
+        loads += 1
+    assert proc.wait() == 0, proc.stderr.read()
+
+
+def test_two_processes_saving_into_one_folder_take_turns(tmp_path):
+    path = tmp_path / "s"
+    procs = [_saver(path, 15), _saver(path, 15)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert LTAU.load(path).recorder.num_samples in (30, 40)
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith("data-")) == ["MANIFEST.json"]
+
+
+def test_a_save_into_a_folder_another_process_holds_waits_then_says_so(tmp_path, monkeypatch):
+    from pyro_node_uq.utils.persist import SaveBusy, unit_lock
+
+    monkeypatch.setattr(persist, "LOCK_WAIT", 0.2)
+    a = _ltau(0)
+    a.save(tmp_path / "s")
+    with unit_lock(tmp_path / "s", "ltau"):
+        with pytest.raises(SaveBusy, match=f"the ltau save .* is in use by another process \\(pid {os.getpid()}\\)"):
+            _ltau(1).save(tmp_path / "s")
+    assert torch.equal(_prediction(LTAU.load(tmp_path / "s")), _prediction(a))
+
+
+def _old_format(ltau, path):
+    """An LTAU save of version 0.1: the three files side by side, no manifest."""
+    paths = load_unit(_save(ltau, path.parent / (path.name + "-new")), "ltau")
+    path.mkdir()
+    for name, p in paths.items():
+        (path / name).write_bytes(open(p, "rb").read())
+    return path
+
+
+@pytest.mark.parametrize("field, offset, value", [("ntotal", 8, 1 << 40), ("d", 4, 1 << 30), ("count", 37, 1 << 40)])
+def test_corrupt_faiss_index_sizes_are_our_error_not_bad_alloc(tmp_path, field, offset, value):
+    """faiss trusts the sizes in the file: a corrupt one asks for terabytes (``std::bad_alloc``); the header is
+    checked first."""
+    import struct
+
+    old = _old_format(_ltau(0), tmp_path / "old")
+    data = bytearray((old / "index.faiss").read_bytes())
+    fmt = "<i" if field == "d" else "<q"
+    struct.pack_into(fmt, data, offset, value)
+    (old / "index.faiss").write_bytes(bytes(data))
+    with pytest.raises(SaveError, match="index.faiss: "):
+        LTAU.load(old)
+
+
+def test_garbage_faiss_bytes_are_our_error(tmp_path):
+    old = _old_format(_ltau(0), tmp_path / "old")
+    (old / "index.faiss").write_bytes(b"IxF2" + bytes(range(256)) * 4)
+    with pytest.raises(SaveError, match="index.faiss"):
+        LTAU.load(old)
+    (old / "index.faiss").write_bytes(b"\x00\x01")
+    with pytest.raises(SaveError, match="too short for a faiss index"):
+        LTAU.load(old)
+
+
+def test_an_old_format_save_mixed_from_two_saves_is_refused(tmp_path):
+    """Two fits of the same size: the index of one beside the state of the other would load and predict from
+    the wrong neighbours; the standardisation of the index gives them away."""
+    a, b = _old_format(_ltau(0), tmp_path / "a"), _old_format(_ltau(2), tmp_path / "b")
+    (a / "index.faiss").write_bytes((b / "index.faiss").read_bytes())
+    with pytest.raises(SaveError, match="index and ltau.pt come from different saves"):
+        LTAU.load(a)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_corrupt_old_format_index_is_our_error_or_the_same_index(tmp_path_factory, data):
+    old = tmp_path_factory.mktemp("old") / "s"
+    ltau = _ltau(0)
+    _old_format(ltau, old)
+    content = bytearray((old / "index.faiss").read_bytes())
+    i = data.draw(st.integers(0, len(content) - 1), label="position")
+    content[i] ^= data.draw(st.integers(1, 255), label="xor")
+    (old / "index.faiss").write_bytes(bytes(content))
+    try:
+        loaded = LTAU.load(old)
+    except SaveError as e:
+        assert "index.faiss" in str(e) or "different saves" in str(e)
+        return
+    # a change in a reserved field or a tiny change of one coordinate: the index is still the fitted one
+    assert torch.allclose(_prediction(loaded), _prediction(ltau), rtol=0.2, atol=0.2)

@@ -9,14 +9,13 @@ name.
 import contextlib
 import hashlib
 import os
-import tempfile
 
 import numpy as np
 import pyro
 import torch
 from pyro import poutine
 
-from ...utils.persist import SaveBusy, atomic_save, locked
+from ...utils.persist import SaveBusy, atomic_save, lock_path, locked
 from .process import broadcast_object, is_main_process, rng_state, set_rng_state
 
 __all__ = ["SVICheckpoint", "data_fingerprint"]
@@ -50,9 +49,9 @@ def data_fingerprint(*values):
     return h.hexdigest()[:16]
 
 
-def _describe(obj):
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+def _digest(state):
+    """Checksum of a checkpoint's content (everything but the checksum itself)."""
+    return data_fingerprint({k: v for k, v in state.items() if k != "digest"})
 
 
 def _plain_rng(state):
@@ -69,16 +68,6 @@ def _numpy_rng(state):
     name, keys, pos, has_gauss, cached = state["numpy"]
     state["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
     return state
-
-
-def _lock_path(path):
-    """The lock file of checkpoint ``path``: in a per-user folder of the temporary directory, not beside the
-    checkpoint, so a killed fit leaves nothing in the user's folder."""
-    key = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:24]
-    folder = os.path.join(tempfile.gettempdir(), f"pyro-node-uq-locks-{os.getuid()}")
-    with contextlib.suppress(OSError):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    return os.path.join(folder, f"{key}.lock")
 
 
 class SVICheckpoint:
@@ -117,7 +106,7 @@ class SVICheckpoint:
             error = None
             if is_main_process():
                 try:
-                    stack.enter_context(locked(_lock_path(self.path), f"checkpoint {self.path!r}"))
+                    stack.enter_context(locked(lock_path(self.path), f"checkpoint {self.path!r}"))
                 except SaveBusy as e:
                     error = f"{e} (another fit is writing this checkpoint)"
             error = broadcast_object(error)
@@ -149,6 +138,9 @@ class SVICheckpoint:
         if state.get("version") != _VERSION or any(k not in state for k in _KEYS):
             raise ValueError(f"{where}: checkpoint format version {state.get('version')!r} (this version reads "
                              f"{_VERSION}) or incomplete; delete it to start afresh")
+        if state.get("digest") != _digest(state):
+            raise ValueError(f"{where}: checksum mismatch (the file was changed or corrupted after it was written); "
+                             "delete it to start afresh")
         return state
 
     def resume(self, svi, *args, **kwargs):
@@ -224,6 +216,7 @@ class SVICheckpoint:
                  "params": params, "optim": svi.optim.get_state(), "rng": _plain_rng(rng_state()),
                  "skipped": int(svi.skipped), "config": self.config,
                  "minibatch_rng": svi.generator.get_state() if hasattr(svi, "generator") else None}
+        state["digest"] = _digest(state)
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
