@@ -134,7 +134,7 @@ def test_a_fit_save_failing_at_any_write_leaves_the_previous_output(tmp_path, mo
     def boom(*args, **kwargs):
         raise OSError(5, f"injected failure at {where}")
 
-    real_save, real_open, real_nc = torch.save, builtins.open, xarray.Dataset.to_netcdf
+    real_save, real_open = torch.save, builtins.open
     if where == "params":
         monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: boom() if str(f).endswith("params.pt")
                             else real_save(obj, f, *a, **k))

@@ -2,8 +2,16 @@
 checks (a bad argument exits with status 2 before any work begins), a quick RMSE."""
 import inspect
 
-__all__ = ["UsageError", "assignments", "check_count", "check_problem_args", "check_options", "problem_from_args",
-           "rmse", "usage_errors"]
+__all__ = [
+    "UsageError",
+    "assignments",
+    "check_count",
+    "check_options",
+    "check_problem_args",
+    "problem_from_args",
+    "rmse",
+    "usage_errors",
+]
 
 
 class UsageError(SystemExit):

@@ -23,7 +23,7 @@ _NO_DEFAULT = object()
 MAX_LR = 1.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _forwards():
     """Where each function sends its ``**options`` (keyed by the function); absent: not checked."""
     from pyro.infer.autoguide import AutoNormal
@@ -111,15 +111,14 @@ def check_value(key, value, default):
     elif isinstance(default, str):
         if not isinstance(value, str):
             refuse("a string")
-    elif isinstance(default, (tuple, list)):
-        if not isinstance(value, (tuple, list)):
-            refuse("a tuple, e.g. (32, 32)")
-    if _POSITIVE.search(key) and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{key}: expected a finite number > 0, got {value}")
-        if key in ("lr", "lr_final") and value > MAX_LR:
-            raise ValueError(f"{key}: expected a learning rate in (0, {MAX_LR:g}] (Adam moves every parameter by "
-                             f"about lr per step), got {value}")
+    elif isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
+        refuse("a tuple, e.g. (32, 32)")
+    rate = _POSITIVE.search(key) and isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if rate and (not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{key}: expected a finite number > 0, got {value}")
+    if rate and key in ("lr", "lr_final") and value > MAX_LR:
+        raise ValueError(f"{key}: expected a learning rate in (0, {MAX_LR:g}] (Adam moves every parameter by about "
+                         f"lr per step), got {value}")
 
 
 def check_method_options(method, options):

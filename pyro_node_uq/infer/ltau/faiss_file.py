@@ -7,8 +7,9 @@ from ...utils.persist import SaveError
 
 __all__ = ["read_faiss_index"]
 
-#: fourcc -> kind of the index types LTAU writes (exact L2 / inner product flat indexes, HNSW over a flat store)
-_FLAT, _HNSW = {b"IxF2", b"IxFI"}, {b"IHNf"}
+#: the index types LTAU writes: the exact L2 flat index, HNSW over a flat store
+_FLAT, _HNSW = {b"IxF2"}, {b"IHNf"}
+_METRIC_L2 = 1
 _HEADER = struct.Struct("<4siqqq?i")  # fourcc, d, ntotal, two reserved sizes, is_trained, metric type
 
 
@@ -25,9 +26,12 @@ def read_faiss_index(path, dim, size):
         head = f.read(_HEADER.size + 8)
     if len(head) < _HEADER.size:
         raise SaveError(f"{path}: {len(head)} bytes, too short for a faiss index (truncated?)")
-    fourcc, d, ntotal = _HEADER.unpack_from(head)[:3]
+    fourcc, d, ntotal, _, _, trained, metric = _HEADER.unpack_from(head)
     if fourcc not in _FLAT | _HNSW:
         raise SaveError(f"{path}: not a flat or HNSW faiss index (type {fourcc!r})")
+    if metric != _METRIC_L2 or not trained:
+        raise SaveError(f"{path}: an index with metric type {metric} (trained: {trained}); LTAU writes trained "
+                        "L2 indexes, so the file is corrupt or not an LTAU index")
     if d != dim or ntotal != size:
         raise SaveError(f"{path}: an index of {ntotal} points in {d} dimensions, but the LTAU state has {size} "
                         f"points in {dim}; the files come from different saves")

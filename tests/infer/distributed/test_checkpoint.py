@@ -161,9 +161,8 @@ def test_a_second_fit_with_the_same_checkpoint_is_refused_while_one_runs(tmp_pat
     from pyro_node_uq.utils.persist import SaveBusy, lock_path, locked
 
     path = tmp_path / "fit.ckpt"
-    with locked(lock_path(path), "test"):
-        with pytest.raises(SaveBusy, match="another fit is writing this checkpoint"):
-            _fit(path, num_steps=2)
+    with locked(lock_path(path), "test"), pytest.raises(SaveBusy, match="another fit is writing this checkpoint"):
+        _fit(path, num_steps=2)
     assert not path.exists() and os.listdir(tmp_path) == []
 
 
