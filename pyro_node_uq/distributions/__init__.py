@@ -6,6 +6,10 @@ from .node_trajectory import NODETrajectory
 from .observation import ERROR_MODELS, NODEObservation
 from .sde_path import SDESolver, WeightPathFeatures, solve_weight_path
 from .solve import NODEDivergenceError, ODESolver
+from .solve_path import select
+from .solver_options import SolverOptions
+from .solvers import SOLVERS, Solver
 
 __all__ = ["DoseSchedule", "ERROR_MODELS", "Interpolator", "NODEDivergenceError", "NODEObservation", "NODESolution",
-           "NODETrajectory", "ODESolver", "SDESolver", "WeightPathFeatures", "solve_node", "solve_weight_path"]
+           "NODETrajectory", "ODESolver", "SDESolver", "SOLVERS", "Solver", "SolverOptions", "WeightPathFeatures",
+           "select", "solve_node", "solve_weight_path"]
