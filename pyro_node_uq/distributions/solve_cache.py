@@ -15,7 +15,7 @@ held, for how long and how much of it is stated in one place (and a test can swa
 """
 from collections import OrderedDict
 
-__all__ = ["SolveCache", "CACHE"]
+__all__ = ["CACHE", "SolveCache"]
 
 
 class SolveCache:

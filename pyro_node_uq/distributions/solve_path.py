@@ -24,7 +24,7 @@ An ODE solve of the NODE runs on one of five execution paths:
 gradient (an error where it does not apply), ``"autograd"`` differentiates the forward ops, ``"adjoint"`` the
 continuous adjoint.
 """
-__all__ = ["PATHS", "GRID_PATHS", "BACKWARDS", "select"]
+__all__ = ["BACKWARDS", "GRID_PATHS", "PATHS", "select"]
 
 #: every execution path (see the module docstring)
 PATHS = ("discrete_adjoint", "autograd", "compiled", "torchdiffeq", "torchdiffeq_adjoint")

@@ -27,7 +27,6 @@ class SolverOptions:
     @classmethod
     def _from_other(cls, solver):
         """An instance from another kind of value (a subclass may accept, e.g., a solver object), or ``None``."""
-        return None
 
     @classmethod
     def coerce(cls, solver):

@@ -21,5 +21,5 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 globals().update({cls.__name__: cls for cls in SOLVERS.values()})
 
-__all__ = ["SOLVERS", "AdaptiveSolver", "ExplicitRK", "Solver", "Tableau", "TorchdiffeqSolver", "get_solver",
-           *sorted(cls.__name__ for cls in SOLVERS.values())]
+__all__ = ["SOLVERS", "AdaptiveSolver", "ExplicitRK", "Solver", "Tableau", "TorchdiffeqSolver", "get_solver"]
+__all__.extend(sorted(cls.__name__ for cls in SOLVERS.values()))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SOLVERS", "Tableau", "Solver", "ExplicitRK", "TorchdiffeqSolver", "AdaptiveSolver", "get_solver"]
+__all__ = ["SOLVERS", "AdaptiveSolver", "ExplicitRK", "Solver", "Tableau", "TorchdiffeqSolver", "get_solver"]
 
 #: every registered solver class, by method name
 SOLVERS = {}

@@ -9,6 +9,7 @@ class Euler(ExplicitRK):
 
     Example::
 
+        >>> import torch
         >>> Euler().step(lambda t, y: -y, torch.ones(1), torch.tensor(0.0), 0.1)
         tensor([0.9000])
     """

@@ -9,6 +9,7 @@ class Midpoint(ExplicitRK):
 
     Example::
 
+        >>> import torch
         >>> Midpoint().step(lambda t, y: -y, torch.ones(1), torch.tensor(0.0), 0.1)   # 1 - h + h^2 / 2
         tensor([0.9050])
     """
