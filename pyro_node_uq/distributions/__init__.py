@@ -8,8 +8,7 @@ from .sde_path import SDESolver, WeightPathFeatures, solve_weight_path
 from .solve import NODEDivergenceError, ODESolver
 from .solve_path import select
 from .solver_options import SolverOptions
-from .solvers import SOLVERS, Solver
 
 __all__ = ["DoseSchedule", "ERROR_MODELS", "Interpolator", "NODEDivergenceError", "NODEObservation", "NODESolution",
-           "NODETrajectory", "ODESolver", "SDESolver", "SOLVERS", "Solver", "SolverOptions", "WeightPathFeatures",
+           "NODETrajectory", "ODESolver", "SDESolver", "SolverOptions", "WeightPathFeatures",
            "select", "solve_node", "solve_weight_path"]

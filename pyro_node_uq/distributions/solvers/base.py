@@ -76,6 +76,27 @@ class Solver:
             if cls.tableau is not None:
                 cls.tableau.check()
             SOLVERS[cls.name] = cls
+            cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n\n    " + cls.summary()
+
+    @classmethod
+    def summary(cls):
+        """One line for the docs, made from the class attributes: name, order, where it is solved, tableau."""
+        where = []
+        if cls.tableau is not None:
+            where.append("on the fast fixed-step path")
+        if cls.torchdiffeq:
+            where.append(f"by ``torchdiffeq`` as ``{cls.torchdiffeq!r}``")
+        order = f"order {cls.order}, " if cls.order else ""
+        line = f"Registered as ``{cls.name!r}`` ({order}solved {' and '.join(where)})."
+        if cls.tableau is not None:
+            tab = cls.tableau
+
+            def fmt(v):
+                return "(" + ", ".join(f"{x:.6g}" for x in v) + ")"
+
+            line += (f" Tableau: ``c = {fmt(tab.c)}``, ``a = ({', '.join(fmt(r) for r in tab.a[1:])})``, "
+                     f"``b = {fmt(tab.b)}``.")
+        return line
 
     def step(self, func, y, t0, h):
         """One step of width ``h`` of ``dy/dt = func(t, y)`` from ``y`` at ``t0`` (the step check's unit)."""
