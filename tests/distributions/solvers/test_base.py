@@ -111,6 +111,14 @@ def test_every_tableau_solver_runs_the_fast_path_and_matches_torchdiffeq(name):
     fixed.test_fixed_path_matches_torchdiffeq(name, 2, "particles")
 
 
+@pytest.mark.parametrize("name", TABLEAU_SOLVERS)
+@pytest.mark.parametrize("grid", ["nonuniform", "uniform"])
+def test_the_fast_paths_step_check_measures_what_the_solver_step_measures(monkeypatch, name, grid):
+    from .. import test_fixed_grid as fixed
+
+    fixed.test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, name, 1, grid, 2)
+
+
 def test_step_doubling_error_of_a_tableau_solver_by_hand():
     """Midpoint on y' = -30 y, h = 0.1: one step (1 - 3 + 4.5) y, two half steps (1 - 1.5 + 1.125)^2 y."""
     y = torch.ones(1, dtype=torch.float64)
