@@ -57,7 +57,7 @@ def stage_times(t, method, substeps=1):
         :mod:`~pyro_node_uq.distributions.solvers`.
     :param int substeps: equal steps per interval of ``t``.
     """
-    c = torch.tensor(_scheme(method).c, dtype=t.dtype, device=t.device)
+    c = torch.tensor(_tableau_of(method).c, dtype=t.dtype, device=t.device)
     frac = torch.arange(substeps, dtype=t.dtype, device=t.device) / substeps
     t0 = t[:-1, None] + (t[1:] - t[:-1])[:, None] * frac  # (T-1, substeps) step starts
     t1 = torch.cat([t0[:, 1:], t[1:, None]], dim=1)
@@ -142,7 +142,7 @@ def _chunk(h, u, coef, weights, biases, wx, bx, act, out_act, a, b):
     return torch.stack(out)
 
 
-def _scheme(method):
+def _tableau_of(method):
     """The tableau of ``method``, which must be an explicit Runge-Kutta solver."""
     tableau = get_solver(method).tableau
     if tableau is None:
@@ -158,7 +158,7 @@ def _compile(fn):
 def _tableau(method, like):
     """The method's ``b`` then the rows of ``a``, flat, as a tensor like ``like`` (each step's ``coef`` is its
     width times this)."""
-    tab = _scheme(method)
+    tab = _tableau_of(method)
     return like.new_tensor(list(tab.b) + [x for row in tab.a for x in row])
 
 
@@ -226,7 +226,7 @@ def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
     j = k * substeps
     reuse = bool(dt[j] >= width * (1 - 8 * torch.finfo(t.dtype).eps))  # the widest step, up to rounding
     width = dt[j] if reuse else width
-    tab = _scheme(method)
+    tab = _tableau_of(method)
     c = tab.c
     halves = [[x / 2 for x in c], [0.5 + x / 2 for x in c]]
     times = t[k] + width * t.new_tensor(halves if reuse else [c] + halves)  # (one step and) two halves
@@ -284,7 +284,7 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         >>> solve_node_fixed(R, params, torch.zeros(2), t, torch.Size([4, 6]), interp).shape
         torch.Size([5, 4, 6, 2])
     """
-    tab = _scheme(method)
+    tab = _tableau_of(method)
     a, b = tab.a, tab.b
     H = R.sizes[-1]
     D = R.sizes[0] - H
@@ -322,7 +322,7 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
 def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
     """The step loop under autograd, in chunks of ``chunk`` steps, compiled per the ``compile`` policy: the states
     after every step, ``(K + 1, B, H, M)``."""
-    tab = _scheme(method)
+    tab = _tableau_of(method)
     a, b = tab.a, tab.b
     K = dt.shape[0]
     coef = dt[:, None] * _tableau(method, dt)
