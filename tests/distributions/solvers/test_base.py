@@ -152,5 +152,9 @@ def test_solver_objects_and_names_are_the_same_options():
     assert (solver.method, solver.rtol, solver.atol) == ("dopri5", 1e-9, 1e-10)
     assert solver.scheme == Dopri5(rtol=1e-9, atol=1e-10) and ODESolver(method=Dopri5()).rtol == ODESolver().rtol
     assert get_solver("midpoint") == Midpoint() and get_solver(Midpoint()) == Midpoint()
+    import pickle
+
+    for scheme in (RK4(), Dopri5(rtol=1e-3)):  # classes made from a table pickle by name too
+        assert pickle.loads(pickle.dumps(scheme)) == scheme
     with pytest.raises(ValueError, match=r"solver.method: expected one of \[.*'rk4'.*\] or a Solver object"):
         ODESolver(method="rk5")
