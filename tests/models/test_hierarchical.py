@@ -39,7 +39,8 @@ def test_each_unit_gets_its_own_doses(problem):
     model, test = problem.default_model(), problem.test
     args, kwargs = model.predict_args(test)
     tr = poutine.trace(model).get_trace(*args, **kwargs)
-    values = {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample" and not v["is_observed"]}
+    values = {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample" and not v["is_observed"]
+              and k != "trajectories"}  # the plate's indices belong to the 2-unit call
     one = test.select(torch.tensor([1]))
     values["eta_z_new"] = values["eta_z_new"][1:]
     args1, kwargs1 = model.predict_args(one)
@@ -173,7 +174,7 @@ def test_per_state_rate_effects_scale_their_own_derivative():
     """``"rate[k]"`` scales the derivative of hidden component ``k`` only: the same solve as a population model
     whose R rows are multiplied by ``exp(eta_rate + eta_rate[k])`` per unit."""
     problem = load_problem("theophylline_events", dtype=D64)
-    split = problem.train.select(torch.arange(3))
+    split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     kw = dict(hidden_dim=2, R_hidden=(), Z_hidden=None, scale=0.5, solver=dict(method="rk4"))
     model = HierarchicalNODEModel(effects=("rate", "rate[0]", "rate[1]"), omega="latent", **kw)
     pop = HierarchicalNODEModel(effects=(), **kw)
@@ -244,7 +245,7 @@ def test_outflow_effect_is_the_absorption_rate_of_the_closed_form():
     derivative instead, ``"rate[1]"``, is not: the absorbed amount changes by ``e^-eta``).  With a hidden layer,
     R sees the scaled component, so the same holds for any R."""
     problem = load_problem("theophylline_events", dtype=D64)
-    split = problem.train.select(torch.arange(3))
+    split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     ka, ke = 1.5, 0.09
     kw = dict(hidden_dim=2, Z_hidden=None, scale=0.5, omega="latent", solver=dict(method="rk4", substeps=20))
     eta = torch.tensor([[0.6], [-0.4], [0.0]], dtype=D64)
@@ -281,7 +282,7 @@ def test_zero_equilibrium_keeps_an_undosed_unit_at_zero():
     scale 0.3), and R(h) is otherwise the free network's minus its value at 0; without it, the same weights move an
     undosed unit away from zero (a spurious steady state elsewhere)."""
     problem = load_problem("theophylline_events", dtype=D64)
-    split = problem.train.select(torch.arange(3))
+    split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     undosed = split.doses._replace(amount=torch.zeros_like(split.doses.amount))
     kw = dict(hidden_dim=2, R_hidden=(8,), Z_hidden=None, scale=0.5, effects=("rate", "output"))
     anchored, free = HierarchicalNODEModel(equilibrium="zero", **kw), HierarchicalNODEModel(**kw)
