@@ -157,11 +157,19 @@ def _data_parallel_fit(name, processes=1, steps=3):
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
         model, args, kwargs, plate, guide = _case(name)
-        svi = DataParallelSVI(model, guide(), pyro.optim.Adam({"lr": 0.02}), Trace_ELBO(), plate=plate,
+        units = set()
+
+        def counted(*a, **k):  # the units each evaluation of the model scores
+            with poutine.trace() as tracer:
+                out = model(*a, **k)
+            units.add(tracer.trace.nodes["obs"]["value"].shape[0])
+            return out
+
+        svi = DataParallelSVI(counted, guide(), pyro.optim.Adam({"lr": 0.02}), Trace_ELBO(), plate=plate,
                               subsample_size=2 * processes, seed=3)
         losses = [svi.step(*args, **kwargs) for _ in range(steps)]
         params = {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
-        return {"losses": losses, "params": params, "batch": len(svi.last_indices)}
+        return {"losses": losses, "params": params, "units": units}
     finally:
         torch.set_default_dtype(dtype)
 
@@ -182,9 +190,10 @@ def test_data_parallel_minibatches_equal_one_process(two_process_fits, name):
     """DataParallelSVI(subsample_size=4) on 2 processes (2 units each) equals 1 process with the same minibatch
     of 4, to 1e-5: losses and parameters (the hierarchical model's per-unit effects included)."""
     reference = _data_parallel_fit(name, processes=2)
-    assert reference["batch"] == 4
+    assert reference["units"] == {4}  # the model scored the minibatch, not every unit
     for rank, result in enumerate(two_process_fits):
         got = result[name]
+        assert got["units"] == {2}, f"rank {rank} scored {got['units']} units, not its shard of 2"
         torch.testing.assert_close(torch.tensor(got["losses"]), torch.tensor(reference["losses"]), rtol=1e-5,
                                    atol=1e-5, msg=lambda m: f"rank {rank}: {m}")
         assert got["params"].keys() == reference["params"].keys()
