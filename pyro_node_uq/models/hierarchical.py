@@ -36,11 +36,10 @@ def _checked_covariate_names(names, covariate_dim):
 
 def _checked_standardisation(value, name, covariate_dim, positive=False):
     """A covariate location or scale: ``None``, or a finite number or ``(covariate_dim,)`` values (positive for
-    a scale), as a float64 tensor; refused without covariates."""
-    if value is None:
+    a scale), as a float64 tensor; ``None`` without covariates (a problem's configuration switched off with
+    ``covariate_dim=0`` keeps its standardisation)."""
+    if value is None or not covariate_dim:
         return None
-    if not covariate_dim:
-        raise ValueError(f"{name}: standardises covariates, but the model has none (covariate_dim=0)")
     try:
         v = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError):
@@ -100,7 +99,7 @@ class HierarchicalNODEModel(NODEModel):
     :param tuple covariate_names: names of the ``C`` covariates (distinct; sets ``covariate_dim`` when that is
         not given).
     :param covariate_loc, covariate_scale: standardisation of the covariates, a number or ``(C,)`` each
-        (default 0 and 1; the scale positive).
+        (default 0 and 1; the scale positive; not used with ``covariate_dim=0``).
     :param omega: ``"learned"`` or ``"latent"``.
     :param str parameterization: ``"noncentred"`` (latent ``eta_z``) or ``"centred"`` (latent ``eta``) for the
         fitted units' effects.
