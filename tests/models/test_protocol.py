@@ -1,4 +1,5 @@
-"""The ProcessModel protocol: defaults a plain model gets, what NODEModel overrides, divergence mode copies."""
+"""The ProcessModel protocol: defaults a plain model gets, what NODEModel overrides, divergence mode copies, and
+every model of the package honouring a subsampled plate (Pyro's subsample=, data-parallel shards on 2 processes)."""
 import pyro
 import pyro.distributions as dist
 import pytest
