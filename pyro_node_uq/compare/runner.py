@@ -22,6 +22,7 @@ from ..utils.persist import atomic_save
 from ..validation import check_int
 from . import figures
 from .context import RunContext
+from .options import check_method_options
 from .output import OutputFolder
 from .report import markdown_tables, write_csv, write_report, write_text
 from .scoring import calibrate_error_predictor, hidden_comparable, score_result
@@ -139,6 +140,7 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
     for name in overrides:
         if name not in METHODS:
             raise ValueError(f"overrides: unknown method {name!r}; registered methods are {sorted(METHODS)}")
+        check_method_options(METHODS[name], overrides[name])
     rows = ComparisonRows()
     with OutputFolder(out) as folder, _StopOnSigint() as stop:
         rows.out, stage = folder.out, folder.stage
