@@ -126,7 +126,7 @@ def model_inference_data(posterior, model, *args, num_samples=400, num_chains=4,
         raise ValueError(f"posterior: sites {unknown} are not sample sites of the model; its sites are "
                          f"{sorted(n for n, s in plain.nodes.items() if s['type'] == 'sample')}")
     if not any(s["type"] == "sample" and s["is_observed"] and not s["infer"].get("_deterministic")
-               for s in plain.nodes.values()):
+               and n not in flat for n, s in plain.nodes.items()):
         raise ValueError("model: it has no observed sample site (pass the data as the model's arguments)")
     missing = sorted(n for n, s in plain.nodes.items() if s["type"] == "sample" and not s["is_observed"]
                      and n not in flat and not s["infer"].get("_deterministic"))
