@@ -172,6 +172,8 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
         raise TypeError(f"to_inference_data: a split takes no model arguments, got {len(args)} positional and "
                         f"{sorted(kwargs)} keyword ones")
     num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
+    if isinstance(obj, MethodResult):
+        split = obj.in_fit_dtype(split)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
     if not draws:
         raise ValueError("to_inference_data: the posterior has no latent sites to convert")
