@@ -27,7 +27,7 @@ def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
 
 
 def test_bad_data_arguments(csv, tmp_path, capsys):
-    with pytest.raises(SystemExit, match="--format: only 'nonmem'"):
+    with pytest.raises(SystemExit, match="--format: expected 'nonmem' or 'trajectories'"):
         main(["compare", "--data", str(csv), "--format", "monolix", "--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match=r"--data: .*no column 'AGE' \(argument covariates=\)"):
         main(["compare", "--data", str(csv), "--covariates", "AGE", "--out", str(tmp_path / "b")])
