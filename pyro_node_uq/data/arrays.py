@@ -76,8 +76,10 @@ def trajectories_problem(t, y, x=None, mask=None, ids=None, obs_names=None, inpu
         >>> t = np.linspace(0.0, 1.0, 5)
         >>> y = np.stack([np.exp(-k * t) for k in (0.5, 1.0, 1.5, 2.0)])   # 4 units, one output, float64
         >>> p = trajectories_problem(t, y, obs_names=["conc"])
-        >>> len(p.train), len(p.test), p.extrapolation, p.train.y.dtype, p.model_kwargs["scale"]
-        (3, 1, None, torch.float32, 'learned')
+        >>> len(p.train), len(p.test), p.extrapolation, p.train.y.dtype == torch.get_default_dtype()
+        (3, 1, None, True)
+        >>> p.model_kwargs["scale"]
+        'learned'
     """
     dtype = dtype or torch.get_default_dtype()
     t, y, x = _tensor(t, "t", dtype, (1,)), _tensor(y, "y", dtype, (2, 3)), _tensor(x, "x", dtype, (2, 3))
@@ -154,9 +156,10 @@ def read_trajectories(path, unit="unit", time="time", inputs=(), outputs=None, *
     import pandas as pd
 
     if isinstance(path, pd.DataFrame):
-        tab, stem = _Table(path.reset_index(drop=True), "the table"), "user_data"
+        tab, stem = _Table(path.reset_index(drop=True), "the table", "read_trajectories"), "user_data"
     else:
-        tab, stem = _Table(read_csv_text(path, "read_trajectories"), repr(str(path))), Path(path).stem
+        tab, stem = _Table(read_csv_text(path, "read_trajectories"), repr(str(path)), "read_trajectories"), \
+            Path(path).stem
     inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs or ())
     taken = {unit, time, *inputs}
     outputs = tuple(c for c in tab.frame.columns if c not in taken) if outputs is None else (

@@ -15,15 +15,15 @@ _MISSING = {"", ".", "na", "nan", "NA", "NaN"}
 class _Table:
     """Column access with errors that name the row (1-based data row) and the column."""
 
-    def __init__(self, frame, source):
-        self.frame, self.source = frame, source
+    def __init__(self, frame, source, caller="read_events"):
+        self.frame, self.source, self.caller = frame, source, caller
 
     def has(self, column):
         return column is not None and column in self.frame.columns
 
     def require(self, column, argument):
         if not self.has(column):
-            raise ValueError(f"read_events: {self.source} has no column {column!r} (argument {argument}=); "
+            raise ValueError(f"{self.caller}: {self.source} has no column {column!r} (argument {argument}=); "
                              f"its columns are {list(self.frame.columns)}")
 
     def numbers(self, column, missing_ok=False, default=None):
@@ -35,16 +35,16 @@ class _Table:
             text = str(value).strip()
             if text in _MISSING or (isinstance(value, float) and math.isnan(value)):
                 if not missing_ok:
-                    raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: missing value")
+                    raise ValueError(f"{self.caller}: {self.source}, row {row}, column {column!r}: missing value")
                 out.append(None)
                 continue
             try:
                 number = float(text)
             except ValueError:
-                raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: expected a number, "
+                raise ValueError(f"{self.caller}: {self.source}, row {row}, column {column!r}: expected a number, "
                                  f"got {text!r}") from None
             if not math.isfinite(number):
-                raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: not finite ({text!r})")
+                raise ValueError(f"{self.caller}: {self.source}, row {row}, column {column!r}: not finite ({text!r})")
             out.append(number)
         return out
 

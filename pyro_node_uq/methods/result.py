@@ -132,7 +132,8 @@ class MethodResult:
 
             >>> import torch
             >>> from pyro_node_uq.data import Split
-            >>> res = MethodResult("toy", model=None, train_split=Split(torch.arange(2.0), None, torch.zeros(1, 2, 1)))
+            >>> fitted_on = Split(torch.arange(2.0).float(), None, torch.zeros(1, 2, 1).float())
+            >>> res = MethodResult("toy", model=None, train_split=fitted_on)
             >>> res.in_fit_dtype(Split(torch.arange(2.0).double(), None, torch.zeros(1, 2, 1).double())).y.dtype
             torch.float32
         """
