@@ -16,7 +16,7 @@ from .events import _MISSING, _Table, read_csv_text
 from .problem import Problem, Split
 from .units import Units, split_by_time, split_units
 
-__all__ = ["trajectories_problem", "read_trajectories"]
+__all__ = ["read_trajectories", "trajectories_problem"]
 
 
 def _tensor(value, name, dtype, dims):

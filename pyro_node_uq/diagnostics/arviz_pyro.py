@@ -16,7 +16,7 @@ from pyro.poutine.util import prune_subsample_sites
 from ..methods.result import guide_samples
 from .az_convert import from_dict, numpy as _numpy
 
-__all__ = ["model_inference_data", "mcmc_to_inference_data"]
+__all__ = ["mcmc_to_inference_data", "model_inference_data"]
 
 
 def _shaped(value, S, shape):
