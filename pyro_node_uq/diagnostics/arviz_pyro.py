@@ -105,7 +105,8 @@ def model_inference_data(posterior, model, *args, num_samples=400, num_chains=4,
     elif callable(posterior):
         num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
         pyro.set_rng_seed(seed)
-        nesting = _max_plate_nesting(poutine.trace(poutine.block(model)).get_trace(*args, **kwargs))
+        with torch.no_grad():
+            nesting = _max_plate_nesting(poutine.trace(model).get_trace(*args, **kwargs))
         draws = _chains(guide_samples(posterior, num_samples, args, kwargs, nesting), num_chains)
     else:
         raise TypeError(f"posterior: expected a guide, a pyro.infer.MCMC or a dict of draws, got "

@@ -70,10 +70,13 @@ def test_compare_on_a_long_format_trajectories_file(tmp_path, capsys):
               "--outputs", "conc2", "--out", str(tmp_path / "bad")])
 
 
+_TINY_RUN = ["--methods", "map", "--quick", "--no-progress", "--set", "map.num_steps=1", "--num-samples", "2"]
+
+
 def test_repeated_covariates_and_unreadable_files_are_refused(csv, tmp_path):
     with pytest.raises(SystemExit, match=r"--data: read_events: covariates: \['WT'\] named more than once"):
-        main(["compare", "--data", str(csv), "--covariates", "WT,WT", "--out", str(tmp_path / "a")])
+        main(["compare", "--data", str(csv), "--covariates", "WT,WT", "--out", str(tmp_path / "a"), *_TINY_RUN])
     binary = tmp_path / "data.csv"
     binary.write_bytes(b"\x00\x01\x02PK\x03\x04")
     with pytest.raises(SystemExit, match=r"--data: read_events: '.*data.csv' is a binary file"):
-        main(["compare", "--data", str(binary), "--out", str(tmp_path / "b")])
+        main(["compare", "--data", str(binary), "--out", str(tmp_path / "b"), *_TINY_RUN])

@@ -134,3 +134,26 @@ def test_draws_that_do_not_match_the_model_are_refused():
         model_inference_data(3, regression, x, y)
     with pytest.raises(ValueError, match="no observed sample site"):
         model_inference_data({"a": torch.zeros(4), "s": torch.ones(4)}, regression, x)
+
+
+def test_guide_with_latents_inside_a_plate():
+    """Per-school latents (inside the data plate) of an ``AutoMultivariateNormal``: the draws line up with the
+    plate and the log-likelihood is that of each draw."""
+    y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], dtype=torch.float64)
+    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], dtype=torch.float64)
+
+    def schools(sigma, y=None):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("schools", len(sigma)):
+            theta = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
+            return pyro.sample("obs", dist.Normal(mu + tau * theta, sigma), obs=y)
+
+    guide = pyro.infer.autoguide.AutoMultivariateNormal(schools)
+    guide(sigma, y)
+    idata = to_inference_data(guide, schools, sigma, y, num_samples=40, num_chains=2)
+    post = idata.posterior
+    assert post["theta_tilde"].shape == (2, 20, 8) and idata.posterior_predictive["obs"].shape == (2, 20, 8)
+    mean = post["mu"].values[..., None] + post["tau"].values[..., None] * post["theta_tilde"].values
+    expected = -0.5 * ((y.numpy() - mean) / sigma.numpy()) ** 2 - np.log(sigma.numpy()) - 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(idata.log_likelihood["obs"].values, expected, rtol=1e-10, atol=1e-10)
