@@ -101,13 +101,13 @@ def add_compare_parser(sub):
     p.add_argument("--format", default="nonmem",
                    help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT) or 'trajectories' (one "
                         "row per unit and time: --unit, --time, --inputs, --outputs columns)")
-    p.add_argument("--covariates", metavar="WT,APGR", help="comma-separated covariate columns of --data (nonmem)")
+    p.add_argument("--covariates", metavar="WT,APGR", help="comma-separated covariate columns of --data")
+    p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
     p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
     p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")
     p.add_argument("--inputs", metavar="U1,U2", help="input columns of --format trajectories (default: none)")
     p.add_argument("--outputs", metavar="Y1,Y2",
                    help="output columns of --format trajectories (default: every other column)")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)
