@@ -8,14 +8,19 @@ __all__ = ["add_compare_parser", "cmd_compare"]
 
 
 def _data_problem(args):
-    """The problem of ``--data FILE --format nonmem`` (units held out by the seeded split)."""
-    from ..data import events_problem
+    """The problem of ``--data FILE``: ``--format nonmem`` (an event table, units held out by the seeded split)
+    or ``--format trajectories`` (a long-format table: ``--unit``, ``--time``, ``--inputs``, ``--outputs``)."""
+    from ..data import events_problem, read_trajectories
 
-    if args.format != "nonmem":
-        raise SystemExit(f"--format: only 'nonmem' event tables are supported, got {args.format!r}")
-    covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
+    names = lambda text: [c.strip() for c in (text or "").split(",") if c.strip()]  # noqa: E731
+    if args.format not in ("nonmem", "trajectories"):
+        raise SystemExit(f"--format: expected 'nonmem' or 'trajectories', got {args.format!r}")
     try:
-        return events_problem(args.data, covariates=covariates, test_fraction=args.test_fraction,
+        if args.format == "trajectories":
+            return read_trajectories(args.data, unit=args.unit, time=args.time, inputs=names(args.inputs),
+                                     outputs=names(args.outputs) or None, test_fraction=args.test_fraction,
+                                     seed=args.seed).to(device=args.device)
+        return events_problem(args.data, covariates=names(args.covariates), test_fraction=args.test_fraction,
                               seed=args.seed).to(device=args.device)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"--data: {e}") from None
@@ -140,9 +145,16 @@ def add_compare_parser(sub):
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the tensors are small)")
     p.add_argument("--device", default="cpu", help="torch device of the data and every fit (default: cpu)")
     p.add_argument("--data", metavar="FILE.csv", help="compare on your own event table instead of --problem")
-    p.add_argument("--format", default="nonmem", help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT)")
+    p.add_argument("--format", default="nonmem",
+                   help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT) or 'trajectories' (one "
+                        "row per unit and time: --unit, --time, --inputs, --outputs columns)")
     p.add_argument("--covariates", metavar="WT,APGR", help="comma-separated covariate columns of --data")
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
+    p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
+    p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")
+    p.add_argument("--inputs", metavar="U1,U2", help="input columns of --format trajectories (default: none)")
+    p.add_argument("--outputs", metavar="Y1,Y2",
+                   help="output columns of --format trajectories (default: every other column)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)

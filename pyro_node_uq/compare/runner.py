@@ -38,6 +38,11 @@ def _summary(e):
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
+def _present(problem):
+    """The scored splits the problem has (a user's problem may have no extrapolation split)."""
+    return [s for s in SPLITS if getattr(problem, s) is not None]
+
+
 def _write_tables(rows, out):
     write_csv(rows, os.path.join(out, "table.csv"))
     write_text(markdown_tables(rows), os.path.join(out, "table.md"))
@@ -202,7 +207,7 @@ def _run_method(method, ctx, problem, num_samples, seed, hidden, row):
     else:
         preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
                                                                seed=seed).items()}
-                 for s in SPLITS}
+                 for s in _present(problem)}
     row.update(score_result(result, problem, preds, hidden=hidden))
     return result, preds
 
@@ -210,7 +215,7 @@ def _run_method(method, ctx, problem, num_samples, seed, hidden, row):
 def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):
     """Band figures and the InferenceData netCDF of one finished method; failures become notes."""
     figs = []
-    for s in SPLITS:
+    for s in _present(problem):
         rel = f"figures/bands_{method.name}_{s}.png"
         try:
             figures.plot_bands(method.name, preds[s], getattr(problem, s), s, problem, os.path.join(out, rel))
@@ -228,7 +233,7 @@ def _summary_figures(rows, predictions, problem, out, hidden, ctx):
     figs = []
     jobs = []
     if predictions:
-        for s in SPLITS:
+        for s in _present(problem):
             split = getattr(problem, s)
             jobs.append((f"calibration on {s}", f"figures/calibration_{s}.png", figures.plot_calibrations,
                          ({k: v[s] for k, v in predictions.items()}, split, s, problem)))
