@@ -51,8 +51,7 @@ def _plain(split):
 
 def trajectories_problem(t, y, x=None, mask=None, ids=None, obs_names=None, input_names=None, test_fraction=0.25,
                          time_fraction=None, seed=0, name="user_data", description=None, time_unit="", dtype=None):
-    """A :class:`~pyro_node_uq.data.Problem` from arrays of trajectories on shared times (also
-    :meth:`Problem.from_arrays <pyro_node_uq.data.Problem.from_arrays>`).
+    """A :class:`~pyro_node_uq.data.Problem` from arrays of trajectories on shared times.
 
     :param t: observation times ``(T,)``, strictly increasing.
     :param y: observations ``(N, T, outputs)``, or ``(N, T)`` for one output; NaN marks an unobserved entry.

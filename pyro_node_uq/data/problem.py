@@ -12,23 +12,6 @@ __all__ = ["Rows", "Split", "Problem", "random_sines"]
 class Rows:
     """What every split shares: one row per trajectory or (x, y) pair in ``y``, stable ``ids``, moves."""
 
-    @classmethod
-    def from_arrays(cls, t, y, x=None, **kwargs):
-        """The user's own trajectories (NumPy or torch arrays) as a problem: see
-        :func:`~pyro_node_uq.data.arrays.trajectories_problem` (held-out units as ``test``, no extrapolation
-        split unless ``time_fraction`` is given, a learned noise scale).
-
-        Example::
-
-            >>> import numpy as np
-            >>> p = Problem.from_arrays(np.arange(4.0), np.ones((3, 4)), obs_names=["y"])
-            >>> len(p.train), len(p.test), sorted(p.splits)
-            (2, 1, ['test', 'train'])
-        """
-        from .arrays import trajectories_problem
-
-        return trajectories_problem(t, y, x, **kwargs)
-
     def __post_init__(self):
         if self.ids is None:
             self.ids = torch.arange(self.y.shape[0], device=self.y.device)
@@ -128,23 +111,6 @@ class Problem:
         splits = [simulate(n, amplitude, t, noise, gen)
                   for n, amplitude in zip(sizes, (in_domain, in_domain, out_of_domain))]
         return cls(train=splits[0], test=splits[1], extrapolation=splits[2], noise_scale=noise, **fields)
-
-    @classmethod
-    def from_arrays(cls, t, y, x=None, **kwargs):
-        """The user's own trajectories (NumPy or torch arrays) as a problem: see
-        :func:`~pyro_node_uq.data.arrays.trajectories_problem` (held-out units as ``test``, no extrapolation
-        split unless ``time_fraction`` is given, a learned noise scale).
-
-        Example::
-
-            >>> import numpy as np
-            >>> p = Problem.from_arrays(np.arange(4.0), np.ones((3, 4)), obs_names=["y"])
-            >>> len(p.train), len(p.test), sorted(p.splits)
-            (2, 1, ['test', 'train'])
-        """
-        from .arrays import trajectories_problem
-
-        return trajectories_problem(t, y, x, **kwargs)
 
     def __post_init__(self):
         for name, split in self.splits.items():

@@ -1,4 +1,4 @@
-"""The user's own trajectories: ``Problem.from_arrays`` (NumPy float64 arrays, NaN as unobserved, no
+"""The user's own trajectories: ``trajectories_problem`` (NumPy float64 arrays, NaN as unobserved, no
 extrapolation split unless asked, a learned noise scale), ``read_trajectories`` (long-format CSV, errors by file,
 row and column) and the README's arrays-to-report example, run as written (with tiny budgets)."""
 import re
@@ -22,7 +22,7 @@ def _arrays(n=6, T=8):
 
 def test_from_arrays_defaults():
     t, y = _arrays()
-    p = Problem.from_arrays(t, y, obs_names=["conc"])
+    p = trajectories_problem(t, y, obs_names=["conc"])
     assert p.extrapolation is None and sorted(p.splits) == ["test", "train"]
     assert (len(p.train), len(p.test)) == (5, 1) or (len(p.train), len(p.test)) == (4, 2)
     assert sorted(p.train.ids.tolist() + p.test.ids.tolist()) == list(range(6))
@@ -138,7 +138,7 @@ def test_the_docs_example_goes_from_arrays_to_a_report(tmp_path, monkeypatch):
     rst = _example((ROOT / "docs" / "getting_started.rst").read_text(), ".. code-block:: python", "   ")
     assert readme == rst
     code = [line for line in readme.splitlines() if line.strip()]
-    assert len(code) < 10 and "float64" in readme and "Problem.from_arrays" in readme
+    assert len(code) < 10 and "float64" in readme and "trajectories_problem" in readme
     tiny = ('quick=True, num_samples=4, idata_samples=4, progress_bar=False, '
             'overrides={"map": {"num_steps": 5}, "autonormal": {"num_steps": 3, "elbo_particles": 2}}')
     runnable = re.sub(r"quick=True", tiny, readme)
