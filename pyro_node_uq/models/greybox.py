@@ -1,0 +1,254 @@
+"""A grey-box hierarchical NODE: a mechanistic field with per-unit log-normal parameters plus a shrunk network.
+
+    dh_i/dt = f(h_i, x_i(t); theta_i) + g(h_i, x_i(t); w),   log theta_i = log theta_pop + B c_i + eta_i
+"""
+from collections import OrderedDict
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ..distributions import NODEObservation, ODESolver, solve_node
+from ..nn import sample_params
+from ..utils.tensors import broadcast_shapes
+from ..validation import check_positive, check_trajectory_data
+from .hierarchical import HierarchicalNODEModel
+from .node import _left_of_trajectories
+from .structures import get_structure
+
+__all__ = ["GreyBoxField", "GreyBoxNODEModel"]
+
+
+class GreyBoxField:
+    """The vector field ``f(h, x; theta) + g(h, x; w)`` in the calling convention of the NODE solve.
+
+    :func:`~pyro_node_uq.distributions.solve_node` calls ``field(params, [h, x])`` with the weights in
+    ``params``; here ``params`` also carries the units' parameters ``"F.theta"`` ``batch + (P,)`` (in the
+    structure's parameter order) and ``"F.0.bias"`` ``(H,)`` (zero; the solve adds an infusion's rate to it).  The
+    correction is ``g = s (G([h / s, x]) - G([0, x]))`` with the network ``G`` (``None``: no correction) and the
+    state scale ``s``: it vanishes at the zero state (without drug nothing changes) and reads states of order 1.
+
+    :param Structure structure: the mechanistic part.
+    :param int input_dim: number of inputs ``x``.
+    :param BatchedMLP correction: the network ``G`` (inputs ``H + D``, outputs ``H``), or ``None``.
+    :param float state_scale: ``s``.
+    """
+
+    name, num_layers, activation, out_activation = "F", 1, None, None
+
+    def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0):
+        self.structure, self.correction, self.state_scale = structure, correction, float(state_scale)
+        H = structure.hidden_dim
+        self.sizes = (H + input_dim, H)
+
+    def param_shapes(self):
+        return OrderedDict([("F.0.bias", torch.Size((self.sizes[-1],)))])
+
+    def __call__(self, params, inp):
+        H = self.sizes[-1]
+        h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
+        theta = params["F.theta"]
+        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        out = self.structure.field(h, x, named) + params["F.0.bias"]
+        if self.correction is not None:
+            s = self.state_scale
+            zero = torch.cat([torch.zeros_like(h), x], -1) if x is not None else torch.zeros_like(h)
+            scaled = torch.cat([h / s, x], -1) if x is not None else h / s
+            out = out + s * (self.correction(params, scaled) - self.correction(params, zero))
+        return out
+
+
+class GreyBoxNODEModel(HierarchicalNODEModel):
+    """A grey-box neural NLME: a mechanistic :class:`~pyro_node_uq.models.structures.Structure` with named
+    parameters, per-unit log-normal random effects on them, and an optional network correction shrunk to zero.
+
+    .. math::
+
+        dh_i/dt = f(h_i, x_i(t); \\theta_i) + g(h_i, x_i(t); w) + u_i(t),\\quad
+        \\log\\theta_i = \\log\\theta_{pop} + B c_i + \\eta_i,\\quad
+        y_i = \\mathrm{observe}(h_i, x_i, \\theta_i) + \\epsilon
+
+    Sample sites: ``"<name>_pop"`` (``LogNormal(log typical[name], typical_prior)``, one per parameter: the
+    typical value, e.g. ``"CL_pop"``), the random effects of the parameters in ``random_effects``
+    (``"eta_z"`` / ``"eta"`` ``(N, k)`` inside the plate ``"trajectories"``, with ``omega`` and, with covariates,
+    ``beta``, exactly as in :class:`HierarchicalNODEModel`), the correction network's weights ``R.*`` (its last
+    layer with prior std ``correction_prior``, so that with little data ``g`` stays near 0 and the model is the
+    mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
+    no correction, a structure with a closed-form solution and bolus doses only, the states come from the closed
+    form (exact and fast); otherwise from an ODE solve of the whole ensemble (``torchdiffeq``; default ``dopri5``).
+
+    :param structure: a :class:`~pyro_node_uq.models.structures.Structure` or the name of one in
+        :data:`~pyro_node_uq.models.structures.STRUCTURES`.
+    :param int input_dim: inputs ``x`` (default: the structure's).
+    :param random_effects: parameter names with a random effect (default: all).
+    :param dict typical: prior medians of the typical parameters (default: the structure's values).
+    :param float typical_prior: log-scale std of the typical parameters' log-normal prior.
+    :param tuple correction: hidden widths of the correction network ``G``, or ``None`` for none.
+    :param float correction_prior: prior std of ``G``'s last layer (earlier layers: ``prior_scale``).
+    :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
+    :param omega, omega_init, omega_prior, parameterization, covariate_dim, covariate_loc, covariate_scale,
+        dose_scale: as :class:`HierarchicalNODEModel` (here ``omega`` is the std of ``log theta_i``).
+    :param kwargs: :class:`NODEModel`'s noise, error model and solver options.
+
+    Example (theophylline-like one-compartment oral data, one unit)::
+
+        >>> import pyro, torch
+        >>> from pyro_node_uq.distributions import DoseSchedule
+        >>> model = GreyBoxNODEModel("one_compartment_oral", typical={"CL": 2.8, "V": 32.0, "ka": 1.5})
+        >>> doses = DoseSchedule.from_lists([[0.0]], [[320.0]], [[1]], dtype=torch.float64)
+        >>> t = torch.tensor([0.5, 1.0, 2.0, 8.0], dtype=torch.float64)
+        >>> with pyro.poutine.condition(data={"eta_z": torch.zeros(1, 3)}):
+        ...     tr = pyro.poutine.trace(model).get_trace(t, None, None, num_trajectories=1, doses=doses)
+        >>> [round(v, 2) for v in tr.nodes["y_mean"]["value"][0, :, 0].tolist()]
+        [5.0, 7.23, 8.3, 4.82]
+    """
+
+    def __init__(self, structure, input_dim=None, random_effects=None, typical=None, typical_prior=1.0,
+                 correction=None, correction_prior=0.01, state_scale=1.0, covariate_dim=0, covariate_loc=None,
+                 covariate_scale=None, omega="latent", omega_init=0.3, omega_prior=1.0, scale="latent",
+                 solver=None, prior_scale=1.0, **kwargs):
+        structure = get_structure(structure)
+        D = len(structure.inputs) if input_dim is None else int(input_dim)
+        if D < len(structure.inputs):
+            raise ValueError(f"input_dim: structure {structure.name!r} reads {len(structure.inputs)} inputs "
+                             f"{structure.inputs}, got input_dim={D}")
+        correction = None if correction is None else tuple(correction)
+        last = f"R.{len(correction or ())}."
+        check_positive(correction_prior, "correction_prior")
+        check_positive(state_scale, "state_scale")
+        solver = ODESolver.coerce(solver if solver is not None else {"method": "dopri5", "rtol": 1e-6,
+                                                                      "atol": 1e-6})
+        if solver.backend == "fixed":
+            raise ValueError("solver: a grey-box field is solved by torchdiffeq (backend 'auto' or 'torchdiffeq'), "
+                             "not the network-only fixed-step path (backend='fixed')")
+        solver = ODESolver(**{**solver.to_dict(), "backend": "torchdiffeq"})
+        priors = {last + "*": float(correction_prior)}
+        priors.update(prior_scale if isinstance(prior_scale, dict) else {"*": float(prior_scale)})
+        super().__init__(obs_dim=structure.obs_dim, input_dim=D, effects=(), hidden_dim=structure.hidden_dim,
+                         R_hidden=correction or (1,), Z_hidden=None, omega=omega, omega_init=omega_init,
+                         omega_prior=omega_prior, scale=scale, solver=solver, prior_scale=priors, **kwargs)
+        names = structure.param_names
+        random_effects = names if random_effects is None else tuple(random_effects)
+        unknown = [p for p in (*random_effects, *(typical or {})) if p not in names]
+        if isinstance(random_effects, str) or unknown:
+            raise ValueError(f"random_effects / typical: expected parameter names of structure {structure.name!r} "
+                             f"{names}, got unknown {unknown or random_effects!r}")
+        if covariate_dim and not random_effects:
+            raise ValueError("covariate_dim: covariates shift the random effects' mean; give random_effects as well")
+        self.structure, self.has_correction = structure, correction is not None
+        self.effects, self.covariate_dim = random_effects, int(covariate_dim)
+        self.covariate_loc, self.covariate_scale = covariate_loc, covariate_scale
+        self.typical = {**structure.params, **(typical or {})}
+        check_positive(typical_prior, "typical_prior")
+        self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
+        self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def networks(self):
+        """The correction network ``R`` (``G`` of :class:`GreyBoxField`), or none."""
+        return OrderedDict(R=self.R) if getattr(self, "has_correction", True) else OrderedDict()
+
+    @property
+    def predict_sites(self):
+        sites = dict(super().predict_sites)
+        if self.record:
+            sites["theta"] = 2
+        return sites
+
+    def typical_sites(self):
+        """Names of the typical-parameter sites, in the structure's parameter order."""
+        return [f"{name}_pop" for name in self.structure.param_names]
+
+    def layer_sites(self, subset):
+        """As :meth:`HierarchicalNODEModel.layer_sites` (``"last_layer"``: the correction's last layer); the
+        ``"random_effects"`` block also holds the typical parameters, which the effects are centred on."""
+        sites = super().layer_sites(subset)
+        return sites + self.typical_sites() if subset == "random_effects" else sites
+
+    # ------------------------------------------------------------------ the model
+    def _typical_values(self, like):
+        """The typical parameters ``(..., 1, P)`` (batch dims left of the units' plate)."""
+        out = []
+        for name in self.structure.param_names:
+            prior = dist.LogNormal(like.new_tensor(float(self.typical[name])).log(), self.typical_prior)
+            out.append(_left_of_trajectories(pyro.sample(f"{name}_pop", prior), 0))
+        return torch.stack(torch.broadcast_tensors(*out), -1)
+
+    def _unit_parameters(self, typical, eta):
+        """``theta_i = theta_pop exp(eta_i)`` at the parameters with effects: ``(..., N, P)``."""
+        if not self.eta_dim:
+            return typical
+        cols = [self.effects.index(p) if p in self.effects else None for p in self.structure.param_names]
+        zero = eta.new_zeros(eta.shape[:-1])
+        log_shift = torch.stack([eta[..., j] if j is not None else zero for j in cols], -1)
+        return typical * log_shift.exp()
+
+    def _states(self, theta, weights, h0, t, x, x_times, t_mask, doses, t0):
+        """Hidden states ``(..., N, T, H)`` and the diverged flags ``(..., N)``."""
+        H = self.hidden_dim
+        closed = (self.structure.solution is not None and not self.has_correction and t0 is None
+                  and not torch.is_tensor(self.init) and self.init == "zero"
+                  and (doses is None or not bool((doses.rate[doses.mask] > 0).any())))
+        if closed:
+            if doses is None:
+                T = t.shape[-1]
+                hidden = theta.new_zeros(theta.shape[:-1] + (T, H))
+            else:
+                named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+                hidden = self.structure.solution(t, doses, named)
+            return hidden, torch.zeros(hidden.shape[:-2], dtype=torch.bool, device=t.device)
+        h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (H,))
+        params = {"F.theta": theta, "F.0.bias": t.new_zeros(H), **weights}
+        sol = solve_node(self.field, None, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
+                         obs_dim=1, interpolation=self.interpolation, solver=self.solver,
+                         on_divergence=self.on_divergence)
+        return sol.hidden, sol.diverged
+
+    def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
+                 covariates=None, new_units=False, censored=None, t_mask=None, t0=None):
+        """Run the model on units (arguments as :meth:`HierarchicalNODEModel.__call__`)."""
+        y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+        units = (x, y, mask, covariates, t if t.dim() == 2 else None, None if doses is None else doses.time)
+        N = next((v.shape[0] for v in units if v is not None), num_trajectories)
+        if N is None:
+            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
+        if x_times is not None and self.structure.observe_fn is not None and self.input_dim:
+            raise ValueError("x_times: this model observes through the inputs; give x at the observation times t")
+        shapes = self.weight_shapes()
+        params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
+        weights = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
+        h0 = self._initial_state(weights, x, t)
+        typical = self._typical_values(t)
+        omega = self._omega(t) if self.eta_dim else None
+        loc = self._eta_loc(covariates, t) if self.eta_dim else None
+        scale = self._noise_scale(t)
+        prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
+        if doses is not None and self.dose_scale != 1.0:
+            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
+        if doses is not None:
+            doses.check(hidden_dim=self.hidden_dim)
+        with pyro.plate("trajectories", N, dim=-1):
+            eta = self._sample_effects(loc, omega, new_units) if self.eta_dim else t.new_zeros(N, 0)
+            theta = self._unit_parameters(typical, eta)
+            theta = theta.expand(broadcast_shapes(theta.shape[:-1], (N,)) + theta.shape[-1:])
+            hidden, diverged = self._states(theta, weights, h0, t, x, x_times, t_mask, doses, t0)
+            xs = None if x is None or not self.input_dim else x
+            mean = self.structure.observe(hidden, xs, {k: theta[..., None, j]
+                                                       for j, k in enumerate(self.structure.param_names)})
+            batch = broadcast_shapes(mean.shape[:-2], theta.shape[:-1])
+            mean, hidden = mean.expand(batch + mean.shape[-2:]), hidden.expand(batch + hidden.shape[-2:])
+            if self.record:
+                pyro.deterministic("theta", theta, event_dim=1)
+                pyro.deterministic("hidden", hidden, event_dim=2)
+                pyro.deterministic("y_mean", mean, event_dim=2)
+            if censored is not None and censored.dim() == 2:
+                censored = censored[..., None]
+            m = None if mask is None else (mask if mask.dim() == 3 else mask[..., None])
+            fn = NODEObservation(mean, scale, error_model=self.error_model, noise=self.noise, df=self.df,
+                                 prop_scale=prop, mask=m, censored=censored, diverged=diverged)
+            return pyro.sample("obs", fn, obs=y)
+
+    def __repr__(self):
+        return (f"GreyBoxNODEModel({self.structure.name!r}, random_effects={self.effects}, "
+                f"correction={self.R.sizes[1:-1] if self.has_correction else None}, omega={self.omega!r})")
