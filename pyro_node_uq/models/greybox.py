@@ -13,7 +13,7 @@ from ..nn import sample_params
 from ..utils.tensors import broadcast_shapes
 from ..validation import check_positive, check_trajectory_data
 from .hierarchical import HierarchicalNODEModel
-from .node import _left_of_trajectories
+from .node import _left_of_trajectories, init_to_glorot
 from .structures import get_structure
 
 __all__ = ["GreyBoxField", "GreyBoxNODEModel"]
@@ -86,6 +86,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param tuple correction: hidden widths of the correction network ``G``, or ``None`` for none.
     :param float correction_prior: prior std of ``G``'s last layer (earlier layers: ``prior_scale``).
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
+    :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options (default ``dopri5``
+        with ``rtol = atol = 1e-6``); always solved by ``torchdiffeq``.
     :param omega, omega_init, omega_prior, parameterization, covariate_dim, covariate_loc, covariate_scale,
         dose_scale: as :class:`HierarchicalNODEModel` (here ``omega`` is the std of ``log theta_i``).
     :param kwargs: :class:`NODEModel`'s noise, error model and solver options.
@@ -97,10 +99,11 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         >>> model = GreyBoxNODEModel("one_compartment_oral", typical={"CL": 2.8, "V": 32.0, "ka": 1.5})
         >>> doses = DoseSchedule.from_lists([[0.0]], [[320.0]], [[1]], dtype=torch.float64)
         >>> t = torch.tensor([0.5, 1.0, 2.0, 8.0], dtype=torch.float64)
-        >>> with pyro.poutine.condition(data={"eta_z": torch.zeros(1, 3)}):
+        >>> typical = {"CL_pop": torch.tensor(2.8), "V_pop": torch.tensor(32.0), "ka_pop": torch.tensor(1.5)}
+        >>> with pyro.poutine.condition(data={"eta_z": torch.zeros(1, 3), **typical}):   # the typical unit
         ...     tr = pyro.poutine.trace(model).get_trace(t, None, None, num_trajectories=1, doses=doses)
-        >>> [round(v, 2) for v in tr.nodes["y_mean"]["value"][0, :, 0].tolist()]
-        [5.0, 7.23, 8.3, 4.82]
+        >>> [round(v, 2) for v in tr.nodes["y_mean"]["value"][0, :, 0].tolist()]        # concentrations
+        [5.15, 7.36, 8.39, 5.27]
     """
 
     def __init__(self, structure, input_dim=None, random_effects=None, typical=None, typical_prior=1.0,
@@ -116,8 +119,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         last = f"R.{len(correction or ())}."
         check_positive(correction_prior, "correction_prior")
         check_positive(state_scale, "state_scale")
-        solver = ODESolver.coerce(solver if solver is not None else {"method": "dopri5", "rtol": 1e-6,
-                                                                      "atol": 1e-6})
+        if solver is None or isinstance(solver, dict):  # an adaptive solve unless told otherwise
+            solver = ODESolver.coerce({"method": "dopri5", "rtol": 1e-6, "atol": 1e-6, **(solver or {})})
         if solver.backend == "fixed":
             raise ValueError("solver: a grey-box field is solved by torchdiffeq (backend 'auto' or 'torchdiffeq'), "
                              "not the network-only fixed-step path (backend='fixed')")
@@ -155,6 +158,11 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         if self.record:
             sites["theta"] = 2
         return sites
+
+    def init_loc_fn(self, seed=0):
+        """The correction starts at zero (:meth:`HierarchicalNODEModel.init_loc_fn`), everything else at its prior
+        median: the typical parameters at ``typical``, the effects at 0."""
+        return super().init_loc_fn(seed) if self.has_correction else init_to_glorot(self, seed)
 
     def typical_sites(self):
         """Names of the typical-parameter sites, in the structure's parameter order."""
