@@ -7,6 +7,7 @@ import torch
 
 from .doses import DoseSchedule
 from ..utils.tensors import broadcast_shapes
+from ..validation import check_times
 
 __all__ = ["check_solve_args"]
 
@@ -23,26 +24,7 @@ def _check_times(t, t_mask):
     elif not torch.is_tensor(t_mask) or t_mask.dtype != torch.bool or t_mask.shape != t.shape:
         raise ValueError(f"t_mask: expected a bool tensor of t's shape {tuple(t.shape)}, got "
                          f"{getattr(t_mask, 'dtype', type(t_mask).__name__)} {tuple(getattr(t_mask, 'shape', ()))}")
-    if t.dim() == 1:  # shared times: the plain check (few ops: it runs at every model evaluation)
-        if not torch.isfinite(t).all():
-            raise ValueError("t: times contain NaN or inf")
-        if t.shape[0] > 1 and not bool((t[1:] > t[:-1]).all()):
-            i = int(torch.nonzero(t[1:] <= t[:-1])[0]) + 1
-            raise ValueError(f"t: times must be strictly increasing; not at index {i} "
-                             f"({float(t[i - 1])} then {float(t[i])})")
-        return t_mask
-    if not torch.isfinite(t[t_mask]).all():
-        raise ValueError("t: times contain NaN or inf (pad per-unit times with t_mask)")
-    tm = t.reshape(-1, t.shape[-1])
-    mask = t_mask.reshape(tm.shape)
-    pos = torch.where(mask, torch.arange(tm.shape[-1], device=t.device), -1).cummax(-1).values
-    prev = torch.cat([pos.new_full(pos.shape[:-1] + (1,), -1), pos[:, :-1]], -1)  # previous real time's index
-    has_prev = mask & (prev >= 0)
-    bad = has_prev & (tm <= tm.gather(-1, prev.clamp(min=0)))
-    if bad.any():
-        unit, i = (int(v) for v in torch.nonzero(bad)[0])
-        raise ValueError(f"t: times must be strictly increasing; not at unit {unit}, index {i} "
-                         f"({float(tm[unit, prev[unit, i]])} then {float(tm[unit, i])})")
+    check_times(t, "t", t_mask)  # finite and sorted where real
     return t_mask
 
 

@@ -1,10 +1,22 @@
-"""Pyro process models: the NODE data model and the SDE-BNN."""
-from .protocol import PlainModel, ProcessModel
-from .hierarchical import HierarchicalNODEModel
-from .node import NODEModel, init_to_glorot
+"""Pyro process models: the NODE data model, its hierarchical and grey-box forms, and the SDE-BNN."""
 from .greybox import GreyBoxNODEModel
-from .structures import STRUCTURES, Structure, get_structure
+from .hierarchical import HierarchicalNODEModel
+from .node import NODEModel, UnitData, init_to_glorot
+from .protocol import PlainModel, ProcessModel
 from .sdebnn import SDEBNN, BottleneckDrift
+from .structures import STRUCTURES, Structure, get_structure
 
-__all__ = ["BottleneckDrift", "GreyBoxNODEModel", "HierarchicalNODEModel", "NODEModel", "PlainModel", "ProcessModel", "SDEBNN", "STRUCTURES", "Structure",
-           "get_structure", "init_to_glorot"]
+__all__ = [
+           "SDEBNN",
+           "STRUCTURES",
+           "BottleneckDrift",
+           "GreyBoxNODEModel",
+           "HierarchicalNODEModel",
+           "NODEModel",
+           "PlainModel",
+           "ProcessModel",
+           "Structure",
+           "UnitData",
+           "get_structure",
+           "init_to_glorot",
+]

@@ -8,10 +8,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import NODEObservation, ODESolver, solve_node
-from ..nn import sample_params
+from ..distributions import NODESolution, ODESolver, solve_node
 from ..utils.tensors import broadcast_shapes
-from ..validation import check_positive, check_trajectory_data
+from ..validation import check_positive
 from .hierarchical import HierarchicalNODEModel
 from .node import _left_of_trajectories, init_to_glorot
 from .structures import get_structure
@@ -92,6 +91,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         dose_scale: as :class:`HierarchicalNODEModel` (here ``omega`` is the std of ``log theta_i``).
     :param kwargs: :class:`NODEModel`'s noise, error model and solver options.
 
+    It is :class:`NODEModel`'s model body with these component hooks: :meth:`population_sites` (the typical
+    parameters), :meth:`unit_field` (the units' parameters in a :class:`GreyBoxField`) and :meth:`unit_solve` (the
+    closed form, or the solve, observed through the structure).
+
     Example (theophylline-like one-compartment oral data, one unit)::
 
         >>> import pyro, torch
@@ -107,50 +110,54 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     """
 
     def __init__(self, structure, input_dim=None, random_effects=None, typical=None, typical_prior=1.0,
-                 correction=None, correction_prior=0.01, state_scale=1.0, covariate_dim=0, covariate_loc=None,
-                 covariate_scale=None, omega="latent", omega_init=0.3, omega_prior=1.0, scale="latent",
-                 solver=None, prior_scale=1.0, **kwargs):
+                 correction=None, correction_prior=0.01, state_scale=1.0, omega="latent", omega_init=0.3,
+                 omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, **kwargs):
         structure = get_structure(structure)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
             raise ValueError(f"input_dim: structure {structure.name!r} reads {len(structure.inputs)} inputs "
                              f"{structure.inputs}, got input_dim={D}")
+        unknown = [p for p in (typical or {}) if p not in structure.param_names]
+        if unknown:
+            raise ValueError(f"typical: expected parameter names of structure {structure.name!r} "
+                             f"{structure.param_names}, got unknown {unknown}")
         correction = None if correction is None else tuple(correction)
-        last = f"R.{len(correction or ())}."
         check_positive(correction_prior, "correction_prior")
         check_positive(state_scale, "state_scale")
+        check_positive(typical_prior, "typical_prior")
         if solver is None or isinstance(solver, dict):  # an adaptive solve unless told otherwise
             solver = ODESolver.coerce({"method": "dopri5", "rtol": 1e-6, "atol": 1e-6, **(solver or {})})
         if solver.backend == "fixed":
             raise ValueError("solver: a grey-box field is solved by torchdiffeq (backend 'auto' or 'torchdiffeq'), "
                              "not the network-only fixed-step path (backend='fixed')")
         solver = ODESolver(**{**solver.to_dict(), "backend": "torchdiffeq"})
-        priors = {last + "*": float(correction_prior)}
+        priors = {f"R.{len(correction or ())}.*": float(correction_prior)}
         priors.update(prior_scale if isinstance(prior_scale, dict) else {"*": float(prior_scale)})
-        super().__init__(obs_dim=structure.obs_dim, input_dim=D, effects=(), hidden_dim=structure.hidden_dim,
+        self.structure, self.has_correction = structure, correction is not None  # read by _checked_effects
+        super().__init__(obs_dim=structure.obs_dim, input_dim=D, hidden_dim=structure.hidden_dim,
+                         effects=structure.param_names if random_effects is None else random_effects,
                          R_hidden=correction or (1,), Z_hidden=None, omega=omega, omega_init=omega_init,
                          omega_prior=omega_prior, scale=scale, solver=solver, prior_scale=priors, **kwargs)
-        names = structure.param_names
-        random_effects = names if random_effects is None else tuple(random_effects)
-        unknown = [p for p in (*random_effects, *(typical or {})) if p not in names]
-        if isinstance(random_effects, str) or unknown:
-            raise ValueError(f"random_effects / typical: expected parameter names of structure {structure.name!r} "
-                             f"{names}, got unknown {unknown or random_effects!r}")
-        if covariate_dim and not random_effects:
-            raise ValueError("covariate_dim: covariates shift the random effects' mean; give random_effects as well")
-        self.structure, self.has_correction = structure, correction is not None
-        self.effects, self.covariate_dim = random_effects, int(covariate_dim)
-        self.covariate_loc, self.covariate_scale = covariate_loc, covariate_scale
         self.typical = {**structure.params, **(typical or {})}
-        check_positive(typical_prior, "typical_prior")
         self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
         self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale)
+
+    def _checked_effects(self, effects):
+        """``random_effects``: distinct parameter names of the structure."""
+        names = self.structure.param_names
+        if isinstance(effects, str) or not hasattr(effects, "__iter__") or [e for e in effects if e not in names]:
+            raise ValueError(f"random_effects: expected a tuple of parameter names of structure "
+                             f"{self.structure.name!r} {names} (empty: no random effects), got {effects!r}")
+        effects = tuple(effects)
+        if len(set(effects)) < len(effects):
+            raise ValueError(f"random_effects: a parameter is given twice in {effects}")
+        return effects
 
     # ------------------------------------------------------------------ structure
     @property
     def networks(self):
         """The correction network ``R`` (``G`` of :class:`GreyBoxField`), or none."""
-        return OrderedDict(R=self.R) if getattr(self, "has_correction", True) else OrderedDict()
+        return OrderedDict(R=self.R) if self.has_correction else OrderedDict()
 
     @property
     def predict_sites(self):
@@ -174,7 +181,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         sites = super().layer_sites(subset)
         return sites + self.typical_sites() if subset == "random_effects" else sites
 
-    # ------------------------------------------------------------------ the model
+    # ------------------------------------------------------------------ the component hooks
     def _typical_values(self, like):
         """The typical parameters ``(..., 1, P)`` (batch dims left of the units' plate)."""
         out = []
@@ -183,79 +190,48 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
             out.append(_left_of_trajectories(pyro.sample(f"{name}_pop", prior), 0))
         return torch.stack(torch.broadcast_tensors(*out), -1)
 
-    def _unit_parameters(self, typical, eta):
-        """``theta_i = theta_pop exp(eta_i)`` at the parameters with effects: ``(..., N, P)``."""
-        if not self.eta_dim:
-            return typical
-        cols = [self.effects.index(p) if p in self.effects else None for p in self.structure.param_names]
-        zero = eta.new_zeros(eta.shape[:-1])
-        log_shift = torch.stack([eta[..., j] if j is not None else zero for j in cols], -1)
-        return typical * log_shift.exp()
+    def population_sites(self, like):
+        """The typical parameters ``"<name>_pop"``, then omega and beta (:class:`HierarchicalNODEModel`'s)."""
+        return {"theta_pop": self._typical_values(like), **super().population_sites(like)}
 
-    def _states(self, theta, weights, h0, t, x, x_times, t_mask, doses, t0):
-        """Hidden states ``(..., N, T, H)`` and the diverged flags ``(..., N)``."""
-        H = self.hidden_dim
-        closed = (self.structure.solution is not None and not self.has_correction and t0 is None
-                  and not torch.is_tensor(self.init) and self.init == "zero"
-                  and (doses is None or not bool((doses.rate[doses.mask] > 0).any())))
-        if closed:
+    def unit_field(self, params, effects, population, units):
+        """:class:`GreyBoxField` with the units' parameters ``theta_i = theta_pop exp(eta_i)`` (recorded as
+        ``"theta"``) next to the correction's weights."""
+        theta = population["theta_pop"]
+        if effects is not None:
+            cols = [self.effects.index(p) if p in self.effects else None for p in self.structure.param_names]
+            zero = effects.new_zeros(effects.shape[:-1])
+            theta = theta * torch.stack([effects[..., j] if j is not None else zero for j in cols], -1).exp()
+        M = units.index.shape[0]
+        theta = theta.expand(broadcast_shapes(theta.shape[:-1], (M,)) + theta.shape[-1:])
+        if self.record:
+            pyro.deterministic("theta", theta, event_dim=1)
+        return self.field, {**params, "F.theta": theta, "F.0.bias": theta.new_zeros(self.hidden_dim)}, units.x, \
+            units.x_times
+
+    def unit_solve(self, R, params, t, x, h0, **options):
+        """The closed form of the structure (no correction, bolus doses, zero initial state at the first dose or
+        observation) or the ODE solve; the mean is the structure's observation of the states."""
+        theta = params["F.theta"]
+        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        doses = options["doses"]
+        if (self.structure.solution is not None and not self.has_correction and options["t0"] is None
+                and not torch.is_tensor(self.init) and self.init == "zero"
+                and (doses is None or not bool((doses.rate[doses.mask] > 0).any()))):
             if doses is None:
-                T = t.shape[-1]
-                hidden = theta.new_zeros(theta.shape[:-1] + (T, H))
+                hidden = theta.new_zeros(theta.shape[:-1] + (t.shape[-1], self.hidden_dim))
             else:
-                named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
                 hidden = self.structure.solution(t, doses, named)
-            return hidden, torch.zeros(hidden.shape[:-2], dtype=torch.bool, device=t.device)
-        h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (H,))
-        params = {"F.theta": theta, "F.0.bias": t.new_zeros(H), **weights}
-        sol = solve_node(self.field, None, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
-                         obs_dim=1, interpolation=self.interpolation, solver=self.solver,
-                         on_divergence=self.on_divergence)
-        return sol.hidden, sol.diverged
-
-    def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
-                 covariates=None, new_units=False, censored=None, t_mask=None, t0=None):
-        """Run the model on units (arguments as :meth:`HierarchicalNODEModel.__call__`)."""
-        y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
-        units = (x, y, mask, covariates, t if t.dim() == 2 else None, None if doses is None else doses.time)
-        N = next((v.shape[0] for v in units if v is not None), num_trajectories)
-        if N is None:
-            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
-        if x_times is not None and self.structure.observe_fn is not None and self.input_dim:
+            diverged = torch.zeros(hidden.shape[:-2], dtype=torch.bool, device=t.device)
+        else:
+            h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (self.hidden_dim,))
+            sol = solve_node(R, None, params, t, x, h0, **options)
+            hidden, diverged = sol.hidden, sol.diverged
+        if x is not None and self.input_dim and self.structure.observe_fn is not None and options["x_times"] is not None:
             raise ValueError("x_times: this model observes through the inputs; give x at the observation times t")
-        shapes = self.weight_shapes()
-        params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
-        weights = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
-        h0 = self._initial_state(weights, x, t)
-        typical = self._typical_values(t)
-        omega = self._omega(t) if self.eta_dim else None
-        loc = self._eta_loc(covariates, t) if self.eta_dim else None
-        scale = self._noise_scale(t)
-        prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
-        if doses is not None and self.dose_scale != 1.0:
-            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
-        if doses is not None:
-            doses.check(hidden_dim=self.hidden_dim)
-        with pyro.plate("trajectories", N, dim=-1):
-            eta = self._sample_effects(loc, omega, new_units) if self.eta_dim else t.new_zeros(N, 0)
-            theta = self._unit_parameters(typical, eta)
-            theta = theta.expand(broadcast_shapes(theta.shape[:-1], (N,)) + theta.shape[-1:])
-            hidden, diverged = self._states(theta, weights, h0, t, x, x_times, t_mask, doses, t0)
-            xs = None if x is None or not self.input_dim else x
-            mean = self.structure.observe(hidden, xs, {k: theta[..., None, j]
-                                                       for j, k in enumerate(self.structure.param_names)})
-            batch = broadcast_shapes(mean.shape[:-2], theta.shape[:-1])
-            mean, hidden = mean.expand(batch + mean.shape[-2:]), hidden.expand(batch + hidden.shape[-2:])
-            if self.record:
-                pyro.deterministic("theta", theta, event_dim=1)
-                pyro.deterministic("hidden", hidden, event_dim=2)
-                pyro.deterministic("y_mean", mean, event_dim=2)
-            if censored is not None and censored.dim() == 2:
-                censored = censored[..., None]
-            m = None if mask is None else (mask if mask.dim() == 3 else mask[..., None])
-            fn = NODEObservation(mean, scale, error_model=self.error_model, noise=self.noise, df=self.df,
-                                 prop_scale=prop, mask=m, censored=censored, diverged=diverged)
-            return pyro.sample("obs", fn, obs=y)
+        xs = x if x is not None and self.input_dim else None
+        mean = self.structure.observe(hidden, xs, {k: v[..., None] for k, v in named.items()})
+        return NODESolution(hidden, mean, diverged)
 
     def __repr__(self):
         return (f"GreyBoxNODEModel({self.structure.name!r}, random_effects={self.effects}, "

@@ -32,7 +32,7 @@ import math
 
 import torch
 
-__all__ = ["Structure", "STRUCTURES", "get_structure"]
+__all__ = ["STRUCTURES", "Structure", "arrhenius_chain", "get_structure"]
 
 
 def _first_states(h, theta, obs_dim):

@@ -1,10 +1,17 @@
 """The mechanistic structures: closed forms against ODE solves, mass balance, limits, batching, errors."""
+import itertools
+
 import pytest
 import torch
 import torchdiffeq
 
 from pyro_node_uq.distributions import DoseSchedule
-from pyro_node_uq.models.structures import STRUCTURES, Structure, arrhenius_chain, get_structure
+from pyro_node_uq.models.structures import (
+    STRUCTURES,
+    Structure,
+    arrhenius_chain,
+    get_structure,
+)
 
 
 def _theta(structure, batch=()):
@@ -25,14 +32,17 @@ def test_closed_form_matches_an_ode_solve(name):
         th = {k: v[i] for k, v in theta.items()}
         times = sorted({0.0, *doses.time[i].tolist(), *t.tolist()})
         out = {}
-        for a, b in zip(times[:-1], times[1:]):
+        def rhs(_, y, th=th):
+            return s.field(y, None, th)
+
+        for a, b in itertools.pairwise(times):
             for j in range(2):
                 if float(doses.time[i, j]) == a:
                     h = h.clone()
                     h[int(doses.compartment[i, j])] += float(doses.amount[i, j])
             if a in t.tolist():
                 out[a] = h
-            h = torchdiffeq.odeint(lambda _, y: s.field(y, None, th), h, torch.tensor([a, b], dtype=torch.float64),
+            h = torchdiffeq.odeint(rhs, h, torch.tensor([a, b], dtype=torch.float64),
                                    rtol=1e-10, atol=1e-10)[-1]
         out[times[-1]] = h
         ref = torch.stack([out[v] for v in t.tolist()])
