@@ -5,6 +5,7 @@ from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
 from .events import read_events
 from .nonmem import events_problem
+from .structured import structured_problem
 from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
 from .specimens import specimens
@@ -50,4 +51,4 @@ def load_problem(name, dtype=None, device=None, **kwargs):
 __all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "Units", "chemical", "elastoplastic",
            "events_problem", "gap_regression", "hare_lynx", "load_problem", "pk_repeated", "random_sines",
            "read_events", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
-           "theophylline", "theophylline_events", "unit_folds", "units_problem", "viscoelastic"]
+           "structured_problem", "theophylline", "theophylline_events", "unit_folds", "units_problem", "viscoelastic"]

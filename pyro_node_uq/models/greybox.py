@@ -79,6 +79,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param structure: a :class:`~pyro_node_uq.models.structures.Structure` or the name of one in
         :data:`~pyro_node_uq.models.structures.STRUCTURES`.
     :param int input_dim: inputs ``x`` (default: the structure's).
+    :param int obs_dim: observed outputs: the structure's (``None`` or equal to it).
     :param random_effects: parameter names with a random effect (default: all).
     :param dict typical: prior medians of the typical parameters (default: the structure's values).
     :param float typical_prior: log-scale std of the typical parameters' log-normal prior.
@@ -109,7 +110,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         [5.15, 7.36, 8.39, 5.27]
     """
 
-    def __init__(self, structure, input_dim=None, random_effects=None, typical=None, typical_prior=1.0,
+    def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
                  correction=None, correction_prior=0.01, state_scale=1.0, omega="latent", omega_init=0.3,
                  omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, **kwargs):
         structure = get_structure(structure)
@@ -117,6 +118,9 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         if D < len(structure.inputs):
             raise ValueError(f"input_dim: structure {structure.name!r} reads {len(structure.inputs)} inputs "
                              f"{structure.inputs}, got input_dim={D}")
+        if obs_dim is not None and obs_dim != structure.obs_dim:
+            raise ValueError(f"obs_dim: structure {structure.name!r} observes {structure.obs_dim} outputs, got "
+                             f"obs_dim={obs_dim}")
         unknown = [p for p in (typical or {}) if p not in structure.param_names]
         if unknown:
             raise ValueError(f"typical: expected parameter names of structure {structure.name!r} "

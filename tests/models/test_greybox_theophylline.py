@@ -23,7 +23,7 @@ def test_theophylline_typical_parameters_and_log_likelihood_match_nlmixr2():
     started at the medians).  Measured: medians CL 2.77, V 31.8, ka 1.58, omega (0.28, 0.14, 0.63); log-likelihood
     -180.4 at the medians and -180.3 at the mode (CL 2.75, V 31.8, ka 1.56)."""
     torch.manual_seed(0)
-    units = read_events(theophylline_table("mg"), covariates=["WT"])
+    units = read_events(theophylline_table("mg"))
     assert len(units) == 12 and int(units.mask.sum()) == 132
     start = run_map(GreyBoxNODEModel("one_compartment_oral", typical_prior=2.0), units, num_steps=1000,
                     progress_bar=False)
