@@ -3,7 +3,11 @@ import pytest
 import torch
 
 from pyro_node_uq.data.mechanistic import mechanistic_units
-from pyro_node_uq.diagnostics.nlme import eta_shrinkage, prediction_table, typical_parameters
+from pyro_node_uq.diagnostics.nlme import (
+    eta_shrinkage,
+    prediction_table,
+    typical_parameters,
+)
 from pyro_node_uq.methods import run_autonormal, run_map
 from pyro_node_uq.models import GreyBoxNODEModel
 

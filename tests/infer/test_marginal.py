@@ -7,7 +7,10 @@ import torch
 from pyro import poutine
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.infer.marginal import marginal_log_likelihood, maximize_marginal_likelihood
+from pyro_node_uq.infer.marginal import (
+    marginal_log_likelihood,
+    maximize_marginal_likelihood,
+)
 from pyro_node_uq.models import GreyBoxNODEModel
 
 D64 = torch.float64

@@ -1,6 +1,5 @@
 """Grey-box statistics on simulated data: with the mechanism right, the network correction stays out of the way."""
 import pytest
-import torch
 
 from pyro_node_uq.data.mechanistic import mechanistic_problem
 from pyro_node_uq.methods import run_autonormal, run_map
@@ -26,7 +25,7 @@ def test_correction_does_not_overfit_data_from_the_mechanism_alone():
     predictions for new units and for the fitted units' later samples agree to well within the noise (largest
     difference below half the noise std, root mean square below a fifth), and both are as close to the truth."""
     problem = mechanistic_problem("one_compartment_oral", TRUTH, 0.3, NOISE, num_units=16, dose=300.0, seed=0)
-    common = dict(typical={"CL": 1.0, "V": 10.0, "ka": 1.0}, typical_prior=2.0, on_divergence="reject")
+    common = {"typical": {"CL": 1.0, "V": 10.0, "ka": 1.0}, "typical_prior": 2.0, "on_divergence": "reject"}
     mech = _fit_and_predict(GreyBoxNODEModel("one_compartment_oral", **common), problem)
     grey = _fit_and_predict(GreyBoxNODEModel("one_compartment_oral", correction=(8,), state_scale=300.0, **common),
                             problem)

@@ -6,7 +6,10 @@ import torch
 
 from pyro_node_uq.data.events import read_events
 from pyro_node_uq.data.pk import theophylline_table
-from pyro_node_uq.infer.marginal import marginal_log_likelihood, maximize_marginal_likelihood
+from pyro_node_uq.infer.marginal import (
+    marginal_log_likelihood,
+    maximize_marginal_likelihood,
+)
 from pyro_node_uq.methods import run_lowrank, run_map
 from pyro_node_uq.models import GreyBoxNODEModel
 
