@@ -187,7 +187,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
 
     # ------------------------------------------------------------------ the component hooks
     def _typical_values(self, like):
-        """The typical parameters ``(..., 1, P)`` (batch dims left of the units' plate)."""
+        """The typical parameters ``(..., P)`` (batch dims left of the units' plate)."""
         out = []
         for name in self.structure.param_names:
             prior = dist.LogNormal(like.new_tensor(float(self.typical[name])).log(), self.typical_prior)

@@ -152,11 +152,12 @@ def _lags(t, doses, theta):
 
 
 def _bateman(ka, ke, lag):
-    """``(exp(-ke s) - exp(-ka s)) / (ka - ke)``, stable as ``ka -> ke`` (then ``s exp(-ke s)``)."""
-    d = (ka - ke) * lag
-    small = d.abs() < 1e-6
-    ratio = torch.where(small, 1.0 - d / 2, -torch.expm1(-d) / torch.where(small, 1.0, d))
-    return lag * torch.exp(-ke * lag) * ratio
+    """``(exp(-ke s) - exp(-ka s)) / (ka - ke)``, by its series ``s exp(-ke s) (1 - d / 2)`` where ``d = (ka - ke)
+    s`` is tiny (the difference quotient would cancel), and as the plain quotient elsewhere (never overflows)."""
+    delta = ka - ke
+    small = (delta * lag).abs() < 1e-6
+    quotient = (torch.exp(-ke * lag) - torch.exp(-ka * lag)) / torch.where(small, torch.ones_like(delta), delta)
+    return torch.where(small, lag * torch.exp(-ke * lag) * (1 - delta * lag / 2), quotient)
 
 
 def _one_iv_solution(t, doses, theta):
