@@ -6,6 +6,7 @@ import os
 import pandas as pd
 
 from ..diagnostics.nlme import eta_shrinkage, prediction_table, typical_parameters
+from ..models import GreyBoxNODEModel
 from ..utils.persist import atomic_save
 
 __all__ = ["write_nlme_outputs"]
@@ -24,7 +25,7 @@ def write_nlme_outputs(method, result, problem, out, ctx, num_samples=200):
     :returns: the relative paths written.
     """
     model = result.model
-    if not hasattr(model, "typical_sites"):
+    if not isinstance(model, GreyBoxNODEModel):
         return []
     os.makedirs(os.path.join(out, "nlme"), exist_ok=True)
     tables = []

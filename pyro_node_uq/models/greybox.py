@@ -148,11 +148,12 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
 
     def _checked_effects(self, effects):
         """``random_effects``: distinct parameter names of the structure."""
-        names = self.structure.param_names
-        if isinstance(effects, str) or not hasattr(effects, "__iter__") or [e for e in effects if e not in names]:
+        names, given = self.structure.param_names, effects
+        iterable = not isinstance(effects, str) and hasattr(effects, "__iter__")
+        effects = tuple(effects) if iterable else ()
+        if not iterable or [e for e in effects if e not in names]:
             raise ValueError(f"random_effects: expected a tuple of parameter names of structure "
-                             f"{self.structure.name!r} {names} (empty: no random effects), got {effects!r}")
-        effects = tuple(effects)
+                             f"{self.structure.name!r} {names} (empty: no random effects), got {given!r}")
         if len(set(effects)) < len(effects):
             raise ValueError(f"random_effects: a parameter is given twice in {effects}")
         return effects

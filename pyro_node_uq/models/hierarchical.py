@@ -171,13 +171,14 @@ class HierarchicalNODEModel(NODEModel):
     def _checked_effects(self, effects):
         """``effects`` as a tuple of known effects (per-state ones on existing components), none twice but
         ``"input"``."""
-        bad = isinstance(effects, str) or not hasattr(effects, "__iter__") or [
-            e for e in effects if not isinstance(e, str) or e not in EFFECTS[:3] and not (
-                _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
+        given = effects
+        iterable = not isinstance(effects, str) and hasattr(effects, "__iter__")
+        effects = tuple(effects) if iterable else ()
+        bad = not iterable or [e for e in effects if not isinstance(e, str) or e not in EFFECTS[:3] and not (
+            _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
         if bad:
             raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
-                             f"(empty: a population-only model), got {effects!r}")
-        effects = tuple(effects)
+                             f"(empty: a population-only model), got {given!r}")
         twice = sorted({e for e in effects if e != "input" and effects.count(e) > 1})
         if twice:
             raise ValueError(f"effects: {twice} given more than once in {effects}; two effects of one kind are not "

@@ -1,4 +1,5 @@
-"""The ProcessModel protocol: defaults a plain model gets, what NODEModel overrides, divergence mode copies."""
+"""The ProcessModel protocol: defaults a plain model gets, what NODEModel overrides, divergence mode copies, and
+every model of the package honouring a subsampled plate (Pyro's subsample=, data-parallel shards on 2 processes)."""
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -6,7 +7,14 @@ import torch
 from pyro import poutine
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.models import SDEBNN, GreyBoxNODEModel, HierarchicalNODEModel, NODEModel, PlainModel, ProcessModel
+from pyro_node_uq.models import (
+    SDEBNN,
+    GreyBoxNODEModel,
+    HierarchicalNODEModel,
+    NODEModel,
+    PlainModel,
+    ProcessModel,
+)
 
 D64 = torch.float64
 
@@ -203,7 +211,7 @@ def test_data_parallel_minibatches_equal_one_process(two_process_fits, name):
         got = result[name]
         assert got["units"] == {2}, f"rank {rank} scored {got['units']} units, not its shard of 2"
         torch.testing.assert_close(torch.tensor(got["losses"]), torch.tensor(reference["losses"]), rtol=1e-5,
-                                   atol=1e-5, msg=lambda m: f"rank {rank}: {m}")
+                                   atol=1e-5, msg=lambda m, rank=rank: f"rank {rank}: {m}")
         assert got["params"].keys() == reference["params"].keys()
         for key, value in reference["params"].items():
-            torch.testing.assert_close(got["params"][key], value, rtol=1e-5, atol=1e-5, msg=lambda m: f"{key}: {m}")
+            torch.testing.assert_close(got["params"][key], value, rtol=1e-5, atol=1e-5, msg=lambda m, key=key: f"{key}: {m}")
