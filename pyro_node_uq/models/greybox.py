@@ -88,9 +88,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
     :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options (default ``dopri5``
         with ``rtol = atol = 1e-6``); always solved by ``torchdiffeq``.
-    :param omega, omega_init, omega_prior, parameterization, covariate_dim, covariate_loc, covariate_scale,
-        dose_scale: as :class:`HierarchicalNODEModel` (here ``omega`` is the std of ``log theta_i``).
-    :param kwargs: :class:`NODEModel`'s noise, error model and solver options.
+    :param str omega: ``"latent"`` (default) or ``"learned"``: the std of ``log theta_i`` around its mean;
+        ``omega_init``, ``omega_prior``, ``parameterization``, the covariate model and ``dose_scale`` are as in
+        :class:`HierarchicalNODEModel`.
+    :param kwargs: the other options of :class:`HierarchicalNODEModel` and :class:`NODEModel` (noise, error model).
 
     It is :class:`NODEModel`'s model body with these component hooks: :meth:`population_sites` (the typical
     parameters), :meth:`unit_field` (the units' parameters in a :class:`GreyBoxField`) and :meth:`unit_solve` (the
