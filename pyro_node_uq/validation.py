@@ -13,8 +13,8 @@ import warnings
 
 import torch
 
-__all__ = ["OnDivergence", "check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive", "check_choice",
-           "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
+__all__ = ["OnDivergence", "check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive",
+           "check_choice", "check_device", "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
 
 #: data larger than this in absolute value is refused: float32 squares overflow near 1e19, and a NODE with
 #: unit-scale weights cannot reach it (standardise the data instead)
@@ -263,3 +263,41 @@ def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
         if mask is not None:
             y = torch.where(mask, y, torch.zeros_like(y))
     return y, mask
+
+
+def check_device(value, name="device"):
+    """``value`` as a usable :class:`torch.device`: a known device type whose back-end is present on this machine
+    (``"cuda"`` needs CUDA and a GPU of that index, ``"mps"`` Apple's Metal), so a fit does not fail deep inside.
+
+    Example::
+
+        >>> check_device("cpu")
+        device(type='cpu')
+        >>> check_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device: 'gpu' is not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'
+    """
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1' or "
+                         "'mps'") from None
+    kind = device.type
+    if kind == "cpu":
+        return device
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name}: {value!r} needs CUDA, which is not available on this machine (this torch "
+                             f"build: {torch.__version__}, CUDA {torch.version.cuda}); use 'cpu'")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{name}: {value!r} asks for GPU {device.index}, but this machine has {count} "
+                             f"(cuda:0 to cuda:{count - 1})")
+        return device
+    backend = getattr(torch.backends, kind, None) if kind == "mps" else getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    if kind not in ("mps", "xpu") or available is None or not available():
+        raise ValueError(f"{name}: {value!r}: the {kind} back-end is not available on this machine (or not "
+                         "supported); use 'cpu' or 'cuda'")
+    return device

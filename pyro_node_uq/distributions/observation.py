@@ -21,6 +21,7 @@ import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 
+from .node_solve_check import check_float_dtype
 from .studentt_cdf import studentt_log_cdf
 from ..utils.tensors import broadcast_shapes
 from ..validation import check_positive
@@ -128,7 +129,7 @@ class NODEObservation(TorchDistribution):
             raise ValueError("prop_scale: the 'combined' error model needs a proportional coefficient")
         if loc.dim() < 2:
             raise ValueError(f"loc: expected batch + (T, obs_dim), got shape {tuple(loc.shape)}")
-        self.loc = loc
+        self.loc = check_float_dtype(loc, "loc")
         self.scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
         self.prop_scale = None if prop_scale is None else torch.as_tensor(prop_scale, dtype=loc.dtype,
                                                                          device=loc.device)
