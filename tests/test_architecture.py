@@ -182,12 +182,8 @@ def test_imports_point_down_the_layers():
     assert not upward, "imports against the layering of docs/architecture.rst:\n" + "\n".join(upward)
 
 
-#: loops that exist and are to be broken by their layer's owners; any other loop fails the test
-KNOWN_LOOPS = []
-
-
 def test_no_import_loops():
-    loops = [loop for loop in import_loops(ROOT, "pyro_node_uq") if loop not in KNOWN_LOOPS]
+    loops = import_loops(ROOT, "pyro_node_uq")
     assert not loops, "modules that import each other:\n" + "\n".join(" <-> ".join(loop) for loop in loops)
 
 

@@ -20,10 +20,30 @@ def _data_problem(args):
             return read_trajectories(args.data, unit=args.unit, time=args.time, inputs=names(args.inputs),
                                      outputs=names(args.outputs) or None, test_fraction=args.test_fraction,
                                      seed=args.seed).to(device=args.device)
-        return events_problem(args.data, covariates=names(args.covariates), test_fraction=args.test_fraction,
-                              seed=args.seed).to(device=args.device)
+        problem = events_problem(args.data, covariates=names(args.covariates), test_fraction=args.test_fraction,
+                                 seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"--data: {e}") from None
+    return _with_structure(problem, args).to(device=args.device)
+
+
+def _with_structure(problem, args):
+    """``--structure`` / ``--correction``: the grey-box model of :func:`~pyro_node_uq.data.structured_problem`, or
+    the pure hierarchical NODE with ``--structure none``."""
+    from ..data.structured import structured_problem
+
+    if args.structure == "none":
+        return problem
+    text = (args.correction or "none").strip()
+    try:
+        correction = None if text == "none" else tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--correction: expected 'none' or comma-separated widths such as 16,16, got {text!r}") \
+            from None
+    try:
+        return structured_problem(problem, args.structure, correction)
+    except ValueError as e:
+        raise SystemExit(f"--structure: {e}") from None
 
 
 def _check_args(args):
@@ -149,6 +169,13 @@ def add_compare_parser(sub):
                    help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT) or 'trajectories' (one "
                         "row per unit and time: --unit, --time, --inputs, --outputs columns)")
     p.add_argument("--covariates", metavar="WT,APGR", help="comma-separated covariate columns of --data")
+    p.add_argument("--structure", default="auto",
+                   help="mechanistic structure of --data's model: 'auto' (default: one-compartment oral when doses "
+                        "go into a depot, IV otherwise), one_compartment_iv|one_compartment_oral|two_compartment_iv|"
+                        "two_compartment_oral|michaelis_menten_iv|michaelis_menten_oral, or 'none' (a pure "
+                        "hierarchical NODE)")
+    p.add_argument("--correction", default="none", metavar="WIDTHS",
+                   help="hidden widths of the grey-box model's network correction, e.g. 16 (default: none)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
     p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
     p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")

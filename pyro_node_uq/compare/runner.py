@@ -22,6 +22,7 @@ from ..utils.persist import atomic_save
 from ..validation import check_int
 from . import figures
 from .context import RunContext
+from .nlme_outputs import write_nlme_outputs
 from .options import check_method_options
 from .output import OutputFolder
 from .report import markdown_tables, write_csv, write_report, write_text
@@ -226,6 +227,10 @@ def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):
         _write_idata(result, problem, os.path.join(out, "idata", f"{method.name}.nc"), idata_samples)
     except Exception as e:
         ctx.note(method.name, f"InferenceData not written: {_summary(e)}")
+    try:
+        write_nlme_outputs(method.name, result, problem, out, ctx)
+    except Exception as e:
+        ctx.note(method.name, f"PRED/IPRED table and typical parameters not written: {_summary(e)}")
     return figs
 
 

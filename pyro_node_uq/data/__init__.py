@@ -6,6 +6,7 @@ from .problem import Problem, Split, random_sines
 from .arrays import read_trajectories, trajectories_problem
 from .events import read_events
 from .nonmem import events_problem
+from .structured import structured_problem
 from .pk import pk_repeated, theophylline_events
 from .real import hare_lynx, theophylline
 from .specimens import specimens
@@ -50,5 +51,6 @@ def load_problem(name, dtype=None, device=None, **kwargs):
 
 __all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "Units", "chemical", "elastoplastic",
            "events_problem", "gap_regression", "hare_lynx", "load_problem", "pk_repeated", "random_sines",
-           "read_events", "read_trajectories", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
-           "theophylline", "theophylline_events", "trajectories_problem", "unit_folds", "units_problem", "viscoelastic"]
+           "read_events", "read_trajectories", "refine_grid", "return_mapping", "specimens", "spirals",
+           "split_by_time", "split_units", "structured_problem", "theophylline", "theophylline_events",
+           "trajectories_problem", "unit_folds", "units_problem", "viscoelastic"]

@@ -109,15 +109,22 @@ def pk_repeated(num_units=40, num_obs=8, noise=0.1, test_fraction=0.25, time_fra
                           scale="learned", scale_init=0.3, solver=dict(method="rk4")))
 
 
-def theophylline_table():
+def theophylline_table(dose_unit="mg/kg"):
     """The vendored theophylline data as a NONMEM-style event table (``pandas.DataFrame``): per subject an oral
-    dose (``AMT`` mg/kg, ``EVID`` 1, ``CMT`` 2 = gut) at 0 h and the concentrations (``DV`` mg/L, ``CMT`` 1 =
-    central, the first hidden component, which the model observes)."""
+    dose (``AMT``, ``EVID`` 1, ``CMT`` 2 = gut) at 0 h and the concentrations (``DV`` mg/L, ``CMT`` 1 =
+    central, the first hidden component, which the model observes).
+
+    :param str dose_unit: ``"mg/kg"`` (the file's ``Dose``) or ``"mg"`` (``Dose * Wt``, as in nlmixr2's
+        ``theo_sd``: the unit in which a compartment model's volume comes out in litres).
+    """
+    if dose_unit not in ("mg/kg", "mg"):
+        raise ValueError(f"dose_unit: expected 'mg/kg' or 'mg', got {dose_unit!r}")
     rows = read_csv("theoph.csv")
     out = []
     for s in sorted({int(r["Subject"]) for r in rows}):
         mine = [r for r in rows if int(r["Subject"]) == s]
-        out.append(dict(ID=s, TIME=0.0, DV=".", AMT=mine[0]["Dose"], EVID=1, CMT=2, WT=mine[0]["Wt"]))
+        amount = mine[0]["Dose"] * (mine[0]["Wt"] if dose_unit == "mg" else 1.0)
+        out.append(dict(ID=s, TIME=0.0, DV=".", AMT=amount, EVID=1, CMT=2, WT=mine[0]["Wt"]))
         out += [dict(ID=s, TIME=r["Time"], DV=r["conc"], AMT=0.0, EVID=0, CMT=1, WT=r["Wt"]) for r in mine]
     return pd.DataFrame(out)
 

@@ -162,7 +162,8 @@ class NODEModel(ProcessModel):
     3. :meth:`unit_field` ``(params, effects, population, units) -> (R, params, x, x_times)``: the vector field
        the solve integrates for these units and its weights (per-unit weights carry the ``M`` dim left of their
        event), and the inputs it reads.  ``R`` is :attr:`R` or an object with its interface (``R(params, hx)``,
-       ``sizes``, ``param_shapes()``), e.g. a known mechanism plus the network.
+       ``sizes``, ``param_shapes()``), e.g. a known mechanism plus the network.  :meth:`unit_solve` ``(R, params,
+       t, x, h0, **options) -> NODESolution`` then solves it (a closed form may replace the solve).
     4. :meth:`unit_mean` ``(mean, effects, population, units) -> mean``: the per-unit transform of the solved
        observation mean ``batch + (M, T, obs_dim)`` (e.g. a volume effect) before the error model.
 
@@ -379,6 +380,17 @@ class NODEModel(ProcessModel):
         """
         return self.R, params, units.x, units.x_times
 
+    def unit_solve(self, R, params, t, x, h0, **options):
+        """Hook 3b: the units' states and observation mean, a :class:`~pyro_node_uq.distributions.NODESolution`
+        (default: :func:`~pyro_node_uq.distributions.solve_node` of ``unit_field``'s ``R`` with :attr:`Z`; a
+        component with a closed-form solution or its own observation of the states overrides it).
+
+        :param R: the field of :meth:`unit_field`; ``params``, ``x`` its weights and inputs.
+        :param torch.Tensor t: the units' observation times; ``h0`` the initial state.
+        :param options: :func:`~pyro_node_uq.distributions.solve_node`'s keyword arguments (doses, masks, solver).
+        """
+        return solve_node(R, self.Z, params, t, x, h0, **options)
+
     def unit_mean(self, mean, effects, population, units):
         """Hook 4: the observation mean ``batch + (M, T, obs_dim)`` of ``units`` after the per-unit transforms
         (default: the solved mean).
@@ -444,9 +456,9 @@ class NODEModel(ProcessModel):
         with plate:
             effects = self.unit_sites(population, units)
             R, params, x, x_times = self.unit_field(params, effects, population, units)
-            sol = solve_node(R, self.Z, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
-                             obs_dim=self.obs_dim, interpolation=self.interpolation, solver=self.solver,
-                             on_divergence=self.on_divergence)
+            sol = self.unit_solve(R, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
+                                  obs_dim=self.obs_dim, interpolation=self.interpolation, solver=self.solver,
+                                  on_divergence=self.on_divergence)
             mean = self.unit_mean(sol.mean, effects, population, units)
             # nothing per unit (no inputs, shared h0): one solve, expanded to the M units of this call
             batch = broadcast_shapes(mean.shape[:-2], (idx.shape[0],))

@@ -9,6 +9,7 @@ from pyro import poutine
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.models import (
     SDEBNN,
+    GreyBoxNODEModel,
     HierarchicalNODEModel,
     NODEModel,
     PlainModel,
@@ -53,8 +54,10 @@ def test_fit_and_predict_args_come_from_the_split():
 # subset (Pyro's subsample= through a guide's plate, and the data-parallel handler), and data-parallel SVI on 2
 # processes equals 1 process.  A new ProcessModel must add a case here (checked below).
 CASES = {"node": NODEModel, "hierarchical": HierarchicalNODEModel, "hierarchical_centred_covariates":
-         HierarchicalNODEModel, "sdebnn": SDEBNN, "sdebnn_stochastic": SDEBNN, "plain": PlainModel}
-DATA_PARALLEL = ("node", "hierarchical", "hierarchical_centred_covariates", "sdebnn", "plain")  # deterministic fits
+         HierarchicalNODEModel, "sdebnn": SDEBNN, "sdebnn_stochastic": SDEBNN, "plain": PlainModel,
+         "greybox": GreyBoxNODEModel}
+DATA_PARALLEL = ("node", "hierarchical", "hierarchical_centred_covariates", "sdebnn", "plain",
+                 "greybox")  # deterministic fits
 
 
 def _toy(t, x=None, y=None, num_trajectories=None):
@@ -79,6 +82,12 @@ def _case(name):
         model = PlainModel(_toy, 1)
         t = torch.linspace(0, 1, 5, dtype=D64)
         y = torch.randn(7, 5, 1, generator=gen, dtype=D64)
+    elif name == "greybox":  # the correction's ODE solve and the units' mechanistic parameters
+        problem = load_problem("pk_repeated", num_units=8, dtype=D64)
+        model = GreyBoxNODEModel("one_compartment_iv", correction=(3,), typical={"CL": 0.1, "V": 1.0},
+                                 solver={"method": "rk4", "substeps": 4})  # fixed steps: units independent
+        args, kwargs = model.fit_args(problem.train)
+        return model, args, kwargs, "trajectories", lambda: AutoDelta(model, init_loc_fn=model.init_loc_fn(0))
     else:
         problem = {"node": lambda: load_problem("chemical", num_train=6, num_times=8, seed=0).to(D64),
                    "hierarchical": lambda: load_problem("pk_repeated", num_units=8, dtype=D64),

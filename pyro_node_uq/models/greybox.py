@@ -1,0 +1,244 @@
+"""A grey-box hierarchical NODE: a mechanistic field with per-unit log-normal parameters plus a shrunk network.
+
+    dh_i/dt = f(h_i, x_i(t); theta_i) + g(h_i, x_i(t); w),   log theta_i = log theta_pop + B c_i + eta_i
+"""
+from collections import OrderedDict
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ..distributions import NODESolution, ODESolver, solve_node
+from ..utils.tensors import broadcast_shapes
+from ..validation import check_positive
+from .hierarchical import HierarchicalNODEModel
+from .node import _left_of_trajectories, init_to_glorot
+from .structures import get_structure
+
+__all__ = ["GreyBoxField", "GreyBoxNODEModel"]
+
+
+class GreyBoxField:
+    """The vector field ``f(h, x; theta) + g(h, x; w)`` in the calling convention of the NODE solve.
+
+    :func:`~pyro_node_uq.distributions.solve_node` calls ``field(params, [h, x])`` with the weights in
+    ``params``; here ``params`` also carries the units' parameters ``"F.theta"`` ``batch + (P,)`` (in the
+    structure's parameter order) and ``"F.0.bias"`` ``(H,)`` (zero; the solve adds an infusion's rate to it).  The
+    correction is ``g = s (G([h / s, x]) - G([0, x]))`` with the network ``G`` (``None``: no correction) and the
+    state scale ``s``: it vanishes at the zero state (without drug nothing changes) and reads states of order 1.
+
+    :param Structure structure: the mechanistic part.
+    :param int input_dim: number of inputs ``x``.
+    :param BatchedMLP correction: the network ``G`` (inputs ``H + D``, outputs ``H``), or ``None``.
+    :param float state_scale: ``s``.
+    """
+
+    name, num_layers, activation, out_activation = "F", 1, None, None
+
+    def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0):
+        self.structure, self.correction, self.state_scale = structure, correction, float(state_scale)
+        H = structure.hidden_dim
+        self.sizes = (H + input_dim, H)
+
+    def param_shapes(self):
+        return OrderedDict([("F.0.bias", torch.Size((self.sizes[-1],)))])
+
+    def __call__(self, params, inp):
+        H = self.sizes[-1]
+        h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
+        theta = params["F.theta"]
+        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        out = self.structure.field(h, x, named) + params["F.0.bias"]
+        if self.correction is not None:
+            s = self.state_scale
+            zero = torch.cat([torch.zeros_like(h), x], -1) if x is not None else torch.zeros_like(h)
+            scaled = torch.cat([h / s, x], -1) if x is not None else h / s
+            out = out + s * (self.correction(params, scaled) - self.correction(params, zero))
+        return out
+
+
+class GreyBoxNODEModel(HierarchicalNODEModel):
+    """A grey-box neural NLME: a mechanistic :class:`~pyro_node_uq.models.structures.Structure` with named
+    parameters, per-unit log-normal random effects on them, and an optional network correction shrunk to zero.
+
+    .. math::
+
+        dh_i/dt = f(h_i, x_i(t); \\theta_i) + g(h_i, x_i(t); w) + u_i(t),\\quad
+        \\log\\theta_i = \\log\\theta_{pop} + B c_i + \\eta_i,\\quad
+        y_i = \\mathrm{observe}(h_i, x_i, \\theta_i) + \\epsilon
+
+    Sample sites: ``"<name>_pop"`` (``LogNormal(log typical[name], typical_prior)``, one per parameter: the
+    typical value, e.g. ``"CL_pop"``), the random effects of the parameters in ``random_effects``
+    (``"eta_z"`` / ``"eta"`` ``(N, k)`` inside the plate ``"trajectories"``, with ``omega`` and, with covariates,
+    ``beta``, exactly as in :class:`HierarchicalNODEModel`), the correction network's weights ``R.*`` (its last
+    layer with prior std ``correction_prior``, so that with little data ``g`` stays near 0 and the model is the
+    mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
+    no correction, a structure with a closed-form solution and bolus doses only, the states come from the closed
+    form (exact and fast); otherwise from an ODE solve of the whole ensemble (``torchdiffeq``; default ``dopri5``).
+
+    :param structure: a :class:`~pyro_node_uq.models.structures.Structure` or the name of one in
+        :data:`~pyro_node_uq.models.structures.STRUCTURES`.
+    :param int input_dim: inputs ``x`` (default: the structure's).
+    :param int obs_dim: observed outputs: the structure's (``None`` or equal to it).
+    :param random_effects: parameter names with a random effect (default: all).
+    :param dict typical: prior medians of the typical parameters (default: the structure's values).
+    :param float typical_prior: log-scale std of the typical parameters' log-normal prior.
+    :param tuple correction: hidden widths of the correction network ``G``, or ``None`` for none.
+    :param float correction_prior: prior std of ``G``'s last layer (earlier layers: ``prior_scale``).
+    :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
+    :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options (default ``dopri5``
+        with ``rtol = atol = 1e-6``); always solved by ``torchdiffeq``.
+    :param str omega: ``"latent"`` (default) or ``"learned"``: the std of ``log theta_i`` around its mean;
+        ``omega_init``, ``omega_prior``, ``parameterization``, the covariate model and ``dose_scale`` are as in
+        :class:`HierarchicalNODEModel`.
+    :param kwargs: the other options of :class:`HierarchicalNODEModel` and :class:`NODEModel` (noise, error model).
+
+    It is :class:`NODEModel`'s model body with these component hooks: :meth:`population_sites` (the typical
+    parameters), :meth:`unit_field` (the units' parameters in a :class:`GreyBoxField`) and :meth:`unit_solve` (the
+    closed form, or the solve, observed through the structure).
+
+    Example (theophylline-like one-compartment oral data, one unit)::
+
+        >>> import pyro, torch
+        >>> from pyro_node_uq.distributions import DoseSchedule
+        >>> model = GreyBoxNODEModel("one_compartment_oral", typical={"CL": 2.8, "V": 32.0, "ka": 1.5})
+        >>> doses = DoseSchedule.from_lists([[0.0]], [[320.0]], [[1]], dtype=torch.float64)
+        >>> t = torch.tensor([0.5, 1.0, 2.0, 8.0], dtype=torch.float64)
+        >>> typical = {"CL_pop": torch.tensor(2.8), "V_pop": torch.tensor(32.0), "ka_pop": torch.tensor(1.5)}
+        >>> with pyro.poutine.condition(data={"eta_z": torch.zeros(1, 3), **typical}):   # the typical unit
+        ...     tr = pyro.poutine.trace(model).get_trace(t, None, None, num_trajectories=1, doses=doses)
+        >>> [round(v, 2) for v in tr.nodes["y_mean"]["value"][0, :, 0].tolist()]        # concentrations
+        [5.15, 7.36, 8.39, 5.27]
+    """
+
+    def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
+                 correction=None, correction_prior=0.01, state_scale=1.0, omega="latent", omega_init=0.3,
+                 omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, **kwargs):
+        structure = get_structure(structure)
+        D = len(structure.inputs) if input_dim is None else int(input_dim)
+        if D < len(structure.inputs):
+            raise ValueError(f"input_dim: structure {structure.name!r} reads {len(structure.inputs)} inputs "
+                             f"{structure.inputs}, got input_dim={D}")
+        if obs_dim is not None and obs_dim != structure.obs_dim:
+            raise ValueError(f"obs_dim: structure {structure.name!r} observes {structure.obs_dim} outputs, got "
+                             f"obs_dim={obs_dim}")
+        unknown = [p for p in (typical or {}) if p not in structure.param_names]
+        if unknown:
+            raise ValueError(f"typical: expected parameter names of structure {structure.name!r} "
+                             f"{structure.param_names}, got unknown {unknown}")
+        correction = None if correction is None else tuple(correction)
+        check_positive(correction_prior, "correction_prior")
+        check_positive(state_scale, "state_scale")
+        check_positive(typical_prior, "typical_prior")
+        if solver is None or isinstance(solver, dict):  # an adaptive solve unless told otherwise
+            solver = ODESolver.coerce({"method": "dopri5", "rtol": 1e-6, "atol": 1e-6, **(solver or {})})
+        if solver.backend == "fixed":
+            raise ValueError("solver: a grey-box field is solved by torchdiffeq (backend 'auto' or 'torchdiffeq'), "
+                             "not the network-only fixed-step path (backend='fixed')")
+        solver = ODESolver(**{**solver.to_dict(), "backend": "torchdiffeq"})
+        priors = {f"R.{len(correction or ())}.*": float(correction_prior)}
+        priors.update(prior_scale if isinstance(prior_scale, dict) else {"*": float(prior_scale)})
+        self.structure, self.has_correction = structure, correction is not None  # read by _checked_effects
+        super().__init__(obs_dim=structure.obs_dim, input_dim=D, hidden_dim=structure.hidden_dim,
+                         effects=structure.param_names if random_effects is None else random_effects,
+                         R_hidden=correction or (1,), Z_hidden=None, omega=omega, omega_init=omega_init,
+                         omega_prior=omega_prior, scale=scale, solver=solver, prior_scale=priors, **kwargs)
+        self.typical = {**structure.params, **(typical or {})}
+        self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
+        self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale)
+
+    def _checked_effects(self, effects):
+        """``random_effects``: distinct parameter names of the structure."""
+        names, given = self.structure.param_names, effects
+        iterable = not isinstance(effects, str) and hasattr(effects, "__iter__")
+        effects = tuple(effects) if iterable else ()
+        if not iterable or [e for e in effects if e not in names]:
+            raise ValueError(f"random_effects: expected a tuple of parameter names of structure "
+                             f"{self.structure.name!r} {names} (empty: no random effects), got {given!r}")
+        if len(set(effects)) < len(effects):
+            raise ValueError(f"random_effects: a parameter is given twice in {effects}")
+        return effects
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def networks(self):
+        """The correction network ``R`` (``G`` of :class:`GreyBoxField`), or none."""
+        return OrderedDict(R=self.R) if self.has_correction else OrderedDict()
+
+    @property
+    def predict_sites(self):
+        sites = dict(super().predict_sites)
+        if self.record:
+            sites["theta"] = 2
+        return sites
+
+    def init_loc_fn(self, seed=0):
+        """The correction starts at zero (:meth:`HierarchicalNODEModel.init_loc_fn`), everything else at its prior
+        median: the typical parameters at ``typical``, the effects at 0."""
+        return super().init_loc_fn(seed) if self.has_correction else init_to_glorot(self, seed)
+
+    def typical_sites(self):
+        """Names of the typical-parameter sites, in the structure's parameter order."""
+        return [f"{name}_pop" for name in self.structure.param_names]
+
+    def layer_sites(self, subset):
+        """As :meth:`HierarchicalNODEModel.layer_sites` (``"last_layer"``: the correction's last layer); the
+        ``"random_effects"`` block also holds the typical parameters, which the effects are centred on."""
+        sites = super().layer_sites(subset)
+        return sites + self.typical_sites() if subset == "random_effects" else sites
+
+    # ------------------------------------------------------------------ the component hooks
+    def _typical_values(self, like):
+        """The typical parameters ``(..., P)`` (batch dims left of the units' plate)."""
+        out = []
+        for name in self.structure.param_names:
+            prior = dist.LogNormal(like.new_tensor(float(self.typical[name])).log(), self.typical_prior)
+            out.append(_left_of_trajectories(pyro.sample(f"{name}_pop", prior), 0))
+        return torch.stack(torch.broadcast_tensors(*out), -1)
+
+    def population_sites(self, like):
+        """The typical parameters ``"<name>_pop"``, then omega and beta (:class:`HierarchicalNODEModel`'s)."""
+        return {"theta_pop": self._typical_values(like), **super().population_sites(like)}
+
+    def unit_field(self, params, effects, population, units):
+        """:class:`GreyBoxField` with the units' parameters ``theta_i = theta_pop exp(eta_i)`` (recorded as
+        ``"theta"``) next to the correction's weights."""
+        theta = population["theta_pop"]
+        if effects is not None:
+            cols = [self.effects.index(p) if p in self.effects else None for p in self.structure.param_names]
+            zero = effects.new_zeros(effects.shape[:-1])
+            theta = theta * torch.stack([effects[..., j] if j is not None else zero for j in cols], -1).exp()
+        M = units.index.shape[0]
+        theta = theta.expand(broadcast_shapes(theta.shape[:-1], (M,)) + theta.shape[-1:])
+        if self.record:
+            pyro.deterministic("theta", theta, event_dim=1)
+        return self.field, {**params, "F.theta": theta, "F.0.bias": theta.new_zeros(self.hidden_dim)}, units.x, \
+            units.x_times
+
+    def unit_solve(self, R, params, t, x, h0, **options):
+        """The closed form of the structure (no correction, bolus doses, zero initial state at the first dose or
+        observation) or the ODE solve; the mean is the structure's observation of the states."""
+        theta = params["F.theta"]
+        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        doses = options["doses"]
+        if (self.structure.solution is not None and not self.has_correction and options["t0"] is None
+                and not torch.is_tensor(self.init) and self.init == "zero"
+                and (doses is None or not bool((doses.rate[doses.mask] > 0).any()))):
+            if doses is None:
+                hidden = theta.new_zeros(theta.shape[:-1] + (t.shape[-1], self.hidden_dim))
+            else:
+                hidden = self.structure.solution(t, doses, named)
+            diverged = torch.zeros(hidden.shape[:-2], dtype=torch.bool, device=t.device)
+        else:
+            h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (self.hidden_dim,))
+            sol = solve_node(R, None, params, t, x, h0, **options)
+            hidden, diverged = sol.hidden, sol.diverged
+        if x is not None and self.input_dim and self.structure.observe_fn is not None and options["x_times"] is not None:
+            raise ValueError("x_times: this model observes through the inputs; give x at the observation times t")
+        xs = x if x is not None and self.input_dim else None
+        mean = self.structure.observe(hidden, xs, {k: v[..., None] for k, v in named.items()})
+        return NODESolution(hidden, mean, diverged)
+
+    def __repr__(self):
+        return (f"GreyBoxNODEModel({self.structure.name!r}, random_effects={self.effects}, "
+                f"correction={self.R.sizes[1:-1] if self.has_correction else None}, omega={self.omega!r})")

@@ -1,0 +1,34 @@
+"""A comparison on a NONMEM file with a grey-box model writes the PRED/IPRED table and the typical parameters."""
+import pandas as pd
+
+from pyro_node_uq.cli import main
+from pyro_node_uq.data.pk import theophylline_table
+
+
+def test_compare_on_a_nonmem_file_with_a_structure(tmp_path, capsys):
+    csv = tmp_path / "theo.csv"
+    theophylline_table("mg").to_csv(csv, index=False)
+    out = tmp_path / "out"
+    rc = main(["compare", "--data", str(csv), "--structure", "one_compartment_oral", "--methods", "map",
+               "--quick", "--no-progress", "--out", str(out), "--num-samples", "8", "--set", "map.num_steps=50"])
+    assert rc == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "nlme" / "map_table.csv")
+    assert {"SPLIT", "ID", "TIME", "DV", "PRED", "IPRED", "RES", "IRES", "IWRES"} <= set(table.columns)
+    assert set(table.SPLIT) == {"train", "extrapolation"}
+    params = pd.read_csv(out / "nlme" / "map_parameters.csv").set_index("parameter")
+    assert {"CL_pop", "V_pop", "ka_pop", "shrinkage[CL]"} <= set(params.index)
+    report = (out / "report.md").read_text()
+    assert "typical parameters" in report and "PRED-type" in report
+
+
+def test_bad_structure_arguments(tmp_path):
+    import pytest
+
+    csv = tmp_path / "theo.csv"
+    theophylline_table("mg").to_csv(csv, index=False)
+    with pytest.raises(SystemExit, match="--structure: .*one_compartment_oral"):
+        main(["compare", "--data", str(csv), "--structure", "three_compartment", "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="--structure: .*doses go into compartments"):
+        main(["compare", "--data", str(csv), "--structure", "one_compartment_iv", "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="--correction"):
+        main(["compare", "--data", str(csv), "--correction", "wide", "--out", str(tmp_path / "c")])

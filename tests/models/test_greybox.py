@@ -1,0 +1,163 @@
+"""The grey-box hierarchical NODE: sites, closed form against the ODE path (ragged times, infusions, the shrunk
+correction), vectorised particles, every registered method, pickling, errors."""
+import pickle
+
+import pyro
+import pytest
+import torch
+from pyro.infer import Predictive, Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+
+from pyro_node_uq.compare import RunContext
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.distributions import DoseSchedule
+from pyro_node_uq.methods import METHODS, MethodSkipped, run_layerwise, run_map
+from pyro_node_uq.models import GreyBoxNODEModel, Structure
+from tests.methods.test_contract import tiny_options
+
+POP = {"CL_pop": torch.tensor(2.0, dtype=torch.float64), "V_pop": torch.tensor(20.0, dtype=torch.float64),
+       "ka_pop": torch.tensor(1.2, dtype=torch.float64), "omega": torch.tensor([0.3, 0.2, 0.4], dtype=torch.float64),
+       "sigma": torch.tensor([0.1], dtype=torch.float64)}
+
+
+def _doses():
+    return DoseSchedule.from_lists([[0.0, 6.0], [0.0, 1.0], [2.0]], [[320.0, 100.0], [200.0, 50.0], [150.0]],
+                                   [[1, 0], [1, 1], [1]], dtype=torch.float64)
+
+
+def _trace(model, t, data, **kwargs):
+    with pyro.poutine.condition(data=data):
+        return pyro.poutine.trace(model).get_trace(t, None, None, num_trajectories=3, **kwargs)
+
+
+def test_sites_and_individual_parameters():
+    model = GreyBoxNODEModel("one_compartment_oral")
+    t = torch.tensor([0.5, 1.0, 4.0], dtype=torch.float64)
+    eta_z = torch.randn(3, 3, dtype=torch.float64)
+    tr = _trace(model, t, {**POP, "eta_z": eta_z}, doses=_doses())
+    sites = {name for name, node in tr.nodes.items() if node["type"] == "sample"}
+    assert not [s for s in sites if s.startswith("R.")]  # no correction: no network
+    assert {"CL_pop", "V_pop", "ka_pop", "omega", "sigma", "eta_z"} <= sites
+    theta = tr.nodes["theta"]["value"]
+    typical = torch.stack([POP["CL_pop"], POP["V_pop"], POP["ka_pop"]])
+    assert torch.allclose(theta, typical * (POP["omega"] * eta_z).exp())
+    assert model.layer_sites("random_effects") == ["eta_z", "omega", "CL_pop", "V_pop", "ka_pop"]
+
+
+def test_ode_path_with_a_zero_correction_matches_the_closed_form_on_ragged_times():
+    t = torch.tensor([[0.5, 1.0, 4.0, 8.0], [0.25, 2.0, 9.0, 0.0], [2.0, 3.0, 5.0, 0.0]], dtype=torch.float64)
+    t_mask = torch.tensor([[True] * 4, [True] * 3 + [False], [True] * 3 + [False]])
+    data = {**POP, "eta_z": torch.randn(3, 3, dtype=torch.float64)}
+    closed = _trace(GreyBoxNODEModel("one_compartment_oral"), t, data, doses=_doses(), t_mask=t_mask)
+    ode_model = GreyBoxNODEModel("one_compartment_oral", correction=(4,), solver={"rtol": 1e-9, "atol": 1e-9})
+    last = {"R.1.weight": torch.zeros(2, 4, dtype=torch.float64), "R.1.bias": torch.zeros(2, dtype=torch.float64)}
+    ode = _trace(ode_model, t, {**data, **last}, doses=_doses(), t_mask=t_mask)
+    a, b = closed.nodes["y_mean"]["value"], ode.nodes["y_mean"]["value"]
+    assert torch.allclose(a[t_mask], b[t_mask], rtol=1e-6, atol=1e-8)
+    assert {"R.0.weight", "R.1.weight"} <= set(ode.nodes)
+    assert ode.nodes["R.1.weight"]["fn"].base_dist.scale.max() == 0.01  # the shrinking prior of g's last layer
+
+
+def test_infusion_follows_the_ode_path():
+    """A constant-rate infusion into the central compartment of a one-compartment model: during it
+    C = R / CL (1 - exp(-k t)), after it the level decays."""
+    model = GreyBoxNODEModel("one_compartment_iv", random_effects=(), solver={"rtol": 1e-9, "atol": 1e-9})
+    doses = DoseSchedule.from_lists([[0.0]], [[100.0]], [[0]], rates=[[50.0]], dtype=torch.float64)  # 2 h
+    t = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)
+    CL, V = 2.0, 20.0
+    with pyro.poutine.condition(data={"CL_pop": torch.tensor(CL).double(), "V_pop": torch.tensor(V).double()}):
+        tr = pyro.poutine.trace(model).get_trace(t, None, None, num_trajectories=1, doses=doses)
+    k = CL / V
+    during = 50.0 / CL * (1 - torch.exp(-k * t[:3]))
+    after = during[-1] * torch.exp(torch.tensor(-k))
+    assert torch.allclose(tr.nodes["y_mean"]["value"][0, :, 0], torch.cat([during, after.reshape(1)]), rtol=1e-6)
+
+
+def test_correction_changes_the_field_and_vanishes_without_drug():
+    model = GreyBoxNODEModel("one_compartment_iv", correction=(4,), state_scale=100.0)
+    params = {k: torch.randn(v, dtype=torch.float64) for k, v in model.weight_shapes().items()}
+    field = model.field
+    theta = torch.tensor([[2.0, 20.0]], dtype=torch.float64)
+    base = {"F.theta": theta, "F.0.bias": torch.zeros(1, dtype=torch.float64), **params}
+    zero = torch.zeros(1, 1, dtype=torch.float64)
+    assert torch.equal(field(base, zero), zero)
+    h = torch.full((1, 1), 50.0, dtype=torch.float64)
+    assert not torch.allclose(field(base, h), -0.1 * h)
+
+
+def test_vectorised_elbo_and_parallel_predictive():
+    model = GreyBoxNODEModel("one_compartment_oral", correction=(3,), solver={"method": "rk4", "substeps": 4},
+                             on_divergence="reject")  # the guide's first trace draws from the prior
+    t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
+    args, kwargs = (t, None, y), {"doses": _doses()}
+    pyro.clear_param_store()
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn())
+    loss = Trace_ELBO(num_particles=4, vectorize_particles=True).differentiable_loss(model, guide, *args, **kwargs)
+    assert torch.isfinite(loss)
+    pred = Predictive(model, guide=guide, num_samples=5, parallel=True)(t, None, None, num_trajectories=3, **kwargs)
+    assert pred["y_mean"].shape == (5, 3, 4, 1) and pred["theta"].shape == (5, 3, 3)
+
+
+def test_pickles():
+    model = GreyBoxNODEModel("two_compartment_oral", correction=(4,), random_effects=("CL", "V"))
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.structure.param_names == model.structure.param_names and clone.effects == ("CL", "V")
+
+
+def test_user_structure():
+    def logistic(h, x, theta):
+        return (theta["r"] * h[..., 0] * (1 - h[..., 0] / theta["K"]))[..., None]
+
+    s = Structure("logistic", logistic, states=("N",), params={"r": 0.5, "K": 10.0})
+    model = GreyBoxNODEModel(s, init=torch.tensor([1.0], dtype=torch.float64), random_effects=("r",))
+    t = torch.linspace(0, 4, 5, dtype=torch.float64)
+    data = {"r_pop": torch.tensor(0.5).double(), "K_pop": torch.tensor(10.0).double(),
+            "eta_z": torch.zeros(2, 1, dtype=torch.float64)}
+    with pyro.poutine.condition(data=data):
+        tr = pyro.poutine.trace(model).get_trace(t, None, None, num_trajectories=2)
+    exact = 10.0 / (1 + 9.0 * torch.exp(-0.5 * t))
+    assert torch.allclose(tr.nodes["y_mean"]["value"][0, :, 0], exact, rtol=1e-5)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="random_effects"):
+        GreyBoxNODEModel("one_compartment_oral", random_effects=("Vmax",))
+    with pytest.raises(ValueError, match="backend"):
+        GreyBoxNODEModel("one_compartment_oral", solver={"method": "rk4", "backend": "fixed"})
+    with pytest.raises(ValueError, match="input_dim"):
+        GreyBoxNODEModel("maxwell", input_dim=1)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    problem = load_problem("pk_repeated", num_units=6, num_obs=5)
+    context = RunContext(problem, progress_bar=False, options={name: tiny_options(m) for name, m in METHODS.items()})
+    context._model = GreyBoxNODEModel("one_compartment_iv", correction=(4,), typical={"CL": 0.1, "V": 1.0},
+                                      solver={"method": "rk4", "substeps": 2}, on_divergence="reject")
+    return context
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_fits_a_greybox_model(ctx, name):
+    try:
+        result = ctx.fit(name)
+    except MethodSkipped as e:
+        pytest.skip(f"{name} does not apply: {e}")
+    if METHODS[name].kind == "error":
+        assert result.error_predictor is not None
+        return
+    draws = result.posterior_samples(4)
+    assert draws["eta_z"].shape == (4, len(ctx.problem.train), 2) and draws["CL_pop"].shape == (4,)
+    for split in (ctx.problem.test, ctx.problem.extrapolation):
+        pred = result.predict(split, num_samples=4)
+        assert pred["y_mean"].shape == (4, len(split), len(split.t), 1) and bool(torch.isfinite(pred["y_mean"]).all())
+
+
+def test_layerwise_on_the_correction(ctx):
+    model, train = ctx.model, ctx.problem.train
+    start = run_map(model, train, num_steps=3, progress_bar=False)
+    fit = run_layerwise(model, train, warm_start=start, subset="last_layer", num_steps=3, progress_bar=False,
+                        elbo_particles=2)
+    draws = fit.posterior_samples(5)
+    assert draws["R.1.weight"].std(0).min() > 0 and draws["CL_pop"].std(0) == 0
