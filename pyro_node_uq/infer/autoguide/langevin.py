@@ -36,12 +36,13 @@ from .._pyro_compat import bare_model
 from ..log_joint import LogJoint
 from . import ou_chain
 from .drift import DriftSum, ExactDrift, LearnedDrift
-from .reference import DiagonalReference, LowRankReference
+from .reference import DiagonalReference, FullRankReference, LowRankReference
 from .score_net import make_score_net
 
 __all__ = ["AutoLangevin"]
 
 SCORE_MODES = ("learned", "exact", "hybrid")
+REFERENCES = ("diagonal", "lowrank", "full")
 
 
 class AutoLangevin(AutoContinuous):
@@ -108,8 +109,8 @@ class AutoLangevin(AutoContinuous):
                  learn_step_size=True, exact_weight_init=None, max_drift=10.0, num_quantile_samples=1000):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
-        if reference not in ("diagonal", "lowrank"):
-            raise ValueError(f"reference must be 'diagonal' or 'lowrank', got {reference!r}")
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         if not (isinstance(num_steps, int) and num_steps >= 1):
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
         for name, value in (("step_size", step_size), ("init_scale", init_scale), ("max_drift", max_drift)):
@@ -158,6 +159,9 @@ class AutoLangevin(AutoContinuous):
             # training from a low-rank VI fit of a NODE blew up).  F starts at rows of norm ~0.1 (1% of the
             # variance): small, yet large enough for the gradient of W W^T (linear in F) to grow it
             self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 0.1 / self.rank ** 0.5))
+        elif self.reference == "full":  # L = diag(s) T, T unit lower triangular (Pyro's AutoMultivariateNormal)
+            self.scale_tril = PyroParam(torch.eye(D, dtype=loc.dtype, device=loc.device),
+                                        constraint=constraints.unit_lower_cholesky)
         h = torch.tensor(math.log(self._step_size), dtype=loc.dtype, device=loc.device)
         if self.learn_step_size:
             self.log_step_size = nn.Parameter(h)
@@ -205,7 +209,15 @@ class AutoLangevin(AutoContinuous):
             if loc.shape != (self.latent_dim,):
                 raise ValueError(f"init_from: expected {self.latent_dim} latent coordinates, got {tuple(loc.shape)}")
             self.loc.data.copy_(loc)
-            if factor is not None and self.reference == "diagonal":
+            if self.reference == "full":  # the fit's covariance, factorised as diag(s) T
+                cov = torch.diag(scale.pow(2))
+                if factor is not None:
+                    W = scale.unsqueeze(-1) * factor
+                    cov = cov + W @ W.T
+                L = torch.linalg.cholesky(cov)
+                scale = L.diagonal()
+                self.scale_tril = L / scale.unsqueeze(-1)
+            elif factor is not None and self.reference == "diagonal":
                 scale = scale * (1 + factor.pow(2).sum(-1)).sqrt()
             if self.reference == "lowrank":
                 if factor is not None:  # the copied factor (a lower rank keeps its leading columns)
@@ -286,6 +298,8 @@ class AutoLangevin(AutoContinuous):
         """The reference r as a :mod:`~pyro_node_uq.infer.autoguide.reference` object of the current parameters."""
         if self.reference == "lowrank":
             return LowRankReference(self.loc, self.scale, self.cov_factor)
+        if self.reference == "full":
+            return FullRankReference(self.loc, self.scale, self.scale_tril)
         return DiagonalReference(self.loc, self.scale)
 
     def drift(self):
@@ -400,6 +414,12 @@ class AutoLangevin(AutoContinuous):
         return self._ensemble_latent(n, args, kwargs, antithetic)
 
     def _constrain(self, latent):
+        # Pyro's _unpack_latent aligns the latent's batch dims to the left of the model's plates: pad with ones so
+        # that a batch of members ``(P, D)`` also works for latents inside plates
+        nesting = max((site["value"].dim() - site["fn"].event_dim
+                       for _, site in self.prototype_trace.iter_stochastic_nodes()), default=0)
+        if latent.dim() > 1:
+            latent = latent.reshape(latent.shape[:-1] + (1,) * nesting + latent.shape[-1:])
         return {site["name"]: biject_to(site["fn"].support)(value)
                 for site, value in self._unpack_latent(latent)}
 

@@ -1,7 +1,8 @@
 """Gaussian reference laws ``r = Normal(m, S)`` of the Langevin chain, as small immutable objects.
 
 ``DiagonalReference``: ``S = diag(s^2)``.  ``LowRankReference``: ``S = W W^T + diag(s^2)`` with ``W = diag(s) F``
-(the factor relative to the scale, as Pyro's ``AutoLowRankMultivariateNormal``).  Each offers what the chain
+(the factor relative to the scale, as Pyro's ``AutoLowRankMultivariateNormal``).  ``FullRankReference``: ``S = L L^T``
+with ``L = diag(s) T`` and ``T`` unit lower triangular (as Pyro's ``AutoMultivariateNormal``).  Each offers what the chain
 needs: ``S v``, ``S^{-1} v`` (Woodbury for the low-rank one), the marginal std ``sqrt(diag S)`` (the diagonal
 preconditioner), a draw ``L xi`` with ``L L^T = S`` from standard normal ``xi`` of size :attr:`noise_dim`, and the
 distribution itself.  They hold tensors (the guide's parameters), so gradients flow through them.
@@ -11,7 +12,7 @@ from typing import NamedTuple
 import pyro.distributions as dist
 import torch
 
-__all__ = ["DiagonalReference", "LowRankReference"]
+__all__ = ["DiagonalReference", "FullRankReference", "LowRankReference"]
 
 
 class DiagonalReference(NamedTuple):
@@ -77,3 +78,38 @@ class LowRankReference(NamedTuple):
 
     def distribution(self):
         return dist.LowRankMultivariateNormal(self.loc, self.factor, self.scale.pow(2))
+
+
+class FullRankReference(NamedTuple):
+    """``Normal(loc, L L^T)`` with ``L = diag(scale) scale_tril`` (``scale_tril`` unit lower triangular)."""
+
+    loc: torch.Tensor
+    scale: torch.Tensor
+    scale_tril: torch.Tensor
+
+    @property
+    def tril(self):
+        return self.scale.unsqueeze(-1) * self.scale_tril
+
+    @property
+    def noise_dim(self):
+        return self.loc.shape[-1]
+
+    def marginal_std(self):
+        return self.tril.pow(2).sum(-1).sqrt()
+
+    def apply(self, v):
+        L = self.tril
+        return (v @ L) @ L.T
+
+    def solve(self, v):
+        L, D = self.tril, v.shape[-1]
+        rows = v.reshape(-1, D).T
+        x = torch.linalg.solve_triangular(L, rows, upper=False)
+        return torch.linalg.solve_triangular(L.T, x, upper=True).T.reshape(v.shape)
+
+    def noise(self, xi):
+        return xi @ self.tril.T
+
+    def distribution(self):
+        return dist.MultivariateNormal(self.loc, scale_tril=self.tril)
