@@ -42,7 +42,8 @@ from .score_net import make_score_net
 __all__ = ["AutoLangevin"]
 
 SCORE_MODES = ("learned", "exact", "hybrid")
-REFERENCES = ("diagonal", "lowrank", "full")
+REFERENCES = ("auto", "diagonal", "lowrank", "full")
+FULL_RANK_MAX_DIM = 500  #: ``reference="auto"`` is full rank up to this latent dimension, low rank above
 
 
 class AutoLangevin(AutoContinuous):
@@ -104,7 +105,7 @@ class AutoLangevin(AutoContinuous):
 
     scale_constraint = constraints.softplus_positive
 
-    def __init__(self, model, *, num_steps=10, step_size=0.1, score="learned", reference="diagonal", rank=None,
+    def __init__(self, model, *, num_steps=10, step_size=0.1, score="learned", reference="auto", rank=None,
                  score_net="mlp", score_net_kwargs=None, init_loc_fn=init_to_median, init_scale=0.1, init_from=None,
                  learn_step_size=True, exact_weight_init=None, max_drift=10.0, num_quantile_samples=1000):
         if score not in SCORE_MODES:
@@ -149,6 +150,8 @@ class AutoLangevin(AutoContinuous):
         if self._data is None:
             self._data = (tuple(args), dict(kwargs))
         D = self.latent_dim
+        if self.reference == "auto":
+            self.reference = "full" if D <= FULL_RANK_MAX_DIM else "lowrank"
         loc = self._init_loc()
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
@@ -299,7 +302,7 @@ class AutoLangevin(AutoContinuous):
         if self.reference == "lowrank":
             return LowRankReference(self.loc, self.scale, self.cov_factor)
         if self.reference == "full":
-            return FullRankReference(self.loc, self.scale, self.scale_tril)
+            return FullRankReference.from_scale(self.loc, self.scale, self.scale_tril)
         return DiagonalReference(self.loc, self.scale)
 
     def drift(self):
@@ -339,12 +342,15 @@ class AutoLangevin(AutoContinuous):
         ref, drift = self.reference_law(), self.drift()
         shape = torch.Size(batch_shape) + (ref.noise_dim,)
         if noise is None:
-            noise = lambda s: torch.randn(s, dtype=self.loc.dtype, device=self.loc.device)  # noqa: E731
+            like = ref.loc  # read once: every read of a guide parameter is a pyro.param statement
+            noise = lambda s: torch.randn(s, dtype=like.dtype, device=like.device)  # noqa: E731
         bound = self.max_drift * math.sqrt(self.latent_dim)
         state, infos = ou_chain.init(ref, noise(shape)), []
+        h = self.step_size
+        coefs = ou_chain.coefficients(h)
         for k in range(self.num_steps):
             state, info = ou_chain.step(state, noise(shape), k=k, num_steps=self.num_steps, reference=ref,
-                                        drift=drift, step_size=self.step_size, bound=bound)
+                                        drift=drift, step_size=h, bound=bound, coefs=coefs)
             infos.append(info)
         self._last_info = (ou_chain.ChainInfo(*(torch.stack([getattr(i, f) for i in infos]).detach()
                                                 for f in ou_chain.ChainInfo._fields)), float(self.step_size.detach()))

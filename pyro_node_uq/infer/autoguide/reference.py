@@ -36,6 +36,10 @@ class DiagonalReference(NamedTuple):
         """``S^{-1} v``."""
         return v / self.scale.pow(2)
 
+    def mahalanobis(self, v):
+        """``v^T S^{-1} v`` over the last dim."""
+        return (v / self.scale).pow(2).sum(-1)
+
     def noise(self, xi):
         """``L xi`` for standard normal ``xi`` ``(..., noise_dim)``: a draw with covariance S."""
         return self.scale * xi
@@ -72,6 +76,9 @@ class LowRankReference(NamedTuple):
         cap = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device) + (W.T * dinv) @ W
         return out - dinv * (W @ torch.linalg.solve(cap, (out @ W).unsqueeze(-1))).squeeze(-1)
 
+    def mahalanobis(self, v):
+        return (v * self.solve(v)).sum(-1).clamp(min=0)
+
     def noise(self, xi):
         D = self.loc.shape[-1]
         return self.scale * xi[..., :D] + xi[..., D:] @ self.factor.T
@@ -81,15 +88,15 @@ class LowRankReference(NamedTuple):
 
 
 class FullRankReference(NamedTuple):
-    """``Normal(loc, L L^T)`` with ``L = diag(scale) scale_tril`` (``scale_tril`` unit lower triangular)."""
+    """``Normal(loc, L L^T)`` with ``L = tril`` lower triangular (built from ``diag(s) T``, ``T`` unit lower
+    triangular, by :meth:`from_scale`)."""
 
     loc: torch.Tensor
-    scale: torch.Tensor
-    scale_tril: torch.Tensor
+    tril: torch.Tensor
 
-    @property
-    def tril(self):
-        return self.scale.unsqueeze(-1) * self.scale_tril
+    @classmethod
+    def from_scale(cls, loc, scale, scale_tril):
+        return cls(loc, scale.unsqueeze(-1) * scale_tril)
 
     @property
     def noise_dim(self):
@@ -102,11 +109,16 @@ class FullRankReference(NamedTuple):
         L = self.tril
         return (v @ L) @ L.T
 
+    def _whiten(self, v):
+        """``L^{-1} v`` for row vectors ``v`` ``(..., D)``, as ``(D, N)`` columns."""
+        return torch.linalg.solve_triangular(self.tril, v.reshape(-1, v.shape[-1]).T, upper=False)
+
     def solve(self, v):
-        L, D = self.tril, v.shape[-1]
-        rows = v.reshape(-1, D).T
-        x = torch.linalg.solve_triangular(L, rows, upper=False)
-        return torch.linalg.solve_triangular(L.T, x, upper=True).T.reshape(v.shape)
+        x = torch.linalg.solve_triangular(self.tril.T, self._whiten(v), upper=True)
+        return x.T.reshape(v.shape)
+
+    def mahalanobis(self, v):
+        return self._whiten(v).pow(2).sum(0).reshape(v.shape[:-1])
 
     def noise(self, xi):
         return xi @ self.tril.T
