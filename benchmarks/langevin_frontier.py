@@ -29,8 +29,8 @@ from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from pyro_node_uq.infer import AutoLangevin
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "infer", "autoguide"))
-import eight_schools  # noqa: E402
-from conjugate import BayesLinReg, mean_and_se, per_particle_elbo  # noqa: E402
+import eight_schools
+from conjugate import BayesLinReg, mean_and_se, per_particle_elbo
 
 SETTINGS = {
     "autonormal": lambda m: AutoNormal(m),
@@ -89,7 +89,7 @@ def main():
         guide, t_blr = fit(blr, SETTINGS[name], args.steps, args.lr, args.seed, blr.y)
         elbo, _ = mean_and_se(per_particle_elbo(blr, guide, 10000, blr.y))
         gap = blr.log_evidence - elbo
-        rows[name] = dict(err=err, gap=gap, t_es=t_es, t_blr=t_blr)
+        rows[name] = {"err": err, "gap": gap, "t_es": t_es, "t_blr": t_blr}
         base = rows["autonormal"]
         ratio, tr = gap / base["gap"], (t_es + t_blr) / (base["t_es"] + base["t_blr"])
         print(f"{name:<11} {100 * err['tau_mean']:>+8.1f}% {100 * err['tau_sd']:>+7.1f}% "

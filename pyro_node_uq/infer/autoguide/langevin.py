@@ -43,6 +43,7 @@ __all__ = ["AutoLangevin"]
 
 SCORE_MODES = ("learned", "exact", "hybrid")
 REFERENCES = ("auto", "diagonal", "lowrank", "full")
+COLLAPSE_RATIO = 0.2  #: ensemble spread (over the reference's) below which the guide warns once
 FULL_RANK_MAX_DIM = 500  #: ``reference="auto"`` is full rank up to this latent dimension, low rank above
 
 
@@ -50,16 +51,22 @@ class AutoLangevin(AutoContinuous):
     """The Langevin score-hypernetwork guide (an :class:`~pyro.infer.autoguide.AutoContinuous`).
 
     :param callable model: a Pyro model with continuous latent sites.
-    :param int num_steps: chain length K.  On stiff posteriors (a few data-dominated directions far narrower than
-        the rest) the learned step size h stays small, so K sets how far the ensemble can move from its reference,
-        and the path KL's slack (which favours under-dispersed ensembles) falls with K.  On a correlated Bayesian
-        linear regression (d = 10, diagonal reference, hybrid score) the covariance error of the ensemble is
-        0.33 / 0.25 / 0.12 at K = 10 / 20 / 40; a low-rank reference (rank 9) reaches 0.15 at K = 10.
+    :param int num_steps: chain length K, the guide's main cost/quality dial: the chain's cost grows linearly in
+        K, and the path KL's slack (which favours under-dispersed ensembles) falls with K.  The reference carries
+        the Gaussian part of the posterior (all of it with ``reference="full"``); the chain then only has to
+        transport r to the posterior's non-Gaussian shape (skewed scales, funnels), and too short a chain leaves
+        such marginals too narrow.  On stiff posteriors (a few data-dominated directions far narrower than the
+        rest) the learned step size h stays small, so K also sets how far the ensemble can move from r.
     :param float step_size: pseudo-time step h of the OU chain (``a = exp(-h)``); learned if ``learn_step_size``.
     :param str score: ``"learned"`` (the score net only: no data-model evaluations inside the guide),
         ``"exact"`` (the data-model gradient, weighted by learned per-step ``lambda_k``; one model gradient per
         step), or ``"hybrid"`` (both).
-    :param str reference: ``"diagonal"`` or ``"lowrank"`` (``W W^T + diag(s^2)``, rank ``rank``).
+    :param str reference: the reference law's covariance S: ``"full"`` (``L L^T``, ``L = diag(s) T`` with ``T``
+        unit lower triangular, as Pyro's ``AutoMultivariateNormal``), ``"lowrank"`` (``W W^T + diag(s^2)``, rank
+        ``rank``), ``"diagonal"``, or ``"auto"`` (the default: full rank up to ``FULL_RANK_MAX_DIM`` = 500 latent
+        coordinates, low rank above, where a dense D x D factor grows costly).  A full-rank r matches a Gaussian
+        posterior exactly with no drift at all, so the path bound is tight there and the learned drift only
+        corrects what no Gaussian can express.
     :param int rank: rank of a low-rank reference (default ``round(sqrt(D))``).
     :param score_net: ``"mlp"`` (a time-conditioned MLP with a low-rank linear skip), ``"per_site"`` (one small
         net per latent site, for large latent vectors) or an ``nn.Module`` ``f(u, tau) -> (..., D)`` taking the
@@ -127,7 +134,8 @@ class AutoLangevin(AutoContinuous):
                             f"AutoLowRankMultivariateNormal, got {type(init_from).__name__}")
         self.num_steps, self.score_mode, self.reference, self.rank = num_steps, score, reference, rank
         self._step_size, self._init_scale, self.learn_step_size = float(step_size), float(init_scale), learn_step_size
-        self._score_net_spec, self._score_net_kwargs = score_net, dict(score_net_kwargs or {})
+        # in a tuple: a module given as the net is set up (and registered) by _setup_prototype, not here
+        self._score_net_spec, self._score_net_kwargs = (score_net,), dict(score_net_kwargs or {})
         self.max_drift, self.num_quantile_samples = float(max_drift), int(num_quantile_samples)
         if exact_weight_init is None:
             exact_weight_init = 1.0 if score == "exact" else 1e-3
@@ -172,7 +180,7 @@ class AutoLangevin(AutoContinuous):
             self.register_buffer("log_step_size", h)
         if self.score_mode != "exact":
             sizes = {name: int(torch.Size(shape).numel()) for name, shape in self._unconstrained_shapes.items()}
-            net = make_score_net(self._score_net_spec, D, sizes, **self._score_net_kwargs).to(device=loc.device,
+            net = make_score_net(self._score_net_spec[0], D, sizes, **self._score_net_kwargs).to(device=loc.device,
                                                                                        dtype=loc.dtype)
             to_pyro_module_(net)
             self.score_net = net
@@ -352,25 +360,39 @@ class AutoLangevin(AutoContinuous):
             state, info = ou_chain.step(state, noise(shape), k=k, num_steps=self.num_steps, reference=ref,
                                         drift=drift, step_size=h, bound=bound, coefs=coefs)
             infos.append(info)
+        members = state.z.detach().reshape(-1, state.z.shape[-1])
+        spread = None  # the members' std over the reference's, averaged over coordinates (8 members or more)
+        if members.shape[0] >= 8 and not torch.jit.is_tracing():
+            spread = float((members.std(0) / ref.marginal_std().detach()).mean())
         self._last_info = (ou_chain.ChainInfo(*(torch.stack([getattr(i, f) for i in infos]).detach()
-                                                for f in ou_chain.ChainInfo._fields)), float(self.step_size.detach()))
+                                                for f in ou_chain.ChainInfo._fields)), float(h.detach()), spread)
         if not torch.jit.is_tracing():
             rejected = int(self._last_info[0].rejected.sum())
             if rejected:
                 warnings.warn(f"AutoLangevin: {rejected} non-finite drifts (of {self._last_info[0].rejected.numel()} "
                               "particle steps) were set to zero; the model's log density or its gradient was not "
                               "finite there (e.g. a diverging ODE solve)", RuntimeWarning)
+            if spread is not None and spread < COLLAPSE_RATIO and not getattr(self, "_collapse_warned", False):
+                self._collapse_warned = True
+                warnings.warn(f"AutoLangevin: the ensemble collapsed toward its mean (its spread is {spread:.3f} of "
+                              "the reference's, averaged over coordinates): the drift, not the reference r, is "
+                              "concentrating the members, at a high path KL.  Start r closer to the posterior "
+                              "(init_from a fitted AutoNormal, a smaller init_scale) or lower the learning rate; "
+                              "guide.stats['spread_ratio'] tracks it (warned once)", RuntimeWarning)
         return state.z, ref.distribution().log_prob(state.z), state.path_kl, infos
 
     @property
     def stats(self):
         """Summary of the last chain run: ``step_size``, ``clipped_fraction``, ``nonfinite_drifts`` (rejected
-        particle steps) and ``mean_path_kl`` (computed on access from the last run's info)."""
+        particle steps), ``mean_path_kl`` (computed on access from the last run's info) and ``spread_ratio`` (the
+        members' std over the reference's marginal std, averaged over coordinates; ``None`` below 8 members): far
+        below 1 the drift, not r, concentrates the ensemble (a warning is issued once below ``COLLAPSE_RATIO``)."""
         if self._last_info is None:
             return {}
-        info, h = self._last_info
+        info, h, spread = self._last_info
         return {"step_size": h, "clipped_fraction": int(info.clipped.sum()) / max(info.clipped.numel(), 1),
-                "nonfinite_drifts": int(info.rejected.sum()), "mean_path_kl": float(info.path_kl.sum(0).mean())}
+                "nonfinite_drifts": int(info.rejected.sum()), "mean_path_kl": float(info.path_kl.sum(0).mean()),
+                "spread_ratio": spread}
 
     # ------------------------------------------------------------------ the guide
     @staticmethod

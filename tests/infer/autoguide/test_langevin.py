@@ -37,6 +37,7 @@ def test_untrained_learned_guide_is_its_reference(reference):
             cov = torch.diag(guide.scale**2) + (guide.factor @ guide.factor.T if reference == "lowrank" else 0)
     z = guide.sample_ensemble(40000, model.y)["w"]
     assert guide.stats["mean_path_kl"] == 0.0  # zero-initialised score net: no drift, no path KL
+    assert abs(guide.stats["spread_ratio"] - 1) < 0.02  # the members spread exactly as r
     se = (torch.diagonal(cov) / 40000).sqrt()
     assert ((z.mean(0) - guide.loc).abs() < 4 * se).all()
     assert torch.allclose(torch.cov(z.T), cov, atol=0.02)
@@ -291,3 +292,24 @@ def test_bare_method_result_and_converter_use_the_guides_own_data():
     a = to_inference_data(guide, test, model=model, num_samples=8, num_chains=2, seed=1).posterior
     b = to_inference_data(guide, shifted, model=model, num_samples=8, num_chains=2, seed=1).posterior
     assert all((a[k].values == b[k].values).all() for k in a.data_vars)
+
+
+class _Contract(torch.nn.Module):
+    """A score net that pulls every member onto the reference mean within a step (a collapsing drift)."""
+
+    def forward(self, u, tau):
+        return -99.5 * u
+
+
+def test_collapsing_ensemble_is_reported_and_warned_once():
+    model = BayesLinReg(d=3, n=8)
+    guide = AutoLangevin(model, score_net=_Contract(), step_size=0.01, learn_step_size=False)
+    guide(model.y)
+    with pytest.warns(RuntimeWarning, match="collapsed toward its mean"):
+        guide.sample_ensemble(64, model.y)
+    assert guide.stats["spread_ratio"] < 0.2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        guide.sample_ensemble(64, model.y)  # warned once
+    guide.sample_ensemble(4, model.y)
+    assert guide.stats["spread_ratio"] is None  # too few members to judge
