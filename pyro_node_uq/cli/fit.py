@@ -19,7 +19,9 @@ def _make_guide(kind, model, seed, options):
     if kind == "lowrank":
         return AutoLowRankMultivariateNormal(model, init_loc_fn=init, **{"init_scale": 0.05, **options})
     if kind == "langevin":
-        return AutoLangevin(model, init_loc_fn=init, **options)
+        # from the network's initial weights (no warm start) a wide reference makes most members' trajectories so
+        # poor that the drift learns to concentrate them at a high path KL and the loss stalls: start narrow
+        return AutoLangevin(model, init_loc_fn=init, **{"init_scale": 0.01, **options})
     return AutoLayerwise(model, init_loc_fn=init, **{"subset": "last_layer", **options})
 
 
