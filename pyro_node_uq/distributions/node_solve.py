@@ -9,7 +9,8 @@ time, an infusion adds its rate to ``u`` between its start and end.  Units may h
 
 The algorithm: merge every unit's observation times, the dose times and the infusion ends into ONE sorted union
 grid.  Dose breakpoints cut it into segments; each segment is one solve of the whole ensemble (the fast
-fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` or ``torchdiffeq``), restarted after the jumps at
+fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` or ``torchdiffeq``, as
+:func:`~pyro_node_uq.distributions.solve_path.select` decides), restarted after the jumps at
 its end, so neither fixed-step nor adaptive methods ever step over an event.  An infusion's constant rate enters
 the last bias of R on its segments (the fast path stays usable).  Each unit then reads its states at its own
 times from the union grid; the per-unit masks stay inside.  Without doses and with shared times the grid is the
@@ -29,6 +30,7 @@ from .fixed_grid import solve_node_fixed
 from .interpolation import Interpolator
 from .node_solve_check import check_solve_args
 from .solve import NODEDivergenceError, ODESolver
+from .solve_path import GRID_PATHS, select
 from .step_check import check_fixed_step
 
 __all__ = ["NODESolution", "solve_node", "solve_checked"]
@@ -63,20 +65,22 @@ def _with_rate(R, params, rate):
     return {**params, key: params[key] + rate}
 
 
-def _solve_segment(R, params, h, grid, batch, interp, solver, rate, check=False):
-    """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``;
-    ``check``: the fast path runs its own step-doubling check (a solve of one segment)."""
-    if _fast(solver, R, rate):
+def _path(solver, R, grid, rate):
+    """The execution path of one segment's solve (:func:`~pyro_node_uq.distributions.solve_path.select`)."""
+    return select(solver, R, infusion=rate is not None, times_grad=grid.requires_grad,
+                  tracing=torch.jit.is_tracing())
+
+
+def _solve_segment(R, params, h, grid, batch, interp, solver, rate, path, check=False):
+    """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``,
+    on the execution ``path``; ``check``: the fast path runs its own step-doubling check (a solve of one
+    segment)."""
+    if path in GRID_PATHS:
         p = params if rate is None else _with_rate(R, params, rate)
         return solve_node_fixed(R, p, h, grid, batch, interp, solver.method, solver.substeps, solver.compile,
-                                step_check=check)
+                                step_check=check, path=path)
     h = h.expand(batch + h.shape[-1:])
     return solver.odeint(_field(R, params, batch, interp, rate), h, grid, params=tuple(params.values()))
-
-
-def _fast(solver, R, rate):
-    """Whether a segment goes to the fast fixed-step path (an infusion needs R's last bias unactivated)."""
-    return solver.fixed_grid and (rate is None or R.out_activation is None)
 
 
 def _step_check(R, params, batch, interp, solver, widest):
@@ -120,8 +124,9 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
         if infusions:
             rate = doses.infusion_on(seg[0], seg[-1], H)
             rate = rate if rate.any() else None
-        hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, check=single and solver.step_check)
-        if solver.step_check and _fast(solver, R, rate) and not single:
+        path = _path(solver, R, seg, rate)
+        hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, path, check=single and solver.step_check)
+        if solver.step_check and path in GRID_PATHS and not single:
             step = float((seg[1:] - seg[:-1]).max()) / solver.substeps
             widest = (step, seg, hs, rate) if widest is None or step > widest[0] else widest
         h = hs[-1] if doses is None else hs[-1] + doses.bolus_at(seg[-1], H)
