@@ -13,9 +13,9 @@ AutoNormal's fit measured in the same run.  Settings along the dial (``--setting
 comma separated): ``autonormal``, ``fullrank`` (Pyro's AutoMultivariateNormal), ``diag5`` / ``diag10`` (diagonal
 reference, K = 5 / 10), ``full1`` / ``full5`` / ``full10`` / ``full20`` (full-rank reference, K = 1..20),
 ``hybrid10`` (full-rank, hybrid score, K = 10).  ``--png`` draws the frontier.
-Measured (seed 0, 3000 steps; a shared, heavily loaded 2-core machine, so the time columns of that run, wall
-time then, are not usable: per-step CPU-time ratios on eight schools from a separate same-run timing were 1.8x /
-2.2x / 3.0x for full1 / full5 / full10 and 2.6x for diag10):
+Measured (seed 0, 3000 steps, on a shared 2-core machine; the moments and gaps were identical in two runs).  Whole-fit
+CPU time over AutoNormal's, eight schools / BLR: diag10 2.20x / 3.75x, full1 1.11x / 1.81x, full5 1.57x / 2.57x,
+full10 2.15x / 4.10x:
 
 ==========  ========  ======  ========  ======  =======  =====
 setting     tau mean  tau sd  th0 mean  th0 sd  BLR gap  ratio
