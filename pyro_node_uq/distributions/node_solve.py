@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..validation import OnDivergence
 from .fixed_grid import solve_node_fixed
 from .interpolation import Interpolator
 from .node_solve_check import check_solve_args
@@ -194,6 +195,7 @@ def solve_node(R, Z, params, t, x=None, h0=None, *, t_mask=None, x_times=None, d
         [1.0, 0.7788, 1.6065, 0.9744]
     """
     batch, t_mask, obs_dim = check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim)
+    on_divergence = OnDivergence(on_divergence)
     return solve_checked(R, Z, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
                          obs_dim=obs_dim, interpolation=interpolation, solver=solver, on_divergence=on_divergence,
                          batch=batch)
@@ -202,12 +204,11 @@ def solve_node(R, Z, params, t, x=None, h0=None, *, t_mask=None, x_times=None, d
 def solve_checked(R, Z, params, t, x, h0, *, t_mask, x_times, doses, t0, obs_dim, interpolation, solver,
                   on_divergence, batch):
     """:func:`solve_node` after :func:`~pyro_node_uq.distributions.node_solve_check.check_solve_args` (whose
-    ``batch``, full ``t_mask`` and ``obs_dim`` it takes): for a caller that has checked the arguments itself, such
-    as :class:`~pyro_node_uq.distributions.NODETrajectory`, so that a model evaluation checks them once."""
+    ``batch``, full ``t_mask`` and ``obs_dim`` it takes) and with a checked
+    :class:`~pyro_node_uq.validation.OnDivergence`: for a caller that has checked the arguments itself, such as
+    :class:`~pyro_node_uq.distributions.NODETrajectory`, so that a model evaluation checks them once."""
     if interpolation not in ("linear", "cubic"):
         raise ValueError(f"interpolation: expected 'linear' or 'cubic', got {interpolation!r}")
-    if on_divergence not in ("raise", "reject"):
-        raise ValueError(f"on_divergence: expected 'raise' or 'reject', got {on_divergence!r}")
     solver = ODESolver.coerce(solver)
     H = R.sizes[-1]
     interp = None

@@ -81,7 +81,7 @@ class GuardedSVI(SVI):
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
             progress_bar=True, desc="SVI", callback=None, distributed=None, subsample_size=None, seed=0,
-            checkpoint=None, checkpoint_every=100, plate="trajectories"):
+            checkpoint=None, checkpoint_every=100, plate="trajectories", checkpoint_config=None):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
 
     Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the fit is data-parallel: every
@@ -105,9 +105,12 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     :param checkpoint: file to save the fit to every ``checkpoint_every`` steps and to resume from when it exists
         (see :class:`~pyro_node_uq.infer.distributed.SVICheckpoint`).
     :param str plate: name of the model's data plate, sharded and subsampled.
+    :param dict checkpoint_config: more settings (plain values) a resumed fit must share with the checkpoint,
+        besides the fit's own options, a fingerprint of ``split`` and the model's and guide's types.
     :rtype: FitResult
     """
-    from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
+    from .distributed import DataParallelSVI, SVICheckpoint, get_world_size
+    from .distributed.checkpoint import data_fingerprint
 
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     lr = check_positive(lr, "lr")
@@ -120,9 +123,19 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
                               seed=seed)
     else:
         svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
-    saver = SVICheckpoint(checkpoint, checkpoint_every, dict(num_steps=num_steps, lr=lr, lr_final=lr_final,
-                                                             subsample_size=subsample_size, seed=seed))
-    first, losses = saver.resume(svi)
+    config = dict(num_steps=num_steps, lr=lr, lr_final=lr_final, subsample_size=subsample_size, seed=seed)
+    if checkpoint is not None:
+        config.update(data=data_fingerprint(split.args, split.kwargs), model=type(model).__qualname__,
+                      guide=type(guide).__qualname__, **(checkpoint_config or {}))
+    saver = SVICheckpoint(checkpoint, checkpoint_every, config)
+    with saver.hold():
+        return _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback)
+
+
+def _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback):
+    from .distributed import is_main_process
+
+    first, losses = saver.resume(svi, *split.args, **split.kwargs)
     result = FitResult(guide, losses=losses)
     start = time.perf_counter()
     with tqdm(range(first, num_steps), desc=desc, disable=not (progress_bar and is_main_process()), leave=False,
