@@ -1,10 +1,10 @@
 """Gaussian reference laws ``r = Normal(m, S)`` of the Langevin chain, as small immutable objects.
 
 ``DiagonalReference``: ``S = diag(s^2)``.  ``LowRankReference``: ``S = W W^T + diag(s^2)`` with ``W = diag(s) F``
-(the factor relative to the scale, as Pyro's ``AutoLowRankMultivariateNormal``).  ``FullRankReference``: ``S = L L^T``
-with ``L = diag(s) T`` and ``T`` unit lower triangular (as Pyro's ``AutoMultivariateNormal``).  Each offers what the chain
-needs: ``S v``, ``S^{-1} v`` (Woodbury for the low-rank one), the marginal std ``sqrt(diag S)`` (the diagonal
-preconditioner), a draw ``L xi`` with ``L L^T = S`` from standard normal ``xi`` of size :attr:`noise_dim`, and the
+(the factor relative to the scale, as Pyro's ``AutoLowRankMultivariateNormal``).  ``FullRankReference``:
+``S = L L^T`` with ``L = diag(s) T`` and ``T`` unit lower triangular (as Pyro's ``AutoMultivariateNormal``).  Each
+offers what the chain needs: ``S v``, ``S^{-1} v`` (Woodbury for the low-rank one), ``v^T S^{-1} v``, the marginal std
+``sqrt(diag S)`` (the diagonal preconditioner), a draw ``L xi`` with ``L L^T = S`` from standard normal ``xi`` of size :attr:`noise_dim`, and the
 distribution itself.  They hold tensors (the guide's parameters), so gradients flow through them.
 """
 from typing import NamedTuple
