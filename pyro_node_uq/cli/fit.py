@@ -13,8 +13,10 @@ __all__ = ["add_fit_parser", "cmd_fit"]
 
 
 def _make_guide(kind, model, seed, options):
+    # langevin: from the network's initial weights (no warm start) a wide reference makes most members'
+    # trajectories so poor that the drift learns to concentrate them at a high path KL and the loss stalls
     defaults = {"autonormal": {"init_scale": 0.05}, "lowrank": {"init_scale": 0.05},
-                "layerwise": {"subset": "last_layer"}}.get(kind, {})
+                "langevin": {"init_scale": 0.01}, "layerwise": {"subset": "last_layer"}}.get(kind, {})
     return _guide_class(kind)(model, init_loc_fn=model.init_loc_fn(seed), **{**defaults, **options})
 
 

@@ -11,6 +11,7 @@ marks members whose term could not be evaluated (their drift is rejected: zeroed
 import torch
 
 from ..log_joint import value_and_grad
+from .score_net import PerSiteScore, ScoreMLP
 
 __all__ = ["DriftSum", "ExactDrift", "LearnedDrift"]
 
@@ -23,12 +24,19 @@ class LearnedDrift:
     """
 
     def __init__(self, net):
-        self.net = net
+        self.net, self._std, self._fn = net, None, None
 
     def __call__(self, z, k, num_steps, reference, cap):
-        std = reference.marginal_std()
-        tau = torch.tensor(k / num_steps, dtype=z.dtype, device=z.device)
-        return std * self.net((z - reference.loc) / std, tau), None
+        # a drift object lives for one chain: the reference's std and the net's parameters are read once
+        if self._std is None or self._std[0] is not reference:
+            self._std = (reference, reference.marginal_std())
+        if self._fn is None:
+            if isinstance(self.net, (ScoreMLP, PerSiteScore)):
+                self._fn = self.net.chain_fn(num_steps, z.dtype, z.device)
+            else:
+                self._fn = lambda u, j: self.net(u, torch.tensor(j / num_steps, dtype=z.dtype, device=z.device))
+        std = self._std[1]
+        return std * self._fn((z - reference.loc) / std, k), None
 
 
 class ExactDrift:

@@ -36,28 +36,37 @@ from .._pyro_compat import autoguide_state, bare_model, pyro_name, setup_prototy
 from ..log_joint import LogJoint
 from . import ou_chain
 from .drift import DriftSum, ExactDrift, LearnedDrift
-from .reference import DiagonalReference, LowRankReference
+from .reference import DiagonalReference, FullRankReference, LowRankReference
 from .score_net import make_score_net
 
 __all__ = ["AutoLangevin"]
 
 SCORE_MODES = ("learned", "exact", "hybrid")
+REFERENCES = ("auto", "diagonal", "lowrank", "full")
+COLLAPSE_RATIO = 0.2  #: ensemble spread (over the reference's) below which the guide warns once
+FULL_RANK_MAX_DIM = 500  #: ``reference="auto"`` is full rank up to this latent dimension, low rank above
 
 
 class AutoLangevin(AutoContinuous):
     """The Langevin score-hypernetwork guide (an :class:`~pyro.infer.autoguide.AutoContinuous`).
 
     :param callable model: a Pyro model with continuous latent sites.
-    :param int num_steps: chain length K.  On stiff posteriors (a few data-dominated directions far narrower than
-        the rest) the learned step size h stays small, so K sets how far the ensemble can move from its reference,
-        and the path KL's slack (which favours under-dispersed ensembles) falls with K.  On a correlated Bayesian
-        linear regression (d = 10, diagonal reference, hybrid score) the covariance error of the ensemble is
-        0.33 / 0.25 / 0.12 at K = 10 / 20 / 40; a low-rank reference (rank 9) reaches 0.15 at K = 10.
+    :param int num_steps: chain length K, the guide's main cost/quality dial: the chain's cost grows linearly in
+        K, and the path KL's slack (which favours under-dispersed ensembles) falls with K.  The reference carries
+        the Gaussian part of the posterior (all of it with ``reference="full"``); the chain then only has to
+        transport r to the posterior's non-Gaussian shape (skewed scales, funnels), and too short a chain leaves
+        such marginals too narrow.  On stiff posteriors (a few data-dominated directions far narrower than the
+        rest) the learned step size h stays small, so K also sets how far the ensemble can move from r.
     :param float step_size: pseudo-time step h of the OU chain (``a = exp(-h)``); learned if ``learn_step_size``.
     :param str score: ``"learned"`` (the score net only: no data-model evaluations inside the guide),
         ``"exact"`` (the data-model gradient, weighted by learned per-step ``lambda_k``; one model gradient per
         step), or ``"hybrid"`` (both).
-    :param str reference: ``"diagonal"`` or ``"lowrank"`` (``W W^T + diag(s^2)``, rank ``rank``).
+    :param str reference: the reference law's covariance S: ``"full"`` (``L L^T``, ``L = diag(s) T`` with ``T``
+        unit lower triangular, as Pyro's ``AutoMultivariateNormal``), ``"lowrank"`` (``W W^T + diag(s^2)``, rank
+        ``rank``), ``"diagonal"``, or ``"auto"`` (the default: full rank up to ``FULL_RANK_MAX_DIM`` = 500 latent
+        coordinates, low rank above, where a dense D x D factor grows costly).  A full-rank r matches a Gaussian
+        posterior exactly with no drift at all, so the path bound is tight there and the learned drift only
+        corrects what no Gaussian can express.
     :param int rank: rank of a low-rank reference (default ``round(sqrt(D))``).
     :param score_net: ``"mlp"`` (a time-conditioned MLP with a low-rank linear skip), ``"per_site"`` (one small
         net per latent site, for large latent vectors) or an ``nn.Module`` ``f(u, tau) -> (..., D)`` taking the
@@ -103,13 +112,13 @@ class AutoLangevin(AutoContinuous):
 
     scale_constraint = constraints.softplus_positive
 
-    def __init__(self, model, *, num_steps=10, step_size=0.1, score="learned", reference="diagonal", rank=None,
+    def __init__(self, model, *, num_steps=10, step_size=0.1, score="learned", reference="auto", rank=None,
                  score_net="mlp", score_net_kwargs=None, init_loc_fn=init_to_median, init_scale=0.1, init_from=None,
                  learn_step_size=True, exact_weight_init=None, max_drift=10.0, num_quantile_samples=1000):
         if score not in SCORE_MODES:
             raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
-        if reference not in ("diagonal", "lowrank"):
-            raise ValueError(f"reference must be 'diagonal' or 'lowrank', got {reference!r}")
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         if not (isinstance(num_steps, int) and num_steps >= 1):
             raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
         for name, value in (("step_size", step_size), ("init_scale", init_scale), ("max_drift", max_drift)):
@@ -125,7 +134,8 @@ class AutoLangevin(AutoContinuous):
                             f"AutoLowRankMultivariateNormal, got {type(init_from).__name__}")
         self.num_steps, self.score_mode, self.reference, self.rank = num_steps, score, reference, rank
         self._step_size, self._init_scale, self.learn_step_size = float(step_size), float(init_scale), learn_step_size
-        self._score_net_spec, self._score_net_kwargs = score_net, dict(score_net_kwargs or {})
+        # in a tuple: a module given as the net is set up (and registered) by _setup_prototype, not here
+        self._score_net_spec, self._score_net_kwargs = (score_net,), dict(score_net_kwargs or {})
         self.max_drift, self.num_quantile_samples = float(max_drift), int(num_quantile_samples)
         if exact_weight_init is None:
             exact_weight_init = 1.0 if score == "exact" else 1e-3
@@ -148,6 +158,8 @@ class AutoLangevin(AutoContinuous):
         if self._data is None:
             self._data = (tuple(args), dict(kwargs))
         D = self.latent_dim
+        if self.reference == "auto":
+            self.reference = "full" if D <= FULL_RANK_MAX_DIM else "lowrank"
         loc = self._init_loc()
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
@@ -158,6 +170,9 @@ class AutoLangevin(AutoContinuous):
             # training from a low-rank VI fit of a NODE blew up).  F starts at rows of norm ~0.1 (1% of the
             # variance): small, yet large enough for the gradient of W W^T (linear in F) to grow it
             self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 0.1 / self.rank ** 0.5))
+        elif self.reference == "full":  # L = diag(s) T, T unit lower triangular (Pyro's AutoMultivariateNormal)
+            self.scale_tril = PyroParam(torch.eye(D, dtype=loc.dtype, device=loc.device),
+                                        constraint=constraints.unit_lower_cholesky)
         h = torch.tensor(math.log(self._step_size), dtype=loc.dtype, device=loc.device)
         if self.learn_step_size:
             self.log_step_size = nn.Parameter(h)
@@ -165,7 +180,7 @@ class AutoLangevin(AutoContinuous):
             self.register_buffer("log_step_size", h)
         if self.score_mode != "exact":
             sizes = {name: int(torch.Size(shape).numel()) for name, shape in unconstrained_shapes(self).items()}
-            net = make_score_net(self._score_net_spec, D, sizes, **self._score_net_kwargs).to(device=loc.device,
+            net = make_score_net(self._score_net_spec[0], D, sizes, **self._score_net_kwargs).to(device=loc.device,
                                                                                        dtype=loc.dtype)
             to_pyro_module_(net)
             self.score_net = net
@@ -205,7 +220,15 @@ class AutoLangevin(AutoContinuous):
             if loc.shape != (self.latent_dim,):
                 raise ValueError(f"init_from: expected {self.latent_dim} latent coordinates, got {tuple(loc.shape)}")
             self.loc.data.copy_(loc)
-            if factor is not None and self.reference == "diagonal":
+            if self.reference == "full":  # the fit's covariance, factorised as diag(s) T
+                cov = torch.diag(scale.pow(2))
+                if factor is not None:
+                    W = scale.unsqueeze(-1) * factor
+                    cov = cov + W @ W.T
+                L = torch.linalg.cholesky(cov)
+                scale = L.diagonal()
+                self.scale_tril = L / scale.unsqueeze(-1)
+            elif factor is not None and self.reference == "diagonal":
                 scale = scale * (1 + factor.pow(2).sum(-1)).sqrt()
             if self.reference == "lowrank":
                 if factor is not None:  # the copied factor (a lower rank keeps its leading columns)
@@ -283,6 +306,8 @@ class AutoLangevin(AutoContinuous):
         """The reference r as a :mod:`~pyro_node_uq.infer.autoguide.reference` object of the current parameters."""
         if self.reference == "lowrank":
             return LowRankReference(self.loc, self.scale, self.cov_factor)
+        if self.reference == "full":
+            return FullRankReference.from_scale(self.loc, self.scale, self.scale_tril)
         return DiagonalReference(self.loc, self.scale)
 
     def drift(self):
@@ -322,32 +347,49 @@ class AutoLangevin(AutoContinuous):
         ref, drift = self.reference_law(), self.drift()
         shape = torch.Size(batch_shape) + (ref.noise_dim,)
         if noise is None:
-            noise = lambda s: torch.randn(s, dtype=self.loc.dtype, device=self.loc.device)  # noqa: E731
+            like = ref.loc  # read once: every read of a guide parameter is a pyro.param statement
+            noise = lambda s: torch.randn(s, dtype=like.dtype, device=like.device)  # noqa: E731
         bound = self.max_drift * math.sqrt(self.latent_dim)
         state, infos = ou_chain.init(ref, noise(shape)), []
+        h = self.step_size
+        coefs = ou_chain.coefficients(h)
         for k in range(self.num_steps):
             state, info = ou_chain.step(state, noise(shape), k=k, num_steps=self.num_steps, reference=ref,
-                                        drift=drift, step_size=self.step_size, bound=bound)
+                                        drift=drift, step_size=h, bound=bound, coefs=coefs)
             infos.append(info)
+        members = state.z.detach().reshape(-1, state.z.shape[-1])
+        spread = None  # the members' std over the reference's, averaged over coordinates (8 members or more)
+        if members.shape[0] >= 8 and not torch.jit.is_tracing():
+            spread = float((members.std(0) / ref.marginal_std().detach()).mean())
         self._last_info = (ou_chain.ChainInfo(*(torch.stack([getattr(i, f) for i in infos]).detach()
-                                                for f in ou_chain.ChainInfo._fields)), float(self.step_size.detach()))
+                                                for f in ou_chain.ChainInfo._fields)), float(h.detach()), spread)
         if not torch.jit.is_tracing():
             rejected = int(self._last_info[0].rejected.sum())
             if rejected:
                 warnings.warn(f"AutoLangevin: {rejected} non-finite drifts (of {self._last_info[0].rejected.numel()} "
                               "particle steps) were set to zero; the model's log density or its gradient was not "
                               "finite there (e.g. a diverging ODE solve)", RuntimeWarning)
+            if spread is not None and spread < COLLAPSE_RATIO and not getattr(self, "_collapse_warned", False):
+                self._collapse_warned = True
+                warnings.warn(f"AutoLangevin: the ensemble collapsed toward its mean (its spread is {spread:.3f} of "
+                              "the reference's, averaged over coordinates): the drift, not the reference r, is "
+                              "concentrating the members, at a high path KL.  Start r closer to the posterior "
+                              "(init_from a fitted AutoNormal, a smaller init_scale) or lower the learning rate; "
+                              "guide.stats['spread_ratio'] tracks it (warned once)", RuntimeWarning)
         return state.z, ref.distribution().log_prob(state.z), state.path_kl, infos
 
     @property
     def stats(self):
         """Summary of the last chain run: ``step_size``, ``clipped_fraction``, ``nonfinite_drifts`` (rejected
-        particle steps) and ``mean_path_kl`` (computed on access from the last run's info)."""
+        particle steps), ``mean_path_kl`` (computed on access from the last run's info) and ``spread_ratio`` (the
+        members' std over the reference's marginal std, averaged over coordinates; ``None`` below 8 members): far
+        below 1 the drift, not r, concentrates the ensemble (a warning is issued once below ``COLLAPSE_RATIO``)."""
         if self._last_info is None:
             return {}
-        info, h = self._last_info
+        info, h, spread = self._last_info
         return {"step_size": h, "clipped_fraction": int(info.clipped.sum()) / max(info.clipped.numel(), 1),
-                "nonfinite_drifts": int(info.rejected.sum()), "mean_path_kl": float(info.path_kl.sum(0).mean())}
+                "nonfinite_drifts": int(info.rejected.sum()), "mean_path_kl": float(info.path_kl.sum(0).mean()),
+                "spread_ratio": spread}
 
     # ------------------------------------------------------------------ the guide
     @staticmethod
@@ -397,6 +439,12 @@ class AutoLangevin(AutoContinuous):
         return self._ensemble_latent(n, args, kwargs, antithetic)
 
     def _constrain(self, latent):
+        # Pyro's _unpack_latent aligns the latent's batch dims to the left of the model's plates: pad with ones so
+        # that a batch of members ``(P, D)`` also works for latents inside plates
+        nesting = max((site["value"].dim() - site["fn"].event_dim
+                       for _, site in self.prototype_trace.iter_stochastic_nodes()), default=0)
+        if latent.dim() > 1:
+            latent = latent.reshape(latent.shape[:-1] + (1,) * nesting + latent.shape[-1:])
         return {site["name"]: biject_to(site["fn"].support)(value)
                 for site, value in unpack_latent(self, latent)}
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["ChainInfo", "ChainState", "init", "step"]
+__all__ = ["ChainInfo", "ChainState", "coefficients", "init", "step"]
 
 
 class ChainState(NamedTuple):
@@ -35,7 +35,13 @@ def init(reference, xi):
     return ChainState(z, z.new_zeros(z.shape[:-1]))
 
 
-def step(state, xi, *, k, num_steps, reference, drift, step_size, bound):
+def coefficients(step_size):
+    """``(a, 1 - a, 1 - a^2, sqrt(1 - a^2))`` with ``a = exp(-h)`` for a step size ``h`` (computed once per chain)."""
+    one_minus_a2 = -torch.expm1(-2 * step_size)
+    return torch.exp(-step_size), -torch.expm1(-step_size), one_minus_a2, one_minus_a2.sqrt()
+
+
+def step(state, xi, *, k, num_steps, reference, drift, step_size, bound, coefs=None):
     """One controlled OU step.
 
     :param ChainState state: the current state.
@@ -45,19 +51,24 @@ def step(state, xi, *, k, num_steps, reference, drift, step_size, bound):
     :param drift: a :mod:`.drift` term.
     :param torch.Tensor step_size: ``h > 0`` (a tensor, so that it can be learned).
     :param float bound: the largest whitened drift size ``||L^{-1} b|| / sqrt(1 - a^2)`` per step.
+    :param tuple coefs: :func:`coefficients` of ``step_size`` (computed here if not given).
     :returns: ``(ChainState, ChainInfo)``.
     """
     z, m = state.z, reference.loc
-    a, one_minus_a, one_minus_a2 = torch.exp(-step_size), -torch.expm1(-step_size), -torch.expm1(-2 * step_size)
+    a, one_minus_a, one_minus_a2, sigma = coefficients(step_size) if coefs is None else coefs
     c, ok = drift(z, k, num_steps, reference, bound / one_minus_a.detach())
     b = one_minus_a * c.expand(z.shape) if torch.is_tensor(c) else torch.zeros_like(z)
-    mahal = (b * reference.solve(b)).sum(-1).clamp(min=0) / one_minus_a2
-    good = torch.isfinite(b).all(-1) & torch.isfinite(mahal)
-    rejected = ~good if ok is None else ~(good & ok)
-    b = torch.where(rejected.unsqueeze(-1), torch.zeros_like(b), b)
-    mahal = torch.where(rejected, torch.zeros_like(mahal), mahal)
+    mahal = reference.mahalanobis(b) / one_minus_a2
+    finite = torch.isfinite(mahal)  # a non-finite entry of b makes its Mahalanobis size non-finite
+    rejected = ~finite if ok is None else ~(finite & ok)
     clipped = mahal > bound ** 2
-    b = b * torch.where(clipped, bound / mahal.clamp(min=1e-30).sqrt(), torch.ones_like(mahal)).unsqueeze(-1)
-    kl = 0.5 * torch.where(clipped, torch.full_like(mahal, bound ** 2), mahal)
-    z = m + a * (z - m) + b + one_minus_a2.sqrt() * reference.noise(xi)
+    # the common case (nothing rejected or clipped) skips the masking; a traced graph must keep it
+    if torch.jit.is_tracing() or bool(rejected.any()) or bool(clipped.any()):
+        b = torch.where(rejected.unsqueeze(-1), torch.zeros_like(b), b)
+        mahal = torch.where(rejected, torch.zeros_like(mahal), mahal)
+        clipped = mahal > bound ** 2
+        b = b * torch.where(clipped, bound / mahal.clamp(min=1e-30).sqrt(), torch.ones_like(mahal)).unsqueeze(-1)
+        mahal = torch.where(clipped, torch.full_like(mahal, bound ** 2), mahal)
+    kl = 0.5 * mahal
+    z = m + a * (z - m) + b + sigma * reference.noise(xi)
     return ChainState(z, state.path_kl + kl), ChainInfo(clipped, rejected, kl)

@@ -9,6 +9,7 @@ import math
 import torch
 from pyro.nn import PyroModule
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["ScoreMLP", "PerSiteScore", "make_score_net"]
 
@@ -50,13 +51,48 @@ class ScoreMLP(PyroModule):
             self.skip_out = nn.Parameter(torch.zeros(dim, rank))
             self.skip_time = nn.Linear(self.num_time, rank)
 
-    def forward(self, u, tau):
-        feats = _time_features(tau.to(u.dtype), u.shape[:-1])
-        out = self.mlp(torch.cat([u, feats], -1))
+    def weights(self):
+        """The parameters as plain tensors, read once: every read of a Pyro module's parameter is a ``pyro.param``
+        statement, so a chain of K steps reads them once (:meth:`chain_fn`) instead of K times."""
+        linears = [layer for layer in self.mlp if isinstance(layer, nn.Linear)]
+        w = {"layers": [(layer.weight, layer.bias) for layer in linears]}
         if self.skip_rank:
-            gate = 1 + self.skip_time(feats)
-            out = out + ((u @ self.skip_in) * gate) @ self.skip_out.T
+            w["skip"] = (self.skip_in, self.skip_out, self.skip_time.weight, self.skip_time.bias)
+        return w
+
+    def _time_terms(self, w, feats):
+        """The time-dependent parts for features ``feats`` ``(..., num_time)``: the first layer's bias (its time
+        columns folded in, so that phi(tau) is never broadcast over the batch) and the skip's gate."""
+        W0, b0 = w["layers"][0]
+        bias = b0 + feats @ W0[:, self.dim:].T
+        gate = None
+        if self.skip_rank:
+            _, _, time_w, time_b = w["skip"]
+            gate = 1 + F.linear(feats, time_w, time_b)
+        return bias, gate
+
+    def _evaluate(self, u, w, bias, gate):
+        (W0, _), *rest = w["layers"]
+        out = F.linear(u, W0[:, :self.dim], bias)
+        for W, b in rest:
+            out = F.linear(F.silu(out), W, b)
+        if gate is not None:
+            skip_in, skip_out, _, _ = w["skip"]
+            out = out + ((u @ skip_in) * gate) @ skip_out.T
         return out
+
+    def forward(self, u, tau):
+        w = self.weights()
+        return self._evaluate(u, w, *self._time_terms(w, _time_features(tau.to(u.dtype), torch.Size())))
+
+    def chain_fn(self, num_steps, dtype, device):
+        """``f(u, k)``: the net at ``tau_k = k / num_steps`` for a chain of ``num_steps`` steps, with the
+        parameters read and the time terms of every step computed once."""
+        w = self.weights()
+        taus = torch.arange(num_steps, dtype=dtype, device=device) / num_steps
+        feats = torch.stack([_time_features(t, torch.Size()) for t in taus])
+        bias, gate = self._time_terms(w, feats)
+        return lambda u, k: self._evaluate(u, w, bias[k], None if gate is None else gate[k])
 
 
 class PerSiteScore(PyroModule):
@@ -74,6 +110,14 @@ class PerSiteScore(PyroModule):
     def forward(self, u, tau):
         parts = torch.split(u, self.sizes, dim=-1)
         return torch.cat([net(p, tau) for net, p in zip(self.nets, parts)], -1)
+
+    def chain_fn(self, num_steps, dtype, device):
+        """``f(u, k)`` for a chain of ``num_steps`` steps (see :meth:`ScoreMLP.chain_fn`)."""
+        fns = [net.chain_fn(num_steps, dtype, device) for net in self.nets]
+
+        def f(u, k):
+            return torch.cat([fn(p, k) for fn, p in zip(fns, torch.split(u, self.sizes, dim=-1))], -1)
+        return f
 
 
 def make_score_net(kind, dim, site_sizes, **kwargs):

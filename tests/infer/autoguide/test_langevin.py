@@ -22,7 +22,7 @@ def _randomise(guide, gen):
             p.add_(0.3 * torch.randn(p.shape, generator=gen))
 
 
-@pytest.mark.parametrize("reference", ["diagonal", "lowrank"])
+@pytest.mark.parametrize("reference", ["diagonal", "lowrank", "full"])
 def test_untrained_learned_guide_is_its_reference(reference):
     model = BayesLinReg(d=3, n=8)
     guide = AutoLangevin(model, num_steps=6, score="learned", reference=reference, init_scale=0.5)
@@ -30,15 +30,20 @@ def test_untrained_learned_guide_is_its_reference(reference):
     with torch.no_grad():
         if reference == "lowrank":
             guide.cov_factor.normal_(0, 0.3)
-        cov = torch.diag(guide.scale**2) + (guide.factor @ guide.factor.T if reference == "lowrank" else 0)
+        if reference == "full":
+            guide.scale_tril = torch.eye(3) + torch.randn(3, 3).tril(-1) * 0.5
+            cov = guide.reference_law().distribution().covariance_matrix
+        else:
+            cov = torch.diag(guide.scale**2) + (guide.factor @ guide.factor.T if reference == "lowrank" else 0)
     z = guide.sample_ensemble(40000, model.y)["w"]
     assert guide.stats["mean_path_kl"] == 0.0  # zero-initialised score net: no drift, no path KL
+    assert abs(guide.stats["spread_ratio"] - 1) < 0.02  # the members spread exactly as r
     se = (torch.diagonal(cov) / 40000).sqrt()
     assert ((z.mean(0) - guide.loc).abs() < 4 * se).all()
     assert torch.allclose(torch.cov(z.T), cov, atol=0.02)
 
 
-@pytest.mark.parametrize("reference", ["diagonal", "lowrank"])
+@pytest.mark.parametrize("reference", ["diagonal", "lowrank", "full"])
 @pytest.mark.parametrize("score", MODES)
 def test_path_elbo_is_a_lower_bound_for_random_parameters(score, reference):
     """Mean of ELBO_path over 10^4 particles stays below log p(x) + 3 standard errors."""
@@ -94,9 +99,13 @@ def test_init_from_lowrank_guide():
     cov_lr = lr.get_posterior().covariance_matrix
     cov = guide.factor @ guide.factor.T + torch.diag(guide.scale**2)
     assert torch.allclose(cov, cov_lr) and torch.allclose(guide.loc, lr.loc)
-    diag = AutoLangevin(model, init_from=lr)
+    diag = AutoLangevin(model, reference="diagonal", init_from=lr)
     diag(model.y)
     assert torch.allclose(diag.scale**2, torch.diagonal(cov_lr))
+    full = AutoLangevin(model, init_from=lr)  # the default reference at this size: full rank, the same covariance
+    full(model.y)
+    assert full.reference == "full"
+    assert torch.allclose(full.reference_law().distribution().covariance_matrix, cov_lr)
 
 
 def _positive_model(y):
@@ -235,7 +244,7 @@ def test_huge_finite_exact_gradients_do_not_poison_the_parameter_gradients():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"score": "magic"}, "score must be one of"),
-    ({"reference": "full"}, "reference must be"),
+    ({"reference": "dense"}, "reference must be"),
     ({"num_steps": 0}, "num_steps must be a positive int"),
     ({"step_size": -0.1}, "step_size must be positive"),
     ({"init_scale": 0.0}, "init_scale must be positive"),
@@ -283,3 +292,24 @@ def test_bare_method_result_and_converter_use_the_guides_own_data():
     a = to_inference_data(guide, test, model=model, num_samples=8, num_chains=2, seed=1).posterior
     b = to_inference_data(guide, shifted, model=model, num_samples=8, num_chains=2, seed=1).posterior
     assert all((a[k].values == b[k].values).all() for k in a.data_vars)
+
+
+class _Contract(torch.nn.Module):
+    """A score net that pulls every member onto the reference mean within a step (a collapsing drift)."""
+
+    def forward(self, u, tau):
+        return -99.5 * u
+
+
+def test_collapsing_ensemble_is_reported_and_warned_once():
+    model = BayesLinReg(d=3, n=8)
+    guide = AutoLangevin(model, score_net=_Contract(), step_size=0.01, learn_step_size=False)
+    guide(model.y)
+    with pytest.warns(RuntimeWarning, match="collapsed toward its mean"):
+        guide.sample_ensemble(64, model.y)
+    assert guide.stats["spread_ratio"] < 0.2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        guide.sample_ensemble(64, model.y)  # warned once
+    guide.sample_ensemble(4, model.y)
+    assert guide.stats["spread_ratio"] is None  # too few members to judge
