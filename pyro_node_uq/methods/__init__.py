@@ -32,7 +32,7 @@ from .chains import run_chains
 from .sdebnn import run_sdebnn
 from .odenet import run_odenet
 
-_SUPPORT = {"common", "registry", "result"}
+_SUPPORT = {"common", "convergence", "multistart", "registry", "result"}
 for _info in pkgutil.iter_modules(__path__):  # a method added as a new module registers itself here
     if _info.name not in _SUPPORT and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -39,7 +39,7 @@ def _normal_variances(guide, names):
           defaults={"num_particles": 16, "warmup_steps": 150, "num_samples": 150, "thin": 5},
           quick={"num_particles": 8, "warmup_steps": 30, "num_samples": 30, "thin": 3})
 def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=None, num_particles=16,
-                        num_samples=100, warmup_steps=100, thin=1, adjust=True, hybrid_weight=0.5,
+                        num_samples=150, warmup_steps=150, thin=5, adjust=True, hybrid_weight=0.5,
                         preconditioner=None, autonormal_steps=None, map_steps=None, seed=0, progress_bar=True):
     """Run an ensemble of ``num_particles`` Langevin chains started at draws of a fitted guide.
 
