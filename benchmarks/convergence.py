@@ -52,9 +52,15 @@ def _options(config, method, problem):
 
 def run(args):
     torch.set_num_threads(1)
-    for name in args.problems:
-        problem = _problem(name)
-        for seed in args.seeds:
+    done = set()
+    if os.path.exists(args.log):  # resume: (problem, seed) pairs whose methods are all logged are skipped
+        done = {(r["problem"], r["seed"]) for r in map(json.loads, open(args.log)) if r["config"] == args.config
+                and r["method"] == "autonormal"}
+    problems = {name: _problem(name) for name in args.problems}
+    for seed in args.seeds:  # seeds outside: a run cut short still covers every problem
+        for name, problem in problems.items():
+            if (name, seed) in done:
+                continue
             start = None
             for method in ("map", "autonormal"):
                 opts = _options(args.config, method, name)

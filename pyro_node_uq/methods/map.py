@@ -14,10 +14,10 @@ __all__ = ["run_map"]
 
 
 @register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
-          "methods", defaults={"num_steps": 1500, "num_starts": 4, "start_steps": 150, "record_errors": True},
+          "methods", defaults={"num_steps": 1200, "num_starts": 4, "start_steps": 150},
           quick={"num_steps": 150, "num_starts": 1}, demo=True)
-def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, progress_bar=True, num_starts=4,
-            start_steps=150, record_errors=True, record_burn_in=0.25, callback=None, **svi_kwargs):
+def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True, num_starts=4,
+            start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, **svi_kwargs):
     """MAP estimate of every latent site (``AutoDelta``).
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` (e.g. :class:`~pyro_node_uq.models.NODEModel`) or
@@ -31,12 +31,15 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
         run as one batched model where possible; the one of highest training log joint density is continued
         (``1``: one start, the model's initialisation with ``seed``).  Ignored with a ``warm_start``.
     :param int start_steps: steps of each short fit.
-    :param float lr: initial learning rate of ``ClippedAdam`` (decays tenfold).
+    :param float lr: initial learning rate of ``ClippedAdam``.
+    :param float lr_final: the learning rate it decays to geometrically over ``num_steps`` (a hundredfold decay
+        lets the NODE's weights settle: a tenfold one leaves the loss falling in steps).
     :param int seed: seed of the initial weights and of Pyro.
     :param bool progress_bar: show a tqdm bar.
     :param bool record_errors: record every training point's error at every step from ``record_burn_in`` of the
         steps on (NODE models; what :mod:`LTAU <pyro_node_uq.methods.ltau>` needs; costs only the bookkeeping:
-        the errors are those of the prediction each step computed anyway).
+        the errors are those of the prediction each step computed anyway); default: when the model records a
+        ``y_mean`` site.  Recording keeps the fit from stopping before it has recorded two stopping windows.
     :param float record_burn_in: fraction of the steps before recording starts.
     :param callback: optional ``callback(step, loss)`` (see :func:`~pyro_node_uq.infer.fit_svi`).
     :param svi_kwargs: passed to :func:`~pyro_node_uq.methods.common.fit_guide` (``stop_rtol``, ``stop_window``)
@@ -61,6 +64,8 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
                                     progress_bar=progress_bar)
     init = init_loc(model, seed, values)
     recorder = monitor = None
+    if record_errors is None:
+        record_errors = "y_mean" in getattr(model, "predict_sites", {})
     if record_errors:
         recorder = LossTrajectoryRecorder()
         monitor = NODETrainingMonitor(recorder, split, start=int(record_burn_in * num_steps))
@@ -72,7 +77,7 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
 
     with monitor if monitor is not None else contextlib.nullcontext():
         result = fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
-                           seed=seed, progress_bar=progress_bar, start=warm_start, start_values=values,
+                           lr_final=lr_final, seed=seed, progress_bar=progress_bar, start=warm_start, start_values=values,
                            stochastic_dim=lambda g: 0,
                            callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
