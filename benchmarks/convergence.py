@@ -53,25 +53,30 @@ def _options(config, method, problem):
 def run(args):
     torch.set_num_threads(1)
     done = set()
-    if os.path.exists(args.log):  # resume: (problem, seed) pairs whose methods are all logged are skipped
-        done = {(r["problem"], r["seed"]) for r in map(json.loads, open(args.log)) if r["config"] == args.config
-                and r["method"] == "autonormal"}
+    if os.path.exists(args.log):  # resume: what is logged already is not run again (MAP reruns as a start)
+        done = {(r["problem"], r["seed"], r["method"]) for r in map(json.loads, open(args.log))
+                if r["config"] == args.config}
     problems = {name: _problem(name) for name in args.problems}
     for seed in args.seeds:  # seeds outside: a run cut short still covers every problem
         for name, problem in problems.items():
-            if (name, seed) in done:
+            methods = [m for m in args.methods if (name, seed, m) not in done]
+            if not methods:
                 continue
             start = None
-            for method in ("map", "autonormal"):
+            for method in ["map"] + [m for m in methods if m != "map"]:
                 opts = _options(args.config, method, name)
                 clock, cpu = time.perf_counter(), time.process_time()
                 result = METHODS[method].runner(problem.default_model(), problem.train, warm_start=start,
                                                 seed=seed, progress_bar=False, **opts)
                 fit_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu
+                if method not in methods:  # a start whose own row is logged already
+                    start = result
+                    continue
                 preds = {"test": result.predict(problem.test, num_samples=args.num_samples, seed=seed)}
                 row = score_result(result, problem, preds, hidden=False)
                 record = {"config": args.config, "problem": name, "seed": seed, "method": method,
-                          "test_nll": row["test_nll"], "test_rmse": row["test_rmse"], "wall_time": fit_time, "cpu_time": cpu_time,
+                          "test_nll": row["test_nll"], "test_rmse": row["test_rmse"],
+                          "wall_time": fit_time, "cpu_time": cpu_time,
                           "converged": getattr(result, "converged", None), "steps": len(result.losses),
                           "options": {k: v for k, v in opts.items() if isinstance(v, (int, float, str))}}
                 with open(args.log, "a") as f:
@@ -123,6 +128,7 @@ def main(argv=None):
     r.add_argument("--config", choices=("today", "new"), required=True)
     r.add_argument("--problems", nargs="+", default=list(PROBLEMS))
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    r.add_argument("--methods", nargs="+", choices=("map", "autonormal"), default=["map", "autonormal"])
     r.add_argument("--num-samples", type=int, default=100, help="predictive draws per method")
     r.add_argument("--log", required=True)
     t = sub.add_parser("table")

@@ -16,8 +16,8 @@ __all__ = ["run_map"]
 @register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
           "methods", defaults={"num_steps": 1200, "num_starts": 4, "start_steps": 150},
           quick={"num_steps": 150, "num_starts": 1}, demo=True)
-def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True, num_starts=4,
-            start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, **svi_kwargs):
+def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True,
+            num_starts=4, start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, **svi_kwargs):
     """MAP estimate of every latent site (``AutoDelta``).
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` (e.g. :class:`~pyro_node_uq.models.NODEModel`) or
@@ -77,9 +77,8 @@ def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=
 
     with monitor if monitor is not None else contextlib.nullcontext():
         result = fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
-                           lr_final=lr_final, seed=seed, progress_bar=progress_bar, start=warm_start, start_values=values,
-                           stochastic_dim=lambda g: 0,
-                           callback=step_callback, **svi_kwargs)
+                           lr_final=lr_final, seed=seed, progress_bar=progress_bar, start=warm_start,
+                           start_values=values, stochastic_dim=lambda g: 0, callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
     if starts is not None:
         result.wall_time += starts["wall_time"]
