@@ -15,6 +15,8 @@ import importlib
 import pkgutil
 
 from .common import as_process_model, carry_model_params, estimate_elbo, latent_dim, map_values
+from .convergence import BudgetExhaustedWarning, Convergence, StoppingRule
+from .multistart import best_start
 from .registry import METHODS, Method, MethodSkipped, demo_methods, register, resolve_methods
 from .result import MethodResult, guide_samples
 # the methods, in the order of the comparison table
@@ -38,8 +40,9 @@ for _info in pkgutil.iter_modules(__path__):  # a method added as a new module r
         importlib.import_module(f"{__name__}.{_info.name}")
 del _info
 
-__all__ = ["METHODS", "Method", "MethodResult", "MethodSkipped", "SamplerStats", "as_process_model",
-           "carry_model_params", "demo_methods", "estimate_elbo", "guide_samples", "latent_dim", "map_values",
-           "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin",
-           "run_langevin_kernel", "run_layerwise", "run_layerwise_effects", "run_lowrank", "run_ltau", "run_map",
-           "run_nuts", "run_odenet", "run_sdebnn", "run_svgd"]
+__all__ = ["METHODS", "BudgetExhaustedWarning", "Convergence", "Method", "MethodResult", "MethodSkipped",
+           "SamplerStats", "StoppingRule", "as_process_model", "best_start", "carry_model_params", "demo_methods",
+           "estimate_elbo", "guide_samples", "latent_dim", "map_values", "register", "resolve_methods",
+           "run_autonormal", "run_chains", "run_ensemble", "run_langevin", "run_langevin_kernel", "run_layerwise",
+           "run_layerwise_effects", "run_lowrank", "run_ltau", "run_map", "run_nuts", "run_odenet", "run_sdebnn",
+           "run_svgd"]
