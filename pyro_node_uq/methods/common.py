@@ -16,7 +16,7 @@ from ..infer.svi import fit_svi
 from ..models.protocol import PlainModel, ProcessModel
 from ..utils.seeding import param_scope
 from ..validation import check_int
-from .convergence import StoppingRule
+from .convergence import NOISE_GROWTH, StoppingRule, noise_growth
 from .registry import METHODS, MethodSkipped
 from .result import MethodResult
 
@@ -207,4 +207,7 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
                           param_state=pyro.get_param_store().get_state(), train_split=split,
                           converged=ending.converged, stop_reason=ending.reason, steps_used=ending.steps,
                           loss_slope=ending.slope)
+    growth = noise_growth(name, model, None if start is None else start.param_state, result.param_state)
+    if growth is not None and growth > NOISE_GROWTH:
+        result.notes.append(f"learned noise scale {growth:.3g}x its warm start's")
     return with_start_cost(result, start)

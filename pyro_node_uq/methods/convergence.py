@@ -4,14 +4,54 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import torch
+
 from ..validation import check_int
 
-__all__ = ["BudgetExhaustedWarning", "Convergence", "StoppingRule", "loss_slope"]
+__all__ = ["BudgetExhaustedWarning", "Convergence", "NoiseRunawayWarning", "StoppingRule", "loss_slope",
+           "noise_growth"]
 
 
 class BudgetExhaustedWarning(UserWarning):
     """A fit used its whole step budget before its loss stopped improving: its result reflects the budget, not the
     method (raise ``num_steps``, or read the result as unfinished)."""
+
+
+class NoiseRunawayWarning(UserWarning):
+    """A fit's learned observation noise scale grew far above the one of the fit it started from: the method
+    explains the data as noise (its predictive bands widen to match), which usually means its optimisation left
+    the warm start's good fit rather than that the data are noisier."""
+
+
+#: growth of a learned noise scale over its warm start's above which :func:`noise_growth` warns
+NOISE_GROWTH = 4.0
+
+
+def noise_growth(name, model, start_state, state, limit=NOISE_GROWTH):
+    """The largest factor by which ``model``'s learned noise scale (``model.noise_scale(param_state)``) grew from
+    ``start_state`` to ``state``, with a :class:`NoiseRunawayWarning` above ``limit``; ``None`` when the model has
+    no learned scale or there is no start.
+
+    Example::
+
+        >>> import torch
+        >>> class M:
+        ...     def noise_scale(self, state):
+        ...         return state["sigma"]
+        >>> float(noise_growth("fit", M(), {"sigma": torch.tensor([0.5])}, {"sigma": torch.tensor([1.0])}))
+        2.0
+    """
+    if start_state is None or state is None or not hasattr(model, "noise_scale"):
+        return None
+    before, after = model.noise_scale(start_state), model.noise_scale(state)
+    if not (torch.is_tensor(before) and torch.is_tensor(after)):
+        return None  # a fixed scale, or none known
+    growth = float((after / before).max())
+    if growth > limit:
+        warnings.warn(f"{name}: the learned noise scale grew {growth:.3g}-fold over its warm start's "
+                      f"({before.tolist()} -> {after.tolist()}); its bands reflect the noise, not the fit",
+                      NoiseRunawayWarning, stacklevel=3)
+    return growth
 
 
 @dataclass

@@ -2,6 +2,7 @@ import math
 import os
 
 import pytest
+from torch.distributions import constraints
 
 from pyro_node_uq.compare import run_comparison
 from pyro_node_uq.data import load_problem
@@ -80,3 +81,17 @@ def test_report_marks_the_planted_budget_unconverged(tiny, tmp_path):
     assert "**Not converged**" in report and "map, autonormal" in report
     assert "| map | **NO** (budget ran out) | 20 |" in report
     assert "NOT CONVERGED: step budget of 20 ran out" in report
+
+
+def test_a_learned_noise_scale_running_away_from_its_start_is_warned():
+    import torch
+
+    from pyro_node_uq.methods.convergence import NoiseRunawayWarning, noise_growth
+
+    model = load_problem("chemical", num_train=2).default_model(scale="learned")
+    state = {"params": {"sigma": torch.tensor([0.5, 0.5]).log()}, "constraints": {"sigma": constraints.positive}}
+    grown = {"params": {"sigma": torch.tensor([0.5, 8.0]).log()}, "constraints": {"sigma": constraints.positive}}
+    with pytest.warns(NoiseRunawayWarning, match=r"fit: the learned noise scale grew 16-fold"):
+        assert noise_growth("fit", model, state, grown) == pytest.approx(16.0)
+    assert noise_growth("fit", model, state, state) == pytest.approx(1.0)
+    assert noise_growth("fit", load_problem("chemical", num_train=2).default_model(), state, grown) is None
