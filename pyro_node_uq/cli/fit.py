@@ -3,24 +3,36 @@ import csv
 import os
 import sys
 
-GUIDES = ("autonormal", "lowrank", "langevin", "layerwise")
+#: ``--guide`` name -> the registered method it runs (see :data:`~pyro_node_uq.methods.METHODS`)
+GUIDES = {"autonormal": "autonormal", "lowrank": "lowrank", "langevin": "langevin_learned",
+          "layerwise": "layerwise_last"}
 
 __all__ = ["add_fit_parser", "cmd_fit"]
 
 
-def _make_guide(kind, model, seed, options):
-    from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+def _fit(args, model, train, options):
+    """One fit of ``args.guide`` by its registered runner, with the registry's defaults for everything the command
+    line does not set; the warm start it would fit first gets ``args.warm_start_steps`` steps (0: none, the guide
+    starts at the model's initialisation)."""
+    from ..methods import METHODS
 
-    from ..infer import AutoLangevin, AutoLayerwise
-
-    init = model.init_loc_fn(seed)
-    if kind == "autonormal":
-        return AutoNormal(model, init_loc_fn=init, **{"init_scale": 0.05, **options})
-    if kind == "lowrank":
-        return AutoLowRankMultivariateNormal(model, init_loc_fn=init, **{"init_scale": 0.05, **options})
-    if kind == "langevin":
-        return AutoLangevin(model, init_loc_fn=init, **options)
-    return AutoLayerwise(model, init_loc_fn=init, **{"subset": "last_layer", **options})
+    name = GUIDES[args.guide]
+    if args.guide == "langevin" and "score" in options:  # --guide-option score=hybrid: that score's method
+        name = f"langevin_{options.pop('score')}"
+        if name not in METHODS:
+            raise ValueError(f"--guide-option score: expected one of learned, exact, hybrid, got {name[9:]!r}")
+    method = METHODS[name]
+    loop = "num_iters" if "num_iters" in method.defaults else "num_steps"
+    start = {"map_steps": args.warm_start_steps}
+    if method.start == "autonormal":
+        start["autonormal_steps"] = args.warm_start_steps
+    run = dict(start, **{loop: args.steps}, lr=args.lr, num_particles=args.num_particles, elbo_particles=0,
+               seed=args.seed, progress_bar=not args.no_progress, subsample_size=args.subsample_size,
+               checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, stop_rtol=args.stop_rtol)
+    if method.start == "autonormal":  # SVI options of a method whose own num_steps is its chain length
+        run["svi_kwargs"] = {k: run.pop(k) for k in ("subsample_size", "checkpoint", "checkpoint_every",
+                                                     "stop_rtol")}
+    return method.runner(model, train, **run, **options)
 
 
 def _write_outputs(out, fit, model, guide, problem, args):
@@ -50,13 +62,10 @@ def _write_outputs(out, fit, model, guide, problem, args):
 
 def cmd_fit(args):
     """Fit one guide with SVI; under ``torchrun`` every process fits a shard and rank 0 alone prints and writes."""
-    import pyro
     import torch
-    from pyro.infer import Trace_ELBO
 
     from .common import assignments, rmse
     from ..data import load_problem
-    from ..infer import fit_svi
     from ..infer.distributed import init_distributed
 
     torch.set_num_threads(args.threads)
@@ -68,15 +77,8 @@ def cmd_fit(args):
         if args.float64:
             problem = problem.to(torch.float64)
         model = problem.default_model()
-        pyro.clear_param_store()
-        pyro.set_rng_seed(args.seed)
-        guide = _make_guide(args.guide, model, args.seed, assignments(args.guide_option, "--guide-option"))
-        loss = Trace_ELBO(num_particles=args.num_particles, vectorize_particles=args.num_particles > 1,
-                          max_plate_nesting=1)
-        fit = fit_svi(model, guide, problem.train, num_steps=args.steps, lr=args.lr, loss=loss, seed=args.seed,
-                      subsample_size=args.subsample_size, checkpoint=args.checkpoint,
-                      checkpoint_every=args.checkpoint_every, progress_bar=not args.no_progress,
-                      desc=f"{args.guide} (rank {rank}/{world_size})" if world_size > 1 else args.guide)
+        fit = _fit(args, model, problem.train, assignments(args.guide_option, "--guide-option"))
+        guide = fit.guide
     except ValueError as e:
         print(f"pyro-node-uq fit: {e}", file=sys.stderr)
         return 2
@@ -102,9 +104,17 @@ def add_fit_parser(sub):
     p.add_argument("--problem", default="chemical", help="problem name (default: chemical)")
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
                    help="option of the problem constructor, e.g. --problem-option num_train=256 (repeatable)")
-    p.add_argument("--guide", choices=GUIDES, default="autonormal")
+    p.add_argument("--guide", choices=sorted(GUIDES), default="autonormal",
+                   help="the registered method to run: " + ", ".join(f"{k} ({v})" for k, v in GUIDES.items()))
     p.add_argument("--guide-option", action="append", metavar="KEY=VALUE",
-                   help="option of the guide constructor, e.g. --guide-option score=hybrid (repeatable)")
+                   help="option of the method's runner (the registry's defaults otherwise), e.g. --guide-option "
+                        "init_scale=0.05 (repeatable)")
+    p.add_argument("--warm-start-steps", type=int, default=0,
+                   help="steps of the fit(s) the method starts from (MAP; AutoNormal for langevin); 0 (default): "
+                        "start at the model's initialisation")
+    p.add_argument("--stop-rtol", type=float, default=0.0,
+                   help="stop when the window-averaged loss improves by less than this fraction per window "
+                        "(default 0: run every step)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--num-particles", type=int, default=4, help="ELBO particles per step (vectorised)")

@@ -23,7 +23,8 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=500, lr=1e-2, ini
     :param float init_scale: initial posterior std in the unconstrained space (small: the MAP is a good mean,
         and a wide start makes the ODE solves of early particles wander).
     :param int num_particles: ELBO particles per step, vectorised (one ODE solve for all of them).
-    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s).
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s; 0: start at the
+        model's initialisation).
     :param int seed: seed.
     :param bool progress_bar: show a tqdm bar.
     :param int elbo_particles: particles of the final ELBO estimate (0 to skip).

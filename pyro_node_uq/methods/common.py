@@ -52,10 +52,12 @@ def counted(model):
 def start_from(name, warm_start, model, split, *, seed=0, progress_bar=True, **options):
     """The fit a method starts from: ``warm_start`` when given (a fit the caller shares between methods), else a
     fresh run of registered method ``name`` with ``options`` (an option given as ``None`` keeps that runner's own
-    default, so every method's warm start defaults to the same number of steps).  Its cost is added by
-    :func:`with_start_cost`."""
+    default, so every method's warm start defaults to the same number of steps), or ``None`` (no warm start: the
+    model's own initialisation) when ``num_steps`` is 0.  Its cost is added by :func:`with_start_cost`."""
     if warm_start is not None:
         return warm_start
+    if options.get("num_steps") == 0:
+        return None
     options = {k: v for k, v in options.items() if v is not None}
     return METHODS[name].runner(model, split, seed=seed, progress_bar=progress_bar, **options)
 
@@ -85,7 +87,10 @@ def map_values(result, derived=False):
         :meth:`~pyro_node_uq.models.ProcessModel.warm_start_values` moved them along its exact symmetries.  For
         initial values (``init_to_value`` ignores names that are not latent sites of its model), not for posterior
         samples.
+    :returns: the values, or ``None`` for ``result=None`` (no warm start).
     """
+    if result is None:
+        return None
     with torch.no_grad(), param_scope(result.param_state):
         values = {k: v.detach().clone() for k, v in result.guide.median().items()}
         if derived and result.train_split is not None:
@@ -196,7 +201,7 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
 
     clock = time.perf_counter()
     fit = fit_svi(counting, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
-                  desc=name, callback=step_callback, **svi_kwargs)
+                  desc=name, callback=step_callback, seed=seed, **svi_kwargs)
     wall = time.perf_counter() - clock
     ending = rule.warn_if_unfinished(name)
     if isinstance(guide, AutoGuide):  # a model's own guide does not hold the model
