@@ -55,8 +55,8 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
         guide_kwargs.setdefault("exact_weight_init", 0.01)
 
     def guide_fn(m):
-        return AutoLangevin(m, score=score, num_steps=num_steps, init_from=None if start is None else start.guide, init_loc_fn=init,
-                            **guide_kwargs)
+        return AutoLangevin(m, score=score, num_steps=num_steps, init_from=None if start is None else start.guide,
+                            init_loc_fn=init, **guide_kwargs)
 
     return fit_guide(f"langevin_{score}", model, guide_fn, split, num_steps=num_iters, lr=lr,
                      num_particles=num_particles, seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles,
