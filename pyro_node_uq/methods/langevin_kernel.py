@@ -75,7 +75,7 @@ def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=N
         >>> model = problem.default_model(R_hidden=(4,))
         >>> fit = run_autonormal(model, problem.train, num_steps=3, map_steps=3, progress_bar=False)
         >>> res = run_langevin_kernel(model, problem.train, warm_start=fit, num_particles=4, num_samples=3,
-        ...                           warmup_steps=2, progress_bar=False)
+        ...                           warmup_steps=2, thin=1, progress_bar=False)
         >>> res.samples["R.0.bias"].shape
         torch.Size([4, 3, 4])
     """
