@@ -104,8 +104,8 @@ class StoppingRule:
     Example::
 
         >>> rule = StoppingRule(max_steps=1000, rtol=1e-3, window=10)
-        >>> stopped = [step for step in range(1000) if rule(step, 100.0 + 50.0 / (1 + step))]
-        >>> s = rule.summary(); s.converged, s.steps < 1000
+        >>> stop = next(step for step in range(1000) if rule(step, 100.0 + 50.0 / (1 + step)))
+        >>> s = rule.summary(); s.converged, s.steps == stop + 1 < 1000
         (True, True)
     """
 

@@ -79,7 +79,7 @@ def register(name, description=None, **fields):
     Example::
 
         >>> @register("toy", "a toy method", defaults={"num_steps": 3}, start="map")
-        ... def run_toy(model, split, *, warm_start=None, seed=0, progress_bar=True, num_steps=10):
+        ... def run_toy(model, split, *, warm_start=None, seed=0, progress_bar=True, num_steps=3):
         ...     return warm_start
         >>> METHODS["toy"].options("chemical")
         {'num_steps': 3}
