@@ -8,9 +8,13 @@
 ``run`` appends one JSON line per (config, problem, seed, method) to ``--log`` (so a long grid can run in pieces,
 in the background); ``table`` prints, per problem, the spread (standard deviation and range) of MAP's test NLL
 over seeds, each method's mean test NLL, and the total CPU time of each configuration's fits (AutoNormal's
-without its MAP start, which is the MAP row), with the new/today ratios.  ``today`` is a fixed budget (MAP 800 steps from one Glorot start, AutoNormal 500 steps x 8 particles,
-loop counts scaled by the registry's per-problem cost), without early stopping or multi-start; ``new`` is the
-registry's current options.
+without its MAP start, which is the MAP row), with the new/today ratios.
+
+``today`` is the previous fixed budget (MAP 800 steps from one Glorot start with a tenfold learning-rate decay,
+AutoNormal 500 steps x 8 particles, loop counts scaled by the registry's per-problem cost), without early stopping
+or multi-start; run it with the previous package version on ``PYTHONPATH`` (options it lacks are not passed).
+``new`` is the registry's current options.  CPU (process) time is compared, since on a shared machine wall time
+measures the load.
 """
 import argparse
 import inspect
@@ -114,8 +118,9 @@ def table(args):
             conv = sum(bool(n[s]["converged"]) for s in seeds)
             totals["today"] += wt
             totals["new"] += wn
+            ratio = sn[1] / st[1] if st[1] else math.nan
             print(f"| {p} | {m} | {len(seeds)} | {st[0]:.3f} | {sn[0]:.3f} | {st[1]:.3f} | {sn[1]:.3f} | "
-                  f"{sn[1] / st[1] if st[1] else math.nan:.2f} | {st[2]:.3f} | {sn[2]:.3f} | {wt:.0f} | {wn:.0f} | {wn / wt:.2f} | "
+                  f"{ratio:.2f} | {st[2]:.3f} | {sn[2]:.3f} | {wt:.0f} | {wn:.0f} | {wn / wt:.2f} | "
                   f"{conv}/{len(seeds)} |")
     if totals["today"]:
         print(f"\ntotal fitting CPU time (process time: the machine is shared, so wall times are not comparable): "
