@@ -37,7 +37,7 @@ import pyro
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.data.pk import pk_population_predictive
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.infer import condition_effects, predict_units
+from pyro_node_uq.methods import condition_effects, predict_units
 from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
 from pyro_node_uq.utils.seeding import param_scope
 

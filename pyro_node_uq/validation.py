@@ -13,8 +13,8 @@ import warnings
 
 import torch
 
-__all__ = ["check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive", "check_choice",
-           "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
+__all__ = ["OnDivergence", "check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive",
+           "check_choice", "check_device", "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
 
 #: data larger than this in absolute value is refused: float32 squares overflow near 1e19, and a NODE with
 #: unit-scale weights cannot reach it (standardise the data instead)
@@ -30,6 +30,33 @@ class DataScaleWarning(UserWarning):
 
 #: the largest size (a width, a count of bins...) accepted by the option checks: beyond it a typo, not a model
 MAX_SIZE = 10 ** 7
+
+
+class OnDivergence(str):
+    """What a diverging solve does, checked once: ``"raise"`` a
+    :class:`~pyro_node_uq.distributions.NODEDivergenceError`, or ``"reject"`` (the diverged members score
+    ``-inf``).  A ``str`` (it compares, prints and pickles as its value); the public constructors turn their
+    ``on_divergence`` into one and the layers below take it as checked (``OnDivergence(v)`` of an instance is
+    ``v`` itself).
+
+    Example::
+
+        >>> OnDivergence("reject") == "reject"
+        True
+        >>> OnDivergence("ignore")
+        Traceback (most recent call last):
+        ...
+        ValueError: on_divergence: expected 'raise' or 'reject', got 'ignore'
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value):
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str) or value not in ("raise", "reject"):
+            raise ValueError(f"on_divergence: expected 'raise' or 'reject', got {value!r}")
+        return super().__new__(cls, value)
 
 
 def check_int(value, name, minimum=None, maximum=None):
@@ -124,10 +151,22 @@ def _check_magnitude(value, name):
                       "for a better fit", DataScaleWarning, stacklevel=4)
 
 
-def check_times(t, name="t"):
-    """``t`` must be a finite, strictly increasing 1-D tensor."""
+def check_times(t, name="t", t_mask=None):
+    """``t`` must be finite and strictly increasing: a non-empty 1-D tensor ``(T,)``, or per-unit times ``(N, T)``
+    whose real entries (``t_mask``, default all) are finite and strictly increasing along each row (the padding
+    in between is ignored).  The one check of sorted times: the data check and the solve's call it.
+
+    Example::
+
+        >>> check_times(torch.tensor([0.0, 1.0, 1.0]))
+        Traceback (most recent call last):
+        ...
+        ValueError: t: times must be strictly increasing; duplicated at index 2 (1.0 then 1.0)
+    """
     if not torch.is_tensor(t):
         raise TypeError(f"{name}: expected a torch.Tensor of times, got {type(t).__name__}")
+    if t.dim() == 2:
+        return _check_unit_times(t, name, t_mask)
     if t.dim() != 1 or t.numel() < 1:
         raise ValueError(f"{name}: expected a non-empty 1-D tensor of times, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -136,9 +175,27 @@ def check_times(t, name="t"):
         dt = t[1:] - t[:-1]
         if (dt <= 0).any():
             i = int(torch.nonzero(dt <= 0)[0])
-            what = "duplicated" if dt[i] == 0 else "unsorted"
-            raise ValueError(f"{name}: times must be strictly increasing; {what} at index {i + 1} "
-                             f"({float(t[i])} then {float(t[i + 1])})")
+            raise ValueError(_unsorted(name, "", i + 1, t[i], t[i + 1]))
+
+
+def _unsorted(name, where, i, before, after):
+    what = "duplicated" if before == after else "unsorted"
+    return (f"{name}: times must be strictly increasing; {what} at {where}index {i} "
+            f"({float(before)} then {float(after)})")
+
+
+def _check_unit_times(t, name, t_mask):
+    """Per-unit times ``(N, T)``: each row's real entries (``t_mask``) finite and strictly increasing."""
+    mask = torch.ones(t.shape, dtype=torch.bool, device=t.device) if t_mask is None else t_mask
+    if not torch.isfinite(t[mask]).all():
+        raise ValueError(f"{name}: times contain NaN or inf (pad per-unit times with t_mask)")
+    pos = torch.where(mask, torch.arange(t.shape[-1], device=t.device), -1).cummax(-1).values
+    prev = torch.cat([pos.new_full(pos.shape[:-1] + (1,), -1), pos[:, :-1]], -1)  # previous real time's index
+    before = t.gather(-1, prev.clamp(min=0))
+    bad = mask & (prev >= 0) & (t <= before)
+    if bad.any():
+        unit, i = (int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(_unsorted(name, f"unit {unit}, ", i, before[unit, i], t[unit, i]))
 
 
 def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
@@ -206,3 +263,41 @@ def check_trajectory_data(t, x, y, mask, input_dim, obs_dim, x_times=None):
         if mask is not None:
             y = torch.where(mask, y, torch.zeros_like(y))
     return y, mask
+
+
+def check_device(value, name="device"):
+    """``value`` as a usable :class:`torch.device`: a known device type whose back-end is present on this machine
+    (``"cuda"`` needs CUDA and a GPU of that index, ``"mps"`` Apple's Metal), so a fit does not fail deep inside.
+
+    Example::
+
+        >>> check_device("cpu")
+        device(type='cpu')
+        >>> check_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device: 'gpu' is not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'
+    """
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1' or "
+                         "'mps'") from None
+    kind = device.type
+    if kind == "cpu":
+        return device
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name}: {value!r} needs CUDA, which is not available on this machine (this torch "
+                             f"build: {torch.__version__}, CUDA {torch.version.cuda}); use 'cpu'")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{name}: {value!r} asks for GPU {device.index}, but this machine has {count} "
+                             f"(cuda:0 to cuda:{count - 1})")
+        return device
+    backend = getattr(torch.backends, kind, None) if kind == "mps" else getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    if kind not in ("mps", "xpu") or available is None or not available():
+        raise ValueError(f"{name}: {value!r}: the {kind} back-end is not available on this machine (or not "
+                         "supported); use 'cpu' or 'cuda'")
+    return device

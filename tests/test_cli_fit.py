@@ -38,7 +38,8 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
     assert "AutoNormal.locs.R.0.weight" in torch.load(one / "params.pt", weights_only=False)["params"]
     idata = az.from_netcdf(one / "posterior.nc")
     assert idata.posterior["R.0.weight"].dims[:2] == ("chain", "draw")
-    assert sorted(os.listdir(one)) == ["losses.csv", "params.pt", "posterior.nc"]  # no temporary files left
+    # no temporary files left; the manifest makes the three files one unit, as for compare --out
+    assert sorted(os.listdir(one)) == ["MANIFEST.json", "losses.csv", "params.pt", "posterior.nc"]
     # the launcher starts from a clean slate: no process-group variables and no signal dispositions or mask
     # inherited from this test process (in the full default run, after every doctest, rank 1 aborted with
     # "terminate called without an active exception"; alone, or with only tests/ before it, it never did)
@@ -58,3 +59,100 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("over 2 process(es)") == 1  # rank 0 alone reports
     assert torch.allclose(torch.tensor(_losses(two)), torch.tensor(_losses(one)), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the output folder and the checkpoint
+SMALL = ARGS + ["--num-samples", "8"]
+
+
+def _tree_digest(root):
+    from tests.compare.test_output import _tree_digest as digest
+
+    return digest(root)
+
+
+def test_fit_into_a_users_folder_exits_2_and_leaves_every_byte(tmp_path, capsys):
+    """Must-show: ``fit --out`` into a folder with foreign files refuses before any work; every byte stays."""
+    out = tmp_path / "mine"
+    (out / "run").mkdir(parents=True)
+    (out / "params.pt").write_bytes(b"my own parameters")
+    (out / "run" / "notes.txt").write_text("notes")
+    before = _tree_digest(out)
+    with pytest.raises(SystemExit) as e:
+        main(SMALL + ["--out", str(out)])
+    assert e.value.code == 2 and "is not a fit's output" in capsys.readouterr().err
+    assert _tree_digest(out) == before and sorted(os.listdir(tmp_path)) == ["mine"]
+
+
+def test_rerunning_a_finished_fit_resumes_to_the_same_outputs(tmp_path, capsys):
+    """The identical ``fit --checkpoint C --out D`` command run again: no new parameters, the same files."""
+    ckpt, out = tmp_path / "c" / "fit.ckpt", tmp_path / "d"
+    argv = SMALL + ["--checkpoint", str(ckpt), "--out", str(out)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    params, losses = (out / "params.pt").read_bytes(), (out / "losses.csv").read_bytes()
+    posterior = az.from_netcdf(out / "posterior.nc").posterior.load()
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert again.split("\n")[1:] == first.split("\n")[1:]  # the same RMSEs (the first line has the wall time)
+    assert (out / "params.pt").read_bytes() == params and (out / "losses.csv").read_bytes() == losses
+    assert az.from_netcdf(out / "posterior.nc").posterior.equals(posterior)
+    state = torch.load(out / "params.pt", weights_only=False)
+    assert not [k for k in state["params"] if k.endswith(".obs")]  # no guide site for the observations
+    assert sorted(os.listdir(out)) == ["MANIFEST.json", "losses.csv", "params.pt", "posterior.nc"]
+
+
+def test_a_file_added_to_a_fit_output_makes_the_next_fit_refuse(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(SMALL + ["--out", str(out)]) == 0
+    (out / "my_plot.png").write_bytes(b"png")
+    before = _tree_digest(out)
+    with pytest.raises(SystemExit) as e:
+        main(SMALL + ["--out", str(out), "--seed", "1"])
+    assert e.value.code == 2 and "my_plot.png" in capsys.readouterr().err
+    assert _tree_digest(out) == before
+
+
+_FAULTS = ["params", "losses", "posterior", "manifest", "swap"]
+
+
+@pytest.mark.parametrize("where", _FAULTS)
+def test_a_fit_save_failing_at_any_write_leaves_the_previous_output(tmp_path, monkeypatch, where):
+    """Fault injection as for the comparison: a failure at any write of the new output leaves the previous
+    output as it was (and loadable), with no staging folder left; the next fit then replaces it."""
+    import builtins
+
+    import xarray
+
+    from pyro_node_uq.compare import output
+    from pyro_node_uq.utils import persist
+    from pyro_node_uq.utils.persist import read_manifest, verify_files
+
+    out = tmp_path / "d"
+    assert main(SMALL + ["--out", str(out)]) == 0
+    before = _tree_digest(out)
+
+    def boom(*args, **kwargs):
+        raise OSError(5, f"injected failure at {where}")
+
+    real_save, real_open = torch.save, builtins.open
+    if where == "params":
+        monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: boom() if str(f).endswith("params.pt")
+                            else real_save(obj, f, *a, **k))
+    elif where == "losses":
+        monkeypatch.setattr(builtins, "open", lambda f, *a, **k: boom() if str(f).endswith("losses.csv")
+                            else real_open(f, *a, **k))
+    elif where == "posterior":
+        monkeypatch.setattr(xarray.Dataset, "to_netcdf", boom)
+    elif where == "manifest":
+        monkeypatch.setattr(persist, "atomic_save", boom)
+    else:
+        monkeypatch.setattr(output, "_exchange", boom)
+    with pytest.raises(OSError, match="injected"):
+        main(SMALL + ["--out", str(out), "--seed", "1"])
+    monkeypatch.undo()
+    assert _tree_digest(out) == before
+    verify_files(out, read_manifest(out, "fit"), "MANIFEST.json")
+    assert sorted(os.listdir(tmp_path)) == [".d.lock", "d"]
+    assert main(SMALL + ["--out", str(out), "--seed", "1"]) == 0
+    assert _tree_digest(out) != before

@@ -82,3 +82,25 @@ def test_option_checks():
     assert check_positive(0, "rate", allow_zero=True) == 0.0
     with pytest.raises(TypeError, match="rate: expected a finite number > 0, got 'abc'"):
         check_positive("abc", "rate")
+
+
+def test_on_divergence_is_one_checked_value():
+    from pyro_node_uq.validation import OnDivergence
+
+    mode = OnDivergence("reject")
+    assert mode == "reject" and repr(mode) == "'reject'" and OnDivergence(mode) is mode
+    assert isinstance(NODEModel(obs_dim=1, on_divergence="reject").on_divergence, OnDivergence)
+    with pytest.raises(ValueError, match="on_divergence: expected 'raise' or 'reject', got 'ignore'"):
+        NODEModel(obs_dim=1, on_divergence="ignore")
+
+
+def test_per_unit_times_are_checked_by_the_same_rule():
+    from pyro_node_uq.validation import check_times
+
+    t = torch.tensor([[0.0, 1.0, 5.0, 2.0], [0.0, 3.0, 3.0, 4.0]])
+    mask = torch.tensor([[True, True, False, True], [True, True, True, True]])
+    with pytest.raises(ValueError, match=r"t: times must be strictly increasing; duplicated at unit 1, index 2 "
+                                         r"\(3.0 then 3.0\)"):
+        check_times(t, "t", mask)  # unit 0 skips its padding (5.0) and is sorted
+    with pytest.raises(ValueError, match=r"unsorted at unit 0, index 3 \(5.0 then 2.0\)"):
+        check_times(t, "t")

@@ -42,7 +42,7 @@ from pyro_node_uq.compare.unit_figures import plot_units  # noqa: E402
 from pyro_node_uq.data import events_problem, split_by_time  # noqa: E402
 from pyro_node_uq.data.pk import theophylline_table  # noqa: E402
 from pyro_node_uq.diagnostics import score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import condition_effects, predict_units  # noqa: E402
+from pyro_node_uq.methods import condition_effects, predict_units  # noqa: E402
 from pyro_node_uq.methods import run_autonormal, run_langevin, run_map  # noqa: E402
 
 SMOKE = bool(os.environ.get("CI"))

@@ -161,7 +161,7 @@ for name in langevin:
 # only indicative. What the run does show cleanly is the cost per draw: 6400 ensemble draws (16 particles
 # x 400) took 13 s, while 200 NUTS draws took 146 s (5852 gradient evaluations), because each ensemble
 # step is one vectorised model call for all particles. Longer runs, more warm-up, or starting the ensemble
-# from a trained AutoLangevin guide (`drift="hybrid"`, `guide=...`) are the next things to try.
+# from a trained AutoLangevin guide (`drift="blend"` or `"learned"`, `guide=...`) are the next things to try.
 
 # %% [markdown]
 # `az.summary` for one layer, side by side, and `az.compare` of the predictive fit on the test split.

@@ -2,10 +2,11 @@
 import argparse
 import sys
 
+from .common import UsageError
 from .compare import add_compare_parser, cmd_compare
 from .fit import add_fit_parser
 
-__all__ = ["build_parser", "cmd_compare", "main"]
+__all__ = ["UsageError", "build_parser", "cmd_compare", "main"]
 
 
 def build_parser():
@@ -18,9 +19,16 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    A bad argument is reported like ``argparse`` does: the message on stderr and ``SystemExit`` with status 2
+    (:class:`~pyro_node_uq.cli.common.UsageError`), before any work begins."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"pyro-node-uq {args.command}: {e}", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

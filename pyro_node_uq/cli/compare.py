@@ -1,44 +1,46 @@
 """``pyro-node-uq compare``: inference methods side by side on one problem."""
+import os
 import sys
 
-from .common import assignments, problem_from_args
+from .common import UsageError, assignments, check_count, check_problem_args, problem_from_args, usage_errors
 
 __all__ = ["add_compare_parser", "cmd_compare"]
 
 
 def _data_problem(args):
-    """The problem of ``--data FILE --format nonmem`` (units held out by the seeded split)."""
-    from ..data import events_problem
+    """The problem of ``--data FILE``: ``--format nonmem`` (an event table, units held out by the seeded split)
+    or ``--format trajectories`` (a long-format table: ``--unit``, ``--time``, ``--inputs``, ``--outputs``)."""
+    from ..data import events_problem, read_trajectories
 
-    if args.format != "nonmem":
-        raise SystemExit(f"--format: only 'nonmem' event tables are supported, got {args.format!r}")
-    covariates = [c.strip() for c in (args.covariates or "").split(",") if c.strip()]
+    names = lambda text: [c.strip() for c in (text or "").split(",") if c.strip()]  # noqa: E731
+    if args.format not in ("nonmem", "trajectories"):
+        raise SystemExit(f"--format: expected 'nonmem' or 'trajectories', got {args.format!r}")
     try:
-        return events_problem(args.data, covariates=covariates, test_fraction=args.test_fraction,
+        if args.format == "trajectories":
+            return read_trajectories(args.data, unit=args.unit, time=args.time, inputs=names(args.inputs),
+                                     outputs=names(args.outputs) or None, test_fraction=args.test_fraction,
+                                     seed=args.seed).to(device=args.device)
+        return events_problem(args.data, covariates=names(args.covariates), test_fraction=args.test_fraction,
                               seed=args.seed).to(device=args.device)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"--data: {e}") from None
 
 
-def cmd_compare(args):
-    """Run inference methods side by side on one problem; write the table, InferenceData, figures and report.
+def _check_args(args):
+    """Every argument checked before any work: the methods, ``--set`` keys and values against the runners'
+    signatures, counts, the device, the data options, the problem and its options, and ``--out``.
 
-    Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
-    ran ok, 2 for bad arguments or a busy output folder, 130 when interrupted (SIGINT; the finished methods are
-    written and the report says the run is incomplete)."""
-    from ..compare import run_comparison
-    from ..methods import METHODS, demo_methods
-    from ..compare.output import OutputFolderBusy
+    :returns: ``(methods, overrides)``.
+    :raises UsageError: a bad argument (exit status 2).
+    :raises ValueError: unknown methods, a bad ``--num-samples``, or an ``--out`` that is not replaceable (the
+        command prints it and returns 2).
+    """
+    from ..compare.options import check_method_options
+    from ..compare.output import OutputFolder
+    from ..methods import METHODS, demo_methods, resolve_methods
+    from ..validation import check_device, check_int
 
-    import torch
-
-    if args.threads < 1:
-        raise SystemExit(f"--threads: expected an integer >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)  # small tensors: extra intra-op threads only spin-wait on a busy machine
-    if args.list:
-        for m in METHODS.values():
-            print(f"{m.name:<18} {m.description}")
-        return 0
+    check_count(args.threads, "--threads")
     if args.methods == "demo":
         methods = demo_methods()
     elif args.methods == "all":
@@ -48,16 +50,66 @@ def cmd_compare(args):
     overrides = {}
     for key, value in assignments(args.set, "--set").items():
         method, dot, option = key.partition(".")
-        if not dot:
-            raise SystemExit(f"--set: expected METHOD.OPTION=VALUE, got {key!r}")
+        if not dot or not method or not option:
+            raise UsageError(f"--set: expected METHOD.OPTION=VALUE, got {key!r}")
+        if method not in METHODS:
+            raise UsageError(f"--set {key}: unknown method {method!r}; registered methods are {sorted(METHODS)}")
         overrides.setdefault(method, {})[option] = value
+    for method, options in overrides.items():
+        try:
+            check_method_options(METHODS[method], options)
+        except ValueError as e:
+            raise UsageError(f"--set {e}") from None
+    check_count(args.seed, "--seed", minimum=0)
+    try:
+        check_device(args.device, "--device")
+    except (TypeError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    if args.data is not None:
+        if not os.path.isfile(args.data):
+            raise UsageError(f"--data: no file at {args.data!r}")
+        if not (0 < args.test_fraction < 1):
+            raise UsageError(f"--test-fraction: expected a fraction of the units in (0, 1), got {args.test_fraction}")
+    else:
+        check_problem_args(args, args.problem_option)
+    selected = resolve_methods(methods)
+    if not selected:
+        raise ValueError("methods: no method selected; give at least one name (see --list)")
+    check_int(args.num_samples, "num_samples", minimum=2)
+    OutputFolder(args.out).check()
+    return methods, overrides
+
+
+def cmd_compare(args):
+    """Run inference methods side by side on one problem; write the table, InferenceData, figures and report.
+
+    Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
+    ran ok, 2 for bad arguments (all checked before any work begins) or a busy or foreign output folder, 130
+    when interrupted (SIGINT; the finished methods are written and the report says the run is incomplete)."""
+    from ..compare import run_comparison
+    from ..methods import METHODS
+    from ..utils.persist import SaveBusy
+
+    import torch
+
+    check_count(args.threads, "--threads")
+    if args.list:
+        for m in METHODS.values():
+            print(f"{m.name:<18} {m.description}")
+        return 0
+    try:
+        methods, overrides = _check_args(args)
+    except (ValueError, TypeError) as e:
+        print(f"pyro-node-uq compare: {e}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)  # small tensors: extra intra-op threads only spin-wait on a busy machine
     if args.device != "cpu":  # the data go there; Pyro's and the optimisers' own tensors follow the default
         torch.set_default_device(args.device)
-    problem = _data_problem(args) if args.data else problem_from_args(args, args.problem_option)
+    problem = usage_errors(_data_problem, args) if args.data else problem_from_args(args, args.problem_option)
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
                               progress_bar=not args.no_progress, num_samples=args.num_samples, overrides=overrides)
-    except (ValueError, TypeError, OutputFolderBusy) as e:  # bad names/options, busy folder: a message, no traceback
+    except (ValueError, TypeError, SaveBusy) as e:  # bad names/options, busy folder: a message, no traceback
         print(f"pyro-node-uq compare: {e}", file=sys.stderr)
         return 2
     for row in rows:
@@ -85,7 +137,7 @@ def add_compare_parser(sub):
     p.add_argument("--out", default="results", help="output directory (default: results)")
     p.add_argument("--quick", action="store_true", help="each method's quick (smoke-test) options")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-samples", type=int, default=200, help="predictive draws per method and split")
+    p.add_argument("--num-samples", type=int, default=200, help="predictive draws per method and split (>= 2)")
     p.add_argument("--set", action="append", metavar="METHOD.OPTION=VALUE",
                    help="override a method option, e.g. --set map.num_steps=300 (repeatable)")
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
@@ -93,9 +145,16 @@ def add_compare_parser(sub):
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the tensors are small)")
     p.add_argument("--device", default="cpu", help="torch device of the data and every fit (default: cpu)")
     p.add_argument("--data", metavar="FILE.csv", help="compare on your own event table instead of --problem")
-    p.add_argument("--format", default="nonmem", help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT)")
+    p.add_argument("--format", default="nonmem",
+                   help="format of --data: 'nonmem' (ID, TIME, DV, AMT, EVID, MDV, CMT) or 'trajectories' (one "
+                        "row per unit and time: --unit, --time, --inputs, --outputs columns)")
     p.add_argument("--covariates", metavar="WT,APGR", help="comma-separated covariate columns of --data")
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
+    p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
+    p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")
+    p.add_argument("--inputs", metavar="U1,U2", help="input columns of --format trajectories (default: none)")
+    p.add_argument("--outputs", metavar="Y1,Y2",
+                   help="output columns of --format trajectories (default: every other column)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)

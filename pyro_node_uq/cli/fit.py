@@ -3,95 +3,157 @@ import csv
 import os
 import sys
 
-#: ``--guide`` name -> the registered method it runs (see :data:`~pyro_node_uq.methods.METHODS`)
-GUIDES = {"autonormal": "autonormal", "lowrank": "lowrank", "langevin": "langevin_learned",
-          "layerwise": "layerwise_last"}
+from .common import UsageError, assignments, check_count, check_options, check_problem_args, problem_from_args
+
+GUIDES = ("autonormal", "lowrank", "langevin", "layerwise")
+#: guide constructor arguments the command sets itself
+GUIDE_FIXED = ("init_loc_fn", "guide", "init_from", "model")
 
 __all__ = ["add_fit_parser", "cmd_fit"]
 
 
-def _fit(args, model, train, options):
-    """One fit of ``args.guide`` by its registered runner, with the registry's defaults for everything the command
-    line does not set; the warm start it would fit first gets ``args.warm_start_steps`` steps (0: none, the guide
-    starts at the model's initialisation)."""
-    from ..methods import METHODS
-
-    name = GUIDES[args.guide]
-    if args.guide == "langevin" and "score" in options:  # --guide-option score=hybrid: that score's method
-        name = f"langevin_{options.pop('score')}"
-        if name not in METHODS:
-            raise ValueError(f"--guide-option score: expected one of learned, exact, hybrid, got {name[9:]!r}")
-    method = METHODS[name]
-    loop = "num_iters" if "num_iters" in method.defaults else "num_steps"
-    start = {"map_steps": args.warm_start_steps}
-    if method.start == "autonormal":
-        start["autonormal_steps"] = args.warm_start_steps
-    run = dict(start, **{loop: args.steps}, lr=args.lr, num_particles=args.num_particles, elbo_particles=0,
-               seed=args.seed, progress_bar=not args.no_progress, subsample_size=args.subsample_size,
-               checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, stop_rtol=args.stop_rtol)
-    if method.start == "autonormal":  # SVI options of a method whose own num_steps is its chain length
-        run["svi_kwargs"] = {k: run.pop(k) for k in ("subsample_size", "checkpoint", "checkpoint_every",
-                                                     "stop_rtol")}
-    return method.runner(model, train, **run, **options)
+def _make_guide(kind, model, seed, options):
+    defaults = {"autonormal": {"init_scale": 0.05}, "lowrank": {"init_scale": 0.05},
+                "layerwise": {"subset": "last_layer"}}.get(kind, {})
+    return _guide_class(kind)(model, init_loc_fn=model.init_loc_fn(seed), **{**defaults, **options})
 
 
 def _write_outputs(out, fit, model, guide, problem, args):
-    """Rank 0: the param store, the loss curve and the posterior on the test split (each written atomically)."""
+    """Rank 0: the param store (Pyro's ``ParamStore.save`` format), the loss curve and the posterior on the test
+    split, written into ``out`` (the staging folder of the output, published as one unit)."""
     import pyro
     import torch
 
     from ..diagnostics import to_inference_data
     from ..methods import MethodResult
-    from ..utils import atomic_save
 
-    os.makedirs(out, exist_ok=True)
     state = pyro.get_param_store().get_state()
-    atomic_save(os.path.join(out, "params.pt"), lambda tmp: torch.save(state, tmp))
-
-    def write_losses(tmp):
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows([("step", "loss"), *enumerate(fit.losses)])
-
-    atomic_save(os.path.join(out, "losses.csv"), write_losses)
+    torch.save(state, os.path.join(out, "params.pt"))
+    with open(os.path.join(out, "losses.csv"), "w", newline="") as f:
+        csv.writer(f).writerows([("step", "loss"), *enumerate(fit.losses)])
     result = MethodResult(name=args.guide, model=model, guide=guide, losses=fit.losses, wall_time=fit.wall_time,
                           param_state=state, train_split=problem.train)
     idata = to_inference_data(result, problem.test, num_samples=args.num_samples, seed=args.seed,
                               output_names=problem.obs_names, input_names=problem.input_names or None)
-    atomic_save(os.path.join(out, "posterior.nc"), idata.to_netcdf)
+    idata.to_netcdf(os.path.join(out, "posterior.nc"))
+
+
+def _guide_class(kind):
+    from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+
+    from ..infer import AutoLangevin, AutoLayerwise
+
+    return {"autonormal": AutoNormal, "lowrank": AutoLowRankMultivariateNormal, "langevin": AutoLangevin,
+            "layerwise": AutoLayerwise}[kind]
+
+
+def _check_args(args):
+    """Every argument checked before any work (exit status 2 with a message naming it); returns the parsed
+    ``(problem_options, guide_options)``."""
+    from ..compare.options import MAX_LR
+
+    for name, minimum in (("threads", 1), ("steps", 1), ("num_particles", 1), ("checkpoint_every", 1),
+                          ("num_samples", 1), ("seed", 0)):
+        check_count(getattr(args, name), "--" + name.replace("_", "-"), minimum)
+    if args.subsample_size is not None:
+        check_count(args.subsample_size, "--subsample-size")
+    if not (0 < args.lr <= MAX_LR):  # NaN fails too
+        raise UsageError(f"--lr: expected a learning rate in (0, {MAX_LR:g}] (Adam moves every parameter by about lr "
+                         f"per step), got {args.lr}")
+    problem_options = check_problem_args(args, args.problem_option)
+    guide_options = assignments(args.guide_option, "--guide-option")
+    check_options(guide_options, _guide_class(args.guide), "--guide-option", fixed=GUIDE_FIXED)
+    if args.checkpoint is not None and os.path.isdir(args.checkpoint):
+        raise UsageError(f"--checkpoint: {args.checkpoint!r} is a folder; give a file path, e.g. run/fit.ckpt")
+    return problem_options, guide_options
+
+
+def _hold_outputs(stack, args, rank):
+    """Rank 0 takes ``--out`` (checked and locked for the whole fit); every rank hears if it cannot."""
+    from ..compare.output import OutputFolder
+    from ..infer.distributed import broadcast_object
+    from ..utils.persist import SaveBusy
+
+    folder = error = None
+    if rank == 0 and args.out:
+        try:
+            folder = stack.enter_context(OutputFolder(args.out, kind="fit"))
+        except (ValueError, SaveBusy) as e:
+            error = str(e)
+    error = broadcast_object(error)
+    if error:
+        raise _Refused(error)
+    return folder
+
+
+class _Refused(Exception):
+    """The output folder or the checkpoint cannot be used (exit status 2)."""
 
 
 def cmd_fit(args):
-    """Fit one guide with SVI; under ``torchrun`` every process fits a shard and rank 0 alone prints and writes."""
+    """Fit one guide with SVI; under ``torchrun`` every process fits a shard and rank 0 alone prints and writes.
+
+    ``--out`` is owned like ``compare --out``: it must be absent, empty or an earlier ``fit`` output holding only
+    the files its manifest lists, and it is replaced in one step when the fit ends.  Exit status: 0 ok, 2 for bad
+    arguments (checked before any work), a foreign or busy output folder or a checkpoint that does not belong to
+    this fit."""
+    import contextlib
+
+    import pyro
     import torch
+    from pyro.infer import Trace_ELBO
 
-    from .common import assignments, rmse
-    from ..data import load_problem
+    from .common import rmse
+    from ..infer import fit_svi
     from ..infer.distributed import init_distributed
+    from ..utils.persist import SaveBusy
 
+    problem_options, guide_options = _check_args(args)
+    if args.out:
+        from ..compare.output import OutputFolder
+
+        try:
+            OutputFolder(args.out, kind="fit").check()
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     torch.set_num_threads(args.threads)
     if args.float64:
         torch.set_default_dtype(torch.float64)
     rank, world_size = init_distributed(args.backend)
-    try:
-        problem = load_problem(args.problem, seed=args.seed, **assignments(args.problem_option, "--problem-option"))
-        if args.float64:
-            problem = problem.to(torch.float64)
-        model = problem.default_model()
-        fit = _fit(args, model, problem.train, assignments(args.guide_option, "--guide-option"))
-        guide = fit.guide
-    except ValueError as e:
-        print(f"pyro-node-uq fit: {e}", file=sys.stderr)
-        return 2
-    if rank != 0:
-        return 0
-    print(f"{args.guide} on {problem.name}: {len(problem.train)} training trajectories over {world_size} "
-          f"process(es), {len(fit.losses)} steps, loss {fit.losses[0]:.6g} -> {fit.losses[-1]:.6g} "
-          f"({fit.wall_time:.1f} s this run)")
-    for name, split in problem.splits.items():
-        print(f"{name:<14} RMSE of one posterior draw {rmse(model, guide, split):.4f}")
-    if args.out:
-        _write_outputs(args.out, fit, model, guide, problem, args)
-        print(f"wrote {args.out}/params.pt, losses.csv, posterior.nc")
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = _hold_outputs(stack, args, rank)
+            problem = problem_from_args(args, args.problem_option)
+            if args.float64:
+                problem = problem.to(torch.float64)
+            model = problem.default_model()
+            pyro.clear_param_store()
+            pyro.set_rng_seed(args.seed)
+            guide = _make_guide(args.guide, model, args.seed, guide_options)
+            loss = Trace_ELBO(num_particles=args.num_particles, vectorize_particles=args.num_particles > 1,
+                              max_plate_nesting=1)
+            config = {"problem": problem.name, "problem_options": repr(sorted(problem_options.items())),
+                      "guide_options": repr(sorted(guide_options.items())), "num_particles": args.num_particles,
+                      "dtype": str(problem.train.y.dtype)}
+            fit = fit_svi(model, guide, problem.train, num_steps=args.steps, lr=args.lr, loss=loss, seed=args.seed,
+                          subsample_size=args.subsample_size, checkpoint=args.checkpoint,
+                          checkpoint_every=args.checkpoint_every, progress_bar=not args.no_progress,
+                          desc=f"{args.guide} (rank {rank}/{world_size})" if world_size > 1 else args.guide,
+                          checkpoint_config=config)
+        except (ValueError, _Refused, SaveBusy) as e:
+            print(f"pyro-node-uq fit: {e}", file=sys.stderr)
+            return 2
+        if rank != 0:
+            return 0
+        print(f"{args.guide} on {problem.name}: {len(problem.train)} training trajectories over {world_size} "
+              f"process(es), {len(fit.losses)} steps, loss {fit.losses[0]:.6g} -> {fit.losses[-1]:.6g} "
+              f"({fit.wall_time:.1f} s this run)")
+        for name, split in problem.splits.items():
+            print(f"{name:<14} RMSE of one posterior draw {rmse(model, guide, split):.4f}")
+        if folder is not None:
+            _write_outputs(folder.stage, fit, model, guide, problem, args)
+            folder.publish(complete=True, guide=args.guide, problem=problem.name, steps=len(fit.losses))
+            print(f"wrote {args.out}/params.pt, losses.csv, posterior.nc")
     return 0
 
 
@@ -104,17 +166,9 @@ def add_fit_parser(sub):
     p.add_argument("--problem", default="chemical", help="problem name (default: chemical)")
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
                    help="option of the problem constructor, e.g. --problem-option num_train=256 (repeatable)")
-    p.add_argument("--guide", choices=sorted(GUIDES), default="autonormal",
-                   help="the registered method to run: " + ", ".join(f"{k} ({v})" for k, v in GUIDES.items()))
+    p.add_argument("--guide", choices=GUIDES, default="autonormal")
     p.add_argument("--guide-option", action="append", metavar="KEY=VALUE",
-                   help="option of the method's runner (the registry's defaults otherwise), e.g. --guide-option "
-                        "init_scale=0.05 (repeatable)")
-    p.add_argument("--warm-start-steps", type=int, default=0,
-                   help="steps of the fit(s) the method starts from (MAP; AutoNormal for langevin); 0 (default): "
-                        "start at the model's initialisation")
-    p.add_argument("--stop-rtol", type=float, default=0.0,
-                   help="stop when the window-averaged loss improves by less than this fraction per window "
-                        "(default 0: run every step)")
+                   help="option of the guide constructor, e.g. --guide-option score=hybrid (repeatable)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--num-particles", type=int, default=4, help="ELBO particles per step (vectorised)")
@@ -122,7 +176,9 @@ def add_fit_parser(sub):
                    help="trajectories per step over all processes (default: all)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file: saved by rank 0, resumed from if present")
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--out", default=None, help="folder for params.pt, losses.csv and posterior.nc (rank 0)")
+    p.add_argument("--out", default=None,
+                   help="folder for params.pt, losses.csv and posterior.nc (rank 0); new, empty or an earlier fit "
+                        "output, replaced as a whole")
     p.add_argument("--num-samples", type=int, default=200, help="posterior draws in posterior.nc")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float64", action="store_true", help="fit in double precision")

@@ -118,8 +118,9 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
                   f"reflect the budget, not the method): {', '.join(unfinished)}.", ""]
     lines += ["## Problem", "", problem.description.strip(), ""]
     unit = "trajectories" if problem.task == "trajectories" else "points"
-    lines += [f"Splits: {len(problem.train)} training, {len(problem.test)} test and {len(problem.extrapolation)} "
-              f"extrapolation {unit}; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`.", ""]
+    extra = f"{len(problem.extrapolation)} extrapolation" if problem.extrapolation is not None else "no extrapolation"
+    lines += [f"Splits: {len(problem.train)} training, {len(problem.test)} test and {extra} "
+              f"{unit}; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`.", ""]
     lines += ["## Run", ""] + [f"- {k}: `{v}`" for k, v in config.items()] + [""]
     lines += ["| method | description | options |", "|---|---|---|"]
     for m in methods:

@@ -22,6 +22,7 @@ from ..utils.persist import atomic_save
 from ..validation import check_int
 from . import figures
 from .context import RunContext
+from .options import check_method_options
 from .output import OutputFolder
 from .report import markdown_tables, write_csv, write_report, write_text
 from .scoring import calibrate_error_predictor, hidden_comparable, score_result
@@ -35,6 +36,11 @@ SPLITS = ("test", "extrapolation")
 def _summary(e):
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _present(problem):
+    """The scored splits the problem has (a user's problem may have no extrapolation split)."""
+    return [s for s in SPLITS if getattr(problem, s) is not None]
 
 
 def _write_tables(rows, out):
@@ -139,6 +145,7 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
     for name in overrides:
         if name not in METHODS:
             raise ValueError(f"overrides: unknown method {name!r}; registered methods are {sorted(METHODS)}")
+        check_method_options(METHODS[name], overrides[name])
     rows = ComparisonRows()
     with OutputFolder(out) as folder, _StopOnSigint() as stop:
         rows.out, stage = folder.out, folder.stage
@@ -227,7 +234,7 @@ def _run_method(method, ctx, problem, num_samples, seed, hidden, row, start_scor
     else:
         preds = {s: {k: v.detach() for k, v in result.predict(getattr(problem, s), num_samples=num_samples,
                                                                seed=seed).items()}
-                 for s in SPLITS}
+                 for s in _present(problem)}
     row.update(score_result(result, problem, preds, hidden=hidden))
     return result, preds
 
@@ -235,7 +242,7 @@ def _run_method(method, ctx, problem, num_samples, seed, hidden, row, start_scor
 def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):
     """Band figures and the InferenceData netCDF of one finished method; failures become notes."""
     figs = []
-    for s in SPLITS:
+    for s in _present(problem):
         rel = f"figures/bands_{method.name}_{s}.png"
         try:
             figures.plot_bands(method.name, preds[s], getattr(problem, s), s, problem, os.path.join(out, rel))
@@ -253,7 +260,7 @@ def _summary_figures(rows, predictions, problem, out, hidden, ctx):
     figs = []
     jobs = []
     if predictions:
-        for s in SPLITS:
+        for s in _present(problem):
             split = getattr(problem, s)
             jobs.append((f"calibration on {s}", f"figures/calibration_{s}.png", figures.plot_calibrations,
                          ({k: v[s] for k, v in predictions.items()}, split, s, problem)))

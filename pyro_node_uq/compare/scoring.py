@@ -182,18 +182,21 @@ def _error_scores(result, problem, predictions):
     if ltau is not None:
         with param_scope(result.param_state):
             pred_test = ltau.predict_node(result.model, result.guide, test)
-            pred_extra = ltau.predict_node(result.model, result.guide, extra)
+            pred_extra = ltau.predict_node(result.model, result.guide, extra) if extra is not None else None
             _, y_mean = node_latent(result.model, result.guide, test)
-        uncertainty, ood_in, ood_out = pred_test.mean, pred_test.distance, pred_extra.distance
+        uncertainty, ood_in = pred_test.mean, pred_test.distance
+        ood_out = pred_extra.distance if pred_extra is not None else None
     else:
-        if "test" not in predictions or "extrapolation" not in predictions:
+        if "test" not in predictions:
             return {}
         y_mean = predictions["test"]["y_mean"].mean(0)
         uncertainty = _spread(predictions["test"]["y_mean"])
-        ood_in, ood_out = uncertainty, _spread(predictions["extrapolation"]["y_mean"])
-    uncertainty, ood_in, ood_out = uncertainty.detach(), ood_in.detach(), ood_out.detach()
+        extra_pred = predictions.get("extrapolation")
+        ood_in, ood_out = uncertainty, _spread(extra_pred["y_mean"]) if extra_pred is not None else None
     errors, observed = point_errors(y_mean, test)
     seen = observed & _observed(test)
     seen[:calibration_half(test)] = False
-    return {"error_spearman": spearman(uncertainty[seen], errors[seen]),
-            "ood_auroc": auroc(ood_in[seen], ood_out[_observed(extra)])}
+    row = {"error_spearman": spearman(uncertainty.detach()[seen], errors[seen])}
+    if ood_out is not None and extra is not None:  # no extrapolation split: nothing to detect
+        row["ood_auroc"] = auroc(ood_in.detach()[seen], ood_out.detach()[_observed(extra)])
+    return row

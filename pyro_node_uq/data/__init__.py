@@ -3,6 +3,7 @@ with splits."""
 from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
 from .problem import Problem, Split, random_sines
+from .arrays import read_trajectories, trajectories_problem
 from .events import read_events
 from .nonmem import events_problem
 from .pk import pk_repeated, theophylline_events
@@ -49,5 +50,5 @@ def load_problem(name, dtype=None, device=None, **kwargs):
 
 __all__ = ["PROBLEMS", "Problem", "Split", "StaticProblem", "StaticSplit", "Units", "chemical", "elastoplastic",
            "events_problem", "gap_regression", "hare_lynx", "load_problem", "pk_repeated", "random_sines",
-           "read_events", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
-           "theophylline", "theophylline_events", "unit_folds", "units_problem", "viscoelastic"]
+           "read_events", "read_trajectories", "refine_grid", "return_mapping", "specimens", "spirals", "split_by_time", "split_units",
+           "theophylline", "theophylline_events", "trajectories_problem", "unit_folds", "units_problem", "viscoelastic"]

@@ -7,7 +7,7 @@ import torch
 from ..distributions.doses import DoseSchedule
 from .units import Units
 
-__all__ = ["read_events"]
+__all__ = ["read_csv_text", "read_events"]
 
 _MISSING = {"", ".", "na", "nan", "NA", "NaN"}
 
@@ -15,15 +15,15 @@ _MISSING = {"", ".", "na", "nan", "NA", "NaN"}
 class _Table:
     """Column access with errors that name the row (1-based data row) and the column."""
 
-    def __init__(self, frame, source):
-        self.frame, self.source = frame, source
+    def __init__(self, frame, source, caller="read_events"):
+        self.frame, self.source, self.caller = frame, source, caller
 
     def has(self, column):
         return column is not None and column in self.frame.columns
 
     def require(self, column, argument):
         if not self.has(column):
-            raise ValueError(f"read_events: {self.source} has no column {column!r} (argument {argument}=); "
+            raise ValueError(f"{self.caller}: {self.source} has no column {column!r} (argument {argument}=); "
                              f"its columns are {list(self.frame.columns)}")
 
     def numbers(self, column, missing_ok=False, default=None):
@@ -35,18 +35,42 @@ class _Table:
             text = str(value).strip()
             if text in _MISSING or (isinstance(value, float) and math.isnan(value)):
                 if not missing_ok:
-                    raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: missing value")
+                    raise ValueError(f"{self.caller}: {self.source}, row {row}, column {column!r}: missing value")
                 out.append(None)
                 continue
             try:
                 number = float(text)
             except ValueError:
-                raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: expected a number, "
+                raise ValueError(f"{self.caller}: {self.source}, row {row}, column {column!r}: expected a number, "
                                  f"got {text!r}") from None
             if not math.isfinite(number):
-                raise ValueError(f"read_events: {self.source}, row {row}, column {column!r}: not finite ({text!r})")
+                raise ValueError(f"{self.caller}: {self.source}, row {row}, column {column!r}: not finite ({text!r})")
             out.append(number)
         return out
+
+
+def read_csv_text(path, caller):
+    """The CSV file ``path`` as a ``DataFrame`` of strings; a missing, empty, binary or unparsable file is refused
+    with an error naming it (not pandas' message)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{caller}: no file {str(path)!r}")
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if not head.strip():
+        raise ValueError(f"{caller}: {str(path)!r} is empty; expected a CSV table with a header row")
+    if b"\0" in head:
+        raise ValueError(f"{caller}: {str(path)!r} is a binary file, not a CSV text table")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{caller}: {str(path)!r} is not a readable CSV table: {str(e).strip() or type(e).__name__}"
+                         ) from None
+    if frame.empty:
+        raise ValueError(f"{caller}: {str(path)!r} has a header but no data rows")
+    return frame
 
 
 def _load(table):
@@ -55,10 +79,7 @@ def _load(table):
     if isinstance(table, pd.DataFrame):
         return _Table(table.reset_index(drop=True), "the table")
     if isinstance(table, (str, Path)):
-        path = Path(table)
-        if not path.is_file():
-            raise FileNotFoundError(f"read_events: table: no file {str(path)!r}")
-        return _Table(pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True), repr(str(path)))
+        return _Table(read_csv_text(table, "read_events"), repr(str(table)))
     raise TypeError(f"read_events: table must be a pandas DataFrame or a CSV path, got {type(table).__name__}")
 
 
@@ -74,17 +95,20 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     are refused.  ``CENS`` (or the name given) = 1 marks an observation
     below the quantification limit, its ``DV`` being the limit.  Covariates are per unit: the first non-missing
     value of each unit.  Rows are sorted by time within each unit; units keep their first-appearance order.
+    Every row needs a unit id, and all observations one compartment (``CMT``): a row that breaks either is
+    refused by row and column, never read as a new unit or a silently moved compartment.
 
     :param table: a pandas ``DataFrame`` or the path of a CSV file.
     :param str id, time, dv, amt, evid, mdv, cmt, rate, cens, addl, ii, ss: column names (all but the first
         three may be absent).
-    :param covariates: names of covariate columns.
+    :param covariates: names of covariate columns (each once).
     :param torch.dtype dtype: floating dtype of the result.
     :returns: :class:`~pyro_node_uq.data.Units`: observations on the union grid of observation times, with
         ``mask``, a :class:`~pyro_node_uq.distributions.DoseSchedule` (``None`` without doses) and covariates; ``ids`` are the unit ids when they
         are integers, else 0..N-1 (``Units.covariate_names`` lists the covariates; ``Units.obs_cmt`` is the
         0-based compartment of the observations when they all name the same one).
-    :raises ValueError: naming the row and column of anything it cannot read.
+    :raises ValueError: naming the row and column of anything it cannot read; naming the file when it is empty,
+        binary or not a CSV table.
 
     Example::
 
@@ -96,6 +120,11 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         >>> units.t.tolist(), units.mask.tolist(), units.doses.amount.tolist(), units.covariates.tolist()
         ([1.0, 1.5, 2.0], [[True, False, True], [False, True, False]], [[100.0], [80.0]], [[70.0], [60.0]])
     """
+    covariates = (covariates,) if isinstance(covariates, str) else tuple(covariates)
+    repeated = sorted({c for c in covariates if covariates.count(c) > 1})
+    if repeated:
+        raise ValueError(f"read_events: covariates: {repeated} named more than once in {list(covariates)}; name each "
+                         "covariate column once")
     tab = _load(table)
     for column, argument in ((id, "id"), (time, "time"), (dv, "dv")):
         tab.require(column, argument)
@@ -105,6 +134,10 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         raise ValueError(f"read_events: {tab.source} has neither an EVID column ({evid!r}) nor an AMT column "
                          f"({amt!r}): cannot tell doses from observations")
     ids = [str(v).strip() for v in tab.frame[id].tolist()]
+    for row, unit in enumerate(ids, start=1):
+        if unit in _MISSING:
+            raise ValueError(f"read_events: {tab.source}, row {row}, column {id!r}: missing unit id (every row needs "
+                             "the id of its unit)")
     times, values = tab.numbers(time), tab.numbers(dv, missing_ok=True)
     amounts = tab.numbers(amt, missing_ok=True, default=0.0)
     events = tab.numbers(evid, default=None) if tab.has(evid) else [1.0 if (a or 0) > 0 else 0.0 for a in amounts]
@@ -115,6 +148,7 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     steady = tab.numbers(ss, missing_ok=True, default=0.0)
     units = list(dict.fromkeys(ids))
     obs, doses = {u: {} for u in units}, {u: [] for u in units}
+    seen_cmt = {}  # compartment -> first row observing it
     for i, unit in enumerate(ids):
         row = i + 1
         where = f"read_events: {tab.source}, row {row}"
@@ -145,6 +179,13 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
                 raise ValueError(f"{where}, column {time!r}: unit {unit!r} has two observations at time "
                                  f"{times[i]:g} (rows {obs[unit][times[i]][2]} and {row})")
             obs[unit][times[i]] = (values[i], (flags[i] or 0) == 1, row)
+            if tab.has(cmt) and comps[i] is not None:
+                seen_cmt.setdefault(comps[i], row)
+                if len(seen_cmt) > 1:
+                    other, at = next((c, r) for c, r in seen_cmt.items() if c != comps[i])
+                    raise ValueError(f"{where}, column {cmt!r}: an observation of compartment {comps[i]:g}, but row "
+                                     f"{at} observes compartment {other:g}; one observed compartment is supported "
+                                     "(drop the other compartment's observation rows or set their MDV to 1)")
         elif events[i] != 2:
             raise ValueError(f"{where}, column {evid!r}: EVID {events[i]:g} is not supported (0 observation, 1 dose, "
                              "2 other event)")
@@ -176,8 +217,10 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         unit_ids = torch.tensor([int(u) for u in units])
     except ValueError:
         unit_ids = torch.arange(N)
-    obs_rows = [i for i, e in enumerate(events) if e == 0]
-    obs_cmt = {int(comps[i]) - 1 for i in obs_rows if comps[i] is not None} if tab.has(cmt) else set()
+    for c in seen_cmt:
+        if c < 1 or c != int(c):
+            raise ValueError(f"read_events: {tab.source}, row {seen_cmt[c]}, column {cmt!r}: expected a 1-based "
+                             f"compartment number, got {c:g}")
     return Units(t=torch.tensor(grid, dtype=dtype), x=None, y=y, mask=mask, ids=unit_ids, doses=schedule,
-                 covariates=cov, covariate_names=tuple(covariates), censored=censored if censored.any() else None,
-                 obs_cmt=obs_cmt.pop() if len(obs_cmt) == 1 else None)
+                 covariates=cov, covariate_names=covariates, censored=censored if censored.any() else None,
+                 obs_cmt=int(next(iter(seen_cmt))) - 1 if seen_cmt else None)

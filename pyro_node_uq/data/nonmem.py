@@ -49,6 +49,9 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
         c = doses.compartment
         units.doses = doses._replace(compartment=torch.where(c == observed, 0, torch.where(c == 0, observed, c)))
     y_max = float(units.y[..., 0][units.mask].abs().max())
+    if not y_max > 0:  # the dose and noise scales are set from the observations' scale
+        raise ValueError(f"events_problem: every observation ({units.mask.sum()} values of the DV column) is 0; "
+                         "nothing to fit")
     a_max = float(doses.amount[doses.mask].max()) if doses is not None else 1.0
     name = Path(path).stem if isinstance(path, (str, Path)) else "theophylline_table"
     problem = units_problem(

@@ -12,6 +12,23 @@ __all__ = ["Rows", "Split", "Problem", "random_sines"]
 class Rows:
     """What every split shares: one row per trajectory or (x, y) pair in ``y``, stable ``ids``, moves."""
 
+    @classmethod
+    def from_arrays(cls, t, y, x=None, **kwargs):
+        """The user's own trajectories (NumPy or torch arrays) as a problem: see
+        :func:`~pyro_node_uq.data.arrays.trajectories_problem` (held-out units as ``test``, no extrapolation
+        split unless ``time_fraction`` is given, a learned noise scale).
+
+        Example::
+
+            >>> import numpy as np
+            >>> p = Problem.from_arrays(np.arange(4.0), np.ones((3, 4)), obs_names=["y"])
+            >>> len(p.train), len(p.test), sorted(p.splits)
+            (2, 1, ['test', 'train'])
+        """
+        from .arrays import trajectories_problem
+
+        return trajectories_problem(t, y, x, **kwargs)
+
     def __post_init__(self):
         if self.ids is None:
             self.ids = torch.arange(self.y.shape[0], device=self.y.device)
@@ -70,7 +87,8 @@ class Problem:
 
     :ivar name: registry name.
     :ivar description: equations, units, parameter values and noise level.
-    :ivar train, test, extrapolation: the :class:`Split` s.
+    :ivar train, test, extrapolation: the :class:`Split` s (``extrapolation`` may be ``None``: the comparison
+        then scores the test split only).
     :ivar obs_names, input_names, state_names: names of the outputs, inputs and true hidden states.
     :ivar noise_scale: the true observation noise std (``None`` for real data).
     :ivar model_kwargs: the recommended model configuration.
@@ -111,6 +129,23 @@ class Problem:
                   for n, amplitude in zip(sizes, (in_domain, in_domain, out_of_domain))]
         return cls(train=splits[0], test=splits[1], extrapolation=splits[2], noise_scale=noise, **fields)
 
+    @classmethod
+    def from_arrays(cls, t, y, x=None, **kwargs):
+        """The user's own trajectories (NumPy or torch arrays) as a problem: see
+        :func:`~pyro_node_uq.data.arrays.trajectories_problem` (held-out units as ``test``, no extrapolation
+        split unless ``time_fraction`` is given, a learned noise scale).
+
+        Example::
+
+            >>> import numpy as np
+            >>> p = Problem.from_arrays(np.arange(4.0), np.ones((3, 4)), obs_names=["y"])
+            >>> len(p.train), len(p.test), sorted(p.splits)
+            (2, 1, ['test', 'train'])
+        """
+        from .arrays import trajectories_problem
+
+        return trajectories_problem(t, y, x, **kwargs)
+
     def __post_init__(self):
         for name, split in self.splits.items():
             try:
@@ -121,7 +156,9 @@ class Problem:
 
     @property
     def splits(self):
-        return {"train": self.train, "test": self.test, "extrapolation": self.extrapolation}
+        """The splits that are present, by name (``extrapolation`` may be absent)."""
+        splits = {"train": self.train, "test": self.test, "extrapolation": self.extrapolation}
+        return {k: v for k, v in splits.items() if v is not None}
 
     @property
     def obs_dim(self):
@@ -144,8 +181,7 @@ class Problem:
         """A copy with every split (and tensor model option) cast to ``dtype`` and moved to ``device``."""
         model_kwargs = {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else None)
                             if torch.is_tensor(v) else v) for k, v in self.model_kwargs.items()}
-        return replace(self, train=self.train.to(dtype, device), test=self.test.to(dtype, device),
-                       extrapolation=self.extrapolation.to(dtype, device), model_kwargs=model_kwargs)
+        return replace(self, **{k: v.to(dtype, device) for k, v in self.splits.items()}, model_kwargs=model_kwargs)
 
 
 class random_sines:

@@ -214,6 +214,7 @@ def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 
         used): ``num_folds`` problems with ``fold = 0, ..., num_folds - 1`` hold out every unit once.
     :param int fold: which fold, ``0 <= fold < num_folds``.
     :param fields: other :class:`~pyro_node_uq.data.Problem` fields (``obs_names``, ``model_kwargs``...).
+    :raises ValueError: when fewer than 2 units are left to fit.
 
     Example::
 
@@ -231,6 +232,10 @@ def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 
         if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < num_folds:
             raise ValueError(f"fold: expected an integer in [0, {num_folds}), got {fold!r}")
         fitted, new = folds[fold]
+    if len(fitted) < 2:  # one fitted unit: the units' spread (the random effects' scale) is not identifiable
+        raise ValueError(f"{name}: {len(units)} units, of which {len(new)} held out as new units, leave "
+                         f"{len(fitted)} to fit; a model of units with random effects needs at least 2 fitted units "
+                         "(give more units, or hold out fewer: test_fraction / --test-fraction)")
     early, late = split_by_time(fitted, time_fraction)
     fields.setdefault("model_class", "HierarchicalNODEModel")
     return Problem(name=name, description=description, train=early, test=new, extrapolation=late, **fields)

@@ -7,48 +7,21 @@ sites (``y_mean``, ``hidden``) together.
 """
 import pyro
 import torch
-from pyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
 from ..methods.result import MethodResult, guide_samples
 from ..models.protocol import ProcessModel
+from .arviz_pyro import mcmc_to_inference_data, model_inference_data
 from .arviz_static import static_inference_data
 from .az_convert import from_dict, numpy as _numpy
+from .pointwise import pointwise_log_likelihood
 from ..utils.seeding import param_scope
 from ..validation import check_int
 
-__all__ = ["mcmc_to_inference_data", "to_inference_data", "pointwise_log_likelihood"]
+__all__ = ["mcmc_to_inference_data", "model_inference_data", "to_inference_data", "pointwise_log_likelihood"]
 
-
-
-def pointwise_log_likelihood(fn, value):
-    """Log density of ``value`` per entry: shape ``batch + (T, outputs)``, unobserved entries 0.
-
-    Unwraps ``Independent`` / ``Expanded`` / ``Masked`` wrappers down to an elementwise density; a distribution
-    with a public ``log_prob_pointwise`` (:class:`~pyro_node_uq.distributions.NODEObservation`,
-    :class:`~pyro_node_uq.distributions.NODETrajectory`: error model, mask, censoring, ``-inf`` for diverged
-    members) gives its own.  Each observed entry (trajectory, time, output) is one observation for LOO / WAIC.
-    """
-    mask, target_dim = None, len(fn.batch_shape) + len(fn.event_shape)
-    while True:
-        if hasattr(fn, "log_prob_pointwise"):
-            lp = fn.log_prob_pointwise(value)
-            break
-        if isinstance(fn, MaskedDistribution):
-            mask = fn._mask if mask is None else mask & fn._mask
-            fn = fn.base_dist
-        elif isinstance(fn, (Independent, ExpandedDistribution)):
-            fn = fn.base_dist
-        else:
-            lp = fn.log_prob(value)
-            break
-    if mask is not None and mask is not True and mask is not False:
-        lp = torch.where(torch.as_tensor(mask).expand(lp.shape), lp, torch.zeros_like(lp))
-    while lp.dim() > target_dim:  # dims below the entries (a joint law inside an entry) are summed
-        lp = lp.sum(-1)
-    return lp
 
 
 def _posterior_draws(obj, split, model, num_samples, num_chains, seed):
@@ -119,9 +92,11 @@ def _per_unit_dims(trace, posterior, dims, C, D):
         dims[name] = ["trajectory"] + [f"{name}_dim_{i}" for i in range(posterior[name].ndim - 3)]
 
 
-def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, seed=0, output_names=None,
-                      input_names=None, obs_site="obs", deterministic=("y_mean", "hidden")):
-    """ArviZ ``InferenceData`` of a posterior on ``split``.
+def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains=4, seed=0, output_names=None,
+                      input_names=None, obs_site="obs", deterministic=("y_mean", "hidden"), **kwargs):
+    """ArviZ ``InferenceData`` of a posterior on ``split``, or of any Pyro model:
+    ``to_inference_data(guide, model, *args, **kwargs)`` (a plain Pyro model given its arguments: see
+    :func:`~pyro_node_uq.diagnostics.arviz_pyro.model_inference_data`).
 
     Groups: ``posterior`` (latent sites plus the deterministic ``y_mean`` / ``hidden``), ``posterior_predictive``
     (``obs``), ``log_likelihood`` (``obs`` per trajectory, time and output: every observed entry, the same
@@ -138,7 +113,8 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
 
     :param obj: a :class:`~pyro_node_uq.infer.MethodResult`, a ``pyro.infer.MCMC``, a guide (with ``model``)
         or a dict ``site -> (S, ...)`` of particles (with ``model``).
-    :param split: the :class:`~pyro_node_uq.data.Split` the likelihood and predictions are evaluated on.
+    :param split: the :class:`~pyro_node_uq.data.Split` the likelihood and predictions are evaluated on; or
+        the Pyro model itself, then followed by its arguments ``args`` and keyword arguments ``kwargs``.
     :param model: the Pyro model ``model(t, x, y, mask=..., num_trajectories=...)`` (guides and particles).
     :param int num_samples: draws taken from a guide (``num_chains`` groups of ``num_samples // num_chains``).
     :param int num_chains: chains for guide draws and particles (independent groups, so R-hat is meaningful);
@@ -161,7 +137,15 @@ def to_inference_data(obj, split, model=None, num_samples=400, num_chains=4, see
         >>> idata.log_likelihood["obs"].dims
         ('chain', 'draw', 'trajectory', 'time', 'output')
     """
+    if not hasattr(split, "args") and callable(split):  # a plain Pyro model and its arguments
+        return model_inference_data(obj, split, *args, num_samples=num_samples, num_chains=num_chains, seed=seed,
+                                    **kwargs)
+    if args or kwargs:
+        raise TypeError(f"to_inference_data: a split takes no model arguments, got {len(args)} positional and "
+                        f"{sorted(kwargs)} keyword ones")
     num_samples, num_chains = check_int(num_samples, "num_samples", 1), check_int(num_chains, "num_chains", 1)
+    if isinstance(obj, MethodResult):
+        split = obj.in_fit_dtype(split)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
     if not draws:
         raise ValueError("to_inference_data: the posterior has no latent sites to convert")
@@ -262,58 +246,3 @@ def _check_sites(trace, draws, obs_site):
         raise ValueError(f"to_inference_data: the posterior draws do not match the model's latent sites: unknown "
                          f"{unknown}, missing {missing} (a missing site would be drawn from the prior and scored as "
                          f"the posterior); the model's latent sites are {latent}")
-
-
-def mcmc_to_inference_data(mcmc, *args, **kwargs):
-    """Any Pyro ``MCMC`` run of any Pyro model to ``InferenceData``, with ensemble kernels' particles as chains.
-
-    ``az.from_pyro`` sees the P particles of an ensemble :class:`~pyro_node_uq.infer.LangevinKernel` as a
-    variable dimension and cannot compute their log-likelihood; here every particle of every chain is a chain
-    (``chain = c * P + p``), so R-hat, ESS and ``az.loo`` treat them as the independent chains they are.
-
-    :param mcmc: a ``pyro.infer.MCMC`` after ``run``.
-    :param args: the model's arguments (the data), as given to ``mcmc.run``.
-    :param kwargs: the model's keyword arguments.
-    :returns: ``InferenceData`` with ``posterior``, ``log_likelihood`` (every observed site, one vectorised trace),
-        ``sample_stats`` (``diverging`` per chain and draw) and ``observed_data``.
-
-    Example::
-
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> from pyro.infer import MCMC, NUTS
-        >>> def coin(flips):
-        ...     p = pyro.sample("p", dist.Beta(2.0, 2.0))
-        ...     with pyro.plate("flips", len(flips)):
-        ...         pyro.sample("obs", dist.Bernoulli(p), obs=flips)
-        >>> flips = torch.tensor([1.0, 0.0, 1.0, 1.0])
-        >>> mcmc = MCMC(NUTS(coin), num_samples=20, warmup_steps=20, disable_progbar=True)
-        >>> mcmc.run(flips)
-        >>> mcmc_to_inference_data(mcmc, flips).log_likelihood["obs"].shape
-        (1, 20, 4)
-    """
-    from ..infer.mcmc import particles_to_chains  # noqa: PLC0415 (a leaf of infer; diagnostics sits above it)
-
-    samples = mcmc.get_samples(group_by_chain=True)
-    P = int(getattr(mcmc.kernel, "num_particles", 1))
-    if P > 1:
-        samples = particles_to_chains(samples, P)
-    C, D = next(iter(samples.values())).shape[:2]
-    flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in samples.items()}
-    trace = Predictive(mcmc.kernel.model, posterior_samples=flat, parallel=True).get_vectorized_trace(*args, **kwargs)
-    trace.compute_log_prob()
-    log_lik, observed = {}, {}
-    for name, site in trace.nodes.items():
-        if site["type"] == "sample" and site["is_observed"] and name not in flat and \
-                not site["infer"].get("_deterministic"):
-            lp = site["log_prob"]
-            lp = lp.expand((C * D,) + lp.shape[1:]) if lp.dim() else lp.expand(C * D)
-            log_lik[name] = _numpy(lp.reshape((C, D) + lp.shape[1:]))
-            observed[name] = _numpy(site["value"])
-    diverging = torch.zeros(C, D, dtype=torch.bool)
-    diag = mcmc.diagnostics()
-    for c in range(mcmc.num_chains):
-        by_particle = diag.get("divergences by particle", {}).get(f"chain {c}")
-        for p, steps in enumerate(by_particle if by_particle is not None else [diag["divergences"][f"chain {c}"]]):
-            diverging[c * P + p, steps] = True
-    return from_dict(posterior={k: _numpy(v) for k, v in samples.items()}, log_likelihood=log_lik,
-                        observed_data=observed, sample_stats={"diverging": _numpy(diverging)})

@@ -4,6 +4,7 @@
 import torch
 
 from .az_convert import from_dict, numpy as _numpy
+from .pointwise import pointwise_log_likelihood
 
 __all__ = ["static_inference_data"]
 
@@ -24,8 +25,6 @@ def static_inference_data(trace, draws, split, obs_dims, obs_site="obs", output_
     :param dict attrs: attributes of every group.
     :rtype: arviz.InferenceData
     """
-    from .arviz import pointwise_log_likelihood  # noqa: PLC0415 (arviz dispatches here)
-
     C, D = next(iter(draws.values())).shape[:2]
     site = trace.nodes[obs_site]
     y = site["value"]

@@ -17,50 +17,47 @@ everything data-dependent is known before the solve, so this module precomputes 
 Other fields, ``torch.compile`` and a ``torch.jit`` trace (which records the ops inside a custom autograd
 function and cannot keep the hand-written gradient) run the step loop below under autograd; it has no
 data-dependent branching, so ``torch.compile`` can capture one step or a chunk of steps.
-Compiled chunks are cached per (method, shapes, dtype, device): with ``compile="auto"`` a shape is compiled only
-after it has been solved :data:`AUTO_COMPILE_AFTER` times (a one-off solve never waits for a compiler), with
-``compile=True`` at its first solve; ``False`` (the default) always runs eagerly, and a failed compile falls back
-to eager with a warning.  On a CPU the eager hand-written solve is the fastest of these at every ensemble size.
+Which of these runs is decided by :func:`~pyro_node_uq.distributions.solve_path.select`.  Compiled chunks are
+cached per (method, shapes, dtype, device) in :data:`~pyro_node_uq.distributions.solve_cache.CACHE`: with
+``compile="auto"`` a shape is compiled only after it has been solved a few times (a one-off solve never waits for
+a compiler), with ``compile=True`` at its first solve; ``False`` (the default) always runs eagerly, and a failed
+compile falls back to eager with a warning.  On a CPU the eager hand-written solve is the fastest of these at every
+ensemble size.
 
-After a solve, ``step_check=True`` runs issue 16's step-doubling check with this module's own steps.
+After a solve, ``step_check=True`` runs the step-doubling check of
+:mod:`~pyro_node_uq.distributions.step_check` with this module's own steps.
 
-The methods match ``torchdiffeq``'s fixed-grid methods of the same name step for step (``"rk4"`` is its 3/8-rule
-RK4), so both back-ends agree to rounding error on the same grid.
+Any explicit Runge-Kutta solver of :mod:`~pyro_node_uq.distributions.solvers` (one with a tableau) runs here; the
+tableaus of ``"euler"``, ``"midpoint"`` and ``"rk4"`` (the 3/8 rule) are ``torchdiffeq``'s, so both back-ends agree
+to rounding error on the same grid.
 """
 import math
 import warnings
 
 import torch
 
+from . import solve_cache
 from .rk_backprop import rk_solve, rk_steps
-from .step_check import warn_if_unstable
+from .solve_path import GRID_PATHS, hand_written_field, select
+from .solvers import get_solver
+from .step_check import largest_state, relative_difference, warn_if_unstable
 
-__all__ = ["FIXED_METHODS", "AUTO_COMPILE_AFTER", "solve_node_fixed", "stage_times"]
+__all__ = ["solve_node_fixed", "stage_times"]
 
-# Butcher tableaus (c, a, b) of torchdiffeq's methods of the same names
-FIXED_METHODS = {
-    "euler": ((0.0,), ((),), (1.0,)),
-    "midpoint": ((0.0, 0.5), ((), (0.5,)), (0.0, 1.0)),
-    "rk4": ((0.0, 1 / 3, 2 / 3, 1.0), ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)), (0.125, 0.375, 0.375, 0.125)),
-}
-AUTO_COMPILE_AFTER = 20
 # elements of the precomputed input term (4 MB in float32); beyond it the term is computed stage by stage, which
 # is faster than writing and re-reading a term as large as the activations (P >= 16 on chemical; measured)
 _FUSE_BUDGET = 2 ** 20
-_calls, _compiled = {}, {}
-_MEMO_SIZE = 8  # solves' grids and stage inputs memoised (see _grid), each of at most 16 MB in float32
-_MEMO_MAX_ELEMENTS = 2 ** 22
-_memo = {}
 
 
 def stage_times(t, method, substeps=1):
     """Times of every step's stages: ``(K, stages)`` with ``K = (len(t) - 1) * substeps``, and the widths ``(K,)``.
 
     :param torch.Tensor t: strictly increasing grid ``(T,)``.
-    :param str method: one of :data:`FIXED_METHODS`.
+    :param str method: an explicit Runge-Kutta solver (name or object) of
+        :mod:`~pyro_node_uq.distributions.solvers`.
     :param int substeps: equal steps per interval of ``t``.
     """
-    c = torch.tensor(FIXED_METHODS[method][0], dtype=t.dtype, device=t.device)
+    c = torch.tensor(_tableau_of(method).c, dtype=t.dtype, device=t.device)
     frac = torch.arange(substeps, dtype=t.dtype, device=t.device) / substeps
     t0 = t[:-1, None] + (t[1:] - t[:-1])[:, None] * frac  # (T-1, substeps) step starts
     t1 = torch.cat([t0[:, 1:], t[1:, None]], dim=1)
@@ -145,24 +142,24 @@ def _chunk(h, u, coef, weights, biases, wx, bx, act, out_act, a, b):
     return torch.stack(out)
 
 
-def _runner(key, policy):
-    """The chunk function for ``key``: compiled per the policy (cached), else the eager one."""
-    if policy is False or policy is None:
-        return _chunk
-    if key in _compiled:
-        return _compiled[key]
-    _calls[key] = _calls.get(key, 0) + 1
-    if policy is True or _calls[key] >= AUTO_COMPILE_AFTER:
-        _compiled[key] = torch.compile(_chunk, dynamic=False, fullgraph=True)
-        return _compiled[key]
-    return _chunk
+def _tableau_of(method):
+    """The tableau of ``method``, which must be an explicit Runge-Kutta solver."""
+    tableau = get_solver(method).tableau
+    if tableau is None:
+        raise ValueError(f"solve_node_fixed: method {method!r} has no Runge-Kutta tableau; the fixed-step path "
+                         "solves explicit Runge-Kutta methods only")
+    return tableau
+
+
+def _compile(fn):
+    return torch.compile(fn, dynamic=False, fullgraph=True)
 
 
 def _tableau(method, like):
     """The method's ``b`` then the rows of ``a``, flat, as a tensor like ``like`` (each step's ``coef`` is its
     width times this)."""
-    _, a, b = FIXED_METHODS[method]
-    return like.new_tensor(list(b) + [x for row in a for x in row])
+    tab = _tableau_of(method)
+    return like.new_tensor(list(tab.b) + [x for row in tab.a for x in row])
 
 
 def _stage_inputs(field, interp, times, batch):
@@ -180,24 +177,21 @@ def _grid(field, interp, t, method, substeps, batch):
     """The stage times ``(K, S)``, step widths ``(K,)`` and stage inputs (:func:`_stage_inputs`) of a solve,
     memoised per data: a model evaluated thousands of times on the same ``t`` and ``x`` (SVI, MCMC) computes
     them once (about 20 small ops of a ~5 ms evaluation).  The key is the data's memory (a solve gets a new view
-    of the same times each call) and version (an in-place change, through any view, is computed again); the last
-    :data:`_MEMO_SIZE` data are held, so their memory cannot be reused.  Inputs that need a gradient, traced
-    solves and solves in inference mode (whose tensors autograd cannot use later) are never memoised."""
+    of the same times each call) and version (an in-place change, through any view, is computed again); the
+    memo (in :data:`~pyro_node_uq.distributions.solve_cache.CACHE`, with its limits) holds the data themselves, so
+    their memory cannot be reused while held.  Inputs that need a gradient, traced solves and solves in inference
+    mode (whose tensors autograd cannot use later) are never memoised."""
     data = (t,) if interp is None else (t, interp.times, interp.x)
-    if torch.jit.is_tracing() or torch.is_inference_mode_enabled() or any(v.requires_grad for v in data):
+
+    def compute():
         times, dt = stage_times(t, method, substeps)
-        return times, dt, _stage_inputs(field, interp, times, batch)
+        return data, times, dt, _stage_inputs(field, interp, times, batch)
+
+    if torch.jit.is_tracing() or torch.is_inference_mode_enabled() or any(v.requires_grad for v in data):
+        return compute()[1:]
     key = (tuple((v.data_ptr(), v.shape, v.stride(), v.dtype, v.device, v._version) for v in data),
            interp and interp.kind, method, substeps, tuple(batch), field.B, field.M)  # memory, not ids: views
-    hit = _memo.get(key)
-    if hit is None:
-        times, dt = stage_times(t, method, substeps)
-        hit = (data, times, dt, _stage_inputs(field, interp, times, batch))
-        if hit[3] is None or hit[3].numel() <= _MEMO_MAX_ELEMENTS:  # large data: recomputing is cheap beside them
-            _memo[key] = hit
-        while len(_memo) > _MEMO_SIZE:
-            _memo.pop(next(iter(_memo)))
-    return hit[1:]
+    return solve_cache.CACHE.grid(key, compute)[1:]
 
 
 def _streamed(field, K, S):
@@ -218,17 +212,8 @@ def _input_term(field, xs, K, S):
     return torch.matmul(field.w_in, xs) + field.b_in, None, None
 
 
-def _fast(R, compile, dt):
-    """Whether the hand-written solve of :mod:`~pyro_node_uq.distributions.rk_backprop` applies: an eager solve
-    of a ``tanh`` field without output activation, with step widths that need no gradient.  Not under
-    ``torch.jit.trace`` (Pyro's ``jit_compile``): a trace records the ops inside a custom autograd function and
-    differentiates them with autograd, which the hand-written solve's in-place buffers do not allow."""
-    return (not compile and R.activation == "tanh" and R.out_activation is None and not dt.requires_grad
-            and not torch.jit.is_tracing())
-
-
 def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
-    """Issue 16's step-doubling check (:mod:`~pyro_node_uq.distributions.step_check`) on this path's own steps:
+    """The step-doubling check of :mod:`~pyro_node_uq.distributions.step_check` on this path's own steps:
     from the observation time where the state is largest, one step of the largest width against two half
     steps, for the whole ensemble in one go; warns once per solve.  ``steps`` ``(K + 1, B, H, M)`` are the states
     after every step of the solve and ``dt`` ``(K,)`` its widths: where the solve's own step from that time is the
@@ -236,19 +221,20 @@ def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
     states = steps[::substeps]
     if len(t) < 2 or not torch.isfinite(states).all():
         return float("nan")  # divergence is reported by the caller
-    k = int(states.abs().flatten(1).amax(1)[:-1].argmax())
+    k = largest_state(states)
     width = (t[1:] - t[:-1]).max() / substeps
     j = k * substeps
     reuse = bool(dt[j] >= width * (1 - 8 * torch.finfo(t.dtype).eps))  # the widest step, up to rounding
     width = dt[j] if reuse else width
-    c = FIXED_METHODS[method][0]
+    tab = _tableau_of(method)
+    c = tab.c
     halves = [[x / 2 for x in c], [0.5 + x / 2 for x in c]]
     times = t[k] + width * t.new_tensor(halves if reuse else [c] + halves)  # (one step and) two halves
     dts = width * t.new_tensor([0.5, 0.5] if reuse else [1.0, 0.5, 0.5])
     xs = _stage_inputs(field, interp, times, batch)
-    y, (_, a, b) = states[k], FIXED_METHODS[method]
+    y, a, b = states[k], tab.a, tab.b
     n = 0 if reuse else 1  # the steps of "one" in times / dts
-    if _fast(R, False, dts):
+    if hand_written_field(R) is None:  # no gradient here: the hand-written forward steps, for any solve's path
         run = (lambda s: rk_steps(y, xs[s] if xs is not None else None, field.w_in, field.b_in, dts[s],
                                   field.weights, field.biases, a, b)[-1])
     else:
@@ -258,13 +244,13 @@ def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
         run = (lambda s: _chunk(y, u[s], coef[s], *args)[-1])
     one = steps[j + 1] if reuse else run(slice(0, 1))
     two = run(slice(n, n + 2))
-    err = float((one - two).abs().amax() / (two.abs().amax() + y.abs().amax() + torch.finfo(y.dtype).tiny))
+    err = relative_difference(one, two, y)
     warn_if_unstable(err, method, width, t[k])
     return err
 
 
 def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substeps=1, compile=False, chunk=None,
-                     step_check=False):
+                     step_check=False, path=None):
     """Solve ``dh/dt = R(h, x(t))`` for the whole ensemble with a fixed-step method on the grid ``t``.
 
     :param BatchedMLP R: vector field network, input ``hidden_dim + input_dim``.
@@ -273,15 +259,18 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     :param torch.Tensor t: strictly increasing output times ``(T,)``.
     :param torch.Size batch: the ensemble batch shape.
     :param Interpolator interp: the inputs x(t), or ``None`` (autonomous).
-    :param str method: ``"euler"``, ``"midpoint"`` or ``"rk4"`` (torchdiffeq's 3/8 rule).
+    :param method: an explicit Runge-Kutta solver of :mod:`~pyro_node_uq.distributions.solvers` (``"euler"``,
+        ``"midpoint"``, ``"rk4"`` (torchdiffeq's 3/8 rule)...), by name or as an object.
     :param int substeps: equal steps per observation interval.
     :param compile: ``False`` (eager), ``True`` (compile at the first solve of a shape) or ``"auto"``
-        (compile a shape once solved :data:`AUTO_COMPILE_AFTER` times).
+        (compile a shape once solved a few times, see :class:`~pyro_node_uq.distributions.solve_cache.SolveCache`).
     :param int chunk: steps per compiled call (default: one observation interval, ``substeps`` steps).
     :param bool step_check: after the solve, warn (``StepSizeWarning``) when a step-doubling check shows the
         step far above the stable step (the check of :func:`~pyro_node_uq.distributions.step_check.
         check_fixed_step`, run here with this path's own steps: a few small ops instead of a ``torchdiffeq``
         solve).
+    :param str path: the execution path, one of :data:`~pyro_node_uq.distributions.solve_path.GRID_PATHS`
+        (default: :func:`~pyro_node_uq.distributions.solve_path.select` for these options and ``R``).
     :returns: states ``(T,) + batch + (H,)``, like ``torchdiffeq.odeint``.
 
     Example::
@@ -295,7 +284,8 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         >>> solve_node_fixed(R, params, torch.zeros(2), t, torch.Size([4, 6]), interp).shape
         torch.Size([5, 4, 6, 2])
     """
-    _, a, b = FIXED_METHODS[method]
+    tab = _tableau_of(method)
+    a, b = tab.a, tab.b
     H = R.sizes[-1]
     D = R.sizes[0] - H
     if D > 0 and interp is None:
@@ -307,14 +297,22 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
     times, dt, xs = _grid(field, interp, t, method, substeps, batch)  # (K, S), (K,), (K, S, B, D, M)
     h = field.columns(h0.reshape((1,) * (len(batch) + 1 - h0.dim()) + h0.shape), batch).contiguous()  # (B, H, M)
     weights, biases = field.weights, field.biases
-    if _fast(R, compile, dt):  # the hand-written solve: few ops, and with a gradient no autograd tape
+    if path is None:
+        from .solve import ODESolver
+
+        options = ODESolver(method=method, substeps=substeps, compile=compile, backend="fixed", step_check=False)
+        path = select(options, R, times_grad=dt.requires_grad, tracing=torch.jit.is_tracing())
+    if path not in GRID_PATHS:
+        raise ValueError(f"solve_node_fixed: path must be one of {GRID_PATHS}, got {path!r}")
+    if path == "discrete_adjoint":  # the hand-written solve: few ops, and with a gradient no autograd tape
         tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
                                                 for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
         stream = _streamed(field, *times.shape)
         steps = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b, stream)
     else:
         u, wx, bx = _input_term(field, xs, *times.shape)
-        steps = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk)
+        steps = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile if path == "compiled" else False,
+                              chunk)
     if step_check and not torch.jit.is_tracing():
         with torch.no_grad():
             _check_step(R, field, interp, batch, steps.detach(), dt, t, method, substeps)
@@ -324,14 +322,15 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
 def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
     """The step loop under autograd, in chunks of ``chunk`` steps, compiled per the ``compile`` policy: the states
     after every step, ``(K + 1, B, H, M)``."""
-    _, a, b = FIXED_METHODS[method]
+    tab = _tableau_of(method)
+    a, b = tab.a, tab.b
     K = dt.shape[0]
     coef = dt[:, None] * _tableau(method, dt)
     weights, biases = field.weights, field.biases
     chunk = int(chunk or substeps)
     key = (method, chunk, tuple(h.shape), tuple(w.shape for w in weights), tuple(field.w_in.shape), h.dtype,
            h.device.type, torch.is_grad_enabled())
-    compiled = _runner(key, compile)
+    compiled = solve_cache.CACHE.runner(key, compile, _chunk, _compile)
     out = [h.unsqueeze(0)]
     for start, u_c, coef_c in zip(range(0, K, chunk), u.split(chunk), coef.split(chunk)):
         stop = start + u_c.shape[0]
@@ -344,7 +343,8 @@ def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
                 raise
             warnings.warn(f"solve_node_fixed: torch.compile failed ({type(e).__name__}: {e}); solving eagerly",
                           RuntimeWarning)
-            _compiled[key] = compiled = _chunk
+            solve_cache.CACHE.hold_compiled(key, _chunk)
+            compiled = _chunk
             hs = _chunk(*args)
         out.append(hs)
         h = hs[-1]

@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from .step_check import ADAPTIVE as _ADAPTIVE
+from .solvers import get_solver
 
 __all__ = ["InputResolutionWarning", "input_resolution_error", "check_input_resolution", "solver_step"]
 
@@ -31,7 +31,7 @@ def _interp(times, x, at):
 def solver_step(solver, t):
     """The step the solver takes between output times ``t``: its ``step_size``, else the largest spacing of
     ``t`` (fixed-step methods step on ``t``; for adaptive ones it is the step a smooth field allows at least)."""
-    if getattr(solver, "step_size", None) is not None and solver.method not in _ADAPTIVE:
+    if getattr(solver, "step_size", None) is not None and not get_solver(solver.method).adaptive:
         return float(solver.step_size)
     return float((t[1:] - t[:-1]).max()) if len(t) > 1 else None
 
@@ -68,7 +68,7 @@ def check_input_resolution(x_times, x, solver, t, threshold=0.2):
     step = solver_step(solver, t)
     err = input_resolution_error(x_times, x, step)
     if err > threshold:
-        adaptive = solver.method in _ADAPTIVE
+        adaptive = get_solver(solver.method).adaptive
         fix = ("pass the input's sample times as jump points, solver={'options': {'jump_t': x_times}}, so the "
                "adaptive steps stop at every change" if adaptive else
                f"use step_size <= the input's shortest feature (the input's sample spacing "

@@ -9,7 +9,8 @@ time, an infusion adds its rate to ``u`` between its start and end.  Units may h
 
 The algorithm: merge every unit's observation times, the dose times and the infusion ends into ONE sorted union
 grid.  Dose breakpoints cut it into segments; each segment is one solve of the whole ensemble (the fast
-fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` or ``torchdiffeq``), restarted after the jumps at
+fixed-step path of :mod:`~pyro_node_uq.distributions.fixed_grid` or ``torchdiffeq``, as
+:func:`~pyro_node_uq.distributions.solve_path.select` decides), restarted after the jumps at
 its end, so neither fixed-step nor adaptive methods ever step over an event.  An infusion's constant rate enters
 the last bias of R on its segments (the fast path stays usable).  Each unit then reads its states at its own
 times from the union grid; the per-unit masks stay inside.  Without doses and with shared times the grid is the
@@ -25,10 +26,12 @@ from typing import NamedTuple
 
 import torch
 
+from ..validation import OnDivergence
 from .fixed_grid import solve_node_fixed
 from .interpolation import Interpolator
 from .node_solve_check import check_solve_args
 from .solve import NODEDivergenceError, ODESolver
+from .solve_path import GRID_PATHS, select
 from .step_check import check_fixed_step
 
 __all__ = ["NODESolution", "solve_node", "solve_checked"]
@@ -63,20 +66,22 @@ def _with_rate(R, params, rate):
     return {**params, key: params[key] + rate}
 
 
-def _solve_segment(R, params, h, grid, batch, interp, solver, rate, check=False):
-    """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``;
-    ``check``: the fast path runs its own step-doubling check (a solve of one segment)."""
-    if _fast(solver, R, rate):
+def _path(solver, R, grid, rate):
+    """The execution path of one segment's solve (:func:`~pyro_node_uq.distributions.solve_path.select`)."""
+    return select(solver, R, infusion=rate is not None, times_grad=grid.requires_grad,
+                  tracing=torch.jit.is_tracing())
+
+
+def _solve_segment(R, params, h, grid, batch, interp, solver, rate, path, check=False):
+    """States ``(len(grid),) + batch + (H,)`` of one segment between events, started from ``h`` at ``grid[0]``,
+    on the execution ``path``; ``check``: the fast path runs its own step-doubling check (a solve of one
+    segment)."""
+    if path in GRID_PATHS:
         p = params if rate is None else _with_rate(R, params, rate)
         return solve_node_fixed(R, p, h, grid, batch, interp, solver.method, solver.substeps, solver.compile,
-                                step_check=check)
+                                step_check=check, path=path)
     h = h.expand(batch + h.shape[-1:])
     return solver.odeint(_field(R, params, batch, interp, rate), h, grid, params=tuple(params.values()))
-
-
-def _fast(solver, R, rate):
-    """Whether a segment goes to the fast fixed-step path (an infusion needs R's last bias unactivated)."""
-    return solver.fixed_grid and (rate is None or R.out_activation is None)
 
 
 def _step_check(R, params, batch, interp, solver, widest):
@@ -120,8 +125,9 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
         if infusions:
             rate = doses.infusion_on(seg[0], seg[-1], H)
             rate = rate if rate.any() else None
-        hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, check=single and solver.step_check)
-        if solver.step_check and _fast(solver, R, rate) and not single:
+        path = _path(solver, R, seg, rate)
+        hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, path, check=single and solver.step_check)
+        if solver.step_check and path in GRID_PATHS and not single:
             step = float((seg[1:] - seg[:-1]).max()) / solver.substeps
             widest = (step, seg, hs, rate) if widest is None or step > widest[0] else widest
         h = hs[-1] if doses is None else hs[-1] + doses.bolus_at(seg[-1], H)
@@ -189,6 +195,7 @@ def solve_node(R, Z, params, t, x=None, h0=None, *, t_mask=None, x_times=None, d
         [1.0, 0.7788, 1.6065, 0.9744]
     """
     batch, t_mask, obs_dim = check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim)
+    on_divergence = OnDivergence(on_divergence)
     return solve_checked(R, Z, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
                          obs_dim=obs_dim, interpolation=interpolation, solver=solver, on_divergence=on_divergence,
                          batch=batch)
@@ -197,12 +204,11 @@ def solve_node(R, Z, params, t, x=None, h0=None, *, t_mask=None, x_times=None, d
 def solve_checked(R, Z, params, t, x, h0, *, t_mask, x_times, doses, t0, obs_dim, interpolation, solver,
                   on_divergence, batch):
     """:func:`solve_node` after :func:`~pyro_node_uq.distributions.node_solve_check.check_solve_args` (whose
-    ``batch``, full ``t_mask`` and ``obs_dim`` it takes): for a caller that has checked the arguments itself, such
-    as :class:`~pyro_node_uq.distributions.NODETrajectory`, so that a model evaluation checks them once."""
+    ``batch``, full ``t_mask`` and ``obs_dim`` it takes) and with a checked
+    :class:`~pyro_node_uq.validation.OnDivergence`: for a caller that has checked the arguments itself, such as
+    :class:`~pyro_node_uq.distributions.NODETrajectory`, so that a model evaluation checks them once."""
     if interpolation not in ("linear", "cubic"):
         raise ValueError(f"interpolation: expected 'linear' or 'cubic', got {interpolation!r}")
-    if on_divergence not in ("raise", "reject"):
-        raise ValueError(f"on_divergence: expected 'raise' or 'reject', got {on_divergence!r}")
     solver = ODESolver.coerce(solver)
     H = R.sizes[-1]
     interp = None

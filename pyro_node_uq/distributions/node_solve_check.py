@@ -7,8 +7,9 @@ import torch
 
 from .doses import DoseSchedule
 from ..utils.tensors import broadcast_shapes
+from ..validation import check_times
 
-__all__ = ["check_solve_args"]
+__all__ = ["check_float_dtype", "check_precision", "check_solve_args"]
 
 
 def _check_times(t, t_mask):
@@ -23,26 +24,7 @@ def _check_times(t, t_mask):
     elif not torch.is_tensor(t_mask) or t_mask.dtype != torch.bool or t_mask.shape != t.shape:
         raise ValueError(f"t_mask: expected a bool tensor of t's shape {tuple(t.shape)}, got "
                          f"{getattr(t_mask, 'dtype', type(t_mask).__name__)} {tuple(getattr(t_mask, 'shape', ()))}")
-    if t.dim() == 1:  # shared times: the plain check (few ops: it runs at every model evaluation)
-        if not torch.isfinite(t).all():
-            raise ValueError("t: times contain NaN or inf")
-        if t.shape[0] > 1 and not bool((t[1:] > t[:-1]).all()):
-            i = int(torch.nonzero(t[1:] <= t[:-1])[0]) + 1
-            raise ValueError(f"t: times must be strictly increasing; not at index {i} "
-                             f"({float(t[i - 1])} then {float(t[i])})")
-        return t_mask
-    if not torch.isfinite(t[t_mask]).all():
-        raise ValueError("t: times contain NaN or inf (pad per-unit times with t_mask)")
-    tm = t.reshape(-1, t.shape[-1])
-    mask = t_mask.reshape(tm.shape)
-    pos = torch.where(mask, torch.arange(tm.shape[-1], device=t.device), -1).cummax(-1).values
-    prev = torch.cat([pos.new_full(pos.shape[:-1] + (1,), -1), pos[:, :-1]], -1)  # previous real time's index
-    has_prev = mask & (prev >= 0)
-    bad = has_prev & (tm <= tm.gather(-1, prev.clamp(min=0)))
-    if bad.any():
-        unit, i = (int(v) for v in torch.nonzero(bad)[0])
-        raise ValueError(f"t: times must be strictly increasing; not at unit {unit}, index {i} "
-                         f"({float(tm[unit, prev[unit, i]])} then {float(tm[unit, i])})")
+    check_times(t, "t", t_mask)  # finite and sorted where real
     return t_mask
 
 
@@ -74,6 +56,7 @@ def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim
         raise ValueError(f"Z: expects {Z.sizes[0]} inputs, but hidden_dim + input_dim = {R.sizes[0]}")
     t_mask = _check_times(t, t_mask)
     batch = _check_params(R, Z, params)
+    check_precision(t, params, x, h0)
     if t.dim() == 2:
         batch.append(t.shape[:1])
     if D > 0:
@@ -114,3 +97,29 @@ def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim
     if t0 is not None and doses is not None and doses.mask.any() and float(doses.time[doses.mask].min()) < float(t0):
         raise ValueError(f"doses: a dose at {float(doses.time[doses.mask].min())} precedes the start t0={float(t0)}")
     return batch_shape, t_mask, obs_dim
+
+
+def check_float_dtype(value, name):
+    """``value`` unchanged when it is a float32 or float64 tensor (or not a tensor); half precision and
+    bfloat16 are refused: an ODE solve in them loses the trajectory (a mean off by whole percent)."""
+    if torch.is_tensor(value) and value.is_floating_point() and value.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: dtype {value.dtype} is too coarse for an ODE solve and its likelihood; use "
+                        "float32 or float64 (.float() or .double())")
+    return value
+
+
+def check_precision(t, params, x=None, h0=None):
+    """Times, weights, inputs and initial state in one float32 or float64 dtype, so the solve never mixes
+    precisions: a guide or model fitted in one precision and given data in the other is named here, not inside
+    the compiled solver loop."""
+    check_float_dtype(t, "t")
+    for name, value in [("x", x), ("h0", h0)]:
+        check_float_dtype(value, name)
+        if torch.is_tensor(value) and value.is_floating_point() and value.dtype != t.dtype:
+            raise TypeError(f"{name}: dtype {value.dtype} differs from t's {t.dtype}; give t, x and h0 one dtype")
+    for name, value in params.items():
+        check_float_dtype(value, f"params[{name!r}]")
+        if torch.is_tensor(value) and value.is_floating_point() and value.dtype != t.dtype:
+            raise TypeError(f"params[{name!r}]: dtype {value.dtype}, but the data (t) are {t.dtype}: weights fitted in "
+                            f"{value.dtype} need data in {value.dtype}; cast the data, e.g. "
+                            f"split.to(dtype={value.dtype}) (MethodResult.predict and to_inference_data cast it)")

@@ -10,8 +10,9 @@ import torch
 
 from .node_solve import NODESolution, solve_checked
 from .node_solve_check import check_solve_args
-from .observation import ERROR_MODELS, NODEObservation
+from .observation import ErrorModel, NODEObservation
 from ..utils.tensors import broadcast_shapes
+from ..validation import OnDivergence
 
 __all__ = ["NODETrajectory"]
 
@@ -40,7 +41,8 @@ class NODETrajectory(TorchDistribution):
     :param solver: an :class:`ODESolver` or dict of its options.
     :param str on_divergence: ``"raise"`` a :class:`NODEDivergenceError`, or ``"reject"``: log-density
         ``-inf`` for the diverged batch members (what MCMC wants) with a warning.
-    :param str error_model: ``"additive"``, ``"proportional"``, ``"combined"`` or ``"lognormal"``.
+    :param error_model: ``"additive"``, ``"proportional"``, ``"combined"`` or ``"lognormal"``, or an
+        :class:`~pyro_node_uq.distributions.observation.ErrorModel` (which carries ``noise`` and ``df``).
     :param prop_scale: proportional coefficient of the ``"combined"`` error model.
     :param torch.Tensor censored: boolean: entries below a quantification limit (the value is the limit).
     :param torch.Tensor t_mask: boolean ``(N, T)``: real entries of per-unit times (padding is unobserved).
@@ -67,20 +69,16 @@ class NODETrajectory(TorchDistribution):
                  x_times=None, interpolation="linear", solver=None, on_divergence="raise", obs_dim=None,
                  error_model="additive", prop_scale=None, censored=None, t_mask=None, doses=None, t0=None,
                  validate_args=None):
-        if noise not in ("normal", "studentt"):
-            raise ValueError(f"noise must be 'normal' or 'studentt', got {noise!r}")
-        if on_divergence not in ("raise", "reject"):
-            raise ValueError(f"on_divergence must be 'raise' or 'reject', got {on_divergence!r}")
-        if error_model not in ERROR_MODELS:
-            raise ValueError(f"error_model: expected one of {ERROR_MODELS}, got {error_model!r}")
+        law = ErrorModel.coerce(error_model, noise, df)
+        on_divergence = OnDivergence(on_divergence)
         batch, full_t_mask, self.obs_dim = check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0,
                                                             obs_dim)
         self.scale = torch.as_tensor(scale, dtype=t.dtype, device=t.device)
         if t_mask is not None:  # padded per-unit times are never observed
             pad = full_t_mask[..., None]
             mask = pad if mask is None else mask & pad
-        self.mask, self.censored, self.noise, self.df = mask, censored, noise, df
-        self.error_model, self.prop_scale = error_model, prop_scale
+        self.mask, self.censored, self.law, self.prop_scale = mask, censored, law, prop_scale
+        self.error_model, self.noise, self.df = law.kind, law.noise, law.df
         self._solve_args = dict(R=R, Z=Z, params=params, t=t, x=x, h0=h0, t_mask=full_t_mask, x_times=x_times,
                                 doses=doses, t0=t0, obs_dim=self.obs_dim, interpolation=interpolation,
                                 solver=solver, on_divergence=on_divergence, batch=batch)
@@ -99,8 +97,8 @@ class NODETrajectory(TorchDistribution):
     @property
     def observation(self):
         """The :class:`NODEObservation` over the solved mean (error model, mask, censoring, divergence)."""
-        return NODEObservation(self.mean, self.scale, self.error_model, self.noise, self.df, self.prop_scale,
-                               mask=self.mask, censored=self.censored, diverged=self.diverged,
+        return NODEObservation(self.mean, self.scale, self.law, prop_scale=self.prop_scale, mask=self.mask,
+                               censored=self.censored, diverged=self.diverged,
                                validate_args=False)  # scale checked here at init, values in log_prob
 
     hidden = property(lambda self: self.solution.hidden,

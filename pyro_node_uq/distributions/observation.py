@@ -14,17 +14,81 @@ below a quantification limit (LLOQ) and holds that limit as its value (the NONME
 it scores ``log P(y <= limit)``.  Unobserved entries (``mask`` False) score 0; members flagged ``diverged`` by the
 solve score ``-inf`` at every observed entry.
 """
+from dataclasses import dataclass
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 
+from .node_solve_check import check_float_dtype
 from .studentt_cdf import studentt_log_cdf
 from ..utils.tensors import broadcast_shapes
+from ..validation import check_positive
 
-__all__ = ["ERROR_MODELS", "NODEObservation"]
+__all__ = ["ERROR_MODELS", "NOISES", "ErrorModel", "NODEObservation"]
 
 ERROR_MODELS = ("additive", "proportional", "combined", "lognormal")
+NOISES = ("normal", "studentt")
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    """A checked observation error model: the rule from the noise-free mean ``f`` to the noise law of ``y``.
+
+    Build it with :meth:`coerce`, the one place the three options are checked; the model constructors do so once,
+    and the distributions take an instance as given (a string is checked there, for direct use).
+
+    :param str kind: one of :data:`ERROR_MODELS` (module docstring).
+    :param str noise: one of :data:`NOISES`.
+    :param float df: Student-t degrees of freedom.
+
+    Example::
+
+        >>> law = ErrorModel.coerce("combined")
+        >>> law.sd(torch.tensor([0.0, 2.0]), 0.3, 0.2)          # sqrt(0.3^2 + (0.2 f)^2)
+        tensor([0.3000, 0.5000])
+        >>> ErrorModel.coerce("additive", noise="cauchy")
+        Traceback (most recent call last):
+        ...
+        ValueError: noise: expected one of ('normal', 'studentt'), got 'cauchy'
+    """
+
+    kind: str = "additive"
+    noise: str = "normal"
+    df: float = 4.0
+
+    @classmethod
+    def coerce(cls, error_model="additive", noise="normal", df=4.0):
+        """``error_model`` itself when it is an :class:`ErrorModel` (then ``noise`` and ``df`` must be left at
+        their defaults: the instance carries them), else the checked ``ErrorModel(error_model, noise, df)``."""
+        if isinstance(error_model, cls):
+            if (noise, df) != ("normal", 4.0):
+                raise ValueError("noise, df: an ErrorModel carries its own noise and df; give them to it instead")
+            return error_model
+        if not isinstance(error_model, str) or error_model not in ERROR_MODELS:
+            raise ValueError(f"error_model: expected one of {ERROR_MODELS}, got {error_model!r}")
+        if not isinstance(noise, str) or noise not in NOISES:
+            raise ValueError(f"noise: expected one of {NOISES}, got {noise!r}")
+        return cls(error_model, noise, check_positive(df, "df (the Student-t degrees of freedom)"))
+
+    @property
+    def normal_around_mean(self):
+        """Whether ``y`` is ``f`` plus zero-mean noise of std :meth:`sd` (all but the log-normal model), so that a
+        predictive draw can be scored as a Normal around ``f`` with that std."""
+        return self.kind != "lognormal"
+
+    def sd(self, f, scale, prop_scale=None):
+        """The std of the elementwise law around ``f`` (of ``log y`` around ``log f`` for ``"lognormal"``):
+        ``scale``, ``scale |f|`` or ``sqrt(scale^2 + (prop_scale f)^2)``, floored at the dtype's machine epsilon
+        where it depends on ``f`` (a positive scale alone needs no floor)."""
+        if self.kind == "proportional":
+            sd = scale * f.abs()
+        elif self.kind == "combined":
+            sd = torch.sqrt(scale * scale + (prop_scale * f) ** 2)
+        else:
+            return scale
+        return sd.clamp(min=torch.finfo(f.dtype).eps)
 
 
 class NODEObservation(TorchDistribution):
@@ -33,7 +97,8 @@ class NODEObservation(TorchDistribution):
     :param torch.Tensor loc: the noise-free mean ``f``, ``batch + (T, obs_dim)`` (e.g. :attr:`NODESolution.mean`).
     :param scale: positive additive scale (the coefficient for ``"proportional"``, the log-scale for
         ``"lognormal"``), broadcastable to ``loc``.
-    :param str error_model: one of :data:`ERROR_MODELS`.
+    :param error_model: one of :data:`ERROR_MODELS`, or an :class:`ErrorModel` (which carries ``noise`` and
+        ``df``: leave those at their defaults).
     :param str noise: ``"normal"`` or ``"studentt"``.
     :param float df: Student-t degrees of freedom.
     :param prop_scale: positive proportional coefficient of the ``"combined"`` model.
@@ -59,19 +124,16 @@ class NODEObservation(TorchDistribution):
 
     def __init__(self, loc, scale, error_model="additive", noise="normal", df=4.0, prop_scale=None, mask=None,
                  censored=None, diverged=None, validate_args=None):
-        if error_model not in ERROR_MODELS:
-            raise ValueError(f"error_model: expected one of {ERROR_MODELS}, got {error_model!r}")
-        if noise not in ("normal", "studentt"):
-            raise ValueError(f"noise: expected 'normal' or 'studentt', got {noise!r}")
-        if error_model == "combined" and prop_scale is None:
+        self.law = law = ErrorModel.coerce(error_model, noise, df)
+        if law.kind == "combined" and prop_scale is None:
             raise ValueError("prop_scale: the 'combined' error model needs a proportional coefficient")
         if loc.dim() < 2:
             raise ValueError(f"loc: expected batch + (T, obs_dim), got shape {tuple(loc.shape)}")
-        self.loc = loc
+        self.loc = check_float_dtype(loc, "loc")
         self.scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
         self.prop_scale = None if prop_scale is None else torch.as_tensor(prop_scale, dtype=loc.dtype,
                                                                          device=loc.device)
-        self.error_model, self.noise, self.df = error_model, noise, float(df)
+        self.error_model, self.noise, self.df = law.kind, law.noise, law.df
         for name, m in (("mask", mask), ("censored", censored), ("diverged", diverged)):
             if m is not None and (not torch.is_tensor(m) or m.dtype != torch.bool):
                 raise TypeError(f"{name}: expected a bool tensor, got {getattr(m, 'dtype', type(m).__name__)}")
@@ -84,14 +146,7 @@ class NODEObservation(TorchDistribution):
 
     # ------------------------------------------------------------------ the elementwise law
     def _sd(self):
-        f, a = self.loc, self.scale
-        if self.error_model == "proportional":
-            sd = a * f.abs()
-        elif self.error_model == "combined":
-            sd = torch.sqrt(a * a + (self.prop_scale * f) ** 2)
-        else:  # a positive scale needs no floor
-            return a
-        return sd.clamp(min=torch.finfo(f.dtype).eps)
+        return self.law.sd(self.loc, self.scale, self.prop_scale)
 
     def _center(self):
         """Location of the elementwise law: ``f``, or ``log f`` (floored at the smallest float) for lognormal."""

@@ -5,10 +5,10 @@ Each loop makes a handful of small torch calls per stage (four forward, four bac
 cost is the interpreter's, not the arithmetic's: about 2 us per call from Python.  Run by TorchScript the same
 calls cost about a third of that (chemical, P = 1, one core: the forward loop 1.07 -> 0.71 ms, the backward
 loop 1.97 -> 0.67 ms), with no compile of the whole solve (``torch.compile`` of the unrolled loops takes
-minutes).  The functions below are plain Python that TorchScript accepts; :func:`loop` scripts one at its
-:data:`SCRIPT_AFTER`-th use (about 50 ms with TorchScript's first runs, once per process) and falls back to the
-Python function, with one warning, where
-scripting is unavailable or fails (TorchScript is deprecated in recent PyTorch; the fallback computes the same
+minutes).  The functions below are plain Python that TorchScript accepts; :func:`loop` scripts one after a few
+uses (``script_after`` of :data:`~pyro_node_uq.distributions.solve_cache.CACHE`, which holds the result; about
+50 ms with TorchScript's first runs, once per process) and falls back to the Python function, with one warning,
+where scripting is unavailable or fails (TorchScript is deprecated in recent PyTorch; the fallback computes the same
 values with the same calls).  Set :data:`USE_TORCHSCRIPT` to ``False``, or the environment variable
 ``PYRO_NODE_UQ_TORCHSCRIPT=0``, to always run the Python loops.
 
@@ -21,13 +21,12 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ["SCRIPT_AFTER", "USE_TORCHSCRIPT", "loop", "forward_steps", "backward_steps"]
+from . import solve_cache
+
+__all__ = ["USE_TORCHSCRIPT", "loop", "forward_steps", "backward_steps"]
 
 #: run the step loops through TorchScript (where it is available)
 USE_TORCHSCRIPT = os.environ.get("PYRO_NODE_UQ_TORCHSCRIPT", "1") != "0"
-#: uses of a loop before it is scripted (the first ones run in Python)
-SCRIPT_AFTER = 3
-_scripted, _uses = {}, {}
 
 
 def forward_steps(x0: torch.Tensor, X: torch.Tensor, X2: List[torch.Tensor], X3: List[torch.Tensor],
@@ -122,24 +121,23 @@ def backward_steps(lam: torch.Tensor, G: torch.Tensor, G3: List[torch.Tensor], g
         G_hist[k].copy_(G)
 
 
+def _script(fn):
+    """``torch.jit.script(fn)``, or ``fn`` itself (warned once, since the cache holds the result) on failure."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript's own deprecation notice: the fallback covers it
+            return torch.jit.script(fn)
+    except Exception as e:  # noqa: BLE001 - any failure: the Python loop computes the same
+        warnings.warn(f"rk_loops: TorchScript could not compile {fn.__name__} ({type(e).__name__}: {e}); the "
+                      "hand-written solve runs its Python loop (slower at small ensembles)", RuntimeWarning)
+        return fn
+
+
 def loop(fn):
-    """``fn`` (:func:`forward_steps` or :func:`backward_steps`) scripted by TorchScript (once per process, from its
-    :data:`SCRIPT_AFTER`-th use: a one-off solve never pays the ~50 ms of scripting and TorchScript's first,
-    profiling runs), or ``fn`` itself when :data:`USE_TORCHSCRIPT` is off or scripting fails (warned once)."""
+    """``fn`` (:func:`forward_steps` or :func:`backward_steps`) scripted by TorchScript (once per process, after a
+    few uses, held by :data:`~pyro_node_uq.distributions.solve_cache.CACHE`: a one-off solve never pays the ~50 ms
+    of scripting and TorchScript's first, profiling runs), or ``fn`` itself when :data:`USE_TORCHSCRIPT` is off or
+    scripting fails (warned once)."""
     if not USE_TORCHSCRIPT:
         return fn
-    got = _scripted.get(fn)
-    if got is None:
-        _uses[fn] = _uses.get(fn, 0) + 1
-        if _uses[fn] < SCRIPT_AFTER:
-            return fn
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # TorchScript's own deprecation notice: the fallback covers it
-                got = torch.jit.script(fn)
-        except Exception as e:  # noqa: BLE001 - any failure: the Python loop computes the same
-            warnings.warn(f"rk_loops: TorchScript could not compile {fn.__name__} ({type(e).__name__}: {e}); the "
-                          "hand-written solve runs its Python loop (slower at small ensembles)", RuntimeWarning)
-            got = fn
-        _scripted[fn] = got
-    return got
+    return solve_cache.CACHE.script(fn, _script)

@@ -18,7 +18,7 @@ parameters detached, the sticking-the-landing estimator).  One solve integrates 
 ``(particles, weights + points * hidden + 1)``.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torchsde
@@ -27,6 +27,7 @@ from torch.distributions import constraints
 
 from ..nn import unflatten_params
 from .solve import NODEDivergenceError
+from .solver_options import SolverOptions
 
 __all__ = ["SDESolver", "WeightPathFeatures", "solve_weight_path"]
 
@@ -36,7 +37,7 @@ _ESTIMATORS = ("plain", "stl")
 
 
 @dataclass
-class SDESolver:
+class SDESolver(SolverOptions):
     """Options of the ``torchsde`` solve over depth t in [0, 1].
 
     The weight noise is additive (``sigma`` does not depend on the state), so Ito and Stratonovich solutions
@@ -64,7 +65,7 @@ class SDESolver:
     adjoint: bool = False
     max_abs: float = 1e6
 
-    def __post_init__(self):
+    def _check(self):
         if self.method not in _ITO | _STRATONOVICH:
             raise ValueError(f"SDESolver: method must be one of {sorted(_ITO | _STRATONOVICH)}, got {self.method!r}")
         if not (0 < self.dt <= 1):
@@ -73,24 +74,9 @@ class SDESolver:
             raise ValueError(f"SDESolver: rtol, atol and dt_min must be positive, got {self.rtol}, {self.atol}, "
                              f"{self.dt_min}")
 
-    @classmethod
-    def coerce(cls, solver):
-        """Accept an :class:`SDESolver`, a dict of its fields, or ``None`` (defaults)."""
-        if solver is None or isinstance(solver, cls):
-            return solver or cls()
-        if isinstance(solver, dict):
-            unknown = set(solver) - set(cls.__dataclass_fields__)
-            if unknown:
-                raise ValueError(f"solver: unknown options {sorted(unknown)}; known are {sorted(cls.__dataclass_fields__)}")
-            return cls(**solver)
-        raise TypeError(f"solver must be an SDESolver, a dict or None, got {type(solver).__name__}")
-
     @property
     def sde_type(self):
         return "ito" if self.method in _ITO else "stratonovich"
-
-    def to_dict(self):
-        return asdict(self)
 
 
 class _AugmentedSDE(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""Solver limits: how far a fixed step is from stable (a step-doubling check), and the adaptive step budget.
+"""Solver limits: how far a fixed step is from stable (ONE step-doubling check), and the adaptive step budget.
 
 A fixed-step solve (``euler``, ``rk4``...) with a step far above the vector field's stable step does not fail: it
 returns large, wrong states.  After such a solve, :func:`check_fixed_step` takes one step of size ``h`` and two of
@@ -8,17 +8,12 @@ step is beyond the stable range, and ONE warning per solve says so (not one per 
 import warnings
 
 import torch
-import torchdiffeq
 
-__all__ = ["StepSizeWarning", "DEFAULT_MAX_NUM_STEPS", "ADAPTIVE", "TrackTime", "check_fixed_step",
-           "check_solver_options", "step_doubling_error", "warn_if_unstable"]
+__all__ = ["StepSizeWarning", "DEFAULT_MAX_NUM_STEPS", "TrackTime", "check_fixed_step", "check_step_count",
+           "largest_state", "relative_difference", "step_doubling_error", "warn_if_unstable"]
 
-#: adaptive torchdiffeq methods and the step budget they get by default (per interval between output times)
-ADAPTIVE = {"dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun"}
+#: the step budget adaptive methods get by default (per interval between output times)
 DEFAULT_MAX_NUM_STEPS = 1000
-#: every torchdiffeq method name
-METHODS = ADAPTIVE | {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams",
-                      "scipy_solver"}
 
 
 class StepSizeWarning(RuntimeWarning):
@@ -39,26 +34,6 @@ class TrackTime:
         return float("nan") if self.t is None else float(self.t)
 
 
-def check_solver_options(solver):
-    """Validate an :class:`~pyro_node_uq.distributions.ODESolver` 's fields; errors name the field."""
-    from ..validation import check_choice, check_positive
-
-    check_choice(solver.method, "solver.method", METHODS)
-    try:
-        solver.rtol, solver.atol = check_positive(solver.rtol, "rtol"), check_positive(solver.atol, "atol")
-        solver.max_abs = check_positive(solver.max_abs, "max_abs")
-        if solver.step_size is not None:
-            solver.step_size = check_positive(solver.step_size, "step_size")
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"ODESolver: {e}") from None
-    if not isinstance(solver.options, dict):
-        raise TypeError(f"ODESolver: options must be a dict of torchdiffeq options, got {solver.options!r}")
-    if "max_num_steps" in solver.options:
-        from ..validation import check_int
-
-        check_int(solver.options["max_num_steps"], "solver.options['max_num_steps']", 1)
-
-
 #: the most fixed steps one solve may take (beyond it a too-small step_size, not a model)
 MAX_FIXED_STEPS = 10 ** 7
 
@@ -72,20 +47,39 @@ def check_step_count(t, step_size):
     return step_size
 
 
-def step_doubling_error(func, y, t0, h, method):
-    """Relative difference of one step ``h`` and two steps ``h / 2`` of ``method`` from ``y`` at ``t0``.
+def largest_state(solution):
+    """Index ``k`` of the output time (not the last) where the solved states ``(T,) + batch`` are largest in
+    absolute value: the check steps from there."""
+    return int(solution.detach().abs().flatten(1).amax(1)[:-1].argmax())
 
-    :returns: ``max |y_h - y_{h/2}| / (max |y_{h/2}| + max |y| + tiny)`` (a float; ``nan`` if a step is not finite).
+
+def relative_difference(one, two, y):
+    """``max |one - two| / (max |two| + max |y| + tiny)``: the check's relative error of one step (``one``)
+    against two half steps (``two``) from ``y``, a float (``nan`` if a step is not finite)."""
+    return float((one - two).abs().amax() / (two.abs().amax() + y.abs().amax() + torch.finfo(y.dtype).tiny))
+
+
+def step_doubling_error(func, y, t0, h, method):
+    """Relative difference of one step ``h`` and two steps ``h / 2`` of ``method`` from ``y`` at ``t0``
+    (:func:`relative_difference`), stepping with the solver object's own ``step``.
+
+    :param func: the vector field ``func(t, y)``.
+    :param method: a fixed-step method's name or solver object.
     """
-    grid = torch.stack([t0, t0 + h])
-    one = torchdiffeq.odeint(func, y, grid, method=method, options={"step_size": h})[-1]
-    two = torchdiffeq.odeint(func, y, grid, method=method, options={"step_size": h / 2})[-1]
-    scale = two.abs().amax() + y.abs().amax() + torch.finfo(y.dtype).tiny
-    return float((one - two).abs().amax() / scale)
+    from .solvers import get_solver
+
+    scheme = get_solver(method)
+    h = torch.as_tensor(h, dtype=y.dtype, device=y.device)
+    t0 = torch.as_tensor(t0, dtype=y.dtype, device=y.device)
+    one = scheme.step(func, y, t0, h)
+    two = scheme.step(func, scheme.step(func, y, t0, h / 2), t0 + h / 2, h / 2)
+    return relative_difference(one, two, y)
 
 
 def check_fixed_step(func, solution, t, method, step_size, threshold=1.0):
-    """Warn once if the fixed step of a finished solve is far above the stable step.
+    """Warn once if the fixed step of a finished solve is far above the stable step: one step of the solve's
+    width against two half steps, from the output time where the state is largest.  (The fast fixed-step path runs
+    the same check with its own steps, see :mod:`~pyro_node_uq.distributions.fixed_grid`.)
 
     :param func: the vector field ``func(t, y)``.
     :param solution: the solved states ``(T,) + batch``.
@@ -99,7 +93,7 @@ def check_fixed_step(func, solution, t, method, step_size, threshold=1.0):
         return float("nan")  # divergence is reported by the caller
     h = (t[1:] - t[:-1]).max() if step_size is None else torch.as_tensor(step_size, dtype=t.dtype)
     with torch.no_grad():
-        k = int(solution.detach().abs().flatten(1).amax(1)[:-1].argmax())  # where the state is largest
+        k = largest_state(solution)
         err = step_doubling_error(func, solution[k].detach(), t[k].detach(), h, method)
     warn_if_unstable(err, method, h, t[k], threshold)
     return err

@@ -2,13 +2,12 @@
 methods built from them (runners with defaults and warm starts) are in :mod:`pyro_node_uq.methods`."""
 from .autoguide import AutoLangevin, AutoLayerwise
 from .counting import CountingModel
-from .individual import ConditionedEffects, condition_effects, predict_units
 from .log_joint import LogJoint
 from .ltau import LTAU, LossTrajectoryRecorder
 from .mcmc import LangevinKernel, particles_to_chains
 from .svgd import ParticleSVGD
 from .svi import FitResult, GuardedSVI, fit_svi
 
-__all__ = ["AutoLangevin", "AutoLayerwise", "ConditionedEffects", "CountingModel", "FitResult", "GuardedSVI", "LTAU", "LangevinKernel",
-           "LogJoint", "LossTrajectoryRecorder", "ParticleSVGD", "condition_effects", "fit_svi",
-           "particles_to_chains", "predict_units"]
+__all__ = ["AutoLangevin", "AutoLayerwise", "CountingModel", "FitResult", "GuardedSVI", "LTAU", "LangevinKernel",
+           "LogJoint", "LossTrajectoryRecorder", "ParticleSVGD", "fit_svi",
+           "particles_to_chains"]

@@ -1,7 +1,9 @@
 """The one place that touches Pyro internals with no public equivalent.
 
 Each item names the Pyro version it was checked against (pyro-ppl 1.9.2).  Everything else in the package uses
-Pyro's public API only.
+Pyro's public API only (``tests/test_architecture.py`` checks that no other module names a private Pyro
+attribute).  Subclasses of Pyro's autoguides still *override* the documented extension hook ``_setup_prototype``;
+calling it, or reading what it sets up, goes through here.
 """
 import functools
 from contextlib import contextmanager
@@ -11,7 +13,9 @@ from pyro.ops.integrator import _EXCEPTION_HANDLERS  # 1.9.2: the registry of so
 from pyro.poutine import runtime
 from pyro.poutine.subsample_messenger import _Subsample  # 1.9.2: the distribution of a plate's subsample site
 
-__all__ = ["SUBSAMPLE_DIST", "chains_in_process", "is_registered_solver_error", "isolated_handlers", "replace_model"]
+__all__ = ["SUBSAMPLE_DIST", "autoguide_state", "bare_model", "chains_in_process", "guide_model", "hmc_statistics",
+           "is_registered_solver_error", "is_unset_autoguide", "isolated_handlers", "mask_of", "pyro_name",
+           "replace_model", "setup_prototype", "unconstrained_shapes", "unpack_latent"]
 
 SUBSAMPLE_DIST = _Subsample
 
@@ -70,3 +74,63 @@ def bare_model(model):
     while isinstance(model, functools.partial) and model.args and isinstance(model.args[0], Messenger):
         model = model.args[-1]
     return model
+
+
+def autoguide_state(guide, getstate, with_model=False):
+    """``getstate()`` (an autoguide's inherited ``__getstate__``) without stripping the live guide of its model:
+    Pyro 1.9.2's ``AutoGuide.__getstate__`` sets the private ``_model`` of the guide itself to ``None``.  With
+    ``with_model`` the pickled state keeps the model too (it must then be picklable)."""
+    model = guide._model
+    state = getstate()
+    guide._model = model
+    if with_model:
+        state["_model"] = model
+    return state
+
+
+def guide_model(guide):
+    """The model an autoguide was built on, or ``None`` after unpickling (Pyro 1.9.2 keeps it in the private
+    ``AutoGuide._model`` 1-tuple and drops it when pickled)."""
+    model = guide._model
+    return None if model is None else model[0]
+
+
+def setup_prototype(guide, *args, **kwargs):
+    """Trace the model and build an autoguide's parameters without drawing (``AutoGuide._setup_prototype`` in
+    Pyro 1.9.2); returns :func:`unconstrained_shapes` of the guide."""
+    guide._setup_prototype(*args, **kwargs)
+    return unconstrained_shapes(guide)
+
+
+def is_unset_autoguide(guide):
+    """Whether ``guide`` is an autoguide whose model has not been traced yet (no ``prototype_trace``)."""
+    return getattr(guide, "prototype_trace", True) is None and hasattr(guide, "_setup_prototype")
+
+
+def unconstrained_shapes(guide):
+    """``site -> unconstrained shape`` of an ``AutoContinuous`` guide's latent in its order (Pyro 1.9.2's private
+    ``_unconstrained_shapes``), or ``None`` for a guide not set up or not an ``AutoContinuous``."""
+    return getattr(guide, "_unconstrained_shapes", None)
+
+
+def unpack_latent(guide, latent):
+    """``(site, unconstrained value)`` pairs of an ``AutoContinuous`` guide's flat ``latent`` (Pyro 1.9.2's
+    ``AutoContinuous._unpack_latent``)."""
+    return guide._unpack_latent(latent)
+
+
+def pyro_name(module):
+    """The name under which a ``PyroModule`` (every autoguide) stores its parameters, ``"<name>.param"`` (Pyro
+    1.9.2's ``PyroModule._pyro_name``), or ``None``."""
+    return getattr(module, "_pyro_name", None)
+
+
+def hmc_statistics(kernel):
+    """``(mean acceptance probability, divergent draw indices, last potential energy or None)`` of Pyro's HMC or
+    NUTS kernel during a run (its private running statistics in Pyro 1.9.2)."""
+    return kernel._mean_accept_prob, kernel._divergences, kernel._potential_energy_last
+
+
+def mask_of(fn):
+    """The mask of a ``MaskedDistribution`` (private ``_mask`` in Pyro 1.9.2: a bool tensor or a bool)."""
+    return fn._mask

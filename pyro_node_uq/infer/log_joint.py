@@ -22,7 +22,6 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro.util import get_rng_state, set_rng_state
 from torch.distributions import biject_to
 
-from ..distributions import NODEDivergenceError
 from ._pyro_compat import SUBSAMPLE_DIST, is_registered_solver_error, isolated_handlers
 
 __all__ = ["LogJoint", "UnconditionedSiteError", "model_plate_nesting", "value_and_grad"]
@@ -119,8 +118,7 @@ class LogJoint:
                 self.vectorized = True
                 return out
             except Exception as e:
-                if self.vectorized or isinstance(e, (UnconditionedSiteError, NODEDivergenceError)) or \
-                        is_registered_solver_error(e):
+                if self.vectorized or isinstance(e, UnconditionedSiteError) or is_registered_solver_error(e):
                     raise
                 first = {k: v[:1] for k, v in unconstrained.items()}
                 try:
@@ -179,8 +177,9 @@ def value_and_grad(fn, z, with_grad=True):
 
     Members whose value or gradient is not finite are not ``ok``: their value is ``-inf`` and their gradient zero
     (zeros, not NaN: a NaN kept out of the forward pass by ``torch.where`` would still reach parameters' gradients
-    as ``0 * NaN``).  A solver failure that raises (:class:`~pyro_node_uq.distributions.NODEDivergenceError`, or an
-    error registered with ``pyro.ops.integrator.register_exception_handler``) makes every member not ``ok``.
+    as ``0 * NaN``).  A solver failure that raises an error registered with
+    ``pyro.ops.integrator.register_exception_handler`` (as :class:`~pyro_node_uq.distributions.NODEDivergenceError`
+    is) makes every member not ``ok``.
     With ``with_grad=False`` no backward pass is made and ``grad`` is ``None``.
     """
     leaf = z.detach().requires_grad_(with_grad)
@@ -191,7 +190,7 @@ def value_and_grad(fn, z, with_grad=True):
             if with_grad:
                 grad = torch.autograd.grad(value.sum(), leaf)[0] if value.requires_grad else torch.zeros_like(leaf)
     except Exception as e:
-        if not (isinstance(e, NODEDivergenceError) or is_registered_solver_error(e)):
+        if not is_registered_solver_error(e):
             raise
         value, grad = z.new_full(z.shape[:1], -math.inf), (torch.zeros_like(z) if with_grad else None)
     value = value.detach()

@@ -5,6 +5,8 @@ from pyro import poutine
 from pyro.infer import SVGD
 from torch.distributions import biject_to
 
+from ._pyro_compat import setup_prototype, unpack_latent
+
 __all__ = ["ParticleSVGD"]
 
 
@@ -20,10 +22,10 @@ class ParticleSVGD(SVGD):
     def particle_index(self, *args, **kwargs):
         """``(num_particles, D)`` indices into the flat particle tensor, one row per particle."""
         if getattr(self, "_index", None) is None:
-            self.guide._setup_prototype(*args, **kwargs)
-            n = sum(int(v.numel()) for v in self.guide._unconstrained_shapes.values())
+            shapes = setup_prototype(self.guide, *args, **kwargs)
+            n = sum(int(v.numel()) for v in shapes.values())
             flat = torch.arange(n)
-            rows = [v.reshape(self.num_particles, -1) for _, v in self.guide._unpack_latent(flat)]
+            rows = [v.reshape(self.num_particles, -1) for _, v in unpack_latent(self.guide, flat)]
             self._index = torch.cat(rows, dim=-1)
         return self._index
 
@@ -44,7 +46,7 @@ class ParticleSVGD(SVGD):
             kernel = log_kernel.exp()
             update = torch.einsum("nmd,md->nd", kernel, grad) + torch.einsum("nmd,nmd->nd", kernel, kernel_grad)
         flat.grad = torch.zeros_like(flat).index_put_((index,), update / self.num_particles)
-        squared = {site["name"]: v.mean().item() for site, v in self.guide._unpack_latent(flat.grad.pow(2))}
+        squared = {site["name"]: v.mean().item() for site, v in unpack_latent(self.guide, flat.grad.pow(2))}
         params = set(site["value"].unconstrained() for site in param_capture.trace.nodes.values())
         self.optim(params)
         pyro.infer.util.zero_grads(params)

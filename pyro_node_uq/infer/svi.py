@@ -5,13 +5,13 @@ import warnings
 from dataclasses import dataclass, field
 
 import pyro
-import torch
-from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
-from pyro.infer.util import torch_item, zero_grads
+from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
 from ..validation import check_int, check_positive
+from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
+from .distributed.checkpoint import data_fingerprint
+from .guarded_svi import GuardedSVI
 
 __all__ = ["FitResult", "GuardedSVI", "fit_svi"]
 
@@ -27,61 +27,9 @@ class FitResult:
     skipped_steps: int = 0
 
 
-class GuardedSVI(SVI):
-    """Pyro's :class:`~pyro.infer.SVI` whose step is rejected when a gradient is not finite.
-
-    A finite loss can still come with a NaN or inf gradient (an ODE solve whose backward pass overflows in float32,
-    0 * inf in a discarded branch); one such step would make every parameter it touches NaN for good.  Such a step
-    is skipped (no parameter moves; the gradients are zeroed) and counted in :attr:`skipped`; ``max_skips``
-    consecutive rejections raise a :class:`FloatingPointError` that names the parameters.
-
-    :param int max_skips: consecutive rejected steps tolerated.
-
-    Example::
-
-        >>> import pyro, pyro.distributions as dist, torch
-        >>> def model():
-        ...     pyro.sample("x", dist.Normal(0., 1.))
-        >>> guide = pyro.infer.autoguide.AutoNormal(model)
-        >>> svi = GuardedSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO())
-        >>> _ = svi.step(); svi.skipped
-        0
-    """
-
-    def __init__(self, model, guide, optim, loss, max_skips=10, **kwargs):
-        if not int(max_skips) >= 1:
-            raise ValueError(f"max_skips must be >= 1, got {max_skips}")
-        super().__init__(model, guide, optim, loss, **kwargs)
-        self.max_skips, self.skipped, self._run = int(max_skips), 0, 0
-
-    def step(self, *args, **kwargs):
-        with poutine.trace(param_only=True) as capture:
-            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = set(site["value"].unconstrained() for site in capture.trace.nodes.values())
-        loss = self.reduce(params, loss)
-        bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
-        if bad:
-            self.skipped, self._run = self.skipped + 1, self._run + 1
-            if self._run >= self.max_skips:
-                names = {id(v): k for k, v in pyro.get_param_store().named_parameters()}
-                raise FloatingPointError(f"SVI: {self._run} consecutive steps had non-finite gradients of "
-                                         f"{sorted(names.get(id(p), '?') for p in bad)}; lower lr, or check the model "
-                                         "for diverging solves")
-        else:
-            self._run = 0
-            self.optim(params)
-        zero_grads(params)
-        return torch_item(loss)
-
-    def reduce(self, params, loss):
-        """Combine this step's ``loss`` and the gradients of ``params`` before they are checked and applied (the
-        hook of :class:`~pyro_node_uq.infer.distributed.DataParallelSVI`); here, nothing to combine."""
-        return loss
-
-
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
             progress_bar=True, desc="SVI", callback=None, distributed=None, subsample_size=None, seed=0,
-            checkpoint=None, checkpoint_every=100, plate="trajectories"):
+            checkpoint=None, checkpoint_every=100, plate="trajectories", checkpoint_config=None):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
 
     Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the fit is data-parallel: every
@@ -105,10 +53,10 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     :param checkpoint: file to save the fit to every ``checkpoint_every`` steps and to resume from when it exists
         (see :class:`~pyro_node_uq.infer.distributed.SVICheckpoint`).
     :param str plate: name of the model's data plate, sharded and subsampled.
+    :param dict checkpoint_config: more settings (plain values) a resumed fit must share with the checkpoint,
+        besides the fit's own options, a fingerprint of ``split`` and the model's and guide's types.
     :rtype: FitResult
     """
-    from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
-
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     lr = check_positive(lr, "lr")
     lr_final = lr / 10 if lr_final is None else check_positive(lr_final, "lr_final")
@@ -120,9 +68,17 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
                               seed=seed)
     else:
         svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
-    saver = SVICheckpoint(checkpoint, checkpoint_every, dict(num_steps=num_steps, lr=lr, lr_final=lr_final,
-                                                             subsample_size=subsample_size, seed=seed))
-    first, losses = saver.resume(svi)
+    config = dict(num_steps=num_steps, lr=lr, lr_final=lr_final, subsample_size=subsample_size, seed=seed)
+    if checkpoint is not None:
+        config.update(data=data_fingerprint(split.args, split.kwargs), model=type(model).__qualname__,
+                      guide=type(guide).__qualname__, **(checkpoint_config or {}))
+    saver = SVICheckpoint(checkpoint, checkpoint_every, config)
+    with saver.hold():
+        return _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback)
+
+
+def _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback):
+    first, losses = saver.resume(svi, *split.args, **split.kwargs)
     result = FitResult(guide, losses=losses)
     start = time.perf_counter()
     with tqdm(range(first, num_steps), desc=desc, disable=not (progress_bar and is_main_process()), leave=False,

@@ -9,7 +9,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoGuide, init_to_value
 from torch.distributions import biject_to
 
-from ..infer._pyro_compat import replace_model
+from ..infer._pyro_compat import pyro_name, replace_model
 from ..infer.counting import CountingModel
 from ..infer.log_joint import model_plate_nesting
 from ..infer.svi import fit_svi
@@ -118,7 +118,7 @@ def carry_model_params(result, values=None):
     state = None if result is None else result.param_state
     if state is None:
         return
-    prefix = getattr(result.guide, "_pyro_name", None)  # a guide is a PyroModule: its params are "<name>.*"
+    prefix = pyro_name(result.guide)  # a guide is a PyroModule: its params are "<name>.*"
     for name, unconstrained in state["params"].items():
         if prefix and name.startswith(prefix + "."):
             continue

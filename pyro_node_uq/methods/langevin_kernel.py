@@ -39,8 +39,9 @@ def _normal_variances(guide, names):
           defaults={"num_particles": 16, "warmup_steps": 150, "num_samples": 150, "thin": 5},
           quick={"num_particles": 8, "warmup_steps": 30, "num_samples": 30, "thin": 3})
 def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=None, num_particles=16,
-                        num_samples=150, warmup_steps=150, thin=5, adjust=True, hybrid_weight=0.5,
-                        preconditioner=None, autonormal_steps=None, map_steps=None, seed=0, progress_bar=True):
+                        num_samples=150, warmup_steps=150, thin=5, adjust=True, exact_weight=0.5,
+                        preconditioner=None, hybrid_weight=None, autonormal_steps=None, map_steps=None, seed=0,
+                        progress_bar=True):
     """Run an ensemble of ``num_particles`` Langevin chains started at draws of a fitted guide.
 
     :param model: a Pyro model ``model(t, x, y, mask=...)`` (e.g. a :class:`~pyro_node_uq.models.NODEModel`).
@@ -48,14 +49,15 @@ def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=N
     :param MethodResult warm_start: a fitted result (``run_autonormal``, ``run_langevin``...) whose posterior
         draws start the particles; an AutoNormal fit (``autonormal_steps`` after ``map_steps`` of MAP) when
         ``None``.  Its cost is included in this method's.
-    :param str drift: ``"exact"``, ``"learned"`` or ``"hybrid"`` (see :class:`LangevinKernel`).
-    :param guide: an object with ``score(z)`` for learned/hybrid drift (default: the warm start's guide).
+    :param str drift: ``"exact"``, ``"learned"`` or ``"blend"`` (see :class:`LangevinKernel`).
+    :param guide: an object with ``score(z)`` for learned/blended drift (default: the warm start's guide).
     :param int num_particles: particles (independent chains advanced in one vectorised model call per step).
     :param int num_samples: kept draws per particle (before thinning).
     :param int warmup_steps: step-size and preconditioner adaptation steps.
     :param int thin: keep every ``thin``-th draw.
     :param bool adjust: Metropolis adjustment (MALA) or none (ULA).
-    :param float hybrid_weight: weight of the exact gradient in hybrid drift.
+    :param float exact_weight: weight of the exact gradient in blended drift.
+    :param float hybrid_weight: the old name of ``exact_weight`` (a ``FutureWarning``).
     :param preconditioner: as :class:`LangevinKernel`; ``None`` picks the guide's reference scale
         (AutoLangevin), the AutoNormal posterior variances, or warm-up adaptation, in that order.
     :param int autonormal_steps: AutoNormal steps when the warm start is fitted here (default:
@@ -107,7 +109,8 @@ def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=N
                 preconditioner = "adapt"
     counting = counted(model)
     pyro.set_rng_seed(seed)
-    kernel = LangevinKernel(counting, drift=drift, guide=guide, adjust=adjust, hybrid_weight=hybrid_weight,
+    kernel = LangevinKernel(counting, drift=drift, guide=guide, adjust=adjust, exact_weight=exact_weight,
+                            hybrid_weight=hybrid_weight,
                             preconditioner=preconditioner, num_particles=num_particles,
                             max_plate_nesting=model.max_plate_nesting)
     rows = []  # per-draw, per-particle statistics of the kept steps (the kernel resets its own in cleanup())

@@ -9,7 +9,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
 from pyro.poutine.util import prune_subsample_sites
 
-from ..infer._pyro_compat import chains_in_process
+from ..infer._pyro_compat import chains_in_process, hmc_statistics
 from ..validation import check_int, check_positive
 from .common import as_process_model, carry_model_params, map_values, start_from, with_start_cost
 from .registry import MethodSkipped, register
@@ -55,11 +55,10 @@ class SamplerStats:
         if not stage.startswith("Sample"):
             return
         n = i + 1
-        mean = float(kernel._mean_accept_prob)
+        mean, divergences, pe = hmc_statistics(kernel)
+        mean = float(mean)
         accept = n * mean - (n - 1) * self._prev if n > 1 else mean
         self._prev = mean
-        divergences = kernel._divergences
-        pe = kernel._potential_energy_last
         self.rows.append((float(kernel.step_size), min(max(accept, 0.0), 1.0),
                           bool(divergences and divergences[-1] == i),
                           -float(pe) if pe is not None else float("nan")))

@@ -134,11 +134,39 @@ class MethodResult:
         with param_scope(self.param_state):
             return guide_samples(self.guide, num_samples, args, kwargs, self.model.max_plate_nesting)
 
+    def in_fit_dtype(self, split):
+        """``split`` cast to the floating dtype the method was fitted in (NumPy data arrive as float64, a guide
+        fitted under the default float32 solves in float32); ``split`` itself when it already matches.
+
+        Example::
+
+            >>> import torch
+            >>> from pyro_node_uq.data import Split
+            >>> fitted_on = Split(torch.arange(2.0).float(), None, torch.zeros(1, 2, 1).float())
+            >>> res = MethodResult("toy", model=None, train_split=fitted_on)
+            >>> res.in_fit_dtype(Split(torch.arange(2.0).double(), None, torch.zeros(1, 2, 1).double())).y.dtype
+            torch.float32
+        """
+        dtype = self._fit_dtype()
+        t = getattr(split, "t", None)
+        if dtype is None or not torch.is_tensor(t) or not t.is_floating_point() or t.dtype == dtype:
+            return split
+        return split.to(dtype=dtype)
+
+    def _fit_dtype(self):
+        if self.train_split is not None and torch.is_tensor(getattr(self.train_split, "t", None)):
+            return self.train_split.t.dtype
+        for value in (self.samples or {}).values():
+            if value.is_floating_point():
+                return value.dtype
+        return None
+
     def predict(self, split, num_samples=100, seed=0, sites=None):
         """Posterior predictive on ``split`` from ONE vectorised ``Predictive(parallel=True)`` call.
 
         :param split: a :class:`~pyro_node_uq.data.Split` (the model's ``predict_args`` choose what is used; the
-            observations are not: the posterior is drawn given :attr:`train_split`).
+            observations are not: the posterior is drawn given :attr:`train_split`); cast to the fit's dtype
+            (:meth:`in_fit_dtype`).
         :param int num_samples: number of posterior draws ``S`` (``None``: all stored draws).
         :param int seed: seed of the posterior draw and the observation noise.
         :param sites: sites to return (default: the model's ``predict_sites``); sites the model does not have
@@ -147,6 +175,7 @@ class MethodResult:
             ``predict_sites`` give it (NODE: ``"obs"``, ``"y_mean"`` ``(S, N, T, obs_dim)``, ``"hidden"``
             ``(S, N, T, H)``, a latent ``"sigma"`` ``(S, obs_dim)``); other sites flattened per draw.
         """
+        split = self.in_fit_dtype(split)
         keep = self.model.predict_sites
         sites = list(keep) if sites is None else list(sites)
         on_inputs = split if self.model.latent_on_inputs else None  # latents of the split's own inputs

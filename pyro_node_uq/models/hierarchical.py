@@ -7,10 +7,8 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-from ..distributions import NODEObservation, solve_node
-from ..nn import BatchedMLP, sample_params
-from ..utils.tensors import broadcast_shapes
-from ..validation import check_trajectory_data
+from ..nn import BatchedMLP
+from ..validation import MAX_SIZE, check_choice, check_int, check_positive
 from .node import NODEModel, _left_of_trajectories, init_to_glorot
 
 __all__ = ["EFFECTS", "PARAMETERIZATIONS", "HierarchicalNODEModel"]
@@ -18,6 +16,40 @@ __all__ = ["EFFECTS", "PARAMETERIZATIONS", "HierarchicalNODEModel"]
 EFFECTS = ("rate", "output", "input", "rate[k]", "outflow[k]")
 _PER_STATE = re.compile(r"(rate|outflow)\[(\d+)\]$")
 PARAMETERIZATIONS = ("noncentred", "centred")
+
+
+def _checked_covariate_names(names, covariate_dim):
+    """``(names, covariate_dim)``: distinct string names, as many as ``covariate_dim`` (which they set when 0)."""
+    covariate_dim = check_int(covariate_dim, "covariate_dim", 0, MAX_SIZE)
+    if names is None:
+        return None, covariate_dim
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"covariate_names: expected a tuple of names, got {names!r}")
+    names = tuple(names)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"covariate_names: {twice} given more than once in {names}; give each covariate once")
+    if covariate_dim and covariate_dim != len(names):
+        raise ValueError(f"covariate_names: {len(names)} names for covariate_dim={covariate_dim} covariates")
+    return names, len(names)
+
+
+def _checked_standardisation(value, name, covariate_dim, positive=False):
+    """A covariate location or scale: ``None``, or a finite number or ``(covariate_dim,)`` values (positive for
+    a scale), as a float64 tensor; ``None`` without covariates (a problem's configuration switched off with
+    ``covariate_dim=0`` keeps its standardisation)."""
+    if value is None or not covariate_dim:
+        return None
+    try:
+        v = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: expected a number or {covariate_dim} numbers, got {value!r}") from None
+    if v.shape not in ((), (covariate_dim,)):
+        raise ValueError(f"{name}: expected a number or shape ({covariate_dim},) (one per covariate), got shape "
+                         f"{tuple(v.shape)}")
+    if not torch.isfinite(v).all() or (positive and not (v > 0).all()):
+        raise ValueError(f"{name}: expected finite{' positive' if positive else ''} values, got {v.tolist()}")
+    return v
 
 
 class HierarchicalNODEModel(NODEModel):
@@ -53,15 +85,21 @@ class HierarchicalNODEModel(NODEModel):
     non-centred MAP.  Units marked ``new_units`` always use the non-centred ``"eta_z_new"`` / ``"eta_new"`` (drawn
     from the population, not from the fitted units' posterior). ``omega`` is a point estimate (``omega="learned"``,
     a ``pyro.param``) or a latent, with a log-normal prior either way.
-    Other options (error models, solver, noise scale) are :class:`NODEModel`'s; the solve is
-    :func:`~pyro_node_uq.distributions.solve_node` and the likelihood
-    :class:`~pyro_node_uq.distributions.NODEObservation`.
+    Other options (error models, solver, noise scale) are :class:`NODEModel`'s, and so is the model body (data
+    checks, the plate and its subsampling, the solve and the likelihood): the effects are its component hooks
+    (:meth:`population_sites`: omega, beta, the typical rates; :meth:`unit_sites`: the units' effects;
+    :meth:`unit_field`: R's weights and inputs per unit; :meth:`unit_mean`: the output effect).
 
     :param tuple effects: where each random-effect component enters, from :data:`EFFECTS` (``"rate[k]"`` and
-        ``"outflow[k]"`` with ``k`` a hidden component, ``0 <= k < hidden_dim``); ``()`` is the population-only
-        model (no random effects; doses and covariates-free).
-    :param int covariate_dim: number of covariates ``C``.
-    :param covariate_loc, covariate_scale: standardisation of the covariates (default 0 and 1).
+        ``"outflow[k]"`` with ``k`` a hidden component, ``0 <= k < hidden_dim``), each at most once but
+        ``"input"`` (one extra input of R per entry); ``()`` is the population-only model (no random effects:
+        doses only; a split's covariates are accepted and not used).
+    :param int covariate_dim: number of covariates ``C`` (a model with effects and ``covariate_dim=0`` refuses
+        covariates rather than ignore them).
+    :param tuple covariate_names: names of the ``C`` covariates (distinct; sets ``covariate_dim`` when that is
+        not given).
+    :param covariate_loc, covariate_scale: standardisation of the covariates, a number or ``(C,)`` each
+        (default 0 and 1; the scale positive; not used with ``covariate_dim=0``).
     :param omega: ``"learned"`` or ``"latent"``.
     :param str parameterization: ``"noncentred"`` (latent ``eta_z``) or ``"centred"`` (latent ``eta``) for the
         fitted units' effects.
@@ -97,24 +135,22 @@ class HierarchicalNODEModel(NODEModel):
 
     def __init__(self, obs_dim=1, input_dim=0, effects=("rate", "output"), covariate_dim=0, covariate_loc=None,
                  covariate_scale=None, omega="learned", omega_init=0.3, omega_prior=0.5, dose_scale=1.0,
-                 parameterization="noncentred", equilibrium=None, typical_rate=None, **kwargs):
+                 parameterization="noncentred", equilibrium=None, typical_rate=None, covariate_names=None,
+                 **kwargs):
         super().__init__(obs_dim, input_dim, **kwargs)
-        bad = isinstance(effects, str) or [e for e in effects if e not in EFFECTS[:3] and not (
-            _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
-        if bad:
-            raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
-                             f"(empty: a population-only model), got {effects!r}")
-        if covariate_dim and not effects:
+        self.effects = self._checked_effects(effects)
+        self.covariate_names, self.covariate_dim = _checked_covariate_names(covariate_names, covariate_dim)
+        if self.covariate_dim and not self.effects:
             raise ValueError("covariate_dim: covariates shift the random effects' mean; give effects as well")
-        if omega not in ("learned", "latent"):
-            raise ValueError(f"omega must be 'learned' or 'latent', got {omega!r}")
-        if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"parameterization: expected one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        self.covariate_loc = _checked_standardisation(covariate_loc, "covariate_loc", self.covariate_dim)
+        self.covariate_scale = _checked_standardisation(covariate_scale, "covariate_scale", self.covariate_dim,
+                                                        positive=True)
+        check_choice(omega, "omega", ("learned", "latent"))
+        check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
         self.parameterization = parameterization
-        self.effects, self.covariate_dim = tuple(effects), int(covariate_dim)
-        self.covariate_loc, self.covariate_scale = covariate_loc, covariate_scale
-        self.omega, self.omega_init, self.omega_prior = omega, float(omega_init), float(omega_prior)
-        self.dose_scale = float(dose_scale)
+        self.omega, self.omega_init = omega, check_positive(omega_init, "omega_init (the median of omega's prior)")
+        self.omega_prior = check_positive(omega_prior, "omega_prior (the log-scale of omega's prior)")
+        self.dose_scale = check_positive(dose_scale, "dose_scale (doses enter the state multiplied by it)")
         n_in, act = self.effects.count("input"), self.R.activation
         self.R = BatchedMLP("R", (self.hidden_dim + input_dim + n_in, *self.R.sizes[1:]), act)
         if self.Z is not None:
@@ -131,6 +167,23 @@ class HierarchicalNODEModel(NODEModel):
         if typical_rate and not self._rates:
             raise ValueError(f"typical_rate='latent' needs a 'rate' or 'rate[k]' effect, got effects={self.effects}")
         self.typical_rate = typical_rate
+
+    def _checked_effects(self, effects):
+        """``effects`` as a tuple of known effects (per-state ones on existing components), none twice but
+        ``"input"``."""
+        given = effects
+        iterable = not isinstance(effects, str) and hasattr(effects, "__iter__")
+        effects = tuple(effects) if iterable else ()
+        bad = not iterable or [e for e in effects if not isinstance(e, str) or e not in EFFECTS[:3] and not (
+            _PER_STATE.match(e) and int(_PER_STATE.match(e).group(2)) < self.hidden_dim)]
+        if bad:
+            raise ValueError(f"effects: expected a tuple of {EFFECTS} with 0 <= k < hidden_dim={self.hidden_dim} "
+                             f"(empty: a population-only model), got {given!r}")
+        twice = sorted({e for e in effects if e != "input" and effects.count(e) > 1})
+        if twice:
+            raise ValueError(f"effects: {twice} given more than once in {effects}; two effects of one kind are not "
+                             "identifiable (only their sum enters the model): give each once")
+        return effects
 
     @property
     def eta_dim(self):
@@ -169,18 +222,25 @@ class HierarchicalNODEModel(NODEModel):
             return omega
         return _left_of_trajectories(pyro.sample("omega", prior), 1)
 
-    def _eta_loc(self, covariates, like):
+    def _beta(self, like):
+        """The covariate coefficients ``B`` ``(eta_dim, C)`` (latent ``"beta"``), or ``None`` without covariates."""
         if not self.covariate_dim:
-            return like.new_zeros(self.eta_dim)
-        if covariates is None or covariates.shape[-1] != self.covariate_dim:
-            raise ValueError(f"covariates: the model expects ({self.covariate_dim},) covariates per unit, got "
-                             f"{None if covariates is None else tuple(covariates.shape)}")
-        c = covariates.to(like)
-        loc = 0.0 if self.covariate_loc is None else torch.as_tensor(self.covariate_loc).to(like)
-        scale = 1.0 if self.covariate_scale is None else torch.as_tensor(self.covariate_scale).to(like)
+            return None
         prior = dist.Normal(like.new_zeros(self.eta_dim, self.covariate_dim), 1.0).to_event(2)
-        beta = _left_of_trajectories(pyro.sample("beta", prior), 2)
-        return (beta @ ((c - loc) / scale)[..., None]).squeeze(-1)
+        return _left_of_trajectories(pyro.sample("beta", prior), 2)
+
+    def _effects_mean(self, beta, covariates, like):
+        """``B c_i`` on the standardised covariates (checked ones), or zeros ``(eta_dim,)`` without covariates."""
+        if beta is None:
+            return like.new_zeros(self.eta_dim)
+        loc = 0.0 if self.covariate_loc is None else self.covariate_loc.to(like)
+        scale = 1.0 if self.covariate_scale is None else self.covariate_scale.to(like)
+        return (beta @ ((covariates.to(like) - loc) / scale)[..., None]).squeeze(-1)
+
+    def _eta_loc(self, covariates, like):
+        """The effects' mean ``B c_i`` of units with ``covariates`` (samples ``"beta"``)."""
+        covariates = self._checked_covariates(covariates, like) if self.covariate_dim else None
+        return self._effects_mean(self._beta(like), covariates, like)
 
     # ------------------------------------------------------------------ the model
     def init_loc_fn(self, seed=0):
@@ -277,62 +337,39 @@ class HierarchicalNODEModel(NODEModel):
     def _unit_site(self):
         return "eta" if self.parameterization == "centred" else "eta_z"
 
-    def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
-                 covariates=None, new_units=False, censored=None, t_mask=None, t0=None):
-        """Run the model on units sharing the (union) observation grid ``t`` (or each with its own times).
+    # ------------------------------------------------------------------ the component hooks
+    @property
+    def has_unit_effects(self):
+        return self.eta_dim > 0
 
-        :param torch.Tensor t: observation times ``(T,)``, or ``(N, T)`` per unit with ``t_mask``.
-        :param torch.Tensor x: inputs ``(N, T, input_dim)`` (or at ``x_times``), or ``None``.
-        :param torch.Tensor y: observations ``(N, T, obs_dim)``, or ``None`` to sample them.
-        :param torch.Tensor mask: boolean ``(N, T)``: each unit's observed entries.
-        :param torch.Tensor x_times: sample times of ``x`` when they differ from ``t``.
-        :param int num_trajectories: ``N`` when no other argument gives it.
-        :param DoseSchedule doses: the units' bolus and infusion events.
-        :param torch.Tensor covariates: ``(N, covariate_dim)``.
-        :param bool new_units: draw the random effects of unfitted units (sites ``"eta_z_new"``, ``"eta_new"``).
-        :param torch.Tensor censored: boolean ``(N, T)``: observations below the quantification limit.
-        :param torch.Tensor t_mask: real entries of per-unit times.
-        :param float t0: start of the solve.
-        """
-        y, mask = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
-        units = (x, y, mask, covariates, t if t.dim() == 2 else None, None if doses is None else doses.time)
-        N = next((v.shape[0] for v in units if v is not None), num_trajectories)
-        if N is None:
-            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of units")
-        shapes = self.weight_shapes()
-        params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
-        params = self._anchor({k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}, t)
-        omega = self._omega(t) if self.eta_dim else None
-        loc = self._eta_loc(covariates, t) if self.eta_dim else None
-        typical = self._typical_shift(t)
-        scale = self._noise_scale(t)
-        prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
-        h0 = self._initial_state(params, x, t)
-        if doses is not None and self.dose_scale != 1.0:
-            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
-        with pyro.plate("trajectories", N, dim=-1):
-            eta = t.new_zeros(N, 0)
-            if self.eta_dim:
-                eta = self._sample_effects(loc, omega, new_units)
-            x, x_times = self._with_effect_inputs(eta, t, x, x_times)
-            rate_eta = eta if typical is None else eta + typical
-            sol = solve_node(self.R, self.Z, self._effect_scaled(params, rate_eta), t, x, h0, t_mask=t_mask,
-                             x_times=x_times, doses=doses, t0=t0, obs_dim=self.obs_dim,
-                             interpolation=self.interpolation, solver=self.solver, on_divergence=self.on_divergence)
-            mean = sol.mean
-            if "output" in self.effects:
-                mean = mean * eta[..., self._index("output")].sum(-1)[..., None, None].exp()
-            batch = broadcast_shapes(mean.shape[:-2], (N,))
-            mean, hidden = mean.expand(batch + mean.shape[-2:]), sol.hidden.expand(batch + sol.hidden.shape[-2:])
-            if self.record:
-                pyro.deterministic("hidden", hidden, event_dim=2)
-                pyro.deterministic("y_mean", mean, event_dim=2)
-            if censored is not None and censored.dim() == 2:
-                censored = censored[..., None]
-            m = None if mask is None else (mask if mask.dim() == 3 else mask[..., None])
-            fn = NODEObservation(mean, scale, error_model=self.error_model, noise=self.noise, df=self.df,
-                                 prop_scale=prop, mask=m, censored=censored, diverged=sol.diverged)
-            return pyro.sample("obs", fn, obs=y)
+    def population_sites(self, like):
+        """omega, the covariate coefficients beta and the typical rates (those that exist)."""
+        if not self.eta_dim:
+            return {}
+        return {"omega": self._omega(like), "beta": self._beta(like), "typical": self._typical_shift(like)}
+
+    def unit_sites(self, population, units):
+        """The units' effects ``eta`` ``batch + (M, eta_dim)`` around ``B c_i`` (fitted or new units)."""
+        if not self.eta_dim:
+            return None
+        loc = self._effects_mean(population["beta"], units.covariates, units.t)
+        return self._sample_effects(loc, population["omega"], units.new_units)
+
+    def unit_field(self, params, effects, population, units):
+        """R's weights per unit (the anchored bias, the rate and outflow effects shifted by the typical rates)
+        and the inputs with the ``"input"`` effects appended."""
+        params = self._anchor(params, units.t)
+        if effects is None:
+            return self.R, params, units.x, units.x_times
+        x, x_times = self._with_effect_inputs(effects, units.t, units.x, units.x_times)
+        typical = population["typical"]
+        return self.R, self._effect_scaled(params, effects if typical is None else effects + typical), x, x_times
+
+    def unit_mean(self, mean, effects, population, units):
+        """The mean scaled by ``exp`` of the units' output effects."""
+        if effects is None or "output" not in self.effects:
+            return mean
+        return mean * effects[..., self._index("output")].sum(-1)[..., None, None].exp()
 
     def _sample_effects(self, loc, omega, new_units):
         """The units' effects ``eta`` ``(..., N, k)`` (see the class docstring for the two parameterizations)."""

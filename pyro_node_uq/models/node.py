@@ -1,5 +1,6 @@
 """The NODE process model: dh/dt = R(h, x(t)), y = Z(h, x(t)) + noise, as a Pyro model."""
 from collections import OrderedDict
+from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -7,16 +8,16 @@ import torch
 from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import constraints
 
-from ..distributions import DoseSchedule, NODETrajectory, ODESolver
-from ..distributions.observation import ERROR_MODELS
+from ..distributions import DoseSchedule, ErrorModel, NODEObservation, ODESolver, solve_node
 from ..distributions.input_check import check_input_resolution
 from .protocol import ProcessModel
 from ..nn import ACTIVATIONS, BatchedMLP, resolve_prior_scale, sample_params
 from ..utils.seeding import param_scope
 from ..utils.tensors import broadcast_shapes
-from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_trajectory_data, check_widths
+from ..validation import (MAX_SIZE, OnDivergence, check_choice, check_int, check_positive, check_tensor,
+                          check_trajectory_data, check_widths)
 
-__all__ = ["NODEModel", "init_to_glorot"]
+__all__ = ["NODEModel", "UnitData", "init_to_glorot"]
 
 
 def _left_of_trajectories(value, event_dim):
@@ -44,6 +45,38 @@ def _check_scale(value, name):
 def _rows(value, idx):
     """The rows ``idx`` (a subsampled plate) of a per-trajectory tensor, or ``None``."""
     return None if value is None else value[idx.to(value.device)]
+
+
+def _check_indices(idx, N):
+    """The plate's indices must pick units among the ``N`` of the data (a value of the plate's site
+    ``"trajectories"`` taken from a trace of other data may not)."""
+    if idx.dim() != 1 or idx.is_floating_point() or idx.shape[0] > N or (idx.numel() and (
+            int(idx.min()) < 0 or int(idx.max()) >= N)):
+        raise ValueError(f"trajectories: the plate's indices {idx.tolist()} are not a subsample of the data's {N} "
+                         "trajectories; a value of the site 'trajectories' conditioned or replayed from a trace of "
+                         "other data? Subsample with pyro.plate's subsample_size/subsample, and leave the plate's "
+                         "site out of conditioned values")
+
+
+class UnitData(NamedTuple):
+    """The units (trajectories) of one model call as the component hooks of :class:`NODEModel` see them: already
+    restricted to the plate's indices (all ``N`` units, or the ``M`` of a subsampled plate) and checked.
+
+    :ivar torch.Tensor index: the plate's indices of these units, ``(M,)``.
+    :ivar torch.Tensor t: observation times ``(T,)``, or these units' own ``(M, T)``.
+    :ivar torch.Tensor x: these units' inputs ``(M, Tx, input_dim)``, or ``None``.
+    :ivar torch.Tensor x_times: sample times of ``x`` when they differ from ``t``, or ``None``.
+    :ivar torch.Tensor covariates: these units' covariates ``(M, covariate_dim)`` in the data's dtype, or ``None``
+        (always ``None`` for a model with ``covariate_dim=0``).
+    :ivar bool new_units: the units were not fitted (their effects are drawn from the population).
+    """
+
+    index: torch.Tensor
+    t: torch.Tensor
+    x: torch.Tensor
+    x_times: torch.Tensor
+    covariates: torch.Tensor
+    new_units: bool
 
 
 class init_to_glorot:
@@ -76,10 +109,11 @@ class NODEModel(ProcessModel):
     """A Bayesian neural ODE for history-dependent processes, vectorised over weight particles.
 
     Every weight and bias is a sample site named by network and layer (``R.0.weight``, ``Z.0.bias``,
-    ``H0.0.weight``) with prior ``Normal(0, prior_scale)``; the likelihood is one
-    :class:`~pyro_node_uq.distributions.NODETrajectory` sample site ``"obs"`` inside a plate
-    ``"trajectories"`` (``dim=-1``), so ``Trace_ELBO(vectorize_particles=True)`` and
-    ``Predictive(parallel=True)`` integrate the whole ensemble in one ODE solve.
+    ``H0.0.weight``) with prior ``Normal(0, prior_scale)``; the likelihood is one sample site ``"obs"``, a
+    :class:`~pyro_node_uq.distributions.NODEObservation` over the solve's mean (the composition
+    :class:`~pyro_node_uq.distributions.NODETrajectory` packages), inside a plate ``"trajectories"``
+    (``dim=-1``), so ``Trace_ELBO(vectorize_particles=True)`` and ``Predictive(parallel=True)`` integrate the
+    whole ensemble in one ODE solve.
 
     :param int obs_dim: number of observed outputs.
     :param int input_dim: number of exogenous inputs x(t) (0 for autonomous systems).
@@ -109,6 +143,34 @@ class NODEModel(ProcessModel):
         what MCMC wants), see :func:`~pyro_node_uq.distributions.solve_node`.
     :param bool record: also record ``pyro.deterministic`` sites ``"hidden"`` and ``"y_mean"``.
 
+    **The model body and its component hooks.**  :meth:`__call__` is the package's one NODE model body: it checks
+    the data, samples the network weights, opens the plate ``"trajectories"``, restricts every per-unit tensor
+    (``x``, ``y``, masks, per-unit times, doses, covariates) to the plate's indices (Pyro's ``subsample_size`` /
+    ``subsample``, :class:`~pyro_node_uq.infer.distributed.DataParallelSVI` shards; the plate scales the
+    log-likelihood by ``N / M``), solves with :func:`~pyro_node_uq.distributions.solve_node` and scores with
+    :class:`~pyro_node_uq.distributions.NODEObservation`.  A model with per-unit structure (random effects,
+    mechanistic parameters) is a subclass that overrides these hooks, called in this order on every evaluation,
+    and never a second ``__call__``:
+
+    1. :meth:`population_sites` ``(like) -> dict``: outside the plate, after the weights: sample the
+       component's population-level sites (``omega``, ``beta``, typical values...) and return what the unit hooks
+       need.  Batched draws (vectorised particles, ``Predictive``) must sit left of the plate dim (see
+       ``_left_of_trajectories``).
+    2. :meth:`unit_sites` ``(population, units) -> effects``: inside the plate (``dim=-1``): sample the per-unit
+       latent sites of exactly the units in ``units`` (a :class:`UnitData`, ``M`` rows) and return their values,
+       ``batch + (M, k)``, or ``None``.
+    3. :meth:`unit_field` ``(params, effects, population, units) -> (R, params, x, x_times)``: the vector field
+       the solve integrates for these units and its weights (per-unit weights carry the ``M`` dim left of their
+       event), and the inputs it reads.  ``R`` is :attr:`R` or an object with its interface (``R(params, hx)``,
+       ``sizes``, ``param_shapes()``), e.g. a known mechanism plus the network.
+    4. :meth:`unit_mean` ``(mean, effects, population, units) -> mean``: the per-unit transform of the solved
+       observation mean ``batch + (M, T, obs_dim)`` (e.g. a volume effect) before the error model.
+
+    Per-unit data the hooks need arrive through ``units``: a hook never indexes data by itself, so subsampling
+    holds for every component.  Class attributes a component sets: ``covariate_dim`` (covariates it reads; a
+    model without unit effects accepts a split's covariates unused, one with effects but ``covariate_dim=0``
+    refuses them), ``dose_scale`` (doses enter the state multiplied by it) and :attr:`has_unit_effects`.
+
     Example::
 
         >>> import pyro
@@ -130,21 +192,18 @@ class NODEModel(ProcessModel):
         R_hidden = check_widths(R_hidden, "R_hidden")
         Z_hidden = None if Z_hidden is None else check_widths(Z_hidden, "Z_hidden")
         check_choice(interpolation, "interpolation", ("linear", "cubic"))
-        check_choice(on_divergence, "on_divergence", ("raise", "reject"))
         check_choice(activation, "activation", ACTIVATIONS)
         if hidden_dim < obs_dim:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be >= obs_dim ({obs_dim}): the hidden state "
                              "has at least as many components as the observations")
-        check_choice(error_model, "error_model", ERROR_MODELS)
-        if (error_model == "combined") != (prop_scale is not None):
+        law = ErrorModel.coerce(error_model, noise, df)
+        if (law.kind == "combined") != (prop_scale is not None):
             raise ValueError(f"prop_scale: give it with error_model='combined' only (got error_model="
                              f"{error_model!r}, prop_scale={prop_scale!r})")
         scale = _check_scale(scale, "scale")
         prop_scale = None if prop_scale is None else _check_scale(prop_scale, "prop_scale")
-        for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior), ("df", df)):
+        for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior)):
             check_positive(value, name)
-        if noise not in ("normal", "studentt"):
-            raise ValueError(f"noise must be 'normal' or 'studentt', got {noise!r}")
         if torch.is_tensor(init):
             if init.shape != (hidden_dim,):
                 raise ValueError(f"init: a fixed initial state must have shape ({hidden_dim},), got {tuple(init.shape)}")
@@ -154,12 +213,11 @@ class NODEModel(ProcessModel):
         if from_input and input_dim == 0:
             raise ValueError("init='input' needs input_dim > 0")
         self.obs_dim, self.input_dim, self.hidden_dim = obs_dim, input_dim, hidden_dim
-        self.init, self.noise, self.df = init, noise, float(df)
+        self.init, self.law = init, law
         self.scale, self.scale_init, self.scale_prior = scale, float(scale_init), float(scale_prior)
-        self.error_model, self.prop_scale = error_model, prop_scale
-        self.prior_scale = prior_scale
+        self.prop_scale, self.prior_scale = prop_scale, prior_scale
         self.solver = ODESolver.coerce(solver)
-        self.interpolation, self.on_divergence, self.record = interpolation, on_divergence, record
+        self.interpolation, self.on_divergence, self.record = interpolation, OnDivergence(on_divergence), record
         self.R = BatchedMLP("R", (hidden_dim + input_dim, *R_hidden, hidden_dim), activation)
         self.Z = None if Z_hidden is None else BatchedMLP("Z", (hidden_dim + input_dim, *Z_hidden, obs_dim), activation)
         self.H0 = BatchedMLP("H0", (input_dim, hidden_dim)) if from_input else None
@@ -226,22 +284,26 @@ class NODEModel(ProcessModel):
         """Without an observation network Z the outputs are the first ``obs_dim`` hidden components."""
         return self.Z is None
 
+    error_model = property(lambda self: self.law.kind, doc="The error model's name (see :attr:`law`).")
+    noise = property(lambda self: self.law.noise, doc="``\"normal\"`` or ``\"studentt\"`` noise.")
+    df = property(lambda self: self.law.df, doc="The Student-t degrees of freedom.")
+
     def noise_scale(self, param_state=None, prediction=None):
         """The observation noise std: a fixed scale as is; a ``"learned"`` scale read from ``param_state`` in its
         constrained (positive) space; a ``"latent"`` scale per draw of ``prediction`` ``(S, obs_dim)``, shaped
         ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with its own noise.  With a proportional or
-        combined ``error_model`` the std of each entry around ``prediction["y_mean"]``; ``None`` for the
-        log-normal model (its noise is not a Normal around the mean) or when a scale is not known."""
+        combined ``error_model`` the std of each entry around ``prediction["y_mean"]`` (the rule of
+        :meth:`~pyro_node_uq.distributions.ErrorModel.sd`); ``None`` for the log-normal model (its noise is not a
+        Normal around the mean) or when a scale is not known."""
+        law = self.law
         a = self._scale_value(self.scale, "sigma", param_state, prediction)
-        if self.error_model == "additive" or a is None:
-            return a
+        b = None if self.prop_scale is None else self._scale_value(self.prop_scale, "sigma_prop", param_state,
+                                                                    prediction)
         f = None if prediction is None else prediction.get("y_mean")
-        if self.error_model == "lognormal" or f is None:
+        if a is None or not law.normal_around_mean or (law.kind != "additive" and f is None) or (
+                law.kind == "combined" and b is None):
             return None
-        if self.error_model == "proportional":
-            return (a * f.abs()).clamp(min=torch.finfo(f.dtype).eps)
-        b = self._scale_value(self.prop_scale, "sigma_prop", param_state, prediction)
-        return None if b is None else torch.sqrt(a * a + (b * f) ** 2).clamp(min=torch.finfo(f.dtype).eps)
+        return law.sd(f, a, b)
 
     @staticmethod
     def _scale_value(spec, name, param_state, prediction):
@@ -279,8 +341,58 @@ class NODEModel(ProcessModel):
             return _left_of_trajectories(h0, 1)
         return self.H0(params, x[..., 0, :])  # a function of the inputs at the first sample time
 
+    # ------------------------------------------------------------------ the component hooks
+    covariate_dim = 0
+    dose_scale = 1.0
+
+    @property
+    def has_unit_effects(self):
+        """Whether the model has per-unit parameters (then covariates it does not model are refused)."""
+        return False
+
+    def population_sites(self, like):
+        """Hook 1 (see the class docstring): the component's population-level sites, sampled outside the plate;
+        returns what the unit hooks need (default: nothing).
+
+        :param torch.Tensor like: a tensor of the data's dtype and device.
+        :rtype: dict
+        """
+        return {}
+
+    def unit_sites(self, population, units):
+        """Hook 2: inside the plate, the per-unit latent sites of ``units`` and their values (default: none).
+
+        :param dict population: :meth:`population_sites`' result.
+        :param UnitData units: the units of this call (the plate's subsample).
+        :returns: per-unit effects ``batch + (M, k)`` or ``None``.
+        """
+
+    def unit_field(self, params, effects, population, units):
+        """Hook 3: the vector field the solve integrates for ``units``, its weights and the inputs it reads
+        (default: :attr:`R` with the population weights, the units' own inputs).
+
+        :param dict params: the network weights (population values, batch dims left of the plate dim).
+        :param effects: :meth:`unit_sites`' result.
+        :param dict population: :meth:`population_sites`' result.
+        :param UnitData units: the units of this call.
+        :returns: ``(R, params, x, x_times)``.
+        """
+        return self.R, params, units.x, units.x_times
+
+    def unit_mean(self, mean, effects, population, units):
+        """Hook 4: the observation mean ``batch + (M, T, obs_dim)`` of ``units`` after the per-unit transforms
+        (default: the solved mean).
+
+        :param torch.Tensor mean: the solve's observation mean.
+        :param effects: :meth:`unit_sites`' result.
+        :param dict population: :meth:`population_sites`' result.
+        :param UnitData units: the units of this call.
+        """
+        return mean
+
+    # ------------------------------------------------------------------ the model body
     def __call__(self, t, x=None, y=None, mask=None, x_times=None, num_trajectories=None, *, doses=None,
-                 t_mask=None, censored=None, t0=None):
+                 t_mask=None, censored=None, t0=None, covariates=None, new_units=False):
         """Run the model on trajectories (units) sharing the time grid ``t``, or each with its own times.
 
         :param torch.Tensor t: strictly increasing observation times ``(T,)``, or ``(N, T)`` per trajectory
@@ -295,55 +407,103 @@ class NODEModel(ProcessModel):
         :param torch.Tensor censored: boolean ``(N, T)`` or ``(N, T, obs_dim)``: observations below a
             quantification limit; ``y`` holds the limit there.
         :param float t0: start of the solve, where the initial state holds (default: the first time or dose).
+        :param torch.Tensor covariates: ``(N, C)`` per-unit covariates, for a model with a covariate model
+            (``covariate_dim=C``); a model without per-unit effects accepts and does not use them.
+        :param bool new_units: the units were not fitted: a model with per-unit effects draws theirs from the
+            population.
         :returns: the observations (sampled when ``y`` is ``None``).
         """
-        y, mask = self._checked_data(t, x, y, mask, x_times)
+        y, mask, covariates = self._checked_data(t, x, y, mask, x_times, covariates)
         if censored is not None and censored.dim() == 2:
             censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
         if x is not None and self.input_dim > 0:
             self._check_inputs(t, x, x_times)
-        per_unit = (x, y, mask, t if t.dim() == 2 else None,
-                    doses.time if doses is not None and doses.num_units > 1 else None)  # one unit: shared doses
-        N = next((v.shape[0] for v in per_unit if v is not None), num_trajectories)
-        if N is None:
-            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
+        N = self._num_units(x, y, mask, t, doses, covariates, num_trajectories)
+        if covariates is not None and covariates.shape[0] != N:
+            raise ValueError(f"covariates: {covariates.shape[0]} rows but the data have {N} trajectories (units)")
         shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
         plate = pyro.plate("trajectories", N, dim=-1)
+        population = self.population_sites(t)
         idx = plate.indices  # arange(N) unless a handler subsamples the plate (minibatches, data-parallel shards)
         if idx.shape[0] != N or not bool((idx == torch.arange(N, device=idx.device)).all()):
-            x, y, mask, censored, t_mask = (_rows(v, idx) for v in (x, y, mask, censored, t_mask))
+            _check_indices(idx, N)
+            x, y, mask, censored, t_mask, covariates = (_rows(v, idx) for v in (x, y, mask, censored, t_mask,
+                                                                                 covariates))
             t = _rows(t, idx) if t.dim() == 2 else t
             doses = None if doses is None or doses.num_units == 1 else DoseSchedule(*(_rows(v, idx) for v in doses))
         h0 = self._initial_state(params, x, t)
         scale = self._noise_scale(t)
         prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
+        if doses is not None and self.dose_scale != 1.0:
+            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
+        if t_mask is not None:  # padded per-unit times are never observed
+            mask = t_mask[..., None] if mask is None else mask & t_mask[..., None]
+        units = UnitData(idx, t, x, x_times, covariates, bool(new_units))
         with plate:
-            fn = NODETrajectory(self.R, self.Z, params, t, x, h0=h0, scale=scale, noise=self.noise, df=self.df,
-                                mask=mask, x_times=x_times, interpolation=self.interpolation, solver=self.solver,
-                                on_divergence=self.on_divergence, obs_dim=self.obs_dim,
-                                error_model=self.error_model, prop_scale=prop, censored=censored, t_mask=t_mask,
-                                doses=doses, t0=t0)
-            M = idx.shape[0]  # the trajectories in this call (fewer than N when the plate is subsampled)
-            if fn.batch_shape[-1:] != (M,):  # nothing per trajectory (no inputs, shared h0): one solve for all
-                fn.hidden  # noqa: B018 - solve before expanding, so the M trajectories share it
-                fn = fn.expand(broadcast_shapes(fn.batch_shape, (M,)))
+            effects = self.unit_sites(population, units)
+            R, params, x, x_times = self.unit_field(params, effects, population, units)
+            sol = solve_node(R, self.Z, params, t, x, h0, t_mask=t_mask, x_times=x_times, doses=doses, t0=t0,
+                             obs_dim=self.obs_dim, interpolation=self.interpolation, solver=self.solver,
+                             on_divergence=self.on_divergence)
+            mean = self.unit_mean(sol.mean, effects, population, units)
+            # nothing per unit (no inputs, shared h0): one solve, expanded to the M units of this call
+            batch = broadcast_shapes(mean.shape[:-2], (idx.shape[0],))
+            mean, hidden = mean.expand(batch + mean.shape[-2:]), sol.hidden.expand(batch + sol.hidden.shape[-2:])
             if self.record:
-                pyro.deterministic("hidden", fn.hidden, event_dim=2)
-                pyro.deterministic("y_mean", fn.mean, event_dim=2)
+                pyro.deterministic("hidden", hidden, event_dim=2)
+                pyro.deterministic("y_mean", mean, event_dim=2)
+            fn = NODEObservation(mean, scale, self.law, prop_scale=prop, mask=mask, censored=censored,
+                                 diverged=sol.diverged)
             return pyro.sample("obs", fn, obs=y)
 
-    def _checked_data(self, t, x, y, mask, x_times):
-        """:func:`~pyro_node_uq.validation.check_trajectory_data` once per data: MCMC and SVI call the model on the
-        same tensors thousands of times, and the check (several reductions over the data) cost ~1.3 ms of a NUTS
-        potential.  The last data are held (so their ids cannot be reused) with their versions (so an in-place
-        change is checked again)."""
-        data = (t, x, y, mask, x_times)
+    @staticmethod
+    def _num_units(x, y, mask, t, doses, covariates, num_trajectories):
+        """``N``: from the per-unit data, else ``num_trajectories``, else a one-unit dose schedule (shared by
+        every unit when ``N`` is known otherwise)."""
+        shared = doses is not None and doses.num_units == 1
+        per_unit = (x, y, mask, covariates, t if t.dim() == 2 else None, None if doses is None or shared else doses.time)
+        N = next((v.shape[0] for v in per_unit if v is not None), num_trajectories)
+        if N is None and shared:
+            N = 1
+        if N is None:
+            raise ValueError("num_trajectories: give x, y, mask or num_trajectories to set the number of trajectories")
+        return N
+
+    def _checked_covariates(self, covariates, like):
+        """``covariates`` checked against the model: ``(N, covariate_dim)`` for a covariate model; refused by a
+        model with unit effects but no covariate model (they would be ignored); accepted unused (``None``) by a
+        model without unit effects, which has nothing for them to shift."""
+        if covariates is None:
+            if self.covariate_dim:
+                raise ValueError(f"covariates: the model expects ({self.covariate_dim},) covariates per unit, got "
+                                 "None")
+            return None
+        if not torch.is_tensor(covariates):
+            raise TypeError(f"covariates: expected a tensor (N, C), got {type(covariates).__name__}")
+        if not self.covariate_dim:
+            if self.has_unit_effects:
+                raise ValueError(f"covariates: the model has no covariate model (covariate_dim=0), so the "
+                                 f"{tuple(covariates.shape)} covariates given would be ignored; build it with "
+                                 "covariate_dim (and covariate_loc, covariate_scale) or pass covariates=None")
+            return None
+        if covariates.dim() != 2 or covariates.shape[-1] != self.covariate_dim:
+            raise ValueError(f"covariates: the model expects ({self.covariate_dim},) covariates per unit, got "
+                             f"{tuple(covariates.shape)}")
+        return check_tensor(covariates, "covariates").to(like)
+
+    def _checked_data(self, t, x, y, mask, x_times, covariates=None):
+        """:func:`~pyro_node_uq.validation.check_trajectory_data` and the covariates' check once per data: MCMC and
+        SVI call the model on the same tensors thousands of times, and the check (several reductions over the
+        data) is a measurable part of a NUTS potential.  The last data are held (so their ids cannot be reused)
+        with their versions (so an in-place change is checked again).  Returns ``(y, mask, covariates)``."""
+        data = (t, x, y, mask, x_times, covariates)
         key = tuple((id(v), v._version) if torch.is_tensor(v) else v for v in data)
         last = self.__dict__.get("_validated")
         if last is None or last[0] != key or torch.jit.is_tracing():
-            last = (key, data, check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times))
+            checked = check_trajectory_data(t, x, y, mask, self.input_dim, self.obs_dim, x_times)
+            last = (key, data, (*checked, self._checked_covariates(covariates, t)))
             self._validated = last
         return last[2]
 

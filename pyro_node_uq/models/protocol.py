@@ -5,10 +5,18 @@ A :class:`ProcessModel` is a Pyro model (a callable running ``pyro.sample`` stat
 place, what the rest of the package would otherwise guess with ``hasattr``: how to call it on a data split for
 fitting and for prediction, which sites it records for predictions, how deep its data plates go, which sites
 form a layer, how its parameters start, what its observation noise is, and what a diverging solve does.
+
+Every model honours a subsampled data plate (Pyro's idiom ``with pyro.plate(name, N) as idx`` with data indexed
+by ``idx``): under ``subsample_size`` / ``subsample`` or a data-parallel shard it scores exactly the plate's units,
+scaled by the plate to the full data.  NODE models with per-unit structure extend the one NODE body,
+:class:`~pyro_node_uq.models.NODEModel`, through its component hooks (see its docstring), not with a body of
+their own.
 """
 import copy
 
 from pyro.infer.autoguide import init_to_median
+
+from ..validation import OnDivergence
 
 __all__ = ["PlainModel", "ProcessModel"]
 
@@ -49,7 +57,7 @@ class ProcessModel:
     max_plate_nesting = 1
     predict_sites = {"obs": 3}
     observes_hidden = False
-    on_divergence = "raise"
+    on_divergence = OnDivergence("raise")
     obs_dims = ("trajectory", "time", "output")
     latent_on_inputs = False
     own_guide = None
@@ -102,10 +110,8 @@ class ProcessModel:
 
         :param str mode: ``"raise"`` or ``"reject"``.
         """
-        if mode not in ("raise", "reject"):
-            raise ValueError(f"on_divergence: expected 'raise' or 'reject', got {mode!r}")
         out = copy.copy(self)
-        out.on_divergence = mode
+        out.on_divergence = OnDivergence(mode)
         return out
 
 

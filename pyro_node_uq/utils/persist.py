@@ -11,6 +11,7 @@ manifest and every checksum and names the file and what is wrong.  A save that f
 leaves the previous save loadable and unchanged.
 """
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -19,10 +20,13 @@ import shutil
 import tempfile
 import time
 
-__all__ = ["SaveError", "atomic_save", "save_unit", "load_unit", "clean_orphans", "write_manifest",
-           "read_manifest", "file_digest", "pid_alive", "MANIFEST", "FORMAT_VERSION"]
+__all__ = ["SaveError", "SaveBusy", "atomic_save", "save_unit", "load_unit", "clean_orphans", "write_manifest",
+           "read_manifest", "verify_files", "file_digest", "pid_alive", "locked", "lock_path", "unit_lock", "MANIFEST",
+           "FORMAT_VERSION"]
 
 MANIFEST = "MANIFEST.json"
+#: seconds a save or load waits for another process's save into the same folder
+LOCK_WAIT = 60.0
 FORMAT_VERSION = 1
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -30,6 +34,57 @@ os.umask(_UMASK)
 
 class SaveError(ValueError):
     """A save on disk is missing, incomplete, corrupt or of another kind; the message names the file."""
+
+
+class SaveBusy(RuntimeError):
+    """Another process holds the lock of a save (it is writing into the same place)."""
+
+
+@contextlib.contextmanager
+def locked(path, what, shared=False, timeout=0.0, error=None):
+    """Hold an ``flock`` on the lock file ``path`` (created) for the block; released by the kernel if the process
+    dies, so a killed writer never leaves a stale lock.
+
+    The exclusive holder writes its process id into the file.  Without the lock after ``timeout`` seconds (0: at
+    once) raise :class:`SaveBusy` naming ``what`` and the holder's pid.  A lock file that cannot be created (a
+    read-only folder) gives no lock: nobody can write there either.
+
+    :param path: the lock file.
+    :param str what: what is locked, for the message (e.g. ``"the LTAU save 'dir'"``).
+    :param bool shared: a shared (reader) lock instead of an exclusive (writer) one.
+    :param float timeout: seconds to wait for the lock.
+    :param error: ``error(holder_pid_text) -> exception`` raised instead of the default :class:`SaveBusy`.
+    """
+    fd = None
+    try:
+        fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileNotFoundError:
+        raise
+    except OSError:  # read-only folder or file system
+        pass
+    if fd is None:
+        yield None
+        return
+    try:
+        deadline = time.monotonic() + float(timeout)
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                    if error is not None:
+                        raise error(holder) from None
+                    raise SaveBusy(f"{what} is in use by another process{f' (pid {holder})' if holder else ''}; "
+                                   "wait for it to finish") from None
+                time.sleep(0.05)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 def pid_alive(pid):
@@ -208,6 +263,30 @@ def save_unit(directory, files, kind):
     """
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
+    with unit_lock(directory, kind):
+        _save_unit(directory, files, kind)
+
+
+def unit_lock(directory, kind, shared=False):
+    """The lock of a unit's folder: exclusive while :func:`save_unit` writes, shared while a reader reads, so a
+    reader never sees a data folder vanish under it and two writers take turns (each waits up to
+    :data:`LOCK_WAIT` seconds, then :class:`SaveBusy`)."""
+    return locked(lock_path(directory), f"the {kind} save {os.fspath(directory)!r}", shared=shared,
+                  timeout=LOCK_WAIT)
+
+
+def lock_path(path):
+    """The lock file of ``path`` (a save's folder, a checkpoint): in a per-user folder of the temporary directory
+    named after ``path``'s real location, so the user's folder gets no lock file and a killed process leaves
+    nothing in it (the processes that take turns are those of one machine)."""
+    key = hashlib.sha256(os.path.realpath(os.fspath(path)).encode()).hexdigest()[:24]
+    folder = os.path.join(tempfile.gettempdir(), f"pyro-node-uq-locks-{os.getuid()}")
+    with contextlib.suppress(OSError):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"{key}.lock")
+
+
+def _save_unit(directory, files, kind):
     clean_orphans(directory, ".tmp-")
     stage = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=directory)
     try:

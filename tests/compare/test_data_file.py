@@ -27,7 +27,7 @@ def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
 
 
 def test_bad_data_arguments(csv, tmp_path, capsys):
-    with pytest.raises(SystemExit, match="--format: only 'nonmem'"):
+    with pytest.raises(SystemExit, match="--format: expected 'nonmem' or 'trajectories'"):
         main(["compare", "--data", str(csv), "--format", "monolix", "--out", str(tmp_path / "a")])
     with pytest.raises(SystemExit, match=r"--data: .*no column 'AGE' \(argument covariates=\)"):
         main(["compare", "--data", str(csv), "--covariates", "AGE", "--out", str(tmp_path / "b")])
@@ -45,3 +45,38 @@ def test_every_quick_method_on_a_data_file_under_five_minutes(csv, tmp_path):
     table = (tmp_path / "out" / "table.md").read_text()
     assert rc in (0, 1) and "| map |" in table
     assert elapsed < 300, f"compare --data --quick took {elapsed:.0f} s"
+
+
+def test_compare_on_a_long_format_trajectories_file(tmp_path, capsys):
+    """``--format trajectories``: a long CSV with named unit, time, input and output columns; no extrapolation
+    split, so LTAU's and the spread's out-of-domain scores are left out rather than failing."""
+    import numpy as np
+    import pandas as pd
+
+    rows = [dict(subject=u, t=tv, dose=float(tv < 1), conc=float(np.exp(-0.2 * u * tv)))
+            for u in range(1, 7) for tv in np.linspace(0, 3, 10)]
+    path = tmp_path / "long.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "out"
+    rc = main(["compare", "--data", str(path), "--format", "trajectories", "--unit", "subject", "--time", "t",
+               "--inputs", "dose", "--outputs", "conc", "--methods", "map,ltau", "--quick", "--no-progress",
+               "--out", str(out), "--num-samples", "4", "--set", "map.num_steps=4"])
+    assert rc == 0, capsys.readouterr().err
+    table = (out / "table.csv").read_text()
+    assert "ltau" in table and "ood_auroc" not in table.splitlines()[0]
+    assert "no extrapolation" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit, match=r"--data: read_trajectories: .*no column 'conc2' \(argument outputs=\)"):
+        main(["compare", "--data", str(path), "--format", "trajectories", "--unit", "subject", "--time", "t",
+              "--outputs", "conc2", "--out", str(tmp_path / "bad")])
+
+
+_TINY_RUN = ["--methods", "map", "--quick", "--no-progress", "--set", "map.num_steps=1", "--num-samples", "2"]
+
+
+def test_repeated_covariates_and_unreadable_files_are_refused(csv, tmp_path):
+    with pytest.raises(SystemExit, match=r"--data: read_events: covariates: \['WT'\] named more than once"):
+        main(["compare", "--data", str(csv), "--covariates", "WT,WT", "--out", str(tmp_path / "a"), *_TINY_RUN])
+    binary = tmp_path / "data.csv"
+    binary.write_bytes(b"\x00\x01\x02PK\x03\x04")
+    with pytest.raises(SystemExit, match=r"--data: read_events: '.*data.csv' is a binary file"):
+        main(["compare", "--data", str(binary), "--out", str(tmp_path / "b"), *_TINY_RUN])

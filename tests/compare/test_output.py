@@ -115,7 +115,6 @@ def test_staging_folders_of_killed_runs_are_cleaned(tmp_path):
 
 
 @pytest.mark.parametrize("args, rc, message", [
-    (["--methods", "map", "--set", "map.num_steps=abc"], 1, "map failed"),
     (["--methods", "map", "--num-samples", "0"], 2, "num_samples: expected an integer >= 2"),
     (["--methods", ""], 2, "no method selected"),
     (["--methods", "nuts", "--set", "nuts.max_latent_dim=10"], 1, "no method ran"),  # skipped only: nothing compared
@@ -192,3 +191,132 @@ def test_kill_9_during_comparison_runs_leaves_one_complete_run(tmp_path):
         assert manifest["complete"] and set(manifest["methods"]) == {"map"}
     _run(out, ["map"])  # the next run cleans the killed runs' staging folders
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+
+
+# ---------------------------------------------------------------------------- ownership of the output folder
+def _tree_digest(root):
+    """SHA-256 of every path, mode and byte under ``root`` (and of ``root``'s own entry list)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for top, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        h.update(f"dir {os.path.relpath(top, root)} {sorted(dirs)} {sorted(files)}".encode())
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            h.update(f"file {name} {os.stat(path).st_mode}".encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def _users_folder(path):
+    (path / "figures").mkdir(parents=True)
+    (path / "figures" / "fig1.png").write_bytes(b"\x89PNG my figure")
+    (path / "report.md").write_text("# my own report, written by hand")
+    return _tree_digest(path)
+
+
+def test_cli_compare_into_a_users_folder_exits_2_and_leaves_every_byte(tmp_path, capsys):
+    """A folder with the names a comparison writes (``report.md``, ``figures/``) but no manifest is the user's."""
+    out = tmp_path / "mine"
+    before = _users_folder(out)
+    assert main(["compare", "--methods", "map", "--out", str(out), *CLI_TINY]) == 2
+    assert "is not a comparison's output" in capsys.readouterr().err
+    assert _tree_digest(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["mine"]  # no lock or staging folder left beside it either
+
+
+def test_a_file_added_to_an_earlier_comparison_is_never_deleted(tmp_path, capsys):
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    (out / "figures" / "my_notes.txt").write_text("notes I keep with the figures")
+    before = _tree_digest(out)
+    with pytest.raises(ValueError, match=r"is not a comparison's output: besides the files its MANIFEST.json lists it "
+                                         r"holds \['figures/my_notes.txt'\]"):
+        _run(out, ["map"], seed=1)
+    assert main(["compare", "--methods", "map", "--out", str(out), *CLI_TINY]) == 2
+    assert "figures/my_notes.txt" in capsys.readouterr().err
+    assert _tree_digest(out) == before
+
+
+def test_an_edited_file_of_an_earlier_comparison_is_never_replaced(tmp_path):
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    with open(out / "report.md", "a") as f:
+        f.write("\nmy conclusions\n")
+    before = _tree_digest(out)
+    with pytest.raises(ValueError, match="report.md: checksum mismatch"):
+        _run(out, ["map"], seed=1)
+    assert _tree_digest(out) == before
+
+
+@pytest.mark.parametrize("entry", ["file", "folder", "link"])
+def test_any_foreign_entry_refuses_the_run(tmp_path, entry):
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    target = out / "idata" / "extra"
+    if entry == "file":
+        target.write_text("x")
+    elif entry == "folder":
+        target.mkdir()
+    else:
+        os.symlink(tmp_path, target)
+    before = _tree_digest(out)
+    with pytest.raises(ValueError, match="idata/extra"):
+        _run(out, ["map"])
+    assert _tree_digest(out) == before
+
+
+def test_a_file_that_appears_during_the_run_is_kept(tmp_path, extra_methods):
+    """Between the check at the start and the swap at the end someone writes into the old output: the file is
+    not the comparison's to delete, so the run refuses at publish and nothing is lost."""
+    out = tmp_path / "out"
+    _run(out, ["map"])
+
+    def write_into_out(model, split, *, warm_start=None, **_):
+        (out / "late.txt").write_text("written during the run")
+        return warm_start
+
+    register(Method("late_writer", write_into_out, "writes into the output folder", start="map"))
+    try:
+        with pytest.raises(ValueError, match="late.txt"):
+            _run(out, ["map", "late_writer"])
+    finally:
+        METHODS.pop("late_writer")
+    assert (out / "late.txt").read_text() == "written during the run"
+
+
+def test_discarding_the_replaced_output_keeps_what_its_manifest_does_not_list(tmp_path):
+    """The last line of defence (a file written between the final check and the swap): only listed, unchanged
+    files are deleted; the rest is moved to a visible ``<out>.kept-...`` folder with a warning."""
+    out = tmp_path / "out"
+    _run(out, ["map"])
+    folder = OutputFolder(out)
+    (out / "figures" / "mine.txt").write_text("mine")
+    with pytest.warns(RuntimeWarning, match="kept in"):
+        folder._discard(str(out))
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.kept-")]
+    assert len(kept) == 1 and (kept[0] / "figures" / "mine.txt").read_text() == "mine"
+    assert [p.relative_to(kept[0]).as_posix() for p in kept[0].rglob("*") if p.is_file()] == ["figures/mine.txt"]
+
+
+def test_a_fit_output_is_not_a_comparison_output(tmp_path):
+    out = tmp_path / "out"
+    with OutputFolder(out, kind="fit") as folder:
+        open(os.path.join(folder.stage, "params.pt"), "wb").close()
+        folder.publish()
+    before = _tree_digest(out)
+    with pytest.raises(ValueError, match="a 'fit' save, expected a 'comparison' save"):
+        _run(out, ["map"])
+    assert _tree_digest(out) == before
+
+
+def test_an_empty_folder_and_an_earlier_output_are_replaced(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _run(out, ["map"])
+    _run(out, ["map"], seed=1)
+    from pyro_node_uq.utils.persist import _UMASK
+
+    assert os.stat(out).st_mode & 0o777 == 0o777 & ~_UMASK  # the umask's mode, not the staging folder's 0700

@@ -36,8 +36,13 @@ def extra_methods():
 
 def test_comparison_writes_everything_and_survives_failures(tmp_path, extra_methods):
     out = str(tmp_path)
-    os.makedirs(tmp_path / "idata")
-    (tmp_path / "idata" / "boom.nc").write_text("an earlier run's file")
+    from pyro_node_uq.compare.output import OutputFolder
+
+    with OutputFolder(tmp_path) as earlier:  # an earlier comparison's output (with its manifest) holding boom.nc
+        os.makedirs(os.path.join(earlier.stage, "idata"))
+        with open(os.path.join(earlier.stage, "idata", "boom.nc"), "w") as f:
+            f.write("an earlier run's file")
+        earlier.publish(methods={"boom": "ok"})
     problem = load_problem("chemical", **TINY)
     rows = run_comparison(problem, ["map", "boom", "ltau", "autonormal", "absent"], out=out, quick=True,
                           progress_bar=False, num_samples=8, overrides=FAST, idata_samples=8)

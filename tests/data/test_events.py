@@ -79,3 +79,57 @@ def test_observation_compartment_is_recorded():
     u = read_events(_frame(CMT=[1, 2, 2, 2, 1, 2, 2]))
     assert u.obs_cmt == 1 and u.doses.compartment.tolist() == [[0], [0]]
     assert u.y.dtype == torch.float64
+
+
+@pytest.mark.parametrize("changes, kwargs, match", [
+    ({"ID": [1, 1, "", 1, 2, 2, 2]}, {}, r"row 3, column 'ID': missing unit id"),
+    ({"ID": [1, 1, 1, 1, ".", 2, 2]}, {}, r"row 5, column 'ID': missing unit id"),
+    ({"CMT": [1, 2, 2, 2, 1, 3, 2]}, {}, r"row 6, column 'CMT': an observation of compartment 3, but row 2 observes "
+                                         r"compartment 2"),
+    ({}, {"covariates": ["WT", "WT"]}, r"covariates: \['WT'\] named more than once"),
+])
+def test_rows_that_would_change_the_units_silently_are_refused(changes, kwargs, match):
+    """A blank id was a phantom unit (renumbering every id), an observation in another compartment moved the
+    observed compartment, and a repeated covariate was read twice."""
+    with pytest.raises(ValueError, match=match):
+        read_events(_frame(**changes), **kwargs)
+
+
+def test_observations_skipped_by_mdv_may_name_another_compartment():
+    u = read_events(_frame(CMT=[1, 2, 2, 3, 1, 2, 2]))  # row 4 (CMT 3) has MDV 1: not an observation
+    assert u.obs_cmt == 1
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", r"'.*empty.csv' is empty"),
+    (b"  \n\n", r"'.*empty.csv' is empty"),
+    (b"ID,TIME,DV\n", r"'.*empty.csv' has a header but no data rows"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", r"'.*empty.csv' is a binary file"),
+    (b'ID,TIME,DV\n1,"0,1\n', r"'.*empty.csv' is not a readable CSV table"),
+])
+def test_unreadable_files_are_named(tmp_path, content, match):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        read_events(path)
+
+
+def test_two_units_are_refused_by_the_split_not_by_a_plate(tmp_path):
+    """Two units leave one to fit after holding one out: a clear error about the split."""
+    from pyro_node_uq.data import events_problem
+    from pyro_node_uq.data.pk import theophylline_table
+
+    table = theophylline_table()
+    with pytest.raises(ValueError, match=r"2 units, of which 1 held out as new units, leave 1 to fit.*at least 2 "
+                                         r"fitted units"):
+        events_problem(table[table.ID.isin([1, 2])])
+    assert len(events_problem(table[table.ID.isin([1, 2, 3])]).train) == 2
+
+
+def test_all_zero_observations_are_refused():
+    from pyro_node_uq.data import events_problem
+
+    frame = pd.concat([_frame(ID=[i] * 4 + [i + 10] * 3) for i in (1, 2, 3)])
+    frame["DV"] = [".", 0.0, 0.0, 0.0, ".", 0.0, "."] * 3
+    with pytest.raises(ValueError, match="every observation .* is 0"):
+        events_problem(frame)

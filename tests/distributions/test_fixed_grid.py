@@ -2,7 +2,8 @@ import pytest
 import torch
 
 import pyro_node_uq.distributions.fixed_grid as fixed_grid
-from pyro_node_uq.distributions import Interpolator, NODETrajectory
+from pyro_node_uq.distributions import Interpolator, NODETrajectory, solve_cache
+from pyro_node_uq.distributions.solve_cache import SolveCache
 from pyro_node_uq.nn import BatchedMLP
 
 T = 9
@@ -111,13 +112,12 @@ def test_compile_policy_auto_waits_caches_and_falls_back(monkeypatch):
         return lambda *a: fn(*a)
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    monkeypatch.setattr(fixed_grid, "_calls", {})
-    monkeypatch.setattr(fixed_grid, "_compiled", {})
+    monkeypatch.setattr(solve_cache, "CACHE", SolveCache())
     R, Z, params, t, x, y = _setup()
     ref = _solve(R, Z, params, t, x, "fixed")[0].mean
-    for i in range(fixed_grid.AUTO_COMPILE_AFTER + 2):
+    for i in range(solve_cache.CACHE.compile_after + 2):
         out = _solve(R, Z, params, t, x, "fixed", compile="auto")[0].mean
-        assert len(compiled) == (0 if i + 1 < fixed_grid.AUTO_COMPILE_AFTER else 1)  # once, then cached
+        assert len(compiled) == (0 if i + 1 < solve_cache.CACHE.compile_after else 1)  # once, then cached
     torch.testing.assert_close(out, ref)
     _solve(R, Z, params, t[:5], x[..., :5, :], "fixed", compile=True)[0].mean  # a shorter grid: same step shapes
     assert len(compiled) == 1
@@ -130,7 +130,7 @@ def test_compile_policy_auto_waits_caches_and_falls_back(monkeypatch):
         return fail
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(fixed_grid, "_compiled", {})
+    solve_cache.CACHE.compiled.clear()
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         out = _solve(R, Z, params, t, x, "fixed", compile=True)[0].mean
     torch.testing.assert_close(out, ref)
@@ -164,7 +164,7 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
     for solver in (dict(method=method, substeps=2), dict(method=method, substeps=2, compile=True)):
         if solver.get("compile"):  # the compile path runs the autograd step loop; here without a compiler
             monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
-            monkeypatch.setattr(fixed_grid, "_compiled", {})
+            monkeypatch.setattr(solve_cache, "CACHE", SolveCache())
         d, p = _solve(R, Z, params, t, x, "fixed", **solver)
         d.log_prob(y).sum().backward()
         grads.append({k: v.grad for k, v in p.items()})
@@ -238,7 +238,7 @@ def test_traced_solve_runs_the_autograd_loop_and_matches(monkeypatch):
 def test_grid_and_stage_inputs_are_memoised_per_data_version(monkeypatch):
     """Repeated solves on the same t and x compute the stage times and inputs once; an in-place change of x is
     seen (the memo is keyed on versions), and inputs that need a gradient are never memoised."""
-    monkeypatch.setattr(fixed_grid, "_memo", {})
+    monkeypatch.setattr(solve_cache, "CACHE", SolveCache())
     computed = []
     stage_inputs = fixed_grid._stage_inputs
     monkeypatch.setattr(fixed_grid, "_stage_inputs", lambda *a: computed.append(1) or stage_inputs(*a))
@@ -259,15 +259,14 @@ def test_grid_and_stage_inputs_are_memoised_per_data_version(monkeypatch):
     for _ in range(2):  # a memoised graph would fail the second backward
         d, _ = _solve(R, Z, params, t, xg, "fixed", step_check=False)
         d.log_prob(y).sum().backward()
-    assert len(computed) == 4 and len(fixed_grid._memo) == 2  # x before and after the change; xg never
+    assert len(computed) == 4 and len(solve_cache.CACHE.grids) == 2  # x before and after the change; xg never
 
 
 def test_large_stage_inputs_are_not_memoised(monkeypatch):
-    monkeypatch.setattr(fixed_grid, "_memo", {})
-    monkeypatch.setattr(fixed_grid, "_MEMO_MAX_ELEMENTS", 10)
+    monkeypatch.setattr(solve_cache, "CACHE", SolveCache(grid_max_elements=10))
     R, Z, params, t, x, y = _setup()
     first = _solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean
-    assert fixed_grid._memo == {}  # held nowhere: the data's size bounds what a memo keeps alive
+    assert len(solve_cache.CACHE.grids) == 0  # held nowhere: the data's size bounds what a memo keeps alive
     torch.testing.assert_close(_solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean, first)
 
 
@@ -275,7 +274,7 @@ def test_large_stage_inputs_are_not_memoised(monkeypatch):
 def test_a_solve_in_inference_mode_leaves_nothing_autograd_cannot_use(monkeypatch, activation):
     """A first solve under torch.inference_mode (e.g. a user's prediction) must not memoise inference tensors
     that a later solve with gradients would save for backward."""
-    monkeypatch.setattr(fixed_grid, "_memo", {})
+    monkeypatch.setattr(solve_cache, "CACHE", SolveCache())
     R = BatchedMLP("R", (4, 8, 3), activation=activation)
     t, x, y = torch.linspace(0, 1, 6), torch.randn(5, 6, 1), torch.randn(5, 6, 2)
     params = {k: v.expand((2, 1) + v.shape).clone() for k, v in R.init_params().items()}

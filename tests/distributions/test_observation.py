@@ -97,3 +97,27 @@ def test_nonpositive_scale_is_refused_by_name(scale):
         NODEObservation(torch.zeros(3, 1), scale)
     d = NODEObservation(torch.zeros(3, 1), scale, validate_args=False)  # asked not to validate: no check
     assert d.batch_shape == ()
+
+
+@pytest.mark.parametrize("model", ["additive", "proportional", "combined", "lognormal"])
+def test_error_model_is_checked_once_and_its_rule_is_the_observations(model):
+    """``ErrorModel.coerce`` is the one check (an instance passes through unchanged) and ``ErrorModel.sd`` the
+    one rule: the observation's scale, and the model's scoring noise std where ``y`` is Normal around ``f``."""
+    from pyro_node_uq.distributions import ErrorModel
+    from pyro_node_uq.models import NODEModel
+
+    law = ErrorModel.coerce(model, "normal", DF)
+    assert ErrorModel.coerce(law) is law and NODEObservation(F, A, law, prop_scale=B).law is law
+    torch.testing.assert_close(torch.as_tensor(law.sd(F, A, B), dtype=F.dtype).expand_as(F),
+                               torch.as_tensor(reference_sd(model, F.numpy())))
+    node = NODEModel(obs_dim=1, scale=A, error_model=model, prop_scale=B if model == "combined" else None)
+    scoring = node.noise_scale(None, {"y_mean": F})
+    if model == "lognormal":
+        assert scoring is None and not law.normal_around_mean
+    else:
+        sd = NODEObservation(F, A, law, prop_scale=B).variance.sqrt()
+        torch.testing.assert_close(torch.as_tensor(scoring, dtype=F.dtype).expand_as(F), sd)
+    with pytest.raises(ValueError, match="noise, df: an ErrorModel carries its own"):
+        ErrorModel.coerce(law, noise="studentt")
+    with pytest.raises(ValueError, match="df .*expected a finite number > 0"):
+        ErrorModel.coerce(model, "studentt", 0.0)

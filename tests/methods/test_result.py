@@ -36,3 +36,21 @@ def test_predict_returns_the_models_predict_sites(problem, small):
     N, T = problem.test.y.shape[:2]
     assert out["obs"].shape == (3, N, T, 2) and out["hidden"].shape == (3, N, T, model.hidden_dim)
     assert set(res.predict(problem.test, num_samples=2, sites=["y_mean"])) == {"y_mean"}
+
+
+def test_a_float32_fit_predicts_and_converts_float64_data():
+    """A fit under the default float32 given float64 data (NumPy's dtype) casts the data instead of failing
+    inside the solver loop; the InferenceData conversion does the same."""
+    from pyro_node_uq.data import load_problem
+    from pyro_node_uq.diagnostics import to_inference_data
+    from pyro_node_uq.methods import run_map
+
+    torch.set_default_dtype(torch.float32)  # the conftest resets it
+    small = dict(num_train=2, num_test=2, num_extrapolation=2, num_times=11)
+    p32, p64 = (load_problem("chemical", dtype=d, **small) for d in (torch.float32, torch.float64))
+    res = run_map(p32.default_model(), p32.train, num_steps=2, progress_bar=False)
+    out = res.predict(p64.test, num_samples=2)
+    assert out["y_mean"].dtype == torch.float32 and out["y_mean"].shape[1:3] == p64.test.y.shape[:2]
+    assert res.in_fit_dtype(p64.test).t.dtype == torch.float32 and res.in_fit_dtype(p32.test) is p32.test
+    idata = to_inference_data(res, p64.test, num_samples=4, num_chains=2)
+    assert idata.log_likelihood["obs"].shape[:2] == (2, 2)

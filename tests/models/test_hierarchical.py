@@ -39,7 +39,8 @@ def test_each_unit_gets_its_own_doses(problem):
     model, test = problem.default_model(), problem.test
     args, kwargs = model.predict_args(test)
     tr = poutine.trace(model).get_trace(*args, **kwargs)
-    values = {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample" and not v["is_observed"]}
+    values = {k: v["value"] for k, v in tr.nodes.items() if v["type"] == "sample" and not v["is_observed"]
+              and k != "trajectories"}  # the plate's indices belong to the 2-unit call
     one = test.select(torch.tensor([1]))
     values["eta_z_new"] = values["eta_z_new"][1:]
     args1, kwargs1 = model.predict_args(one)
@@ -173,7 +174,7 @@ def test_per_state_rate_effects_scale_their_own_derivative():
     """``"rate[k]"`` scales the derivative of hidden component ``k`` only: the same solve as a population model
     whose R rows are multiplied by ``exp(eta_rate + eta_rate[k])`` per unit."""
     problem = load_problem("theophylline_events", dtype=D64)
-    split = problem.train.select(torch.arange(3))
+    split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     kw = dict(hidden_dim=2, R_hidden=(), Z_hidden=None, scale=0.5, solver=dict(method="rk4"))
     model = HierarchicalNODEModel(effects=("rate", "rate[0]", "rate[1]"), omega="latent", **kw)
     pop = HierarchicalNODEModel(effects=(), **kw)
@@ -244,7 +245,7 @@ def test_outflow_effect_is_the_absorption_rate_of_the_closed_form():
     derivative instead, ``"rate[1]"``, is not: the absorbed amount changes by ``e^-eta``).  With a hidden layer,
     R sees the scaled component, so the same holds for any R."""
     problem = load_problem("theophylline_events", dtype=D64)
-    split = problem.train.select(torch.arange(3))
+    split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     ka, ke = 1.5, 0.09
     kw = dict(hidden_dim=2, Z_hidden=None, scale=0.5, omega="latent", solver=dict(method="rk4", substeps=20))
     eta = torch.tensor([[0.6], [-0.4], [0.0]], dtype=D64)
@@ -281,7 +282,7 @@ def test_zero_equilibrium_keeps_an_undosed_unit_at_zero():
     scale 0.3), and R(h) is otherwise the free network's minus its value at 0; without it, the same weights move an
     undosed unit away from zero (a spurious steady state elsewhere)."""
     problem = load_problem("theophylline_events", dtype=D64)
-    split = problem.train.select(torch.arange(3))
+    split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     undosed = split.doses._replace(amount=torch.zeros_like(split.doses.amount))
     kw = dict(hidden_dim=2, R_hidden=(8,), Z_hidden=None, scale=0.5, effects=("rate", "output"))
     anchored, free = HierarchicalNODEModel(equilibrium="zero", **kw), HierarchicalNODEModel(**kw)
@@ -338,3 +339,45 @@ def test_typical_rate_is_the_network_output_scale_and_warm_starts_fold_it_in():
     assert tr.nodes["y_mean"]["value"].shape == (3, len(split), split.t.numel(), 1)
     with pytest.raises(ValueError, match="typical_rate='latent' needs a 'rate'"):
         problem.default_model(typical_rate="latent", effects=("output",))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"omega_init": 0.0}, "omega_init .*expected a finite number > 0, got 0.0"),
+    ({"omega_init": -0.3}, "omega_init"), ({"omega_prior": float("inf")}, "omega_prior"),
+    ({"dose_scale": 0}, "dose_scale .*> 0"), ({"dose_scale": -1.0}, "dose_scale"),
+    ({"effects": ("rate", "output", "rate")}, r"effects: \['rate'\] given more than once"),
+    ({"effects": ("rate[0]", "rate[0]")}, r"effects: \['rate\[0\]'\] given more than once"),
+    ({"effects": "rate"}, "effects: expected a tuple"),
+    ({"covariate_names": ("WT", "AGE", "WT")}, r"covariate_names: \['WT'\] given more than once"),
+    ({"covariate_names": ("WT",), "covariate_dim": 2}, "covariate_names: 1 names for covariate_dim=2"),
+    ({"covariate_dim": -1}, "covariate_dim: expected an integer >= 0"),
+    ({"covariate_dim": 2, "covariate_loc": [70.0, 1.0, 3.0]}, r"covariate_loc: expected a number or shape \(2,\)"),
+    ({"covariate_dim": 2, "covariate_scale": [10.0, 0.0]}, "covariate_scale: expected finite positive values"),
+    ({"covariate_dim": 1, "covariate_loc": "seventy"}, "covariate_loc: expected a number"),
+    ({"omega": "fixed"}, "omega: expected one of"),
+])
+def test_bad_options_are_refused_up_front_by_name(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        HierarchicalNODEModel(**kwargs)
+
+
+def test_input_effects_may_repeat_and_covariate_names_set_the_dimension():
+    model = HierarchicalNODEModel(effects=("input", "input", "rate"), covariate_names=("WT", "AGE"))
+    assert model.covariate_dim == 2 and model.R.sizes[0] == model.hidden_dim + 2
+
+
+def test_covariates_must_fit_the_covariate_model():
+    """A model with effects but no covariate model refuses covariates (they would be ignored); the population
+    model, which has nothing for them to shift, accepts a split's covariates; rows and width must fit."""
+    theo = load_problem("theophylline_events", dtype=D64)
+    split = theo.train.select(torch.arange(3))
+    with pytest.raises(ValueError, match=r"covariates: the model has no covariate model \(covariate_dim=0\)"):
+        theo.default_model(covariate_dim=0)(*split.args, **split.kwargs)
+    poutine.trace(theo.default_model(effects=(), covariate_dim=0)).get_trace(*split.args, **split.kwargs)
+    model = theo.default_model()
+    with pytest.raises(ValueError, match="covariates: 2 rows but the data have 3 trajectories"):
+        model(*split.args, **dict(split.kwargs, covariates=split.covariates[:2]))
+    with pytest.raises(ValueError, match=r"covariates: the model expects \(1,\) covariates per unit, got \(3, 2\)"):
+        model(*split.args, **dict(split.kwargs, covariates=split.covariates.expand(3, 2)))
+    with pytest.raises(ValueError, match="covariates: contains NaN"):
+        model(*split.args, **dict(split.kwargs, covariates=torch.full((3, 1), float("nan"), dtype=D64)))

@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributions import biject_to
 
 from ...nn import unflatten_params
-from .._pyro_compat import bare_model
+from .._pyro_compat import autoguide_state, bare_model, pyro_name, setup_prototype, unconstrained_shapes, unpack_latent
 from ..log_joint import LogJoint
 from . import ou_chain
 from .drift import DriftSum, ExactDrift, LearnedDrift
@@ -164,7 +164,7 @@ class AutoLangevin(AutoContinuous):
         else:
             self.register_buffer("log_step_size", h)
         if self.score_mode != "exact":
-            sizes = {name: int(torch.Size(shape).numel()) for name, shape in self._unconstrained_shapes.items()}
+            sizes = {name: int(torch.Size(shape).numel()) for name, shape in unconstrained_shapes(self).items()}
             net = make_score_net(self._score_net_spec, D, sizes, **self._score_net_kwargs).to(device=loc.device,
                                                                                        dtype=loc.dtype)
             to_pyro_module_(net)
@@ -185,7 +185,7 @@ class AutoLangevin(AutoContinuous):
         with torch.no_grad():
             if isinstance(other, AutoNormal):
                 locs, scales = [], []
-                for name, shape in self._unconstrained_shapes.items():
+                for name, shape in unconstrained_shapes(self).items():
                     try:
                         loc, scale = operator.attrgetter(name)(other.locs), operator.attrgetter(name)(other.scales)
                     except AttributeError as e:
@@ -219,10 +219,7 @@ class AutoLangevin(AutoContinuous):
     def __getstate__(self):
         # Pyro's AutoGuide drops the model when pickled; the exact and hybrid drifts evaluate it, so keep it
         # (the model must then be picklable: a NODEModel or a module-level function is)
-        model = self._model
-        state = super().__getstate__()
-        self._model = model
-        state["_model"] = model
+        state = autoguide_state(self, super().__getstate__, with_model=True)
         state["_log_joint"] = state["_log_joint_of"] = None
         return state
 
@@ -262,9 +259,9 @@ class AutoLangevin(AutoContinuous):
             args, kwargs = self._data
             rejecting = getattr(bare_model(self.model), "with_divergence", None)
             model = rejecting("reject") if rejecting is not None else self.model
-            self._log_joint = LogJoint.from_model(model, args, kwargs, latent_sites=self._unconstrained_shapes)
+            self._log_joint = LogJoint.from_model(model, args, kwargs, latent_sites=unconstrained_shapes(self))
             self._log_joint_of = self.model
-        return self._log_joint(unflatten_params(z, self._unconstrained_shapes))
+        return self._log_joint(unflatten_params(z, unconstrained_shapes(self)))
 
     # ------------------------------------------------------------------ the reference r and the drift
     @property
@@ -375,12 +372,12 @@ class AutoLangevin(AutoContinuous):
     def sample_latent(self, *args, **kwargs):
         """Run the chain for every particle of the enclosing plates and emit ``Delta(z_K, log r(z_K) + PKL)``."""
         z, log_r, pkl, _ = self.run_chain(self._plate_batch_shape())
-        return pyro.sample(f"_{self._pyro_name}_latent", dist.Delta(z, log_density=log_r + pkl, event_dim=1),
+        return pyro.sample(f"_{pyro_name(self)}_latent", dist.Delta(z, log_density=log_r + pkl, event_dim=1),
                            infer={"is_auxiliary": True})
 
     def _ensemble_latent(self, num_particles, args, kwargs, noise=None):
         if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
+            setup_prototype(self, *args, **kwargs)
         with torch.no_grad():
             z, _, _, _ = self.run_chain(torch.Size((num_particles,)), noise)
         return z
@@ -388,7 +385,7 @@ class AutoLangevin(AutoContinuous):
     def _fixed_ensemble(self, args, kwargs):
         """``num_quantile_samples`` (rounded up to even) antithetic members from a fixed seed: deterministic."""
         if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
+            setup_prototype(self, *args, **kwargs)
         gen = torch.Generator(device=self.loc.device).manual_seed(0)
 
         def antithetic(shape):
@@ -401,7 +398,7 @@ class AutoLangevin(AutoContinuous):
 
     def _constrain(self, latent):
         return {site["name"]: biject_to(site["fn"].support)(value)
-                for site, value in self._unpack_latent(latent)}
+                for site, value in unpack_latent(self, latent)}
 
     def sample_ensemble(self, num_particles, *args, **kwargs):
         """Draw ``num_particles`` fresh, independent ensemble members (constrained values, leading dim P).

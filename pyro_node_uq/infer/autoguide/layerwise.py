@@ -17,11 +17,9 @@ from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_median
 
 from ...nn import select_sites
+from .._pyro_compat import autoguide_state, guide_model, replace_model
 
 __all__ = ["AutoLayerwise"]
-
-SUBSETS = ("last_layer", "first_layer", "random_effects")
-
 
 class _PointConditioned:
     """The model with every point site conditioned on the point guide's current (detached) value.
@@ -34,7 +32,7 @@ class _PointConditioned:
         self.layerwise = layerwise
 
     def __call__(self, *args, **kwargs):
-        model = self.layerwise._model and self.layerwise.model
+        model = guide_model(self.layerwise)
         if model is None:
             raise RuntimeError("AutoLayerwise: this guide was unpickled without its model (Pyro does not pickle "
                                "models); set guide._model = (model,) before sampling with a model-based guide")
@@ -42,14 +40,15 @@ class _PointConditioned:
 
 
 def _map_init_values(init_from):
-    """Constrained values ``site -> tensor`` of a MAP fit: an ``AutoDelta``, a ``MethodResult`` or a dict."""
+    """Constrained values ``site -> tensor`` of a MAP fit: an ``AutoDelta``, an object holding one as ``.guide``
+    (a fit's result) or a dict."""
     if isinstance(init_from, dict):
         return {k: torch.as_tensor(v).detach() for k, v in init_from.items()}
-    guide = getattr(init_from, "guide", init_from)  # a MethodResult of run_map
+    guide = getattr(init_from, "guide", init_from)
     if isinstance(guide, AutoDelta) and guide.prototype_trace is not None:
         with torch.no_grad():
             return {k: v.detach().clone() for k, v in guide.median().items()}
-    raise TypeError("init_from must be a fitted AutoDelta, a run_map MethodResult or a dict site -> value, "
+    raise TypeError("init_from must be a fitted AutoDelta (or a result holding one as .guide) or a dict site -> value, "
                     f"got {type(init_from).__name__}")
 
 
@@ -65,15 +64,14 @@ class AutoLayerwise(AutoGuideList):
         :class:`~pyro_node_uq.models.NODEModel`).
     :param stochastic: the stochastic sites: a glob pattern or list of them (``"Z.*"``, ``"R.1.*"``) or network
         names (``"R"`` stands for ``"R.*"``).  Every pattern must match a latent site.
-    :param str subset: instead of ``stochastic``, ``"last_layer"`` or ``"first_layer"`` (needs a model with
-        ``layer_sites(subset)``, as :class:`~pyro_node_uq.models.NODEModel`), or ``"random_effects"`` (the
-        per-unit effects and their latent population parameters of a
-        :class:`~pyro_node_uq.models.HierarchicalNODEModel`).
+    :param str subset: instead of ``stochastic``, a named group of sites that the model resolves itself with
+        ``model.layer_sites(subset)`` (e.g. ``"last_layer"`` of a :class:`~pyro_node_uq.models.NODEModel`; the
+        model names the groups it knows and refuses others).
     :param type guide: the autoguide class of the stochastic sites (``AutoLangevin``, ``AutoNormal``,
         ``AutoMultivariateNormal``...), constructed as ``guide(conditioned_model, **guide_kwargs)``.
     :param callable init_loc_fn: initialisation of both parts (default the model's ``init_loc_fn(0)`` if it has
         one, else ``init_to_median``); passed to ``guide`` unless ``guide_kwargs`` names its own.
-    :param init_from: a MAP fit (``AutoDelta``, a ``run_map`` result, or a dict ``site -> value``) whose values
+    :param init_from: a MAP fit (``AutoDelta``, a result holding one as ``.guide``, or a dict ``site -> value``) whose values
         initialise the point sites and the stochastic guide's location; sites it lacks use ``init_loc_fn``.
     :param guide_kwargs: keyword arguments of ``guide`` (``num_steps``, ``score``, ``init_scale``...).
 
@@ -103,12 +101,15 @@ class AutoLayerwise(AutoGuideList):
         if (stochastic is None) == (subset is None):
             raise ValueError("give exactly one of stochastic= (site patterns or network names) and subset=")
         if subset is not None:
-            if subset not in SUBSETS:
-                raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+            if not isinstance(subset, str):
+                raise ValueError(f"subset must be a name of a group of sites, got {subset!r}")
             if not hasattr(model, "layer_sites"):
                 raise ValueError(f"subset={subset!r} needs a model with layer_sites() (a NODEModel); "
                                  "give stochastic= patterns instead")
-            stochastic = model.layer_sites(subset)
+            try:
+                stochastic = model.layer_sites(subset)
+            except ValueError as e:
+                raise ValueError(f"subset must be one of the groups the model names: {e}") from None
         patterns = [stochastic] if isinstance(stochastic, str) else list(stochastic)
         if not patterns or not all(isinstance(p, str) for p in patterns):
             raise ValueError(f"stochastic: expected a site pattern or a list of them, got {stochastic!r}")
@@ -147,7 +148,8 @@ class AutoLayerwise(AutoGuideList):
             if site["fn"].support.is_discrete:
                 raise ValueError(f"AutoLayerwise: site {name!r} is discrete; only continuous sites can be point "
                                  "estimates or sampled by the stochastic guide.  Enumerate it out (mark it "
-                                 "infer={'enumerate': 'parallel'} and use TraceEnum_ELBO) and hide it from this guide "
+                                 "infer={'enumerate': 'parallel'} and use TraceEnum_ELBO, as documented in "
+                                 "https://pyro.ai/examples/enumeration.html) and hide it from this guide "
                                  f"with AutoLayerwise(poutine.block(model, hide=[{name!r}]), ...)")
             latent.append(name)
         self.stochastic_sites, self.point_sites = self._resolve(latent)
@@ -163,14 +165,11 @@ class AutoLayerwise(AutoGuideList):
     def _restore_models(self):
         """Pyro's ``AutoGuide.__getstate__`` drops each part's model (also on the pickled original): put the
         stochastic guide's point-conditioned model back."""
-        if len(self) > 1 and self[1]._model is None:
-            self[1]._model = (_PointConditioned(self),)
+        if len(self) > 1 and guide_model(self[1]) is None:
+            replace_model(self[1], _PointConditioned(self))
 
     def __getstate__(self):
-        model = self._model
-        state = super().__getstate__()
-        self._model = model  # pickling does not strip the original guide of its model
-        return state
+        return autoguide_state(self, super().__getstate__)  # pickling does not strip the original of its model
 
     def load_state_dict(self, state_dict, strict=True):
         if self.prototype_trace is None and len(state_dict):

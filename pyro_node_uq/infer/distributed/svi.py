@@ -2,10 +2,11 @@
 import pyro
 import torch
 import torch.distributed as dist
+from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
 
-from ..svi import GuardedSVI
+from .._pyro_compat import SUBSAMPLE_DIST
+from ..guarded_svi import GuardedSVI
 from .process import broadcast_object, comm_device, get_rank, get_world_size, sync_rng_state
 
 __all__ = ["DataParallelSVI", "subsample_plate"]
@@ -39,7 +40,7 @@ class subsample_plate(Messenger):
         self.name, self.indices_fn, self.seen = name, indices_fn, False
 
     def _pyro_sample(self, msg):
-        if msg["name"] == self.name and isinstance(msg["fn"], _Subsample):
+        if msg["name"] == self.name and isinstance(msg["fn"], SUBSAMPLE_DIST):
             size = msg["fn"].size
             if msg["fn"].subsample_size not in (None, size):
                 raise ValueError(f"plate {self.name!r}: the model subsamples it itself (subsample_size="
@@ -53,14 +54,16 @@ class DataParallelSVI(GuardedSVI):
 
     Each step draws one set of ``subsample_size`` trajectories (all of them when ``None``) from a generator
     seeded with ``seed`` and shared by every rank, splits it into ``world_size`` contiguous shards, and runs the
-    model on this rank's shard with the plate's full size (see :class:`subsample_plate`).  Rank ``r``'s loss and
+    model and the guide on this rank's shard with the plate's full size (see :class:`subsample_plate`; a guide's own
+    plate, as autoguides have for per-unit latents, takes the same indices, so its local parameters are sliced to
+    the shard).  Rank ``r``'s loss and
     gradients are weighted by its shard's share ``B_r / B`` and summed over ranks, which reproduces the loss of
     one process running minibatch ``B`` exactly: P processes with minibatch ``B`` equal one process with minibatch
     ``B`` split P ways, and with ``subsample_size=None`` the full-data fit.  At the first step rank 0's Pyro RNG
     state and the parameters already in the param store are broadcast, so all ranks draw the same particles.
 
     Guides that evaluate the model themselves (:class:`~pyro_node_uq.infer.autoguide.AutoLangevin` with the
-    exact or hybrid score) call it without this handler, that is on all trajectories, on every rank.
+    exact or hybrid score) do so isolated from this handler, that is on all trajectories, on every rank.
 
     :param model, guide, optim, loss: as for :class:`~pyro.infer.SVI`.
     :param str plate: the name of the model's data plate.
@@ -91,7 +94,8 @@ class DataParallelSVI(GuardedSVI):
         self.handler = subsample_plate(plate, self._shard)
         self.rank, self.world_size = get_rank(), get_world_size()
         self.num_steps_taken, self.last_indices, self._indices = 0, None, None
-        super().__init__(self.handler(model), guide, optim, loss, max_skips=max_skips, **kwargs)
+        self._guide = guide
+        super().__init__(self.handler(model), self._guide_on_shard, optim, loss, max_skips=max_skips, **kwargs)
 
     def _shard(self, size):
         """This rank's indices for this step (one draw per step, however often the ELBO calls the model)."""
@@ -108,6 +112,31 @@ class DataParallelSVI(GuardedSVI):
             self._indices = torch.tensor_split(indices, self.world_size)[self.rank]
             self._weight = len(self._indices) / batch
         return self._indices
+
+    def _guide_on_shard(self, *args, **kwargs):
+        """The guide on this rank's shard.  A guide with the plate (per-unit latents) would otherwise draw for every
+        unit, and Pyro's replay would put its full indices into the model's plate.  An autoguide makes its copy of
+        the plate with the prototype's size as its subsample size, which a shard contradicts: while it runs, its
+        ``create_plates`` (Pyro's hook for subsampling autoguides) gives the plate without one, sized like the
+        model's, so the shard's indices reach it and slice its per-unit parameters."""
+        guide = self._guide
+        own = isinstance(guide, AutoGuide) and guide.master is None and guide.create_plates is None
+        if own:
+            guide.create_plates = self._full_plate
+        try:
+            with self.handler:
+                return guide(*args, **kwargs)
+        finally:
+            if own:
+                guide.create_plates = None
+
+    def _full_plate(self, *args, **kwargs):
+        """The autoguide's copy of the data plate at the model's full size (see :meth:`_guide_on_shard`)."""
+        for _, site in self._guide.prototype_trace.iter_stochastic_nodes():
+            for frame in site["cond_indep_stack"]:
+                if frame.name == self.plate:
+                    return pyro.plate(self.plate, frame.full_size or frame.size, dim=frame.dim)
+        return []
 
     def step(self, *args, **kwargs):
         if self.num_steps_taken == 0:

@@ -16,19 +16,12 @@ import torch
 from .calibration import ErrorCalibration, default_memories
 from .distribution import ErrorDistribution
 from .node import node_features, node_keys, node_latent, NODETrainingMonitor
-from ...utils.persist import MANIFEST, SaveError, load_unit, save_unit
+from ...utils.persist import MANIFEST, SaveError, load_unit, save_unit, unit_lock
 from ...validation import MAX_SIZE, check_int
 from .recorder import LossTrajectoryRecorder, load_torch_file
+from .faiss_file import faiss_module as _faiss, read_faiss_index
 
 __all__ = ["LTAU"]
-
-
-def _faiss():
-    try:
-        import faiss
-    except ImportError as e:  # pragma: no cover - faiss-cpu is a declared dependency of the ltau extra
-        raise ImportError("LTAU needs faiss: pip install faiss-cpu (or pyro-node-uq[ltau])") from e
-    return faiss
 
 
 def _features(features, name, dim=None):
@@ -203,17 +196,36 @@ class LTAU:
                               meta: lambda p: torch.save(state, p)}, kind="ltau")
 
     @classmethod
-    def load(cls, directory):
+    def load(cls, directory, unverified=False):
         """Load an :class:`LTAU` written by :meth:`save`, after checking its manifest and checksums.
 
+        The folder's lock is held while reading, so a load waits for a save into the same folder to finish
+        (and a save waits for the load) instead of reading half of each.
+
+        :param bool unverified: also load a save of version 0.1 (the three files without a ``MANIFEST.json``).
+            Nothing in those files ties them to one save, so a folder mixed from two saves of the same size cannot
+            be detected; they are refused unless you know they belong together (save the loaded LTAU again to get
+            a verified save).
         :raises FileNotFoundError: ``directory`` does not exist.
-        :raises ~pyro_node_uq.utils.persist.SaveError: the save is incomplete, corrupt or not an LTAU save (the message
-            names the file).
+        :raises ~pyro_node_uq.utils.persist.SaveError: the save is incomplete, corrupt or not an LTAU save, or its
+            files do not belong together (the message names the file).
         """
         directory = os.fspath(directory)
-        if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, MANIFEST)) \
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"directory: {directory!r} does not exist or is not a folder (no ltau save)")
+        with unit_lock(directory, "ltau", shared=True):
+            return cls._load(directory, unverified)
+
+    @classmethod
+    def _load(cls, directory, unverified):
+        if not os.path.exists(os.path.join(directory, MANIFEST)) \
                 and all(os.path.isfile(os.path.join(directory, f)) for f in cls._FILES):
-            paths = {f: os.path.join(directory, f) for f in cls._FILES}  # a save of version 0.1 (no manifest)
+            if not unverified:
+                raise SaveError(f"{directory}: an LTAU save of version 0.1 (no {MANIFEST}): its files carry nothing "
+                                "that ties them to one save, so a folder mixed from two saves cannot be told "
+                                "apart; if they belong together, load it with LTAU.load(directory, unverified=True) "
+                                "and save it again")
+            paths = {f: os.path.join(directory, f) for f in cls._FILES}
         else:
             paths = load_unit(directory, "ltau")
         missing = [f for f in cls._FILES if f not in paths]
@@ -226,14 +238,10 @@ class LTAU:
         ltau = cls(k=state["k"], index=state["index"], hnsw_m=state["hnsw_m"], ef_search=state["ef_search"],
                    recorder=recorder, inputs=state.get("inputs", False))
         ltau.loc, ltau.scale, ltau.rows = state["loc"], state["scale"], state["rows"]
-        try:
-            ltau.index = _faiss().read_index(paths["index.faiss"])
-        except RuntimeError as e:
-            raise SaveError(f"{paths['index.faiss']}: not a readable faiss index: {str(e).splitlines()[0]}") from e
-        if ltau.index.ntotal != len(ltau.rows) or int(ltau.rows.max()) \
-                >= recorder.num_samples:
-            raise SaveError(f"{directory}: the index ({ltau.index.ntotal} points), the LTAU state ({len(ltau.rows)} "
-                            f"rows) and the recorder ({recorder.num_samples} samples) do not belong together")
+        ltau.index = read_faiss_index(paths["index.faiss"], dim=len(ltau.loc), size=len(ltau.rows))
+        if len(ltau.rows) and int(ltau.rows.max()) >= recorder.num_samples:
+            raise SaveError(f"{directory}: the LTAU state ({len(ltau.rows)} rows up to {int(ltau.rows.max())}) and "
+                            f"the recorder ({recorder.num_samples} samples) do not belong together")
         if state["index"] == "hnsw":
             ltau.index.hnsw.efSearch = ltau.ef_search
         if state["calibration"] is not None:

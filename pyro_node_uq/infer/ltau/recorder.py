@@ -21,6 +21,13 @@ def _as_tensor(value, name, dtype):
         raise TypeError(f"{name}: expected a tensor or array, got {type(value).__name__}") from e
     if value.dim() != 1:
         raise ValueError(f"{name}: expected a 1-D tensor, got shape {tuple(value.shape)}")
+    if dtype == torch.long:  # sample ids: whole numbers only (1.5 must not become sample 1)
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name}: expected integer sample ids, got dtype {value.dtype}")
+        if value.is_floating_point():
+            bad = ~torch.isfinite(value) | (value != value.round()) | (value.abs() > 2 ** 53)
+            if bad.any():
+                raise ValueError(f"{name}: expected integer sample ids, got {value[bad][:5].tolist()}")
     return value.to(dtype)
 
 

@@ -51,3 +51,18 @@ def test_recorder_errors_name_the_argument():
     rec.record(torch.arange(2), torch.ones(2))
     with pytest.raises(KeyError, match="keys: 1 key"):
         rec.rows(torch.tensor([0, 7]))
+
+
+@pytest.mark.parametrize("keys", [[0.5, 1.0], [0.0, float("nan")], [True, False], [1e300, 2.0]])
+def test_non_integer_keys_are_refused_not_truncated(keys):
+    """Key 0.5 used to become sample 0 (merged with it); ids must be whole numbers."""
+    rec = LossTrajectoryRecorder()
+    with pytest.raises((ValueError, TypeError), match="keys: expected integer sample ids"):
+        rec.record(torch.tensor(keys), torch.ones(2))
+    assert rec.num_samples == 0
+
+
+def test_whole_float_keys_are_accepted():
+    rec = LossTrajectoryRecorder()
+    rec.record(torch.tensor([3.0, 4.0]), torch.ones(2))
+    assert rec.keys.tolist() == [3, 4]

@@ -125,7 +125,7 @@ def kernel_for(drift, shapes, mean, cov, bad=False, **kwargs):
 
 
 # ---------------------------------------------------------------------------- MALA: exactness
-@pytest.mark.parametrize("drift", ["exact", "learned", "hybrid"])
+@pytest.mark.parametrize("drift", ["exact", "learned", "blend"])
 @pytest.mark.parametrize("data", [normal_data, linreg_data], ids=["normal", "linreg"])
 def test_mala_ensemble_recovers_posterior(data, drift):
     args, shapes, mean, cov = data()
@@ -135,12 +135,12 @@ def test_mala_ensemble_recovers_posterior(data, drift):
     assert 0.3 < mcmc.diagnostics()["acceptance rate"]["chain 0"] < 0.95
 
 
-@pytest.mark.parametrize("drift", ["learned", "hybrid"])
+@pytest.mark.parametrize("drift", ["learned", "blend"])
 def test_bad_learned_score_is_corrected_by_mh(drift):
     args, shapes, mean, cov = linreg_data()
     kernel = kernel_for(drift, shapes, mean, cov, bad=True, num_particles=32)
     check_moments(grouped_flat(run(kernel, args, num_samples=1000, warmup_steps=500), kernel), mean, cov)
-    if drift == "hybrid":
+    if drift == "blend":
         return
     # the same bad drift without the correction is far off: the check above has teeth
     pyro.set_rng_seed(0)
@@ -295,7 +295,7 @@ def test_bad_arguments_name_what_is_wrong():
         LangevinKernel(normal_model, drift="magic")
     with pytest.raises(ValueError, match="needs a `guide`"):
         LangevinKernel(normal_model, drift="learned")
-    with pytest.raises(ValueError, match="hybrid_weight"):
+    with pytest.raises(ValueError, match="hybrid_weight"), pytest.warns(FutureWarning, match="exact_weight"):
         LangevinKernel(normal_model, hybrid_weight=2.0)
     with pytest.raises(ValueError, match="step_size: ULA"):
         LangevinKernel(normal_model, drift="learned", guide=object.__new__(GaussianScoreGuide), adjust=False)
@@ -311,7 +311,7 @@ def test_bad_arguments_name_what_is_wrong():
 
 # ---------------------------------------------------------------------------- slow: single chains, each drift
 @pytest.mark.slow
-@pytest.mark.parametrize("drift", ["exact", "learned", "hybrid"])
+@pytest.mark.parametrize("drift", ["exact", "learned", "blend"])
 def test_mala_four_chains_each_drift_linreg(drift):
     args, shapes, mean, cov = linreg_data()
     kernel = kernel_for(drift, shapes, mean, cov)
@@ -346,3 +346,14 @@ def test_ula_matches_its_exact_law_and_bias_shrinks_correlated():
         measured_bias.append(float(np.abs(draws.var((0, 1)) / m.numpy() - 1).max()))
     assert exact_bias[0] > exact_bias[1] > exact_bias[2], exact_bias
     assert measured_bias[1] < measured_bias[0] / 2, measured_bias
+
+
+def test_old_spellings_still_work_with_a_future_warning():
+    """``drift="hybrid"`` and ``hybrid_weight`` (the names before the convex combination was called a blend)."""
+    args, shapes, mean, cov = normal_data()
+    guide = guide_for(shapes, mean, cov)
+    with pytest.warns(FutureWarning, match="drift='blend'"):
+        old = LangevinKernel(normal_model, drift="hybrid", guide=guide, step_size=0.1)
+    with pytest.warns(FutureWarning, match="exact_weight"):
+        weighted = LangevinKernel(normal_model, drift="blend", guide=guide, hybrid_weight=0.25)
+    assert old.drift == "blend" and weighted.exact_weight == 0.25 == weighted.hybrid_weight

@@ -42,7 +42,7 @@ def _population(result, num_samples, seed):
 def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0):
     """Draw new units' random effects given their observed entries (``units.mask``) and the population posterior.
 
-    :param result: a fitted :class:`~pyro_node_uq.infer.MethodResult` of a
+    :param result: a fitted :class:`~pyro_node_uq.methods.MethodResult` of a
         :class:`~pyro_node_uq.models.HierarchicalNODEModel`.
     :param units: :class:`~pyro_node_uq.data.Units` whose ``mask`` marks the observations to condition on.
     :param int num_samples: population draws ``S``.
@@ -80,13 +80,13 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     """Posterior predictive of new units: population-level (``conditioned=None``: effects from the population), or
     individual (effects from :func:`condition_effects`).
 
-    :param result: the fitted :class:`~pyro_node_uq.infer.MethodResult`.
+    :param result: the fitted :class:`~pyro_node_uq.methods.MethodResult`.
     :param units: the :class:`~pyro_node_uq.data.Units` to predict (its ``t``, doses and covariates).
     :param ConditionedEffects conditioned: effects drawn by :func:`condition_effects` on these units.
     :param int num_samples: draws (ignored when ``conditioned`` fixes them).
     :param int seed: seed.
     :param sites: sites to return (default ``"obs"``, ``"y_mean"``, ``"hidden"``).
-    :returns: dict like :meth:`~pyro_node_uq.infer.MethodResult.predict`: ``"obs"``, ``"y_mean"``, ``"hidden"``
+    :returns: dict like :meth:`~pyro_node_uq.methods.MethodResult.predict`: ``"obs"``, ``"y_mean"``, ``"hidden"``
         ``(S, N, T, ...)``.
 
     Example::

@@ -6,7 +6,7 @@ import torch
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.data.pk import K_ELIM
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.infer import condition_effects, predict_units
+from pyro_node_uq.methods import condition_effects, predict_units
 from pyro_node_uq.methods import MethodResult
 from pyro_node_uq.models import HierarchicalNODEModel
 
