@@ -25,13 +25,19 @@ TABLE_SECTIONS = [
         ("hidden_test_crps", "hidden CRPS (test)"), ("error_spearman", "error Spearman"),
         ("ood_auroc", "OOD AUROC"), ("wall_time", "wall s"), ("num_model_evals", "model evals"),
         ("stochastic_dim", "stoch. dim")]),
+    ("Convergence and warm start", [
+        ("converged", "converged"), ("steps_used", "steps"), ("loss_slope", "final loss slope / step"),
+        ("train_loss", "train loss"), ("start", "warm start"), ("start_train_loss", "start train loss"),
+        ("start_test_nll", "start test NLL")]),
     ("Classification (posterior mean probabilities)", [
         ("test_accuracy", "accuracy (test)"), ("test_ece", "ECE (test)"), ("test_brier", "Brier (test)"),
         ("extrap_accuracy", "accuracy (extrap)"), ("extrap_ece", "ECE (extrap)"), ("extrap_brier", "Brier (extrap)")]),
 ]
 
 
-def _fmt(value):
+def _fmt(value, column=None):
+    if column == "converged" and value is not None and value != "":
+        return "yes" if value in (True, "True") else "**NO** (budget ran out)"
     if value is None or value == "":
         return "–"
     if isinstance(value, bool):
@@ -76,7 +82,7 @@ def markdown_tables(rows):
             if row.get("status") != "ok":
                 cells = [row.get("status", "?")] + [""] * (len(cols) - 1)
             else:
-                cells = [_fmt(row.get(c)) for c, _ in cols]
+                cells = [_fmt(row.get(c), c) for c, _ in cols]
             out.append(f"| {row['method']} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
@@ -106,6 +112,10 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
     failed = [r["method"] for r in rows if r.get("status") == "failed"]
     if failed:
         lines += [f"> **Failed methods**: {', '.join(failed)} (see the notes and `logs/`).", ""]
+    unfinished = [r["method"] for r in rows if r.get("status") == "ok" and r.get("converged") in (False, "False")]
+    if unfinished:
+        lines += [f"> **Not converged** (the step budget ran out before the loss stopped improving; these rows "
+                  f"reflect the budget, not the method): {', '.join(unfinished)}.", ""]
     lines += ["## Problem", "", problem.description.strip(), ""]
     unit = "trajectories" if problem.task == "trajectories" else "points"
     extra = f"{len(problem.extrapolation)} extrapolation" if problem.extrapolation is not None else "no extrapolation"
@@ -121,7 +131,11 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
               "started from (MAP, AutoNormal). LTAU predicts errors rather than a predictive distribution: its row "
               "reports error Spearman and OOD AUROC (its predictive is MAP's). For the other methods error "
               "Spearman ranks the predictive spread against the true error of the predictive mean, and OOD AUROC "
-              "separates test from extrapolation points by that spread.", "",
+              "separates test from extrapolation points by that spread. Optimisation-based fits stop when their "
+              "window-averaged training loss no longer improves, at most at their step budget (`steps` in the "
+              "options); `converged` says which ended how, `final loss slope` is the loss's slope over the last "
+              "window (negative: still falling), and `warm start` names the fit a method started from, with that "
+              "fit's own final training loss and test NLL, so a row that merely reflects its start shows it.", "",
               markdown_tables(rows), "The full table (every column) is `table.csv`.", ""]
     lines += ["## Figures", ""]
     for title, rel in figures:

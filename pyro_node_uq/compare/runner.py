@@ -156,7 +156,7 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
         ctx = RunContext(problem, seed=seed, progress_bar=progress_bar, options=options)
         hidden, reason = hidden_comparable(ctx.model, problem)
         ctx.note("*", f"hidden-state scores: {'yes' if hidden else 'skipped'}: {reason}")
-        predictions, figs = {}, []
+        predictions, figs, start_scores = {}, [], {}
         bar = tqdm(selected, desc="compare", disable=not progress_bar)
         for method in bar:
             bar.set_postfix(method=method.name)
@@ -166,7 +166,7 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
                 row.update(status="skipped", note="not run: the comparison was interrupted (SIGINT)")
                 continue
             try:
-                result, preds = _run_method(method, ctx, problem, num_samples, seed, hidden, row)
+                result, preds = _run_method(method, ctx, problem, num_samples, seed, hidden, row, start_scores)
             except KeyboardInterrupt:
                 stop.requested = True
                 row.update(status="skipped", note="interrupted (SIGINT) while running; not scored")
@@ -197,9 +197,36 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
     return rows
 
 
-def _run_method(method, ctx, problem, num_samples, seed, hidden, row):
-    """Fit one method, predict both splits and score it into ``row``; returns ``(result, predictions)``."""
+def _fit_state(result):
+    """How an optimisation ended: ``converged``, ``steps_used``, ``loss_slope`` and the final training loss (the
+    mean of the last 10 losses)."""
+    losses = list(result.losses or [])
+    return {"converged": result.converged, "steps_used": result.steps_used, "loss_slope": result.loss_slope,
+            "train_loss": sum(losses[-10:]) / len(losses[-10:]) if losses else None}
+
+
+def _start_row(name, ctx, problem, num_samples, seed, cache):
+    """The warm start ``name``'s own final training loss and test NLL (scored once per run)."""
+    if name not in cache:
+        start = ctx.fit(name)
+        pred = {"test": {k: v.detach() for k, v in start.predict(problem.test, num_samples=num_samples,
+                                                                 seed=seed).items()}}
+        scores = score_result(start, problem, pred, hidden=False)
+        cache[name] = {"start": name, "start_train_loss": _fit_state(start)["train_loss"],
+                       "start_test_nll": scores.get("test_nll")}
+    return cache[name]
+
+
+def _run_method(method, ctx, problem, num_samples, seed, hidden, row, start_scores=None):
+    """Fit one method, predict both splits and score it into ``row`` (with how its fit ended and its warm start's
+    scores); returns ``(result, predictions)``."""
     result = ctx.fit(method.name)
+    row.update(_fit_state(result))
+    if result.converged is False:
+        ctx.note(method.name, f"NOT CONVERGED: {result.stop_reason}")
+    if method.start and problem.task == "trajectories":
+        row.update(_start_row(method.start, ctx, problem, num_samples, seed,
+                              {} if start_scores is None else start_scores))
     preds = {}
     if method.kind == "error":
         note = calibrate_error_predictor(result, problem.test)

@@ -15,7 +15,9 @@ import importlib
 import pkgutil
 
 from .common import as_process_model, carry_model_params, estimate_elbo, latent_dim, map_values
+from .convergence import BudgetExhaustedWarning, Convergence, StoppingRule
 from .individual import ConditionedEffects, condition_effects, predict_units
+from .multistart import best_start
 from .registry import METHODS, Method, MethodSkipped, demo_methods, register, resolve_methods
 from .result import MethodResult, guide_samples
 # the methods, in the order of the comparison table
@@ -33,14 +35,15 @@ from .chains import run_chains
 from .sdebnn import run_sdebnn
 from .odenet import run_odenet
 
-_SUPPORT = {"common", "individual", "registry", "result"}
+_SUPPORT = {"common", "convergence", "individual", "multistart", "registry", "result"}
 for _info in pkgutil.iter_modules(__path__):  # a method added as a new module registers itself here
     if _info.name not in _SUPPORT and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 del _info
 
-__all__ = ["ConditionedEffects", "METHODS", "Method", "MethodResult", "MethodSkipped", "SamplerStats",
-           "as_process_model", "carry_model_params", "condition_effects", "demo_methods", "estimate_elbo", "guide_samples", "latent_dim", "map_values",
-           "predict_units", "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble", "run_langevin",
-           "run_langevin_kernel", "run_layerwise", "run_layerwise_effects", "run_lowrank", "run_ltau", "run_map",
-           "run_nuts", "run_odenet", "run_sdebnn", "run_svgd"]
+__all__ = ["ConditionedEffects", "METHODS", "BudgetExhaustedWarning", "Convergence", "Method", "MethodResult",
+           "MethodSkipped", "SamplerStats", "StoppingRule", "as_process_model", "best_start", "carry_model_params",
+           "condition_effects", "demo_methods", "estimate_elbo", "guide_samples", "latent_dim", "map_values",
+           "predict_units", "register", "resolve_methods", "run_autonormal", "run_chains", "run_ensemble",
+           "run_langevin", "run_langevin_kernel", "run_layerwise", "run_layerwise_effects", "run_lowrank", "run_ltau",
+           "run_map", "run_nuts", "run_odenet", "run_sdebnn", "run_svgd"]

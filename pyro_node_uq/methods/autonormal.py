@@ -10,7 +10,7 @@ __all__ = ["run_autonormal"]
 @register("autonormal", "mean-field Gaussian VI (AutoNormal), from MAP", start="map", demo=True,
           defaults={"num_steps": 500, "num_particles": 8},
           quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16})
-def run_autonormal(model, split, *, warm_start=None, num_steps=1500, lr=1e-2, init_scale=0.02, num_particles=8,
+def run_autonormal(model, split, *, warm_start=None, num_steps=500, lr=1e-2, init_scale=0.02, num_particles=8,
                    map_steps=None, seed=0, progress_bar=True, elbo_particles=64, **svi_kwargs):
     """Mean-field Gaussian VI (``AutoNormal``) started at a MAP fit.
 
@@ -18,12 +18,13 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=1500, lr=1e-2, in
     :param split: the training split.
     :param MethodResult warm_start: the fit whose point values are the initial means (a MAP fit); fitted here
         with ``map_steps`` steps when ``None``.  Its cost is included in the result's.
-    :param int num_steps: SVI steps.
+    :param int num_steps: the most SVI steps; the fit stops earlier when its loss has converged.
     :param float lr: initial learning rate.
     :param float init_scale: initial posterior std in the unconstrained space (small: the MAP is a good mean,
         and a wide start makes the ODE solves of early particles wander).
     :param int num_particles: ELBO particles per step, vectorised (one ODE solve for all of them).
-    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s).
+    :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s; 0: start at the
+        model's initialisation).
     :param int seed: seed.
     :param bool progress_bar: show a tqdm bar.
     :param int elbo_particles: particles of the final ELBO estimate (0 to skip).

@@ -16,6 +16,7 @@ from ..infer.svi import fit_svi
 from ..models.protocol import PlainModel, ProcessModel
 from ..utils.seeding import param_scope
 from ..validation import check_int
+from .convergence import NOISE_GROWTH, StoppingRule, noise_growth
 from .registry import METHODS, MethodSkipped
 from .result import MethodResult
 
@@ -51,10 +52,12 @@ def counted(model):
 def start_from(name, warm_start, model, split, *, seed=0, progress_bar=True, **options):
     """The fit a method starts from: ``warm_start`` when given (a fit the caller shares between methods), else a
     fresh run of registered method ``name`` with ``options`` (an option given as ``None`` keeps that runner's own
-    default, so every method's warm start defaults to the same number of steps).  Its cost is added by
-    :func:`with_start_cost`."""
+    default, so every method's warm start defaults to the same number of steps), or ``None`` (no warm start: the
+    model's own initialisation) when ``num_steps`` is 0.  Its cost is added by :func:`with_start_cost`."""
     if warm_start is not None:
         return warm_start
+    if options.get("num_steps") == 0:
+        return None
     options = {k: v for k, v in options.items() if v is not None}
     return METHODS[name].runner(model, split, seed=seed, progress_bar=progress_bar, **options)
 
@@ -84,7 +87,10 @@ def map_values(result, derived=False):
         :meth:`~pyro_node_uq.models.ProcessModel.warm_start_values` moved them along its exact symmetries.  For
         initial values (``init_to_value`` ignores names that are not latent sites of its model), not for posterior
         samples.
+    :returns: the values, or ``None`` for ``result=None`` (no warm start).
     """
+    if result is None:
+        return None
     with torch.no_grad(), param_scope(result.param_state):
         values = {k: v.detach().clone() for k, v in result.guide.median().items()}
         if derived and result.train_split is not None:
@@ -149,7 +155,8 @@ def estimate_elbo(model, guide, split, num_particles=64, seed=0):
 
 
 def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, seed=0, progress_bar=True,
-              elbo_particles=0, start=None, start_values=None, stochastic_dim=latent_dim, **svi_kwargs):
+              elbo_particles=0, start=None, start_values=None, stochastic_dim=latent_dim, stop_rtol=1e-3,
+              stop_window=50, stop_min_steps=0, callback=None, **svi_kwargs):
     """Fit ``guide_fn(counted_model)`` with vectorised ELBO particles; return a :class:`MethodResult` whose cost
     includes ``start``'s.
 
@@ -157,7 +164,7 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     :param model: a :class:`~pyro_node_uq.models.ProcessModel`.
     :param guide_fn: ``guide_fn(model) -> AutoGuide``.
     :param split: the training split.
-    :param int num_steps: SVI steps.
+    :param int num_steps: the most SVI steps (the budget); the fit stops earlier when its loss has converged.
     :param float lr: initial learning rate.
     :param int num_particles: ELBO particles per step, vectorised.
     :param int seed: seed.
@@ -168,6 +175,13 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     :param dict start_values: ``start``'s values as the initial values were built from (see
         :func:`carry_model_params`).
     :param stochastic_dim: ``stochastic_dim(guide) -> int``, the scalar dimensions the guide treats as random.
+    :param float stop_rtol: the :class:`~pyro_node_uq.methods.convergence.StoppingRule`'s relative improvement
+        per window below which the fit has converged and stops (``0``: run the whole budget).  A fit whose budget
+        runs out first gives a :class:`~pyro_node_uq.methods.convergence.BudgetExhaustedWarning`; the result's
+        ``converged``, ``stop_reason``, ``steps_used`` and ``loss_slope`` say how it ended.
+    :param int stop_window: steps per averaging window of the stopping rule.
+    :param int stop_min_steps: no stop before this many steps.
+    :param callback: ``callback(step, loss)``, returning ``True`` to stop (see :func:`~pyro_node_uq.infer.fit_svi`).
     :param svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
     """
     num_particles = check_int(num_particles, "num_particles", 1)
@@ -179,14 +193,26 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     guide = guide_fn(counting)
     loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                       max_plate_nesting=model.max_plate_nesting)
+    rule = StoppingRule(num_steps, stop_rtol, stop_window, stop_min_steps)
+
+    def step_callback(step, value):
+        stop = rule(step, value)  # every step: the rule keeps the loss history
+        return (callback is not None and bool(callback(step, value))) or stop
+
     clock = time.perf_counter()
     fit = fit_svi(counting, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
-                  desc=name, **svi_kwargs)
+                  desc=name, callback=step_callback, seed=seed, **svi_kwargs)
     wall = time.perf_counter() - clock
+    ending = rule.warn_if_unfinished(name)
     if isinstance(guide, AutoGuide):  # a model's own guide does not hold the model
         replace_model(guide, model)  # predictions and ELBO estimates are not fitting cost
     elbo = estimate_elbo(model, guide, split, elbo_particles, seed) if elbo_particles else None
     result = MethodResult(name=name, model=model, guide=guide, losses=fit.losses, elbo=elbo, wall_time=wall,
                           num_model_evals=counting.count, stochastic_dim=stochastic_dim(guide),
-                          param_state=pyro.get_param_store().get_state(), train_split=split)
+                          param_state=pyro.get_param_store().get_state(), train_split=split,
+                          converged=ending.converged, stop_reason=ending.reason, steps_used=ending.steps,
+                          loss_slope=ending.slope)
+    growth = noise_growth(name, model, None if start is None else start.param_state, result.param_state)
+    if growth is not None and growth > NOISE_GROWTH:
+        result.notes.append(f"learned noise scale {growth:.3g}x its warm start's")
     return with_start_cost(result, start)

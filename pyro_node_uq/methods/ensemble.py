@@ -11,7 +11,7 @@ __all__ = ["run_ensemble"]
 
 
 @register("ensemble", "deep ensemble of 5 MAP fits from independent seeds (member 0 is the MAP row)", start="map",
-          demo=True, defaults={"num_members": 5, "num_steps": 800}, quick={"num_steps": 150})
+          demo=True, defaults={"num_members": 5}, quick={"num_steps": 150, "num_starts": 1})
 def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None, seed=0, progress_bar=True,
                  **map_options):
     """``num_members`` MAP fits from seeds ``seed, seed + 1, ...``; member ``i`` is chain ``i`` of the samples.

@@ -25,7 +25,7 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
     :param float lr: initial learning rate (decays tenfold).
     :param int num_particles: vectorised ELBO particles per iteration.
     :param int autonormal_steps: AutoNormal steps when the warm start is fitted here (default:
-        :func:`run_autonormal`'s).
+        :func:`run_autonormal`'s; 0: no warm start, the guide starts at the model's initialisation).
     :param int map_steps: MAP steps of that AutoNormal fit's own warm start.
     :param int seed: seed.
     :param bool progress_bar: show tqdm bars.
@@ -55,8 +55,8 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
         guide_kwargs.setdefault("exact_weight_init", 0.01)
 
     def guide_fn(m):
-        return AutoLangevin(m, score=score, num_steps=num_steps, init_from=start.guide, init_loc_fn=init,
-                            **guide_kwargs)
+        return AutoLangevin(m, score=score, num_steps=num_steps, init_from=None if start is None else start.guide,
+                            init_loc_fn=init, **guide_kwargs)
 
     return fit_guide(f"langevin_{score}", model, guide_fn, split, num_steps=num_iters, lr=lr,
                      num_particles=num_particles, seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles,

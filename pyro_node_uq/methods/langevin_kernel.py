@@ -39,8 +39,9 @@ def _normal_variances(guide, names):
           defaults={"num_particles": 16, "warmup_steps": 150, "num_samples": 150, "thin": 5},
           quick={"num_particles": 8, "warmup_steps": 30, "num_samples": 30, "thin": 3})
 def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=None, num_particles=16,
-                        num_samples=100, warmup_steps=100, thin=1, adjust=True, exact_weight=0.5,
-                        preconditioner=None, hybrid_weight=None, autonormal_steps=None, map_steps=None, seed=0, progress_bar=True):
+                        num_samples=150, warmup_steps=150, thin=5, adjust=True, exact_weight=0.5,
+                        preconditioner=None, hybrid_weight=None, autonormal_steps=None, map_steps=None, seed=0,
+                        progress_bar=True):
     """Run an ensemble of ``num_particles`` Langevin chains started at draws of a fitted guide.
 
     :param model: a Pyro model ``model(t, x, y, mask=...)`` (e.g. a :class:`~pyro_node_uq.models.NODEModel`).
@@ -76,7 +77,7 @@ def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=N
         >>> model = problem.default_model(R_hidden=(4,))
         >>> fit = run_autonormal(model, problem.train, num_steps=3, map_steps=3, progress_bar=False)
         >>> res = run_langevin_kernel(model, problem.train, warm_start=fit, num_particles=4, num_samples=3,
-        ...                           warmup_steps=2, progress_bar=False)
+        ...                           warmup_steps=2, thin=1, progress_bar=False)
         >>> res.samples["R.0.bias"].shape
         torch.Size([4, 3, 4])
     """

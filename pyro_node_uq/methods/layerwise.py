@@ -24,7 +24,7 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     :param stochastic: site patterns or network names of the stochastic sites (see :class:`AutoLayerwise`).
     :param type guide: autoguide class of the stochastic sites (default ``AutoLangevin``).
     :param dict guide_kwargs: its keyword arguments.
-    :param int num_steps: SVI steps.
+    :param int num_steps: the most SVI steps; the fit stops earlier when its loss has converged.
     :param float lr: initial learning rate.
     :param int num_particles: ELBO particles per step, vectorised.
     :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s; 0: start from

@@ -5,32 +5,45 @@ import contextlib
 from pyro.infer.autoguide import AutoDelta
 
 from ..infer.ltau import LossTrajectoryRecorder, NODETrainingMonitor
+from ..validation import check_int
 from .common import as_process_model, fit_guide, init_loc, map_values
+from .multistart import best_start
 from .registry import register
 
 __all__ = ["run_map"]
 
 
-@register("map", "MAP point estimate (AutoDelta), Glorot start; the warm start of the other methods",
-          defaults={"num_steps": 800, "record_errors": True}, quick={"num_steps": 150}, demo=True)
-def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, progress_bar=True,
-            record_errors=False, record_burn_in=0.25, callback=None, **svi_kwargs):
+@register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
+          "methods", defaults={"num_steps": 1200, "num_starts": 4, "start_steps": 150},
+          quick={"num_steps": 150, "num_starts": 1}, demo=True)
+def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True,
+            num_starts=4, start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, **svi_kwargs):
     """MAP estimate of every latent site (``AutoDelta``).
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` (e.g. :class:`~pyro_node_uq.models.NODEModel`) or
         a plain Pyro model ``model(*split.args, **split.kwargs)``.
     :param split: the training :class:`~pyro_node_uq.data.Split`.
-    :param MethodResult warm_start: a fit whose point values start this one (default: the model's
-        ``init_loc_fn``).
-    :param int num_steps: SVI steps.
-    :param float lr: initial learning rate of ``ClippedAdam`` (decays tenfold).
+    :param MethodResult warm_start: a fit whose point values start this one (default: the best of
+        ``num_starts`` short fits from the model's ``init_loc_fn``).
+    :param int num_steps: the most SVI steps; the fit stops earlier when its loss has converged (see
+        :func:`~pyro_node_uq.methods.common.fit_guide`'s ``stop_rtol``).
+    :param int num_starts: short fits from different random initialisations (seeds ``seed * num_starts + k``),
+        run as one batched model where possible; the one of highest training log joint density is continued
+        (``1``: one start, the model's initialisation with ``seed``).  Ignored with a ``warm_start``.
+    :param int start_steps: steps of each short fit.
+    :param float lr: initial learning rate of ``ClippedAdam``.
+    :param float lr_final: the learning rate it decays to geometrically over ``num_steps`` (a hundredfold decay
+        lets the NODE's weights settle: a tenfold one leaves the loss falling in steps).
     :param int seed: seed of the initial weights and of Pyro.
     :param bool progress_bar: show a tqdm bar.
     :param bool record_errors: record every training point's error at every step from ``record_burn_in`` of the
         steps on (NODE models; what :mod:`LTAU <pyro_node_uq.methods.ltau>` needs; costs only the bookkeeping:
-        the errors are those of the prediction each step computed anyway).
+        the errors are those of the prediction each step computed anyway); default: when the model records a
+        ``y_mean`` site.  Recording keeps the fit from stopping before it has recorded two stopping windows.
     :param float record_burn_in: fraction of the steps before recording starts.
     :param callback: optional ``callback(step, loss)`` (see :func:`~pyro_node_uq.infer.fit_svi`).
+    :param svi_kwargs: passed to :func:`~pyro_node_uq.methods.common.fit_guide` (``stop_rtol``, ``stop_window``)
+        and :func:`~pyro_node_uq.infer.fit_svi`.
     :returns: :class:`MethodResult` with ``elbo=None`` (a point mass has no ELBO), ``stochastic_dim=0``, and
         ``loss_trajectories`` when recorded.
 
@@ -38,17 +51,25 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
 
         >>> from pyro_node_uq.data import load_problem
         >>> problem = load_problem("chemical", num_train=4)
-        >>> res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
+        >>> res = run_map(problem.default_model(), problem.train, num_steps=5, num_starts=2, start_steps=2,
+        ...               progress_bar=False)
         >>> sorted(res.posterior_samples(1))[:2]
         ['R.0.bias', 'R.0.weight']
     """
     model = as_process_model(model, split)
     values = None if warm_start is None else map_values(warm_start, derived=True)
+    starts = None
+    if warm_start is None and check_int(num_starts, "num_starts", 1) > 1:
+        values, starts = best_start(model, split, num_starts=num_starts, num_steps=start_steps, lr=lr, seed=seed,
+                                    progress_bar=progress_bar)
     init = init_loc(model, seed, values)
     recorder = monitor = None
+    if record_errors is None:
+        record_errors = "y_mean" in getattr(model, "predict_sites", {})
     if record_errors:
         recorder = LossTrajectoryRecorder()
         monitor = NODETrainingMonitor(recorder, split, start=int(record_burn_in * num_steps))
+        svi_kwargs.setdefault("stop_min_steps", monitor.start + 2 * svi_kwargs.get("stop_window", 50))
 
     def step_callback(step, loss):
         stop = monitor(step, loss) if monitor is not None else False
@@ -56,8 +77,13 @@ def run_map(model, split, *, warm_start=None, num_steps=1500, lr=2e-2, seed=0, p
 
     with monitor if monitor is not None else contextlib.nullcontext():
         result = fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
-                           seed=seed, progress_bar=progress_bar, start=warm_start, start_values=values,
-                           stochastic_dim=lambda g: 0,
-                           callback=step_callback, **svi_kwargs)
+                           lr_final=lr_final, seed=seed, progress_bar=progress_bar, start=warm_start,
+                           start_values=values, stochastic_dim=lambda g: 0, callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
+    if starts is not None:
+        result.wall_time += starts["wall_time"]
+        result.num_model_evals += starts["num_model_evals"]
+        joints = ", ".join(f"{v:.4g}" for v in starts["log_joints"])
+        result.notes.append(f"started from the best of {num_starts} MAP starts of {start_steps} steps (start "
+                            f"{starts['best']}; training log joints {joints})")
     return result

@@ -10,7 +10,7 @@ __all__ = ["run_odenet"]
 
 @register("odenet", "ODE-net: the SDE-BNN's architecture with deterministic weights, maximum likelihood",
           defaults={"num_steps": 1500}, quick={"num_steps": 300})
-def run_odenet(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, batch_size=None, seed=0, progress_bar=True,
+def run_odenet(model, split, *, warm_start=None, num_steps=1500, lr=1e-2, batch_size=None, seed=0, progress_bar=True,
                **svi_kwargs):
     """Fit the deterministic-weight twin of an :class:`~pyro_node_uq.models.SDEBNN` (``stochastic=False``).
 

@@ -7,10 +7,18 @@ not installed).  Options resolve as ``defaults`` (loop counts scaled by :data:`P
 ``problems[problem]``, then (in quick mode) ``quick``, then the caller's overrides.  Each method registers itself
 in its own module with :func:`register`, so adding a method to the comparison is one new file in
 ``pyro_node_uq/methods/``.
+
+The registry is the one home of a method's defaults: a runner's own keyword defaults must equal its registered
+``defaults`` (checked when it registers), and a registered runner that takes ``**options`` gets the registered
+defaults it does not name filled in, so calling ``METHODS[name].runner`` directly, or the runner function, runs
+the same method as the comparison (up to the per-problem scaling of loop counts).
 """
+import functools
+import inspect
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "Method", "MethodSkipped", "PROBLEM_COST", "demo_methods", "register", "resolve_methods"]
+__all__ = ["METHODS", "Method", "MethodSkipped", "PROBLEM_COST", "demo_methods", "register", "resolve_methods",
+           "with_defaults"]
 
 #: loop counts of full runs are multiplied by this per problem (elastoplastic's steps cost ~1.7x chemical's)
 PROBLEM_COST = {"elastoplastic": 0.6}
@@ -71,7 +79,7 @@ def register(name, description=None, **fields):
     Example::
 
         >>> @register("toy", "a toy method", defaults={"num_steps": 3}, start="map")
-        ... def run_toy(model, split, *, warm_start=None, seed=0, progress_bar=True, num_steps=10):
+        ... def run_toy(model, split, *, warm_start=None, seed=0, progress_bar=True, num_steps=3):
         ...     return warm_start
         >>> METHODS["toy"].options("chemical")
         {'num_steps': 3}
@@ -82,9 +90,38 @@ def register(name, description=None, **fields):
         return name
 
     def decorate(runner):
-        METHODS[name] = Method(name, runner, description, **fields)
+        METHODS[name] = Method(name, with_defaults(runner, fields.get("defaults", {}), name), description, **fields)
         return runner
     return decorate
+
+
+def with_defaults(runner, defaults, name="runner"):
+    """``runner`` with the registered ``defaults`` as its own: options it declares must already default to them
+    (a :class:`TypeError` names the disagreement); options it takes through ``**options`` are filled in.
+
+    Example::
+
+        >>> def run(model, split, *, num_steps=10, **options):
+        ...     return num_steps, options
+        >>> with_defaults(run, {"num_steps": 10, "lr": 0.1})(None, None)
+        (10, {'lr': 0.1})
+    """
+    params = inspect.signature(runner).parameters
+    named = {k: p for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    wrong = {k: (v, named[k].default) for k, v in defaults.items() if k in named and named[k].default != v}
+    if wrong:
+        raise TypeError(f"{name}: registered defaults disagree with {runner.__name__}'s own: "
+                        + ", ".join(f"{k}={v!r} (signature {d!r})" for k, (v, d) in wrong.items()))
+    fill = {k: v for k, v in defaults.items() if k not in named}
+    if not fill:
+        return runner
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise TypeError(f"{name}: {runner.__name__} takes no options {sorted(fill)}")
+
+    @functools.wraps(runner)
+    def run(*args, **options):
+        return runner(*args, **{**fill, **options})
+    return run
 
 
 def resolve_methods(names):

@@ -54,6 +54,12 @@ class MethodResult:
     :ivar loss_trajectories: per-sample training errors recorded during the fit
         (:class:`~pyro_node_uq.infer.ltau.LossTrajectoryRecorder`), or ``None``.
     :ivar list notes: lines for the comparison report (how the method was started, what it adapted).
+    :ivar bool converged: an optimisation-based fit's stopping rule fired before its step budget ran out
+        (``False``: the budget ran out first; ``None``: no stopping rule, or not an optimisation; see
+        :class:`~pyro_node_uq.methods.convergence.StoppingRule`).
+    :ivar str stop_reason: how the fit ended, in words (``None`` for methods without a stopping rule).
+    :ivar int steps_used: optimisation steps run (``None`` where not applicable).
+    :ivar float loss_slope: least-squares slope of the training loss over the last stopping window, per step.
     :ivar train_split: the :class:`~pyro_node_uq.data.Split` the method was fitted on.  Guides whose draws depend
         on the data (:class:`~pyro_node_uq.infer.AutoLangevin` with an exact or hybrid score) are run on it, so
         predictions on another split never condition on that split's observations.
@@ -84,6 +90,10 @@ class MethodResult:
     error_predictor: object = None
     loss_trajectories: object = None
     notes: list = field(default_factory=list)
+    converged: bool = None
+    stop_reason: str = None
+    steps_used: int = None
+    loss_slope: float = None
 
     @property
     def num_draws(self):

@@ -14,7 +14,7 @@ __all__ = ["fit_own_guide", "run_sdebnn"]
 @register("sdebnn", "SDE-BNN: SVI of the model's own posterior weight-path law (static problems)",
           defaults={"num_steps": 1500, "num_particles": 8}, quick={"num_steps": 300, "num_particles": 4,
                                                                   "elbo_particles": 16})
-def run_sdebnn(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, num_particles=4, batch_size=None, seed=0,
+def run_sdebnn(model, split, *, warm_start=None, num_steps=1500, lr=1e-2, num_particles=8, batch_size=None, seed=0,
                progress_bar=True, elbo_particles=64, **svi_kwargs):
     """Fit an SDE-BNN's own guide (:meth:`~pyro_node_uq.models.SDEBNN.guide`) with ``Trace_ELBO``.
 
@@ -24,7 +24,7 @@ def run_sdebnn(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, num_pa
     :param model: an :class:`~pyro_node_uq.models.SDEBNN` (a model with an ``own_guide``).
     :param split: the training :class:`~pyro_node_uq.data.StaticSplit`.
     :param MethodResult warm_start: an earlier ``sdebnn`` fit to continue from (its cost is added), or ``None``.
-    :param int num_steps: SVI steps.
+    :param int num_steps: the most SVI steps; the fit stops earlier when its loss has converged.
     :param float lr: initial learning rate (decays tenfold).
     :param int num_particles: weight paths per step, integrated in one solve.
     :param int batch_size: points per step (minibatches drawn by the guide; ``None``: all of them).

@@ -18,7 +18,7 @@ __all__ = ["run_svgd"]
 
 @register("svgd", "SVGD with an RBF kernel, particles around MAP", start="map", demo=True,
           defaults={"num_particles": 16, "num_steps": 300}, quick={"num_particles": 8, "num_steps": 60})
-def run_svgd(model, split, *, warm_start=None, num_particles=32, num_steps=1000, lr=1e-2, jitter=0.02,
+def run_svgd(model, split, *, warm_start=None, num_particles=16, num_steps=300, lr=1e-2, jitter=0.02,
              bandwidth_factor=None, map_steps=None, num_groups=4, seed=0, progress_bar=True):
     """Stein variational gradient descent with an RBF kernel, particles vectorised through the model.
 

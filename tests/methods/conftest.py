@@ -13,4 +13,4 @@ def problem():
 @pytest.fixture(scope="module")
 def small(problem):
     model = problem.default_model(R_hidden=(4,))  # 35 weights
-    return model, run_map(model, problem.train, num_steps=40, lr=0.05, progress_bar=False)
+    return model, run_map(model, problem.train, num_steps=40, lr=0.05, num_starts=1, stop_rtol=0, progress_bar=False)

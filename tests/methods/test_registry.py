@@ -1,5 +1,7 @@
 """The method registry: option resolution order, per-problem scaling of loop counts, both ways to register, errors
 that name the unknown method, the demo set."""
+import inspect
+
 import pytest
 
 from pyro_node_uq.methods import (
@@ -9,7 +11,7 @@ from pyro_node_uq.methods import (
     register,
     resolve_methods,
 )
-from pyro_node_uq.methods.registry import PROBLEM_COST
+from pyro_node_uq.methods.registry import PROBLEM_COST, with_defaults
 
 
 @pytest.fixture
@@ -53,3 +55,30 @@ def test_every_method_starts_from_a_registered_method_and_the_demo_set_is_regist
     demo = demo_methods()
     assert demo and set(demo) <= set(METHODS) and "nuts" in demo  # the reference, affordable since issue 18
     assert resolve_methods("all") == list(METHODS.values())
+
+
+def test_a_runner_defaults_to_its_registered_options():
+    for method in METHODS.values():
+        params = inspect.signature(method.runner).parameters
+        for key, value in method.defaults.items():
+            if key in params and params[key].default is not inspect.Parameter.empty:
+                assert params[key].default == value, (method.name, key)
+    # a runner taking **options (AutoLangevin's per-score runners) gets the registered ones filled in
+    assert hasattr(METHODS["langevin_exact"].runner, "__wrapped__")
+    seen = {}
+
+    def fake(model, split, **options):
+        seen.update(options)
+    assert with_defaults(fake, {"num_steps": 3}, "fake")(None, None, lr=1.0) is None
+    assert seen == {"num_steps": 3, "lr": 1.0}
+
+
+def test_a_registered_default_that_disagrees_with_the_runner_is_refused():
+    def run_toy(model, split, *, num_steps=10):
+        return None
+    with pytest.raises(TypeError, match=r"toy: registered defaults disagree with run_toy's own: num_steps=5 "
+                                        r"\(signature 10\)"):
+        register("toy", "toy", defaults={"num_steps": 5})(run_toy)
+    with pytest.raises(TypeError, match=r"toy: run_toy takes no options \['lr'\]"):
+        register("toy", "toy", defaults={"lr": 0.1})(run_toy)
+    assert "toy" not in METHODS

@@ -29,10 +29,10 @@ def test_fit_trains_a_copy_and_predicts(problem):
 
 def test_minibatches_and_warm_start_add_up(problem):
     first = run_sdebnn(problem.default_model(), problem.train, num_steps=3, batch_size=5, progress_bar=False,
-                       elbo_particles=0)
-    assert first.num_model_evals == 3 * 4  # num_particles=4 by default; the batch size does not change the count
+                       elbo_particles=0, num_particles=4)
+    assert first.num_model_evals == 3 * 4  # num_particles=4; the batch size does not change the count
     more = run_sdebnn(problem.default_model(), problem.train, warm_start=first, num_steps=2, progress_bar=False,
-                      elbo_particles=0)
+                      elbo_particles=0, num_particles=4)
     assert more.num_model_evals == first.num_model_evals + 2 * 4
     assert more.wall_time > first.wall_time
     with pytest.raises(ValueError, match="batch_size: expected an integer >= 1"):

@@ -1,0 +1,147 @@
+"""Warm starts and convergence-aware fitting against the previous fixed-budget defaults: MAP and AutoNormal
+(started from that MAP) on the shipped trajectory problems and on two simulated processes
+(``benchmarks/simulated_processes.py``), several method seeds each.
+
+    python benchmarks/convergence.py run --config today|new [--problems ...] [--seeds 0 1 2 3 4] --log FILE
+    python benchmarks/convergence.py table FILE
+
+``run`` appends one JSON line per (config, problem, seed, method) to ``--log`` (so a long grid can run in pieces,
+in the background); ``table`` prints, per problem, the spread (standard deviation and range) of MAP's test NLL
+over seeds, each method's mean test NLL, and the total CPU time of each configuration's fits (AutoNormal's
+without its MAP start, which is the MAP row), with the new/today ratios.
+
+``today`` is the previous fixed budget (MAP 800 steps from one Glorot start with a tenfold learning-rate decay,
+AutoNormal 500 steps x 8 particles, loop counts scaled by the registry's per-problem cost), without early stopping
+or multi-start; run it with the previous package version on ``PYTHONPATH`` (options it lacks are not passed).
+``new`` is the registry's current options.  CPU (process) time is compared, since on a shared machine wall time
+measures the load.
+"""
+import argparse
+import inspect
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simulated_processes import SIMULATED  # noqa: E402
+
+from pyro_node_uq.compare.scoring import score_result  # noqa: E402
+from pyro_node_uq.data import load_problem  # noqa: E402
+from pyro_node_uq.methods import METHODS  # noqa: E402
+from pyro_node_uq.methods.registry import PROBLEM_COST  # noqa: E402
+
+PROBLEMS = ("chemical", "viscoelastic", "elastoplastic", "duffing", "fed_dimer")
+TODAY = {"map": {"num_steps": 800}, "autonormal": {"num_steps": 500, "num_particles": 8}}
+#: options that switch the new fitting off, passed where the runner has them (the previous code has none)
+TODAY_OFF = {"num_starts": 1, "stop_rtol": 0.0}
+
+
+def _problem(name, seed=0):
+    return SIMULATED[name](seed=seed) if name in SIMULATED else load_problem(name, seed=seed)
+
+
+def _options(config, method, problem):
+    if config == "new":
+        return METHODS[method].options(problem)
+    factor = PROBLEM_COST.get(problem, 1.0)
+    opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
+    accepted = inspect.signature(METHODS[method].runner).parameters
+    opts.update({k: v for k, v in TODAY_OFF.items() if k in accepted})
+    return opts
+
+
+def run(args):
+    torch.set_num_threads(1)
+    done = set()
+    if os.path.exists(args.log):  # resume: what is logged already is not run again (MAP reruns as a start)
+        done = {(r["problem"], r["seed"], r["method"]) for r in map(json.loads, open(args.log))
+                if r["config"] == args.config}
+    problems = {name: _problem(name) for name in args.problems}
+    for seed in args.seeds:  # seeds outside: a run cut short still covers every problem
+        for name, problem in problems.items():
+            methods = [m for m in args.methods if (name, seed, m) not in done]
+            if not methods:
+                continue
+            start = None
+            for method in ["map"] + [m for m in methods if m != "map"]:
+                opts = _options(args.config, method, name)
+                clock, cpu = time.perf_counter(), time.process_time()
+                result = METHODS[method].runner(problem.default_model(), problem.train, warm_start=start,
+                                                seed=seed, progress_bar=False, **opts)
+                fit_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu
+                if method not in methods:  # a start whose own row is logged already
+                    start = result
+                    continue
+                preds = {"test": result.predict(problem.test, num_samples=args.num_samples, seed=seed)}
+                row = score_result(result, problem, preds, hidden=False)
+                record = {"config": args.config, "problem": name, "seed": seed, "method": method,
+                          "test_nll": row["test_nll"], "test_rmse": row["test_rmse"],
+                          "wall_time": fit_time, "cpu_time": cpu_time,
+                          "converged": getattr(result, "converged", None), "steps": len(result.losses),
+                          "options": {k: v for k, v in opts.items() if isinstance(v, (int, float, str))}}
+                with open(args.log, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(json.dumps(record), flush=True)
+                start = result
+
+
+def _stats(values):
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / max(n - 1, 1))
+    return mean, sd, max(values) - min(values)
+
+
+def table(args):
+    rows = [json.loads(line) for path in args.logs for line in open(path) if line.strip()]
+    data = {}
+    for r in rows:
+        data.setdefault((r["problem"], r["method"], r["config"]), {})[r["seed"]] = r
+    problems = [p for p in PROBLEMS if any(k[0] == p for k in data)]
+    print("| problem | method | seeds | NLL mean today | NLL mean new | NLL sd today | NLL sd new | sd ratio | "
+          "range today | range new | CPU today [s] | CPU new [s] | CPU ratio | converged (new) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    totals = {"today": 0.0, "new": 0.0}
+    for p in problems:
+        for m in ("map", "autonormal"):
+            t, n = data.get((p, m, "today"), {}), data.get((p, m, "new"), {})
+            seeds = sorted(set(t) & set(n))
+            if not seeds:
+                continue
+            st = _stats([t[s]["test_nll"] for s in seeds])
+            sn = _stats([n[s]["test_nll"] for s in seeds])
+            wt, wn = sum(t[s]["cpu_time"] for s in seeds), sum(n[s]["cpu_time"] for s in seeds)
+            conv = sum(bool(n[s]["converged"]) for s in seeds)
+            totals["today"] += wt
+            totals["new"] += wn
+            ratio = sn[1] / st[1] if st[1] else math.nan
+            print(f"| {p} | {m} | {len(seeds)} | {st[0]:.3f} | {sn[0]:.3f} | {st[1]:.3f} | {sn[1]:.3f} | "
+                  f"{ratio:.2f} | {st[2]:.3f} | {sn[2]:.3f} | {wt:.0f} | {wn:.0f} | {wn / wt:.2f} | "
+                  f"{conv}/{len(seeds)} |")
+    if totals["today"]:
+        print(f"\ntotal fitting CPU time (process time: the machine is shared, so wall times are not comparable): "
+              f"today {totals['today']:.0f} s, new {totals['new']:.0f} s, ratio {totals['new'] / totals['today']:.2f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--config", choices=("today", "new"), required=True)
+    r.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    r.add_argument("--methods", nargs="+", choices=("map", "autonormal"), default=["map", "autonormal"])
+    r.add_argument("--num-samples", type=int, default=100, help="predictive draws per method")
+    r.add_argument("--log", required=True)
+    t = sub.add_parser("table")
+    t.add_argument("logs", nargs="+")
+    args = ap.parse_args(argv)
+    run(args) if args.cmd == "run" else table(args)
+
+
+if __name__ == "__main__":
+    main()
