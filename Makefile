@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-peer docs clean
+.PHONY: demo test test-slow lint bench bench-peer docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# ruff's default rules, at the version the code is kept clean with
+lint: $(STAMP)
+	$(PY) -m pip install -q ruff==0.17.6
+	$(PY) -m ruff check .
 
 $(VENV)/.docs-installed: $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e ".[docs]"

@@ -14,8 +14,13 @@ import time
 import torch
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.diagnostics import (plot_calibration, plot_trajectories, plot_weights, score,
-                                      to_inference_data)
+from pyro_node_uq.diagnostics import (
+    plot_calibration,
+    plot_trajectories,
+    plot_weights,
+    score,
+    to_inference_data,
+)
 from pyro_node_uq.methods import run_autonormal, run_map, run_nuts
 
 

@@ -27,12 +27,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simulated_processes import SIMULATED  # noqa: E402
+from simulated_processes import SIMULATED
 
-from pyro_node_uq.compare.scoring import score_result  # noqa: E402
-from pyro_node_uq.data import load_problem  # noqa: E402
-from pyro_node_uq.methods import METHODS  # noqa: E402
-from pyro_node_uq.methods.registry import PROBLEM_COST  # noqa: E402
+from pyro_node_uq.compare.scoring import score_result
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.methods import METHODS
+from pyro_node_uq.methods.registry import PROBLEM_COST
 
 PROBLEMS = ("chemical", "viscoelastic", "elastoplastic", "duffing", "fed_dimer")
 TODAY = {"map": {"num_steps": 800}, "autonormal": {"num_steps": 500, "num_particles": 8}}
@@ -58,7 +58,7 @@ def run(args):
     torch.set_num_threads(1)
     done = set()
     if os.path.exists(args.log):  # resume: what is logged already is not run again (MAP reruns as a start)
-        done = {(r["problem"], r["seed"], r["method"]) for r in map(json.loads, open(args.log))
+        done = {(r["problem"], r["seed"], r["method"]) for r in map(json.loads, open(args.log))  # noqa: SIM115
                 if r["config"] == args.config}
     problems = {name: _problem(name) for name in args.problems}
     for seed in args.seeds:  # seeds outside: a run cut short still covers every problem
@@ -97,7 +97,7 @@ def _stats(values):
 
 
 def table(args):
-    rows = [json.loads(line) for path in args.logs for line in open(path) if line.strip()]
+    rows = [json.loads(line) for path in args.logs for line in open(path) if line.strip()]  # noqa: SIM115
     data = {}
     for r in rows:
         data.setdefault((r["problem"], r["method"], r["config"]), {})[r["seed"]] = r

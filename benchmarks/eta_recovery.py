@@ -29,7 +29,13 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.data.pk import K_ELIM, OMEGA, pk_closed_form
-from pyro_node_uq.methods import run_autonormal, run_langevin, run_layerwise_effects, run_lowrank, run_map
+from pyro_node_uq.methods import (
+    run_autonormal,
+    run_langevin,
+    run_layerwise_effects,
+    run_lowrank,
+    run_map,
+)
 from pyro_node_uq.utils.seeding import param_scope
 
 NOISE = 0.1  # pk_repeated's default observation noise

@@ -94,7 +94,7 @@ def main():
     sizes = [P for P in (1, 64, 1024, 8192, 32768) if P <= args.max_particles]
     rows = {P: logp_grad_timer(args.device, P) for P in sizes}
     cpu1 = logp_grad_timer("cpu", 1)
-    tdq1 = logp_grad_timer(args.device, 1, solver=dict(backend="torchdiffeq"))
+    tdq1 = logp_grad_timer(args.device, 1, solver={"backend": "torchdiffeq"})
     print(f"{'P':>6} {'ms':>9} {'ms/particle':>12}   (log p + grad, chemical, float32, {args.device})")
     for P, sec in rows.items():
         print(f"{P:>6} {1e3 * sec:9.2f} {1e3 * sec / P:12.5f}")
@@ -107,7 +107,7 @@ def main():
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "pyro_node_uq", "compare", "--methods", "demo", "--quick", "--no-progress",
                "--device", args.device, "--out", "results_gpu_smoke"]
-        rc = subprocess.run(cmd).returncode
+        rc = subprocess.run(cmd).returncode  # noqa: PLW1510
         print(f"RESULT compare --device {args.device}: exit {rc} in {time.perf_counter() - start:.0f} s")
 
 

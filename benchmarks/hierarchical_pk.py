@@ -29,16 +29,20 @@ import argparse
 import json
 import time
 
+import pyro
 import torch
 from eta_recovery import recovery
-
-import pyro
 
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.data.pk import pk_population_predictive
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.methods import condition_effects, predict_units
-from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
+from pyro_node_uq.methods import (
+    condition_effects,
+    predict_units,
+    run_autonormal,
+    run_langevin,
+    run_map,
+)
 from pyro_node_uq.utils.seeding import param_scope
 
 METRICS = ("nll", "crps", "coverage_90", "rmse")
@@ -156,8 +160,8 @@ def pooled(rows):
 
 
 def table(rows):
-    lines = [f"{'fold':>4} {'model':>12} {'method':>10} {'split':>13} {'NLL':>8} {'CRPS':>8} {'cov90':>6} {'z2':>6} "
-             f"{'n':>4}"]
+    lines = [(f"{'fold':>4} {'model':>12} {'method':>10} {'split':>13} {'NLL':>8} {'CRPS':>8} {'cov90':>6} {'z2':>6} "
+             f"{'n':>4}")]
     for r in rows:
         for split in ("test", "extrapolation", "forecast_population", "forecast_conditioned"):
             if split in r:

@@ -53,7 +53,7 @@ def learned_guide(model, split, steps, autonormal):
     try:
         guide = AutoLangevin(model, init_loc_fn=model.init_loc_fn(0))
         fit = fit_svi(model, guide, split, num_steps=steps, lr=1e-2, progress_bar=False, desc="AutoLangevin")
-    except Exception as e:  # an interface this script does not know yet: say so and use the stand-in
+    except Exception as e:  # an interface this script does not know yet: say so and use the stand-in  # noqa: BLE001
         return NormalScore(autonormal), f"Gaussian score of the AutoNormal fit (AutoLangevin failed: {e!r})"
     return guide, f"AutoLangevin score ({steps} SVI steps, {fit.wall_time:.1f} s, not counted in ESS/s)"
 
@@ -91,7 +91,7 @@ def main():
     problem = load_problem("chemical", num_train=args.num_train)
     split = problem.train
     k = args.time_stride  # a coarser grid: the fixed-step solver takes fewer, larger steps
-    cut = lambda v: None if v is None else v[:, ::k].contiguous()  # noqa: E731
+    cut = lambda v: None if v is None else v[:, ::k].contiguous()
     split = replace(split, t=split.t[::k].contiguous(), x=cut(split.x), y=cut(split.y), mask=cut(split.mask),
                     y_true=cut(split.y_true), h_true=cut(split.h_true))
     model = problem.default_model(R_hidden=(8,))

@@ -44,7 +44,7 @@ from pyro_node_uq.methods import run_autonormal, run_langevin, run_lowrank, run_
 SCALE = {"elastoplastic": 0.6}  # per-step cost ~1.7x chemical's: fewer steps, as in the comparison job
 # elastoplastic's NODE is still far from the noise level after the comparison job's MAP (training RMSE 0.049 against
 # noise 0.03 after 480 steps at lr 2e-2), which makes every posterior over-confident: fit it properly first
-MAP = {"elastoplastic": dict(num_steps=3000, lr=5e-3)}
+MAP = {"elastoplastic": {"num_steps": 3000, "lr": 5e-3}}
 
 
 def main():

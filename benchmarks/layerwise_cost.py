@@ -25,8 +25,8 @@ def evaluate(res, problem, num_samples):
     pred = res.predict(problem.test, num_samples=num_samples, seed=1)
     s = score(pred, problem.test.y, problem.test.mask, noise_scale=problem.noise_scale)
     steps = len(res.losses)
-    return dict(dim=res.stochastic_dim, s_per_step=res.wall_time / steps, evals=res.num_model_evals,
-                nll=s["nll"], rmse=s["rmse"], cov90=s["coverage_90"])
+    return {"dim": res.stochastic_dim, "s_per_step": res.wall_time / steps, "evals": res.num_model_evals,
+                "nll": s["nll"], "rmse": s["rmse"], "cov90": s["coverage_90"]}
 
 
 def main():
@@ -45,7 +45,7 @@ def main():
     problem = load_problem("chemical", num_train=args.num_train)
     model = problem.default_model()
     map_res = run_map(model, problem.train, num_steps=map_steps, progress_bar=False)
-    kw = dict(num_steps=args.chain_steps, score=args.score, init_scale=0.02)
+    kw = {"num_steps": args.chain_steps, "score": args.score, "init_scale": 0.02}
     P = args.particles
     print(f"chemical: {len(problem.train)} training / {len(problem.test)} test trajectories, {model}; MAP "
           f"{map_steps} steps ({map_res.wall_time:.1f} s); AutoLangevin K={args.chain_steps}, score={args.score}, "

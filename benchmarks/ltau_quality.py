@@ -34,10 +34,9 @@ AutoLangevin (seed 0): 0.143 / 0.710 and 0.206 / 0.878 at 3.4x and 3.3x.
 Usage: ``python benchmarks/ltau_quality.py [--steps 250] [--k 10] [--burn-in 0.25] [--problems chemical viscoelastic]``
 """
 import argparse
+import math
 import os
 import time
-
-import math
 
 import pyro
 import torch
@@ -46,8 +45,8 @@ from sklearn.metrics import roc_auc_score
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.infer import LTAU
-from pyro_node_uq.methods import run_langevin, run_map
 from pyro_node_uq.infer.ltau import calibration_error, node_errors, node_latent
+from pyro_node_uq.methods import run_langevin, run_map
 
 
 class Clock:
@@ -89,8 +88,8 @@ def run_ensemble(problem, steps, members=5):
         extra.append(node_latent(model, fit.guide, problem.extrapolation)[1])
     cost = clock.read()
     test, extra = torch.stack(test), torch.stack(extra)
-    return dict(unc=spread_of(test), ood_in=spread_of(test), ood_out=spread_of(extra),
-                err=true_error(test.mean(0), problem.test), cost=cost, one_run=one_run)
+    return {"unc": spread_of(test), "ood_in": spread_of(test), "ood_out": spread_of(extra),
+                "err": true_error(test.mean(0), problem.test), "cost": cost, "one_run": one_run}
 
 
 def run_ltau(problem, steps, k, half, burn_in, inputs=True, memory=True):
@@ -113,9 +112,9 @@ def run_ltau(problem, steps, k, half, burn_in, inputs=True, memory=True):
     held = pred[half:]
     cal_before = calibration_error(held.with_calibration(None), err[half:])
     cal_after = calibration_error(held.with_calibration(ltau.calibration), err[half:])
-    return dict(unc=cal_pred.mean, raw=pred.mean, ood_in=cal_pred.distance, held=held,
-                ood_out=cal_extra.distance, mean_in=cal_pred.mean, mean_out=cal_extra.mean, err=err, cost=cost,
-                fit_time=fit.wall_time, cal_before=cal_before, cal_after=cal_after, cal=ltau.calibration)
+    return {"unc": cal_pred.mean, "raw": pred.mean, "ood_in": cal_pred.distance, "held": held,
+                "ood_out": cal_extra.distance, "mean_in": cal_pred.mean, "mean_out": cal_extra.mean, "err": err, "cost": cost,
+                "fit_time": fit.wall_time, "cal_before": cal_before, "cal_after": cal_after, "cal": ltau.calibration}
 
 
 def run_langevin_fit(problem, steps, num_samples=64):
@@ -127,8 +126,8 @@ def run_langevin_fit(problem, steps, num_samples=64):
         test = res.predict(problem.test, num_samples=num_samples, sites=("y_mean",))["y_mean"]
         extra = res.predict(problem.extrapolation, num_samples=num_samples, sites=("y_mean",))["y_mean"]
     cost = clock.read()
-    return dict(unc=spread_of(test), ood_in=spread_of(test), ood_out=spread_of(extra),
-                err=true_error(test.mean(0), problem.test), cost=cost, label="AutoLangevin")
+    return {"unc": spread_of(test), "ood_in": spread_of(test), "ood_out": spread_of(extra),
+                "err": true_error(test.mean(0), problem.test), "cost": cost, "label": "AutoLangevin"}
 
 
 def plot(panels, path):
@@ -179,8 +178,8 @@ def main():
         half = len(problem.test) // 2
         ens = run_ensemble(problem, args.steps)
         lt = run_ltau(problem, args.steps, args.k, half, args.burn_in, not args.no_inputs, not args.no_memory)
-        nan = dict(unc=ens["unc"] * math.nan, err=ens["err"], cost={"wall": math.nan, "cpu": math.nan},
-                   label="AutoLangevin (skipped)")
+        nan = {"unc": ens["unc"] * math.nan, "err": ens["err"], "cost": {"wall": math.nan, "cpu": math.nan},
+                   "label": "AutoLangevin (skipped)"}
         lv = nan if args.no_langevin else run_langevin_fit(problem, args.steps)
         one = ens["one_run"]
         print(f"\n{name}: {args.steps} steps per fit (LTAU records from step {int(args.burn_in * args.steps)}); "
@@ -190,7 +189,7 @@ def main():
         print(f"{'method':<24}{'spearman':>10}{'auroc':>8}{'wall_s':>8}{'cpu_s':>8}{'x_one_run(cpu)':>16}")
         rows = {"ltau": (lt, f"LTAU (k={args.k})"), "ensemble": (ens, "deep ensemble (5 MAP)"),
                 "langevin": (lv, lv["label"])}
-        for key, (r, label) in rows.items():
+        for (r, label) in rows.values():
             skipped = not torch.isfinite(r["unc"]).all()
             rho, auc = (math.nan, math.nan) if skipped else scores(r["unc"], r["err"], r["ood_in"], r["ood_out"], half)
             r["rho"], r["auc"] = rho, auc

@@ -31,18 +31,18 @@ import time
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import diffrax  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import numpyro  # noqa: E402
-import numpyro.distributions as ndist  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as ndist
+import pyro
+import torch
+from timing import interleaved, logp_and_grad
 
-from pyro_node_uq.data import load_problem  # noqa: E402
-from pyro_node_uq.distributions import NODETrajectory  # noqa: E402
-from timing import interleaved, logp_and_grad  # noqa: E402
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.distributions import NODETrajectory
 
 jax.config.update("jax_enable_x64", True)
 
@@ -98,7 +98,7 @@ def check_agreement(problem):
     rows = []
     for backend in ("fixed", "torchdiffeq"):
         d = NODETrajectory(model.R, model.Z, w, split.t, split.x, h0=model.init, scale=model.scale,
-                           solver=dict(backend=backend), obs_dim=model.obs_dim)
+                           solver={"backend": backend}, obs_dim=model.obs_dim)
         ours = float(d.log_prob(split.y).sum())
         rows.append((backend, ours, abs(ours - peer) / abs(peer)))
     print(f"agreement (float64, same weights): peer log p = {peer:.10g}")
@@ -130,9 +130,9 @@ def time_logp(problem, sizes, repeats):
         jax.block_until_ready(vg(wj))
         compile_s = time.perf_counter() - start
         med = interleaved({
-            "ours": lambda: logp_and_grad(model, split, params, model.solver),
-            "torchdiffeq": lambda: logp_and_grad(model, split, params, dict(backend="torchdiffeq")),
-            "peer": lambda: jax.block_until_ready(vg(wj)),
+            "ours": lambda: logp_and_grad(model, split, params, model.solver),  # noqa: B023
+            "torchdiffeq": lambda: logp_and_grad(model, split, params, {"backend": "torchdiffeq"}),  # noqa: B023
+            "peer": lambda: jax.block_until_ready(vg(wj)),  # noqa: B023
         }, repeats)
         rows.append((f"logp+grad P={P}", med["ours"], med["torchdiffeq"], med["peer"], compile_s))
     return rows

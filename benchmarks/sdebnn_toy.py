@@ -12,12 +12,12 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from pyro_node_uq.data import StaticSplit  # noqa: E402
-from pyro_node_uq.methods import run_sdebnn  # noqa: E402
-from pyro_node_uq.models import SDEBNN  # noqa: E402
+from pyro_node_uq.data import StaticSplit
+from pyro_node_uq.methods import run_sdebnn
+from pyro_node_uq.models import SDEBNN
 
 GAP = (-0.4, 0.6)
 

@@ -44,7 +44,7 @@ def duffing(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times=4
         _duffing_split, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (0.5, 1.0), (1.3, 1.6),
         noise, name="duffing", description="forced Duffing oscillator, x observed, x' hidden", obs_names=("x",),
         input_names=("force",), state_names=("x", "v"), time_unit="s",
-        model_kwargs=dict(hidden_dim=2, R_hidden=(32,), Z_hidden=None, scale=noise, init="zero"))
+        model_kwargs={"hidden_dim": 2, "R_hidden": (32,), "Z_hidden": None, "scale": noise, "init": "zero"})
 
 
 def _dimer_split(n, amplitude, t, noise, gen):
@@ -71,8 +71,8 @@ def fed_dimer(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times
         _dimer_split, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (0.05, 0.15), (0.17, 0.19),
         noise, name="fed_dimer", description="fed A <-> B, 2B -> C; A and C observed, B hidden",
         obs_names=("A", "C"), input_names=("dilution",), state_names=("A", "C", "B"), time_unit="h",
-        model_kwargs=dict(hidden_dim=3, R_hidden=(32,), Z_hidden=None, scale=noise,
-                          init=torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)))
+        model_kwargs={"hidden_dim": 3, "R_hidden": (32,), "Z_hidden": None, "scale": noise,
+                          "init": torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)})
 
 
 SIMULATED = {"duffing": duffing, "fed_dimer": fed_dimer}

@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))  # document this checkout, not an installed copy
 
-import pyro_node_uq  # noqa: E402
+import pyro_node_uq
 
 project = "pyro-node-uq"
 author = "pyro-node-uq developers"

@@ -2,4 +2,4 @@
 from . import data, distributions, infer, models, nn
 
 __version__ = "0.1.0"
-__all__ = ["data", "distributions", "infer", "models", "nn", "__version__"]
+__all__ = ["__version__", "data", "distributions", "infer", "models", "nn"]

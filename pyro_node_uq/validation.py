@@ -13,8 +13,20 @@ import warnings
 
 import torch
 
-__all__ = ["OnDivergence", "check_times", "check_trajectory_data", "check_tensor", "check_int", "check_positive",
-           "check_choice", "check_device", "check_widths", "MAX_MAGNITUDE", "MAX_SIZE", "DataScaleWarning"]
+__all__ = [
+    "MAX_MAGNITUDE",
+    "MAX_SIZE",
+    "DataScaleWarning",
+    "OnDivergence",
+    "check_choice",
+    "check_device",
+    "check_int",
+    "check_positive",
+    "check_tensor",
+    "check_times",
+    "check_trajectory_data",
+    "check_widths",
+]
 
 #: data larger than this in absolute value is refused: float32 squares overflow near 1e19, and a NODE with
 #: unit-scale weights cannot reach it (standardise the data instead)

@@ -54,7 +54,7 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
 
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, timeout=300, capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, timeout=300, capture_output=True, text=True,  # noqa: PLW1510
                           preexec_fn=fresh_signals, start_new_session=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("over 2 process(es)") == 1  # rank 0 alone reports

@@ -36,7 +36,7 @@ def test_model_fit_and_predictive_follow_the_data_dtype(default_dtype, default, 
     y_mean = pred["y_mean"].reshape((5,) + split.y.shape)
     for value in (metrics.rmse(y_mean, split.y), metrics.crps(y_mean, split.y),
                   metrics.predictive_nll(y_mean, split.y, 0.05), metrics.calibration_curve(y_mean, split.y)[2]):
-        assert isinstance(value, float) and value == value
+        assert isinstance(value, float) and value == value  # noqa: PLR0124
 
 
 def test_problem_and_split_move_to_a_device_and_dtype():

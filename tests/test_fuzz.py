@@ -15,13 +15,14 @@ import pytest
 import torch
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pyro_node_uq.data import StaticSplit  # noqa: E402
-from pyro_node_uq.distributions import ODESolver  # noqa: E402
-from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder, fit_svi  # noqa: E402
-from pyro_node_uq.methods import run_sdebnn  # noqa: E402
-from pyro_node_uq.models import SDEBNN, NODEModel  # noqa: E402
+from pyro_node_uq.data import StaticSplit
+from pyro_node_uq.distributions import ODESolver
+from pyro_node_uq.infer import LTAU, LossTrajectoryRecorder, fit_svi
+from pyro_node_uq.methods import run_sdebnn
+from pyro_node_uq.models import SDEBNN, NODEModel
 
 PACKAGE = os.path.dirname(os.path.abspath(__import__("pyro_node_uq").__file__))
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)

@@ -23,7 +23,7 @@ def test_tutorials_found():
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
 def test_tutorial_smoke_run(path, tmp_path):
-    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+    proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=_env(tmp_path), capture_output=True,  # noqa: PLW1510
                           text=True, timeout=600)
     assert proc.returncode == 0, f"{path.name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
     pngs = list(tmp_path.glob("*.png"))
@@ -36,7 +36,7 @@ def test_tutorial_smoke_run(path, tmp_path):
 def test_tutorial_converts_to_notebook(path, tmp_path):
     pytest.importorskip("jupytext")
     out = tmp_path / (path.stem + ".ipynb")
-    proc = subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", "-o", str(out), str(path)],
+    proc = subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", "-o", str(out), str(path)],  # noqa: PLW1510
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     cells = json.loads(out.read_text())["cells"]

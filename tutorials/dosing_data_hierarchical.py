@@ -34,16 +34,21 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pyro
+import torch
 
-from pyro_node_uq.compare.unit_figures import plot_units  # noqa: E402
-from pyro_node_uq.data import events_problem, split_by_time  # noqa: E402
-from pyro_node_uq.data.pk import theophylline_table  # noqa: E402
-from pyro_node_uq.diagnostics import score, to_inference_data  # noqa: E402
-from pyro_node_uq.methods import condition_effects, predict_units  # noqa: E402
-from pyro_node_uq.methods import run_autonormal, run_langevin, run_map  # noqa: E402
+from pyro_node_uq.compare.unit_figures import plot_units
+from pyro_node_uq.data import events_problem, split_by_time
+from pyro_node_uq.data.pk import theophylline_table
+from pyro_node_uq.diagnostics import score, to_inference_data
+from pyro_node_uq.methods import (
+    condition_effects,
+    predict_units,
+    run_autonormal,
+    run_langevin,
+    run_map,
+)
 
 SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", Path(tempfile.gettempdir()) / "pyro_node_uq_tutorials"))

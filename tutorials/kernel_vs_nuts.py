@@ -36,16 +36,16 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
-from pyro.infer import MCMC  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pyro
+import torch
+from pyro.infer import MCMC
 
-from pyro_node_uq.data import load_problem  # noqa: E402
-from pyro_node_uq.diagnostics import plot_trajectories, score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import LangevinKernel, particles_to_chains  # noqa: E402
-from pyro_node_uq.methods import MethodResult, map_values, run_map, run_nuts  # noqa: E402,E501
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.diagnostics import plot_trajectories, score, to_inference_data
+from pyro_node_uq.infer import LangevinKernel, particles_to_chains
+from pyro_node_uq.methods import MethodResult, map_values, run_map, run_nuts
 
 SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", Path(tempfile.gettempdir()) / "pyro_node_uq_tutorials"))
@@ -140,9 +140,9 @@ for name, data in idata.items():
     ess = flat(az.ess(data, var_names=weights, method="bulk"))
     rhat = flat(az.rhat(data, var_names=weights))
     wall = results[name].wall_time
-    rows[name] = dict(seconds=wall, draws=int(data.posterior.sizes["chain"] * data.posterior.sizes["draw"]),
-                      min_ess=ess.min(), median_ess=np.median(ess), min_ess_per_s=ess.min() / wall,
-                      median_ess_per_s=np.median(ess) / wall, max_rhat=rhat.max())
+    rows[name] = {"seconds": wall, "draws": int(data.posterior.sizes["chain"] * data.posterior.sizes["draw"]),
+                      "min_ess": ess.min(), "median_ess": np.median(ess), "min_ess_per_s": ess.min() / wall,
+                      "median_ess_per_s": np.median(ess) / wall, "max_rhat": rhat.max()}
 header = f"{'sampler':8s} {'s':>7s} {'draws':>6s} {'minESS':>8s} {'medESS':>8s} {'minESS/s':>9s} {'medESS/s':>9s} {'maxRhat':>8s}"
 print(header)
 for name, r in rows.items():

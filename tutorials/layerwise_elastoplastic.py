@@ -44,14 +44,14 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pyro
+import torch
 
-from pyro_node_uq.data import load_problem  # noqa: E402
-from pyro_node_uq.diagnostics import score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import AutoLangevin  # noqa: E402
-from pyro_node_uq.methods import run_autonormal, run_layerwise, run_map  # noqa: E402
+from pyro_node_uq.data import load_problem
+from pyro_node_uq.diagnostics import score, to_inference_data
+from pyro_node_uq.infer import AutoLangevin
+from pyro_node_uq.methods import run_autonormal, run_layerwise, run_map
 
 SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", "results/tutorials/layerwise_elastoplastic"))
@@ -89,7 +89,7 @@ print(f"MAP: {MAP_STEPS} steps in {map_res.wall_time:.1f} s, final loss {map_res
 # loop.  We use the cheap `score="learned"` drift (no model evaluations inside the guide).
 
 # %%
-langevin = dict(num_steps=5, score="learned", init_scale=0.02)
+langevin = {"num_steps": 5, "score": "learned", "init_scale": 0.02}
 results = {}
 for name, fit in {
     "last layer": lambda: run_layerwise(model, problem.train, subset="last_layer", guide=AutoLangevin,
@@ -118,7 +118,7 @@ rows = []
 for name, res in results.items():
     predictions[name] = {split: res.predict(getattr(problem, split), num_samples=DRAWS, seed=1)
                          for split in ("test", "extrapolation")}
-    row = dict(method=name, dim=res.stochastic_dim, elbo=res.elbo, time_s=res.wall_time, evals=res.num_model_evals)
+    row = {"method": name, "dim": res.stochastic_dim, "elbo": res.elbo, "time_s": res.wall_time, "evals": res.num_model_evals}
     for split in ("test", "extrapolation"):
         data = getattr(problem, split)
         s = score(predictions[name][split], data.y, data.mask, noise_scale=problem.noise_scale)

@@ -39,18 +39,18 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyro  # noqa: E402
-import torch  # noqa: E402
-from pyro.infer import Trace_ELBO  # noqa: E402
-from pyro.infer.autoguide import AutoNormal  # noqa: E402
-from torchdiffeq import odeint  # noqa: E402
+import matplotlib.pyplot as plt
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoNormal
+from torchdiffeq import odeint
 
-from pyro_node_uq.data import Split, random_sines  # noqa: E402
-from pyro_node_uq.diagnostics import plot_trajectories, score, to_inference_data  # noqa: E402
-from pyro_node_uq.infer import AutoLangevin, fit_svi  # noqa: E402
-from pyro_node_uq.methods import MethodResult, estimate_elbo  # noqa: E402
-from pyro_node_uq.models import NODEModel  # noqa: E402
+from pyro_node_uq.data import Split, random_sines
+from pyro_node_uq.diagnostics import plot_trajectories, score, to_inference_data
+from pyro_node_uq.infer import AutoLangevin, fit_svi
+from pyro_node_uq.methods import MethodResult, estimate_elbo
+from pyro_node_uq.models import NODEModel
 
 SMOKE = bool(os.environ.get("CI"))
 OUT = Path(os.environ.get("TUTORIAL_OUT", Path(tempfile.gettempdir()) / "pyro_node_uq_tutorials"))
@@ -80,7 +80,7 @@ t = torch.linspace(0.0, 10.0, 41)
 def simulate(n, amplitude, seed):
     gen = torch.Generator().manual_seed(seed)
     u = random_sines(n, amplitude, (0.05, 0.3), generator=gen)
-    rhs = lambda s, h: (GAIN * torch.tanh(u(s)[:, None]) - h) / TAU  # noqa: E731
+    rhs = lambda s, h: (GAIN * torch.tanh(u(s)[:, None]) - h) / TAU
     h = odeint(rhs, torch.zeros(n, 1), t, rtol=1e-8, atol=1e-8).movedim(0, 1)  # (n, T, 1)
     y = h + NOISE * torch.randn(h.shape, generator=gen)
     return Split(t=t, x=u(t)[..., None], y=y, y_true=h.clone(), h_true=h.clone())
@@ -145,7 +145,7 @@ print({k: round(v, 1) for k, v in elbos.items()})
 fig, ax = plt.subplots(figsize=(6, 3))
 skip = min(200, len(fit_normal.losses) // 2)  # the first steps fall by orders of magnitude: leave them out
 window = max(1, min(20, len(fit_langevin.losses) // 5))
-smooth = lambda v: torch.tensor(v).unfold(0, window, 1).mean(-1).numpy()  # noqa: E731  (moving average)
+smooth = lambda v: torch.tensor(v).unfold(0, window, 1).mean(-1).numpy()
 ax.plot(range(skip + window - 1, len(fit_normal.losses)), smooth(fit_normal.losses[skip:]), label="AutoNormal")
 ax.plot(range(len(fit_normal.losses) + window - 1, len(fit_normal.losses) + len(fit_langevin.losses)),
         smooth(fit_langevin.losses), label="AutoLangevin (from the AutoNormal fit)")

@@ -2,7 +2,14 @@
 import os
 import sys
 
-from .common import UsageError, assignments, check_count, check_problem_args, problem_from_args, usage_errors
+from .common import (
+    UsageError,
+    assignments,
+    check_count,
+    check_problem_args,
+    problem_from_args,
+    usage_errors,
+)
 
 __all__ = ["add_compare_parser", "cmd_compare"]
 
@@ -12,7 +19,7 @@ def _data_problem(args):
     or ``--format trajectories`` (a long-format table: ``--unit``, ``--time``, ``--inputs``, ``--outputs``)."""
     from ..data import events_problem, read_trajectories
 
-    names = lambda text: [c.strip() for c in (text or "").split(",") if c.strip()]  # noqa: E731
+    names = lambda text: [c.strip() for c in (text or "").split(",") if c.strip()]
     if args.format not in ("nonmem", "trajectories"):
         raise SystemExit(f"--format: expected 'nonmem' or 'trajectories', got {args.format!r}")
     try:
@@ -106,11 +113,11 @@ def cmd_compare(args):
     Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
     ran ok, 2 for bad arguments (all checked before any work begins) or a busy or foreign output folder, 130
     when interrupted (SIGINT; the finished methods are written and the report says the run is incomplete)."""
+    import torch
+
     from ..compare import run_comparison
     from ..methods import METHODS
     from ..utils.persist import SaveBusy
-
-    import torch
 
     check_count(args.threads, "--threads")
     if args.list:

@@ -3,7 +3,14 @@ import csv
 import os
 import sys
 
-from .common import UsageError, assignments, check_count, check_options, check_problem_args, problem_from_args
+from .common import (
+    UsageError,
+    assignments,
+    check_count,
+    check_options,
+    check_problem_args,
+    problem_from_args,
+)
 
 GUIDES = ("autonormal", "lowrank", "langevin", "layerwise")
 #: guide constructor arguments the command sets itself
@@ -105,10 +112,10 @@ def cmd_fit(args):
     import torch
     from pyro.infer import Trace_ELBO
 
-    from .common import rmse
     from ..infer import fit_svi
     from ..infer.distributed import init_distributed
     from ..utils.persist import SaveBusy
+    from .common import rmse
 
     problem_options, guide_options = _check_args(args)
     if args.out:

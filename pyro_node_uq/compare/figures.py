@@ -5,15 +5,15 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib import ticker
 
-from ..diagnostics import plot_calibration, plot_trajectories  # noqa: E402
-from ..utils.persist import atomic_save  # noqa: E402
-from .static_figures import reliability_diagram, static_bands  # noqa: E402
+from ..diagnostics import plot_calibration, plot_trajectories
+from ..utils.persist import atomic_save
+from .static_figures import reliability_diagram, static_bands
 
-__all__ = ["save_png", "plot_bands", "plot_hidden", "plot_calibrations", "plot_cost_quality"]
+__all__ = ["plot_bands", "plot_calibrations", "plot_cost_quality", "plot_hidden", "save_png"]
 
 
 def save_png(fig, path):

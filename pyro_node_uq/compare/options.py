@@ -31,8 +31,19 @@ def _forwards():
     from ..infer.autoguide import AutoLangevin, AutoLayerwise
     from ..infer.ltau import LTAU, LossTrajectoryRecorder
     from ..infer.svi import fit_svi
-    from ..methods import (common, run_autonormal, run_ensemble, run_langevin, run_layerwise, run_layerwise_effects,
-                           run_lowrank, run_ltau, run_map, run_odenet, run_sdebnn)
+    from ..methods import (
+        common,
+        run_autonormal,
+        run_ensemble,
+        run_langevin,
+        run_layerwise,
+        run_layerwise_effects,
+        run_lowrank,
+        run_ltau,
+        run_map,
+        run_odenet,
+        run_sdebnn,
+    )
     from ..methods.sdebnn import fit_own_guide
 
     svi = (common.fit_guide, fit_svi)

@@ -22,10 +22,19 @@ import tempfile
 import time
 import warnings
 
-from ..utils.persist import (_UMASK, MANIFEST, SaveBusy, SaveError, clean_orphans, locked, read_manifest, verify_files,
-                             write_manifest)
+from ..utils.persist import (
+    _UMASK,
+    MANIFEST,
+    SaveBusy,
+    SaveError,
+    clean_orphans,
+    locked,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
 
-__all__ = ["OutputFolder", "OutputFolderBusy", "OUTPUT_ENTRIES"]
+__all__ = ["OUTPUT_ENTRIES", "OutputFolder", "OutputFolderBusy"]
 
 #: the sub-folders a comparison writes (they may be empty in its output)
 OUTPUT_ENTRIES = {"table.csv", "table.md", "report.md", "idata", "figures", "logs", MANIFEST}

@@ -6,7 +6,7 @@ import os
 
 from ..utils.persist import atomic_save
 
-__all__ = ["TABLE_SECTIONS", "write_csv", "markdown_tables", "write_text", "write_report"]
+__all__ = ["TABLE_SECTIONS", "markdown_tables", "write_csv", "write_report", "write_text"]
 
 _LEAD = ["method", "status", "elbo", "wall_time", "num_model_evals", "stochastic_dim"]
 
@@ -107,25 +107,25 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
     lines = [f"# Inference comparison on `{problem.name}`", ""]
     if incomplete:
         missing = [r["method"] for r in rows if r.get("status") == "skipped" and "interrupted" in (r.get("note") or "")]
-        lines += [f"> **Incomplete run**: interrupted (SIGINT) before {', '.join(missing) or 'the end'} finished; "
-                  "those methods are marked skipped and have no scores, figures or InferenceData.", ""]
+        lines += [(f"> **Incomplete run**: interrupted (SIGINT) before {', '.join(missing) or 'the end'} finished; "
+                  "those methods are marked skipped and have no scores, figures or InferenceData."), ""]
     failed = [r["method"] for r in rows if r.get("status") == "failed"]
     if failed:
         lines += [f"> **Failed methods**: {', '.join(failed)} (see the notes and `logs/`).", ""]
     unfinished = [r["method"] for r in rows if r.get("status") == "ok" and r.get("converged") in (False, "False")]
     if unfinished:
-        lines += [f"> **Not converged** (the step budget ran out before the loss stopped improving; these rows "
-                  f"reflect the budget, not the method): {', '.join(unfinished)}.", ""]
+        lines += [(f"> **Not converged** (the step budget ran out before the loss stopped improving; these rows "
+                  f"reflect the budget, not the method): {', '.join(unfinished)}."), ""]
     lines += ["## Problem", "", problem.description.strip(), ""]
     unit = "trajectories" if problem.task == "trajectories" else "points"
     extra = f"{len(problem.extrapolation)} extrapolation" if problem.extrapolation is not None else "no extrapolation"
-    lines += [f"Splits: {len(problem.train)} training, {len(problem.test)} test and {extra} "
-              f"{unit}; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`.", ""]
+    lines += [(f"Splits: {len(problem.train)} training, {len(problem.test)} test and {extra} "
+              f"{unit}; outputs {', '.join(problem.obs_names)}; model `{ctx.model!r}`."), ""]
     lines += ["## Run", ""] + [f"- {k}: `{v}`" for k, v in config.items()] + [""]
     lines += ["| method | description | options |", "|---|---|---|"]
     for m in methods:
         lines.append(f"| {m.name} | {m.description} | `{_fmt(ctx.options.get(m.name, {}))}` |")
-    lines += ["", "## Results", "", "Scores against the noisy held-out observations; coverage is the fraction of "
+    lines += ["", "## Results", "", ("Scores against the noisy held-out observations; coverage is the fraction of "
               "observations inside the central predictive interval (ideal: its level); NLL is per observed entry of "
               "the posterior-predictive mixture; wall time and data-model evaluations include the fits a method "
               "started from (MAP, AutoNormal). LTAU predicts errors rather than a predictive distribution: its row "
@@ -135,7 +135,7 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
               "window-averaged training loss no longer improves, at most at their step budget (`steps` in the "
               "options); `converged` says which ended how, `final loss slope` is the loss's slope over the last "
               "window (negative: still falling), and `warm start` names the fit a method started from, with that "
-              "fit's own final training loss and test NLL, so a row that merely reflects its start shows it.", "",
+              "fit's own final training loss and test NLL, so a row that merely reflects its start shows it."), "",
               markdown_tables(rows), "The full table (every column) is `table.csv`.", ""]
     lines += ["## Figures", ""]
     for title, rel in figures:

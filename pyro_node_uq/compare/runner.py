@@ -28,7 +28,7 @@ from .output import OutputFolder
 from .report import markdown_tables, write_csv, write_report, write_text
 from .scoring import calibrate_error_predictor, hidden_comparable, score_result
 
-__all__ = ["run_comparison", "ComparisonRows"]
+__all__ = ["ComparisonRows", "run_comparison"]
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "extrapolation")
@@ -175,7 +175,7 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
                 row.update(status="skipped", note=str(e))
                 _write_tables(rows, stage)
                 continue
-            except Exception as e:  # one method's failure must not end the comparison
+            except Exception as e:  # one method's failure must not end the comparison  # noqa: BLE001
                 row.update(status="failed", note=_summary(e) + f" (traceback: logs/{method.name}.log)")
                 write_text(traceback.format_exc(), os.path.join(stage, "logs", f"{method.name}.log"))
                 tqdm.write(f"compare: {method.name} failed: {_summary(e)}")
@@ -248,15 +248,15 @@ def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):
         try:
             figures.plot_bands(method.name, preds[s], getattr(problem, s), s, problem, os.path.join(out, rel))
             figs.append((f"{method.name}: predictive bands, {s}", rel))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             ctx.note(method.name, f"band plot on {s} failed: {_summary(e)}")
     try:
         _write_idata(result, problem, os.path.join(out, "idata", f"{method.name}.nc"), idata_samples)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         ctx.note(method.name, f"InferenceData not written: {_summary(e)}")
     try:
         write_nlme_outputs(method.name, result, problem, out, ctx)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         ctx.note(method.name, f"PRED/IPRED table and typical parameters not written: {_summary(e)}")
     return figs
 
@@ -278,6 +278,6 @@ def _summary_figures(rows, predictions, problem, out, hidden, ctx):
         try:
             fn(*args, os.path.join(out, rel))
             figs.append((title, rel))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             ctx.note("*", f"figure {rel} failed: {_summary(e)}")
     return figs

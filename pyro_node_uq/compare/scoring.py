@@ -24,9 +24,16 @@ from ..diagnostics import classification_scores, predictive_entropy, score
 from ..infer.ltau import node_errors, node_latent
 from ..utils.seeding import param_scope
 
-__all__ = ["score_result", "score_static", "spearman", "auroc", "hidden_comparable", "calibration_half",
-           "calibrate_error_predictor",
-           "point_errors"]
+__all__ = [
+    "auroc",
+    "calibrate_error_predictor",
+    "calibration_half",
+    "hidden_comparable",
+    "point_errors",
+    "score_result",
+    "score_static",
+    "spearman",
+]
 
 
 PREFIX = {"test": "test", "extrapolation": "extrap"}

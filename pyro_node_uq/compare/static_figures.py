@@ -3,12 +3,12 @@ entropy over a 2-D input and reliability diagrams (classification)."""
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from ..diagnostics import predictive_entropy, reliability  # noqa: E402
+from ..diagnostics import predictive_entropy, reliability
 
-__all__ = ["static_bands", "reliability_diagram"]
+__all__ = ["reliability_diagram", "static_bands"]
 
 
 def static_bands(name, prediction, split, split_name, problem):

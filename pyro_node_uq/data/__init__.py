@@ -1,17 +1,24 @@
 """Problems: synthetic generators (chemical, material, static regression and classification) and real data sets,
 with splits."""
+from .arrays import read_trajectories, trajectories_problem
 from .chemical import chemical
 from .elastoplastic import elastoplastic, return_mapping
-from .problem import Problem, Split, random_sines
-from .arrays import read_trajectories, trajectories_problem
 from .events import read_events
 from .nonmem import events_problem
-from .structured import structured_problem
 from .pk import pk_repeated, theophylline_events
+from .problem import Problem, Split, random_sines
 from .real import hare_lynx, theophylline
 from .specimens import specimens
-from .units import Units, refine_grid, split_by_time, split_units, unit_folds, units_problem
 from .static import StaticProblem, StaticSplit, gap_regression, spirals
+from .structured import structured_problem
+from .units import (
+    Units,
+    refine_grid,
+    split_by_time,
+    split_units,
+    unit_folds,
+    units_problem,
+)
 from .viscoelastic import viscoelastic
 
 PROBLEMS = {

@@ -115,10 +115,10 @@ def trajectories_problem(t, y, x=None, mask=None, ids=None, obs_names=None, inpu
     observed_y = y[observed]
     spread = float(observed_y.std()) if observed_y.numel() > 1 else 0.0
     inputs = x is not None
-    model_kwargs = dict(hidden_dim=len(obs_names) + 2, R_hidden=(32,), Z_hidden=None, scale="learned",
-                        scale_init=0.1 * spread if spread > 0 and math.isfinite(spread) else 0.1,
-                        init="input" if inputs else "learned",
-                        prior_scale={"H0.*" if inputs else "h0": 5.0, "*": 1.0})
+    model_kwargs = {"hidden_dim": len(obs_names) + 2, "R_hidden": (32,), "Z_hidden": None, "scale": "learned",
+                        "scale_init": 0.1 * spread if spread > 0 and math.isfinite(spread) else 0.1,
+                        "init": "input" if inputs else "learned",
+                        "prior_scale": {"H0.*" if inputs else "h0": 5.0, "*": 1.0}}
     text = description or (f"{N} trajectories of {', '.join(obs_names)}"
                            + (f" driven by {', '.join(input_names)}" if inputs else "") + f" at {T} times (user data)")
     return Problem(name=name, description=text, train=_plain(train), test=_plain(test),

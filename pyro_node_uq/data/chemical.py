@@ -53,6 +53,6 @@ def chemical(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times=
         _simulate, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (10.0, 30.0), (35.0, 50.0), noise,
         name="chemical", description=__doc__, obs_names=("A", "C"), input_names=("temperature",),
         state_names=("A", "C", "B"), time_unit="h",
-        model_kwargs=dict(hidden_dim=3, R_hidden=(32,), Z_hidden=None, scale=noise,
-                          init=torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)),
+        model_kwargs={"hidden_dim": 3, "R_hidden": (32,), "Z_hidden": None, "scale": noise,
+                          "init": torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)},
     )

@@ -44,7 +44,7 @@ def _simulate(n, amplitude, t, noise, gen, substeps=40):
     mod = random_sines(n, (0.3, 0.3), (0.1, 0.4), num_terms=2, offset=1.0, generator=gen)
     amp = amplitude[0] + (amplitude[1] - amplitude[0]) * torch.rand(n, 1, generator=gen, dtype=torch.float64)
     fine = torch.linspace(float(t[0]), float(t[-1]), (len(t) - 1) * substeps + 1, dtype=torch.float64)
-    strain = lambda s: amp * torch.sin(torch.pi * s) * mod(s)  # noqa: E731
+    strain = lambda s: amp * torch.sin(torch.pi * s) * mod(s)
     sigma, ep, al, p = return_mapping(strain(fine))
     idx = torch.arange(0, len(fine), substeps)
     y_true = sigma[:, idx, None]
@@ -68,5 +68,5 @@ def elastoplastic(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_t
         _simulate, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (1.5, 3.0), (3.5, 4.5), noise,
         name="elastoplastic", description=__doc__, obs_names=("stress",), input_names=("strain", "strain_rate"),
         state_names=("plastic_strain", "back_stress", "accumulated_plastic_strain"), time_unit="",
-        model_kwargs=dict(hidden_dim=3, R_hidden=(32,), Z_hidden=(), scale=noise, init="zero"),
+        model_kwargs={"hidden_dim": 3, "R_hidden": (32,), "Z_hidden": (), "scale": noise, "init": "zero"},
     )

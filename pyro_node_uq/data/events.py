@@ -217,7 +217,7 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         unit_ids = torch.tensor([int(u) for u in units])
     except ValueError:
         unit_ids = torch.arange(N)
-    for c in seen_cmt:
+    for c in seen_cmt:  # noqa: PLC0206
         if c < 1 or c != int(c):
             raise ValueError(f"read_events: {tab.source}, row {seen_cmt[c]}, column {cmt!r}: expected a 1-based "
                              f"compartment number, got {c:g}")

@@ -57,9 +57,9 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
     problem = units_problem(
         name, f"units read from {name} (NONMEM event format)", units, test_fraction, time_fraction, seed, num_folds,
         fold, obs_names=("DV",), time_unit="")
-    kwargs = dict(hidden_dim=hidden, R_hidden=(16,), Z_hidden=None, effects=("rate", "output"),
-                  dose_scale=y_max / a_max if a_max > 0 else 1.0, scale="learned", scale_init=0.1 * y_max,
-                  solver=dict(method="rk4"))
+    kwargs = {"hidden_dim": hidden, "R_hidden": (16,), "Z_hidden": None, "effects": ("rate", "output"),
+                  "dose_scale": y_max / a_max if a_max > 0 else 1.0, "scale": "learned", "scale_init": 0.1 * y_max,
+                  "solver": {"method": "rk4"}}
     if covariates:
         c = problem.train.covariates
         kwargs.update(covariate_dim=len(covariates), covariate_loc=c.mean(0), covariate_scale=c.std(0).clamp(min=1e-8))

@@ -105,8 +105,8 @@ def pk_repeated(num_units=40, num_obs=8, noise=0.1, test_fraction=0.25, time_fra
     return units_problem(
         "pk_repeated", pk_repeated.__doc__, units, test_fraction, time_fraction, seed,
         obs_names=("concentration",), time_unit="h", noise_scale=noise,
-        model_kwargs=dict(hidden_dim=1, R_hidden=(16,), Z_hidden=None, effects=("rate", "output"),
-                          scale="learned", scale_init=0.3, solver=dict(method="rk4")))
+        model_kwargs={"hidden_dim": 1, "R_hidden": (16,), "Z_hidden": None, "effects": ("rate", "output"),
+                          "scale": "learned", "scale_init": 0.3, "solver": {"method": "rk4"}})
 
 
 def theophylline_table(dose_unit="mg/kg"):
@@ -124,8 +124,8 @@ def theophylline_table(dose_unit="mg/kg"):
     for s in sorted({int(r["Subject"]) for r in rows}):
         mine = [r for r in rows if int(r["Subject"]) == s]
         amount = mine[0]["Dose"] * (mine[0]["Wt"] if dose_unit == "mg" else 1.0)
-        out.append(dict(ID=s, TIME=0.0, DV=".", AMT=amount, EVID=1, CMT=2, WT=mine[0]["Wt"]))
-        out += [dict(ID=s, TIME=r["Time"], DV=r["conc"], AMT=0.0, EVID=0, CMT=1, WT=r["Wt"]) for r in mine]
+        out.append({"ID": s, "TIME": 0.0, "DV": ".", "AMT": amount, "EVID": 1, "CMT": 2, "WT": mine[0]["Wt"]})
+        out += [{"ID": s, "TIME": r["Time"], "DV": r["conc"], "AMT": 0.0, "EVID": 0, "CMT": 1, "WT": r["Wt"]} for r in mine]
     return pd.DataFrame(out)
 
 
@@ -151,6 +151,6 @@ def theophylline_events(test_fraction=0.25, time_fraction=2 / 3, seed=0, num_fol
     return units_problem(
         "theophylline_events", theophylline_events.__doc__, units, test_fraction, time_fraction, seed, num_folds, fold,
         obs_names=("concentration",), time_unit="h",
-        model_kwargs=dict(hidden_dim=2, R_hidden=(16,), Z_hidden=None, effects=("rate", "output"),
-                          covariate_dim=1, covariate_loc=70.0, covariate_scale=10.0, scale="learned",
-                          scale_init=0.5, equilibrium="zero", solver=dict(method="rk4")))
+        model_kwargs={"hidden_dim": 2, "R_hidden": (16,), "Z_hidden": None, "effects": ("rate", "output"),
+                          "covariate_dim": 1, "covariate_loc": 70.0, "covariate_scale": 10.0, "scale": "learned",
+                          "scale_init": 0.5, "equilibrium": "zero", "solver": {"method": "rk4"}})

@@ -6,7 +6,7 @@ import torch
 from ..utils.tensors import move_tensors
 from ..validation import check_trajectory_data
 
-__all__ = ["Rows", "Split", "Problem", "random_sines"]
+__all__ = ["Problem", "Rows", "Split", "random_sines"]
 
 
 class Rows:
@@ -138,7 +138,7 @@ class Problem:
         """The recommended NODE model for this problem; keyword arguments override its configuration."""
         from .. import models
 
-        kwargs = dict(obs_dim=self.obs_dim, input_dim=self.input_dim)
+        kwargs = {"obs_dim": self.obs_dim, "input_dim": self.input_dim}
         kwargs.update(self.model_kwargs)
         kwargs.update(overrides)
         return getattr(models, self.model_class)(**kwargs)
@@ -161,7 +161,7 @@ class random_sines:
     """
 
     def __init__(self, n, amplitude, freqs, num_terms=3, offset=0.0, generator=None, dtype=torch.float64):
-        u = lambda *s: torch.rand(*s, generator=generator, dtype=dtype)  # noqa: E731
+        u = lambda *s: torch.rand(*s, generator=generator, dtype=dtype)
         lo, hi = amplitude
         self.amp = lo + (hi - lo) * u(n, 1)
         w = u(n, num_terms) + 0.2

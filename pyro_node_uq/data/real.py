@@ -6,7 +6,7 @@ import torch
 
 from .problem import Problem, Split
 
-__all__ = ["theophylline", "hare_lynx", "read_csv"]
+__all__ = ["hare_lynx", "read_csv", "theophylline"]
 
 
 def read_csv(filename):
@@ -55,13 +55,13 @@ def theophylline(t_split=12.0, test_subjects=(9, 10, 11, 12)):
     is_test = torch.tensor([s in test_subjects for s in subjects])
     early = (t <= t_split)[None, :]
     tr, te = ~is_test, is_test
-    make = lambda rows_, m: _masked_split(t, x[rows_], y[rows_], obs[rows_] & m, ids[rows_])  # noqa: E731
+    make = lambda rows_, m: _masked_split(t, x[rows_], y[rows_], obs[rows_] & m, ids[rows_])
     return Problem(
         name="theophylline", description=theophylline.__doc__,
         train=make(tr, early), test=make(te, early), extrapolation=make(te, ~early),
         obs_names=("concentration",), input_names=("dose",), state_names=(), time_unit="h",
-        model_kwargs=dict(hidden_dim=2, R_hidden=(16,), Z_hidden=None, init="input", scale="learned",
-                          scale_init=0.5, prior_scale={"H0.*": 5.0, "*": 1.0}),
+        model_kwargs={"hidden_dim": 2, "R_hidden": (16,), "Z_hidden": None, "init": "input", "scale": "learned",
+                          "scale_init": 0.5, "prior_scale": {"H0.*": 5.0, "*": 1.0}},
     )
 
 
@@ -78,12 +78,12 @@ def hare_lynx(test_from=1915, extrapolation_from=1918):
     years = torch.tensor([r["year"] for r in rows], dtype=torch.float64)
     y = torch.tensor([[r["hare"], r["lynx"]] for r in rows], dtype=torch.float64)[None] / 10.0
     t = years - years[0]
-    make = lambda m: _masked_split(t, None, y, m[None], torch.tensor([0]))  # noqa: E731
+    make = lambda m: _masked_split(t, None, y, m[None], torch.tensor([0]))
     return Problem(
         name="hare_lynx", description=hare_lynx.__doc__,
         train=make(years < test_from), test=make((years >= test_from) & (years < extrapolation_from)),
         extrapolation=make(years >= extrapolation_from),
         obs_names=("hare", "lynx"), input_names=(), state_names=(), time_unit="yr",
-        model_kwargs=dict(hidden_dim=4, R_hidden=(32,), Z_hidden=None, init="learned", scale="learned",
-                          scale_init=0.5, prior_scale={"h0": 5.0, "*": 1.0}),
+        model_kwargs={"hidden_dim": 4, "R_hidden": (32,), "Z_hidden": None, "init": "learned", "scale": "learned",
+                          "scale_init": 0.5, "prior_scale": {"h0": 5.0, "*": 1.0}},
     )

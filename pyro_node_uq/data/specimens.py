@@ -57,5 +57,5 @@ def specimens(num_units=24, num_times=41, t_end=10.0, noise=0.05, keep=0.8, test
         "specimens", __doc__, units, test_fraction, time_fraction, seed,
         obs_names=("stress",), input_names=("strain", "strain_rate"), state_names=("viscous_strain",),
         time_unit="s", noise_scale=noise,
-        model_kwargs=dict(hidden_dim=2, R_hidden=(32,), Z_hidden=(), effects=("rate", "output"), scale="learned",
-                          scale_init=0.1, init="zero"))
+        model_kwargs={"hidden_dim": 2, "R_hidden": (32,), "Z_hidden": (), "effects": ("rate", "output"), "scale": "learned",
+                          "scale_init": 0.1, "init": "zero"})

@@ -74,7 +74,7 @@ class StaticProblem(Problem):
         """The recommended SDE-BNN for this problem; keyword arguments override its configuration."""
         from ..models import SDEBNN
 
-        kwargs = dict(input_dim=self.input_dim, output_dim=self.obs_dim, likelihood=self.task)
+        kwargs = {"input_dim": self.input_dim, "output_dim": self.obs_dim, "likelihood": self.task}
         kwargs.update(self.model_kwargs)
         kwargs.update(overrides)
         return SDEBNN(**kwargs)
@@ -99,7 +99,7 @@ def gap_regression(seed=0, num_train=48, num_test=48, num_extrapolation=48, nois
         (torch.Size([6, 1]), 'regression')
     """
     gen = torch.Generator().manual_seed(seed)
-    u = lambda n: torch.rand(n, 1, generator=gen, dtype=torch.float64)  # noqa: E731
+    u = lambda n: torch.rand(n, 1, generator=gen, dtype=torch.float64)
 
     def split(x):
         y_true = _gap_target(x)
@@ -113,8 +113,8 @@ def gap_regression(seed=0, num_train=48, num_test=48, num_extrapolation=48, nois
     return StaticProblem(
         name="gap_regression", description=GAP_REGRESSION, train=split(seen(num_train)), test=split(seen(num_test)),
         extrapolation=split(unseen), obs_names=("y",), input_names=("x",), noise_scale=noise,
-        model_kwargs=dict(hidden_dim=3, width=(16,), sigma=0.5, obs_scale=noise, solver={"method": "euler",
-                                                                                       "dt": 0.1}))
+        model_kwargs={"hidden_dim": 3, "width": (16,), "sigma": 0.5, "obs_scale": noise, "solver": {"method": "euler",
+                                                                                       "dt": 0.1}})
 
 
 def spirals(seed=0, num_train=120, num_test=120, num_extrapolation=120, flip=0.05):
@@ -148,4 +148,4 @@ def spirals(seed=0, num_train=120, num_test=120, num_extrapolation=120, flip=0.0
         name="spirals", description=SPIRALS, train=split(num_train, (0.3, 2.0), True),
         test=split(num_test, (0.3, 2.0), True), extrapolation=split(num_extrapolation, (2.5, 3.5), False),
         obs_names=("class",), input_names=("x1", "x2"), task="classification", num_classes=3,
-        model_kwargs=dict(input_layer="linear", hidden_dim=8, width=(16,), sigma=0.2, solver={"dt": 0.25}))
+        model_kwargs={"input_layer": "linear", "hidden_dim": 8, "width": (16,), "sigma": 0.2, "solver": {"dt": 0.25}})

@@ -1,5 +1,6 @@
 """Units (subjects, specimens, batches) with their own observation times, dose schedules and covariates, and
 the two ways to hold data out: new units, or later observations of known units."""
+import itertools
 import math
 from dataclasses import dataclass, replace
 
@@ -69,9 +70,9 @@ class Units(Split):
         """The units at ``index`` (a 1-D index or boolean tensor), with fields replaced by ``changes``."""
         index = torch.as_tensor(index, device=self.y.device)
         take = lambda v: None if v is None else v[index]
-        fields = dict(x=take(self.x), y=self.y[index], mask=self.mask[index], y_true=take(self.y_true),
-                      h_true=take(self.h_true), ids=self.ids[index], doses=_take(self.doses, index),
-                      covariates=take(self.covariates), censored=take(self.censored), eta_true=take(self.eta_true))
+        fields = {"x": take(self.x), "y": self.y[index], "mask": self.mask[index], "y_true": take(self.y_true),
+                      "h_true": take(self.h_true), "ids": self.ids[index], "doses": _take(self.doses, index),
+                      "covariates": take(self.covariates), "censored": take(self.censored), "eta_true": take(self.eta_true)}
         fields.update(changes)
         return replace(self, **fields)
 
@@ -97,7 +98,7 @@ def refine_grid(units, max_step):
         raise ValueError(f"max_step: expected a positive number, got {max_step!r}")
     t = units.t
     fill = [torch.linspace(a, b, math.ceil(float(b - a) / max_step) + 1, dtype=t.dtype, device=t.device)[1:-1]
-            for a, b in zip(t[:-1], t[1:]) if float(b - a) > max_step]
+            for a, b in itertools.pairwise(t) if float(b - a) > max_step]
     grid = torch.cat([t, *fill]).sort().values
     pos = torch.searchsorted(grid, t)
 
@@ -172,7 +173,7 @@ def unit_folds(units, num_folds, seed=0):
         raise ValueError(f"num_folds: expected an integer in [2, {n}] (the number of units), got {num_folds!r}")
     perm = _permutation(units, seed)
     bounds = [k * (n // num_folds) + min(k, n % num_folds) for k in range(num_folds + 1)]
-    return [_hold_out(units, perm, a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [_hold_out(units, perm, a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def split_by_time(units, fraction=2 / 3):

@@ -21,7 +21,7 @@ E_INF, E_1, ETA = 1.0, 2.0, 2.0
 
 def _simulate(n, amplitude, t, noise, gen):
     strain = random_sines(n, amplitude, (0.05, 0.5), generator=gen)
-    rhs = lambda s, ev: (E_1 / ETA) * (strain(s)[:, None] - ev)  # noqa: E731
+    rhs = lambda s, ev: (E_1 / ETA) * (strain(s)[:, None] - ev)
     ev = torchdiffeq.odeint(rhs, torch.zeros(n, 1, dtype=torch.float64), t, rtol=1e-9, atol=1e-10).movedim(0, 1)
     eps = strain(t)[..., None]
     y_true = E_INF * eps + E_1 * (eps - ev)
@@ -43,5 +43,5 @@ def viscoelastic(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_ti
         _simulate, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (0.5, 1.0), (1.5, 2.0), noise,
         name="viscoelastic", description=__doc__, obs_names=("stress",), input_names=("strain", "strain_rate"),
         state_names=("viscous_strain",), time_unit="s",
-        model_kwargs=dict(hidden_dim=2, R_hidden=(32,), Z_hidden=(), scale=noise, init="zero"),
+        model_kwargs={"hidden_dim": 2, "R_hidden": (32,), "Z_hidden": (), "scale": noise, "init": "zero"},
     )

@@ -1,9 +1,26 @@
 """Diagnostics: predictive scores, ArviZ conversion and plots."""
-from .arviz import mcmc_to_inference_data, model_inference_data, pointwise_log_likelihood, to_inference_data
-from .classification import (classification_scores, expected_calibration_error, predictive_entropy,
-                             reliability)
-from .metrics import (LEVELS, calibration_curve, crps, energy_distance, interval_coverage, predictive_nll, rmse,
-                      score)
+from .arviz import (
+                             mcmc_to_inference_data,
+                             model_inference_data,
+                             pointwise_log_likelihood,
+                             to_inference_data,
+)
+from .classification import (
+                             classification_scores,
+                             expected_calibration_error,
+                             predictive_entropy,
+                             reliability,
+)
+from .metrics import (
+                             LEVELS,
+                             calibration_curve,
+                             crps,
+                             energy_distance,
+                             interval_coverage,
+                             predictive_nll,
+                             rmse,
+                             score,
+)
 from .plots import plot_calibration, plot_trajectories, plot_weights
 
 __all__ = ["LEVELS", "calibration_curve", "classification_scores", "crps", "energy_distance",

@@ -13,14 +13,15 @@ from pyro.poutine.util import site_is_subsample
 
 from ..methods.result import MethodResult, guide_samples
 from ..models.protocol import ProcessModel
-from .arviz_pyro import mcmc_to_inference_data, model_inference_data
-from .arviz_static import static_inference_data
-from .az_convert import from_dict, numpy as _numpy
-from .pointwise import pointwise_log_likelihood
 from ..utils.seeding import param_scope
 from ..validation import check_int
+from .arviz_pyro import mcmc_to_inference_data, model_inference_data
+from .arviz_static import static_inference_data
+from .az_convert import from_dict
+from .az_convert import numpy as _numpy
+from .pointwise import pointwise_log_likelihood
 
-__all__ = ["mcmc_to_inference_data", "model_inference_data", "to_inference_data", "pointwise_log_likelihood"]
+__all__ = ["mcmc_to_inference_data", "model_inference_data", "pointwise_log_likelihood", "to_inference_data"]
 
 
 

@@ -14,7 +14,8 @@ from pyro.infer import MCMC, Predictive
 from pyro.poutine.util import prune_subsample_sites
 
 from ..methods.result import guide_samples
-from .az_convert import from_dict, numpy as _numpy
+from .az_convert import from_dict
+from .az_convert import numpy as _numpy
 
 __all__ = ["mcmc_to_inference_data", "model_inference_data"]
 
@@ -44,7 +45,7 @@ def _chains(draws, num_chains):
 
 def _mcmc_draws(mcmc):
     """``(draws (C, D, ...), sample_stats)`` of an ``MCMC`` run, ensemble particles as chains."""
-    from ..infer.mcmc import particles_to_chains  # noqa: PLC0415 (a leaf of infer; diagnostics sits above it)
+    from ..infer.mcmc import particles_to_chains
 
     samples = mcmc.get_samples(group_by_chain=True)
     P = int(getattr(mcmc.kernel, "num_particles", 1))

@@ -3,7 +3,8 @@
 (coords: ``split.ids``), ``output`` (regression), ``class`` (classification) and ``input``."""
 import torch
 
-from .az_convert import from_dict, numpy as _numpy
+from .az_convert import from_dict
+from .az_convert import numpy as _numpy
 from .pointwise import pointwise_log_likelihood
 
 __all__ = ["static_inference_data"]

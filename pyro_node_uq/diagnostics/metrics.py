@@ -8,8 +8,16 @@ import math
 
 import torch
 
-__all__ = ["rmse", "predictive_nll", "crps", "interval_coverage", "calibration_curve", "energy_distance",
-           "score", "LEVELS"]
+__all__ = [
+    "LEVELS",
+    "calibration_curve",
+    "crps",
+    "energy_distance",
+    "interval_coverage",
+    "predictive_nll",
+    "rmse",
+    "score",
+]
 
 LEVELS = (0.5, 0.9, 0.95)
 
@@ -146,7 +154,7 @@ def _sample_scores(samples, y, mask, levels, prefix=""):
     out = {f"{prefix}rmse": rmse(samples, y, mask), f"{prefix}crps": crps(samples, y, mask)}
     for level in levels:
         cov, width = interval_coverage(samples, y, level, mask)
-        pct = int(round(100 * level))
+        pct = round(100 * level)
         out[f"{prefix}coverage_{pct}"], out[f"{prefix}width_{pct}"] = cov, width
     _, _, area = calibration_curve(samples, y, mask)
     out[f"{prefix}miscalibration_area"] = area

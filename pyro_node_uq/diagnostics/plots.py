@@ -3,12 +3,12 @@ import arviz as az
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from .metrics import calibration_curve  # noqa: E402
+from .metrics import calibration_curve
 
-__all__ = ["plot_trajectories", "plot_calibration", "plot_weights"]
+__all__ = ["plot_calibration", "plot_trajectories", "plot_weights"]
 
 
 def _save(fig, path):

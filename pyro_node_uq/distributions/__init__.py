@@ -9,6 +9,20 @@ from .solve import NODEDivergenceError, ODESolver
 from .solve_path import select
 from .solver_options import SolverOptions
 
-__all__ = ["DoseSchedule", "ERROR_MODELS", "ErrorModel", "Interpolator", "NODEDivergenceError", "NODEObservation",
-           "NODESolution", "NODETrajectory", "ODESolver", "SDESolver", "SolverOptions", "WeightPathFeatures",
-           "select", "solve_node", "solve_weight_path"]
+__all__ = [
+           "ERROR_MODELS",
+           "DoseSchedule",
+           "ErrorModel",
+           "Interpolator",
+           "NODEDivergenceError",
+           "NODEObservation",
+           "NODESolution",
+           "NODETrajectory",
+           "ODESolver",
+           "SDESolver",
+           "SolverOptions",
+           "WeightPathFeatures",
+           "select",
+           "solve_node",
+           "solve_weight_path",
+]

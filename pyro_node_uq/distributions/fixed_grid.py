@@ -338,7 +338,7 @@ def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):
         fn = compiled if stop - start == chunk else _chunk
         try:
             hs = fn(*args)
-        except Exception as e:  # noqa: BLE001 - a compiler failure must never break a solve
+        except Exception as e:
             if fn is _chunk:
                 raise
             warnings.warn(f"solve_node_fixed: torch.compile failed ({type(e).__name__}: {e}); solving eagerly",

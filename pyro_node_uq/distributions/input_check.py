@@ -13,7 +13,7 @@ import torch
 
 from .solvers import get_solver
 
-__all__ = ["InputResolutionWarning", "input_resolution_error", "check_input_resolution", "solver_step"]
+__all__ = ["InputResolutionWarning", "check_input_resolution", "input_resolution_error", "solver_step"]
 
 
 class InputResolutionWarning(RuntimeWarning):

@@ -21,6 +21,7 @@ the solve; use ``substeps`` or an adaptive method where that error matters.
 The state at a bolus time includes the dose (dose first, then observe); the initial state ``h0`` is the state at
 ``t0`` (default: the earliest observation or dose time) before any dose given at ``t0``.
 """
+import itertools
 import warnings
 from typing import NamedTuple
 
@@ -34,7 +35,7 @@ from .solve import NODEDivergenceError, ODESolver
 from .solve_path import GRID_PATHS, select
 from .step_check import check_fixed_step
 
-__all__ = ["NODESolution", "solve_node", "solve_checked"]
+__all__ = ["NODESolution", "solve_checked", "solve_node"]
 
 
 class NODESolution(NamedTuple):
@@ -115,9 +116,9 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
         return h.expand(batch + (H,))[None]
     cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
     out, widest = [h.expand(batch + (H,))[None]], None
-    single = sum(b > a for a, b in zip(cuts[:-1], cuts[1:])) == 1  # no events inside: the fast path checks itself
+    single = sum(b > a for a, b in itertools.pairwise(cuts)) == 1  # no events inside: the fast path checks itself
     infusions = doses is not None and bool((doses.rate[doses.mask] > 0).any())
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         if b == a:
             continue
         seg = grid[a:b + 1]

@@ -5,9 +5,9 @@ inside ``torchdiffeq`` or a batched matrix product.
 """
 import torch
 
-from .doses import DoseSchedule
 from ..utils.tensors import broadcast_shapes
 from ..validation import check_times
+from .doses import DoseSchedule
 
 __all__ = ["check_float_dtype", "check_precision", "check_solve_args"]
 

@@ -2,17 +2,16 @@
 solve_node` (the ensemble's ODE solve, with doses and per-unit times) composed with
 :class:`~pyro_node_uq.distributions.observation.NODEObservation` (error model, mask, censoring, ``-inf`` for
 diverged members)."""
+import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
-import torch
-
+from ..utils.tensors import broadcast_shapes
+from ..validation import OnDivergence
 from .node_solve import NODESolution, solve_checked
 from .node_solve_check import check_solve_args
 from .observation import ErrorModel, NODEObservation
-from ..utils.tensors import broadcast_shapes
-from ..validation import OnDivergence
 
 __all__ = ["NODETrajectory"]
 
@@ -61,7 +60,7 @@ class NODETrajectory(TorchDistribution):
         (torch.Size([8, 5]), torch.Size([20, 1]))
     """
 
-    arg_constraints = {"scale": constraints.positive}
+    arg_constraints = {"scale": constraints.positive}  # noqa: RUF012
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
 
@@ -79,9 +78,9 @@ class NODETrajectory(TorchDistribution):
             mask = pad if mask is None else mask & pad
         self.mask, self.censored, self.law, self.prop_scale = mask, censored, law, prop_scale
         self.error_model, self.noise, self.df = law.kind, law.noise, law.df
-        self._solve_args = dict(R=R, Z=Z, params=params, t=t, x=x, h0=h0, t_mask=full_t_mask, x_times=x_times,
-                                doses=doses, t0=t0, obs_dim=self.obs_dim, interpolation=interpolation,
-                                solver=solver, on_divergence=on_divergence, batch=batch)
+        self._solve_args = {"R": R, "Z": Z, "params": params, "t": t, "x": x, "h0": h0, "t_mask": full_t_mask, "x_times": x_times,
+                                "doses": doses, "t0": t0, "obs_dim": self.obs_dim, "interpolation": interpolation,
+                                "solver": solver, "on_divergence": on_divergence, "batch": batch}
         if self.scale.dim() > 2:
             batch = broadcast_shapes(batch, self.scale.shape[:-2])
         super().__init__(batch, torch.Size((t.shape[-1], self.obs_dim)), validate_args=validate_args)
@@ -113,7 +112,7 @@ class NODETrajectory(TorchDistribution):
     def variance(self):
         return self.observation.variance
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=torch.Size()):  # noqa: B008
         return self.observation.rsample(sample_shape)
 
     def log_prob_pointwise(self, value):

@@ -21,10 +21,10 @@ import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 
-from .node_solve_check import check_float_dtype
-from .studentt_cdf import studentt_log_cdf
 from ..utils.tensors import broadcast_shapes
 from ..validation import check_positive
+from .node_solve_check import check_float_dtype
+from .studentt_cdf import studentt_log_cdf
 
 __all__ = ["ERROR_MODELS", "NOISES", "ErrorModel", "NODEObservation"]
 
@@ -118,7 +118,7 @@ class NODEObservation(TorchDistribution):
         [-15.065, -0.1276]
     """
 
-    arg_constraints = {"scale": constraints.positive}
+    arg_constraints = {"scale": constraints.positive}  # noqa: RUF012
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
 
@@ -177,7 +177,7 @@ class NODEObservation(TorchDistribution):
             return dist.LogNormal(self._center(), self._sd()).variance.expand(self.batch_shape + self.event_shape)
         return self._base().variance.expand(self.batch_shape + self.event_shape)
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=torch.Size()):  # noqa: B008
         """Draws of the uncensored observations (censoring applies to data, not to predictions)."""
         y = self._base().rsample(sample_shape)
         y = torch.exp(y) if self.error_model == "lognormal" else y

@@ -17,23 +17,22 @@ once per solve, so that the loops index and never slice.
 """
 import os
 import warnings
-from typing import List, Optional
 
 import torch
 
 from . import solve_cache
 
-__all__ = ["USE_TORCHSCRIPT", "loop", "forward_steps", "backward_steps"]
+__all__ = ["USE_TORCHSCRIPT", "backward_steps", "forward_steps", "loop"]
 
 #: run the step loops through TorchScript (where it is available)
 USE_TORCHSCRIPT = os.environ.get("PYRO_NODE_UQ_TORCHSCRIPT", "1") != "0"
 
 
-def forward_steps(x0: torch.Tensor, X: torch.Tensor, X2: List[torch.Tensor], X3: List[torch.Tensor],
-                  kbuf: torch.Tensor, k3: List[torch.Tensor], Yh: torch.Tensor, rows_a: List[torch.Tensor],
-                  Bv: torch.Tensor, dts: List[float], us: Optional[torch.Tensor], xs: Optional[torch.Tensor],
-                  w_in: torch.Tensor, b_in: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Tensor],
-                  acts: List[torch.Tensor]) -> None:
+def forward_steps(x0: torch.Tensor, X: torch.Tensor, X2: list[torch.Tensor], X3: list[torch.Tensor],
+                  kbuf: torch.Tensor, k3: list[torch.Tensor], Yh: torch.Tensor, rows_a: list[torch.Tensor],
+                  Bv: torch.Tensor, dts: list[float], us: torch.Tensor | None, xs: torch.Tensor | None,
+                  w_in: torch.Tensor, b_in: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                  acts: list[torch.Tensor]) -> None:
     """The forward steps, written into the buffers.
 
     Per stage ``i`` of step ``k`` (``idx = k S + i``): the stage input ``Y_i = h + dt sum_j a_ij k_j`` (row ``i`` of
@@ -70,12 +69,12 @@ def forward_steps(x0: torch.Tensor, X: torch.Tensor, X2: List[torch.Tensor], X3:
         x0.addmm_(Bv, kbuf, alpha=dt)  # the next state
 
 
-def backward_steps(lam: torch.Tensor, G: torch.Tensor, G3: List[torch.Tensor], gY: torch.Tensor,
-                   gY2: List[torch.Tensor], gY3: List[torch.Tensor], G_hist: torch.Tensor, gs: torch.Tensor,
-                   Bt: torch.Tensor, cols_a: List[torch.Tensor], ones: torch.Tensor, dts: List[float],
-                   wT: List[torch.Tensor], acts: List[torch.Tensor], g_z: List[torch.Tensor], accumulate: bool,
-                   g_w: List[torch.Tensor], sums: List[torch.Tensor], Y: torch.Tensor, xs: Optional[torch.Tensor],
-                   g_w_in: Optional[torch.Tensor]) -> None:
+def backward_steps(lam: torch.Tensor, G: torch.Tensor, G3: list[torch.Tensor], gY: torch.Tensor,
+                   gY2: list[torch.Tensor], gY3: list[torch.Tensor], G_hist: torch.Tensor, gs: torch.Tensor,
+                   Bt: torch.Tensor, cols_a: list[torch.Tensor], ones: torch.Tensor, dts: list[float],
+                   wT: list[torch.Tensor], acts: list[torch.Tensor], g_z: list[torch.Tensor], accumulate: bool,
+                   g_w: list[torch.Tensor], sums: list[torch.Tensor], Y: torch.Tensor, xs: torch.Tensor | None,
+                   g_w_in: torch.Tensor | None) -> None:
     """The discrete adjoint, steps and stages in reverse (see :mod:`~pyro_node_uq.distributions.rk_backprop`).
 
     Per step: ``lam`` takes the observation's gradient ``gs[k + 1]``, ``G`` (the gradients of the step's stage

@@ -182,8 +182,8 @@ def solve_weight_path(w0, sigma, num_particles, net=None, shapes=None, h0=None, 
     entropy = int(torch.randint(2 ** 31 - 1, ()).item())  # follows torch's (and so pyro.set_rng_seed's) RNG
     bm = torchsde.BrownianInterval(0.0, 1.0, size=bm_size, dtype=w0.dtype, device=w0.device, entropy=entropy,
                                    levy_area_approximation=levy)
-    kwargs = dict(bm=bm, method=solver.method, dt=solver.dt, adaptive=solver.adaptive, rtol=solver.rtol,
-                  atol=solver.atol, dt_min=solver.dt_min)
+    kwargs = {"bm": bm, "method": solver.method, "dt": solver.dt, "adaptive": solver.adaptive, "rtol": solver.rtol,
+                  "atol": solver.atol, "dt_min": solver.dt_min}
     if solver.adjoint:
         params = tuple(p for p in getattr(drift, "parameters", lambda: ())() if p.requires_grad)
         y1 = torchsde.sdeint_adjoint(sde, y0, ts, adjoint_params=params, **kwargs)[-1]
@@ -228,12 +228,12 @@ class WeightPathFeatures(TorchDistribution):
         (torch.Size([3, 5, 2]), tensor([0., 0., 0.]))
     """
 
-    arg_constraints = {}
+    arg_constraints = {}  # noqa: RUF012
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
 
     def __init__(self, net, shapes, h0, w0, sigma, drift=None, solver=None, estimator="plain",
-                 batch_shape=torch.Size(), validate_args=None):
+                 batch_shape=torch.Size(), validate_args=None):  # noqa: B008
         self.net, self.shapes, self.h0, self.w0 = net, shapes, h0, w0
         self.sigma, self.drift, self.estimator = sigma, drift, estimator
         self.solver = SDESolver.coerce(solver)
@@ -251,7 +251,7 @@ class WeightPathFeatures(TorchDistribution):
             raise RuntimeError("WeightPathFeatures.weights: draw a sample first")
         return self._cache[2]
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=torch.Size()):  # noqa: B008
         shape = torch.Size(sample_shape) + self.batch_shape
         h1, w1, log_ratio = solve_weight_path(self.w0, self.sigma, math.prod(shape), self.net, self.shapes, self.h0,
                                               self.drift, self.solver, self.estimator)

@@ -10,7 +10,7 @@ from .solve_path import BACKWARDS, GRID_PATHS, select
 from .solver_options import SolverOptions
 from .solvers import SOLVERS, Solver, get_solver
 
-__all__ = ["ODESolver", "NODEDivergenceError"]
+__all__ = ["NODEDivergenceError", "ODESolver"]
 
 
 class NODEDivergenceError(RuntimeError):
@@ -154,7 +154,7 @@ class ODESolver(SolverOptions):
             options.setdefault("max_num_steps", step_check.DEFAULT_MAX_NUM_STEPS)
         if self.substeps > 1:  # the same grid as the fast path
             options.setdefault("grid_constructor", lambda f, y0, ts: _substep_grid(ts, self.substeps))
-        kwargs = dict(method=scheme.torchdiffeq, rtol=self.rtol, atol=self.atol, options=options or None)
+        kwargs = {"method": scheme.torchdiffeq, "rtol": self.rtol, "atol": self.atol, "options": options or None}
         tracked = step_check.TrackTime(func)
         try:
             if self.adjoint:

@@ -9,8 +9,17 @@ import warnings
 
 import torch
 
-__all__ = ["StepSizeWarning", "DEFAULT_MAX_NUM_STEPS", "TrackTime", "check_fixed_step", "check_step_count",
-           "largest_state", "relative_difference", "step_doubling_error", "warn_if_unstable"]
+__all__ = [
+    "DEFAULT_MAX_NUM_STEPS",
+    "StepSizeWarning",
+    "TrackTime",
+    "check_fixed_step",
+    "check_step_count",
+    "largest_state",
+    "relative_difference",
+    "step_doubling_error",
+    "warn_if_unstable",
+]
 
 #: the step budget adaptive methods get by default (per interval between output times)
 DEFAULT_MAX_NUM_STEPS = 1000

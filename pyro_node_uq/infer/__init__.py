@@ -8,6 +8,17 @@ from .mcmc import LangevinKernel, particles_to_chains
 from .svgd import ParticleSVGD
 from .svi import FitResult, GuardedSVI, fit_svi
 
-__all__ = ["AutoLangevin", "AutoLayerwise", "CountingModel", "FitResult", "GuardedSVI", "LTAU", "LangevinKernel",
-           "LogJoint", "LossTrajectoryRecorder", "ParticleSVGD", "fit_svi",
-           "particles_to_chains"]
+__all__ = [
+           "LTAU",
+           "AutoLangevin",
+           "AutoLayerwise",
+           "CountingModel",
+           "FitResult",
+           "GuardedSVI",
+           "LangevinKernel",
+           "LogJoint",
+           "LossTrajectoryRecorder",
+           "ParticleSVGD",
+           "fit_svi",
+           "particles_to_chains",
+]

@@ -8,10 +8,17 @@ calling it, or reading what it sets up, goes through here.
 import functools
 from contextlib import contextmanager
 
-from pyro.infer.mcmc.api import _MultiSampler, _UnarySampler  # 1.9.2: MCMC's per-process and in-process samplers
-from pyro.ops.integrator import _EXCEPTION_HANDLERS  # 1.9.2: the registry of solver errors HMC treats as divergences
+from pyro.infer.mcmc.api import (  # 1.9.2: MCMC's per-process and in-process samplers
+    _MultiSampler,
+    _UnarySampler,
+)
+from pyro.ops.integrator import (
+    _EXCEPTION_HANDLERS,  # 1.9.2: the registry of solver errors HMC treats as divergences
+)
 from pyro.poutine import runtime
-from pyro.poutine.subsample_messenger import _Subsample  # 1.9.2: the distribution of a plate's subsample site
+from pyro.poutine.subsample_messenger import (
+    _Subsample,  # 1.9.2: the distribution of a plate's subsample site
+)
 
 __all__ = ["SUBSAMPLE_DIST", "autoguide_state", "bare_model", "chains_in_process", "guide_model", "hmc_statistics",
            "is_registered_solver_error", "is_unset_autoguide", "isolated_handlers", "mask_of", "pyro_name",

@@ -38,7 +38,7 @@ class GuardedSVI(SVI):
     def step(self, *args, **kwargs):
         with poutine.trace(param_only=True) as capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = set(site["value"].unconstrained() for site in capture.trace.nodes.values())
+        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
         loss = self.reduce(params, loss)
         bad = [p for p in params if p.grad is not None and not torch.isfinite(p.grad).all()]
         if bad:

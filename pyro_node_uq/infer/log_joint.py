@@ -123,7 +123,7 @@ class LogJoint:
                 first = {k: v[:1] for k, v in unconstrained.items()}
                 try:
                     self._evaluate(first, vectorized=False)
-                except Exception:
+                except Exception:  # noqa: BLE001
                     raise e from None
                 self.vectorized = False
                 warnings.warn(f"the model cannot be vectorised over particles ({type(e).__name__}: {e}); its log "

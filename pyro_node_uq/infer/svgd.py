@@ -47,7 +47,7 @@ class ParticleSVGD(SVGD):
             update = torch.einsum("nmd,md->nd", kernel, grad) + torch.einsum("nmd,nmd->nd", kernel, kernel_grad)
         flat.grad = torch.zeros_like(flat).index_put_((index,), update / self.num_particles)
         squared = {site["name"]: v.mean().item() for site, v in unpack_latent(self.guide, flat.grad.pow(2))}
-        params = set(site["value"].unconstrained() for site in param_capture.trace.nodes.values())
+        params = {site["value"].unconstrained() for site in param_capture.trace.nodes.values()}
         self.optim(params)
         pyro.infer.util.zero_grads(params)
         return squared

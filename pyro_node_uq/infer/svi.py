@@ -68,7 +68,7 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
                               seed=seed)
     else:
         svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
-    config = dict(num_steps=num_steps, lr=lr, lr_final=lr_final, subsample_size=subsample_size, seed=seed)
+    config = {"num_steps": num_steps, "lr": lr, "lr_final": lr_final, "subsample_size": subsample_size, "seed": seed}
     if checkpoint is not None:
         config.update(data=data_fingerprint(split.args, split.kwargs), model=type(model).__qualname__,
                       guide=type(guide).__qualname__, **(checkpoint_config or {}))

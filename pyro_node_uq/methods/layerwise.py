@@ -3,7 +3,14 @@ rest point estimates re-optimised jointly) warm-started at a MAP fit."""
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 from ..infer.autoguide import AutoLangevin, AutoLayerwise
-from .common import as_process_model, fit_guide, init_loc, latent_dim, map_values, start_from
+from .common import (
+    as_process_model,
+    fit_guide,
+    init_loc,
+    latent_dim,
+    map_values,
+    start_from,
+)
 from .registry import MethodSkipped, register
 
 __all__ = ["run_layerwise", "run_layerwise_effects"]

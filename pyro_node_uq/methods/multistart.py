@@ -84,8 +84,8 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
         joints = torch.tensor([-min(f.losses[-10:]) for f in fits])
         best = int(joints.argmax())
         values = map_values(fits[best])
-        info = dict(log_joints=joints.tolist(), best=best, wall_time=sum(f.wall_time for f in fits),
-                    num_model_evals=sum(f.num_model_evals for f in fits), batched=False)
+        info = {"log_joints": joints.tolist(), "best": best, "wall_time": sum(f.wall_time for f in fits),
+                    "num_model_evals": sum(f.num_model_evals for f in fits), "batched": False}
         return values, info
     dim = -model.max_plate_nesting - 1
     counting = counted(model)
@@ -104,6 +104,6 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     best = int(joints.argmax())
     with torch.no_grad():
         values = {name: v[best].reshape(shapes[name]).detach().clone() for name, v in guide.median().items()}
-    info = dict(log_joints=joints.tolist(), best=best, wall_time=time.perf_counter() - clock,
-                num_model_evals=counting.count, batched=True)
+    info = {"log_joints": joints.tolist(), "best": best, "wall_time": time.perf_counter() - clock,
+                "num_model_evals": counting.count, "batched": True}
     return values, info

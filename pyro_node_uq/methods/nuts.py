@@ -11,11 +11,17 @@ from pyro.poutine.util import prune_subsample_sites
 
 from ..infer._pyro_compat import chains_in_process, hmc_statistics
 from ..validation import check_int, check_positive
-from .common import as_process_model, carry_model_params, map_values, start_from, with_start_cost
+from .common import (
+    as_process_model,
+    carry_model_params,
+    map_values,
+    start_from,
+    with_start_cost,
+)
 from .registry import MethodSkipped, register
 from .result import MethodResult
 
-__all__ = ["run_nuts", "SamplerStats"]
+__all__ = ["SamplerStats", "run_nuts"]
 
 
 class _CountingNUTS(NUTS):

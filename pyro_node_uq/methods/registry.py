@@ -17,8 +17,16 @@ import functools
 import inspect
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "Method", "MethodSkipped", "PROBLEM_COST", "demo_methods", "register", "resolve_methods",
-           "with_defaults"]
+__all__ = [
+    "METHODS",
+    "PROBLEM_COST",
+    "Method",
+    "MethodSkipped",
+    "demo_methods",
+    "register",
+    "resolve_methods",
+    "with_defaults",
+]
 
 #: loop counts of full runs are multiplied by this per problem (elastoplastic's steps cost ~1.7x chemical's)
 PROBLEM_COST = {"elastoplastic": 0.6}

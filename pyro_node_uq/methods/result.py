@@ -8,6 +8,7 @@ from pyro.infer import Predictive
 from pyro.poutine.util import prune_subsample_sites
 
 from ..utils.seeding import param_scope
+from ..validation import check_int
 
 __all__ = ["MethodResult", "guide_samples"]
 
@@ -18,7 +19,7 @@ def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1)
     :returns: dict site -> tensor ``(num_samples,) + shape``; singleton plate dims of global sites are squeezed,
         auxiliary sites (``AutoContinuous`` ' s flat latent) are dropped.
     """
-    with torch.no_grad(), poutine.block():
+    with torch.no_grad(), poutine.block():  # noqa: SIM117
         with pyro.plate("_num_predictive_samples", num_samples, dim=-max_plate_nesting - 1):
             trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **(kwargs or {})))
     out = {}
@@ -113,6 +114,8 @@ class MethodResult:
             fitted on; model-free autoguides ignore it).
         :returns: dict site -> tensor ``(S,) + shape``.
         """
+        if num_samples is not None:
+            num_samples = check_int(num_samples, "num_samples", minimum=1)
         if self.samples is not None:
             flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
             total = self.num_draws

@@ -9,7 +9,14 @@ from pyro.infer import RBFSteinKernel
 from tqdm.auto import tqdm
 
 from ..infer.svgd import ParticleSVGD
-from .common import as_process_model, carry_model_params, counted, map_values, start_from, with_start_cost
+from .common import (
+    as_process_model,
+    carry_model_params,
+    counted,
+    map_values,
+    start_from,
+    with_start_cost,
+)
 from .registry import register
 from .result import MethodResult
 

@@ -8,14 +8,28 @@ import torch
 from pyro.infer.autoguide.initialization import init_to_median
 from torch.distributions import constraints
 
-from ..distributions import DoseSchedule, ErrorModel, NODEObservation, ODESolver, solve_node
+from ..distributions import (
+    DoseSchedule,
+    ErrorModel,
+    NODEObservation,
+    ODESolver,
+    solve_node,
+)
 from ..distributions.input_check import check_input_resolution
-from .protocol import ProcessModel
 from ..nn import ACTIVATIONS, BatchedMLP, resolve_prior_scale, sample_params
 from ..utils.seeding import param_scope
 from ..utils.tensors import broadcast_shapes
-from ..validation import (MAX_SIZE, OnDivergence, check_choice, check_int, check_positive, check_tensor,
-                          check_trajectory_data, check_widths)
+from ..validation import (
+    MAX_SIZE,
+    OnDivergence,
+    check_choice,
+    check_int,
+    check_positive,
+    check_tensor,
+    check_trajectory_data,
+    check_widths,
+)
+from .protocol import ProcessModel
 
 __all__ = ["NODEModel", "UnitData", "init_to_glorot"]
 

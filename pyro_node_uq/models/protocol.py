@@ -55,7 +55,7 @@ class ProcessModel:
 
     obs_site = "obs"
     max_plate_nesting = 1
-    predict_sites = {"obs": 3}
+    predict_sites = {"obs": 3}  # noqa: RUF012
     observes_hidden = False
     on_divergence = OnDivergence("raise")
     obs_dims = ("trajectory", "time", "output")
@@ -103,7 +103,7 @@ class ProcessModel:
             drawn per predictive draw).
         :returns: a float, a tensor broadcastable against the predictions, or ``None`` when not known.
         """
-        return None
+        return
 
     def with_divergence(self, mode):
         """A shallow copy whose diverging solves ``"raise"`` or are ``"reject"``-ed.

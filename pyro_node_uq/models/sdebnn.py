@@ -32,8 +32,8 @@ import torch
 
 from ..distributions import SDESolver, WeightPathFeatures, solve_weight_path
 from ..nn import BatchedMLP, flatten_params
-from .protocol import ProcessModel
 from ..validation import MAX_SIZE, check_choice, check_int, check_positive, check_widths
+from .protocol import ProcessModel
 
 __all__ = ["SDEBNN", "BottleneckDrift"]
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import torch
 
-__all__ = ["BatchedMLP", "ACTIVATIONS", "batched_linear"]
+__all__ = ["ACTIVATIONS", "BatchedMLP", "batched_linear"]
 
 ACTIVATIONS = {
     "tanh": torch.tanh,

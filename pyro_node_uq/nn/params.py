@@ -8,7 +8,7 @@ import torch
 
 from ..utils.tensors import broadcast_shapes
 
-__all__ = ["sample_params", "flatten_params", "unflatten_params", "select_sites", "resolve_prior_scale"]
+__all__ = ["flatten_params", "resolve_prior_scale", "sample_params", "select_sites", "unflatten_params"]
 
 
 def resolve_prior_scale(site, prior_scale):

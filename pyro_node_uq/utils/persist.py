@@ -20,9 +20,24 @@ import shutil
 import tempfile
 import time
 
-__all__ = ["SaveError", "SaveBusy", "atomic_save", "save_unit", "load_unit", "clean_orphans", "write_manifest",
-           "read_manifest", "verify_files", "file_digest", "pid_alive", "locked", "lock_path", "unit_lock", "MANIFEST",
-           "FORMAT_VERSION"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "SaveBusy",
+    "SaveError",
+    "atomic_save",
+    "clean_orphans",
+    "file_digest",
+    "load_unit",
+    "lock_path",
+    "locked",
+    "pid_alive",
+    "read_manifest",
+    "save_unit",
+    "unit_lock",
+    "verify_files",
+    "write_manifest",
+]
 
 MANIFEST = "MANIFEST.json"
 #: seconds a save or load waits for another process's save into the same folder

@@ -1,7 +1,7 @@
 """RunContext: the cache of shared fits."""
 from pyro_node_uq.data import load_problem
 
-TINY = dict(num_train=3, num_test=2, num_extrapolation=2, num_times=11)
+TINY = {"num_train": 3, "num_test": 2, "num_extrapolation": 2, "num_times": 11}
 FAST = {"map": {"num_steps": 5}, "autonormal": {"num_steps": 3, "num_particles": 2, "elbo_particles": 4}}
 
 

@@ -53,7 +53,7 @@ def test_compare_on_a_long_format_trajectories_file(tmp_path, capsys):
     import numpy as np
     import pandas as pd
 
-    rows = [dict(subject=u, t=tv, dose=float(tv < 1), conc=float(np.exp(-0.2 * u * tv)))
+    rows = [{"subject": u, "t": tv, "dose": float(tv < 1), "conc": float(np.exp(-0.2 * u * tv))}
             for u in range(1, 7) for tv in np.linspace(0, 3, 10)]
     path = tmp_path / "long.csv"
     pd.DataFrame(rows).to_csv(path, index=False)

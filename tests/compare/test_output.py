@@ -6,12 +6,12 @@ import signal
 import pytest
 
 from pyro_node_uq.cli import main
-from pyro_node_uq.methods import METHODS, Method, register
 from pyro_node_uq.compare import run_comparison
 from pyro_node_uq.compare.output import OutputFolder, OutputFolderBusy
 from pyro_node_uq.data import load_problem
+from pyro_node_uq.methods import METHODS, Method, register
 
-TINY = dict(num_train=3, num_test=2, num_extrapolation=2, num_times=11)
+TINY = {"num_train": 3, "num_test": 2, "num_extrapolation": 2, "num_times": 11}
 CLI_TINY = [f"--problem-option={k}={v}" for k, v in TINY.items()] + ["--quick", "--no-progress", "--num-samples",
                                                                      "8", "--set", "map.num_steps=4"]
 FAST = {"map": {"num_steps": 4}}
@@ -106,7 +106,7 @@ def test_staging_folders_of_killed_runs_are_cleaned(tmp_path):
     import subprocess
     import sys
 
-    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,  # noqa: PLW1510
                              text=True).stdout)
     orphan = tmp_path / f".out.tmp-{pid}-xyz"
     (orphan / "figures").mkdir(parents=True)

@@ -8,12 +8,11 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from pyro_node_uq.methods import METHODS, Method, MethodSkipped, register
-
 from pyro_node_uq.compare import auroc, run_comparison, spearman
 from pyro_node_uq.data import load_problem
+from pyro_node_uq.methods import METHODS, Method, MethodSkipped, register
 
-TINY = dict(num_train=3, num_test=2, num_extrapolation=2, num_times=11)
+TINY = {"num_train": 3, "num_test": 2, "num_extrapolation": 2, "num_times": 11}
 FAST = {"map": {"num_steps": 5}, "autonormal": {"num_steps": 3, "num_particles": 2, "elbo_particles": 4}}
 
 

@@ -10,7 +10,6 @@ from pyro_node_uq.compare import run_comparison
 from pyro_node_uq.data import Problem, Split, load_problem
 from pyro_node_uq.diagnostics import predictive_nll, score
 from pyro_node_uq.methods import run_autonormal, run_map, run_nuts
-from pyro_node_uq.models import NODEModel
 
 
 def _learned_map(sigma=1.5, num_steps=3):

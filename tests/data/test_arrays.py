@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pyro_node_uq.data import Problem, read_trajectories, trajectories_problem
+from pyro_node_uq.data import read_trajectories, trajectories_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,15 +53,15 @@ def test_from_arrays_inputs_nan_mask_time_split_and_dtype():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(t=np.arange(3.0), y=np.ones((3, 4))), ValueError, r"y: 4 times per unit but t has 3"),
-    (dict(t=np.arange(4.0), y=np.ones((1, 4))), ValueError, r"y: 1 unit; holding out test units needs at least 2"),
-    (dict(t=np.arange(4.0), y=np.ones(4)), ValueError, r"y: expected 2-D or 3-D values, got shape \(4,\)"),
-    (dict(t=np.arange(2.0), y=np.array([[1.0, 2.0], [np.nan, np.nan]])), ValueError, r"units \[1\] have no obs"),
-    (dict(t=np.arange(2.0), y=np.ones((2, 2)), x=np.ones((3, 2))), ValueError, r"x: expected 2 units and 2 times"),
-    (dict(t=np.arange(2.0), y=np.ones((2, 2)), ids=[4, 4]), ValueError, r"ids: expected 2 distinct integer ids"),
-    (dict(t=np.arange(2.0), y=np.ones((2, 2)), obs_names=["a", "b"]), ValueError, r"obs_names: 2 names"),
-    (dict(t=np.arange(2.0), y=[["a", "b"], ["c", "d"]]), TypeError, r"y: expected an array of numbers"),
-    (dict(t=np.array([0.0, 0.0]), y=np.ones((2, 2))), ValueError, r"split 'train': t: times must be strictly"),
+    ({"t": np.arange(3.0), "y": np.ones((3, 4))}, ValueError, r"y: 4 times per unit but t has 3"),
+    ({"t": np.arange(4.0), "y": np.ones((1, 4))}, ValueError, r"y: 1 unit; holding out test units needs at least 2"),
+    ({"t": np.arange(4.0), "y": np.ones(4)}, ValueError, r"y: expected 2-D or 3-D values, got shape \(4,\)"),
+    ({"t": np.arange(2.0), "y": np.array([[1.0, 2.0], [np.nan, np.nan]])}, ValueError, r"units \[1\] have no obs"),
+    ({"t": np.arange(2.0), "y": np.ones((2, 2)), "x": np.ones((3, 2))}, ValueError, r"x: expected 2 units and 2 times"),
+    ({"t": np.arange(2.0), "y": np.ones((2, 2)), "ids": [4, 4]}, ValueError, r"ids: expected 2 distinct integer ids"),
+    ({"t": np.arange(2.0), "y": np.ones((2, 2)), "obs_names": ["a", "b"]}, ValueError, r"obs_names: 2 names"),
+    ({"t": np.arange(2.0), "y": [["a", "b"], ["c", "d"]]}, TypeError, r"y: expected an array of numbers"),
+    ({"t": np.array([0.0, 0.0]), "y": np.ones((2, 2))}, ValueError, r"split 'train': t: times must be strictly"),
 ])
 def test_from_arrays_errors_name_the_argument(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -69,7 +69,7 @@ def test_from_arrays_errors_name_the_argument(kwargs, error, match):
 
 
 def _long_csv(path, rows=None):
-    rows = rows or [dict(subject=u, t=tv, dose=float(tv < 1), conc=np.exp(-0.3 * u * tv))
+    rows = rows or [{"subject": u, "t": tv, "dose": float(tv < 1), "conc": np.exp(-0.3 * u * tv)}
                     for u in (1, 2, 3, 4) for tv in (0.0, 0.5, 1.0, 2.0)]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -86,22 +86,22 @@ def test_read_trajectories_long_csv(tmp_path):
 
 
 def test_read_trajectories_ragged_times_and_missing_values(tmp_path):
-    rows = [dict(unit="a", time=0, y=1.0), dict(unit="a", time=1, y="."), dict(unit="b", time=0.5, y=2.0),
-            dict(unit="c", time=1, y=3.0), dict(unit="c", time=2, y=4.0)]
+    rows = [{"unit": "a", "time": 0, "y": 1.0}, {"unit": "a", "time": 1, "y": "."}, {"unit": "b", "time": 0.5, "y": 2.0},
+            {"unit": "c", "time": 1, "y": 3.0}, {"unit": "c", "time": 2, "y": 4.0}]
     p = read_trajectories(_long_csv(tmp_path / "ragged.csv", rows), test_fraction=0.34)
     assert p.obs_names == ("y",) and p.train.t.tolist() == [0.0, 0.5, 1.0, 2.0]
     assert int(p.train.mask.sum() + p.test.mask.sum()) == 4  # "." is unobserved
 
 
 @pytest.mark.parametrize("rows, kwargs, match", [
-    ([dict(unit=1, time=0, y=1.0), dict(unit="", time=1, y=1.0)], {}, r"row 2, column 'unit': missing unit id"),
-    ([dict(unit=1, time=0, y=1.0), dict(unit=1, time=0, y=2.0)], {}, r"row 2, column 'time': unit '1' has two "
-                                                                      r"rows at time 0 \(rows 1 and 2\)"),
-    ([dict(unit=1, time="x", y=1.0)], {}, r"row 1, column 'time': expected a number, got 'x'"),
-    ([dict(unit=1, time=0, y=1.0)], {"outputs": ["z"]}, r"no column 'z' \(argument outputs=\)"),
-    ([dict(unit=1, time=0, y=1.0, u=1.0), dict(unit=2, time=1, y=1.0, u=0.0)], {"inputs": ["u"]},
+    ([{"unit": 1, "time": 0, "y": 1.0}, {"unit": "", "time": 1, "y": 1.0}], {}, r"row 2, column 'unit': missing unit id"),
+    ([{"unit": 1, "time": 0, "y": 1.0}, {"unit": 1, "time": 0, "y": 2.0}], {}, (r"row 2, column 'time': unit '1' has two "
+                                                                      r"rows at time 0 \(rows 1 and 2\)")),
+    ([{"unit": 1, "time": "x", "y": 1.0}], {}, r"row 1, column 'time': expected a number, got 'x'"),
+    ([{"unit": 1, "time": 0, "y": 1.0}], {"outputs": ["z"]}, r"no column 'z' \(argument outputs=\)"),
+    ([{"unit": 1, "time": 0, "y": 1.0, "u": 1.0}, {"unit": 2, "time": 1, "y": 1.0, "u": 0.0}], {"inputs": ["u"]},
      r"unit '1' has no row at time 1; with inputs every unit needs a row at every time"),
-    ([dict(unit=1, time=0, y=1.0)], {"inputs": ["y"], "outputs": ["y"]}, r"columns \['y'\] named more than once"),
+    ([{"unit": 1, "time": 0, "y": 1.0}], {"inputs": ["y"], "outputs": ["y"]}, r"columns \['y'\] named more than once"),
 ])
 def test_read_trajectories_errors_name_file_row_and_column(tmp_path, rows, kwargs, match):
     path = _long_csv(tmp_path / "bad.csv", rows)
@@ -145,7 +145,7 @@ def test_the_docs_example_goes_from_arrays_to_a_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.set_default_dtype(torch.float32)  # a user's session: float64 arrays, float32 models (conftest resets it)
     scope = {}
-    exec(compile(runnable, "README example", "exec"), scope)
+    exec(compile(runnable, "README example", "exec"), scope)  # noqa: S102
     assert [(r["method"], r["status"]) for r in scope["rows"]] == [("map", "ok"), ("autonormal", "ok")]
     assert scope["problem"].train.y.dtype == torch.float32
     report = (tmp_path / "my_comparison" / "report.md").read_text()

@@ -8,7 +8,8 @@ import torch
 from pyro_node_uq.data import read_events
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
                     database=None)
@@ -28,8 +29,8 @@ def tables(draw):
                               unique_by=lambda d: d[0]))
         cov = draw(st.lists(st.floats(1.0, 200.0), min_size=num_cov, max_size=num_cov))
         extra = {c: v for c, v in zip(COVARIATES, cov)}
-        truth[uid] = dict(obs={t / 4: v for t, v in zip(times, values)}, doses=sorted((t / 4, a) for t, a in doses),
-                          cov=cov)
+        truth[uid] = {"obs": {t / 4: v for t, v in zip(times, values)}, "doses": sorted((t / 4, a) for t, a in doses),
+                          "cov": cov}
         rows += [dict(ID=uid, TIME=t / 4, DV=v, AMT=0.0, EVID=0, CMT=2, **extra) for t, v in zip(times, values)]
         rows += [dict(ID=uid, TIME=t / 4, DV=".", AMT=a, EVID=1, CMT=1, **extra) for t, a in doses]
     order = draw(st.permutations(range(len(rows))))

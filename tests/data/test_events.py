@@ -84,8 +84,8 @@ def test_observation_compartment_is_recorded():
 @pytest.mark.parametrize("changes, kwargs, match", [
     ({"ID": [1, 1, "", 1, 2, 2, 2]}, {}, r"row 3, column 'ID': missing unit id"),
     ({"ID": [1, 1, 1, 1, ".", 2, 2]}, {}, r"row 5, column 'ID': missing unit id"),
-    ({"CMT": [1, 2, 2, 2, 1, 3, 2]}, {}, r"row 6, column 'CMT': an observation of compartment 3, but row 2 observes "
-                                         r"compartment 2"),
+    ({"CMT": [1, 2, 2, 2, 1, 3, 2]}, {}, (r"row 6, column 'CMT': an observation of compartment 3, but row 2 observes "
+                                         r"compartment 2")),
     ({}, {"covariates": ["WT", "WT"]}, r"covariates: \['WT'\] named more than once"),
 ])
 def test_rows_that_would_change_the_units_silently_are_refused(changes, kwargs, match):

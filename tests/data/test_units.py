@@ -1,4 +1,7 @@
 """Units and their two splits: held-out units and held-out later observations."""
+import functools
+import operator
+
 import pytest
 import torch
 
@@ -58,7 +61,7 @@ def test_unit_folds_hold_every_unit_out_once():
     u = _units(n=10)
     folds = unit_folds(u, 4, seed=3)
     assert [len(test) for _, test in folds] == [3, 3, 2, 2]
-    held = sum((test.ids.tolist() for _, test in folds), [])
+    held = functools.reduce(operator.iadd, (test.ids.tolist() for _, test in folds), [])
     assert sorted(held) == list(range(10))  # each unit exactly once
     for train, test in folds:
         assert test.new_units and not train.new_units
@@ -77,7 +80,7 @@ def test_units_problem_folds():
 
     u = _units(n=8)
     problems = [units_problem("toy", "", u, num_folds=4, fold=k, obs_names=("y",)) for k in range(4)]
-    assert sorted(sum((p.test.ids.tolist() for p in problems), [])) == list(range(8))
+    assert sorted(functools.reduce(operator.iadd, (p.test.ids.tolist() for p in problems), [])) == list(range(8))
     assert all(len(p.train) == 6 and torch.equal(p.train.ids, p.extrapolation.ids) for p in problems)
     assert torch.equal(problems[0].test.ids, units_problem("toy", "", u, obs_names=("y",)).test.ids)
     with pytest.raises(ValueError, match="fold"):
@@ -92,13 +95,13 @@ def test_theophylline_and_event_file_folds():
 
     default = load_problem("theophylline_events")
     folds = [load_problem("theophylline_events", num_folds=4, fold=k) for k in range(4)]
-    assert sorted(sum((p.test.ids.tolist() for p in folds), [])) == list(range(1, 13))  # subject IDs
+    assert sorted(functools.reduce(operator.iadd, (p.test.ids.tolist() for p in folds), [])) == list(range(1, 13))  # subject IDs
     assert torch.equal(folds[0].test.ids, default.test.ids)
     assert all(torch.equal(p.test.t, default.test.t) for p in folds)
     assert default.model_kwargs["equilibrium"] == "zero"
     table = theophylline_table()
     held = [events_problem(table, covariates=["WT"], num_folds=4, fold=k).test.ids.tolist() for k in range(4)]
-    assert sorted(sum(held, [])) == list(range(1, 13))
+    assert sorted(functools.reduce(operator.iadd, held, [])) == list(range(1, 13))
 
 
 def test_pk_population_predictive_is_calibrated_on_many_new_units():

@@ -94,7 +94,7 @@ def test_arviz_functions_work(idata, data, tmp_path):
 
 
 def test_guide_chains_and_mask(data):
-    split, mean, std, _ = data
+    split, mean, _std, _ = data
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = AutoNormal(model)
@@ -130,7 +130,7 @@ def test_misspelt_or_missing_posterior_sites_are_refused(data):
 
 
 def test_mcmc_sample_stats_and_from_pyro(data):
-    split, mean, std, _ = data
+    split, mean, _std, _ = data
     pyro.set_rng_seed(1)
     mcmc = MCMC(NUTS(model, max_plate_nesting=1), num_samples=100, warmup_steps=100, num_chains=1,
                 disable_progbar=True)

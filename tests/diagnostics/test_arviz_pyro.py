@@ -12,7 +12,11 @@ from pyro import poutine
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import AutoNormal
 
-from pyro_node_uq.diagnostics import mcmc_to_inference_data, model_inference_data, to_inference_data
+from pyro_node_uq.diagnostics import (
+    mcmc_to_inference_data,
+    model_inference_data,
+    to_inference_data,
+)
 
 
 def regression(x, y=None):

@@ -4,8 +4,12 @@ import math
 import pytest
 import torch
 
-from pyro_node_uq.diagnostics import (classification_scores, expected_calibration_error, predictive_entropy,
-                                      reliability)
+from pyro_node_uq.diagnostics import (
+    classification_scores,
+    expected_calibration_error,
+    predictive_entropy,
+    reliability,
+)
 
 
 def test_scores_of_a_hand_computed_case():

@@ -4,8 +4,15 @@ import math
 import pytest
 import torch
 
-from pyro_node_uq.diagnostics import (calibration_curve, crps, energy_distance, interval_coverage, predictive_nll,
-                                      rmse, score)
+from pyro_node_uq.diagnostics import (
+    calibration_curve,
+    crps,
+    energy_distance,
+    interval_coverage,
+    predictive_nll,
+    rmse,
+    score,
+)
 
 Normal = torch.distributions.Normal
 

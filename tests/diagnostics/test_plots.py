@@ -5,7 +5,12 @@ import pyro.distributions as dist
 import torch
 
 from pyro_node_uq.data import Split
-from pyro_node_uq.diagnostics import plot_calibration, plot_trajectories, plot_weights, to_inference_data
+from pyro_node_uq.diagnostics import (
+    plot_calibration,
+    plot_trajectories,
+    plot_weights,
+    to_inference_data,
+)
 
 matplotlib.use("Agg")
 

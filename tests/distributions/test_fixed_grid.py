@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-import pyro_node_uq.distributions.fixed_grid as fixed_grid
-from pyro_node_uq.distributions import Interpolator, NODETrajectory, solve_cache
+from pyro_node_uq.distributions import (
+    Interpolator,
+    NODETrajectory,
+    fixed_grid,
+    solve_cache,
+)
 from pyro_node_uq.distributions.solve_cache import SolveCache
 from pyro_node_uq.nn import BatchedMLP
 
@@ -37,7 +41,7 @@ LAYOUTS = ["particles", "unbatched", "two_traj_dims", "per_trajectory", "no_inpu
 @pytest.mark.parametrize("substeps", [1, 3])
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
-    kw = dict(P=None) if layout == "unbatched" else dict(traj=(2, 3)) if layout == "two_traj_dims" else {}
+    kw = {"P": None} if layout == "unbatched" else {"traj": (2, 3)} if layout == "two_traj_dims" else {}
     if layout == "no_inputs":
         kw["input_dim"] = 0
     if layout == "deep_no_Z":
@@ -96,11 +100,11 @@ def test_auto_backend_picks_the_fast_path_only_where_it_applies(monkeypatch):
     calls = []
     monkeypatch.setattr("pyro_node_uq.distributions.node_solve.solve_node_fixed",
                         lambda *a, **k: calls.append(1) or fixed_grid.solve_node_fixed(*a, **k))
-    R, Z, params, t, x, y = _setup()
-    for solver, fast in ((dict(method="rk4"), True), (dict(method="dopri5"), False),
-                         (dict(method="rk4", adjoint=True), False), (dict(method="rk4", step_size=0.1), False)):
+    R, Z, params, t, x, _y = _setup()
+    for solver, fast in (({"method": "rk4"}, True), ({"method": "dopri5"}, False),
+                         ({"method": "rk4", "adjoint": True}, False), ({"method": "rk4", "step_size": 0.1}, False)):
         calls.clear()
-        NODETrajectory(R, Z, params, t, x, h0=torch.zeros(3), scale=0.3, solver=solver).mean
+        NODETrajectory(R, Z, params, t, x, h0=torch.zeros(3), scale=0.3, solver=solver).mean  # noqa: B018
         assert bool(calls) == fast, solver
 
 
@@ -113,15 +117,15 @@ def test_compile_policy_auto_waits_caches_and_falls_back(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     monkeypatch.setattr(solve_cache, "CACHE", SolveCache())
-    R, Z, params, t, x, y = _setup()
+    R, Z, params, t, x, _y = _setup()
     ref = _solve(R, Z, params, t, x, "fixed")[0].mean
     for i in range(solve_cache.CACHE.compile_after + 2):
         out = _solve(R, Z, params, t, x, "fixed", compile="auto")[0].mean
         assert len(compiled) == (0 if i + 1 < solve_cache.CACHE.compile_after else 1)  # once, then cached
     torch.testing.assert_close(out, ref)
-    _solve(R, Z, params, t[:5], x[..., :5, :], "fixed", compile=True)[0].mean  # a shorter grid: same step shapes
+    _solve(R, Z, params, t[:5], x[..., :5, :], "fixed", compile=True)[0].mean  # a shorter grid: same step shapes  # noqa: B018
     assert len(compiled) == 1
-    _solve(R, Z, params, t, x[:2], "fixed", compile=True)[0].mean  # fewer trajectories: compiled at once
+    _solve(R, Z, params, t, x[:2], "fixed", compile=True)[0].mean  # fewer trajectories: compiled at once  # noqa: B018
     assert len(compiled) == 2
 
     def broken_compile(fn, **kw):
@@ -155,13 +159,13 @@ def test_vectorised_interpolation_equals_pointwise(kind):
 
 @pytest.mark.parametrize("method", ["midpoint", "rk4"])
 def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method):
-    import pyro_node_uq.distributions.rk_backprop as rk_backprop
+    from pyro_node_uq.distributions import rk_backprop
 
     R, Z, params, t, x, y = _setup(hidden=(6, 5), P=2, traj=(3,))
     used = []
     monkeypatch.setattr(fixed_grid, "rk_solve", lambda *a, **k: used.append(1) or rk_backprop.rk_solve(*a, **k))
     grads = []
-    for solver in (dict(method=method, substeps=2), dict(method=method, substeps=2, compile=True)):
+    for solver in ({"method": method, "substeps": 2}, {"method": method, "substeps": 2, "compile": True}):
         if solver.get("compile"):  # the compile path runs the autograd step loop; here without a compiler
             monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
             monkeypatch.setattr(solve_cache, "CACHE", SolveCache())
@@ -183,7 +187,7 @@ def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatc
     uniform grid it takes the solve's own step as the "one step" and solves only the two half steps."""
     from pyro_node_uq.distributions import rk_backprop, step_check
 
-    R, Z, params, t, x, y = _setup(input_dim=input_dim)
+    R, _Z, params, t, x, _y = _setup(input_dim=input_dim)
     if grid == "uniform":
         t = torch.linspace(0, 4, T, dtype=torch.float64)
     h0 = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
@@ -264,7 +268,7 @@ def test_grid_and_stage_inputs_are_memoised_per_data_version(monkeypatch):
 
 def test_large_stage_inputs_are_not_memoised(monkeypatch):
     monkeypatch.setattr(solve_cache, "CACHE", SolveCache(grid_max_elements=10))
-    R, Z, params, t, x, y = _setup()
+    R, Z, params, t, x, _y = _setup()
     first = _solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean
     assert len(solve_cache.CACHE.grids) == 0  # held nowhere: the data's size bounds what a memo keeps alive
     torch.testing.assert_close(_solve(R, Z, params, t, x, "fixed", step_check=False)[0].mean, first)
@@ -303,7 +307,7 @@ def test_weights_as_views_of_a_flat_latent_match_torchdiffeq():
 
     def logp(views, backend):
         return NODETrajectory(R, Z, views, t, x, h0=torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64),
-                              scale=0.3, obs_dim=2, solver=dict(backend=backend)).log_prob(y)
+                              scale=0.3, obs_dim=2, solver={"backend": backend}).log_prob(y)
 
     out = []
     for backend in ("fixed", "torchdiffeq"):

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from pyro_node_uq.distributions import ODESolver
-from pyro_node_uq.distributions.input_check import InputResolutionWarning, input_resolution_error
+from pyro_node_uq.distributions.input_check import (
+    InputResolutionWarning,
+    input_resolution_error,
+)
 from pyro_node_uq.distributions.interpolation import Interpolator
 from pyro_node_uq.models import NODEModel
 

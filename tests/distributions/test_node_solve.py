@@ -126,18 +126,18 @@ def test_gradient_flows_through_doses_and_segments():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(t=torch.tensor([[0.0, 2.0, 1.0]], dtype=torch.float64)), "unit 0, index 2"),
-    (dict(t=torch.tensor([0.0, float("nan")], dtype=torch.float64)), "NaN"),
-    (dict(t_mask=torch.ones(3, dtype=torch.bool)), "t_mask: only per-unit"),
-    (dict(t0=0.5), "t0: the solve starts at 0.5"),
-    (dict(doses=DoseSchedule.from_lists([[0.0]], [[1.0]], [[1]], dtype=torch.float64)), "compartment must lie in"),
-    (dict(doses=DoseSchedule.from_lists([[0.0]], [[1.0]], dtype=torch.float32)), "doses: dtype"),
-    (dict(h0=torch.zeros(2, dtype=torch.float64)), "h0: expected a last dim of hidden_dim=1"),
-    (dict(params={}), "params: missing parameter 'R.0.weight'"),
+    ({"t": torch.tensor([[0.0, 2.0, 1.0]], dtype=torch.float64)}, "unit 0, index 2"),
+    ({"t": torch.tensor([0.0, float("nan")], dtype=torch.float64)}, "NaN"),
+    ({"t_mask": torch.ones(3, dtype=torch.bool)}, "t_mask: only per-unit"),
+    ({"t0": 0.5}, "t0: the solve starts at 0.5"),
+    ({"doses": DoseSchedule.from_lists([[0.0]], [[1.0]], [[1]], dtype=torch.float64)}, "compartment must lie in"),
+    ({"doses": DoseSchedule.from_lists([[0.0]], [[1.0]], dtype=torch.float32)}, "doses: dtype"),
+    ({"h0": torch.zeros(2, dtype=torch.float64)}, "h0: expected a last dim of hidden_dim=1"),
+    ({"params": {}}, "params: missing parameter 'R.0.weight'"),
 ])
 def test_contract_errors_name_the_argument(kwargs, match):
     R, Z, params = one_compartment()
-    args = dict(t=torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64), params=params)
+    args = {"t": torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64), "params": params}
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         solve_node(R, Z, args.pop("params"), args.pop("t"), **args)

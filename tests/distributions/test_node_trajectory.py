@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from pyro_node_uq.distributions import Interpolator, NODEDivergenceError, NODETrajectory, ODESolver
+from pyro_node_uq.distributions import (
+    Interpolator,
+    NODEDivergenceError,
+    NODETrajectory,
+    ODESolver,
+)
 from pyro_node_uq.nn import BatchedMLP
 
 R = BatchedMLP("R", (3 + 1, 8, 3))
@@ -102,7 +107,7 @@ def test_divergence_is_detected():
 
 
 def test_bad_arguments():
-    t, x, y = _data((4,))
+    t, x, _y = _data((4,))
     with pytest.raises(ValueError, match="noise"):
         _dist(_params(1), t, x, noise="cauchy")
     with pytest.raises(ValueError, match="missing parameter 'Z.1.bias'"):
@@ -143,8 +148,8 @@ def test_fast_fixed_grid_path_checks_its_step_too():
     euler = ODESolver(method="euler")
     assert euler.fixed_grid  # a fixed-step method without step_size: the fast path
     with pytest.warns(StepSizeWarning, match="far above"):
-        NODETrajectory(R, Z, params, t, x, h0=0.1 * torch.ones(3), scale=0.3, solver=euler,
+        NODETrajectory(R, Z, params, t, x, h0=0.1 * torch.ones(3), scale=0.3, solver=euler,  # noqa: B018
                        on_divergence="reject").mean
     with warnings.catch_warnings():
         warnings.simplefilter("error", StepSizeWarning)
-        _dist(_params(1), torch.linspace(0, 2, 200), torch.zeros(2, 200, 1), solver=euler).mean
+        _dist(_params(1), torch.linspace(0, 2, 200), torch.zeros(2, 200, 1), solver=euler).mean  # noqa: B018

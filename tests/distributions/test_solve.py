@@ -12,9 +12,9 @@ def decay(t, y):
     return -0.7 * y
 
 
-@pytest.mark.parametrize("solver", [dict(method="dopri5", rtol=1e-10, atol=1e-12, backend="torchdiffeq"),
-                                    dict(method="rk4", substeps=20, backend="torchdiffeq"),
-                                    dict(method="rk4", step_size=0.01, step_check=False)])
+@pytest.mark.parametrize("solver", [{"method": "dopri5", "rtol": 1e-10, "atol": 1e-12, "backend": "torchdiffeq"},
+                                    {"method": "rk4", "substeps": 20, "backend": "torchdiffeq"},
+                                    {"method": "rk4", "step_size": 0.01, "step_check": False}])
 def test_exponential_decay_matches_the_closed_form(solver):
     t = torch.linspace(0.0, 3.0, 7, dtype=torch.float64)
     y0 = torch.tensor([[1.0], [2.5]], dtype=torch.float64)

@@ -10,7 +10,12 @@ from pyro import poutine
 from pyro.infer import MCMC, NUTS
 
 from pyro_node_uq.distributions import NODEDivergenceError
-from pyro_node_uq.infer.log_joint import LogJoint, UnconditionedSiteError, model_plate_nesting, value_and_grad
+from pyro_node_uq.infer.log_joint import (
+    LogJoint,
+    UnconditionedSiteError,
+    model_plate_nesting,
+    value_and_grad,
+)
 
 Y = torch.tensor([0.5, -1.0, 2.0])
 

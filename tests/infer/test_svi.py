@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from pyro_node_uq.data import load_problem
-from pyro_node_uq.methods import run_map
 from pyro_node_uq.infer import fit_svi
+from pyro_node_uq.methods import run_map
 
 
 def test_fit_svi_rejects_bad_arguments_and_non_finite_loss():

@@ -7,7 +7,11 @@ from torch.distributions import constraints
 from pyro_node_uq.compare import run_comparison
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.methods import run_autonormal, run_map
-from pyro_node_uq.methods.convergence import BudgetExhaustedWarning, StoppingRule, loss_slope
+from pyro_node_uq.methods.convergence import (
+    BudgetExhaustedWarning,
+    StoppingRule,
+    loss_slope,
+)
 
 
 def test_loss_slope_is_the_least_squares_slope():
@@ -77,7 +81,7 @@ def test_report_marks_the_planted_budget_unconverged(tiny, tmp_path):
     assert by["map"]["converged"] is False and by["map"]["steps_used"] == 20
     assert by["autonormal"]["converged"] is False and by["autonormal"]["start"] == "map"
     assert by["autonormal"]["start_test_nll"] is not None and by["autonormal"]["start_train_loss"] < 1e9
-    report = open(os.path.join(out, "report.md")).read()
+    report = open(os.path.join(out, "report.md")).read()  # noqa: SIM115
     assert "**Not converged**" in report and "map, autonormal" in report
     assert "| map | **NO** (budget ran out) | 20 |" in report
     assert "NOT CONVERGED: step budget of 20 ran out" in report

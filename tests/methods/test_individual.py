@@ -6,8 +6,7 @@ import torch
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.data.pk import K_ELIM
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.methods import condition_effects, predict_units
-from pyro_node_uq.methods import MethodResult
+from pyro_node_uq.methods import MethodResult, condition_effects, predict_units
 from pyro_node_uq.models import HierarchicalNODEModel
 
 D64 = torch.float64
@@ -18,7 +17,7 @@ def truth():
     """The true population (linear R = -k h, the true omega and noise) as a posterior of point masses."""
     problem = load_problem("pk_repeated", num_units=24, noise=0.05, dtype=D64)
     model = HierarchicalNODEModel(hidden_dim=1, R_hidden=(), Z_hidden=None, omega="latent", scale=0.05,
-                                  solver=dict(method="rk4", substeps=4))
+                                  solver={"method": "rk4", "substeps": 4})
     S = 50
     samples = {"R.0.weight": torch.full((1, S, 1, 1), -K_ELIM, dtype=D64), "R.0.bias": torch.zeros(1, S, 1, dtype=D64),
                "omega": torch.tensor([0.3, 0.2], dtype=D64).expand(1, S, 2)}
@@ -27,7 +26,7 @@ def truth():
 
 def test_conditioning_recovers_the_units_effects(truth):
     problem, result = truth
-    early, late = split_by_time(problem.test, 2 / 3)  # 4-6 observations per unit
+    early, _late = split_by_time(problem.test, 2 / 3)  # 4-6 observations per unit
     eff = condition_effects(result, early, num_samples=50, num_proposals=400, seed=1)
     assert eff.eta_z.shape == (50, len(early), 2) and eff.ess.shape == (50, len(early))
     assert bool((eff.ess >= 1).all()) and bool((eff.ess <= 400).all())

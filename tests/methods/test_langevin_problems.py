@@ -39,9 +39,9 @@ from pyro_node_uq.methods import run_autonormal, run_langevin, run_map
 pytestmark = pytest.mark.slow
 
 SETTINGS = {
-    "chemical": dict(map_steps=800, map_lr=2e-2, vi_steps=500, iters=300, seeds=range(5), coverage=(0.80, 0.95)),
+    "chemical": {"map_steps": 800, "map_lr": 2e-2, "vi_steps": 500, "iters": 300, "seeds": range(5), "coverage": (0.80, 0.95)},
     # NLL and coverage do not hold over seeds here (module docstring): the path ELBO only
-    "elastoplastic": dict(map_steps=3000, map_lr=5e-3, vi_steps=300, iters=180, seeds=range(5), coverage=None),
+    "elastoplastic": {"map_steps": 3000, "map_lr": 5e-3, "vi_steps": 300, "iters": 180, "seeds": range(5), "coverage": None},
 }
 
 

@@ -7,7 +7,7 @@ from pyro_node_uq.methods import run_map
 
 
 def test_map_result_and_predict(problem, small):
-    model, res = small
+    _model, res = small
     assert res.name == "map" and res.elbo is None and res.stochastic_dim == 0
     assert res.num_model_evals == 1 + 40  # guide prototype trace + one solve per step
     out = res.predict(problem.test, num_samples=5)

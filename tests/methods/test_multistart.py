@@ -33,7 +33,7 @@ def test_batched_starts_score_each_start_by_its_own_log_joint(tiny):
 def test_the_starts_differ_and_the_best_is_not_worse_than_one_start(tiny):
     model = tiny.default_model(R_hidden=(4,))
     _, info = best_start(model, tiny.train, num_starts=4, num_steps=10, lr=1e-2, progress_bar=False)
-    assert len(set(round(v, 3) for v in info["log_joints"])) == 4  # different initialisations
+    assert len({round(v, 3) for v in info["log_joints"]}) == 4  # different initialisations
 
 
 def test_a_model_with_its_own_params_runs_the_starts_one_after_another(tiny):

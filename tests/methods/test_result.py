@@ -29,6 +29,12 @@ def test_a_result_without_draws_or_count_says_what_is_missing():
         MethodResult("guided", None, guide=object()).posterior_samples()
 
 
+@pytest.mark.parametrize("num_samples, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError), ("10", TypeError)])
+def test_a_draw_count_that_is_not_a_positive_integer_is_named(num_samples, error):
+    with pytest.raises(error, match="num_samples: expected an integer >= 1"):
+        stored().posterior_samples(num_samples)
+
+
 def test_predict_returns_the_models_predict_sites(problem, small):
     model, res = small
     out = res.predict(problem.test, num_samples=3)
@@ -46,7 +52,7 @@ def test_a_float32_fit_predicts_and_converts_float64_data():
     from pyro_node_uq.methods import run_map
 
     torch.set_default_dtype(torch.float32)  # the conftest resets it
-    small = dict(num_train=2, num_test=2, num_extrapolation=2, num_times=11)
+    small = {"num_train": 2, "num_test": 2, "num_extrapolation": 2, "num_times": 11}
     p32, p64 = (load_problem("chemical", dtype=d, **small) for d in (torch.float32, torch.float64))
     res = run_map(p32.default_model(), p32.train, num_steps=2, progress_bar=False)
     out = res.predict(p64.test, num_samples=2)

@@ -25,7 +25,7 @@ def test_true_vector_field_reproduces_closed_form(problem):
     """R linear with weight -k and the true effects: the model's mean is the closed form to 1e-6."""
     split = problem.train
     model = HierarchicalNODEModel(hidden_dim=1, R_hidden=(), Z_hidden=None, omega_init=0.25,
-                                  solver=dict(method="rk4", substeps=40))
+                                  solver={"method": "rk4", "substeps": 40})
     truth = {"R.0.weight": torch.tensor([[-K_ELIM]], dtype=D64), "R.0.bias": torch.zeros(1, dtype=D64),
              "eta_z": split.eta_true / 0.25}
     trace = poutine.trace(poutine.condition(model, truth)).get_trace(*split.args, **split.kwargs)
@@ -162,7 +162,7 @@ def test_centred_map_does_not_inflate_omega():
     omegas = {}
     for par in ("noncentred", "centred"):
         model = poutine.condition(HierarchicalNODEModel(hidden_dim=1, R_hidden=(), Z_hidden=None, scale=0.1,
-                                                        parameterization=par, solver=dict(method="rk4")), fixed)
+                                                        parameterization=par, solver={"method": "rk4"}), fixed)
         fit = run_map(model, problem.train, num_steps=300, lr=0.05, progress_bar=False)
         with param_scope(fit.param_state):
             omegas[par] = pyro.param("omega").detach()
@@ -175,7 +175,7 @@ def test_per_state_rate_effects_scale_their_own_derivative():
     whose R rows are multiplied by ``exp(eta_rate + eta_rate[k])`` per unit."""
     problem = load_problem("theophylline_events", dtype=D64)
     split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
-    kw = dict(hidden_dim=2, R_hidden=(), Z_hidden=None, scale=0.5, solver=dict(method="rk4"))
+    kw = {"hidden_dim": 2, "R_hidden": (), "Z_hidden": None, "scale": 0.5, "solver": {"method": "rk4"}}
     model = HierarchicalNODEModel(effects=("rate", "rate[0]", "rate[1]"), omega="latent", **kw)
     pop = HierarchicalNODEModel(effects=(), **kw)
     w = torch.tensor([[-0.2, 1.0], [0.0, -1.0]], dtype=D64)
@@ -205,7 +205,6 @@ def test_warm_start_moves_the_rate_effects_mean_into_the_network(name, options):
     model = problem.default_model(**options)
     split = problem.train
     fit = run_map(model, split, num_steps=30, progress_bar=False)
-    site = model._unit_site
     with param_scope(fit.param_state):
         before = {k: v.detach() for k, v in fit.guide.median().items()}
         after = model.warm_start_values(before, split)
@@ -247,7 +246,7 @@ def test_outflow_effect_is_the_absorption_rate_of_the_closed_form():
     problem = load_problem("theophylline_events", dtype=D64)
     split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     ka, ke = 1.5, 0.09
-    kw = dict(hidden_dim=2, Z_hidden=None, scale=0.5, omega="latent", solver=dict(method="rk4", substeps=20))
+    kw = {"hidden_dim": 2, "Z_hidden": None, "scale": 0.5, "omega": "latent", "solver": {"method": "rk4", "substeps": 20}}
     eta = torch.tensor([[0.6], [-0.4], [0.0]], dtype=D64)
     data = {"R.0.weight": torch.tensor([[-ke, ka], [0.0, -ka]], dtype=D64), "R.0.bias": torch.zeros(2, dtype=D64),
             "omega": torch.ones(1, dtype=D64), "eta_z": eta}
@@ -284,7 +283,7 @@ def test_zero_equilibrium_keeps_an_undosed_unit_at_zero():
     problem = load_problem("theophylline_events", dtype=D64)
     split = problem.train.select(torch.arange(3), covariates=None)  # models without a covariate model
     undosed = split.doses._replace(amount=torch.zeros_like(split.doses.amount))
-    kw = dict(hidden_dim=2, R_hidden=(8,), Z_hidden=None, scale=0.5, effects=("rate", "output"))
+    kw = {"hidden_dim": 2, "R_hidden": (8,), "Z_hidden": None, "scale": 0.5, "effects": ("rate", "output")}
     anchored, free = HierarchicalNODEModel(equilibrium="zero", **kw), HierarchicalNODEModel(**kw)
     assert "R.1.bias" not in anchored.weight_shapes() and anchored.layer_sites("last_layer") == ["R.1.weight"]
     gen = torch.Generator().manual_seed(1)

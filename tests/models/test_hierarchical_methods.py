@@ -8,7 +8,14 @@ import torch
 from pyro_node_uq.compare import RunContext
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import to_inference_data
-from pyro_node_uq.methods import METHODS, MethodSkipped, map_values, run_layerwise, run_layerwise_effects, run_map
+from pyro_node_uq.methods import (
+    METHODS,
+    MethodSkipped,
+    map_values,
+    run_layerwise,
+    run_layerwise_effects,
+    run_map,
+)
 from pyro_node_uq.utils.seeding import param_scope
 from tests.methods.test_contract import tiny_options
 

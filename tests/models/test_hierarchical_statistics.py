@@ -19,8 +19,14 @@ import torch
 from pyro_node_uq.data import load_problem, split_by_time
 from pyro_node_uq.data.pk import OMEGA, pk_population_predictive
 from pyro_node_uq.diagnostics.metrics import score
-from pyro_node_uq.methods import condition_effects, predict_units
-from pyro_node_uq.methods import run_autonormal, run_langevin, run_layerwise_effects, run_map
+from pyro_node_uq.methods import (
+    condition_effects,
+    predict_units,
+    run_autonormal,
+    run_langevin,
+    run_layerwise_effects,
+    run_map,
+)
 from pyro_node_uq.utils.seeding import param_scope
 
 pytestmark = pytest.mark.slow

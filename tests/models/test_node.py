@@ -64,7 +64,7 @@ def test_vectorised_elbo_equals_mean_of_single_particle_elbos():
 
 
 def test_predictive_parallel_matches_sequential():
-    t, x, y = _data()
+    t, x, _y = _data()
     model = _model(init="learned", scale="latent")
     guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0))
     post = Predictive(model, guide=guide, num_samples=6, parallel=True)(t, x)
@@ -151,7 +151,7 @@ def test_doses_per_unit_times_and_error_models_reach_the_likelihood(error_model)
     model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale=0.3, error_model=error_model, init="zero",
                       prop_scale=0.2 if error_model == "combined" else None)
     pyro.set_rng_seed(0)
-    kwargs = dict(t_mask=t_mask, doses=doses, censored=censored, t0=0.0)
+    kwargs = {"t_mask": t_mask, "doses": doses, "censored": censored, "t0": 0.0}
     trace = pyro.poutine.trace(model).get_trace(t, None, y, **kwargs)
     params = {k: trace.nodes[k]["value"] for k in model.weight_shapes()}
     sol = solve_node(model.R, None, params, t, t_mask=t_mask, doses=doses, t0=0.0, obs_dim=1, solver=model.solver)
@@ -192,7 +192,7 @@ def test_bad_error_model_options():
 def test_svi_and_parallel_predictive_with_doses_and_per_unit_times():
     t, t_mask, doses, y, censored = _pk_units()
     model = NODEModel(obs_dim=1, R_hidden=(4,), Z_hidden=None, scale="latent", error_model="lognormal")
-    kwargs = dict(t_mask=t_mask, doses=doses, censored=censored, t0=0.0)
+    kwargs = {"t_mask": t_mask, "doses": doses, "censored": censored, "t0": 0.0}
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = AutoNormal(model, init_loc_fn=model.init_loc_fn(0), init_scale=0.01)
@@ -224,7 +224,7 @@ def test_predict_args_keep_doses_and_times_but_free_the_observations():
     from types import SimpleNamespace
 
     t, t_mask, doses, y, censored = _pk_units()
-    fields = dict(t=t, x=None, y=y, kwargs={"mask": t_mask, "censored": censored, "t_mask": t_mask, "doses": doses})
+    fields = {"t": t, "x": None, "y": y, "kwargs": {"mask": t_mask, "censored": censored, "t_mask": t_mask, "doses": doses}}
     split = type("Split", (SimpleNamespace,), {"__len__": lambda self: 2})(**fields)
     args, kwargs = NODEModel(obs_dim=1).predict_args(split)
     assert args[2] is None and set(kwargs) == {"num_trajectories", "t_mask", "doses"}

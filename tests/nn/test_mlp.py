@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from pyro_node_uq.nn import BatchedMLP, batched_linear, flatten_params, select_sites, unflatten_params
+from pyro_node_uq.nn import (
+    BatchedMLP,
+    batched_linear,
+    flatten_params,
+    select_sites,
+    unflatten_params,
+)
 
 
 def _batched_params(net, batch, seed=0):

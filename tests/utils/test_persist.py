@@ -57,16 +57,16 @@ def test_atomic_save_replaces_a_symlink_at_the_target_instead_of_following_it(tm
     victim = tmp_path / "outside.txt"
     victim.write_text("precious")
     os.symlink(victim, tmp_path / "report.md")
-    atomic_save(tmp_path / "report.md", lambda tmp: open(tmp, "w").write("new"))
+    atomic_save(tmp_path / "report.md", lambda tmp: open(tmp, "w").write("new"))  # noqa: SIM115
     assert victim.read_text() == "precious" and not os.path.islink(tmp_path / "report.md")
 
 
 def test_orphaned_temporaries_of_dead_processes_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)  # noqa: PLW1510
     pid = int(dead.stdout)
     (tmp_path / f".rec.pt.tmp-{pid}-abc").write_bytes(b"partial")
     (tmp_path / f".rec.pt.tmp-{os.getpid()}-live").write_bytes(b"in progress")  # a live writer: kept
-    atomic_save(tmp_path / "rec.pt", lambda tmp: open(tmp, "wb").write(b"ok"))
+    atomic_save(tmp_path / "rec.pt", lambda tmp: open(tmp, "wb").write(b"ok"))  # noqa: SIM115
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".rec.pt.tmp-{os.getpid()}-live", "rec.pt"]
 
 
@@ -93,7 +93,7 @@ def test_failed_ltau_save_leaves_the_previous_save_intact(tmp_path, monkeypatch)
     expected = _prediction(a)
 
     def full_disk(index, path):
-        open(path, "wb").write(b"half")
+        open(path, "wb").write(b"half")  # noqa: SIM115
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(faiss, "write_index", full_disk)
@@ -148,7 +148,7 @@ def test_ltau_load_verifies_the_manifest(tmp_path):
     (tmp_path / "s" / "MANIFEST.json").write_text("{not json")
     with pytest.raises(SaveError, match="MANIFEST.json: the manifest is not valid JSON"):
         LTAU.load(tmp_path / "s")
-    save_unit(tmp_path / "other", {"a.txt": lambda p: open(p, "w").write("x")}, kind="comparison")
+    save_unit(tmp_path / "other", {"a.txt": lambda p: open(p, "w").write("x")}, kind="comparison")  # noqa: SIM115
     with pytest.raises(SaveError, match="a 'comparison' save, expected a 'ltau' save"):
         LTAU.load(tmp_path / "other")
     manifest = json.loads((tmp_path / "other" / "MANIFEST.json").read_text())
@@ -211,7 +211,7 @@ def test_an_ltau_save_of_version_0_1_without_a_manifest_still_loads(tmp_path):
     old = tmp_path / "old"
     old.mkdir()
     for name, path in paths.items():
-        (old / name).write_bytes(open(path, "rb").read())
+        (old / name).write_bytes(open(path, "rb").read())  # noqa: SIM115
     assert torch.equal(_prediction(LTAU.load(old, unverified=True)), _prediction(ltau))
 
 

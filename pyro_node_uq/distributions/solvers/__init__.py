@@ -15,7 +15,15 @@ Example::
 import importlib
 import pkgutil
 
-from .base import SOLVERS, AdaptiveSolver, ExplicitRK, Solver, Tableau, TorchdiffeqSolver, get_solver
+from .base import (
+    SOLVERS,
+    AdaptiveSolver,
+    ExplicitRK,
+    Solver,
+    Tableau,
+    TorchdiffeqSolver,
+    get_solver,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")

@@ -23,7 +23,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
-from pyro.infer.autoguide import AutoContinuous, AutoDiagonalNormal, AutoLowRankMultivariateNormal, AutoNormal
+from pyro.infer.autoguide import (
+    AutoContinuous,
+    AutoDiagonalNormal,
+    AutoLowRankMultivariateNormal,
+    AutoNormal,
+)
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
 from pyro.nn.module import to_pyro_module_
@@ -32,7 +37,14 @@ from torch import nn
 from torch.distributions import biject_to
 
 from ...nn import unflatten_params
-from .._pyro_compat import autoguide_state, bare_model, pyro_name, setup_prototype, unconstrained_shapes, unpack_latent
+from .._pyro_compat import (
+    autoguide_state,
+    bare_model,
+    pyro_name,
+    setup_prototype,
+    unconstrained_shapes,
+    unpack_latent,
+)
 from ..log_joint import LogJoint
 from . import ou_chain
 from .drift import DriftSum, ExactDrift, LearnedDrift
@@ -164,7 +176,7 @@ class AutoLangevin(AutoContinuous):
         self.loc = nn.Parameter(loc)
         self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
         if self.reference == "lowrank":
-            self.rank = self.rank or max(1, int(round(D ** 0.5)))
+            self.rank = self.rank or max(1, round(D ** 0.5))
             # relative to the scale, as in Pyro's AutoLowRankMultivariateNormal: W = diag(s) F.  Adam's steps on F
             # are then relative to the posterior's scale (an absolute W moved 50% per step where s ~ 0.01 and
             # training from a low-rank VI fit of a NODE blew up).  F starts at rows of norm ~0.1 (1% of the
@@ -200,7 +212,7 @@ class AutoLangevin(AutoContinuous):
         with torch.no_grad():
             if isinstance(other, AutoNormal):
                 locs, scales = [], []
-                for name, shape in unconstrained_shapes(self).items():
+                for name in unconstrained_shapes(self):
                     try:
                         loc, scale = operator.attrgetter(name)(other.locs), operator.attrgetter(name)(other.scales)
                     except AttributeError as e:
@@ -348,7 +360,7 @@ class AutoLangevin(AutoContinuous):
         shape = torch.Size(batch_shape) + (ref.noise_dim,)
         if noise is None:
             like = ref.loc  # read once: every read of a guide parameter is a pyro.param statement
-            noise = lambda s: torch.randn(s, dtype=like.dtype, device=like.device)  # noqa: E731
+            noise = lambda s: torch.randn(s, dtype=like.dtype, device=like.device)
         bound = self.max_drift * math.sqrt(self.latent_dim)
         state, infos = ou_chain.init(ref, noise(shape)), []
         h = self.step_size

@@ -13,7 +13,13 @@ import operator
 
 import torch
 from pyro import poutine
-from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoGuideList, AutoNormal, init_to_value
+from pyro.infer.autoguide import (
+    AutoDelta,
+    AutoGuide,
+    AutoGuideList,
+    AutoNormal,
+    init_to_value,
+)
 from pyro.infer.autoguide.initialization import init_to_median
 
 from ...nn import select_sites

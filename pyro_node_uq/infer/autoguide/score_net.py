@@ -11,7 +11,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ScoreMLP", "PerSiteScore", "make_score_net"]
+__all__ = ["PerSiteScore", "ScoreMLP", "make_score_net"]
 
 
 def _time_features(tau, batch_shape, num=4):

@@ -1,8 +1,17 @@
 """Scale-out: data-parallel SVI over ``torch.distributed``, minibatches, checkpoints, chains across processes."""
 from .chains import map_across_ranks
 from .checkpoint import SVICheckpoint
-from .process import (broadcast_object, comm_device, get_rank, get_world_size, init_distributed, is_main_process,
-                      local_process, spawn, sync_rng_state)
+from .process import (
+                      broadcast_object,
+                      comm_device,
+                      get_rank,
+                      get_world_size,
+                      init_distributed,
+                      is_main_process,
+                      local_process,
+                      spawn,
+                      sync_rng_state,
+)
 from .svi import DataParallelSVI, subsample_plate
 
 __all__ = ["DataParallelSVI", "SVICheckpoint", "broadcast_object", "comm_device", "get_rank", "get_world_size",

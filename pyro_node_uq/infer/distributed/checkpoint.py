@@ -126,7 +126,7 @@ class SVICheckpoint:
             raise ValueError(f"{where}: not a file")
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a pickle payload, another format, a truncated file: never executed, refused
+        except Exception as e:  # a pickle payload, another format, a truncated file: never executed, refused  # noqa: BLE001
             first = (str(e).strip().splitlines() or [""])[0]
             raise ValueError(f"{where}: cannot be read as a pyro-node-uq checkpoint (not one, written by an older "
                              f"version, or corrupt; only plain tensors and values are loaded): {type(e).__name__}: "
@@ -163,7 +163,7 @@ class SVICheckpoint:
                 state = str(e)
         state = broadcast_object(state)
         if isinstance(state, str):
-            raise ValueError(state)
+            raise ValueError(state)  # noqa: TRY004
         if state is None:
             return 0, []
         saved = state["config"]

@@ -10,8 +10,17 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["init_distributed", "get_rank", "get_world_size", "is_main_process", "local_process", "comm_device", "spawn",
-           "broadcast_object", "sync_rng_state"]
+__all__ = [
+    "broadcast_object",
+    "comm_device",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_main_process",
+    "local_process",
+    "spawn",
+    "sync_rng_state",
+]
 
 
 def init_distributed(backend=None, timeout=300.0):
@@ -26,7 +35,7 @@ def init_distributed(backend=None, timeout=300.0):
     if dist.is_available() and not dist.is_initialized() and "WORLD_SIZE" in os.environ:
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # noqa: PLW1508
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
     return get_rank(), get_world_size()
 

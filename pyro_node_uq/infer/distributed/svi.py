@@ -7,7 +7,13 @@ from pyro.poutine.messenger import Messenger
 
 from .._pyro_compat import SUBSAMPLE_DIST
 from ..guarded_svi import GuardedSVI
-from .process import broadcast_object, comm_device, get_rank, get_world_size, sync_rng_state
+from .process import (
+    broadcast_object,
+    comm_device,
+    get_rank,
+    get_world_size,
+    sync_rng_state,
+)
 
 __all__ = ["DataParallelSVI", "subsample_plate"]
 

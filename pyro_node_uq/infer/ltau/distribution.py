@@ -9,7 +9,8 @@ past (:mod:`~pyro_node_uq.infer.ltau.memory`); the unsmoothed mixture is kept, s
 """
 import torch
 
-from .memory import _LEVELS as _MEMORY_LEVELS, smooth_along_time
+from .memory import _LEVELS as _MEMORY_LEVELS
+from .memory import smooth_along_time
 
 __all__ = ["ErrorDistribution"]
 

@@ -13,13 +13,14 @@ import os
 import numpy as np
 import torch
 
-from .calibration import ErrorCalibration, default_memories
-from .distribution import ErrorDistribution
-from .node import node_features, node_keys, node_latent, NODETrainingMonitor
 from ...utils.persist import MANIFEST, SaveError, load_unit, save_unit, unit_lock
 from ...validation import MAX_SIZE, check_int
+from .calibration import ErrorCalibration, default_memories
+from .distribution import ErrorDistribution
+from .faiss_file import faiss_module as _faiss
+from .faiss_file import read_faiss_index
+from .node import NODETrainingMonitor, node_features, node_keys, node_latent
 from .recorder import LossTrajectoryRecorder, load_torch_file
-from .faiss_file import faiss_module as _faiss, read_faiss_index
 
 __all__ = ["LTAU"]
 

@@ -5,8 +5,8 @@ Its stable key is ``trajectory_id * T + time_index``; its error is the Euclidean
 grow along a trajectory, and equal hidden states early and late need not have equal errors), and optionally the
 inputs at that time.
 """
-import pyro.poutine as poutine
 import torch
+from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
 __all__ = ["NODETrainingMonitor", "node_errors", "node_features", "node_keys", "node_latent"]
@@ -23,7 +23,7 @@ def _window_mean(values, weights, window):
     """Weighted moving average over the time axis (-2) within +-``window`` steps."""
     if window == 0:
         return values
-    pad = lambda v: torch.nn.functional.pad(v.cumsum(-2), (0, 0, 1, 0))  # noqa: E731
+    pad = lambda v: torch.nn.functional.pad(v.cumsum(-2), (0, 0, 1, 0))
     cv, cw = pad(values * weights), pad(weights)
     T = values.shape[-2]
     steps = torch.arange(T, device=values.device)

@@ -152,8 +152,8 @@ class LangevinKernel(MCMCKernel):
         self.adapt_step_size = adapt_step_size and (adjust or drift != "learned")
         self.target_accept_prob, self.num_particles = target_accept_prob, int(num_particles)
         self.max_energy_error, self._initial_params = float(max_energy_error), None
-        self._options = dict(step_size=step_size, potential_fn=potential_fn, transforms=transforms,
-                             max_plate_nesting=max_plate_nesting, init_strategy=init_strategy)
+        self._options = {"step_size": step_size, "potential_fn": potential_fn, "transforms": transforms,
+                             "max_plate_nesting": max_plate_nesting, "init_strategy": init_strategy}
         self._target = self._chain = self._adaptation = self.last_info = None
         self._stats = _Stats.start(0, 1)
         super().__init__()

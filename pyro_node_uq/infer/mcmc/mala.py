@@ -12,7 +12,7 @@ drift is not finite, or whose energy rises by more than ``max_energy_error`` is 
 step-size adaptation and bookkeeping belong to the caller (:class:`~pyro_node_uq.infer.LangevinKernel`).
 """
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -21,7 +21,7 @@ __all__ = ["MALAInfo", "MALAState", "init", "step"]
 
 class MALAState(NamedTuple):
     z: torch.Tensor  #: points ``(P, D)``
-    potential: Optional[torch.Tensor]  #: ``U(z)`` ``(P,)``, or ``None`` when the drift needs no potential (ULA)
+    potential: torch.Tensor | None  #: ``U(z)`` ``(P,)``, or ``None`` when the drift needs no potential (ULA)
     drift: torch.Tensor  #: ``g(z)`` ``(P, D)``
 
 

@@ -16,7 +16,12 @@ import torch
 from pyro import poutine
 from pyro.distributions import constraints
 from pyro.infer import SVI, JitTrace_ELBO, Predictive, Trace_ELBO, TraceMeanField_ELBO
-from pyro.infer.autoguide import AutoDiagonalNormal, AutoGuideList, AutoNormal, init_to_median
+from pyro.infer.autoguide import (
+    AutoDiagonalNormal,
+    AutoGuideList,
+    AutoNormal,
+    init_to_median,
+)
 from pyro.nn import PyroModule, PyroParam, PyroSample
 from pyro.optim import Adam
 from torch import nn

@@ -191,7 +191,7 @@ def test_overflowing_drift_norm_gives_a_finite_path_kl():
 
     guide = AutoLangevin(model, num_steps=2, score="hybrid", exact_weight_init=1.0, init_scale=1.0)
     guide._setup_prototype()
-    z, log_r, pkl, _ = guide.run_chain(torch.Size([5]))  # capped, then clipped: no overflow, no NaN
+    z, _log_r, pkl, _ = guide.run_chain(torch.Size([5]))  # capped, then clipped: no overflow, no NaN
     assert torch.isfinite(pkl).all() and torch.isfinite(z).all() and guide.stats["clipped_fraction"] == 1.0
 
 

@@ -45,13 +45,13 @@ def fitted():
             _fit(model, guide, 2000, 0.01)
         elbo, se = mean_and_se(per_particle_elbo(model, guide, 10000, model.y))
         ens = guide.sample_ensemble(20000, model.y)["w"] if name != "autonormal" else None
-        out[name] = dict(gap=model.log_evidence - elbo, se=se, ens=ens)
+        out[name] = {"gap": model.log_evidence - elbo, "se": se, "ens": ens}
         print(f"{name}: gap {out[name]['gap']:.3f} +- {se:.3f}")
     return model, out
 
 
 def test_gaps_against_autonormal(fitted):
-    model, out = fitted
+    _model, out = fitted
     an = out["autonormal"]["gap"]
     assert out["hybrid"]["gap"] <= 0.2 * an, (out["hybrid"]["gap"], an)
     assert out["learned"]["gap"] <= 0.5 * an, (out["learned"]["gap"], an)

@@ -11,7 +11,12 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Predictive, Trace_ELBO
-from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal, init_to_value
+from pyro.infer.autoguide import (
+    AutoDelta,
+    AutoMultivariateNormal,
+    AutoNormal,
+    init_to_value,
+)
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.diagnostics import to_inference_data
@@ -167,7 +172,7 @@ def test_median_quantiles_predictive(problem, model):
 
 def test_pickle_and_state_dict(problem, model):
     args = problem.train.args
-    make = lambda: AutoLayerwise(model, subset="first_layer", guide=AutoLangevin, score="hybrid",  # noqa: E731
+    make = lambda: AutoLayerwise(model, subset="first_layer", guide=AutoLangevin, score="hybrid",
                                  num_steps=2, num_quantile_samples=20)
     guide = make()
     fit(model, guide, problem.train, 3)

@@ -3,9 +3,8 @@ import pytest
 import torch
 
 from pyro_node_uq.diagnostics import to_inference_data
-from pyro_node_uq.methods import MethodResult
 from pyro_node_uq.infer.distributed import map_across_ranks
-from pyro_node_uq.methods import run_chains
+from pyro_node_uq.methods import MethodResult, run_chains
 
 from .workers import chains, ensemble, toy_model, toy_split
 

@@ -45,7 +45,7 @@ def test_killed_fit_resumes_to_the_same_parameters(tmp_path):
     path = tmp_path / "fit.ckpt"
     code = f"from tests.infer.distributed.test_checkpoint import run_fit; run_fit({str(path)!r}, kill_at={KILL_AT})"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)  # noqa: PLW1510
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     state = torch.load(path, weights_only=False)
     assert state["step"] == KILL_AT // EVERY * EVERY  # the last checkpoint before the kill; later steps were lost

@@ -7,7 +7,11 @@ from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.infer import AutoLangevin, AutoLayerwise, fit_svi
-from pyro_node_uq.infer.distributed import DataParallelSVI, get_world_size, subsample_plate
+from pyro_node_uq.infer.distributed import (
+    DataParallelSVI,
+    get_world_size,
+    subsample_plate,
+)
 
 # (guide, subsample_size per process, steps): the 1-process reference uses subsample_size * world size
 CASES = {"autonormal": ("autonormal", None, 12), "langevin": ("langevin", None, 6),

@@ -23,7 +23,7 @@ def toy_split():
 
 def chains():
     """3 LangevinKernel runs of 2 particles each, shared by the ranks."""
-    kernel = lambda m: LangevinKernel(m, step_size=0.3, num_particles=2, max_plate_nesting=1)  # noqa: E731
+    kernel = lambda m: LangevinKernel(m, step_size=0.3, num_particles=2, max_plate_nesting=1)
     res = run_chains(toy_model, kernel, toy_split(), num_chains=3, num_samples=8, warmup_steps=3, seed=7,
                      num_particles=2)
     return None if res is None else res.samples

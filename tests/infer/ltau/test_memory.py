@@ -42,7 +42,7 @@ def test_memory_is_recovered_and_improves_the_ranking():
     cal = ltau.calibrate(val, val_err)  # default candidates: 0, 0.075, 0.15, 0.3, 0.6, 1.2, inf
     assert cal.memory == pytest.approx(0.6)
     no_memory = ErrorCalibration.fit(val, val_err, memories=(0.0,))
-    rho = lambda c: float(spearmanr(held.with_calibration(c).mean.reshape(-1), held_err.reshape(-1))[0])  # noqa: E731
+    rho = lambda c: float(spearmanr(held.with_calibration(c).mean.reshape(-1), held_err.reshape(-1))[0])
     assert rho(cal) > rho(no_memory) + 0.05, (rho(cal), rho(no_memory))
     # the calibrated (smoothed) distributions are proper and their mean is the smoothed mean, scaled
     smoothed = held.with_calibration(ErrorCalibration(memory=0.6))

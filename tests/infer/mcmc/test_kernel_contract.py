@@ -12,7 +12,11 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.contrib.conjugate.infer import BetaBinomialPair, collapse_conjugate, posterior_replay
+from pyro.contrib.conjugate.infer import (
+    BetaBinomialPair,
+    collapse_conjugate,
+    posterior_replay,
+)
 from pyro.infer import HMC, MCMC, NUTS
 
 from pyro_node_uq.diagnostics import mcmc_to_inference_data

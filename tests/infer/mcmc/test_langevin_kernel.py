@@ -152,7 +152,7 @@ def test_bad_learned_score_is_corrected_by_mh(drift):
 
 
 def test_four_chains_rhat_and_arviz():
-    args, shapes, mean, cov = linreg_data()
+    args, _shapes, _mean, _cov = linreg_data()
     kernel = LangevinKernel(linreg_model)
     mcmc = run(kernel, args, num_samples=1000, warmup_steps=400, num_chains=4)
     idata = az.from_pyro(mcmc, log_likelihood=False)
@@ -163,7 +163,7 @@ def test_four_chains_rhat_and_arviz():
 
 
 def test_ensemble_with_arviz_and_chain_bookkeeping():
-    args, shapes, mean, cov = normal_data()
+    args, _shapes, _mean, _cov = normal_data()
     kernel = LangevinKernel(normal_model, num_particles=4, step_size=0.3, adapt_step_size=False)
     mcmc = run(kernel, args, num_samples=20, warmup_steps=5, num_chains=2)
     grouped = mcmc.get_samples(group_by_chain=True)["mu"]
@@ -181,7 +181,7 @@ def test_ensemble_with_arviz_and_chain_bookkeeping():
 def test_ula_bias_matches_closed_form_and_shrinks():
     """With preconditioner = posterior variances s^2, exact-drift ULA on a Gaussian is an AR(1) chain whose
     stationary law is Normal(mean, s^2 / (1 - eps^2 / 4)): unbiased mean, variance inflated by O(eps^2)."""
-    args, shapes, mean, cov = normal_data()
+    args, _shapes, mean, cov = normal_data()
     var = cov.diagonal()
     biases = []
     for eps in (1.0, 0.5):
@@ -252,7 +252,7 @@ def test_one_vectorised_model_call_per_step(drift, adjust, calls):
 
 # ---------------------------------------------------------------------------- divergences and errors
 def test_exploding_proposals_are_divergences_never_nan():
-    args, shapes, mean, cov = normal_data()
+    args, _shapes, _mean, _cov = normal_data()
     kernel = LangevinKernel(normal_model, step_size=30.0, adapt_step_size=False, preconditioner="identity")
     mcmc = run(kernel, args, num_samples=50, warmup_steps=10)
     assert len(kernel.diagnostics()["divergences"]) == 0  # cleared by cleanup; MCMC kept them
@@ -301,7 +301,7 @@ def test_bad_arguments_name_what_is_wrong():
         LangevinKernel(normal_model, drift="learned", guide=object.__new__(GaussianScoreGuide), adjust=False)
     with pytest.raises(ValueError, match="initial_params"):
         LangevinKernel(potential_fn=lambda p: 0.0).setup(10)
-    args, shapes, mean, cov = normal_data()
+    args, _shapes, mean, cov = normal_data()
     wrong = GaussianScoreGuide(OrderedDict(nu=(2,)), mean, cov)
     with pytest.raises(ValueError, match="latent sites"):
         LangevinKernel(normal_model, drift="learned", guide=wrong).setup(10, *args)
@@ -333,7 +333,7 @@ def ula_stationary_cov(cov, m, eps):
 def test_ula_matches_its_exact_law_and_bias_shrinks_correlated():
     """On the correlated linear-regression posterior ULA's stationary law is Normal(mean, C_eps) (a discrete
     Lyapunov equation): the kernel must match it at every step size, and ||C_eps - cov|| shrinks with eps."""
-    args, shapes, mean, cov = linreg_data()
+    args, _shapes, mean, cov = linreg_data()
     m = cov.diagonal()
     exact_bias, measured_bias = [], []
     for eps in (1.0, 0.5, 0.25):
@@ -350,7 +350,7 @@ def test_ula_matches_its_exact_law_and_bias_shrinks_correlated():
 
 def test_old_spellings_still_work_with_a_future_warning():
     """``drift="hybrid"`` and ``hybrid_weight`` (the names before the convex combination was called a blend)."""
-    args, shapes, mean, cov = normal_data()
+    _args, shapes, mean, cov = normal_data()
     guide = guide_for(shapes, mean, cov)
     with pytest.warns(FutureWarning, match="drift='blend'"):
         old = LangevinKernel(normal_model, drift="hybrid", guide=guide, step_size=0.1)
