@@ -70,6 +70,7 @@ def signature_defaults(fn, exclude=()):
     """Parameter name -> default (a marker for none) of everything ``fn`` accepts as a keyword, following its
     ``**options`` to the functions it passes them to; ``None`` when that cannot be known (an unmapped
     ``**options``)."""
+    fn = inspect.unwrap(fn)  # a registered runner wrapped to fill in its registered defaults takes the same keys
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -29,7 +29,8 @@ def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=
         :func:`~pyro_node_uq.methods.common.fit_guide`'s ``stop_rtol``).
     :param int num_starts: short fits from different random initialisations (seeds ``seed * num_starts + k``),
         run as one batched model where possible; the one of highest training log joint density is continued
-        (``1``: one start, the model's initialisation with ``seed``).  Ignored with a ``warm_start``.
+        (``1``: one start, the model's initialisation with ``seed``).  Ignored with a ``warm_start`` or when
+        ``num_steps`` is no longer than ``start_steps``.
     :param int start_steps: steps of each short fit.
     :param float lr: initial learning rate of ``ClippedAdam``.
     :param float lr_final: the learning rate it decays to geometrically over ``num_steps`` (a hundredfold decay
@@ -59,7 +60,9 @@ def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=
     model = as_process_model(model, split)
     values = None if warm_start is None else map_values(warm_start, derived=True)
     starts = None
-    if warm_start is None and check_int(num_starts, "num_starts", 1) > 1:
+    num_steps = check_int(num_steps, "num_steps", 1)
+    # a search among starts needs a budget longer than one short start
+    if warm_start is None and check_int(num_starts, "num_starts", 1) > 1 and num_steps > start_steps:
         values, starts = best_start(model, split, num_starts=num_starts, num_steps=start_steps, lr=lr, seed=seed,
                                     progress_bar=progress_bar)
     init = init_loc(model, seed, values)
