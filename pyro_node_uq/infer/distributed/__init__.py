@@ -2,15 +2,15 @@
 from .chains import map_across_ranks
 from .checkpoint import SVICheckpoint
 from .process import (
-                      broadcast_object,
-                      comm_device,
-                      get_rank,
-                      get_world_size,
-                      init_distributed,
-                      is_main_process,
-                      local_process,
-                      spawn,
-                      sync_rng_state,
+    broadcast_object,
+    comm_device,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    local_process,
+    spawn,
+    sync_rng_state,
 )
 from .svi import DataParallelSVI, subsample_plate
 

@@ -4,11 +4,11 @@ from .distribution import ErrorDistribution
 from .estimator import LTAU
 from .memory import memory_weights
 from .node import (
-           NODETrainingMonitor,
-           node_errors,
-           node_features,
-           node_keys,
-           node_latent,
+    NODETrainingMonitor,
+    node_errors,
+    node_features,
+    node_keys,
+    node_latent,
 )
 from .recorder import LossTrajectoryRecorder
 
