@@ -44,9 +44,15 @@ def _problem(name, seed=0):
     return SIMULATED[name](seed=seed) if name in SIMULATED else load_problem(name, seed=seed)
 
 
-def _options(config, method, problem):
-    if config == "new":
-        return METHODS[method].options(problem)
+def _options(config, method, problem, overrides=()):
+    if config != "today":
+        opts = METHODS[method].options(problem)
+        for item in overrides:  # "method.key=value" (a label other than "new" names such a variant)
+            key, value = item.split("=", 1)
+            m, k = key.split(".", 1)
+            if m == method:
+                opts[k] = json.loads(value)
+        return opts
     factor = PROBLEM_COST.get(problem, 1.0)
     opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
     accepted = inspect.signature(METHODS[method].runner).parameters
@@ -66,27 +72,40 @@ def run(args):
             methods = [m for m in args.methods if (name, seed, m) not in done]
             if not methods:
                 continue
-            start = None
-            for method in ["map"] + [m for m in methods if m != "map"]:
-                opts = _options(args.config, method, name)
+            fits = {}
+            for method in _with_starts(methods):
+                opts = _options(args.config, method, name, args.set)
+                start = fits.get(METHODS[method].start)
                 clock, cpu = time.perf_counter(), time.process_time()
                 result = METHODS[method].runner(problem.default_model(), problem.train, warm_start=start,
                                                 seed=seed, progress_bar=False, **opts)
                 fit_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu
+                fits[method] = result
                 if method not in methods:  # a start whose own row is logged already
-                    start = result
                     continue
                 preds = {"test": result.predict(problem.test, num_samples=args.num_samples, seed=seed)}
                 row = score_result(result, problem, preds, hidden=False)
                 record = {"config": args.config, "problem": name, "seed": seed, "method": method,
-                          "test_nll": row["test_nll"], "test_rmse": row["test_rmse"],
+                          **{k: v for k, v in row.items() if k.startswith("test_")},
                           "wall_time": fit_time, "cpu_time": cpu_time,
                           "converged": getattr(result, "converged", None), "steps": len(result.losses),
                           "options": {k: v for k, v in opts.items() if isinstance(v, (int, float, str))}}
                 with open(args.log, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 print(json.dumps(record), flush=True)
-                start = result
+
+
+def _with_starts(methods):
+    """``methods`` preceded by the registered starts they need, each start before the methods that use it."""
+    order = []
+
+    def add(m):
+        if m is not None and m not in order:
+            add(METHODS[m].start)
+            order.append(m)
+    for m in methods:
+        add(m)
+    return order
 
 
 def _stats(values):
@@ -131,10 +150,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--config", choices=("today", "new"), required=True)
+    r.add_argument("--config", required=True, help="today, new, or a label for new with --set overrides")
+    r.add_argument("--set", nargs="*", default=[], metavar="METHOD.KEY=JSON", help="option overrides")
     r.add_argument("--problems", nargs="+", default=list(PROBLEMS))
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    r.add_argument("--methods", nargs="+", choices=("map", "autonormal"), default=["map", "autonormal"])
+    r.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=["map", "autonormal"])
     r.add_argument("--num-samples", type=int, default=100, help="predictive draws per method")
     r.add_argument("--log", required=True)
     t = sub.add_parser("table")
