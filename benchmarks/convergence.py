@@ -53,8 +53,11 @@ def _options(config, method, problem, overrides=()):
             if m == method:
                 opts[k] = json.loads(value)
         return opts
-    factor = PROBLEM_COST.get(problem, 1.0)
-    opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
+    if method not in TODAY:  # the previous package's registry (on PYTHONPATH) holds today's defaults
+        opts = METHODS[method].options(problem)
+    else:
+        factor = PROBLEM_COST.get(problem, 1.0)
+        opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
     accepted = inspect.signature(METHODS[method].runner).parameters
     opts.update({k: v for k, v in TODAY_OFF.items() if k in accepted})
     return opts
