@@ -13,7 +13,7 @@ from .common import (
     map_values,
     start_from,
 )
-from .registry import MethodSkipped, register
+from .registry import GuideRecipe, MethodSkipped, register
 
 __all__ = ["run_layerwise", "run_layerwise_effects"]
 
@@ -84,9 +84,11 @@ def _register(subset):
     def run(model, split, **options):
         return run_layerwise(model, split, subset=subset, name=f"layerwise_{short}", **options)
     run.__doc__ = f"``run_layerwise(..., subset={subset!r})``."
+    guide = GuideRecipe("layerwise", AutoLayerwise, {"subset": subset}) if subset == "last_layer" else None
     register(f"layerwise_{short}", f"layer-wise AutoLangevin: {short} layer stochastic, the rest point estimates "
              "re-optimised jointly, from MAP", defaults={"num_steps": 400},
-             quick={"num_steps": 60, "elbo_particles": 16}, start="map", demo=subset == "last_layer")(run)
+             quick={"num_steps": 60, "elbo_particles": 16}, start="map", demo=subset == "last_layer", guide=guide,
+             wraps=run_layerwise, sets=("subset", "name"))(run)
 
 
 _register("last_layer")
