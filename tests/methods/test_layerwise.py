@@ -23,7 +23,7 @@ def test_the_stochastic_guide_starts_narrow_around_the_map_fit(tiny):
     assert torch.allclose(scale, torch.full_like(scale, 0.02), rtol=1e-3)  # one step at lr 1e-6 barely moves it
 
 
-def test_guide_kwargs_name_their_own_scale_and_a_guide_without_one_is_accepted(tiny):
+def test_guide_kwargs_name_their_own_scale_and_another_guide_class_takes_init_scale(tiny):
     res = _fit(tiny, guide_kwargs={"num_steps": 2, "init_scale": 0.3})
     assert torch.allclose(res.guide.stochastic_guide.scale.detach(), torch.tensor(0.3), rtol=1e-3)
     mvn = _fit(tiny, guide=AutoMultivariateNormal, init_scale=0.05)
