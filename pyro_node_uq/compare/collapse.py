@@ -1,7 +1,8 @@
 """A guard against collapsed uncertainty: a method whose posterior predictive spread of the noise-free mean is far
 below a reference method's (AutoNormal by default) on the same test points has most likely collapsed its particles
 or its guide toward one point (SVGD particles drawn together, an ensemble whose members agree, a guide whose
-scales shrank), and its intervals are then the noise band alone."""
+scales shrank) or, for a sampler, not moved far from its start (short warm-up), and its intervals are then the noise
+band alone."""
 import warnings
 
 __all__ = ["CollapseWarning", "collapse_notes"]
@@ -48,7 +49,8 @@ def collapse_notes(predictions, stochastic, reference="autonormal", threshold=0.
         ratio = mean_spread(preds[split]) / base
         if ratio < threshold:
             notes[name] = (f"predictive spread of the mean on the {split} points is {ratio:.2f}x {reference}'s "
-                           f"(below {threshold:g}x): the particles or the guide have likely collapsed toward one "
-                           "point, and the intervals are then little more than the noise band")
+                           f"(below {threshold:g}x): its particles, chains or guide have likely collapsed toward one "
+                           "point or not moved far from their start, and its intervals are then little more than "
+                           "the noise band")
             warnings.warn(f"{name}: {notes[name]}", CollapseWarning, stacklevel=2)
     return notes
