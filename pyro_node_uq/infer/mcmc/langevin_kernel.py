@@ -163,7 +163,7 @@ class LangevinKernel(MCMCKernel):
         self.max_energy_error, self._initial_params = float(max_energy_error), None
         self._options = {"step_size": step_size, "potential_fn": potential_fn, "transforms": transforms,
                              "max_plate_nesting": max_plate_nesting, "init_strategy": init_strategy}
-        self._target = self._chain = self._adaptation = self.last_info = None
+        self._target = self._chain = self._adaptation = self.last_info = self._mass_adapter = None
         self._stats = _Stats.start(0, 1)
         super().__init__()
 
@@ -213,12 +213,34 @@ class LangevinKernel(MCMCKernel):
         return None if self._adaptation is None else self._adaptation.variances
 
     @property
+    def mass_matrix_adapter(self):
+        """An optional mass-matrix adapter of Pyro's (``BlockMassMatrix``, ``ArrowheadMassMatrix``, or any object
+        with their ``configure``, ``update``, ``end_adaptation`` and ``inverse_mass_matrix``), as HMC's
+        ``mass_matrix_adapter``: when set, it estimates the preconditioner at the end of each warm-up window (from
+        every particle's point and potential gradient; for a learned drift the negated drift stands in for the
+        gradient) and the kernel uses its inverse mass matrix.  ``None`` (the default): the kernel's own
+        estimate."""
+        return self._mass_adapter
+
+    @mass_matrix_adapter.setter
+    def mass_matrix_adapter(self, value):
+        missing = [m for m in ("configure", "update", "end_adaptation", "inverse_mass_matrix")
+                   if value is not None and not hasattr(value, m)]
+        if missing:
+            raise TypeError(f"mass_matrix_adapter: expected an adapter like Pyro's BlockMassMatrix, got "
+                            f"{type(value).__name__} without {missing}")
+        self._mass_adapter = value
+
+    @property
     def inverse_mass_matrix(self):
         """The preconditioner in HMC's form: ``{(site names): block}``, a dense ``(n, n)`` block for each group of
         ``full_mass`` and variances ``(n,)`` for the other sites (one Langevin step is one leapfrog step of HMC
-        with this inverse mass matrix).  Empty before :meth:`setup`."""
+        with this inverse mass matrix); with a :attr:`mass_matrix_adapter`, the adapter's.  Empty before
+        :meth:`setup`."""
         if self.variances is None:
             return {}
+        if self._mass_adapter is not None:
+            return self._mass_adapter.inverse_mass_matrix
         m, out = self.variances, {}
         for names, index, dense in _mass_blocks(self._target.shapes, self.full_mass, m.device):
             block = m[index] if m.dim() == 1 else m[index][:, index]
@@ -229,6 +251,10 @@ class LangevinKernel(MCMCKernel):
     def inverse_mass_matrix(self, value):
         if self._adaptation is None:
             raise RuntimeError("inverse_mass_matrix: the kernel has no preconditioner before setup()")
+        if self._mass_adapter is not None:
+            self._mass_adapter.inverse_mass_matrix = value
+            self._adaptation = self._adaptation._replace(variances=self._adapter_variances())
+            return
         m = torch.zeros_like(self.variances)
         for names, index, dense in _mass_blocks(self._target.shapes, self.full_mass, m.device):
             block = value.get(names) if isinstance(value, dict) else None
@@ -343,6 +369,50 @@ class LangevinKernel(MCMCKernel):
             step_size = self._find_reasonable_step_size(variances)
         blocks = _block_mask(shapes, self.full_mass, z.device) if self.full_mass else None
         self._adaptation = adaptation.init(step_size, variances, warmup_steps, adapt_variances, blocks)
+        if self._mass_adapter is not None:
+            if not adapt_variances:
+                raise ValueError("mass_matrix_adapter: the adapter estimates the preconditioner in warm-up; it needs "
+                                 "preconditioner='adapt'")
+            shape = {names: (len(index),) * (2 if dense else 1)
+                     for names, index, dense in _mass_blocks(shapes, self.full_mass, z.device)}
+            self._mass_adapter.configure(shape, True, options={"dtype": z.dtype, "device": z.device})
+            self._adaptation = self._adaptation._replace(variances=self._adapter_variances())
+
+    def _adapter_variances(self):
+        """The adapter's inverse mass matrix in the kernel's flat order: variances ``(D,)`` when every block is
+        diagonal, else a ``(D, D)`` matrix."""
+        blocks = self._mass_adapter.inverse_mass_matrix
+        index = {names: _mass_blocks(self._target.shapes, [names], None)[0][1] for names in blocks}
+        D = sum(int(torch.Size(shape).numel()) for shape in self._target.shapes.values())
+        like = next(iter(blocks.values()))
+        if all(b.dim() == 1 for b in blocks.values()):
+            m = like.new_zeros(D)
+            for names, b in blocks.items():
+                m[index[names].to(m.device)] = b
+            return m
+        m = like.new_zeros(D, D)
+        for names, b in blocks.items():
+            i = index[names].to(m.device)
+            m[i.unsqueeze(-1), i] = b if b.dim() == 2 else torch.diag_embed(b)
+        return m
+
+    def _adapter_update(self):
+        """Feed the adapter every particle's point and potential gradient in a warm-up window; at a window's end
+        (when the own adaptation has just estimated its preconditioner) take the adapter's instead."""
+        ends = self._adaptation.windows
+        if not ends:
+            return False
+        z, grad = self._unflatten_rows(self._chain.z), self._unflatten_rows(-self._chain.drift)
+        for p in range(self._chain.z.shape[0]):
+            self._mass_adapter.update({k: v[p] for k, v in z.items()}, {k: v[p] for k, v in grad.items()})
+        if self._stats.t == ends[0]:
+            self._mass_adapter.end_adaptation()
+            return True
+        return False
+
+    def _unflatten_rows(self, z):
+        """``{site: (P, ...)}`` of flat rows ``(P, D)`` (a particle dim also outside ensemble mode)."""
+        return unflatten_params(z, self._target.shapes)
 
     def _guide_order(self, shapes, model_order, init, args, kwargs):
         """Index map between the kernel's flat order (sorted sites) and the guide's."""
@@ -413,10 +483,13 @@ class LangevinKernel(MCMCKernel):
                                                     max_energy_error=self.max_energy_error)
         self._stats = self._stats.record(self.last_info)
         if warmup:
+            window_end = self._adapter_update() if self._mass_adapter is not None else False
             self._adaptation = adaptation.update(
                 self._adaptation, self._stats.t, self._chain.z, self.last_info.accept_prob.mean().item(),
                 warmup_steps=self._stats.warmup_steps, target_accept_prob=self.target_accept_prob,
                 adapt_step_size=self.adapt_step_size, max_growth=MAX_GROWTH)
+            if window_end:
+                self._adaptation = self._adaptation._replace(variances=self._adapter_variances())
         return self._unflatten(self._chain.z)
 
     # ------------------------------------------------------------------ Pyro's reporting contract
