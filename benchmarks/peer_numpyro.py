@@ -135,7 +135,8 @@ def _relative(a, b):
 
 def check_agreement(problem):
     """Log-likelihoods with the same (random) weights: ours against each peer in float64 (all back-ends; the
-    script stops above 1e-5), then ours (default path) against each peer in float32, log p and gradient."""
+    script stops above 1e-5), then ours (default path) against each peer in float64 and float32, log p and
+    gradient."""
     split = problem.train.to(torch.float64)
     model = problem.default_model()
     model.init = model.init.double()
@@ -156,18 +157,25 @@ def check_agreement(problem):
               ", ".join(f"{n} {r:.2e}" for n, r in rel.items()))
     if not worst < 1e-5:
         raise SystemExit(f"likelihoods disagree: relative difference {worst:.2e} >= 1e-5")
-    split32 = split.to(torch.float32)
-    w32 = {k: v.float().requires_grad_() for k, v in w.items()}
-    d = NODETrajectory(model.R, model.Z, w32, split32.t, split32.x, h0=model.init.float(), scale=model.scale,
+    for dtype in (torch.float64, torch.float32):
+        gradient_agreement(model, split, w, dtype)
+
+
+def gradient_agreement(model, split, w, dtype):
+    """Print the relative differences of log p and of its gradient in ``dtype``: ours (default path) against each
+    peer, and the two peers against each other (the floor of round-off)."""
+    split = split.to(dtype)
+    wt = {k: v.detach().to(dtype).clone().requires_grad_() for k, v in w.items()}
+    d = NODETrajectory(model.R, model.Z, wt, split.t, split.x, h0=model.init.to(dtype), scale=model.scale,
                        solver=model.solver, obs_dim=model.obs_dim)
-    lp = d.log_prob(split32.y).sum()
+    lp = d.log_prob(split.y).sum()
     lp.backward()
-    data = jax_problem(split32, jnp.float32)
-    print("agreement (float32, same weights): relative difference of log p and of its gradient (max over entries "
-          "of |a - b| over b's largest entry), ours with the default path")
-    wj = {k: jnp.asarray(v.detach().numpy()) for k, v in w32.items()}
+    data = jax_problem(split, jnp.float32 if dtype == torch.float32 else jnp.float64)
+    wj = {k: jnp.asarray(v.detach().numpy()) for k, v in wt.items()}
     peer = {name: jax.value_and_grad(make(*data))(wj) for name, make in PEERS.items()}
-    ours = (np.float64(lp.item()), {k: v.grad.numpy() for k, v in w32.items()})
+    ours = (np.float64(lp.item()), {k: v.grad.numpy() for k, v in wt.items()})
+    print(f"agreement ({str(dtype)[6:]}, same weights): relative difference of log p and of its gradient (max over "
+          "entries of |a - b| over b's largest entry), ours with the default path")
     pairs = [(f"ours - {name}", ours, peer[name]) for name in PEERS] + [("diffrax - lax.scan (the floor)",
                                                                       peer["diffrax"], peer["lax.scan"])]
     for label, (v1, g1), (v2, g2) in pairs:
