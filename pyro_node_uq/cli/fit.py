@@ -12,19 +12,17 @@ from .common import (
     problem_from_args,
 )
 
-GUIDES = ("autonormal", "lowrank", "langevin", "layerwise")
 #: guide constructor arguments the command sets itself
 GUIDE_FIXED = ("init_loc_fn", "guide", "init_from", "model")
 
 __all__ = ["add_fit_parser", "cmd_fit"]
 
 
-def _make_guide(kind, model, seed, options):
-    # langevin: from the network's initial weights (no warm start) a wide reference makes most members'
-    # trajectories so poor that the drift learns to concentrate them at a high path KL and the loss stalls
-    defaults = {"autonormal": {"init_scale": 0.05}, "lowrank": {"init_scale": 0.05},
-                "langevin": {"init_scale": 0.01}, "layerwise": {"subset": "last_layer"}}.get(kind, {})
-    return _guide_class(kind)(model, init_loc_fn=model.init_loc_fn(seed), **{**defaults, **options})
+def _recipe(name):
+    """The registered :class:`~pyro_node_uq.methods.GuideRecipe` of ``--guide name``."""
+    from ..methods import fit_guides
+
+    return fit_guides()[name]
 
 
 def _write_outputs(out, fit, model, guide, problem, args):
@@ -47,15 +45,6 @@ def _write_outputs(out, fit, model, guide, problem, args):
     idata.to_netcdf(os.path.join(out, "posterior.nc"))
 
 
-def _guide_class(kind):
-    from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
-
-    from ..infer import AutoLangevin, AutoLayerwise
-
-    return {"autonormal": AutoNormal, "lowrank": AutoLowRankMultivariateNormal, "langevin": AutoLangevin,
-            "layerwise": AutoLayerwise}[kind]
-
-
 def _check_args(args):
     """Every argument checked before any work (exit status 2 with a message naming it); returns the parsed
     ``(problem_options, guide_options)``."""
@@ -71,7 +60,7 @@ def _check_args(args):
                          f"per step), got {args.lr}")
     problem_options = check_problem_args(args, args.problem_option)
     guide_options = assignments(args.guide_option, "--guide-option")
-    check_options(guide_options, _guide_class(args.guide), "--guide-option", fixed=GUIDE_FIXED)
+    check_options(guide_options, _recipe(args.guide).guide_class, "--guide-option", fixed=GUIDE_FIXED)
     if args.checkpoint is not None and os.path.isdir(args.checkpoint):
         raise UsageError(f"--checkpoint: {args.checkpoint!r} is a folder; give a file path, e.g. run/fit.ckpt")
     return problem_options, guide_options
@@ -100,7 +89,8 @@ class _Refused(Exception):
 
 
 def cmd_fit(args):
-    """Fit one guide with SVI; under ``torchrun`` every process fits a shard and rank 0 alone prints and writes.
+    """Fit one registered guide (:func:`~pyro_node_uq.methods.fit_guides`) with SVI; under ``torchrun`` every
+    process fits a shard and rank 0 alone prints and writes.
 
     ``--out`` is owned like ``compare --out``: it must be absent, empty or an earlier ``fit`` output holding only
     the files its manifest lists, and it is replaced in one step when the fit ends.  Exit status: 0 ok, 2 for bad
@@ -138,7 +128,7 @@ def cmd_fit(args):
             model = problem.default_model()
             pyro.clear_param_store()
             pyro.set_rng_seed(args.seed)
-            guide = _make_guide(args.guide, model, args.seed, guide_options)
+            guide = _recipe(args.guide).build(model, model.init_loc_fn(args.seed), guide_options)
             loss = Trace_ELBO(num_particles=args.num_particles, vectorize_particles=args.num_particles > 1,
                               max_plate_nesting=1)
             config = {"problem": problem.name, "problem_options": repr(sorted(problem_options.items())),
@@ -167,7 +157,9 @@ def cmd_fit(args):
 
 
 def add_fit_parser(sub):
-    """Register ``fit`` on the CLI's sub-command parser ``sub``."""
+    """Register ``fit`` on the CLI's sub-command parser ``sub`` (its guides are the registered methods' guides)."""
+    from ..methods import fit_guides
+
     p = sub.add_parser("fit", help="fit one SVI guide to a problem (data-parallel under torchrun)",
                        description="Fit one guide with SVI.  Launched as `torchrun --nproc-per-node P -m "
                                    "pyro_node_uq fit ...` every process fits a shard of the training trajectories "
@@ -175,7 +167,8 @@ def add_fit_parser(sub):
     p.add_argument("--problem", default="chemical", help="problem name (default: chemical)")
     p.add_argument("--problem-option", action="append", metavar="KEY=VALUE",
                    help="option of the problem constructor, e.g. --problem-option num_train=256 (repeatable)")
-    p.add_argument("--guide", choices=GUIDES, default="autonormal")
+    p.add_argument("--guide", choices=sorted(fit_guides()), default="autonormal",
+                   help="the guide of a registered method, with its registered defaults (default: autonormal)")
     p.add_argument("--guide-option", action="append", metavar="KEY=VALUE",
                    help="option of the guide constructor, e.g. --guide-option score=hybrid (repeatable)")
     p.add_argument("--steps", type=int, default=1000)

@@ -54,16 +54,15 @@ def _forwards():
 
 
 def _wrapped_runner(fn):
-    """A registered variant ``run(model, split, **options)`` that calls one ``run_<name>`` runner with some
-    keywords fixed: ``((runner,), fixed keywords)``; ``((), ())`` for anything else."""
-    code, namespace = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
-    if code is None:
-        return (), ()
-    runners = [namespace[n] for n in code.co_names if n.startswith("run_") and callable(namespace.get(n))]
-    if len(runners) != 1:
-        return (), ()
-    consts = [c for item in code.co_consts for c in (item if isinstance(item, tuple) else (item,))]
-    return (runners[0],), tuple(c for c in consts if isinstance(c, str) and c.isidentifier())
+    """For a registered variant ``run(model, split, **options)`` around another runner (``Method.wraps``, e.g.
+    ``run_langevin`` with ``score`` set): ``((that runner,), the keywords the variant sets)``; ``((), ())`` for
+    anything else."""
+    from ..methods import METHODS
+
+    for method in METHODS.values():
+        if method.wraps is not None and inspect.unwrap(method.runner) is fn:
+            return (method.wraps,), tuple(method.sets)
+    return (), ()
 
 
 def signature_defaults(fn, exclude=()):

@@ -28,7 +28,7 @@ def pointwise_log_likelihood(fn, value):
         else:
             lp = fn.log_prob(value)
             break
-    if mask is not None and mask is not True and mask is not False:
+    if mask is not None and mask is not True:  # a False mask (nothing observed) zeroes every entry
         lp = torch.where(torch.as_tensor(mask).expand(lp.shape), lp, torch.zeros_like(lp))
     while lp.dim() > target_dim:  # dims below the entries (a joint law inside an entry) are summed
         lp = lp.sum(-1)

@@ -29,7 +29,7 @@ class FitResult:
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
             progress_bar=True, desc="SVI", callback=None, distributed=None, subsample_size=None, seed=0,
-            checkpoint=None, checkpoint_every=100, plate="trajectories", checkpoint_config=None):
+            checkpoint=None, checkpoint_every=100, plate=None, checkpoint_config=None):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
 
     Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the fit is data-parallel: every
@@ -52,7 +52,8 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     :param int seed: seed of the minibatch draws.
     :param checkpoint: file to save the fit to every ``checkpoint_every`` steps and to resume from when it exists
         (see :class:`~pyro_node_uq.infer.distributed.SVICheckpoint`).
-    :param str plate: name of the model's data plate, sharded and subsampled.
+    :param str plate: name of the model's data plate, sharded and subsampled (default: the model's
+        ``data_plate``; needed only by a data-parallel, minibatch or checkpointed fit).
     :param dict checkpoint_config: more settings (plain values) a resumed fit must share with the checkpoint,
         besides the fit's own options, a fingerprint of ``split`` and the model's and guide's types.
     :rtype: FitResult

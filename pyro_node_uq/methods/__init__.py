@@ -39,9 +39,11 @@ from .nuts import SamplerStats, run_nuts
 from .odenet import run_odenet
 from .registry import (
     METHODS,
+    GuideRecipe,
     Method,
     MethodSkipped,
     demo_methods,
+    fit_guides,
     register,
     resolve_methods,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "BudgetExhaustedWarning",
     "ConditionedEffects",
     "Convergence",
+    "GuideRecipe",
     "Method",
     "MethodResult",
     "MethodSkipped",
@@ -71,6 +74,7 @@ __all__ = [
     "condition_effects",
     "demo_methods",
     "estimate_elbo",
+    "fit_guides",
     "guide_samples",
     "latent_dim",
     "map_values",

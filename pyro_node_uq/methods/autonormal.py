@@ -2,14 +2,15 @@
 from pyro.infer.autoguide import AutoNormal
 
 from .common import as_process_model, fit_guide, init_loc, map_values, start_from
-from .registry import register
+from .registry import GuideRecipe, register
 
 __all__ = ["run_autonormal"]
 
 
 @register("autonormal", "mean-field Gaussian VI (AutoNormal), from MAP", start="map", demo=True,
           defaults={"num_steps": 500, "num_particles": 8},
-          quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16})
+          quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16},
+          guide=GuideRecipe("autonormal", AutoNormal, {"init_scale": 0.05}))
 def run_autonormal(model, split, *, warm_start=None, num_steps=500, lr=1e-2, init_scale=0.02, num_particles=8,
                    map_steps=None, seed=0, progress_bar=True, elbo_particles=64, **svi_kwargs):
     """Mean-field Gaussian VI (``AutoNormal``) started at a MAP fit.

@@ -2,6 +2,7 @@
 import torch
 
 from ..infer.distributed.chains import map_across_ranks
+from ..validation import check_int
 from .common import as_process_model, map_values
 from .map import run_map
 from .registry import register
@@ -39,13 +40,14 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
         >>> res.samples["R.0.bias"].shape
         torch.Size([2, 1, 32])
     """
+    num_members = check_int(num_members, "num_members", minimum=1)
     model = as_process_model(model, split)
     options = dict(map_options, progress_bar=progress_bar)
     if num_steps is not None:
         options["num_steps"] = num_steps
     first = [] if warm_start is None else [warm_start]
     members = map_across_ranks(lambda i: run_map(model, split, seed=seed + i, **options),
-                               range(len(first), int(num_members)))
+                               range(len(first), num_members))
     if members is None:  # another rank: rank 0 holds the result
         return None
     members = first + members

@@ -2,7 +2,7 @@
 hybrid score) with its reference started at a mean-field VI fit."""
 from ..infer.autoguide import AutoLangevin
 from .common import as_process_model, fit_guide, init_loc, map_values, start_from
-from .registry import register
+from .registry import GuideRecipe, register
 
 __all__ = ["run_langevin"]
 
@@ -63,16 +63,20 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
                      start=start, start_values=values, **(svi_kwargs or {}))
 
 
-def _register(score, defaults, quick, scaled, demo=False):
+def _register(score, defaults, quick, scaled, demo=False, guide=None):
     def run(model, split, **options):
         return run_langevin(model, split, score=score, **options)
     run.__doc__ = f"``run_langevin(..., score={score!r})``."
     register(f"langevin_{score}", f"AutoLangevin guide, {score} score (path-KL ELBO), from AutoNormal",
-             defaults=defaults, quick=quick, start="autonormal", scaled=scaled, demo=demo)(run)
+             defaults=defaults, quick=quick, start="autonormal", scaled=scaled, demo=demo, guide=guide,
+             wraps=run_langevin, sets=("score",))(run)
 
 
+# the fit command's guide starts from the network's initial weights (no warm start): a wide reference there makes
+# most members' trajectories so poor that the drift learns to concentrate them at a high path KL and the loss stalls
 _register("learned", {"num_iters": 300, "num_particles": 8},
-          {"num_iters": 60, "num_particles": 4, "elbo_particles": 16}, ("num_iters",), demo=True)
+          {"num_iters": 60, "num_particles": 4, "elbo_particles": 16}, ("num_iters",), demo=True,
+          guide=GuideRecipe("langevin", AutoLangevin, {"init_scale": 0.01}))
 for _score in ("exact", "hybrid"):  # a model gradient per chain step: shorter chains and fewer iterations
     _register(_score, {"num_iters": 100, "num_steps": 5, "num_particles": 8},
               {"num_iters": 30, "num_steps": 3, "num_particles": 4, "elbo_particles": 16}, ("num_iters",))

@@ -99,7 +99,7 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     guide = AutoDelta(batched, init_loc_fn=_stacked_init(model, seeds))
     loss = Trace_ELBO(max_plate_nesting=model.max_plate_nesting + 1)
     fit_svi(batched, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
-            desc=f"MAP starts x{num_starts}", plate="trajectories")
+            desc=f"MAP starts x{num_starts}", plate=model.data_plate)
     joints = _log_joints(batched, guide, *model.fit_args(split), num_starts)
     best = int(joints.argmax())
     with torch.no_grad():

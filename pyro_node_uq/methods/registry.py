@@ -12,6 +12,11 @@ The registry is the one home of a method's defaults: a runner's own keyword defa
 ``defaults`` (checked when it registers), and a registered runner that takes ``**options`` gets the registered
 defaults it does not name filled in, so calling ``METHODS[name].runner`` directly, or the runner function, runs
 the same method as the comparison (up to the per-problem scaling of loop counts).
+
+A method that fits one autoguide registers it as a :class:`GuideRecipe` (``guide=``): the ``fit`` command builds
+its guides from these recipes (:func:`fit_guides`), so its guides and their defaults live here too.  A variant
+registered as a thin wrapper around another runner (``run(model, split, **options)`` calling ``run_langevin`` with
+``score`` set) names that runner and the keywords it sets (``wraps=``, ``sets=``): its options are that runner's.
 """
 import functools
 import inspect
@@ -20,9 +25,11 @@ from dataclasses import dataclass, field
 __all__ = [
     "METHODS",
     "PROBLEM_COST",
+    "GuideRecipe",
     "Method",
     "MethodSkipped",
     "demo_methods",
+    "fit_guides",
     "register",
     "resolve_methods",
     "with_defaults",
@@ -31,6 +38,37 @@ __all__ = [
 #: loop counts of full runs are multiplied by this per problem (elastoplastic's steps cost ~1.7x chemical's)
 PROBLEM_COST = {"elastoplastic": 0.6}
 LOOP_KEYS = ("num_steps", "num_iters", "num_samples", "warmup_steps", "map_steps")
+
+
+@dataclass(frozen=True)
+class GuideRecipe:
+    """The autoguide a registered method fits, as the ``fit`` command builds it: from the model's initial values
+    (no warm start) with these constructor ``defaults``.
+
+    :ivar str name: the guide's name on the command line (``fit --guide NAME``).
+    :ivar guide_class: the autoguide class.
+    :ivar dict defaults: constructor options of a fit from the model's initialisation (the command line's
+        ``--guide-option`` s override them).
+
+    Example::
+
+        >>> from pyro.infer.autoguide import AutoNormal
+        >>> recipe = GuideRecipe("autonormal", AutoNormal, {"init_scale": 0.05})
+        >>> recipe.options({"init_scale": 0.1}), recipe.options({})
+        ({'init_scale': 0.1}, {'init_scale': 0.05})
+    """
+
+    name: str
+    guide_class: object
+    defaults: dict = field(default_factory=dict)
+
+    def options(self, overrides):
+        """The constructor options: ``defaults`` updated by ``overrides``."""
+        return {**self.defaults, **overrides}
+
+    def build(self, model, init_loc_fn, overrides=None):
+        """The guide of ``model`` started at ``init_loc_fn``."""
+        return self.guide_class(model, init_loc_fn=init_loc_fn, **self.options(overrides or {}))
 
 
 class MethodSkipped(ValueError):
@@ -53,6 +91,10 @@ class Method:
     :ivar str start: the registered method whose fit this one starts from (``warm_start``), or ``None``.
     :ivar bool demo: part of the quick demo set (``make demo``).
     :ivar tuple scaled: option names that are loop counts (scaled by :data:`PROBLEM_COST`).
+    :ivar GuideRecipe guide: the autoguide the method fits, for the ``fit`` command, or ``None``.
+    :ivar wraps: for a variant registered as ``run(model, split, **options)`` around another runner: that runner
+        (its options are this method's), else ``None``.
+    :ivar tuple sets: the keywords such a variant sets itself (not options of the method).
     """
 
     name: str
@@ -65,6 +107,9 @@ class Method:
     start: str = None
     demo: bool = False
     scaled: tuple = LOOP_KEYS
+    guide: GuideRecipe = None
+    wraps: object = None
+    sets: tuple = ()
 
     def options(self, problem_name, quick=False, overrides=None):
         """The resolved options for ``problem_name``."""
@@ -140,6 +185,18 @@ def resolve_methods(names):
     if unknown:
         raise ValueError(f"methods: unknown {unknown}; registered methods are {sorted(METHODS)}")
     return [METHODS[n] for n in names]
+
+
+def fit_guides():
+    """``fit --guide`` name -> :class:`GuideRecipe` of every registered method that fits one autoguide.
+
+    Example::
+
+        >>> from pyro_node_uq.methods import fit_guides
+        >>> sorted(fit_guides())
+        ['autonormal', 'langevin', 'layerwise', 'lowrank']
+    """
+    return {m.guide.name: m.guide for m in METHODS.values() if m.guide is not None}
 
 
 def demo_methods():

@@ -450,7 +450,7 @@ class NODEModel(ProcessModel):
         shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
-        plate = pyro.plate("trajectories", N, dim=-1)
+        plate = pyro.plate(self.data_plate, N, dim=-1)
         population = self.population_sites(t)
         idx = plate.indices  # arange(N) unless a handler subsamples the plate (minibatches, data-parallel shards)
         if idx.shape[0] != N or not bool((idx == torch.arange(N, device=idx.device)).all()):

@@ -26,6 +26,8 @@ class ProcessModel:
     :class:`~pyro_node_uq.models.SDEBNN`); subclasses implement ``__call__`` and override what differs.
 
     :cvar str obs_site: the observed sample site.
+    :cvar str data_plate: the name of the model's data plate (one unit per trajectory or data point): the plate a
+        data-parallel or minibatch fit shards and subsamples.
     :cvar int max_plate_nesting: how many plate dims the model's own plates use (ELBO particles, ``Predictive``
         and MCMC chains go to the left of them).
     :cvar dict predict_sites: site -> number of trailing dims it keeps per draw in
@@ -54,6 +56,7 @@ class ProcessModel:
     """
 
     obs_site = "obs"
+    data_plate = "trajectories"
     max_plate_nesting = 1
     predict_sites = {"obs": 3}  # noqa: RUF012
     observes_hidden = False

@@ -233,7 +233,7 @@ class SDEBNN(ProcessModel, torch.nn.Module):
         """
         pyro.module(self.name, self)
         x, y = self._check(x, y)
-        plate = pyro.plate("data", x.shape[0], dim=-1)
+        plate = pyro.plate(self.data_plate, x.shape[0], dim=-1)
         x, y = x[plate.indices], None if y is None else y[plate.indices]
         if self.stochastic:
             h1 = pyro.sample("features", self.path_law(x, posterior=False))
@@ -258,13 +258,14 @@ class SDEBNN(ProcessModel, torch.nn.Module):
         """
         pyro.module(self.name, self)
         x, _ = self._check(x, None)
-        idx = pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1).indices
+        idx = pyro.plate(self.data_plate, x.shape[0], subsample_size=subsample_size, dim=-1).indices
         if not self.stochastic:
             return None
         return pyro.sample("features", self.path_law(x[idx], posterior=True))
 
     # ------------------------------------------------------------------ the protocol
     latent_on_inputs = True
+    data_plate = "data"
 
     @property
     def own_guide(self):

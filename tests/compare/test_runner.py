@@ -97,26 +97,3 @@ def test_rank_scores_match_scipy_and_sklearn():
     labels = np.r_[np.zeros(30), np.ones(22)]
     assert auroc(neg, pos) == pytest.approx(roc_auc_score(labels, np.r_[neg, pos]), abs=1e-12)
     assert np.isnan(spearman(np.zeros(5), np.arange(5.0)))  # a constant uncertainty ranks nothing
-
-
-def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
-    """Members 1.. get the ensemble's MAP options (``lr`` included), not run_map's defaults; member 0 is the
-    shared MAP fit (the warm start) and its cost is counted once."""
-    from pyro_node_uq.methods import ensemble, run_map
-
-    problem = load_problem("chemical", **TINY)
-    model = problem.default_model()
-    first = run_map(model, problem.train, num_steps=4, lr=5e-3, progress_bar=False)
-    calls = []
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return run_map(*args, **kwargs)
-
-    monkeypatch.setattr(ensemble, "run_map", spy)
-    res = ensemble.run_ensemble(model, problem.train, warm_start=first, num_members=3, num_steps=4, lr=5e-3,
-                                progress_bar=False)
-    assert res.num_draws == 3 and len(calls) == 2
-    assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 for c in calls)
-    assert [c["seed"] for c in calls] == [1, 2]
-    assert res.num_model_evals == 3 * first.num_model_evals  # the shared member 0 once, two members trained alike

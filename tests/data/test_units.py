@@ -102,18 +102,3 @@ def test_theophylline_and_event_file_folds():
     table = theophylline_table()
     held = [events_problem(table, covariates=["WT"], num_folds=4, fold=k).test.ids.tolist() for k in range(4)]
     assert sorted(functools.reduce(operator.iadd, held, [])) == list(range(1, 13))
-
-
-def test_pk_population_predictive_is_calibrated_on_many_new_units():
-    """The data-generating population's predictive of ``pk_repeated``'s new units covers them at the nominal
-    levels once there are many units (200 here: within 0.04; a split's 10 units can be 0.65 or 0.99 by chance),
-    and its ``y_mean`` is the closed form at the drawn effects (draws differ between units and samples)."""
-    from pyro_node_uq.data.pk import pk_population_predictive, pk_repeated
-    from pyro_node_uq.diagnostics.metrics import score
-    problem = pk_repeated(num_units=400, test_fraction=0.5, seed=3)
-    pred = pk_population_predictive(problem.test, num_samples=300, seed=1)
-    assert pred["obs"].shape == pred["y_mean"].shape == (300, 200, problem.test.t.numel(), 1)
-    s = score(pred, problem.test.y, problem.test.mask)
-    assert abs(s["coverage_50"] - 0.5) < 0.04 and abs(s["coverage_90"] - 0.9) < 0.04, s
-    first = pred["y_mean"][:, :, -1, 0]  # after the last dose: scales with each draw's own effects
-    assert first.std(0).min() > 0 and first.std(1).min() > 0

@@ -212,15 +212,3 @@ def test_per_unit_times_and_doses_give_the_observed_entries_with_their_own_times
         assert obs["obs_time"].values.tolist() == [0.5, 1.0, 3.0, 0.2, 2.5]
     assert np.isfinite(idata.log_likelihood["obs"].values).all()
     assert idata.constant_data["t"].dims == ("trajectory", "time")
-
-
-def test_members_as_chains_convert_without_arviz_shape_warning():
-    """Ensembles store members as chains with one draw each, on purpose: no "More chains than draws" warning."""
-    import warnings
-
-    from pyro_node_uq.diagnostics.az_convert import from_dict
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        idata = from_dict(posterior={"w": np.zeros((5, 1, 3))})
-    assert idata.posterior["w"].shape == (5, 1, 3)

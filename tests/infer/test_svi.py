@@ -72,12 +72,3 @@ def test_guarded_svi_skips_a_rare_non_finite_gradient_and_says_so():
     with pytest.warns(RuntimeWarning, match="1 of 30 steps were skipped for non-finite gradients"):
         fit = fit_svi(model, guide, problem.train, num_steps=30, lr=0.1, progress_bar=False)
     assert fit.skipped_steps == 1 and torch.isfinite(pyro.param("w")) and float(pyro.param("w")) > 0.5
-
-
-def test_guarded_svi_rejects_a_bad_max_skips():
-    import pyro
-
-    from pyro_node_uq.infer import GuardedSVI
-
-    with pytest.raises(ValueError, match="max_skips must be >= 1, got 0"):
-        GuardedSVI(lambda: None, lambda: None, pyro.optim.Adam({"lr": 0.1}), pyro.infer.Trace_ELBO(), max_skips=0)

@@ -82,3 +82,47 @@ def test_a_registered_default_that_disagrees_with_the_runner_is_refused():
     with pytest.raises(TypeError, match=r"toy: run_toy takes no options \['lr'\]"):
         register("toy", "toy", defaults={"lr": 0.1})(run_toy)
     assert "toy" not in METHODS
+
+
+def test_the_fit_commands_guides_are_the_registered_recipes():
+    """Each recipe belongs to the registered method that fits that guide, with the defaults of a fit from the
+    model's initialisation; the variants wrapping another runner name it."""
+    from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+
+    from pyro_node_uq.infer import AutoLangevin, AutoLayerwise
+    from pyro_node_uq.methods import fit_guides, run_langevin, run_layerwise
+
+    recipes = fit_guides()
+    assert {k: (r.guide_class, r.defaults) for k, r in recipes.items()} == {
+        "autonormal": (AutoNormal, {"init_scale": 0.05}),
+        "lowrank": (AutoLowRankMultivariateNormal, {"init_scale": 0.05}),
+        "langevin": (AutoLangevin, {"init_scale": 0.01}),
+        "layerwise": (AutoLayerwise, {"subset": "last_layer"})}
+    owner = {m.guide.name: m.name for m in METHODS.values() if m.guide is not None}
+    assert owner == {"autonormal": "autonormal", "lowrank": "lowrank", "langevin": "langevin_learned",
+                     "layerwise": "layerwise_last"}
+    assert recipes["autonormal"].options({"init_scale": 0.1}) == {"init_scale": 0.1}
+    for score in ("learned", "exact", "hybrid"):
+        assert METHODS[f"langevin_{score}"].wraps is run_langevin and METHODS[f"langevin_{score}"].sets == ("score",)
+    assert METHODS["layerwise_first"].wraps is run_layerwise and METHODS["map"].wraps is None
+
+
+def test_a_recipe_builds_its_guide_with_the_overrides():
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    from pyro.infer.autoguide import AutoNormal, init_to_value
+
+    from pyro_node_uq.methods import GuideRecipe
+
+    def model():
+        pyro.sample("x", dist.Normal(0.0, 1.0))
+
+    guide = GuideRecipe("n", AutoNormal, {"init_scale": 0.05}).build(model, init_to_value(values={"x": torch.tensor(2.0)}))
+    guide()
+    assert float(guide.locs.x.detach()) == 2.0 and float(guide.scales.x.detach()) == pytest.approx(0.05)
+    pyro.clear_param_store()
+    other = GuideRecipe("n", AutoNormal, {"init_scale": 0.05}).build(model, init_to_value(values={"x": torch.tensor(2.0)}),
+                                                                     {"init_scale": 0.3})
+    other()
+    assert float(other.scales.x.detach()) == pytest.approx(0.3)

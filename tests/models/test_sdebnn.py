@@ -1,5 +1,5 @@
-"""SDE-BNN: the in-solve path KL against an independent Girsanov estimate, prior = posterior at g = 0, STL,
-the Pyro model/guide contract and bad input.  Statistical checks run in float64 with fixed seeds."""
+"""SDE-BNN: prior = posterior at g = 0, the Pyro model/guide contract, the stochastic adjoint and bad input (the
+weight-path solve's own tests, the path KL and STL, are in tests/distributions/test_sde_path.py).  Statistical checks run in float64 with fixed seeds."""
 import math
 import pickle
 
@@ -10,9 +10,9 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 
 from pyro_node_uq.data import StaticSplit
 from pyro_node_uq.diagnostics import to_inference_data
-from pyro_node_uq.distributions import SDESolver, WeightPathFeatures, solve_weight_path
+from pyro_node_uq.distributions import SDESolver, solve_weight_path
 from pyro_node_uq.methods import run_sdebnn
-from pyro_node_uq.models import SDEBNN, BottleneckDrift
+from pyro_node_uq.models import SDEBNN
 
 F64 = torch.float64
 
@@ -25,49 +25,6 @@ def _seed_and_threads():
     pyro.set_rng_seed(0)
     yield
     torch.set_num_threads(threads)
-
-
-def _random_drift(D, seed=0):
-    drift = BottleneckDrift(D, bottleneck=6, generator=torch.Generator().manual_seed(seed)).to(F64)
-    with torch.no_grad():
-        drift.params[2].normal_(0, 0.4, generator=torch.Generator().manual_seed(seed + 1))  # g != 0
-    return drift
-
-
-def test_kl_matches_independent_girsanov_monte_carlo():
-    """Mean in-solve KL (plain and STL) = Monte Carlo of log q/p from Gaussian Euler transition densities,
-    simulated by a separate loop (same step grid, so both estimate the same discretised KL)."""
-    D, P, dt, sigma = 3, 4000, 0.05, 0.5
-    w0 = torch.tensor([0.5, -0.3, 0.1], dtype=F64)
-    drift = _random_drift(D)
-    with torch.no_grad():
-        kl_plain = solve_weight_path(w0, sigma, P, drift=drift, solver={"dt": dt})[2]
-        kl_stl = solve_weight_path(w0, sigma, P, drift=drift, solver={"dt": dt}, estimator="stl")[2]
-        gen = torch.Generator().manual_seed(123)
-        w, log_ratio = w0.expand(P, D), torch.zeros(P, dtype=F64)
-        for k in range(round(1 / dt)):
-            t = torch.tensor(k * dt, dtype=F64)
-            q_loc = w + (-w + drift(t, w)) * dt
-            p_loc = w - w * dt
-            w_next = q_loc + sigma * math.sqrt(dt) * torch.randn(P, D, generator=gen, dtype=F64)
-            step = torch.distributions.Normal(q_loc, sigma * math.sqrt(dt)).log_prob(w_next)
-            step = step - torch.distributions.Normal(p_loc, sigma * math.sqrt(dt)).log_prob(w_next)
-            log_ratio, w = log_ratio + step.sum(-1), w_next
-    reference = log_ratio.mean()
-    assert reference > 0.05  # a non-trivial KL
-    for estimate in (kl_plain, kl_stl):
-        se = (estimate.var() / P + log_ratio.var() / P).sqrt()
-        assert abs(estimate.mean() - reference) < 4 * se, (float(estimate.mean()), float(reference), float(se))
-    # the plain estimator drops the zero-mean dB integral, so it varies less than the full log-ratio
-    assert kl_plain.var() < kl_stl.var()
-
-
-def test_kl_of_constant_drift_is_closed_form():
-    """g = c constant: KL(Q || P) = 0.5 ||c / sigma||^2 exactly, on every path."""
-    c, sigma = torch.tensor([0.3, -0.6], dtype=F64), torch.tensor([0.5, 0.2], dtype=F64)
-    _, _, kl = solve_weight_path(torch.zeros(2, dtype=F64), sigma, 7, drift=lambda t, w, detach=False: c.expand_as(w),
-                                 solver={"dt": 0.1})
-    torch.testing.assert_close(kl, torch.full((7,), 0.5 * float(((c / sigma) ** 2).sum()), dtype=F64))
 
 
 def test_zero_drift_posterior_is_the_ou_prior():
@@ -89,44 +46,6 @@ def test_zero_drift_posterior_is_the_ou_prior():
     # and the features agree in distribution (two-sample check of the first two moments)
     se = ((h_q.var(0) + h_p.var(0)) / P).sqrt()
     assert ((h_q.mean(0) - h_p.mean(0)).abs() < 4.5 * se + 1e-9).all()
-
-
-def _h_transform_elbo(theta, estimator, P, sigma=0.8, s=0.3, y=1.0, w0=0.2, dt=0.02):
-    """Scalar OU prior, y ~ N(w_1, s^2).  The exact posterior path law is the Doob h-transform with drift
-    g*(t, w) = sigma^2 a (y - a w) / v, a = e^{-(1-t)}, v = s^2 + sigma^2 (1 - a^2) / 2: theta = (1, 1) below."""
-    def drift(t, w, detach=False):
-        th = theta.detach() if detach else theta
-        a = math.exp(-(1 - float(t)))
-        v = s ** 2 + sigma ** 2 / 2 * (1 - a ** 2)
-        return sigma ** 2 * a / v * (th[:, :1] * y - th[:, 1:] * a * w)
-
-    _, w1, log_ratio = solve_weight_path(torch.tensor([w0], dtype=F64), sigma, P, drift=drift, solver={"dt": dt},
-                                         estimator=estimator)
-    log_py = torch.distributions.Normal(w0 * math.exp(-1), math.sqrt(s ** 2 + sigma ** 2 / 2 * (1 - math.exp(-2))))
-    return torch.distributions.Normal(w1[:, 0], s).log_prob(torch.tensor(y, dtype=F64)) - log_ratio, log_py.log_prob(
-        torch.tensor(y, dtype=F64))
-
-
-@pytest.mark.parametrize("theta0", [(1.0, 1.0), (0.9, 1.1)])
-def test_stl_gradient_unbiased_and_lower_variance(theta0):
-    """Per-path ELBO gradients (one copy of theta per path): STL and plain have the same mean within Monte Carlo
-    error; near the exact posterior STL's variance is much lower.  At the optimum the ELBO is log p(y)."""
-    P, grads, elbos = 3000, {}, {}
-    for estimator in ("plain", "stl"):
-        torch.manual_seed(1)
-        theta = torch.tensor(theta0, dtype=F64).expand(P, 2).clone().requires_grad_()
-        elbo, log_py = _h_transform_elbo(theta, estimator, P)
-        elbo.sum().backward()
-        grads[estimator], elbos[estimator] = theta.grad, elbo.detach()
-    diff = grads["plain"].mean(0) - grads["stl"].mean(0)
-    se = ((grads["plain"].var(0) + grads["stl"].var(0)) / P).sqrt()
-    assert (diff.abs() < 4 * se).all(), (diff, se)
-    ratio = grads["plain"].var(0) / grads["stl"].var(0)
-    print(f"theta={theta0}: gradient variance ratio plain/STL = {ratio.tolist()}")
-    assert (ratio > (10.0 if theta0 == (1.0, 1.0) else 2.0)).all()
-    if theta0 == (1.0, 1.0):  # the bound is tight at the exact posterior (up to an Euler bias of about 0.01)
-        for elbo in elbos.values():
-            assert abs(elbo.mean() - log_py) < 4 * (elbo.var() / P).sqrt() + 0.02
 
 
 def test_svi_predictive_and_pickle():
@@ -232,19 +151,3 @@ def test_bad_input_errors():
     d = SDEBNN(1, 1, width=(4,)).path_law(torch.zeros(2, 1))
     with pytest.raises(NotImplementedError, match="only known along its own draws"):
         d.log_prob(torch.zeros(2, 3))
-
-
-def test_divergence_is_reported():
-    from pyro_node_uq.distributions import NODEDivergenceError
-    with pytest.raises(NODEDivergenceError, match="diverged"):
-        solve_weight_path(torch.ones(2), 0.1, 3, drift=lambda t, w, detach=False: 1e4 * w ** 3,
-                          solver={"dt": 0.1})
-
-
-def test_weight_path_features_docstring_shapes():
-    from pyro_node_uq.nn import BatchedMLP
-    net = BatchedMLP("f", (2, 8, 2))
-    w0 = torch.cat([p.reshape(-1) for p in net.init_params().values()])
-    d = WeightPathFeatures(net, net.param_shapes(), torch.randn(5, 2), w0, sigma=0.1).expand((3,))
-    h1 = d.rsample()
-    assert h1.shape == (3, 5, 2) and d.weights.shape == (3, w0.numel())

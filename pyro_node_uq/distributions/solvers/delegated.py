@@ -2,7 +2,7 @@
 fixed-grid methods under their ``torchdiffeq`` names (``ODESolver(method="dopri5")`` or
 ``ODESolver(method=Dopri5(rtol=1e-8, atol=1e-9))``).  They differ only in name, order and kind, so they are made
 from one table."""
-from .base import AdaptiveSolver, TorchdiffeqSolver
+from .base import AdaptiveSolver, Solver, TorchdiffeqSolver
 
 #: (class name, method name, order, base class, description)
 _TABLE = [
@@ -31,3 +31,4 @@ class ScipySolver(TorchdiffeqSolver):
 
     name = "scipy_solver"
     fixed_step = False
+    step = Solver.step

@@ -170,6 +170,9 @@ class AutoLangevin(AutoContinuous):
                                  "from this guide with poutine.block) or marginalise it in the model")
         if self._data is None:
             self._data = (tuple(args), dict(kwargs))
+        # the batch dims of the latent sites (their plates), to the right of a batch of members in _constrain
+        self._latent_nesting = max((site["value"].dim() - site["fn"].event_dim
+                                    for _, site in self.prototype_trace.iter_stochastic_nodes()), default=0)
         D = self.latent_dim
         if self.reference == "auto":
             self.reference = "full" if D <= FULL_RANK_MAX_DIM else "lowrank"
@@ -454,10 +457,8 @@ class AutoLangevin(AutoContinuous):
     def _constrain(self, latent):
         # Pyro's _unpack_latent aligns the latent's batch dims to the left of the model's plates: pad with ones so
         # that a batch of members ``(P, D)`` also works for latents inside plates
-        nesting = max((site["value"].dim() - site["fn"].event_dim
-                       for _, site in self.prototype_trace.iter_stochastic_nodes()), default=0)
         if latent.dim() > 1:
-            latent = latent.reshape(latent.shape[:-1] + (1,) * nesting + latent.shape[-1:])
+            latent = latent.reshape(latent.shape[:-1] + (1,) * self._latent_nesting + latent.shape[-1:])
         return {site["name"]: biject_to(site["fn"].support)(value)
                 for site, value in unpack_latent(self, latent)}
 

@@ -15,7 +15,7 @@ from .process import (
     sync_rng_state,
 )
 
-__all__ = ["DataParallelSVI", "subsample_plate"]
+__all__ = ["DataParallelSVI", "data_plate", "subsample_plate"]
 
 
 class subsample_plate(Messenger):
@@ -54,6 +54,25 @@ class subsample_plate(Messenger):
             msg["value"], self.seen = self.indices_fn(size), True
 
 
+def data_plate(model):
+    """The name of ``model``'s data plate, the plate a data-parallel or minibatch fit shards and subsamples: the
+    model's ``data_plate`` attribute (every :class:`~pyro_node_uq.models.ProcessModel` has one); a model without
+    one must be given its plate by name.
+
+    Example::
+
+        >>> class Model:
+        ...     data_plate = "units"
+        >>> data_plate(Model())
+        'units'
+    """
+    plate = getattr(model, "data_plate", None)
+    if plate is None:
+        raise ValueError(f"plate: {getattr(model, '__name__', type(model).__name__)} has no data_plate attribute; "
+                         "name the model's data plate (plate=...)")
+    return plate
+
+
 class DataParallelSVI(GuardedSVI):
     """:class:`~pyro_node_uq.infer.GuardedSVI` over a process group: each rank computes the ELBO gradient on its
     shard of the plate ``plate`` and the ranks all-reduce the gradients, so every rank takes the same step.
@@ -72,7 +91,8 @@ class DataParallelSVI(GuardedSVI):
     exact or hybrid score) do so isolated from this handler, that is on all trajectories, on every rank.
 
     :param model, guide, optim, loss: as for :class:`~pyro.infer.SVI`.
-    :param str plate: the name of the model's data plate.
+    :param str plate: the name of the model's data plate (default: the model's ``data_plate``, see
+        :func:`data_plate`).
     :param int subsample_size: trajectories per step over all ranks (``None``: all).
     :param int seed: seed of the minibatch draws.
     :param int max_skips: see :class:`~pyro_node_uq.infer.GuardedSVI`.
@@ -91,10 +111,10 @@ class DataParallelSVI(GuardedSVI):
         torch.Size([2])
     """
 
-    def __init__(self, model, guide, optim, loss, plate="trajectories", subsample_size=None, seed=0, max_skips=10,
-                 **kwargs):
+    def __init__(self, model, guide, optim, loss, plate=None, subsample_size=None, seed=0, max_skips=10, **kwargs):
         if subsample_size is not None and not int(subsample_size) >= 1:
             raise ValueError(f"subsample_size must be >= 1 or None, got {subsample_size}")
+        plate = data_plate(model) if plate is None else plate
         self.plate, self.subsample_size = plate, None if subsample_size is None else int(subsample_size)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.handler = subsample_plate(plate, self._shard)

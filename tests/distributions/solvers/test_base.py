@@ -1,6 +1,6 @@
-"""The solver objects: every registered tableau is consistent and has the order it claims, one step against a
-hand-computed value, and each explicit Runge-Kutta solver gives torchdiffeq's values and gradients on the fast
-path (parametrised over the registry, so a new solver file is checked without a new test)."""
+"""The solver objects: every registered tableau is consistent and has the order it claims, and each explicit
+Runge-Kutta solver gives torchdiffeq's values and gradients on the fast path (parametrised over the registry, so a
+new solver file is checked without a new test); each solver's one step by hand is in its own test file."""
 import math
 
 import pytest
@@ -11,13 +11,11 @@ from pyro_node_uq.distributions.solvers import (
     RK4,
     SOLVERS,
     Dopri5,
-    Euler,
     ExplicitRK,
     Midpoint,
     Tableau,
     get_solver,
 )
-from pyro_node_uq.distributions.step_check import step_doubling_error
 
 TABLEAU_SOLVERS = sorted(name for name, cls in SOLVERS.items() if cls.tableau is not None)
 
@@ -71,24 +69,6 @@ def test_global_error_falls_as_the_claimed_order(name):
     assert math.log2(error(20) / error(40)) == pytest.approx(scheme.order, abs=0.15)
 
 
-def test_one_step_against_hand_computed_values():
-    """y' = t y from y = 2 at t = 1 with h = 0.5: the stages by hand."""
-    y, t0, h = torch.tensor([2.0], dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64), 0.5
-
-    def f(t, y):
-        return t * y
-
-    k1 = 1.0 * 2.0  # euler: 2 + 0.5 * 2
-    assert float(Euler().step(f, y, t0, h)) == pytest.approx(2 + h * k1, abs=1e-15)
-    k2 = 1.25 * (2 + 0.25 * k1)  # midpoint: f(t + h/2, y + h/2 k1)
-    assert float(Midpoint().step(f, y, t0, h)) == pytest.approx(2 + h * k2, abs=1e-15)
-    r1 = 2.0  # the 3/8 rule
-    r2 = (1 + h / 3) * (2 + h * r1 / 3)
-    r3 = (1 + 2 * h / 3) * (2 + h * (-r1 / 3 + r2))
-    r4 = 1.5 * (2 + h * (r1 - r2 + r3))
-    assert float(RK4().step(f, y, t0, h)) == pytest.approx(2 + h * (r1 + 3 * r2 + 3 * r3 + r4) / 8, abs=1e-14)
-
-
 @pytest.mark.parametrize("name", [n for n in TABLEAU_SOLVERS if SOLVERS[n].torchdiffeq])
 def test_the_solver_step_is_torchdiffeqs_step(name):
     """The step check steps with the solver object: the same step as torchdiffeq's method of that name."""
@@ -117,14 +97,6 @@ def test_the_fast_paths_step_check_measures_what_the_solver_step_measures(monkey
     from .. import test_fixed_grid as fixed
 
     fixed.test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, name, 1, grid, 2)
-
-
-def test_step_doubling_error_of_a_tableau_solver_by_hand():
-    """Midpoint on y' = -30 y, h = 0.1: one step (1 - 3 + 4.5) y, two half steps (1 - 1.5 + 1.125)^2 y."""
-    y = torch.ones(1, dtype=torch.float64)
-    err = step_doubling_error(lambda t, y: -30.0 * y, y, 0.0, 0.1, Midpoint())
-    one, two = 2.5, 0.625 ** 2
-    assert err == pytest.approx(abs(one - two) / (two + 1), rel=1e-12)
 
 
 def test_tableau_check_names_what_is_wrong():

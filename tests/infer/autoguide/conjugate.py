@@ -48,4 +48,5 @@ def per_particle_elbo(model, guide, num_particles, *args, max_plate_nesting=1):
 
 
 def mean_and_se(values):
+    values = values.detach()
     return float(values.mean()), float(values.std() / math.sqrt(len(values)))

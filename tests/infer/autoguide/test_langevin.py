@@ -178,7 +178,8 @@ def test_non_finite_exact_drift_is_reported_not_propagated():
         pyro.factor("f", _NaNGradientBelowZero.apply(w))
 
     guide = AutoLangevin(model, num_steps=3, score="exact", init_scale=1.0)
-    guide(torch.zeros(1))
+    with pytest.warns(RuntimeWarning, match="non-finite drifts"):  # the first draw (seeded) starts below zero
+        guide(torch.zeros(1))
     with pytest.warns(RuntimeWarning, match="non-finite drifts"):
         z = guide.sample_ensemble(200, torch.zeros(1))["w"]
     assert torch.isfinite(z).all() and guide.stats["nonfinite_drifts"] > 0
@@ -313,3 +314,31 @@ def test_collapsing_ensemble_is_reported_and_warned_once():
         guide.sample_ensemble(64, model.y)  # warned once
     guide.sample_ensemble(4, model.y)
     assert guide.stats["spread_ratio"] is None  # too few members to judge
+
+
+def _grouped_model():
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("groups", 3):
+        pyro.sample("theta", dist.Normal(mu, 1.0))
+
+
+def test_the_plate_nesting_of_the_latents_is_read_once_at_set_up_and_pickled():
+    """Members of latents inside a plate keep their plate dim: ``(P, 3)``; the nesting is found when the prototype
+    is traced (one pass over its sites in a draw: Pyro's own unpacking), and survives pickling."""
+    guide = AutoLangevin(_grouped_model, num_steps=2)
+    guide()
+    assert guide._latent_nesting == 1
+    trace, passes = guide.prototype_trace, []
+    iterate = trace.iter_stochastic_nodes
+
+    def counted():
+        passes.append(1)
+        return iterate()
+
+    trace.iter_stochastic_nodes = counted
+    draws = guide.sample_ensemble(4)
+    assert draws["theta"].shape == (4, 3) and draws["mu"].shape == (4,) and len(passes) == 1
+    del trace.iter_stochastic_nodes
+    copy = pickle.loads(pickle.dumps(guide))
+    assert copy._latent_nesting == 1 and copy.sample_ensemble(2)["theta"].shape == (2, 3)
+    assert {k: v.shape for k, v in copy.median().items()} == {"mu": torch.Size([]), "theta": torch.Size([3])}

@@ -98,7 +98,7 @@ def test_data_parallel_svi_names_a_missing_plate_and_a_bad_subsample_size():
     def guide(y):
         pass
 
-    svi = DataParallelSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    svi = DataParallelSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO(), plate="trajectories")
     with pytest.raises(ValueError, match="no plate named 'trajectories'"):
         svi.step(torch.zeros(3))
     svi = DataParallelSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO(), plate="data", subsample_size=5)
@@ -106,3 +106,21 @@ def test_data_parallel_svi_names_a_missing_plate_and_a_bad_subsample_size():
         svi.step(torch.zeros(3))
     with pytest.raises(ValueError, match="subsample_size must be >= 1"):
         DataParallelSVI(model, guide, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO(), subsample_size=0)
+
+
+def test_the_data_plate_is_the_models_own_or_named():
+    """The plate to shard comes from the model (``data_plate``), or by name for a plain function; a function
+    without one is refused by name before any step."""
+    from pyro_node_uq.infer.distributed import data_plate
+    from pyro_node_uq.models import SDEBNN
+
+    def model(y):
+        pass
+
+    optim, loss = pyro.optim.Adam({"lr": 0.1}), Trace_ELBO()
+    with pytest.raises(ValueError, match="plate: model has no data_plate attribute; name the model's data plate"):
+        DataParallelSVI(model, model, optim, loss)
+    assert DataParallelSVI(model, model, optim, loss, plate="units").plate == "units"
+    sde = SDEBNN(1, 1, width=(2,))
+    assert data_plate(sde) == "data" and DataParallelSVI(sde, sde.guide, optim, loss).plate == "data"
+    assert data_plate(load_problem("chemical", num_train=2).default_model()) == "trajectories"

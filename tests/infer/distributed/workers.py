@@ -49,7 +49,7 @@ def warm_start():
         with pyro.plate("trajectories", len(y)) as idx:
             pyro.sample("obs", dist.Normal(pyro.param("w").sum(), 1.0), obs=y[idx])
 
-    svi = DataParallelSVI(model, lambda y: None, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    svi = DataParallelSVI(model, lambda y: None, pyro.optim.Adam({"lr": 0.1}), Trace_ELBO(), plate="trajectories")
     losses = [svi.step(torch.arange(6.0)) for _ in range(3)]
     return losses, pyro.param("w").detach().clone()
 

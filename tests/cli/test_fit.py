@@ -12,7 +12,7 @@ import torch
 
 from pyro_node_uq.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["fit", "--problem-option", "num_train=4", "--steps", "4", "--float64", "--no-progress", "--num-particles", "2"]
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from pyro_node_uq.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
