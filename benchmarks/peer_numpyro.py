@@ -4,15 +4,20 @@ The peer is the ``chemical`` problem's default NODE written in JAX: R = MLP(4 ->
 hidden components observed with Normal(0.02) noise, h0 = (1, 0, 0), the temperature input linearly
 interpolated, and torchdiffeq's 3/8-rule RK4 stepping exactly on the observation grid (a diffrax
 ``AbstractERK`` with that tableau and ``StepTo`` the grid).  With the same weights the two log-likelihoods must
-agree to a relative 1e-5 (checked in float64 first; the script stops if they do not).
+agree to a relative 1e-5 (checked in float64 first; the script stops if they do not); the float32 log p and
+its gradient are then compared with each peer's.
 
-Timings are in float32 on one thread, ours and the peer's calls interleaved, repeated, medians, printed as
-ratios ours / peer (< 1: ours faster).  The peer is jitted; its compile time is reported separately and not in
+Timings are in float32 on one thread (pin the run to one core with ``taskset``: the worker processes inherit
+it and only one process computes at a time), every variant's calls interleaved, repeated, medians, printed
+as ratios ours / peer (< 1: ours faster).  The peer is jitted; its compile time is reported separately and not in
 the per-call times.  Rows:
 
-* ``logp+grad P=...``: log p(y | w) of every trajectory summed, plus its gradient, for P weight particles in one
-  vectorised call (``vmap`` for the peer); ours with the default fixed-step path and with ``torchdiffeq``
-  (the back-end before the fast path) as a second column;
+* log p + gradient at P = 1, 8, 64, 256: log p(y | w) of every trajectory summed, plus its gradient, for P
+  weight particles in one vectorised call (``vmap`` for the peers, none at P = 1), against two JAX peers:
+  diffrax, and the same RK4 written by hand under ``jax.lax.scan``; ``ours / best`` divides by the faster peer.
+  Ours runs in worker processes (:mod:`logp_worker`): the current tree with the default fixed-step path and
+  with ``torchdiffeq``, and, with ``--baseline-src``, an older checkout, so a change is measured against its
+  baseline in the same run;
 * ``svi step``: one AutoNormal SVI step with 16 vectorised particles (Pyro against NumPyro);
 * ``nuts grad``: ours, the cost per potential-energy gradient inside a short NUTS run at tree depth 6 (the
   kernel of ``run_nuts``, eager, tree building included); the peer, its jitted potential gradient alone
@@ -20,12 +25,14 @@ the per-call times.  Rows:
 * ``nuts potential grad``: like for like, interleaved: the potential energy and its gradient as NUTS asks for
   them, Pyro's ``potential_fn`` of the same kernel against the peer's jitted one.
 
-    taskset -c 1 python benchmarks/peer_numpyro.py [--repeats 7] [--skip-nuts]
+    taskset -c 1 python benchmarks/peer_numpyro.py [--repeats 7] [--skip-nuts] [--baseline-src ../old-checkout]
 
 Needs the ``bench`` extra: ``pip install pyro-node-uq[bench]`` (jax, diffrax, numpyro).
 """
 import argparse
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -39,7 +46,8 @@ import numpyro
 import numpyro.distributions as ndist
 import pyro
 import torch
-from timing import interleaved, logp_and_grad
+from logp_worker import particle_weights
+from timing import interleaved
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.distributions import NODETrajectory
@@ -86,56 +94,169 @@ def make_loglik(t, x, y, scale=0.02):
     return loglik
 
 
+def make_loglik_scan(t, x, y, scale=0.02):
+    """The same log-likelihood with the 3/8-rule RK4 written by hand under ``jax.lax.scan`` (what a JAX user
+    writes without a solver library): one step per observation interval, the input's stage values
+    interpolated linearly ahead of the loop."""
+    h0 = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0], dtype=t.dtype), (x.shape[0], 3))
+    dt = t[1:] - t[:-1]
+    xs = jnp.swapaxes(x, 0, 1)  # (T, N, 1)
+    u = [xs[:-1] + c * (xs[1:] - xs[:-1]) for c in (0.0, 1 / 3, 2 / 3, 1.0)]  # stage inputs, each (T - 1, N, 1)
+
+    def loglik(w):
+        w = {k: v.astype(t.dtype) for k, v in w.items()}
+
+        def f(h, ui):
+            z = jnp.tanh(jnp.concatenate([h, ui], -1) @ w["R.0.weight"].T + w["R.0.bias"])
+            return z @ w["R.1.weight"].T + w["R.1.bias"]
+
+        def step(h, inp):
+            d, u0, u1, u2, u3 = inp
+            k1 = f(h, u0)
+            k2 = f(h + d * k1 / 3, u1)
+            k3 = f(h + d * (k2 - k1 / 3), u2)
+            k4 = f(h + d * (k1 - k2 + k3), u3)
+            h = h + d * (k1 + 3 * (k2 + k3) + k4) / 8
+            return h, h
+
+        _, hs = jax.lax.scan(step, h0, (dt, *u))
+        hs = jnp.swapaxes(jnp.concatenate([h0[None], hs]), 0, 1)  # (N, T, 3)
+        return ndist.Normal(hs[..., :2], scale).log_prob(y).sum()
+
+    return loglik
+
+
+PEERS = {"diffrax": make_loglik, "lax.scan": make_loglik_scan}
+
+
+def _relative(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
 def check_agreement(problem):
-    """Log-likelihoods with the same (random) weights in float64: ours (both back-ends) against the peer."""
+    """Log-likelihoods with the same (random) weights: ours against each peer in float64 (all back-ends; the
+    script stops above 1e-5), then ours (default path) against each peer in float64 and float32, log p and
+    gradient."""
     split = problem.train.to(torch.float64)
     model = problem.default_model()
     model.init = model.init.double()
     gen = torch.Generator().manual_seed(1)
     w = {k: torch.randn(s, generator=gen, dtype=torch.float64) / s[-1] ** 0.5 for k, s in model.weight_shapes().items()}
-    loglik = make_loglik(*jax_problem(split, jnp.float64))
-    peer = float(loglik({k: jnp.asarray(v.numpy()) for k, v in w.items()}))
-    rows = []
+    data = jax_problem(split, jnp.float64)
+    peers = {name: float(make(*data)({k: jnp.asarray(v.numpy()) for k, v in w.items()}))
+             for name, make in PEERS.items()}
+    worst = 0.0
+    print("agreement (float64, same weights): " + ", ".join(f"{n} log p = {v:.10g}" for n, v in peers.items()))
     for backend in ("fixed", "torchdiffeq"):
         d = NODETrajectory(model.R, model.Z, w, split.t, split.x, h0=model.init, scale=model.scale,
                            solver={"backend": backend}, obs_dim=model.obs_dim)
         ours = float(d.log_prob(split.y).sum())
-        rows.append((backend, ours, abs(ours - peer) / abs(peer)))
-    print(f"agreement (float64, same weights): peer log p = {peer:.10g}")
-    for backend, ours, rel in rows:
-        print(f"  ours ({backend:<11}) log p = {ours:.10g}   relative difference {rel:.2e}")
-    worst = max(r[2] for r in rows)
+        rel = {n: abs(ours - v) / abs(v) for n, v in peers.items()}
+        worst = max(worst, *rel.values())
+        print(f"  ours ({backend:<11}) log p = {ours:.10g}   relative difference " +
+              ", ".join(f"{n} {r:.2e}" for n, r in rel.items()))
     if not worst < 1e-5:
         raise SystemExit(f"likelihoods disagree: relative difference {worst:.2e} >= 1e-5")
+    for dtype in (torch.float64, torch.float32):
+        gradient_agreement(model, split, w, dtype)
 
 
-def time_logp(problem, sizes, repeats):
+def gradient_agreement(model, split, w, dtype):
+    """Print the relative differences of log p and of its gradient in ``dtype``: ours (default path) against each
+    peer, and the two peers against each other (the floor of round-off)."""
+    split = split.to(dtype)
+    wt = {k: v.detach().to(dtype).clone().requires_grad_() for k, v in w.items()}
+    d = NODETrajectory(model.R, model.Z, wt, split.t, split.x, h0=model.init.to(dtype), scale=model.scale,
+                       solver=model.solver, obs_dim=model.obs_dim)
+    lp = d.log_prob(split.y).sum()
+    lp.backward()
+    data = jax_problem(split, jnp.float32 if dtype == torch.float32 else jnp.float64)
+    wj = {k: jnp.asarray(v.detach().numpy()) for k, v in wt.items()}
+    peer = {name: jax.value_and_grad(make(*data))(wj) for name, make in PEERS.items()}
+    ours = (np.float64(lp.item()), {k: v.grad.numpy() for k, v in wt.items()})
+    print(f"agreement ({str(dtype)[6:]}, same weights): relative difference of log p and of its gradient (max over "
+          "entries of |a - b| over b's largest entry), ours with the default path")
+    pairs = [(f"ours - {name}", ours, peer[name]) for name in PEERS] + [("diffrax - lax.scan (the floor)",
+                                                                      peer["diffrax"], peer["lax.scan"])]
+    for label, (v1, g1), (v2, g2) in pairs:
+        g_rel = max(_relative(np.asarray(g1[k]), np.asarray(g2[k])) for k in g1)
+        print(f"  {label:<31} log p {abs(float(v1) - float(v2)) / abs(float(v2)):.2e}   gradient {g_rel:.2e}")
+
+
+class Worker:
+    """A :mod:`logp_worker` process for the package checkout ``src``: ``call(P, backend)`` -> seconds."""
+
+    def __init__(self, src):
+        here = os.path.dirname(os.path.abspath(__file__))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(src), here]))
+        self.proc = subprocess.Popen([sys.executable, os.path.join(here, "logp_worker.py")], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the timing worker for {src} did not start")
+
+    def call(self, P, backend="default"):
+        self.proc.stdin.write(f"{P} {backend}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_logp(problem, sizes, repeats, baseline_src=None, torchdiffeq=True):
+    """Median seconds per log p + gradient call at each P: ours (the current tree, and ``baseline_src`` when
+    given, each in its own worker process), torchdiffeq, and each JAX peer, all calls interleaved."""
     split = problem.train
     model = problem.default_model()
-    model.init = model.init.float()
-    gen = torch.Generator().manual_seed(0)
-    base = {k: torch.randn(s, generator=gen) / s[-1] ** 0.5 for k, s in model.weight_shapes().items()}
     t, x, y = jax_problem(split, jnp.float32)
-    loglik = make_loglik(t, x, y)
-    batched = jax.jit(jax.value_and_grad(lambda w: jax.vmap(loglik)(w).sum()))
-    single = jax.jit(jax.value_and_grad(loglik))  # P = 1 without vmap: the peer's fastest form
+    workers = {"ours": Worker(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))}
+    if baseline_src:
+        workers["base"] = Worker(baseline_src)
     rows = []
-    for P in sizes:
-        params = {k: v + 0.05 * torch.randn((P, 1) + v.shape, generator=gen) for k, v in base.items()}
-        wj = {k: jnp.asarray(v[:, 0].numpy()) for k, v in params.items()}
-        vg = batched
-        if P == 1:
-            wj, vg = {k: v[0] for k, v in wj.items()}, single
-        start = time.perf_counter()
-        jax.block_until_ready(vg(wj))
-        compile_s = time.perf_counter() - start
-        med = interleaved({
-            "ours": lambda: logp_and_grad(model, split, params, model.solver),  # noqa: B023
-            "torchdiffeq": lambda: logp_and_grad(model, split, params, {"backend": "torchdiffeq"}),  # noqa: B023
-            "peer": lambda: jax.block_until_ready(vg(wj)),  # noqa: B023
-        }, repeats)
-        rows.append((f"logp+grad P={P}", med["ours"], med["torchdiffeq"], med["peer"], compile_s))
+    try:
+        for P in sizes:
+            params = particle_weights(model.weight_shapes(), P)
+            wj = {k: jnp.asarray(v[:, 0].numpy()) for k, v in params.items()}
+            fns, compile_s = {k: (lambda w=w: w.call(P)) for k, w in workers.items()}, {}  # noqa: B023
+            if torchdiffeq:
+                fns["torchdiffeq"] = lambda: workers["ours"].call(P, "torchdiffeq")  # noqa: B023
+            for name, make in PEERS.items():
+                loglik = make(t, x, y)
+                if P == 1:  # P = 1 without vmap: the peer's fastest form
+                    vg, w = jax.jit(jax.value_and_grad(loglik)), {k: v[0] for k, v in wj.items()}
+                else:
+                    vg, w = jax.jit(jax.value_and_grad(lambda w, f=loglik: jax.vmap(f)(w).sum())), wj
+                compile_s[name] = _timed(lambda vg=vg, w=w: jax.block_until_ready(vg(w)))
+                fns[name] = lambda vg=vg, w=w: _timed(lambda: jax.block_until_ready(vg(w)))
+            med = interleaved(fns, repeats, self_timed=True)
+            rows.append((P, med, compile_s))
+    finally:
+        for w in workers.values():
+            w.close()
     return rows
+
+
+def print_logp(rows):
+    peers = list(PEERS)
+    base = "base" in rows[0][1]
+    cols = ["ours"] + (["base"] if base else []) + (["torchdiffeq"] if "torchdiffeq" in rows[0][1] else []) + peers
+    print(f"log p + gradient, ms (medians); ours / best JAX peer{' (now, and at the baseline commit)' if base else ''}")
+    print(f"{'P':>4} " + " ".join(f"{c:>11}" for c in cols) + f" {'ours/best':>10}" +
+          (f" {'base/best':>10}" if base else "") + "   peer jit s")
+    for P, med, compile_s in rows:
+        best = min(med[p] for p in peers)
+        line = f"{P:>4} " + " ".join(f"{1e3 * med[c]:11.2f}" for c in cols) + f" {med['ours'] / best:10.2f}"
+        if base:
+            line += f" {med['base'] / best:10.2f}"
+        print(line + "   " + ", ".join(f"{p} {compile_s[p]:.1f}" for p in peers))
 
 
 def numpyro_model(model, split, latent_dtype):
@@ -230,6 +351,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--sizes", default="1,8,64,256")
+    ap.add_argument("--baseline-src", default=None, help="a checkout of an older commit: its log p + gradient "
+                    "is timed in the same run, calls interleaved")
+    ap.add_argument("--skip-torchdiffeq", action="store_true")
     ap.add_argument("--skip-svi", action="store_true")
     ap.add_argument("--skip-nuts", action="store_true")
     ap.add_argument("--nuts-jit", action="store_true", help="trace the NUTS potential (Pyro's jit_compile)")
@@ -239,20 +363,21 @@ def main():
     check_agreement(problem)
     torch.set_default_dtype(torch.float32)
     problem = problem.to(torch.float32)
-    rows = time_logp(problem, [int(s) for s in args.sizes.split(",")], args.repeats)
+    logp = time_logp(problem, [int(s) for s in args.sizes.split(",")], args.repeats, args.baseline_src,
+                     not args.skip_torchdiffeq)
+    rows = []
     if not args.skip_svi:
         rows += time_svi(problem, args.repeats)
     if not args.skip_nuts:
         rows += time_nuts(problem, jit=args.nuts_jit)
     print(f"chemical, float32, torch threads {torch.get_num_threads()}, jax {jax.__version__}, "
-          f"diffrax {diffrax.__version__}, numpyro {numpyro.__version__}; medians of {args.repeats} interleaved calls")
-    print(f"{'row':<34} {'ours ms':>9} {'tdq ms':>9} {'peer ms':>9} {'ours/peer':>10} {'tdq/peer':>9} "
-          f"{'peer jit s':>10}")
-    for name, ours, tdq, peer, compile_s in rows:
-        tdq_ms = f"{1e3 * tdq:9.2f}" if tdq is not None else f"{'-':>9}"
-        tdq_ratio = f"{tdq / peer:9.2f}" if tdq is not None else f"{'-':>9}"
-        print(f"{name:<34} {1e3 * ours:9.2f} {tdq_ms} {1e3 * peer:9.3f} {ours / peer:10.2f} {tdq_ratio} "
-              f"{compile_s:10.1f}")
+          f"diffrax {diffrax.__version__}, numpyro {numpyro.__version__}; medians of {args.repeats} interleaved calls"
+          f"; CPUs {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.1f}")
+    print_logp(logp)
+    if rows:
+        print(f"\n{'row':<34} {'ours ms':>9} {'peer ms':>9} {'ours/peer':>10} {'peer jit s':>10}")
+    for name, ours, _, peer, compile_s in rows:
+        print(f"{name:<34} {1e3 * ours:9.2f} {1e3 * peer:9.3f} {ours / peer:10.2f} {compile_s:10.1f}")
 
 
 if __name__ == "__main__":

@@ -5,16 +5,18 @@ import time
 from pyro_node_uq.distributions import NODETrajectory
 
 
-def interleaved(fns, repeats):
-    """Median seconds of each callable, calls interleaved round-robin after one warm-up each."""
+def interleaved(fns, repeats, self_timed=False):
+    """Median seconds of each callable, calls interleaved round-robin after one warm-up each; the round's order
+    rotates by one each repeat, so no callable always follows the same one.  With ``self_timed`` each callable
+    returns its own seconds (e.g. of a call made in another process)."""
     for fn in fns.values():
         fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    times, keys = {k: [] for k in fns}, list(fns)
+    for r in range(repeats):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
+            out = fns[k]()
+            times[k].append(out if self_timed else time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

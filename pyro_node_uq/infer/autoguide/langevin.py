@@ -98,8 +98,9 @@ class AutoLangevin(AutoContinuous):
     :param float max_drift: per-step drift clip, in whitened units x sqrt(D); clipped or non-finite drifts are
         counted in :attr:`stats` and warned about (the bound stays valid: PKL uses the applied drift).
     :param int num_quantile_samples: ensemble size of :meth:`median` and :meth:`quantiles` (antithetic draws from
-        a fixed seed: both are deterministic and consistent, and an untrained guide's median is its reference
-        mean, i.e. the ``init_loc_fn`` values).
+        a fixed seed: both are deterministic and consistent; an untrained ``"learned"`` guide's median is its
+        reference mean, i.e. the ``init_loc_fn`` values, while the exact term of ``"exact"`` (and, weakly,
+        ``"hybrid"``) already moves the untrained ensemble along the model's gradient).
 
     **Data.** The exact and hybrid drifts evaluate the model, so the guide owns the data they condition on: the
     arguments of its first call (normally the first SVI step), or those given to :meth:`condition_on`.  Later calls

@@ -42,6 +42,7 @@ __all__ = ["LangevinKernel", "particles_to_chains"]
 #: drift options; ``"hybrid"`` is the deprecated spelling of ``"blend"``
 DRIFTS = ("exact", "learned", "blend")
 _PRECONDITIONERS = ("auto", "adapt", "guide", "identity")
+MAX_GROWTH = 2.0
 
 
 def _ensemble_potential(log_joint):
@@ -92,11 +93,15 @@ class LangevinKernel(MCMCKernel):
     :param int max_plate_nesting: the model's plate depth (guessed when omitted).
     :param init_strategy: per-site initialisation (``init_to_uniform`` by default, as HMC).
     :param float max_energy_error: a proposal with ``U(z') - U(z)`` above this is a divergence.
+    :param full_mass: a dense preconditioner (HMC's option of the same name and format): ``True`` for one dense
+        covariance of all sites, or a list of tuples of site names, each a dense block (the other sites
+        diagonal); estimated in warm-up, so only with ``preconditioner="adapt"`` (or ``"auto"`` without a guide).
     :param float hybrid_weight: the old name of ``exact_weight`` (a ``FutureWarning``).
 
     :ivar float step_size: the current (after warm-up: the adapted) step size.
-    :ivar torch.Tensor variances: the current diagonal preconditioner ``(D,)`` in the kernel's flat order
-        (sites sorted by name, each flattened).
+    :ivar torch.Tensor variances: the current preconditioner in the kernel's flat order (sites sorted by name,
+        each flattened): variances ``(D,)``, or with ``full_mass`` a block-diagonal covariance ``(D, D)``.
+    :ivar dict inverse_mass_matrix: the same in HMC's form, one entry per block of sites.
 
     In ensemble mode ``MCMC.get_samples()`` has a particle dim after the draw dim; use
     :func:`particles_to_chains` to treat particles as chains (for R-hat, ESS). A solver failure that raises
@@ -122,7 +127,7 @@ class LangevinKernel(MCMCKernel):
     def __init__(self, model=None, potential_fn=None, *, step_size=None, adjust=True, drift="exact", guide=None,
                  exact_weight=0.5, preconditioner="auto", adapt_step_size=True, target_accept_prob=0.574,
                  num_particles=1, transforms=None, max_plate_nesting=None, init_strategy=init_to_uniform,
-                 max_energy_error=1000.0, hybrid_weight=None):
+                 max_energy_error=1000.0, full_mass=False, hybrid_weight=None):
         if (model is None) == (potential_fn is None):
             raise ValueError("LangevinKernel: give exactly one of `model` and `potential_fn`")
         drift, exact_weight = _renamed_options(drift, exact_weight, hybrid_weight)
@@ -144,17 +149,21 @@ class LangevinKernel(MCMCKernel):
             raise ValueError(f"num_particles must be >= 1, got {num_particles}")
         if not 0.0 < target_accept_prob < 1.0:
             raise ValueError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}")
+        full_mass = _check_full_mass(full_mass)
+        if full_mass and not (isinstance(preconditioner, str) and preconditioner in ("auto", "adapt")):
+            raise ValueError(f"full_mass: a dense preconditioner is estimated in warm-up; it needs "
+                             f"preconditioner='adapt', got {preconditioner!r}")
         if not adjust and drift == "learned" and step_size is None:
             raise ValueError("step_size: ULA with drift='learned' has no acceptance statistic to tune it; "
                              "give a step_size")
         self.model, self.adjust, self.drift, self.guide = model, adjust, drift, guide
-        self.exact_weight, self.preconditioner = float(exact_weight), preconditioner
+        self.exact_weight, self.preconditioner, self.full_mass = float(exact_weight), preconditioner, full_mass
         self.adapt_step_size = adapt_step_size and (adjust or drift != "learned")
         self.target_accept_prob, self.num_particles = target_accept_prob, int(num_particles)
         self.max_energy_error, self._initial_params = float(max_energy_error), None
         self._options = {"step_size": step_size, "potential_fn": potential_fn, "transforms": transforms,
                              "max_plate_nesting": max_plate_nesting, "init_strategy": init_strategy}
-        self._target = self._chain = self._adaptation = self.last_info = None
+        self._target = self._chain = self._adaptation = self.last_info = self._mass_adapter = None
         self._stats = _Stats.start(0, 1)
         super().__init__()
 
@@ -199,8 +208,70 @@ class LangevinKernel(MCMCKernel):
 
     @property
     def variances(self):
-        """The current diagonal preconditioner ``(D,)`` in the kernel's flat order."""
+        """The current preconditioner in the kernel's flat order: variances ``(D,)`` or, with ``full_mass``, a
+        block-diagonal covariance ``(D, D)``."""
         return None if self._adaptation is None else self._adaptation.variances
+
+    @property
+    def mass_matrix_adapter(self):
+        """An optional mass-matrix adapter of Pyro's (``BlockMassMatrix``, ``ArrowheadMassMatrix``, or any object
+        with their ``configure``, ``update``, ``end_adaptation`` and ``inverse_mass_matrix``), as HMC's
+        ``mass_matrix_adapter``: when set, it estimates the preconditioner at the end of each warm-up window (from
+        every particle's point and potential gradient; for a learned drift the negated drift stands in for the
+        gradient) and the kernel uses its inverse mass matrix.  ``None`` (the default): the kernel's own
+        estimate."""
+        return self._mass_adapter
+
+    @mass_matrix_adapter.setter
+    def mass_matrix_adapter(self, value):
+        missing = [m for m in ("configure", "update", "end_adaptation", "inverse_mass_matrix")
+                   if value is not None and not hasattr(value, m)]
+        if missing:
+            raise TypeError(f"mass_matrix_adapter: expected an adapter like Pyro's BlockMassMatrix, got "
+                            f"{type(value).__name__} without {missing}")
+        self._mass_adapter = value
+
+    @property
+    def inverse_mass_matrix(self):
+        """The preconditioner in HMC's form: ``{(site names): block}``, a dense ``(n, n)`` block for each group of
+        ``full_mass`` and variances ``(n,)`` for the other sites (one Langevin step is one leapfrog step of HMC
+        with this inverse mass matrix); with a :attr:`mass_matrix_adapter`, the adapter's.  Empty before
+        :meth:`setup`."""
+        if self.variances is None:
+            return {}
+        if self._mass_adapter is not None:
+            return self._mass_adapter.inverse_mass_matrix
+        m, out = self.variances, {}
+        for names, index, dense in _mass_blocks(self._target.shapes, self.full_mass, m.device):
+            block = m[index] if m.dim() == 1 else m[index][:, index]
+            out[names] = block if dense else (block if block.dim() == 1 else block.diagonal())
+        return out
+
+    @inverse_mass_matrix.setter
+    def inverse_mass_matrix(self, value):
+        if self._adaptation is None:
+            raise RuntimeError("inverse_mass_matrix: the kernel has no preconditioner before setup()")
+        if self._mass_adapter is not None:
+            self._mass_adapter.inverse_mass_matrix = value
+            self._adaptation = self._adaptation._replace(variances=self._adapter_variances())
+            return
+        m = torch.zeros_like(self.variances)
+        for names, index, dense in _mass_blocks(self._target.shapes, self.full_mass, m.device):
+            block = value.get(names) if isinstance(value, dict) else None
+            n = len(index)
+            if not torch.is_tensor(block) or block.shape != ((n, n) if dense else (n,)) or \
+                    not bool(torch.isfinite(block).all()):
+                raise ValueError(f"inverse_mass_matrix: expected an entry {names} of shape "
+                                 f"{(n, n) if dense else (n,)}, got {value!r}")
+            block = block.detach().to(m)
+            if m.dim() == 1:
+                m[index] = block
+            else:
+                m[index.unsqueeze(-1), index] = block if dense else torch.diag_embed(block)
+        diag = m if m.dim() == 1 else m.diagonal()
+        if not bool((diag > 0).all()):
+            raise ValueError("inverse_mass_matrix: the variances must be positive")
+        self._adaptation = self._adaptation._replace(variances=m)
 
     def _flatten(self, params):
         params = {k: v.detach() for k, v in params.items()}
@@ -290,10 +361,58 @@ class LangevinKernel(MCMCKernel):
             raise ValueError("initial_params: the potential or drift is not finite at the initial point")
         self._stats = _Stats.start(warmup_steps, z.shape[0])
         step_size = self._options["step_size"]
+        adapt_variances = _resolve_preconditioner(self.preconditioner, self.guide) == "adapt"
+        if self.full_mass and not adapt_variances:
+            raise ValueError("full_mass: a dense preconditioner is estimated in warm-up; this kernel's guide gives "
+                             "a fixed preconditioner (use preconditioner='adapt')")
         if step_size is None:
             step_size = self._find_reasonable_step_size(variances)
-        adapt_variances = _resolve_preconditioner(self.preconditioner, self.guide) == "adapt"
-        self._adaptation = adaptation.init(step_size, variances, warmup_steps, adapt_variances)
+        blocks = _block_mask(shapes, self.full_mass, z.device) if self.full_mass else None
+        self._adaptation = adaptation.init(step_size, variances, warmup_steps, adapt_variances, blocks)
+        if self._mass_adapter is not None:
+            if not adapt_variances:
+                raise ValueError("mass_matrix_adapter: the adapter estimates the preconditioner in warm-up; it needs "
+                                 "preconditioner='adapt'")
+            shape = {names: (len(index),) * (2 if dense else 1)
+                     for names, index, dense in _mass_blocks(shapes, self.full_mass, z.device)}
+            self._mass_adapter.configure(shape, True, options={"dtype": z.dtype, "device": z.device})
+            self._adaptation = self._adaptation._replace(variances=self._adapter_variances())
+
+    def _adapter_variances(self):
+        """The adapter's inverse mass matrix in the kernel's flat order: variances ``(D,)`` when every block is
+        diagonal, else a ``(D, D)`` matrix."""
+        blocks = self._mass_adapter.inverse_mass_matrix
+        index = {names: _mass_blocks(self._target.shapes, [names], None)[0][1] for names in blocks}
+        D = sum(int(torch.Size(shape).numel()) for shape in self._target.shapes.values())
+        like = next(iter(blocks.values()))
+        if all(b.dim() == 1 for b in blocks.values()):
+            m = like.new_zeros(D)
+            for names, b in blocks.items():
+                m[index[names].to(m.device)] = b
+            return m
+        m = like.new_zeros(D, D)
+        for names, b in blocks.items():
+            i = index[names].to(m.device)
+            m[i.unsqueeze(-1), i] = b if b.dim() == 2 else torch.diag_embed(b)
+        return m
+
+    def _adapter_update(self):
+        """Feed the adapter every particle's point and potential gradient in a warm-up window; at a window's end
+        (when the own adaptation has just estimated its preconditioner) take the adapter's instead."""
+        ends = self._adaptation.windows
+        if not ends:
+            return False
+        z, grad = self._unflatten_rows(self._chain.z), self._unflatten_rows(-self._chain.drift)
+        for p in range(self._chain.z.shape[0]):
+            self._mass_adapter.update({k: v[p] for k, v in z.items()}, {k: v[p] for k, v in grad.items()})
+        if self._stats.t == ends[0]:
+            self._mass_adapter.end_adaptation()
+            return True
+        return False
+
+    def _unflatten_rows(self, z):
+        """``{site: (P, ...)}`` of flat rows ``(P, D)`` (a particle dim also outside ensemble mode)."""
+        return unflatten_params(z, self._target.shapes)
 
     def _guide_order(self, shapes, model_order, init, args, kwargs):
         """Index map between the kernel's flat order (sorted sites) and the guide's."""
@@ -364,10 +483,13 @@ class LangevinKernel(MCMCKernel):
                                                     max_energy_error=self.max_energy_error)
         self._stats = self._stats.record(self.last_info)
         if warmup:
+            window_end = self._adapter_update() if self._mass_adapter is not None else False
             self._adaptation = adaptation.update(
                 self._adaptation, self._stats.t, self._chain.z, self.last_info.accept_prob.mean().item(),
                 warmup_steps=self._stats.warmup_steps, target_accept_prob=self.target_accept_prob,
-                adapt_step_size=self.adapt_step_size)
+                adapt_step_size=self.adapt_step_size, max_growth=MAX_GROWTH)
+            if window_end:
+                self._adaptation = self._adaptation._replace(variances=self._adapter_variances())
         return self._unflatten(self._chain.z)
 
     # ------------------------------------------------------------------ Pyro's reporting contract
@@ -388,6 +510,19 @@ class LangevinKernel(MCMCKernel):
         """Forget the potential and drift cached at the chain's point: the next :meth:`sample` re-evaluates them
         at the parameters it is given (as Pyro's HMC)."""
         self._chain = None
+
+    def _cache(self, z, potential_energy, z_grads=None):
+        """Set the chain's cached point, potential and its gradient (HMC's method of the same name and
+        signature): the next :meth:`sample` proposes from them.  Without ``z_grads`` (or for a drift that is not
+        the exact score) the drift is evaluated at ``z``."""
+        flat = self._flatten(z)
+        U = torch.as_tensor(potential_energy, dtype=flat.dtype, device=flat.device).detach().reshape(-1)
+        U = U.expand(flat.shape[0]).clone()
+        if z_grads is not None and self.drift == "exact":
+            drift = -self._flatten(z_grads)
+        else:
+            drift = self._evaluate(flat)[1]
+        self._chain = mala.MALAState(flat, U if self.adjust or self.drift != "learned" else None, drift)
 
     def cleanup(self):
         """Clear the run's chain and statistics (the adapted step size and preconditioner stay readable)."""
@@ -433,6 +568,51 @@ class _Stats(NamedTuple):
         n = t if t <= self.warmup_steps else num_draws
         mean = self.mean_accept_prob + (info.accept_prob.mean().item() - self.mean_accept_prob) / n
         return self._replace(t=t, num_draws=num_draws, accept_sum=accept_sum, mean_accept_prob=mean)
+
+
+def _check_full_mass(full_mass):
+    """``full_mass`` as ``False``, ``True`` or a tuple of tuples of site names."""
+    if isinstance(full_mass, bool):
+        return full_mass
+    if isinstance(full_mass, (list, tuple)) and full_mass and all(
+            isinstance(g, (list, tuple)) and g and all(isinstance(n, str) for n in g) for g in full_mass):
+        groups = tuple(tuple(g) for g in full_mass)
+        names = [n for g in groups for n in g]
+        if len(names) == len(set(names)):
+            return groups
+    raise ValueError(f"full_mass: expected True, False or a list of tuples of distinct site names, got {full_mass!r}")
+
+
+def _mass_blocks(shapes, full_mass, device):
+    """``[(site names, flat indices, dense)]`` of the preconditioner's blocks: one diagonal block of every site
+    (``full_mass=False``), one dense block (``True``), or each group of ``full_mass`` dense and the remaining
+    sites (sorted by name) one diagonal block."""
+    starts, pos = {}, 0
+    for name, shape in shapes.items():
+        starts[name], pos = pos, pos + int(torch.Size(shape).numel())
+
+    def index(names):
+        return torch.cat([torch.arange(starts[n], starts[n] + int(torch.Size(shapes[n]).numel()), device=device)
+                          for n in names])
+
+    if isinstance(full_mass, bool):
+        return [(tuple(shapes), index(shapes), full_mass)]
+    unknown = sorted({n for g in full_mass for n in g} - set(shapes))
+    if unknown:
+        raise ValueError(f"full_mass: sites {unknown} are not latent sites of the model ({sorted(shapes)})")
+    blocks = [(g, index(g), True) for g in full_mass]
+    rest = tuple(n for n in shapes if all(n not in g for g in full_mass))
+    return blocks + ([(rest, index(rest), False)] if rest else [])
+
+
+def _block_mask(shapes, full_mass, device):
+    """Boolean ``(D, D)``: the covariance entries a ``full_mass`` preconditioner estimates."""
+    D = sum(int(torch.Size(shape).numel()) for shape in shapes.values())
+    mask = torch.eye(D, dtype=torch.bool, device=device)
+    for _, index, dense in _mass_blocks(shapes, full_mass, device):
+        if dense:
+            mask[index.unsqueeze(-1), index] = True
+    return mask
 
 
 def _resolve_preconditioner(preconditioner, guide):

@@ -1,10 +1,14 @@
 """Metropolis-adjusted (MALA) and unadjusted (ULA) Langevin transitions, as an explicit-state kernel.
 
 For P chains in the flat unconstrained space, potential ``U = -log p``, drift ``g`` (an estimate of ``grad log
-p``), diagonal preconditioner ``m`` (variances) and step size ``eps``:
+p``), preconditioner ``m`` (a covariance: diagonal variances ``(D,)``, or a ``(D, D)`` matrix ``C = L L^T``) and
+step size ``eps``:
 
-    z' = z + eps^2 / 2 * m * g(z) + eps * sqrt(m) * xi,        xi ~ Normal(0, I)
+    z' = z + eps^2 / 2 * m * g(z) + eps * sqrt(m) * xi,        xi ~ Normal(0, I)      (diagonal m)
+    z' = z + eps^2 / 2 * C g(z) + eps * L xi                                           (matrix C)
     log alpha = U(z) - U(z') + log q(z | z') - log q(z' | z)    (accept with probability min(1, alpha): MALA)
+
+(one leapfrog step of HMC with inverse mass matrix m or C is the same move.)
 
 Without an acceptance draw (ULA) every finite move is taken.  A proposal that is not finite, whose potential or
 drift is not finite, or whose energy rises by more than ``max_energy_error`` is a divergence and is never taken.
@@ -37,21 +41,32 @@ def init(z, evaluate):
     return MALAState(z, U, g)
 
 
+def _preconditioner(m):
+    """``(v -> m v, xi -> sqrt(m) xi, v -> v^T m^-1 v)`` on rows ``(P, D)`` for variances ``(D,)`` or a covariance
+    matrix ``(D, D)`` (its Cholesky factor as the square root)."""
+    if m.dim() == 1:
+        return (lambda v: m * v), (lambda xi: m.sqrt() * xi), (lambda v: (v ** 2 / m).sum(-1))
+    L = torch.linalg.cholesky(m)
+    return ((lambda v: v @ m), (lambda xi: xi @ L.T),
+            (lambda v: torch.linalg.solve_triangular(L, v.T, upper=False).pow(2).sum(0)))
+
+
 def propose(state, xi, *, step_size, variances, evaluate, max_energy_error=1000.0):
     """The Langevin proposal from ``state`` and its log acceptance ratio.
 
     :returns: ``(proposed MALAState, log_alpha or None, divergent)``.
     """
-    z, m, eps = state.z, variances, step_size
-    z_new = z + 0.5 * eps ** 2 * m * state.drift + eps * m.sqrt() * xi
+    z, eps = state.z, step_size
+    mul, sqrt_mul, quad = _preconditioner(variances)
+    z_new = z + 0.5 * eps ** 2 * mul(state.drift) + eps * sqrt_mul(xi)
     finite = torch.isfinite(z_new).all(-1)
     U_new, g_new = evaluate(torch.where(finite.unsqueeze(-1), z_new, z))  # never feed NaN/inf to the model
     finite = finite & torch.isfinite(g_new).all(-1)
     if U_new is None:
         return MALAState(z_new, None, g_new), None, ~finite
     finite = finite & torch.isfinite(U_new)
-    back = z - z_new - 0.5 * eps ** 2 * m * g_new
-    log_q_back = -0.5 * (back ** 2 / (eps ** 2 * m)).sum(-1)
+    back = z - z_new - 0.5 * eps ** 2 * mul(g_new)
+    log_q_back = -0.5 * quad(back) / eps ** 2
     log_alpha = state.potential - U_new + log_q_back + 0.5 * (xi ** 2).sum(-1)
     log_alpha = torch.where(finite, log_alpha.nan_to_num(-math.inf), torch.full_like(log_alpha, -math.inf))
     exploding = (U_new - state.potential) > max_energy_error
@@ -65,7 +80,7 @@ def step(state, xi, u=None, *, step_size, variances, evaluate, max_energy_error=
     :param torch.Tensor xi: standard normal ``(P, D)``.
     :param torch.Tensor u: uniform ``(P,)`` acceptance draws (MALA), or ``None`` (ULA).
     :param float step_size: ``eps``.
-    :param torch.Tensor variances: the diagonal preconditioner ``m`` ``(D,)``.
+    :param torch.Tensor variances: the preconditioner: variances ``(D,)`` or a covariance matrix ``(D, D)``.
     :param evaluate: ``z -> (U or None, g)``.
     :returns: ``(MALAState, MALAInfo)``.
     """

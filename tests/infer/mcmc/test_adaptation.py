@@ -1,5 +1,6 @@
 """Warm-up adaptation (:mod:`pyro_node_uq.infer.mcmc.adaptation`): the schedule and the updates against
 hand-computed values and Pyro's own dual averaging and Welford estimators, and the step size it converges to."""
+import itertools
 import math
 
 import pytest
@@ -81,3 +82,42 @@ def test_step_size_reaches_the_target_acceptance():
         state = adaptation.update(state, t, None, math.exp(-state.step_size), warmup_steps=2000,
                                   target_accept_prob=target)
     assert state.step_size == pytest.approx(-math.log(target), rel=0.02)
+
+
+def test_max_growth_bounds_each_warm_up_step_size_and_the_average():
+    """Always accepting, dual averaging's first iterate jumps far above ten times the start; with ``max_growth=2``
+    each warm-up step size is at most twice the one before, and the final average stays below the last of them."""
+    free = capped = adaptation.init(0.25, torch.ones(1), 10, adapt_variances=False)
+    free = adaptation.update(free, 1, None, 1.0, warmup_steps=10, target_accept_prob=0.574)
+    assert free.step_size > 10 * 0.25
+    sizes = [capped.step_size]
+    for t in range(1, 11):
+        capped = adaptation.update(capped, t, None, 1.0, warmup_steps=10, target_accept_prob=0.574, max_growth=2.0)
+        sizes.append(capped.step_size)
+    assert all(b <= 2.0 * a * (1 + 1e-12) for a, b in itertools.pairwise(sizes[:-1]))
+    assert sizes[-2] == pytest.approx(0.25 * 2 ** 9) and sizes[-1] <= sizes[-2]
+
+
+def test_dense_welford_is_the_sample_covariance():
+    rows = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) @ torch.tensor(
+        [[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    cov = adaptation.welford_variance(adaptation.welford_update(adaptation.Welford(), rows, dense=True))
+    n = rows.shape[0]
+    expected = n / (n + 5) * torch.cov(rows.T) + 1e-3 * 5 / (n + 5) * torch.eye(3, dtype=torch.float64)
+    assert torch.allclose(cov, expected)
+
+
+def test_a_block_structure_estimates_only_its_blocks():
+    """Blocks {0, 1} dense and {2} diagonal: the window's covariance keeps the (0, 1) entries, zeros the rest."""
+    blocks = torch.tensor([[True, True, False], [True, True, False], [False, False, True]])
+    state = adaptation.init(0.5, torch.ones(3), 100, blocks=blocks)
+    assert torch.equal(state.variances, torch.eye(3))
+    rows = torch.randn(40, 2, 3, generator=torch.Generator().manual_seed(4))
+    rows[..., 2] += rows[..., 0]  # correlated with site 0, outside its block
+    for t in range(1, 41):
+        state = adaptation.update(state, t, rows[t - 1], 0.5, warmup_steps=100, target_accept_prob=0.574)
+    window = rows.reshape(-1, 3)
+    n = window.shape[0]
+    full = n / (n + 5) * torch.cov(window.T) + 1e-3 * 5 / (n + 5) * torch.eye(3)
+    assert torch.allclose(state.variances, torch.where(blocks, full, torch.zeros(())), atol=1e-6)
+    assert state.variances[0, 1] != 0 and state.variances[0, 2] == 0

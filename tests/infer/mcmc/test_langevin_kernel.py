@@ -309,6 +309,100 @@ def test_bad_arguments_name_what_is_wrong():
         LangevinKernel(normal_model, preconditioner=torch.ones(5)).setup(10, *args)
 
 
+COV_X = torch.tensor([[1.0, 0.9], [0.9, 1.0]], dtype=torch.float64)
+
+
+def correlated_potential(params):
+    """x ~ N(0, COV_X), y ~ N(0, 4), batched over a leading particle dim."""
+    x, y = params["x"], params["y"]
+    return 0.5 * ((x @ torch.linalg.inv(COV_X)) * x).sum(-1) + 0.5 * y ** 2 / 4.0
+
+
+def run_correlated(kernel, num_samples):
+    mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=300, disable_progbar=True,
+                initial_params={"x": torch.zeros(16, 2), "y": torch.zeros(16)})
+    mcmc.run()
+    return mcmc
+
+
+def test_full_mass_estimates_a_dense_block_and_exposes_hmcs_form():
+    """full_mass=[("x",)] on N(0, [[1, 0.9], [0.9, 1]]) for x and N(0, 4) for y: after warm-up the ("x",) block
+    is the dense covariance (correlation 0.9, which a diagonal estimate would miss; to 0.2 from a warm-up of 16
+    particles), ("y",) the variance 4 (to 25%), and the chain recovers the moments."""
+    cov_x = COV_X
+    kernel = LangevinKernel(potential_fn=correlated_potential, num_particles=16, full_mass=[("x",)])
+    mcmc = run_correlated(kernel, num_samples=400)
+    mass = kernel.inverse_mass_matrix
+    assert set(mass) == {("x",), ("y",)} and mass[("x",)].shape == (2, 2) and mass[("y",)].shape == (1,)
+    assert torch.allclose(mass[("x",)], cov_x, atol=0.2)
+    assert mass[("y",)].item() == pytest.approx(4.0, rel=0.25)
+    assert kernel.variances[:2, 2].abs().max() == 0  # x and y are separate blocks
+    cov = torch.zeros(3, 3)
+    cov[:2, :2], cov[2, 2] = cov_x, 4.0
+    check_moments(grouped_flat(mcmc, kernel), torch.zeros(3), cov)
+
+
+@pytest.mark.parametrize("adapter", ["block", "arrowhead"])
+def test_pyros_mass_matrix_adapters_estimate_the_preconditioner(adapter):
+    """A Pyro adapter set as ``mass_matrix_adapter`` estimates the dense block of x ~ N(0, [[1, 0.9], [0.9, 1]])
+    (BlockMassMatrix: its covariance from the points; ArrowheadMassMatrix: its precision from the gradients) and
+    the kernel moves with the adapter's inverse mass matrix."""
+    from pyro.infer.mcmc.adaptation import ArrowheadMassMatrix, BlockMassMatrix
+
+    cov_x = COV_X
+    prec_x = torch.linalg.inv(cov_x)
+    kernel = LangevinKernel(potential_fn=correlated_potential, num_particles=16, full_mass=[("x",)])
+    kernel.mass_matrix_adapter = BlockMassMatrix() if adapter == "block" else ArrowheadMassMatrix()
+    run_correlated(kernel, num_samples=10)
+    if adapter == "block":
+        assert torch.allclose(kernel.inverse_mass_matrix[("x",)], cov_x, atol=0.2)
+        assert kernel.inverse_mass_matrix[("y",)].item() == pytest.approx(4.0, rel=0.25)
+    else:
+        mass = kernel.mass_matrix_adapter.mass_matrix[("x", "y")]
+        assert torch.allclose(mass.top, torch.cat([prec_x, torch.zeros(2, 1)], -1), atol=0.5 * prec_x.max())
+        assert mass.bottom_diag.item() == pytest.approx(0.25, rel=0.25)
+    expected = kernel.inverse_mass_matrix[("x",) if adapter == "block" else ("x", "y")]
+    assert torch.allclose(kernel.variances[:2, :2], expected[:2, :2])
+    with pytest.raises(TypeError, match="mass_matrix_adapter"):
+        kernel.mass_matrix_adapter = object()
+
+
+def test_inverse_mass_matrix_round_trips_and_checks_its_blocks():
+    args, _shapes, _mean, _cov = normal_data()
+    kernel = LangevinKernel(normal_model)
+    assert kernel.inverse_mass_matrix == {}
+    kernel.setup(10, *args)
+    assert set(kernel.inverse_mass_matrix) == {("mu",)} and kernel.inverse_mass_matrix[("mu",)].shape == (2,)
+    kernel.inverse_mass_matrix = {("mu",): torch.tensor([0.5, 2.0])}
+    assert torch.equal(kernel.variances, torch.tensor([0.5, 2.0]))
+    with pytest.raises(ValueError, match=r"\('mu',\) of shape \(2,\)"):
+        kernel.inverse_mass_matrix = {("mu",): torch.ones(3)}
+    dense = LangevinKernel(normal_model, full_mass=True)
+    dense.setup(10, *args)
+    dense.inverse_mass_matrix = {("mu",): torch.tensor([[2.0, 0.5], [0.5, 1.0]])}
+    assert torch.equal(dense.variances, torch.tensor([[2.0, 0.5], [0.5, 1.0]]))
+    with pytest.raises(ValueError, match="sites \\['nu'\\] are not latent"):
+        LangevinKernel(normal_model, full_mass=[("nu",)]).setup(10, *args)
+    with pytest.raises(ValueError, match="full_mass"):
+        LangevinKernel(normal_model, full_mass=[("mu",), ("mu",)])
+    with pytest.raises(ValueError, match="full_mass"):
+        LangevinKernel(normal_model, full_mass=True, preconditioner="identity")
+
+
+def test_a_cached_singular_point_is_a_divergence_not_an_error():
+    """A potential that raises on a singular matrix (an error Pyro's HMC counts as a divergence) rejects the
+    proposal; the chain stays at the cached point set with HMC's ``_cache``."""
+    kernel = LangevinKernel(potential_fn=lambda p: torch.inverse(p["cov"]).sum(), step_size=1e-20,
+                            adapt_step_size=False)
+    kernel.initial_params = {"cov": torch.eye(3)}
+    kernel.setup(warmup_steps=0)
+    kernel._cache({"cov": torch.ones(3, 3)}, torch.tensor(0.0), {"cov": torch.zeros(3, 3)})
+    params = {"cov": torch.ones(3, 3)}
+    for _ in range(5):
+        params = kernel.sample(params)
+        assert kernel.last_info.divergent.all() and torch.equal(params["cov"], torch.ones(3, 3))
+
+
 # ---------------------------------------------------------------------------- slow: single chains, each drift
 @pytest.mark.slow
 @pytest.mark.parametrize("drift", ["exact", "learned", "blend"])

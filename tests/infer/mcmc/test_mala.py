@@ -64,3 +64,21 @@ def test_divergences_never_move_and_never_give_nan():
     assert info.accepted.tolist() == [False, False, True]
     assert new.z[:2].eq(0).all() and torch.isfinite(new.z).all() and torch.isfinite(new.potential).all()
     assert info.accept_prob[0].item() == 0.0
+
+
+def test_a_covariance_matrix_preconditioner():
+    """With C = L L^T: z' = z + eps^2 / 2 C g + eps L xi, and a diagonal C moves exactly as its variances."""
+    C = torch.tensor([[4.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    L = torch.linalg.cholesky(C)
+    z, xi = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.tensor([[0.5, 1.0]], dtype=torch.float64)
+    state = mala.init(z, standard_normal)
+    proposed, log_alpha, _ = mala.propose(state, xi, step_size=0.5, variances=C, evaluate=standard_normal)
+    assert torch.allclose(proposed.z, z + 0.125 * (-z) @ C + 0.5 * xi @ L.T)
+    back = z - proposed.z - 0.125 * proposed.drift @ C
+    expected = 0.5 * (z ** 2).sum() - 0.5 * (proposed.z ** 2).sum() - 0.5 * (back @ torch.linalg.inv(C) @ back.T
+                                                                            ).sum() / 0.25 + 0.5 * (xi ** 2).sum()
+    assert torch.allclose(log_alpha, expected.reshape(1))
+    m = torch.tensor([4.0, 2.0], dtype=torch.float64)
+    diag = mala.propose(state, xi, step_size=0.5, variances=torch.diag(m), evaluate=standard_normal)
+    vec = mala.propose(state, xi, step_size=0.5, variances=m, evaluate=standard_normal)
+    assert torch.allclose(diag[0].z, vec[0].z) and torch.allclose(diag[1], vec[1])
