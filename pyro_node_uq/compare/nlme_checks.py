@@ -78,11 +78,12 @@ def write_nlme_checks(method, result, problem, out, ctx, num_replicates=300, see
         _save_csv(pd.concat(rows, ignore_index=True), os.path.join(out, f"nlme/{method}_npde.csv"))
         _save_csv(pd.DataFrame(tests), os.path.join(out, f"nlme/{method}_npde_tests.csv"))
     train = problem.train
-    eta = individual_effects(result)
+    eta = individual_effects(result, random_part=True)
     names = [str(e) for e in model.effects]
     cov_names = list(train.covariate_names or []) if train.covariates is not None else []
     rel = f"figures/eta_covariates_{method}.png"
     plot_eta_covariates(eta, train.covariates if cov_names else None, names, cov_names, os.path.join(out, rel),
-                        title=f"{method}: individual random effects (posterior means) of the fitted units")
+                        title=f"{method}: fitted units' random effects (posterior means"
+                        + (", less the covariate model's mean)" if model.covariate_dim else ")"))
     figs.append((f"{method}: random effects against covariates", rel))
     return figs

@@ -95,17 +95,27 @@ def prediction_table(result, units, num_samples=200):
     return pd.DataFrame(rows)
 
 
-def individual_effects(result, num_samples=200, draws=None):
+def individual_effects(result, num_samples=200, draws=None, random_part=False):
     """The fitted units' individual random effects, posterior means of ``eta`` ``(N, k)`` (the empirical Bayes
     estimates of NONMEM's tables).
 
     :param result: a fitted hierarchical model's :class:`~pyro_node_uq.methods.MethodResult`.
     :param dict draws: posterior draws to use (default: ``num_samples`` new ones).
+    :param bool random_part: subtract each draw's covariate mean ``B c_i`` (what the covariate model does not
+        explain; the same as ``eta`` without covariates).
     """
     draws = result.posterior_samples(num_samples) if draws is None else draws
     if "eta" in draws:
-        return draws["eta"].mean(0)
-    eta = _predict(result, result.train_split, draws, ["eta"])["eta"].reshape(draws["eta_z"].shape)
+        eta = draws["eta"]
+    else:
+        eta = _predict(result, result.train_split, draws, ["eta"])["eta"].reshape(draws["eta_z"].shape)
+    model, units = result.model, result.train_split
+    if random_part and model.covariate_dim and "beta" in draws:
+        like = eta.new_zeros(())
+        loc = 0.0 if model.covariate_loc is None else model.covariate_loc.to(like)
+        scale = 1.0 if model.covariate_scale is None else model.covariate_scale.to(like)
+        c = (units.covariates.to(like) - loc) / scale  # (N, C)
+        eta = eta - torch.einsum("skc,nc->snk", draws["beta"].reshape(-1, model.eta_dim, model.covariate_dim), c)
     return eta.mean(0)
 
 
