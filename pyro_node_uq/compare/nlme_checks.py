@@ -16,6 +16,12 @@ from ..utils.persist import atomic_save
 __all__ = ["write_nlme_checks"]
 
 _SPLITS = {"train": "fitted units", "test": "new units"}
+_NPDE_TEXT = ("Normalised prediction distribution errors (Brendel et al. 2006, decorrelated per unit as in Comets "
+              "et al. 2008) of the observations against data sets simulated from each fit for the same design (new "
+              "random effects, new noise): N(0, 1) for a model that describes the data.  Tests: t-test of mean 0, "
+              "chi-square test of variance 1, Shapiro-Wilk (needs scipy), global = Bonferroni over the three; a "
+              "small p-value flags a misfit.  Per observation: `nlme/<method>_npde.csv`; prediction-corrected VPCs "
+              "are among the figures.")
 
 
 def _save_csv(frame, path):
@@ -70,10 +76,11 @@ def write_nlme_checks(method, result, problem, out, ctx, num_replicates=300, see
         rows.append(frame)
         tests.append({"SPLIT": split, **summary})
         figs.append(fig)
-        ctx.note(method, f"NPDE, {label} ({summary['n']} observations): mean {summary['mean']:.2f}, "
-                         f"variance {summary['variance']:.2f}; p-values: mean {summary['p_mean']:.3g}, variance "
-                         f"{summary['p_variance']:.3g}, Shapiro-Wilk {summary['p_shapiro']:.3g}, global "
-                         f"{summary['p_global']:.3g} (nlme/{method}_npde_tests.csv)")
+        ctx.section_row("NPDE", _NPDE_TEXT, {
+            "method": method, "units": label, "observations": summary["n"], "mean": round(summary["mean"], 3),
+            "variance": round(summary["variance"], 3), "p (mean 0)": f"{summary['p_mean']:.3g}",
+            "p (variance 1)": f"{summary['p_variance']:.3g}", "p (Shapiro-Wilk)": f"{summary['p_shapiro']:.3g}",
+            "p (global)": f"{summary['p_global']:.3g}"})
     if rows:
         _save_csv(pd.concat(rows, ignore_index=True), os.path.join(out, f"nlme/{method}_npde.csv"))
         _save_csv(pd.DataFrame(tests), os.path.join(out, f"nlme/{method}_npde_tests.csv"))

@@ -26,7 +26,7 @@ def test_compare_on_a_nonmem_file_with_a_structure(tmp_path, capsys):
     assert set(tests.index) == {"train", "test"} and ((tests.p_global >= 0) & (tests.p_global <= 1)).all()
     for name in ("vpc_map_train.png", "vpc_map_test.png", "eta_covariates_map.png"):
         assert (out / "figures" / name).stat().st_size > 10000 and f"figures/{name}" in report
-    assert "NPDE, fitted units" in report
+    assert "## NPDE" in report and "| map | fitted units | 72 |" in report and "| map | new units |" in report
 
 
 def test_bad_structure_arguments(tmp_path):
