@@ -3,12 +3,12 @@
 (``benchmarks/simulated_processes.py``), several method seeds each.
 
     python benchmarks/convergence.py run --config today|new [--problems ...] [--seeds 0 1 2 3 4] --log FILE
-    python benchmarks/convergence.py table FILE
+    python benchmarks/convergence.py table FILE [--base today --new new]
 
 ``run`` appends one JSON line per (config, problem, seed, method) to ``--log`` (so a long grid can run in pieces,
-in the background); ``table`` prints, per problem, the spread (standard deviation and range) of MAP's test NLL
-over seeds, each method's mean test NLL, and the total CPU time of each configuration's fits (AutoNormal's
-without its MAP start, which is the MAP row), with the new/today ratios.
+in the background); ``table`` prints, per problem and method, the mean and spread (standard deviation) of test NLL
+over seeds, the new configuration's CRPS and 90% coverage, and the total CPU time of each configuration's fits
+(each method's without the fit it started from, which has its own row), with the new/today ratios.
 
 ``today`` is the previous fixed budget (MAP 800 steps from one Glorot start with a tenfold learning-rate decay,
 AutoNormal 500 steps x 8 particles, loop counts scaled by the registry's per-problem cost), without early stopping
@@ -53,8 +53,11 @@ def _options(config, method, problem, overrides=()):
             if m == method:
                 opts[k] = json.loads(value)
         return opts
-    factor = PROBLEM_COST.get(problem, 1.0)
-    opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
+    if method not in TODAY:  # the previous package's registry (on PYTHONPATH) holds today's defaults
+        opts = METHODS[method].options(problem)
+    else:
+        factor = PROBLEM_COST.get(problem, 1.0)
+        opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
     accepted = inspect.signature(METHODS[method].runner).parameters
     opts.update({k: v for k, v in TODAY_OFF.items() if k in accepted})
     return opts
@@ -120,30 +123,33 @@ def table(args):
     data = {}
     for r in rows:
         data.setdefault((r["problem"], r["method"], r["config"]), {})[r["seed"]] = r
+    base, new = args.base, args.new
     problems = [p for p in PROBLEMS if any(k[0] == p for k in data)]
-    print("| problem | method | seeds | NLL mean today | NLL mean new | NLL sd today | NLL sd new | sd ratio | "
-          "range today | range new | CPU today [s] | CPU new [s] | CPU ratio | converged (new) |")
+    methods = sorted({k[1] for k in data}, key=lambda m: (m != "map", m))
+    print(f"| problem | method | seeds | NLL mean {base} | NLL mean {new} | NLL sd {base} | NLL sd {new} | sd ratio | "
+          f"CRPS {new} | cov90 {new} | CPU {base} [s] | CPU {new} [s] | CPU ratio | converged ({new}) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    totals = {"today": 0.0, "new": 0.0}
+    totals = {base: 0.0, new: 0.0}
     for p in problems:
-        for m in ("map", "autonormal"):
-            t, n = data.get((p, m, "today"), {}), data.get((p, m, "new"), {})
+        for m in methods:
+            t, n = data.get((p, m, base), {}), data.get((p, m, new), {})
             seeds = sorted(set(t) & set(n))
             if not seeds:
                 continue
             st = _stats([t[s]["test_nll"] for s in seeds])
             sn = _stats([n[s]["test_nll"] for s in seeds])
+            crps = _stats([n[s].get("test_crps", math.nan) for s in seeds])[0]
+            cov = _stats([n[s].get("test_coverage_90", math.nan) for s in seeds])[0]
             wt, wn = sum(t[s]["cpu_time"] for s in seeds), sum(n[s]["cpu_time"] for s in seeds)
             conv = sum(bool(n[s]["converged"]) for s in seeds)
-            totals["today"] += wt
-            totals["new"] += wn
+            totals[base] += wt
+            totals[new] += wn
             ratio = sn[1] / st[1] if st[1] else math.nan
             print(f"| {p} | {m} | {len(seeds)} | {st[0]:.3f} | {sn[0]:.3f} | {st[1]:.3f} | {sn[1]:.3f} | "
-                  f"{ratio:.2f} | {st[2]:.3f} | {sn[2]:.3f} | {wt:.0f} | {wn:.0f} | {wn / wt:.2f} | "
-                  f"{conv}/{len(seeds)} |")
-    if totals["today"]:
+                  f"{ratio:.2f} | {crps:.4f} | {cov:.2f} | {wt:.0f} | {wn:.0f} | {wn / wt:.2f} | {conv}/{len(seeds)} |")
+    if totals[base]:
         print(f"\ntotal fitting CPU time (process time: the machine is shared, so wall times are not comparable): "
-              f"today {totals['today']:.0f} s, new {totals['new']:.0f} s, ratio {totals['new'] / totals['today']:.2f}")
+              f"{base} {totals[base]:.0f} s, {new} {totals[new]:.0f} s, ratio {totals[new] / totals[base]:.2f}")
 
 
 def main(argv=None):
@@ -159,6 +165,8 @@ def main(argv=None):
     r.add_argument("--log", required=True)
     t = sub.add_parser("table")
     t.add_argument("logs", nargs="+")
+    t.add_argument("--base", default="today", help="the configuration compared against (default: today)")
+    t.add_argument("--new", default="new", help="the configuration compared (default: new)")
     args = ap.parse_args(argv)
     run(args) if args.cmd == "run" else table(args)
 

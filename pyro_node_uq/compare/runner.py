@@ -21,6 +21,7 @@ from ..methods import METHODS, MethodSkipped, resolve_methods
 from ..utils.persist import atomic_save
 from ..validation import check_int
 from . import figures
+from .collapse import collapse_notes
 from .context import RunContext
 from .nlme_checks import write_nlme_checks
 from .nlme_outputs import write_nlme_outputs
@@ -187,6 +188,9 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
                 figs += _method_outputs(method, result, preds, problem, stage, ctx, idata_samples)
             _write_tables(rows, stage)
         rows.interrupted = stop.requested
+        stochastic = {r["method"] for r in rows if (r.get("stochastic_dim") or 0) > 0}
+        for name, note in collapse_notes(predictions, stochastic).items():
+            ctx.note(name, note)
         _write_tables(rows, stage)
         figs += _summary_figures(rows, predictions, problem, stage, hidden, ctx)
         config = {"problem": problem.name, "seed": seed, "quick": quick, "predictive draws per method": num_samples,

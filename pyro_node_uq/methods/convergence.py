@@ -87,10 +87,12 @@ def loss_slope(losses, window):
 
 
 class StoppingRule:
-    """Stop a fit when its window-averaged loss no longer improves: every ``window`` steps (from
-    ``2 * window`` on) the mean loss of the last window is compared with the mean of the window before it, and the
-    fit stops when the improvement is below ``rtol`` times the loss's magnitude (``max(|mean|, 1)``).  A mean over
-    ``window`` steps smooths the noise of Monte-Carlo ELBO estimates.
+    """Stop a fit when its window-averaged loss no longer changes: every ``window`` steps (from ``2 * window`` on)
+    the mean loss of the last window is compared with the mean of the window before it, and the fit stops when the
+    change is below ``rtol`` times the loss's magnitude (``max(|mean|, 1)``) in either direction and the last
+    window is no worse than the best window so far by more than that.  A mean over ``window`` steps smooths the
+    noise of Monte-Carlo ELBO estimates; a loss that rises, or has not come back to its best, is not converged (a
+    guide started wide of its warm start climbs back over several windows, and one bad window must not end it).
 
     Use it as the ``callback`` of :func:`~pyro_node_uq.infer.fit_svi` (``rule(step, loss)`` returns ``True`` to
     stop); :meth:`summary` says how the fit ended.
@@ -116,7 +118,7 @@ class StoppingRule:
         self.rtol = float(rtol)
         if not self.rtol >= 0:
             raise ValueError(f"stop_rtol must be >= 0, got {rtol!r}")
-        self.losses, self.converged, self.improvement = [], False, math.nan
+        self.losses, self.converged, self.improvement, self.best = [], False, math.nan, math.inf
 
     def __call__(self, step, loss):
         self.losses.append(float(loss))
@@ -124,8 +126,10 @@ class StoppingRule:
         if self.rtol == 0 or n < max(2 * w, self.min_steps) or n % w:
             return False
         prev, last = sum(self.losses[-2 * w:-w]) / w, sum(self.losses[-w:]) / w
-        self.improvement = (prev - last) / max(abs(last), 1.0)
-        self.converged = self.improvement < self.rtol
+        self.best = min(self.best, prev, last)
+        scale = max(abs(last), 1.0)
+        self.improvement = (prev - last) / scale
+        self.converged = abs(self.improvement) < self.rtol and (last - self.best) / scale < self.rtol
         return self.converged
 
     def summary(self):

@@ -1,5 +1,7 @@
 """Layer-wise stochastic VI as a method: :class:`~pyro_node_uq.infer.AutoLayerwise` (chosen layers sampled, the
 rest point estimates re-optimised jointly) warm-started at a MAP fit."""
+import inspect
+
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 from ..infer.autoguide import AutoLangevin, AutoLayerwise
@@ -17,7 +19,7 @@ __all__ = ["run_layerwise", "run_layerwise_effects"]
 
 
 def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochastic=None, guide=AutoLangevin,
-                  guide_kwargs=None, num_steps=1500, lr=1e-2, num_particles=8, map_steps=None, seed=0,
+                  guide_kwargs=None, init_scale=0.02, num_steps=1500, lr=1e-2, num_particles=8, map_steps=None, seed=0,
                   progress_bar=True, elbo_particles=64, name=None, **svi_kwargs):
     """Layer-wise stochastic VI: ``subset`` (or ``stochastic`` patterns) sampled by ``guide``, the rest point
     estimates re-optimised jointly, started at a MAP fit.
@@ -31,6 +33,9 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     :param stochastic: site patterns or network names of the stochastic sites (see :class:`AutoLayerwise`).
     :param type guide: autoguide class of the stochastic sites (default ``AutoLangevin``).
     :param dict guide_kwargs: its keyword arguments.
+    :param float init_scale: the stochastic guide's initial scale around the start (when ``guide`` takes one and
+        ``guide_kwargs`` does not name it): small, as :func:`~pyro_node_uq.methods.run_autonormal`'s, so that the fit begins at the MAP
+        fit's predictions rather than far above its loss.
     :param int num_steps: the most SVI steps; the fit stops earlier when its loss has converged.
     :param float lr: initial learning rate.
     :param int num_particles: ELBO particles per step, vectorised.
@@ -62,8 +67,11 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
     else:
         select, name = {"stochastic": stochastic}, name or "layerwise"
 
+    takes_scale = "init_scale" in inspect.signature(guide).parameters
+    guide_kwargs = {**({"init_scale": init_scale} if takes_scale else {}), **(guide_kwargs or {})}
+
     def guide_fn(m):
-        return AutoLayerwise(m, guide=guide, init_loc_fn=init, **select, **(guide_kwargs or {}))
+        return AutoLayerwise(m, guide=guide, init_loc_fn=init, **select, **guide_kwargs)
 
     return fit_guide(name, model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles, seed=seed,
                      progress_bar=progress_bar, elbo_particles=elbo_particles, start=start, start_values=values,

@@ -36,6 +36,16 @@ def test_rule_stops_on_a_plateau_and_not_on_a_steady_fall():
         falling.warn_if_unfinished("fit x")
 
 
+def test_a_rising_loss_or_one_above_its_best_window_is_not_converged():
+    # window means (window 10): 100, 50, then 150 (a jump up), 150, 150, then back down to 50 and level
+    values = [100.0] * 10 + [50.0] * 10 + [150.0] * 30 + [50.0] * 20
+    rule = StoppingRule(max_steps=1000, rtol=1e-3, window=10)
+    stops = [k for k, v in enumerate(values) if rule(k, v)]
+    # not at 29 (it rose), not at 39 or 49 (level, but 3x worse than the best window): at 69, level at the best
+    assert stops == [69]
+    assert rule.summary().converged is True
+
+
 def test_rule_respects_min_steps_and_rtol_zero():
     rule = StoppingRule(max_steps=1000, rtol=1e-3, window=10, min_steps=100)
     assert not any(rule(k, 5.0) for k in range(99))
