@@ -22,11 +22,11 @@ def plot_eta_covariates(eta, covariates, eta_names, covariate_names, path=None, 
     Example::
 
         >>> g = torch.Generator().manual_seed(0)
-        >>> wt = 50 + 30 * torch.rand(20, 1, generator=g)
-        >>> eta = torch.cat([0.01 * (wt - 65), torch.randn(20, 1, generator=g)], 1)
+        >>> wt = 50 + 30 * torch.rand(20, 1, generator=g, dtype=torch.float64)
+        >>> eta = torch.cat([0.01 * (wt - 65), torch.randn(20, 1, generator=g, dtype=torch.float64)], 1)
         >>> fig = plot_eta_covariates(eta, wt, ["CL", "V"], ["WT"])
         >>> [ax.get_title() for ax in fig.axes]
-        ['eta[CL] vs WT: r = 1.00', 'eta[V] vs WT: r = -0.34']
+        ['eta[CL] vs WT: r = 1.00', 'eta[V] vs WT: r = -0.21']
     """
     eta = torch.as_tensor(eta, dtype=torch.float64)
     k = eta.shape[-1]
