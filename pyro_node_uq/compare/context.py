@@ -28,6 +28,7 @@ class RunContext:
         self.problem, self.seed, self.progress_bar = problem, seed, progress_bar
         self.options = options or {}
         self.notes = {}  # method name -> extra lines for the report
+        self.sections = {}  # title -> {"text": introduction, "rows": table rows} of extra report sections
         self._model = None
         self._fits = {}
 
@@ -41,6 +42,10 @@ class RunContext:
     def note(self, method, text):
         """Add a line about ``method`` (``"*"``: the whole run) to the report."""
         self.notes.setdefault(method, []).append(text)
+
+    def section_row(self, title, text, row):
+        """Add ``row`` (a dict, one table row) to the report section ``title`` introduced by ``text``."""
+        self.sections.setdefault(title, {"text": text, "rows": []})["rows"].append(row)
 
     def fit(self, name):
         """The fit of registered method ``name`` on the training split, made once (its warm start first)."""

@@ -158,6 +158,11 @@ def write_report(path, problem, rows, figures, methods, ctx, config, incomplete=
               "window (negative: still falling), and `warm start` names the fit a method started from, with that "
               "fit's own final training loss and test NLL, so a row that merely reflects its start shows it."), "",
               markdown_tables(rows), "The full table (every column) is `table.csv`.", ""]
+    for title, section in getattr(ctx, "sections", {}).items():
+        cols = list(section["rows"][0])
+        lines += [f"## {title}", "", section["text"], "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in section["rows"]] + [""]
     lines += ["## Figures", ""]
     for title, rel in figures:
         lines += [f"### {title}", "", f"![{title}]({rel})", ""]

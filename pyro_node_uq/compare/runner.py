@@ -23,6 +23,7 @@ from ..validation import check_int
 from . import figures
 from .collapse import collapse_notes
 from .context import RunContext
+from .nlme_checks import write_nlme_checks
 from .nlme_outputs import write_nlme_outputs
 from .options import check_method_options
 from .output import OutputFolder
@@ -262,6 +263,10 @@ def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):
         write_nlme_outputs(method.name, result, problem, out, ctx)
     except Exception as e:  # noqa: BLE001
         ctx.note(method.name, f"PRED/IPRED table and typical parameters not written: {_summary(e)}")
+    try:
+        figs += write_nlme_checks(method.name, result, problem, out, ctx)
+    except Exception as e:  # noqa: BLE001
+        ctx.note(method.name, f"NPDE, VPC and random-effect plots not written: {_summary(e)}")
     return figs
 
 

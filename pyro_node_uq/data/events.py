@@ -83,16 +83,43 @@ def _load(table):
     raise TypeError(f"read_events: table must be a pandas DataFrame or a CSV path, got {type(table).__name__}")
 
 
+def _steady_state_start(flag, interval, where, ss, ii, ss_doses):
+    """How many doses before a dose row its steady state adds (0 without ``SS``)."""
+    if flag == 0:
+        return 0
+    if flag != 1:
+        raise ValueError(f"{where}, column {ss!r}: SS {flag:g} is not supported (0: no steady state, 1: steady state "
+                         "on the unit's first dose)")
+    if not interval > 0:
+        raise ValueError(f"{where}, column {ii!r}: a steady-state dose (SS 1) needs a positive dosing interval II, got "
+                         f"{interval:g} (a steady-state constant infusion, II 0, is not supported)")
+    return int(ss_doses)
+
+
+def _check_steady_state_first(doses, source, ss):
+    """A steady-state dose must come first in its unit (SS 1 resets the compartments, which a list of doses
+    cannot express after earlier ones).  ``doses``: ``(time, amount, cmt, rate, row, SS row's time or None)``."""
+    for d in doses:
+        if d[5] is not None and any(e[4] != d[4] and e[0] < d[5] for e in doses):
+            raise ValueError(f"read_events: {source}, row {d[4]}, column {ss!r}: a steady-state dose (SS 1) is "
+                             "supported only as its unit's first dose (it resets the compartments)")
+
+
 def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", mdv="MDV", cmt="CMT", rate="RATE",
-                cens="CENS", addl="ADDL", ii="II", ss="SS", covariates=(), dtype=torch.float64):
+                cens="CENS", addl="ADDL", ii="II", ss="SS", covariates=(), ss_doses=40, dtype=torch.float64):
     """Read a NONMEM / nlmixr2-style event table: one row per observation or dose, a unit id column.
 
     Rows with ``EVID`` 0 are observations (skipped when ``MDV`` is 1 or ``DV`` is missing: ``"."``, empty or
     ``NA``); ``EVID`` 1 rows are doses of ``AMT`` into compartment ``CMT`` (1-based, default 1), a bolus unless
     ``RATE`` > 0 (an infusion of duration ``AMT / RATE``); ``EVID`` 2 rows (other events) are ignored.  Without
     an ``EVID`` column a row with ``AMT`` > 0 is a dose.  A dose row with ``ADDL`` = n > 0 stands for n more
-    doses, every ``II`` time units after it (NONMEM's additional doses); steady-state doses (``SS`` other than 0)
-    are refused.  ``CENS`` (or the name given) = 1 marks an observation
+    doses, every ``II`` time units after it (NONMEM's additional doses).  A steady-state dose (``SS`` 1 with
+    ``II`` > 0, a bolus or an infusion, on a unit's first dose row) stands for the same dose every ``II`` time
+    units since long before it: ``ss_doses`` earlier doses are added, which reaches steady state to within
+    ``exp(-ss_doses II / tau)`` for the slowest time constant ``tau`` of the system (40 intervals: 5e-6 when
+    ``tau`` is 3.3 intervals, a half-life of 2.3).  Other steady-state forms (``SS`` 2, ``SS`` 1 after earlier
+    doses, or with ``II`` 0) and modelled rates or durations (``RATE`` -1, -2) are refused by row and column.
+    ``CENS`` (or the name given) = 1 marks an observation
     below the quantification limit, its ``DV`` being the limit.  Covariates are per unit: the first non-missing
     value of each unit.  Rows are sorted by time within each unit; units keep their first-appearance order.
     Every row needs a unit id, and all observations one compartment (``CMT``): a row that breaks either is
@@ -102,6 +129,7 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     :param str id, time, dv, amt, evid, mdv, cmt, rate, cens, addl, ii, ss: column names (all but the first
         three may be absent).
     :param covariates: names of covariate columns (each once).
+    :param int ss_doses: doses added before a steady-state dose (see above).
     :param torch.dtype dtype: floating dtype of the result.
     :returns: :class:`~pyro_node_uq.data.Units`: observations on the union grid of observation times, with
         ``mask``, a :class:`~pyro_node_uq.distributions.DoseSchedule` (``None`` without doses) and covariates; ``ids`` are the unit ids when they
@@ -156,13 +184,11 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
             if amounts[i] is None or amounts[i] <= 0:
                 raise ValueError(f"{where}, column {amt!r}: a dose (EVID 1) needs a positive amount, got {amounts[i]}")
             if (rates[i] or 0) < 0:
-                raise ValueError(f"{where}, column {rate!r}: modelled rates ({rates[i]:g}) are not supported; give "
-                                 "the infusion rate (> 0) or 0 for a bolus")
+                raise ValueError(f"{where}, column {rate!r}: modelled rates or durations (RATE {rates[i]:g}) are not "
+                                 "supported; give the infusion rate (> 0) or 0 for a bolus")
             if comps[i] is None or comps[i] < 1 or comps[i] != int(comps[i]):
                 raise ValueError(f"{where}, column {cmt!r}: expected a 1-based compartment number, got {comps[i]}")
-            if (steady[i] or 0) != 0:
-                raise ValueError(f"{where}, column {ss!r}: steady-state doses (SS {steady[i]:g}) are not supported; "
-                                 "give the doses that lead to steady state as rows (or with ADDL / II)")
+            start = _steady_state_start(steady[i] or 0, every[i] or 0.0, where, ss, ii, ss_doses)
             n_more = extra[i] or 0
             if n_more < 0 or n_more != int(n_more):
                 raise ValueError(f"{where}, column {addl!r}: expected a whole number of additional doses, got "
@@ -170,8 +196,9 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
             if n_more and not (every[i] or 0) > 0:
                 raise ValueError(f"{where}, column {ii!r}: ADDL {n_more:g} needs a positive dosing interval II, got "
                                  f"{every[i]}")
-            for k in range(int(n_more) + 1):
-                doses[unit].append((times[i] + k * (every[i] or 0.0), amounts[i], int(comps[i]) - 1, rates[i] or 0.0))
+            for k in range(-start, int(n_more) + 1):
+                doses[unit].append((times[i] + k * (every[i] or 0.0), amounts[i], int(comps[i]) - 1, rates[i] or 0.0,
+                                    row, times[i] if start else None))
         elif events[i] == 0:
             if (skip[i] or 0) == 1 or values[i] is None:
                 continue
@@ -199,7 +226,9 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     for n, unit in enumerate(units):
         for t, (value, below, _) in obs[unit].items():
             y[n, col[t], 0], mask[n, col[t]], censored[n, col[t]] = value, True, below
-    given = [sorted(doses[u]) for u in units]
+    for unit in units:
+        _check_steady_state_first(doses[unit], tab.source, ss)
+    given = [sorted(d[:4] for d in doses[u]) for u in units]
     schedule = None
     if any(given):
         schedule = DoseSchedule.from_lists(*([[d[j] for d in g] for g in given] for j in range(4)), dtype=dtype)

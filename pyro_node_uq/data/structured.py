@@ -16,6 +16,16 @@ def _auto_structure(dosed):
     return "one_compartment_oral" if dosed - {0} else "one_compartment_iv"
 
 
+def _reference_dose_times(t, mask, doses):
+    """Per unit, the last dose at or before its first observation (its first dose if none is): the sampling
+    span and the time of the peak count from it, not from doses added long before (a steady state)."""
+    first_obs = torch.where(mask, t, torch.full_like(t, math.inf)).min(1).values
+    given = doses.mask & (doses.time <= first_obs[:, None])
+    last = torch.where(given, doses.time, torch.full_like(doses.time, -math.inf)).max(1).values
+    first = torch.where(doses.mask, doses.time, torch.full_like(doses.time, math.inf)).min(1).values
+    return torch.where(torch.isfinite(last), last, first)
+
+
 def _typical_guess(units):
     """Rough typical values from the data, the medians of the typical parameters' wide priors: V from the first
     dose over the peak level, an elimination half-life of a quarter of the sampling span, an absorption rate
@@ -26,9 +36,10 @@ def _typical_guess(units):
     ok = torch.isfinite(peak.values) & (peak.values > 0)
     V = float((first[ok] / peak.values[ok]).median()) if ok.any() else 1.0
     t = units.t if units.t.dim() == 2 else units.t.expand(y.shape)
-    span = float((t[mask].max() - doses.time[doses.mask].min()).clamp(min=1e-6))
+    ref = _reference_dose_times(t, mask, doses)
+    span = float((t[mask].max() - ref.min()).clamp(min=1e-6))
     ke = 4 * math.log(2) / span
-    t_peak = (t.gather(1, peak.indices[:, None])[:, 0] - doses.time[:, 0])[ok]
+    t_peak = (t.gather(1, peak.indices[:, None])[:, 0] - ref)[ok]
     ka = max(1.0 / float(t_peak.median().clamp(min=span / 100)), 1.5 * ke) if ok.any() else 3 * ke
     conc = float(peak.values[ok].median()) if ok.any() else 1.0
     return {"CL": V * ke, "V": V, "ka": ka, "Q": V * ke, "V2": V, "Km": conc / 2, "Vmax": V * ke * conc}

@@ -9,6 +9,8 @@ parameters with their intervals.
 * Shrinkage of effect ``j``: ``1 - sd_i(E[eta_ij | y]) / omega_j`` (NONMEM's eta shrinkage with posterior means
   as the individual estimates): near 0 when each unit's data pin its effect down, near 1 when they say little.
 """
+import dataclasses
+
 import pandas as pd
 import pyro
 import torch
@@ -16,7 +18,8 @@ from pyro.infer import Predictive
 
 from ..utils.seeding import param_scope
 
-__all__ = ["eta_shrinkage", "prediction_table", "typical_parameters"]
+__all__ = ["eta_shrinkage", "individual_effects", "population_predictions", "prediction_table",
+           "typical_parameters"]
 
 
 def _predict(result, units, samples, sites):
@@ -27,6 +30,25 @@ def _predict(result, units, samples, sites):
         out = Predictive(result.model.with_divergence("reject"), posterior_samples=samples, parallel=True,
                          return_sites=sites)(*args, **kwargs)
     return out
+
+
+def population_predictions(result, units, num_samples=200):
+    """``PRED`` of any units, fitted or new: the posterior median of the noise-free mean with every unit's effects
+    at their covariate mean (``eta_z_new = 0``), ``(N, T)`` (the first output).
+
+    :param result: a fitted hierarchical model's :class:`~pyro_node_uq.methods.MethodResult`.
+    :param units: :class:`~pyro_node_uq.data.Units` (their times, doses and covariates are used).
+    """
+    draws = dict(result.posterior_samples(num_samples))
+    S = next(iter(draws.values())).shape[0]
+    draws["eta_z_new"] = torch.zeros(S, len(units), result.model.eta_dim, dtype=units.y.dtype)
+    new = dataclasses.replace(units, new_units=True)
+    args, kwargs = result.model.predict_args(new)
+    pyro.set_rng_seed(0)
+    with param_scope(result.param_state), torch.no_grad():
+        out = Predictive(result.model.with_divergence("reject"), posterior_samples=draws, parallel=True,
+                         return_sites=["y_mean"])(*args, **kwargs)
+    return out["y_mean"].reshape(S, len(units), -1, result.model.obs_dim)[..., 0].contiguous().median(0).values
 
 
 def prediction_table(result, units, num_samples=200):
@@ -54,12 +76,12 @@ def prediction_table(result, units, num_samples=200):
     else:
         typical["eta_z"] = torch.zeros_like(draws["eta_z"])
     pop = _predict(result, units, typical, ["y_mean"])["y_mean"].reshape(S, len(units), -1, model.obs_dim)
-    pred, ipred = pop.median(0).values[..., 0], ind.median(0).values[..., 0]
+    pred, ipred = pop.contiguous().median(0).values[..., 0], ind.contiguous().median(0).values[..., 0]
     at = {"y_mean": ipred[None, ..., None], **{k: v for k, v in draws.items() if k in ("sigma", "sigma_prop")}}
     sd = model.noise_scale(result.param_state, at)
     sd = torch.ones((), dtype=ipred.dtype) if sd is None else torch.as_tensor(sd, dtype=ipred.dtype)
     if sd.dim() == 4:  # per draw: its median
-        sd = sd.median(0).values[..., 0]
+        sd = sd.contiguous().median(0).values[..., 0]
     sd = sd.expand(ipred.shape)
     times = units.unit_times if units.t.dim() == 2 else units.t.expand(len(units), -1)
     rows = []
@@ -73,6 +95,30 @@ def prediction_table(result, units, num_samples=200):
     return pd.DataFrame(rows)
 
 
+def individual_effects(result, num_samples=200, draws=None, random_part=False):
+    """The fitted units' individual random effects, posterior means of ``eta`` ``(N, k)`` (the empirical Bayes
+    estimates of NONMEM's tables).
+
+    :param result: a fitted hierarchical model's :class:`~pyro_node_uq.methods.MethodResult`.
+    :param dict draws: posterior draws to use (default: ``num_samples`` new ones).
+    :param bool random_part: subtract each draw's covariate mean ``B c_i`` (what the covariate model does not
+        explain; the same as ``eta`` without covariates).
+    """
+    draws = result.posterior_samples(num_samples) if draws is None else draws
+    if "eta" in draws:
+        eta = draws["eta"]
+    else:
+        eta = _predict(result, result.train_split, draws, ["eta"])["eta"].reshape(draws["eta_z"].shape)
+    model, units = result.model, result.train_split
+    if random_part and model.covariate_dim and "beta" in draws:
+        like = eta.new_zeros(())
+        loc = 0.0 if model.covariate_loc is None else model.covariate_loc.to(like)
+        scale = 1.0 if model.covariate_scale is None else model.covariate_scale.to(like)
+        c = (units.covariates.to(like) - loc) / scale  # (N, C)
+        eta = eta - torch.einsum("skc,nc->snk", draws["beta"].reshape(-1, model.eta_dim, model.covariate_dim), c)
+    return eta.mean(0)
+
+
 def eta_shrinkage(result, num_samples=200):
     """Shrinkage of each random effect (module docstring): a dict ``effect name -> shrinkage``.
 
@@ -80,17 +126,12 @@ def eta_shrinkage(result, num_samples=200):
     """
     model = result.model
     draws = result.posterior_samples(num_samples)
-    if "eta" in draws:
-        eta = draws["eta"]
-    else:
-        out = _predict(result, result.train_split, draws, ["eta"])
-        eta = out["eta"].reshape(draws["eta_z"].shape)
+    ebe = individual_effects(result, num_samples, draws)
     if "omega" in draws:
-        omega = draws["omega"].median(0).values
+        omega = draws["omega"].contiguous().median(0).values  # a point fit's draws are expanded: median misreads
     else:
         with param_scope(result.param_state):
             omega = pyro.param("omega").detach()
-    ebe = eta.mean(0)  # (N, k)
     shrink = 1 - ebe.std(0) / omega.reshape(-1)
     return {name: float(v) for name, v in zip(model.effects, shrink)}
 

