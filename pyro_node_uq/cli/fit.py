@@ -25,6 +25,22 @@ def _recipe(name):
     return fit_guides()[name]
 
 
+def _warm_start(args, model, problem):
+    """The guide's ``init_loc_fn``: at a MAP fit of the training split with the registered ``map`` options
+    (``--warm-start map``, the comparison's start), else the model's own initialisation.  A fit resuming from an
+    existing checkpoint takes its parameters from there and skips the MAP fit.  Under ``torchrun`` every process
+    fits the same MAP on the whole training split by itself (same data, same seed: one starting point, and no
+    process stops its fit at another step than the others)."""
+    from ..methods import METHODS
+    from ..methods.common import init_loc, map_values
+
+    if args.warm_start == "none" or (args.checkpoint and os.path.exists(args.checkpoint)):
+        return init_loc(model, args.seed)
+    fit = METHODS["map"].runner(model, problem.train, seed=args.seed, progress_bar=not args.no_progress,
+                                record_errors=False, distributed=False, **METHODS["map"].options(problem.name))
+    return init_loc(model, args.seed, map_values(fit))
+
+
 def _write_outputs(out, fit, model, guide, problem, args):
     """Rank 0: the param store (Pyro's ``ParamStore.save`` format), the loss curve and the posterior on the test
     split, written into ``out`` (the staging folder of the output, published as one unit)."""
@@ -126,9 +142,10 @@ def cmd_fit(args):
             if args.float64:
                 problem = problem.to(torch.float64)
             model = problem.default_model()
+            init = _warm_start(args, model, problem)
             pyro.clear_param_store()
             pyro.set_rng_seed(args.seed)
-            guide = _recipe(args.guide).build(model, model.init_loc_fn(args.seed), guide_options)
+            guide = _recipe(args.guide).build(model, init, guide_options)
             loss = Trace_ELBO(num_particles=args.num_particles, vectorize_particles=args.num_particles > 1,
                               max_plate_nesting=1)
             config = {"problem": problem.name, "problem_options": repr(sorted(problem_options.items())),
@@ -171,6 +188,9 @@ def add_fit_parser(sub):
                    help="the guide of a registered method, with its registered defaults (default: autonormal)")
     p.add_argument("--guide-option", action="append", metavar="KEY=VALUE",
                    help="option of the guide constructor, e.g. --guide-option score=hybrid (repeatable)")
+    p.add_argument("--warm-start", choices=("map", "none"), default="map",
+                   help="start the guide at a MAP fit with the registered map options (default), or at the "
+                        "model's initialisation (none)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--num-particles", type=int, default=4, help="ELBO particles per step (vectorised)")

@@ -64,7 +64,7 @@ def run_map(model, split, *, warm_start=None, num_steps=1200, lr=2e-2, lr_final=
     # a search among starts needs a budget longer than one short start
     if warm_start is None and check_int(num_starts, "num_starts", 1) > 1 and num_steps > start_steps:
         values, starts = best_start(model, split, num_starts=num_starts, num_steps=start_steps, lr=lr, seed=seed,
-                                    progress_bar=progress_bar)
+                                    progress_bar=progress_bar, distributed=svi_kwargs.get("distributed"))
     init = init_loc(model, seed, values)
     recorder = monitor = None
     if record_errors is None:

@@ -49,7 +49,7 @@ def _has_params(model, split):
     return any(s["type"] == "param" for s in trace.nodes.values()), shapes
 
 
-def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=True):
+def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=True, distributed=None):
     """Fit ``num_starts`` MAP estimates for ``num_steps`` steps each from the model's initialisations with seeds
     ``seed * num_starts + k`` and keep the one of highest training log joint density.
 
@@ -60,6 +60,8 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     :param float lr: initial learning rate.
     :param int seed: the method's seed.
     :param bool progress_bar: show a tqdm bar.
+    :param bool distributed: as :func:`~pyro_node_uq.infer.fit_svi`'s (default: data-parallel when a process
+        group is initialised).
     :returns: ``(values, info)``: the best start's constrained point values ``site -> tensor`` and a dict with
         ``log_joints`` (every start's), ``best``, ``wall_time``, ``num_model_evals`` and ``batched``.
 
@@ -79,7 +81,8 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     clock = time.perf_counter()
     if has_params:
         fits = [fit_guide("map start", model, lambda m, s=s: AutoDelta(m, init_loc_fn=init_loc(model, s)), split,
-                          num_steps=num_steps, lr=lr, seed=s, progress_bar=progress_bar, stop_rtol=0.0)
+                          num_steps=num_steps, lr=lr, seed=s, progress_bar=progress_bar, stop_rtol=0.0,
+                          distributed=distributed)
                 for s in seeds]
         joints = torch.tensor([-min(f.losses[-10:]) for f in fits])
         best = int(joints.argmax())
@@ -99,7 +102,7 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     guide = AutoDelta(batched, init_loc_fn=_stacked_init(model, seeds))
     loss = Trace_ELBO(max_plate_nesting=model.max_plate_nesting + 1)
     fit_svi(batched, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
-            desc=f"MAP starts x{num_starts}", plate=model.data_plate)
+            desc=f"MAP starts x{num_starts}", plate=model.data_plate, distributed=distributed)
     joints = _log_joints(batched, guide, *model.fit_args(split), num_starts)
     best = int(joints.argmax())
     with torch.no_grad():

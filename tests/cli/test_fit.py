@@ -62,7 +62,30 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
 
 
 # ---------------------------------------------------------------------------- the output folder and the checkpoint
-SMALL = ARGS + ["--num-samples", "8"]
+SMALL = ARGS + ["--num-samples", "8", "--warm-start", "none"]  # the output and checkpoint plumbing: no MAP fit first
+
+
+def test_the_guide_starts_at_a_map_fit_unless_told_not_to_or_resuming(tmp_path):
+    import argparse
+
+    from pyro import poutine
+
+    from pyro_node_uq.cli.fit import _warm_start
+    from pyro_node_uq.data import load_problem
+    from pyro_node_uq.methods import METHODS
+
+    problem = load_problem("chemical", num_train=4, num_times=11)
+    model = problem.default_model(R_hidden=(4,))
+    args = argparse.Namespace(warm_start="map", checkpoint=None, seed=0, no_progress=True)
+    fit_args, fit_kwargs = model.fit_args(problem.train)
+    site = poutine.trace(model).get_trace(*fit_args, **fit_kwargs).nodes["R.0.bias"]
+    started = _warm_start(args, model, problem)(site)
+    reference = METHODS["map"].runner(model, problem.train, seed=0, progress_bar=False, record_errors=False,
+                                      **METHODS["map"].options(problem.name))
+    assert torch.equal(started, reference.guide.median()["R.0.bias"])  # the same deterministic MAP fit
+    own = model.init_loc_fn(0)(site)
+    for other in (dict(vars(args), warm_start="none"), dict(vars(args), checkpoint=str(tmp_path))):
+        assert torch.equal(_warm_start(argparse.Namespace(**other), model, problem)(site), own)
 
 
 def _tree_digest(root):
