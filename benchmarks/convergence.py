@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simulated_processes import SIMULATED
 
+from pyro_node_uq.compare.context import RunContext
 from pyro_node_uq.compare.scoring import score_result
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.methods import METHODS
@@ -75,19 +76,17 @@ def run(args):
             methods = [m for m in args.methods if (name, seed, m) not in done]
             if not methods:
                 continue
-            fits = {}
-            for method in _with_starts(methods):
-                opts = _options(args.config, method, name, args.set)
-                start = fits.get(METHODS[method].start)
+            ctx = RunContext(problem, seed=seed, progress_bar=False,
+                             options={m: _options(args.config, m, name, args.set) for m in METHODS})
+            for method in methods:
+                if METHODS[method].start:  # fitted (once, cached) before the clock starts: not this row's cost
+                    ctx.fit(METHODS[method].start)
                 clock, cpu = time.perf_counter(), time.process_time()
-                result = METHODS[method].runner(problem.default_model(), problem.train, warm_start=start,
-                                                seed=seed, progress_bar=False, **opts)
+                result = ctx.fit(method)
                 fit_time, cpu_time = time.perf_counter() - clock, time.process_time() - cpu
-                fits[method] = result
-                if method not in methods:  # a start whose own row is logged already
-                    continue
                 preds = {"test": result.predict(problem.test, num_samples=args.num_samples, seed=seed)}
                 row = score_result(result, problem, preds, hidden=False)
+                opts = ctx.options[method]
                 record = {"config": args.config, "problem": name, "seed": seed, "method": method,
                           **{k: v for k, v in row.items() if k.startswith("test_")},
                           "wall_time": fit_time, "cpu_time": cpu_time,
@@ -96,19 +95,6 @@ def run(args):
                 with open(args.log, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 print(json.dumps(record), flush=True)
-
-
-def _with_starts(methods):
-    """``methods`` preceded by the registered starts they need, each start before the methods that use it."""
-    order = []
-
-    def add(m):
-        if m is not None and m not in order:
-            add(METHODS[m].start)
-            order.append(m)
-    for m in methods:
-        add(m)
-    return order
 
 
 def _stats(values):
