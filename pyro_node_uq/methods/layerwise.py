@@ -112,8 +112,8 @@ def run_layerwise_effects(model, split, *, layers=(), guide=AutoMultivariateNorm
         effects' 90% intervals then cover 0.865 of the true effects pooled over 10 data sets, against 0.850
         without it; the exact posterior covers 0.91).
     :param guide: autoguide class of the block (default ``AutoMultivariateNormal``).
-    :param dict guide_kwargs: its keyword arguments (default ``init_scale=0.02``).
-    :param options: as :func:`run_layerwise`.
+    :param dict guide_kwargs: its keyword arguments.
+    :param options: as :func:`run_layerwise` (whose ``init_scale`` of 0.02 starts the block).
 
     Example::
 
@@ -130,4 +130,4 @@ def run_layerwise_effects(model, split, *, layers=(), guide=AutoMultivariateNorm
                             "HierarchicalNODEModel with effects has)")
     stochastic = model.layer_sites("random_effects") + [s for layer in layers for s in model.layer_sites(layer)]
     return run_layerwise(model, split, stochastic=stochastic, guide=guide, name="layerwise_effects",
-                         guide_kwargs={"init_scale": 0.02, **(guide_kwargs or {})}, **options)
+                         guide_kwargs=guide_kwargs, **options)
