@@ -9,6 +9,7 @@ from pyro.infer import Trace_ELBO
 from tqdm.auto import tqdm
 
 from ..validation import check_int, check_positive
+from .averaging import TailAverage
 from .distributed import DataParallelSVI, SVICheckpoint, get_world_size, is_main_process
 from .distributed.checkpoint import data_fingerprint
 from .guarded_svi import GuardedSVI
@@ -29,7 +30,7 @@ class FitResult:
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
             progress_bar=True, desc="SVI", callback=None, distributed=None, subsample_size=None, seed=0,
-            checkpoint=None, checkpoint_every=100, plate=None, checkpoint_config=None):
+            checkpoint=None, checkpoint_every=100, plate=None, checkpoint_config=None, average_tail=0.0):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
 
     Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the fit is data-parallel: every
@@ -56,6 +57,9 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
         ``data_plate``; needed only by a data-parallel, minibatch or checkpointed fit).
     :param dict checkpoint_config: more settings (plain values) a resumed fit must share with the checkpoint,
         besides the fit's own options, a fingerprint of ``split`` and the model's and guide's types.
+    :param float average_tail: end at the uniform mean of the parameters over this last share of the steps run
+        (see :class:`~pyro_node_uq.infer.averaging.TailAverage`; ``0``: at the last iterate).  A resumed fit
+        averages over the steps run since it resumed.
     :rtype: FitResult
     """
     num_steps = check_int(num_steps, "num_steps", minimum=1)
@@ -70,15 +74,16 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     else:
         svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
     config = {"num_steps": num_steps, "lr": lr, "lr_final": lr_final, "subsample_size": subsample_size, "seed": seed}
+    average = TailAverage(average_tail) if average_tail else None
     if checkpoint is not None:
         config.update(data=data_fingerprint(split.args, split.kwargs), model=type(model).__qualname__,
                       guide=type(guide).__qualname__, **(checkpoint_config or {}))
     saver = SVICheckpoint(checkpoint, checkpoint_every, config)
     with saver.hold():
-        return _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback)
+        return _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback, average)
 
 
-def _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback):
+def _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback, average):
     first, losses = saver.resume(svi, *split.args, **split.kwargs)
     result = FitResult(guide, losses=losses)
     start = time.perf_counter()
@@ -89,10 +94,15 @@ def _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback)
             if not math.isfinite(value):
                 raise FloatingPointError(f"{desc}: the loss became {value} at step {step}; lower lr or check the data")
             result.losses.append(value)
+            if average is not None:
+                average.update()
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
             stop = callback is not None and callback(step, value)
-            saver.after_step(svi, step, result.losses, last=stop or step + 1 == num_steps)
+            last = stop or step + 1 == num_steps
+            if last and average is not None:
+                average.load()  # before the last checkpoint, so a resumed finished fit holds the mean
+            saver.after_step(svi, step, result.losses, last=last)
             if stop:
                 break
     result.wall_time, result.skipped_steps = time.perf_counter() - start, svi.skipped
