@@ -67,3 +67,43 @@ def test_fit_svi_ends_at_the_mean_of_its_last_iterates():
     mean = sum(seen[100:]) / 100
     assert float(pyro.param("w").detach()) == pytest.approx(mean, rel=1e-5)
     assert abs(float(pyro.param("w").detach()) - 1.0) < 0.5 * abs(seen[-1] - 1.0)
+
+
+def test_fit_svi_cosine_schedule_follows_half_a_cosine_from_lr_to_lr_final():
+    problem = load_problem("chemical", num_train=2)
+    rates = []
+
+    def model(*args, **kwargs):
+        w = pyro.param("w", torch.tensor(5.0))
+        pyro.factor("f", -0.5 * (w - 1.0) ** 2)
+
+    def guide(*args, **kwargs):
+        pass
+
+    def record(step, loss):
+        opt = next(iter(pyro.get_param_store().named_parameters()))  # noqa: F841  (the store holds w)
+        rates.append(svi_rates())
+
+    pyro.clear_param_store()
+    seen = {}
+
+    def svi_rates():
+        return seen["rate"]
+
+    import pyro_node_uq.infer.svi as svi_module
+    original = svi_module.GuardedSVI.step
+
+    def step(self, *args, **kwargs):
+        value = original(self, *args, **kwargs)
+        seen["rate"] = next(iter(self.optim.optim_objs.values())).param_groups[0]["lr"]
+        return value
+
+    svi_module.GuardedSVI.step = step
+    try:
+        fit_svi(model, guide, problem.train, num_steps=100, lr=0.1, lr_final=0.001, lr_schedule="cosine",
+                progress_bar=False, callback=record)
+    finally:
+        svi_module.GuardedSVI.step = original
+    assert rates[0] == pytest.approx(0.1) and rates[50] == pytest.approx(0.0505) and rates[99] < 0.0011
+    with pytest.raises(ValueError, match="lr_schedule must be 'geometric' or 'cosine', got 'step'"):
+        fit_svi(model, guide, problem.train, num_steps=2, lr_schedule="step", progress_bar=False)
