@@ -1,14 +1,18 @@
-"""Warm starts and convergence-aware fitting against the previous fixed-budget defaults: MAP and AutoNormal
-(started from that MAP) on the shipped trajectory problems and on two simulated processes
-(``benchmarks/simulated_processes.py``), several method seeds each.
+"""Warm starts and convergence-aware fitting against the previous fixed-budget defaults: MAP and the registered
+methods started from it (``--methods``; default MAP and AutoNormal), each with its registered start, on the shipped
+trajectory problems and on two simulated processes (``benchmarks/simulated_processes.py``), several method seeds
+each.
 
-    python benchmarks/convergence.py run --config today|new [--problems ...] [--seeds 0 1 2 3 4] --log FILE
-    python benchmarks/convergence.py table FILE [--base today --new new]
+    python benchmarks/convergence.py run --config today|new [--problems ...] [--seeds 0 1 2 3 4]
+        [--methods map autonormal ...] --log FILE
+    python benchmarks/convergence.py run --config LABEL --set METHOD.KEY=JSON ... --log FILE   (a variant of new)
+    python benchmarks/convergence.py table FILE [FILE ...] [--base today --new new]
 
 ``run`` appends one JSON line per (config, problem, seed, method) to ``--log`` (so a long grid can run in pieces,
 in the background); ``table`` prints, per problem and method, the mean and spread (standard deviation) of test NLL
-over seeds, the new configuration's CRPS and 90% coverage, and the total CPU time of each configuration's fits
-(each method's without the fit it started from, which has its own row), with the new/today ratios.
+over the seeds both configurations have, the new configuration's CRPS and 90% coverage, and the total CPU time of
+each configuration's fits (each method's without the fit it started from, which has its own row), with the
+new/today ratios.
 
 ``today`` is the previous fixed budget (MAP 800 steps from one Glorot start with a tenfold learning-rate decay,
 AutoNormal 500 steps x 8 particles, loop counts scaled by the registry's per-problem cost), without early stopping
