@@ -79,10 +79,13 @@ def _mcmc_stats(mcmc):
 
 
 
-def _per_unit_dims(trace, posterior, dims, C, D):
-    """Latent and deterministic sites inside the units' plate (random effects) keep a ``trajectory`` dim."""
+def _per_unit_dims(trace, posterior, dims, C, D, obs_site):
+    """Latent and deterministic sites inside the units' plate (random effects) keep a ``trajectory`` dim.  The
+    units' plate is the observed site's rightmost batch plate (dim -1: one trajectory per entry), whatever its
+    name."""
+    units = {f.name for f in trace.nodes[obs_site]["cond_indep_stack"] if f.dim == -1}
     for name, site in trace.nodes.items():
-        in_plate = any(f.name == "trajectories" for f in site.get("cond_indep_stack", ()))
+        in_plate = any(f.name in units for f in site.get("cond_indep_stack", ()))
         if site["type"] != "sample" or not in_plate or name in dims:  # the observed site has its dims already
             continue
         if name not in posterior:
@@ -176,7 +179,7 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
             value = trace.nodes[name]["value"]
             posterior[name] = _numpy(value.reshape((C, D) + value.shape[-3:]))
             dims[name] = ["trajectory", "time", "output" if name == "y_mean" else "state"]
-    _per_unit_dims(trace, posterior, dims, C, D)
+    _per_unit_dims(trace, posterior, dims, C, D, obs_site)
     observed = y.clone()
     mask = _observed_mask(split, y.shape)
     if mask is not None:

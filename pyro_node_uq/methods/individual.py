@@ -12,7 +12,6 @@ from typing import NamedTuple
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Predictive
 
 from ..utils.seeding import param_scope
 
@@ -37,6 +36,14 @@ class ConditionedEffects(NamedTuple):
 def _population(result, num_samples, seed):
     samples = result.posterior_samples(num_samples, seed=seed)
     return {k: v for k, v in samples.items() if k not in PER_UNIT}
+
+
+def _conditioned_trace(model, data, num_draws, *args, **kwargs):
+    """One trace of ``model`` with ``data`` fixed, vectorised over ``num_draws`` draws (the leading dim of every
+    value in ``data``) in a plate left of the model's own.  Only these draws are solved: unlike Pyro's
+    ``Predictive``, which first traces the model with prior draws to find its sites and plate depth."""
+    with poutine.block(), pyro.plate("_num_predictive_samples", num_draws, dim=-model.max_plate_nesting - 1):
+        return poutine.trace(poutine.condition(model, data)).get_trace(*args, **kwargs)
 
 
 def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0):
@@ -64,9 +71,8 @@ def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0)
     rejecting = model.with_divergence("reject")  # a diverged proposal gets weight 0
     with param_scope(result.param_state), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # diverged proposals: weight 0, counted in ess
-        with poutine.block(), pyro.plate("_num_predictive_samples", S * M, dim=-2):
-            trace = poutine.trace(poutine.condition(rejecting, data)).get_trace(
-                units.t, units.x, units.y, mask=units.mask, censored=units.censored, **kwargs)
+        trace = _conditioned_trace(rejecting, data, S * M, units.t, units.x, units.y, mask=units.mask,
+                                   censored=units.censored, **kwargs)
     site = trace.nodes["obs"]
     loglik = site["fn"].log_prob(site["value"]).reshape(S, M, N)
     weights = torch.softmax(loglik, dim=1)
@@ -108,9 +114,8 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     keep = result.model.predict_sites
     sites = [k for k in keep if k in ("obs", "y_mean", "hidden")] if sites is None else list(sites)
     pyro.set_rng_seed(seed)
-    # "reject": Pyro's Predictive first traces the model with prior draws, whose solve may diverge
+    # "reject": a posterior draw whose solve diverges is reported with a warning, not an error for all draws
     with param_scope(result.param_state), torch.no_grad():
-        predictive = Predictive(result.model.with_divergence("reject"), posterior_samples=pop, num_samples=S,
-                                parallel=True, return_sites=sites)
-        out = predictive(units.t, units.x, None, num_trajectories=len(units), **dict(units.extras, new_units=True))
-    return {k: v.reshape((S,) + v.shape[-3:]) for k, v in out.items()}
+        trace = _conditioned_trace(result.model.with_divergence("reject"), pop, S, units.t, units.x, None, num_trajectories=len(units),
+                                   **dict(units.extras, new_units=True))
+    return {k: trace.nodes[k]["value"].reshape((S,) + trace.nodes[k]["value"].shape[-3:]) for k in sites}

@@ -212,3 +212,22 @@ def test_per_unit_times_and_doses_give_the_observed_entries_with_their_own_times
         assert obs["obs_time"].values.tolist() == [0.5, 1.0, 3.0, 0.2, 2.5]
     assert np.isfinite(idata.log_likelihood["obs"].values).all()
     assert idata.constant_data["t"].dims == ("trajectory", "time")
+
+
+def test_per_unit_latents_get_the_trajectory_dim_whatever_the_plate_is_called(data):
+    """A latent inside the observed site's plate (a random effect per unit) keeps a ``trajectory`` dim; the plate
+    is found from the observed site, so a model calling it "subjects" converts like one calling it
+    "trajectories"."""
+    split = data[0]
+
+    def subjects_model(t, x=None, y=None, mask=None, num_trajectories=None):
+        N = y.shape[0]
+        with pyro.plate("subjects", N, dim=-1):
+            eta = pyro.sample("eta", dist.Normal(torch.zeros(2, dtype=t.dtype), 1.0).to_event(1))
+            loc = eta[..., None, :].expand(eta.shape[:-1] + (len(t), 2))
+            return pyro.sample("obs", dist.Normal(loc, SIGMA).to_event(2), obs=y)
+
+    eta = torch.randn(8, 4, 2, dtype=torch.float64)
+    idata = to_inference_data({"eta": eta}, split, model=subjects_model, num_chains=2)
+    assert idata.posterior["eta"].dims == ("chain", "draw", "trajectory", "eta_dim_0")
+    np.testing.assert_array_equal(idata.posterior["eta"].values, eta.reshape(2, 4, 4, 2).numpy())
