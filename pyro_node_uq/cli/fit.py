@@ -14,6 +14,8 @@ from .common import (
 
 #: guide constructor arguments the command sets itself
 GUIDE_FIXED = ("init_loc_fn", "guide", "init_from", "model")
+#: steps per window of the averaged loss the command reports
+LOSS_WINDOW = 50
 
 __all__ = ["add_fit_parser", "cmd_fit"]
 
@@ -39,6 +41,29 @@ def _warm_start(args, model, problem):
     fit = METHODS["map"].runner(model, problem.train, seed=args.seed, progress_bar=not args.no_progress,
                                 record_errors=False, distributed=False, **METHODS["map"].options(problem.name))
     return init_loc(model, args.seed, map_values(fit))
+
+
+def _lr_scales(args, guide, problem):
+    """Per-parameter learning-rate multipliers of a warm-started guide that declares them
+    (:meth:`~pyro_node_uq.infer.AutoLangevin.warm_start_lr_scales`), else ``None``.  They depend on the
+    ``--warm-start`` choice alone (not on whether a checkpoint is resumed), so a resumed fit keeps them."""
+    from ..infer._pyro_compat import setup_prototype
+
+    if args.warm_start != "map" or not hasattr(guide, "warm_start_lr_scales"):
+        return None
+    setup_prototype(guide, *problem.train.args, **problem.train.kwargs)
+    return guide.warm_start_lr_scales()
+
+
+def _window_losses(losses, window=LOSS_WINDOW):
+    """``(last, best, window)``: the mean of the last ``window`` losses and the lowest mean over any ``window``
+    consecutive steps (a per-step loss is a few-particle Monte-Carlo estimate; its mean over a window is what the
+    fits' stopping rule compares, too)."""
+    import numpy as np
+
+    window = min(window, len(losses))
+    means = np.convolve(np.asarray(losses, dtype=float), np.ones(window) / window, mode="valid")
+    return float(means[-1]), float(means.min()), window
 
 
 def _write_outputs(out, fit, model, guide, problem, args):
@@ -146,6 +171,7 @@ def cmd_fit(args):
             pyro.clear_param_store()
             pyro.set_rng_seed(args.seed)
             guide = _recipe(args.guide).build(model, init, guide_options)
+            lr_scales = _lr_scales(args, guide, problem)
             loss = Trace_ELBO(num_particles=args.num_particles, vectorize_particles=args.num_particles > 1,
                               max_plate_nesting=1)
             config = {"problem": problem.name, "problem_options": repr(sorted(problem_options.items())),
@@ -155,15 +181,17 @@ def cmd_fit(args):
                           subsample_size=args.subsample_size, checkpoint=args.checkpoint,
                           checkpoint_every=args.checkpoint_every, progress_bar=not args.no_progress,
                           desc=f"{args.guide} (rank {rank}/{world_size})" if world_size > 1 else args.guide,
-                          checkpoint_config=config)
+                          checkpoint_config=config, lr_scales=lr_scales)
         except (ValueError, _Refused, SaveBusy) as e:
             print(f"pyro-node-uq fit: {e}", file=sys.stderr)
             return 2
         if rank != 0:
             return 0
+        final, best, window = _window_losses(fit.losses)
         print(f"{args.guide} on {problem.name}: {len(problem.train)} training trajectories over {world_size} "
               f"process(es), {len(fit.losses)} steps, loss {fit.losses[0]:.6g} -> {fit.losses[-1]:.6g} "
               f"({fit.wall_time:.1f} s this run)")
+        print(f"loss averaged over {window} steps: last {final:.6g}, best {best:.6g}")
         for name, split in problem.splits.items():
             print(f"{name:<14} RMSE of one posterior draw {rmse(model, guide, split):.4f}")
         if folder is not None:

@@ -5,6 +5,8 @@ scales shrank) or, for a sampler, not moved far from its start (short warm-up), 
 band alone."""
 import warnings
 
+from .scoring import predictive_spread
+
 __all__ = ["CollapseWarning", "collapse_notes"]
 
 
@@ -13,9 +15,9 @@ class CollapseWarning(UserWarning):
 
 
 def mean_spread(pred):
-    """Mean over test points and outputs of the standard deviation of ``y_mean`` over posterior draws."""
-    y_mean = pred["y_mean"]
-    return float(y_mean.std(0).mean()) if y_mean.shape[0] > 1 else 0.0
+    """Mean over points of the predictive spread (:func:`~pyro_node_uq.compare.scoring.predictive_spread`: the norm
+    over outputs of the standard deviation of ``y_mean`` over posterior draws)."""
+    return float(predictive_spread(pred["y_mean"]).mean())
 
 
 def collapse_notes(predictions, stochastic, reference="autonormal", threshold=0.2, split="test"):

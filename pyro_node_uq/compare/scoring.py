@@ -30,6 +30,7 @@ __all__ = [
     "calibration_half",
     "hidden_comparable",
     "point_errors",
+    "predictive_spread",
     "score_result",
     "score_static",
     "spearman",
@@ -79,8 +80,9 @@ def hidden_comparable(model, problem):
     return True, f"the model observes its first {problem.obs_dim} hidden components directly"
 
 
-def _spread(y_mean):
-    """Predictive spread per point ``(N, T)``: norm over outputs of the std of ``y_mean`` over samples."""
+def predictive_spread(y_mean):
+    """Predictive spread per point ``(N, T)``: norm over outputs of the std of ``y_mean`` over samples (zero for
+    one draw: a point estimate)."""
     return y_mean.std(0).norm(dim=-1) if y_mean.shape[0] > 1 else y_mean.new_zeros(y_mean.shape[1:-1])
 
 
@@ -144,7 +146,7 @@ def score_static(result, problem, predictions):
             errors[name] = (pred["probs"].mean(0).argmax(-1) != split.y).double()
         else:
             scores = score(pred, split.y, noise_scale=result.model.noise_scale(result.param_state, pred))
-            uncertainty[name] = _spread(pred["y_mean"])
+            uncertainty[name] = predictive_spread(pred["y_mean"])
             target = split.y if split.y_true is None else split.y_true
             errors[name] = (pred["y_mean"].mean(0) - target).norm(dim=-1)
         row.update({f"{PREFIX[name]}_{k}": v for k, v in scores.items()})
@@ -197,9 +199,9 @@ def _error_scores(result, problem, predictions):
         if "test" not in predictions:
             return {}
         y_mean = predictions["test"]["y_mean"].mean(0)
-        uncertainty = _spread(predictions["test"]["y_mean"])
+        uncertainty = predictive_spread(predictions["test"]["y_mean"])
         extra_pred = predictions.get("extrapolation")
-        ood_in, ood_out = uncertainty, _spread(extra_pred["y_mean"]) if extra_pred is not None else None
+        ood_in, ood_out = uncertainty, predictive_spread(extra_pred["y_mean"]) if extra_pred is not None else None
     errors, observed = point_errors(y_mean, test)
     seen = observed & _observed(test)
     seen[:calibration_half(test)] = False

@@ -28,11 +28,11 @@ def plot_eta_covariates(eta, covariates, eta_names, covariate_names, path=None, 
         >>> [ax.get_title() for ax in fig.axes]
         ['eta[CL] vs WT: r = 1.00', 'eta[V] vs WT: r = -0.21']
     """
-    eta = torch.as_tensor(eta, dtype=torch.float64)
+    eta = torch.as_tensor(eta, dtype=torch.float64).detach()  # a plot: values only
     k = eta.shape[-1]
     if len(eta_names) != k:
         raise ValueError(f"eta_names: expected {k} names (one per column of eta), got {list(eta_names)}")
-    cov = None if covariates is None else torch.as_tensor(covariates, dtype=torch.float64).reshape(len(eta), -1)
+    cov = None if covariates is None else torch.as_tensor(covariates, dtype=torch.float64).detach().reshape(len(eta), -1)
     C = 0 if cov is None else cov.shape[-1]
     if cov is not None and len(covariate_names) != C:
         raise ValueError(f"covariate_names: expected {C} names (one per column of covariates), got "

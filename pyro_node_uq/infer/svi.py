@@ -29,7 +29,7 @@ class FitResult:
 
 def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=None, clip_norm=10.0,
             progress_bar=True, desc="SVI", callback=None, distributed=None, subsample_size=None, seed=0,
-            checkpoint=None, checkpoint_every=100, plate=None, checkpoint_config=None):
+            checkpoint=None, checkpoint_every=100, plate=None, checkpoint_config=None, lr_scales=None):
     """Optimise ``guide`` (and the model's ``pyro.param`` s) on ``split`` with ``SVI`` and ``ClippedAdam``.
 
     Under ``torchrun`` (or any initialised ``torch.distributed`` process group) the fit is data-parallel: every
@@ -56,13 +56,23 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
         ``data_plate``; needed only by a data-parallel, minibatch or checkpointed fit).
     :param dict checkpoint_config: more settings (plain values) a resumed fit must share with the checkpoint,
         besides the fit's own options, a fingerprint of ``split`` and the model's and guide's types.
+    :param dict lr_scales: per-parameter multipliers of ``lr`` (and ``lr_final``), by param-store name (Pyro's
+        per-parameter optimiser arguments); unnamed parameters keep ``lr``.  For parameters whose natural step is
+        far from ``lr`` in their own units, e.g. a guide's
+        :meth:`~pyro_node_uq.infer.AutoLangevin.warm_start_lr_scales`.
     :rtype: FitResult
     """
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     lr = check_positive(lr, "lr")
     lr_final = lr / 10 if lr_final is None else check_positive(lr_final, "lr_final")
     clip_norm = check_positive(clip_norm, "clip_norm")
-    optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_final / lr) ** (1.0 / num_steps), "clip_norm": clip_norm})
+    lr_scales = _check_lr_scales(lr_scales)
+    lrd = (lr_final / lr) ** (1.0 / num_steps)
+
+    def optim_args(name):  # Pyro's per-parameter arguments: every parameter decays alike, from its own lr
+        return {"lr": lr * lr_scales.get(name, 1.0), "lrd": lrd, "clip_norm": clip_norm}
+
+    optim = pyro.optim.ClippedAdam(optim_args)
     distributed = get_world_size() > 1 if distributed is None else distributed
     if distributed or subsample_size is not None or checkpoint is not None:
         svi = DataParallelSVI(model, guide, optim, loss or Trace_ELBO(), plate=plate, subsample_size=subsample_size,
@@ -70,12 +80,23 @@ def fit_svi(model, guide, split, num_steps=1000, lr=1e-2, lr_final=None, loss=No
     else:
         svi = GuardedSVI(model, guide, optim, loss or Trace_ELBO())
     config = {"num_steps": num_steps, "lr": lr, "lr_final": lr_final, "subsample_size": subsample_size, "seed": seed}
+    if lr_scales:
+        config["lr_scales"] = repr(sorted(lr_scales.items()))
     if checkpoint is not None:
         config.update(data=data_fingerprint(split.args, split.kwargs), model=type(model).__qualname__,
                       guide=type(guide).__qualname__, **(checkpoint_config or {}))
     saver = SVICheckpoint(checkpoint, checkpoint_every, config)
     with saver.hold():
         return _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback)
+
+
+def _check_lr_scales(lr_scales):
+    """``lr_scales`` as a dict of positive finite floats by parameter name (empty for ``None``)."""
+    if lr_scales is None:
+        return {}
+    if not isinstance(lr_scales, dict):
+        raise TypeError(f"lr_scales must be a dict of parameter name -> multiplier, got {type(lr_scales).__name__}")
+    return {str(name): check_positive(value, f"lr_scales[{name!r}]") for name, value in lr_scales.items()}
 
 
 def _fit_loop(svi, saver, guide, split, num_steps, progress_bar, desc, callback):

@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 import pyro
 import torch
-from pyro import poutine
 
 from ..utils.seeding import param_scope
+from .result import conditioned_trace
 
 __all__ = ["ConditionedEffects", "condition_effects", "predict_units"]
 
@@ -36,14 +36,6 @@ class ConditionedEffects(NamedTuple):
 def _population(result, num_samples, seed):
     samples = result.posterior_samples(num_samples, seed=seed)
     return {k: v for k, v in samples.items() if k not in PER_UNIT}
-
-
-def _conditioned_trace(model, data, num_draws, *args, **kwargs):
-    """One trace of ``model`` with ``data`` fixed, vectorised over ``num_draws`` draws (the leading dim of every
-    value in ``data``) in a plate left of the model's own.  Only these draws are solved: unlike Pyro's
-    ``Predictive``, which first traces the model with prior draws to find its sites and plate depth."""
-    with poutine.block(), pyro.plate("_num_predictive_samples", num_draws, dim=-model.max_plate_nesting - 1):
-        return poutine.trace(poutine.condition(model, data)).get_trace(*args, **kwargs)
 
 
 def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0):
@@ -71,8 +63,8 @@ def condition_effects(result, units, num_samples=100, num_proposals=128, seed=0)
     rejecting = model.with_divergence("reject")  # a diverged proposal gets weight 0
     with param_scope(result.param_state), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # diverged proposals: weight 0, counted in ess
-        trace = _conditioned_trace(rejecting, data, S * M, units.t, units.x, units.y, mask=units.mask,
-                                   censored=units.censored, **kwargs)
+        trace = conditioned_trace(rejecting, data, S * M, (units.t, units.x, units.y),
+                                  dict(kwargs, mask=units.mask, censored=units.censored))
     site = trace.nodes["obs"]
     loglik = site["fn"].log_prob(site["value"]).reshape(S, M, N)
     weights = torch.softmax(loglik, dim=1)
@@ -116,6 +108,6 @@ def predict_units(result, units, conditioned=None, num_samples=100, seed=0, site
     pyro.set_rng_seed(seed)
     # "reject": a posterior draw whose solve diverges is reported with a warning, not an error for all draws
     with param_scope(result.param_state), torch.no_grad():
-        trace = _conditioned_trace(result.model.with_divergence("reject"), pop, S, units.t, units.x, None, num_trajectories=len(units),
-                                   **dict(units.extras, new_units=True))
+        trace = conditioned_trace(result.model.with_divergence("reject"), pop, S, (units.t, units.x, None),
+                                  dict(units.extras, new_units=True, num_trajectories=len(units)))
     return {k: trace.nodes[k]["value"].reshape((S,) + trace.nodes[k]["value"].shape[-3:]) for k in sites}

@@ -72,8 +72,9 @@ def _register(score, defaults, quick, scaled, demo=False, guide=None):
              wraps=run_langevin, sets=("score",))(run)
 
 
-# the fit command's guide starts from the network's initial weights (no warm start): a wide reference there makes
-# most members' trajectories so poor that the drift learns to concentrate them at a high path KL and the loss stalls
+# the fit command's guide: a narrow reference (0.01) around its start, a MAP fit by default (``--warm-start map``) or
+# the network's initial weights (``none``), where a wide reference makes most members' trajectories so poor that the
+# drift learns to concentrate them at a high path KL and the loss stalls
 _register("learned", {"num_iters": 300, "num_particles": 8},
           {"num_iters": 60, "num_particles": 4, "elbo_particles": 16}, ("num_iters",), demo=True,
           guide=GuideRecipe("langevin", AutoLangevin, {"init_scale": 0.01}))

@@ -1,4 +1,5 @@
 """NUTS baseline: Pyro's ``NUTS`` on a divergence-rejecting copy of the model, warm-started at a MAP fit."""
+import contextlib
 import time
 import warnings
 
@@ -79,6 +80,15 @@ class SamplerStats:
         return out
 
 
+@contextlib.contextmanager
+def _proposals_rejected_quietly():
+    """A diverging proposal is rejected (the model scores it ``-inf``) and counted in ``sample_stats["diverging"]``:
+    the solve's warning about it is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="NODE solve diverged", category=RuntimeWarning)
+        yield
+
+
 @register("nuts", "NUTS (2 chains from MAP), only for small models", start="map", demo=True,
           defaults={"num_samples": 200, "warmup_steps": 200, "max_latent_dim": 1000},
           quick={"num_samples": 20, "warmup_steps": 20})
@@ -149,7 +159,8 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
                            jit_compile=jit_compile, ignore_jit_warnings=True)
     initial = None
     if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
-        kernel.setup(0, *args, **kwargs)
+        with _proposals_rejected_quietly():  # setup's step-size search takes trial steps
+            kernel.setup(0, *args, **kwargs)
         initial = {k: v + init_jitter * torch.randn((num_chains,) + v.shape, dtype=v.dtype, device=v.device)
                    for k, v in kernel.initial_params.items()}
         kernel.cleanup()
@@ -160,8 +171,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
                     initial_params=initial, hook_fn=stats, disable_progbar=not progress_bar)
     chains_in_process(mcmc, kernel, num_samples, warmup_steps, num_chains, progress_bar, initial, stats)
     clock = time.perf_counter()
-    with warnings.catch_warnings():  # a diverging proposal is rejected and counted in sample_stats["diverging"]
-        warnings.filterwarnings("ignore", message="NODE solve diverged", category=RuntimeWarning)
+    with _proposals_rejected_quietly():
         mcmc.run(*args, **kwargs)
     wall = time.perf_counter() - clock
     result = MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),

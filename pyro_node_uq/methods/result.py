@@ -4,13 +4,12 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Predictive
 from pyro.poutine.util import prune_subsample_sites
 
 from ..utils.seeding import param_scope
 from ..validation import check_int
 
-__all__ = ["MethodResult", "guide_samples"]
+__all__ = ["MethodResult", "conditioned_trace", "guide_samples"]
 
 
 def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1):
@@ -32,6 +31,24 @@ def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1)
         keep = (num_samples,) + tuple(s for s in batch[1:] if s != 1)
         out[name] = value.reshape(keep + value.shape[value.dim() - event_dim:])
     return out
+
+
+def conditioned_trace(model, samples, num_samples, args=(), kwargs=None):
+    """One trace of ``model`` with the latent values ``samples`` fixed, vectorised over their ``num_samples`` draws
+    in a plate left of the model's own ``max_plate_nesting`` plates: Pyro's ``Predictive(parallel=True)`` without
+    its first traces of the model with prior draws, whose solves may diverge (and warn) however good the posterior.
+
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` (its ``max_plate_nesting`` places the draws' plate).
+    :param dict samples: site -> ``(num_samples,) + shape`` (plate dims of global sites may be squeezed, as
+        :func:`guide_samples` returns them).
+    :param int num_samples: the draws' count.
+    :returns: the trace (values as the model made them: a site that does not depend on the draws has no draws'
+        dim).
+    """
+    nesting = model.max_plate_nesting
+    data = {k: v.reshape((num_samples,) + (1,) * (nesting - v.dim() + 1) + v.shape[1:]) for k, v in samples.items()}
+    with torch.no_grad(), poutine.block(), pyro.plate("_num_predictive_samples", num_samples, dim=-nesting - 1):
+        return prune_subsample_sites(poutine.trace(poutine.condition(model, data)).get_trace(*args, **(kwargs or {})))
 
 
 @dataclass
@@ -165,7 +182,7 @@ class MethodResult:
         return None
 
     def predict(self, split, num_samples=100, seed=0, sites=None):
-        """Posterior predictive on ``split`` from ONE vectorised ``Predictive(parallel=True)`` call.
+        """Posterior predictive on ``split`` from ONE vectorised trace of the model (:func:`conditioned_trace`).
 
         :param split: a :class:`~pyro_node_uq.data.Split` (the model's ``predict_args`` choose what is used; the
             observations are not: the posterior is drawn given :attr:`train_split`); cast to the fit's dtype
@@ -187,8 +204,7 @@ class MethodResult:
         args, kwargs = self.model.predict_args(split)
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
-            predictive = Predictive(self.model, posterior_samples=samples, num_samples=S, parallel=True,
-                                    return_sites=sites)
-            out = predictive(*args, **kwargs)
+            trace = conditioned_trace(self.model, samples, S, args, kwargs)
+        out = {k: trace.nodes[k]["value"] for k in sites if k in trace.nodes}
         out = {k: v.expand((S,) + v.shape) if v.dim() == keep.get(k) else v for k, v in out.items()}  # no latents
         return {k: v.reshape((S,) + (v.shape[v.dim() - keep[k]:] if keep.get(k) else (-1,))) for k, v in out.items()}

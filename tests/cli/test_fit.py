@@ -40,6 +40,13 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
     assert idata.posterior["R.0.weight"].dims[:2] == ("chain", "draw")
     # no temporary files left; the manifest makes the three files one unit, as for compare --out
     assert sorted(os.listdir(one)) == ["MANIFEST.json", "losses.csv", "params.pt", "posterior.nc"]
+    proc = _torchrun(tmp_path, [*ARGS, "--out", str(two), "--num-samples", "16"])
+    assert proc.stdout.count("over 2 process(es)") == 1  # rank 0 alone reports
+    assert torch.allclose(torch.tensor(_losses(two)), torch.tensor(_losses(one)), rtol=1e-5)
+
+
+def _torchrun(cwd, args):
+    """``pyro_node_uq args`` under torchrun with 2 processes; the finished process (exit status 0 asserted)."""
     # the launcher starts from a clean slate: no process-group variables and no signal dispositions or mask
     # inherited from this test process (in the full default run, after every doctest, rank 1 aborted with
     # "terminate called without an active exception"; alone, or with only tests/ before it, it never did)
@@ -47,18 +54,32 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
     env = {k: v for k, v in os.environ.items() if k not in group_vars and not k.startswith("TORCHELASTIC")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "pyro_node_uq", *ARGS, "--out", str(two), "--num-samples", "16"]
+           "-m", "pyro_node_uq", *args]
 
     def fresh_signals():
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
 
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, timeout=300, capture_output=True, text=True,  # noqa: PLW1510
+    proc = subprocess.run(cmd, cwd=cwd, env=env, timeout=300, capture_output=True, text=True,  # noqa: PLW1510
                           preexec_fn=fresh_signals, start_new_session=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("over 2 process(es)") == 1  # rank 0 alone reports
-    assert torch.allclose(torch.tensor(_losses(two)), torch.tensor(_losses(one)), rtol=1e-5)
+    return proc
+
+
+@pytest.mark.slow
+def test_a_langevin_fit_under_torchrun_equals_one_process(tmp_path):
+    """The Langevin guide (its own noise draws, its per-parameter learning rates at the MAP warm start) under 2
+    processes ends with the 1-process losses and parameters (float64)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = [*ARGS, "--guide", "langevin", "--steps", "6", "--num-samples", "8"]
+    assert main([*args, "--out", str(one)]) == 0
+    _torchrun(tmp_path, [*args, "--out", str(two)])
+    assert torch.allclose(torch.tensor(_losses(two)), torch.tensor(_losses(one)), rtol=1e-5, atol=1e-8)
+    params = [torch.load(folder / "params.pt", weights_only=False)["params"] for folder in (one, two)]
+    assert params[0].keys() == params[1].keys()
+    for name, value in params[0].items():
+        assert torch.allclose(params[1][name], value, rtol=1e-5, atol=1e-8), name
 
 
 # ---------------------------------------------------------------------------- the output folder and the checkpoint

@@ -86,3 +86,11 @@ def test_score_accepts_nan_at_masked_entries_and_names_observed_ones():
     with pytest.raises(ValueError, match=r"y: observed entry \(0, 2, 0\) is NaN"):
         score(pred, y, None, noise_scale=1.0)
     assert predictive_nll(pred["y_mean"], torch.zeros(2, 5, 1), 1.0) == pytest.approx(0.9189385)
+
+
+def test_predictive_spread_is_the_norm_over_outputs_of_the_draws_standard_deviation():
+    from pyro_node_uq.compare.scoring import predictive_spread
+
+    y = torch.tensor([[[[0.0, 0.0]]], [[[3.0, 4.0]]]])  # two draws, one point, two outputs: stds 3/sqrt2, 4/sqrt2
+    torch.testing.assert_close(predictive_spread(y), torch.tensor([[5.0 / 2 ** 0.5]]))
+    assert predictive_spread(y[:1]).shape == (1, 1) and float(predictive_spread(y[:1])) == 0.0

@@ -71,4 +71,32 @@ def test_guarded_svi_skips_a_rare_non_finite_gradient_and_says_so():
     guide = pyro.infer.autoguide.AutoNormal(lambda *a, **k: pyro.sample("x", dist.Normal(0.0, 1.0)))
     with pytest.warns(RuntimeWarning, match="1 of 30 steps were skipped for non-finite gradients"):
         fit = fit_svi(model, guide, problem.train, num_steps=30, lr=0.1, progress_bar=False)
-    assert fit.skipped_steps == 1 and torch.isfinite(pyro.param("w")) and float(pyro.param("w")) > 0.5
+    assert fit.skipped_steps == 1 and torch.isfinite(pyro.param("w")) and float(pyro.param("w").detach()) > 0.5
+
+
+def test_fit_svi_scales_the_learning_rate_of_the_named_parameters():
+    """Adam's first step moves every coordinate by its learning rate (x the decay): ``lr_scales`` sets it per
+    parameter; bad multipliers are refused by name."""
+    from types import SimpleNamespace
+
+    import pyro
+    import pyro.distributions as dist
+
+    def model():
+        pyro.sample("a", dist.Normal(0.0, 1.0))
+        pyro.sample("b", dist.Normal(0.0, 1.0))
+
+    def guide():
+        for name in "ab":
+            pyro.sample(name, dist.Delta(pyro.param(f"q_{name}", torch.tensor(1.0))))
+
+    split = SimpleNamespace(args=(), kwargs={})
+    pyro.clear_param_store()
+    fit_svi(model, guide, split, num_steps=1, lr=0.1, lr_final=0.01, lr_scales={"q_a": 0.01}, progress_bar=False)
+    decay = 0.1  # (lr_final / lr) ** (1 / num_steps), applied before the step
+    assert float(1 - pyro.param("q_a").detach()) == pytest.approx(0.1 * 0.01 * decay, rel=1e-4)
+    assert float(1 - pyro.param("q_b").detach()) == pytest.approx(0.1 * decay, rel=1e-4)
+    with pytest.raises(ValueError, match=r"lr_scales\['q_a'\]: expected a finite number > 0, got 0"):
+        fit_svi(model, guide, split, num_steps=1, lr_scales={"q_a": 0}, progress_bar=False)
+    with pytest.raises(TypeError, match="lr_scales must be a dict"):
+        fit_svi(model, guide, split, num_steps=1, lr_scales=[0.1], progress_bar=False)

@@ -1,9 +1,14 @@
 """MethodResult: stored draws (all, a subset without replacement, more with replacement), guide draws need a count,
 predictions return the model's predict sites with their shapes."""
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
+from pyro.infer import Predictive
 
 from pyro_node_uq.methods import MethodResult
+from pyro_node_uq.methods.result import conditioned_trace
+from pyro_node_uq.models.protocol import PlainModel
 
 
 def stored():
@@ -60,3 +65,43 @@ def test_a_float32_fit_predicts_and_converts_float64_data():
     assert res.in_fit_dtype(p64.test).t.dtype == torch.float32 and res.in_fit_dtype(p32.test) is p32.test
     idata = to_inference_data(res, p64.test, num_samples=4, num_chains=2)
     assert idata.log_likelihood["obs"].shape[:2] == (2, 2)
+
+
+
+calls = []
+
+
+def _plain_model(x, y=None):
+    """Two global scalars and a per-point latent inside a plate of size ``len(x)``."""
+    calls.append(1)
+    a = pyro.sample("a", dist.Normal(0.0, 1.0))
+    w = pyro.sample("w", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", len(x), dim=-1):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        mean = pyro.deterministic("mean", a + x * w + z)
+        return pyro.sample("y", dist.Normal(mean, 0.1), obs=y)
+
+
+def test_conditioned_trace_gives_predictives_values_in_one_run_of_the_model():
+    """Against Pyro's ``Predictive(parallel=True)``: the same values for the fixed latents and the deterministic
+    site and the same shape for the sampled observations (their noise differs: ``Predictive`` first runs the model
+    with prior draws, which takes random numbers, and whose NODE solves may diverge), from one run of the model
+    instead of three."""
+    x = torch.linspace(0, 1, 5)
+    samples = {"a": torch.randn(4), "w": torch.randn(4), "z": torch.randn(4, 5)}
+    calls.clear()
+    pyro.set_rng_seed(3)
+    trace = conditioned_trace(PlainModel(_plain_model, max_plate_nesting=1), samples, 4, (x,))
+    assert len(calls) == 1
+    calls.clear()
+    pyro.set_rng_seed(3)
+    ref = Predictive(_plain_model, posterior_samples=samples, num_samples=4, parallel=True,
+                     return_sites=["a", "w", "z", "mean", "y"])(x)
+    assert len(calls) == 3
+    for name, value in ref.items():
+        ours = trace.nodes[name]["value"]
+        assert ours.shape[0] == 4 and ours.numel() == value.numel(), name
+        if name != "y":
+            torch.testing.assert_close(ours.reshape(value.shape), value, msg=name)
+    y, mean = trace.nodes["y"]["value"], trace.nodes["mean"]["value"]
+    assert y.shape == mean.shape == (4, 5) and 0.05 < float((y - mean).std()) < 0.2

@@ -312,6 +312,29 @@ class AutoLangevin(AutoContinuous):
         """Marginal std of the reference r, ``sqrt(diag S)`` (detached): the diagonal preconditioner."""
         return self.reference_law().marginal_std().detach()
 
+    def warm_start_lr_scales(self):
+        """Per-parameter learning-rate multipliers for a guide whose reference starts at a fit (a MAP point, an
+        AutoNormal), by param-store name: pass them as ``fit_svi(..., lr_scales=...)``.
+
+        Adam moves every coordinate of a parameter by about ``lr`` per step (exactly ``lr`` at its first step,
+        whatever the gradient's size).  At a fit of a stiff posterior (a NODE whose noise scale is small) that
+        throws the ensemble out of the fit's basin: its narrowest directions are far below ``lr`` wide.  So the
+        reference mean moves in units of the reference's median initial std (``lr`` x that std per coordinate),
+        and each of the ``D (D - 1) / 2`` off-diagonal entries of a full-rank factor by ``lr / sqrt(D)``, so a row
+        of the factor moves by about ``lr``, as the scale does.  The score net and the step size keep ``lr``.
+        A guide that starts far from the posterior (the model's initialisation) should keep plain ``lr``.
+
+        :returns: dict param-store name -> multiplier (the guide must have been called once).
+        """
+        if self.prototype_trace is None:
+            raise RuntimeError(f"{type(self).__name__}.warm_start_lr_scales: the guide has no parameters yet; call "
+                               "it once with the model's arguments first")
+        name = pyro_name(self)
+        scales = {f"{name}.loc": float(self.reference_scale.median())}
+        if self.reference == "full":
+            scales[f"{name}.scale_tril"] = 1.0 / math.sqrt(self.latent_dim)
+        return scales
+
     @property
     def factor(self):
         """The low-rank factor ``W = diag(s) F`` of a low-rank reference's covariance ``S = W W^T + diag(s^2)``
