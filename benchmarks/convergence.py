@@ -1,7 +1,8 @@
-"""Warm starts and convergence-aware fitting against the previous fixed-budget defaults: MAP and the registered
-methods started from it (``--methods``; default MAP and AutoNormal), each with its registered start, on the shipped
-trajectory problems and on two simulated processes (``benchmarks/simulated_processes.py``), several method seeds
-each.
+"""Warm starts and convergence-aware fitting against the previous fixed-budget defaults, method by method.
+
+MAP and the registered methods started from it (``--methods``; default MAP and AutoNormal), each with its registered
+start, on the shipped trajectory problems and on two simulated processes (``benchmarks/simulated_processes.py``),
+several method seeds each.
 
     python benchmarks/convergence.py run --config today|new [--problems ...] [--seeds 0 1 2 3 4]
         [--methods map autonormal ...] --log FILE
