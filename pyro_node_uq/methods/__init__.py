@@ -47,7 +47,7 @@ from .registry import (
     register,
     resolve_methods,
 )
-from .result import MethodResult, guide_samples
+from .result import MethodResult, conditioned_trace, guide_samples
 from .sdebnn import run_sdebnn
 from .svgd import run_svgd
 
@@ -72,6 +72,7 @@ __all__ = [
     "best_start",
     "carry_model_params",
     "condition_effects",
+    "conditioned_trace",
     "demo_methods",
     "estimate_elbo",
     "fit_guides",

@@ -44,6 +44,20 @@ def conditioned_trace(model, samples, num_samples, args=(), kwargs=None):
     :param int num_samples: the draws' count.
     :returns: the trace (values as the model made them: a site that does not depend on the draws has no draws'
         dim).
+
+    Example::
+
+        >>> import pyro.distributions as dist
+        >>> from pyro_node_uq.models.protocol import PlainModel
+        >>> def line(x, y=None):
+        ...     a = pyro.sample("a", dist.Normal(0.0, 1.0))
+        ...     with pyro.plate("data", len(x)):
+        ...         return pyro.sample("y", dist.Normal(a * x, 0.1), obs=y)
+        >>> tr = conditioned_trace(PlainModel(line, max_plate_nesting=1), {"a": torch.tensor([1.0, -1.0])}, 2,
+        ...                        (torch.tensor([1.0, 2.0, 3.0]),))
+        >>> tr.nodes["y"]["fn"].mean
+        tensor([[ 1.,  2.,  3.],
+                [-1., -2., -3.]])
     """
     nesting = model.max_plate_nesting
     data = {k: v.reshape((num_samples,) + (1,) * (nesting - v.dim() + 1) + v.shape[1:]) for k, v in samples.items()}
