@@ -9,27 +9,27 @@ parameters with their intervals.
 * Shrinkage of effect ``j``: ``1 - sd_i(E[eta_ij | y]) / omega_j`` (NONMEM's eta shrinkage with posterior means
   as the individual estimates): near 0 when each unit's data pin its effect down, near 1 when they say little.
 """
-import dataclasses
-
 import pandas as pd
 import pyro
 import torch
-from pyro.infer import Predictive
 
+from ..methods.result import conditioned_trace
 from ..utils.seeding import param_scope
 
 __all__ = ["eta_shrinkage", "individual_effects", "population_predictions", "prediction_table",
            "typical_parameters"]
 
 
-def _predict(result, units, samples, sites):
+def _predict(result, units, samples, sites, new_units=False):
+    """``sites`` of the model run on ``units`` (as fitted units, or as ``new_units``) with the draws ``samples``
+    fixed, from one trace (:func:`~pyro_node_uq.methods.conditioned_trace`); a diverging solve is rejected."""
     args, kwargs = result.model.predict_args(units)
-    kwargs = {**kwargs, "new_units": False}
+    kwargs = {**kwargs, "new_units": new_units}
+    S = next(iter(samples.values())).shape[0]
     pyro.set_rng_seed(0)
-    with param_scope(result.param_state), torch.no_grad():
-        out = Predictive(result.model.with_divergence("reject"), posterior_samples=samples, parallel=True,
-                         return_sites=sites)(*args, **kwargs)
-    return out
+    with param_scope(result.param_state):
+        trace = conditioned_trace(result.model.with_divergence("reject"), samples, S, args, kwargs)
+    return {name: trace.nodes[name]["value"] for name in sites}
 
 
 def population_predictions(result, units, num_samples=200):
@@ -42,12 +42,7 @@ def population_predictions(result, units, num_samples=200):
     draws = dict(result.posterior_samples(num_samples))
     S = next(iter(draws.values())).shape[0]
     draws["eta_z_new"] = torch.zeros(S, len(units), result.model.eta_dim, dtype=units.y.dtype)
-    new = dataclasses.replace(units, new_units=True)
-    args, kwargs = result.model.predict_args(new)
-    pyro.set_rng_seed(0)
-    with param_scope(result.param_state), torch.no_grad():
-        out = Predictive(result.model.with_divergence("reject"), posterior_samples=draws, parallel=True,
-                         return_sites=["y_mean"])(*args, **kwargs)
+    out = _predict(result, units, draws, ["y_mean"], new_units=True)
     return out["y_mean"].reshape(S, len(units), -1, result.model.obs_dim)[..., 0].contiguous().median(0).values
 
 
