@@ -1,6 +1,6 @@
 """Inference algorithms: guides, kernels, the SVI loop, SVGD, LTAU and the shared log joint.  The comparable
 methods built from them (runners with defaults and warm starts) are in :mod:`pyro_node_uq.methods`."""
-from .autoguide import AutoLangevin, AutoLayerwise
+from .autoguide import AutoLangevin, AutoLangevinMixture, AutoLayerwise
 from .counting import CountingModel
 from .log_joint import LogJoint
 from .ltau import LTAU, LossTrajectoryRecorder
@@ -11,6 +11,7 @@ from .svi import FitResult, GuardedSVI, fit_svi
 __all__ = [
            "LTAU",
            "AutoLangevin",
+           "AutoLangevinMixture",
            "AutoLayerwise",
            "CountingModel",
            "FitResult",

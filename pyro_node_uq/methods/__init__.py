@@ -28,6 +28,7 @@ from .ensemble import run_ensemble
 from .individual import ConditionedEffects, condition_effects, predict_units
 from .langevin import run_langevin
 from .langevin_kernel import run_langevin_kernel
+from .langevin_mixture import run_langevin_mixture
 from .layerwise import run_layerwise, run_layerwise_effects
 from .lowrank import run_lowrank
 from .ltau import run_ltau
@@ -87,6 +88,7 @@ __all__ = [
     "run_ensemble",
     "run_langevin",
     "run_langevin_kernel",
+    "run_langevin_mixture",
     "run_layerwise",
     "run_layerwise_effects",
     "run_lowrank",

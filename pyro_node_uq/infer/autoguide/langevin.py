@@ -175,10 +175,11 @@ class AutoLangevin(AutoContinuous):
                                     for _, site in self.prototype_trace.iter_stochastic_nodes()), default=0)
         D = self.latent_dim
         if self.reference == "auto":
-            self.reference = "full" if D <= FULL_RANK_MAX_DIM else "lowrank"
+            self.reference = "full" if D <= FULL_RANK_MAX_DIM else self._auto_large_reference
         loc = self._init_loc()
         self.loc = nn.Parameter(loc)
-        self.scale = PyroParam(loc.new_full((D,), self._init_scale), constraint=self.scale_constraint)
+        # loc is (D,), or (M, D) for a guide whose reference has M components (its _init_loc says)
+        self.scale = PyroParam(loc.new_full(loc.shape, self._init_scale), constraint=self.scale_constraint)
         if self.reference == "lowrank":
             self.rank = self.rank or max(1, round(D ** 0.5))
             # relative to the scale, as in Pyro's AutoLowRankMultivariateNormal: W = diag(s) F.  Adam's steps on F
@@ -187,7 +188,8 @@ class AutoLangevin(AutoContinuous):
             # variance): small, yet large enough for the gradient of W W^T (linear in F) to grow it
             self.cov_factor = nn.Parameter(loc.new_empty(D, self.rank).normal_(0, 0.1 / self.rank ** 0.5))
         elif self.reference == "full":  # L = diag(s) T, T unit lower triangular (Pyro's AutoMultivariateNormal)
-            self.scale_tril = PyroParam(torch.eye(D, dtype=loc.dtype, device=loc.device),
+            self.scale_tril = PyroParam(torch.eye(D, dtype=loc.dtype, device=loc.device).expand(
+                                            loc.shape[:-1] + (D, D)).clone(),
                                         constraint=constraints.unit_lower_cholesky)
         h = torch.tensor(math.log(self._step_size), dtype=loc.dtype, device=loc.device)
         if self.learn_step_size:
@@ -384,7 +386,7 @@ class AutoLangevin(AutoContinuous):
         :returns: ``(z_K, log r(z_K), PKL, infos)`` with the per-step :class:`~.ou_chain.ChainInfo` tuples.
         """
         ref, drift = self.reference_law(), self.drift()
-        shape = torch.Size(batch_shape) + (ref.noise_dim,)
+        shape = self._chain_shape(torch.Size(batch_shape)) + (ref.noise_dim,)
         if noise is None:
             like = ref.loc  # read once: every read of a guide parameter is a pyro.param statement
             noise = lambda s: torch.randn(s, dtype=like.dtype, device=like.device)
@@ -396,7 +398,8 @@ class AutoLangevin(AutoContinuous):
             state, info = ou_chain.step(state, noise(shape), k=k, num_steps=self.num_steps, reference=ref,
                                         drift=drift, step_size=h, bound=bound, coefs=coefs)
             infos.append(info)
-        members = state.z.detach().reshape(-1, state.z.shape[-1])
+        z, path_kl = self._particles(state, torch.Size(batch_shape))
+        members = z.detach().reshape(-1, z.shape[-1])
         spread = None  # the members' std over the reference's, averaged over coordinates (8 members or more)
         if members.shape[0] >= 8 and not torch.jit.is_tracing():
             spread = float((members.std(0) / ref.marginal_std().detach()).mean())
@@ -415,7 +418,26 @@ class AutoLangevin(AutoContinuous):
                               "concentrating the members, at a high path KL.  Start r closer to the posterior "
                               "(init_from a fitted AutoNormal, a smaller init_scale) or lower the learning rate; "
                               "guide.stats['spread_ratio'] tracks it (warned once)", RuntimeWarning)
-        return state.z, ref.distribution().log_prob(state.z), state.path_kl, infos
+        return z, self._reference_log_prob(ref, z), path_kl, infos
+
+    # hooks of a reference with several components (AutoLangevinMixture): here the chain's batch is the particles'
+    _auto_large_reference = "lowrank"  #: ``reference="auto"`` above FULL_RANK_MAX_DIM coordinates
+
+    def _chain_shape(self, batch_shape):
+        """The chain's batch shape for particles of ``batch_shape``."""
+        return batch_shape
+
+    def _particles(self, state, batch_shape):
+        """``(z_K, PKL)`` of the particles ``batch_shape`` from the chain's final state."""
+        return state.z, state.path_kl
+
+    def _reference_log_prob(self, reference, z):
+        """``log r(z)`` at the particles' final states."""
+        return reference.distribution().log_prob(z)
+
+    def _fixed_ensemble_size(self):
+        """Members of :meth:`median`'s fixed antithetic ensemble: ``num_quantile_samples`` rounded up to even."""
+        return self.num_quantile_samples + self.num_quantile_samples % 2
 
     @property
     def stats(self):
@@ -474,7 +496,7 @@ class AutoLangevin(AutoContinuous):
                                device=self.loc.device)
             return torch.cat([half, -half])
 
-        n = self.num_quantile_samples + self.num_quantile_samples % 2
+        n = self._fixed_ensemble_size()
         return self._ensemble_latent(n, args, kwargs, antithetic)
 
     def _constrain(self, latent):

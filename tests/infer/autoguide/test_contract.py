@@ -26,12 +26,18 @@ from pyro.nn import PyroModule, PyroParam, PyroSample
 from pyro.optim import Adam
 from torch import nn
 
-from pyro_node_uq.infer import AutoLangevin, AutoLayerwise
+from pyro_node_uq.infer import AutoLangevin, AutoLangevinMixture, AutoLayerwise
 
 
 def _langevin(**kw):
     def make(model, stochastic=None, **extra):
         return AutoLangevin(model, num_steps=3, **{**kw, **extra})
+    return make
+
+
+def _mixture(**kw):
+    def make(model, stochastic=None, **extra):
+        return AutoLangevinMixture(model, num_steps=3, num_components=3, **{**kw, **extra})
     return make
 
 
@@ -56,6 +62,8 @@ GUIDES = {
     "Langevin-learned-lowrank": _langevin(score="learned", reference="lowrank"),
     "Langevin-hybrid": _langevin(score="hybrid"),
     "Langevin-exact": _langevin(score="exact", exact_weight_init=0.1),
+    "Langevin-mixture": _mixture(score="learned"),
+    "Langevin-mixture-hybrid-diagonal": _mixture(score="hybrid", reference="diagonal"),
     "Layerwise-AutoNormal": _layerwise(AutoNormal),
     "Layerwise-Langevin": _layerwise(AutoLangevin, num_steps=3, score="hybrid"),
 }
@@ -270,7 +278,7 @@ def test_pyromodule_with_parameters_median(make_guide):
     assert abs(float(median["x"]) - 1.0) < 0.1 and abs(float(median["y"]) - 2.0) < 0.1
 
 
-MODEL_BASED_DRIFT = {"Langevin-hybrid", "Langevin-exact", "Layerwise-Langevin"}
+MODEL_BASED_DRIFT = {"Langevin-hybrid", "Langevin-exact", "Layerwise-Langevin", "Langevin-mixture-hybrid-diagonal"}
 
 
 @pytest.mark.parametrize("name", list(GUIDES))

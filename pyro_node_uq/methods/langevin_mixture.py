@@ -1,0 +1,78 @@
+"""The multi-basin Langevin guide as a method: :class:`~pyro_node_uq.infer.AutoLangevinMixture` with one component
+started at each member of a deep ensemble (MAP fits from independent seeds, which land in different basins)."""
+from ..infer._pyro_compat import setup_prototype
+from ..infer.autoguide import AutoLangevinMixture
+from .common import as_process_model, fit_guide, init_loc, start_from
+from .registry import register
+
+__all__ = ["run_langevin_mixture"]
+
+
+def _member_values(ensemble):
+    """The constrained point values ``site -> tensor`` of every member of a deep ensemble's result (its samples are
+    ``(members, 1, ...)``), as a list."""
+    first = next(iter(ensemble.samples.values()))
+    return [{k: v[i, 0] for k, v in ensemble.samples.items()} for i in range(first.shape[0])]
+
+
+@register("langevin_mixture", "AutoLangevin with a mixture reference, one component per deep-ensemble member "
+          "(path-KL ELBO)", start="ensemble", scaled=("num_iters",),
+          defaults={"num_iters": 300, "num_particles": 10, "num_steps": 10, "init_scale": 0.01},
+          quick={"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
+def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num_iters=300, num_particles=10,
+                         num_steps=10, init_scale=0.01, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
+                         svi_kwargs=None, **guide_kwargs):
+    """AutoLangevinMixture with component ``j`` started at member ``j`` of a deep ensemble, std ``init_scale``.
+
+    A deep ensemble's members are MAP fits in different basins of the posterior; its predictive spread over them
+    is what a single-basin guide misses, and what it lacks is the spread within each basin.  The guide keeps both:
+    each component's reference mean starts at its member (a MAP point, whose predictions the fit keeps: the means
+    move in units of the reference's std, :meth:`~pyro_node_uq.infer.AutoLangevin.warm_start_lr_scales`), and
+    the shared score net and each component's covariance are learned with the path-KL ELBO.
+
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` or a plain Pyro model.
+    :param split: the training split.
+    :param MethodResult warm_start: a :func:`~pyro_node_uq.methods.run_ensemble` fit (fitted here with
+        ``num_members`` members when ``None``); its cost is included in the result's.
+    :param int num_members: members of the ensemble fitted here (default: :func:`run_ensemble`'s).
+    :param int num_iters: SVI iterations.
+    :param int num_particles: vectorised ELBO particles per iteration, spread evenly over the components.
+    :param int num_steps: chain length K.
+    :param float init_scale: initial std of every component (small: a MAP point's basin is narrow).
+    :param float lr: initial learning rate (decays tenfold).
+    :param int seed: seed.
+    :param bool progress_bar: show tqdm bars.
+    :param int elbo_particles: particles of the final path-ELBO estimate (0 to skip).
+    :param dict svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
+    :param guide_kwargs: passed to :class:`~pyro_node_uq.infer.AutoLangevinMixture` (``reference``, ``score``...).
+    :rtype: MethodResult
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> from pyro_node_uq.methods import run_ensemble
+        >>> problem = load_problem("chemical", num_train=4)
+        >>> model = problem.default_model()
+        >>> members = run_ensemble(model, problem.train, num_members=2, num_steps=2, progress_bar=False)
+        >>> res = run_langevin_mixture(model, problem.train, warm_start=members, num_iters=2, num_steps=3,
+        ...                            num_particles=4, elbo_particles=0, progress_bar=False)
+        >>> res.name, res.guide.num_components
+        ('langevin_mixture', 2)
+    """
+    model = as_process_model(model, split)
+    options = {} if num_members is None else {"num_members": num_members}
+    start = start_from("ensemble", warm_start, model, split, seed=seed, progress_bar=progress_bar, **options)
+    members = _member_values(start)
+    inits = [init_loc(model, seed, values) for values in members]
+    lr_scales = {}  # the guide's, known once it is set up: fit_svi reads them after guide_fn has run
+
+    def guide_fn(m):
+        guide = AutoLangevinMixture(m, init_loc_fns=inits, num_steps=num_steps, init_scale=init_scale, **guide_kwargs)
+        args, kwargs = model.fit_args(split)
+        setup_prototype(guide, *args, **kwargs)
+        lr_scales.update(guide.warm_start_lr_scales())
+        return guide
+
+    return fit_guide("langevin_mixture", model, guide_fn, split, num_steps=num_iters, lr=lr,
+                     num_particles=num_particles, seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles,
+                     start=start, start_values=members[0], lr_scales=lr_scales, **(svi_kwargs or {}))
