@@ -1,0 +1,29 @@
+"""run_langevin_mixture: one component per deep-ensemble member, started at that member's point, its cost counted
+with the ensemble's, and its draws spread evenly over the members."""
+import torch
+from torch.distributions import biject_to
+
+from pyro_node_uq.infer import AutoLangevinMixture
+from pyro_node_uq.methods import run_ensemble, run_langevin_mixture
+from pyro_node_uq.methods.langevin_mixture import _member_values
+
+
+def test_components_start_at_the_members(problem):
+    model = problem.default_model(R_hidden=(4,))
+    members = run_ensemble(model, problem.train, num_members=3, num_steps=20, num_starts=1, progress_bar=False)
+    # no training to speak of (a vanishing learning rate): the guide is its reference, started at the members
+    res = run_langevin_mixture(model, problem.train, warm_start=members, num_iters=1, lr=1e-12, num_steps=2,
+                               init_scale=1e-4, num_particles=3, elbo_particles=0, progress_bar=False)
+    guide = res.guide
+    assert isinstance(guide, AutoLangevinMixture) and guide.num_components == 3
+    assert res.num_model_evals > members.num_model_evals and res.wall_time > members.wall_time
+    values = _member_values(members)
+    sites = [(name, site) for name, site in guide.prototype_trace.iter_stochastic_nodes()]
+    for j, member in enumerate(values):
+        flat = torch.cat([biject_to(site["fn"].support).inv(member[name]).reshape(-1) for name, site in sites])
+        torch.testing.assert_close(guide.loc[j].detach(), flat, rtol=0, atol=1e-6)
+    # 30 draws: 10 in each member's basin (each draw is nearest to its own member, 1e-4 away)
+    draws = res.posterior_samples(30, seed=0)["R.0.weight"].reshape(30, -1)
+    centres = torch.stack([m["R.0.weight"].reshape(-1) for m in values])
+    nearest = torch.cdist(draws, centres).argmin(-1)
+    assert torch.bincount(nearest, minlength=3).tolist() == [10, 10, 10]
