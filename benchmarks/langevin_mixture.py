@@ -1,20 +1,27 @@
-"""Multi-basin posteriors from several MAP basins: pooled AutoLangevin (and AutoNormal) fits started at a deep
-ensemble's members, against the single fits and the ensemble itself.
+"""Multi-basin posteriors from several MAP basins: AutoLangevin fits pooled over a deep ensemble's members, and
+AutoLangevinMixture (one guide, one component per member), against the single fits and the ensemble itself.
 
-For each problem and method seed ``s`` it fits the ensemble's members (MAP, registered defaults, seeds
-``s .. s + M - 1``; member 0 is the MAP row of the comparison), then from each member the registered AutoNormal
-and from that the registered AutoLangevin (``langevin_learned``), each with the member's seed, and scores on the
-test split, for every pool size ``m`` in ``--pool``: the first ``m`` MAPs (an ensemble), AutoNormals and
-AutoLangevins pooled with equal weights (``100 // m`` predictive draws from each component).  Pool size 1 is the
-comparison's own MAP / AutoNormal / AutoLangevin rows.
+For each problem and method seed ``s`` it fits the ensemble's members (MAP, registered defaults, member seeds
+``s .. s + M - 1``; member 0 is the MAP row of the comparison) and, per ``--kinds``, from each member:
 
-    python benchmarks/langevin_mixture.py run --problems chemical duffing --seeds 0 1 2 --log FILE
-    python benchmarks/langevin_mixture.py table FILE
+    autonormal        the registered AutoNormal
+    langevin_learned  the registered AutoLangevin (``langevin_learned``), from that AutoNormal
+    langevin_map      AutoLangevin whose reference starts at the MAP point itself (std 0.01, the mean moving in
+                      units of it: ``warm_start_lr_scales``), no AutoNormal stage
+
+and scores on the test split, for every pool size ``m`` in ``--pool``, the first ``m`` of them pooled with equal
+weights (``100 // m`` predictive draws from each; pool size 1 is a single fit).  ``langevin_mixture`` is one
+``run_langevin_mixture`` fit (registered defaults) whose components start at the first ``m`` MAP members.
+
+    python benchmarks/langevin_mixture.py run --problems chemical duffing --seeds 0 1 2 --kinds map langevin_map \
+        [--set KIND.KEY=JSON ...] --cache DIR --log FILE
+    python benchmarks/langevin_mixture.py table FILE [FILE ...]
 
 ``run`` appends one JSON line per (problem, seed, kind, pool size) with the test scores and the CPU (process)
-time of the fits pooled (each component's chain of fits: MAP, + AutoNormal, + AutoLangevin); ``table`` prints
-the means over seeds with the CPU time relative to one AutoNormal fit (its MAP start included), measured in the
-same run.
+time of the fits pooled (each component's chain of fits: MAP, + AutoNormal, + AutoLangevin); fits are cached
+under ``--cache`` by member seed (the pools of method seeds ``s`` and ``s + 1`` share members, as the comparison's
+ensembles do).  ``table`` prints the means over seeds, with the CPU time over one AutoNormal fit's (its MAP start
+included) where the logs hold AutoNormal fits of the same problem and seed.
 """
 import argparse
 import json
