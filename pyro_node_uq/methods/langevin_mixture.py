@@ -17,10 +17,10 @@ def _member_values(ensemble):
 
 @register("langevin_mixture", "AutoLangevin with a mixture reference, one component per deep-ensemble member "
           "(path-KL ELBO)", start="ensemble", scaled=("num_iters",),
-          defaults={"num_iters": 300, "num_particles": 40, "num_steps": 10, "init_scale": 0.01},
+          defaults={"num_iters": 300, "num_particles": 40, "num_steps": 10, "init_scale": 0.003},
           quick={"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
 def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num_iters=300, num_particles=40,
-                         num_steps=10, init_scale=0.01, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
+                         num_steps=10, init_scale=0.003, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
                          svi_kwargs=None, **guide_kwargs):
     """AutoLangevinMixture with component ``j`` started at member ``j`` of a deep ensemble, std ``init_scale``.
 
