@@ -44,18 +44,42 @@ def test_csv_file_infusions_censoring_and_no_evid(tmp_path):
     ({"TIME": [0, 1, 1, 2, 0, 1.5, 3]}, {}, r"row 3, column 'TIME': unit '1' has two observations at time 1"),
     ({"EVID": [1, 0, 0, 0, 4, 0, 0]}, {}, r"row 5, column 'EVID': EVID 4 is not supported"),
     ({"AMT": [0, 0, 0, 0, 80, 0, 0]}, {}, r"row 1, column 'AMT': a dose \(EVID 1\) needs a positive amount"),
-    ({"RATE": [-2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates"),
+    ({"RATE": [-3, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': RATE -3 is not supported"),
+    ({"RATE": [-2, 0, 0, 0, 0, 0, 0], "AMT": [0, 0, 0, 0, 80, 0, 0]}, {},
+     r"row 1, column 'AMT': a modelled infusion \(RATE -2\) needs a positive amount"),
+    ({"RATE": [0, -1, 0, 0, 0, 0, 0]}, {}, r"row 2, column 'RATE': RATE -1 \(a modelled infusion\) on a row that is not"),
+    ({"RATE": [-2, 0, 0, 0, 0, 0, 0], "SS": [1, 0, 0, 0, 0, 0, 0], "II": [0] * 7}, {},
+     r"row 1, column 'II': a steady-state dose \(SS 1\) needs a positive"),
     ({"CMT": [0, 2, 2, 2, 1, 2, 2]}, {}, r"row 1, column 'CMT': expected a 1-based compartment"),
     ({}, {"covariates": ["AGE"]}, r"no column 'AGE' \(argument covariates=\)"),
     ({"ADDL": [2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': ADDL 2 needs a positive dosing interval"),
     ({"ADDL": [1.5, 0, 0, 0, 0, 0, 0], "II": [12, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'ADDL': expected a whole"),
     ({"SS": [1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': a steady-state dose \(SS 1\) needs a positive"),
     ({"SS": [2, 0, 0, 0, 0, 0, 0], "II": [12] * 7}, {}, r"row 1, column 'SS': SS 2 is not supported"),
-    ({"RATE": [-1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates or durations \(RATE -1\)"),
+    ({"RATE": [-0.5, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': RATE -0.5 is not supported"),
 ])
 def test_errors_name_row_and_column(changes, kwargs, match):
     with pytest.raises(ValueError, match=match):
         read_events(_frame(**changes), **kwargs)
+
+
+def test_modelled_rates_and_durations_read_as_their_codes(tmp_path):
+    """RATE -1 / -2 dose rows are kept as those codes (the model's R<n> / D<n> resolve them), with ADDL and a
+    steady state like any dose; an observation row may carry RATE 0 or '.'; without EVID a RATE -1 row with no
+    amount is not a dose and is refused by row and column."""
+    frame = _frame(RATE=[-2, ".", 0, 0, -1, 0, "."], ADDL=[1, 0, 0, 0, 0, 0, 0], II=[12, 0, 0, 0, 24, 0, 0],
+                   SS=[0, 0, 0, 0, 1, 0, 0], CMT=[1, 1, 1, 1, 2, 1, 1])
+    path = tmp_path / "modelled.csv"
+    frame.to_csv(path, index=False)
+    u = read_events(path, ss_doses=3)
+    assert u.doses.rate[0, :2].tolist() == [-2.0, -2.0] and u.doses.time[0, :2].tolist() == [0.0, 12.0]
+    assert u.doses.rate[1].tolist() == [-1.0] * 4 and u.doses.time[1].tolist() == [-72.0, -48.0, -24.0, 0.0]
+    assert u.doses.compartment.tolist() == [[0, 0, 0, 0], [1, 1, 1, 1]]
+    assert u.doses.modelled.tolist() == [[True, True, False, False], [True] * 4]
+    assert u.doses.end()[0, 0] == 0.0  # an unresolved modelled infusion has no end of its own
+    with pytest.raises(ValueError, match=r"row 2, column 'RATE': RATE -1 \(a modelled infusion\) on a row that is "
+                                         r"not a dose \(EVID 0, 'AMT' not positive\)"):
+        read_events(_frame(RATE=[0, -1, 0, 0, 0, 0, 0]).drop(columns=["EVID"]))
 
 
 def test_additional_doses_expand_to_rows(tmp_path):

@@ -171,3 +171,57 @@ def test_layerwise_on_the_correction(ctx):
                         elbo_particles=2)
     draws = fit.posterior_samples(5)
     assert draws["R.1.weight"].std(0).min() > 0 and draws["CL_pop"].std(0) == 0
+
+
+def _modelled_doses():
+    """A modelled duration into the depot (unit 0, also a given infusion), a modelled rate into the central
+    compartment (unit 1), a bolus (unit 2)."""
+    return DoseSchedule.from_lists([[0.0, 6.0], [0.0, 1.0], [2.0]], [[320.0, 100.0], [200.0, 50.0], [150.0]],
+                                   [[1, 0], [0, 1], [1]], [[-2.0, 40.0], [-1.0, 0.0], [0.0]], dtype=torch.float64)
+
+
+def test_modelled_rates_and_durations_are_parameters_on_both_paths():
+    """``D2`` / ``R1`` are log-normal parameters with a random effect, recorded in ``theta``; the closed form and
+    the ODE path (a zero correction) agree on ragged times; without the parameter the error names it; a pure
+    NODE refuses the codes."""
+    model = GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0, "R1": 100.0})
+    t = torch.tensor([[0.5, 1.0, 4.0, 8.0], [0.25, 2.0, 9.0, 0.0], [2.0, 3.0, 5.0, 0.0]], dtype=torch.float64)
+    t_mask = torch.tensor([[True] * 4, [True] * 3 + [False], [True] * 3 + [False]])
+    data = {**POP, "D2_pop": torch.tensor(1.5, dtype=torch.float64), "R1_pop": torch.tensor(90.0, dtype=torch.float64),
+            "omega": torch.tensor([0.3, 0.2, 0.4, 0.3, 0.3], dtype=torch.float64),
+            "eta_z": torch.randn(3, 5, dtype=torch.float64)}
+    closed = _trace(model, t, data, doses=_modelled_doses(), t_mask=t_mask)
+    assert {"D2_pop", "R1_pop"} <= set(closed.nodes) and closed.nodes["theta"]["value"].shape == (3, 5)
+    assert model.effects == ("CL", "V", "ka", "D2", "R1")
+    ode_model = GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0, "R1": 100.0}, correction=(4,),
+                                 solver={"rtol": 1e-10, "atol": 1e-10})
+    last = {"R.1.weight": torch.zeros(2, 4, dtype=torch.float64), "R.1.bias": torch.zeros(2, dtype=torch.float64)}
+    ode = _trace(ode_model, t, {**data, **last}, doses=_modelled_doses(), t_mask=t_mask)
+    a, b = closed.nodes["y_mean"]["value"], ode.nodes["y_mean"]["value"]
+    assert torch.allclose(a[t_mask], b[t_mask], rtol=0, atol=1e-8), (a - b)[t_mask].abs().max()
+    with pytest.raises(ValueError, match=r"need the parameters \['R1'\]"):
+        _trace(GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0}), t, {}, doses=_modelled_doses(),
+               t_mask=t_mask)
+    from pyro_node_uq.models import HierarchicalNODEModel
+    with pytest.raises(ValueError, match="modelled infusions .* need a model with those parameters"):
+        _trace(HierarchicalNODEModel(obs_dim=1, hidden_dim=2), t, {}, doses=_modelled_doses(), t_mask=t_mask)
+
+
+@pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")  # prior draws of the correction at rk4
+def test_modelled_doses_vectorised_over_particles():
+    """A vectorised ELBO and a parallel predictive over particles, on the closed form and on the ODE path."""
+    t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
+    for correction in (None, (3,)):
+        model = GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0, "R1": 100.0},
+                                 correction=correction, solver={"method": "rk4", "substeps": 4, "step_check": False},
+                                 on_divergence="reject")
+        pyro.clear_param_store()
+        guide = AutoNormal(model, init_loc_fn=model.init_loc_fn())
+        kwargs = {"doses": _modelled_doses()}
+        loss = Trace_ELBO(num_particles=4, vectorize_particles=True).differentiable_loss(model, guide, t, None, y,
+                                                                                         **kwargs)
+        assert torch.isfinite(loss)
+        pred = Predictive(model, guide=guide, num_samples=5, parallel=True)(t, None, None, num_trajectories=3,
+                                                                             **kwargs)
+        assert pred["y_mean"].shape == (5, 3, 4, 1) and pred["theta"].shape == (5, 3, 5)
