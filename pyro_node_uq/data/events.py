@@ -114,7 +114,8 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
     ``RATE`` > 0 (an infusion of duration ``AMT / RATE``) or ``RATE`` is -1 or -2: an infusion whose rate (-1)
     or duration (-2) is a model parameter, NONMEM's ``R<n>`` / ``D<n>``, kept as that code in the schedule's
     ``rate`` (:class:`~pyro_node_uq.models.GreyBoxNODEModel` with ``dose_parameters`` such as ``"D1"`` infers
-    it; a pure NODE refuses it).  ``EVID`` 2 rows (other events) are ignored.  Without
+    it, ``n`` counting the model's states from the observed central compartment, so a depot dose's duration is
+    ``D2`` whatever its ``CMT``: :mod:`~pyro_node_uq.models.dose_parameters`; a pure NODE refuses it).  ``EVID`` 2 rows (other events) are ignored.  Without
     an ``EVID`` column a row with ``AMT`` > 0 is a dose.  A dose row with ``ADDL`` = n > 0 stands for n more
     doses, every ``II`` time units after it (NONMEM's additional doses).  A steady-state dose (``SS`` 1 with
     ``II`` > 0, a bolus or an infusion, on a unit's first dose row) stands for the same dose every ``II`` time

@@ -11,7 +11,8 @@ solution at ``b`` is then a smooth function of the ends, and its gradient with r
 or duration) is exact, where an input switched inside a step would give none.  Intervals without such an end
 are solved together in runs, as :func:`~pyro_node_uq.distributions.solve_node` solves its segments.
 
-It serves autonomous fields (no inputs ``x``) solved by ``torchdiffeq``, the grey-box models' fields.
+It serves autonomous fields (no inputs ``x``) solved by ``torchdiffeq``, the grey-box models' fields; which
+pieces it solves depends on the parameters' values, so it refuses to be traced by ``torch.jit``.
 """
 import torch
 
@@ -65,6 +66,9 @@ def solve_modelled(R, params, t, h0, doses, rate, end, *, t_mask=None, t0=None, 
     :param ~pyro_node_uq.validation.OnDivergence on_divergence: what a diverged member does.
     :returns: ``(hidden, diverged)``: states ``batch + (T, H)`` and the diverged members ``batch``.
     """
+    if torch.jit.is_tracing():  # the pieces depend on the parameters' values: a trace would freeze them
+        raise ValueError("solve_modelled: infusions with modelled ends cannot be traced with torch.jit (e.g. "
+                         "NUTS with jit_compile=True); run without jit_compile")
     H, batch = h0.shape[-1], h0.shape[:-1]
     rate, end = rate.expand(batch + rate.shape[-1:]), end.expand(batch + end.shape[-1:])
     grid, events = _union_grid(t, torch.ones_like(t, dtype=torch.bool) if t_mask is None else t_mask, doses, t0)

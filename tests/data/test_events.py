@@ -179,6 +179,40 @@ def test_steady_state_dose_matches_the_closed_form_steady_state():
     assert torch.allclose(tr.nodes["y_mean"]["value"][0, :, 0], expected, rtol=1e-9)
 
 
+@pytest.mark.parametrize("code, value", [(-2, 3.0), (-1, 100 / 3.0)])
+def test_steady_state_modelled_infusion_matches_the_closed_form_steady_state(code, value):
+    """SS 1 with II 12 and RATE -2 (duration D1 = 3 h) or -1 (rate R1 = 100 / 3) on a one-compartment IV dose of
+    100 into V 20 with CL 2 (k 0.1 / h), the parameter fixed: the steady-state infusion
+    C(t) = R / CL (1 - exp(-k t)) + C0 exp(-k t) during it, C(D) exp(-k (t - D)) after, with the trough
+    C0 = R / CL (1 - exp(-k D)) exp(-k (II - D)) / (1 - exp(-k II)), to 1e-9, on the closed form and (tolerance
+    1e-10) on the ODE path."""
+    frame = pd.DataFrame({"ID": [1] * 5, "TIME": [0, 1, 3, 6, 11.5], "DV": [".", 1.0, 1.0, 1.0, 1.0],
+                          "AMT": [100, 0, 0, 0, 0], "EVID": [1, 0, 0, 0, 0], "SS": [1, 0, 0, 0, 0],
+                          "II": [12, 0, 0, 0, 0], "RATE": [code, 0, 0, 0, 0]})
+    u = read_events(frame)
+    name = "D1" if code == -2 else "R1"
+    data = {"CL_pop": torch.tensor(2.0, dtype=torch.float64), "V_pop": torch.tensor(20.0, dtype=torch.float64),
+            f"{name}_pop": torch.tensor(value, dtype=torch.float64)}
+    k, D, R, ii = 0.1, 3.0, 100 / 3.0, 12.0
+    decay = lambda s: torch.exp(torch.as_tensor(-k * s, dtype=torch.float64))  # noqa: E731
+    trough = R / 2.0 * (1 - decay(D)) * decay(ii - D) / (1 - decay(ii))
+    during = R / 2.0 * (1 - decay(u.t)) + trough * decay(u.t)
+    peak = R / 2.0 * (1 - decay(D)) + trough * decay(D)
+    expected = torch.where(u.t <= D, during, peak * decay(u.t - D))
+    for solver in (None, {"rtol": 1e-10, "atol": 1e-10}):
+        structure = "one_compartment_iv"
+        if solver is not None:  # the same field without its closed form: the ODE path
+            from pyro_node_uq.models import Structure
+            from pyro_node_uq.models.structures import get_structure
+            s = get_structure(structure)
+            structure = Structure("iv", s.field, s.states, s.params, s.observe_fn)
+        model = GreyBoxNODEModel(structure, random_effects=(), dose_parameters={name: 1.0}, solver=solver)
+        with pyro.poutine.condition(data=data):
+            tr = pyro.poutine.trace(model).get_trace(u.t, None, None, num_trajectories=1, doses=u.doses)
+        got = tr.nodes["y_mean"]["value"][0, :, 0]
+        assert torch.allclose(got, expected, rtol=1e-9 if solver is None else 1e-7), (got - expected).abs().max()
+
+
 def test_steady_state_after_earlier_doses_is_refused():
     frame = pd.DataFrame({"ID": [1, 1, 1], "TIME": [0, 5, 6], "DV": [".", ".", 3.0], "AMT": [100, 50, 0],
                           "EVID": [1, 1, 0], "SS": [0, 1, 0], "II": [0, 12, 0]})

@@ -225,3 +225,31 @@ def test_modelled_doses_vectorised_over_particles():
         pred = Predictive(model, guide=guide, num_samples=5, parallel=True)(t, None, None, num_trajectories=3,
                                                                              **kwargs)
         assert pred["y_mean"].shape == (5, 3, 4, 1) and pred["theta"].shape == (5, 3, 5)
+
+
+@pytest.fixture(scope="module")
+def modelled_ctx():
+    from pyro_node_uq.data.mechanistic import mechanistic_problem
+
+    problem = mechanistic_problem("one_compartment_iv", {"CL": 2.0, "V": 20.0, "D1": 3.0}, 0.2, 0.1, num_units=6,
+                                  num_obs=5, t_end=12.0, rate=-2)
+    context = RunContext(problem, progress_bar=False, options={name: tiny_options(m) for name, m in METHODS.items()})
+    context._model = GreyBoxNODEModel("one_compartment_iv", dose_parameters={"D1": 1.0}, on_divergence="reject")
+    return context
+
+
+# the mechanism alone has no network: the layer-wise subsets of a network's layers do not apply
+@pytest.mark.parametrize("name", [n for n in METHODS if n not in ("layerwise_last", "layerwise_first")])
+def test_every_method_infers_a_modelled_duration(modelled_ctx, name):
+    """Data with a modelled duration (RATE -2): every method samples or fits ``D1`` like ``CL`` (closed form)."""
+    try:
+        result = modelled_ctx.fit(name)
+    except MethodSkipped as e:
+        pytest.skip(f"{name} does not apply: {e}")
+    if METHODS[name].kind == "error":
+        return
+    draws = result.posterior_samples(4)
+    assert draws["D1_pop"].shape == (4,) and bool((draws["D1_pop"] > 0).all())
+    assert draws["eta_z"].shape == (4, len(modelled_ctx.problem.train), 3)
+    pred = result.predict(modelled_ctx.problem.test, num_samples=4)
+    assert bool(torch.isfinite(pred["y_mean"]).all())
