@@ -194,7 +194,7 @@ def test_steady_state_modelled_infusion_matches_the_closed_form_steady_state(cod
     data = {"CL_pop": torch.tensor(2.0, dtype=torch.float64), "V_pop": torch.tensor(20.0, dtype=torch.float64),
             f"{name}_pop": torch.tensor(value, dtype=torch.float64)}
     k, D, R, ii = 0.1, 3.0, 100 / 3.0, 12.0
-    decay = lambda s: torch.exp(torch.as_tensor(-k * s, dtype=torch.float64))  # noqa: E731
+    decay = lambda s: torch.exp(torch.as_tensor(-k * s, dtype=torch.float64))
     trough = R / 2.0 * (1 - decay(D)) * decay(ii - D) / (1 - decay(ii))
     during = R / 2.0 * (1 - decay(u.t)) + trough * decay(u.t)
     peak = R / 2.0 * (1 - decay(D)) + trough * decay(D)

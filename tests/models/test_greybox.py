@@ -145,17 +145,25 @@ def ctx():
     return context
 
 
+def _fit_or_skip(context, name):
+    """The fit of method ``name`` (``None`` for an error predictor, whose predictor is checked), or a skip."""
+    try:
+        result = context.fit(name)
+    except MethodSkipped as e:
+        pytest.skip(f"{name} does not apply: {e}")
+    if METHODS[name].kind == "error":
+        assert result.error_predictor is not None
+        return None
+    return result
+
+
 # the untrained correction fields at ctx's coarse fixed steps: some prior draws, starts and sampler proposals
 # diverge and are rejected ("reject"); each is reported with a warning, which this plumbing test does not check
 @pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_fits_a_greybox_model(ctx, name):
-    try:
-        result = ctx.fit(name)
-    except MethodSkipped as e:
-        pytest.skip(f"{name} does not apply: {e}")
-    if METHODS[name].kind == "error":
-        assert result.error_predictor is not None
+    result = _fit_or_skip(ctx, name)
+    if result is None:
         return
     draws = result.posterior_samples(4)
     assert draws["eta_z"].shape == (4, len(ctx.problem.train), 2) and draws["CL_pop"].shape == (4,)
@@ -242,11 +250,8 @@ def modelled_ctx():
 @pytest.mark.parametrize("name", [n for n in METHODS if n not in ("layerwise_last", "layerwise_first")])
 def test_every_method_infers_a_modelled_duration(modelled_ctx, name):
     """Data with a modelled duration (RATE -2): every method samples or fits ``D1`` like ``CL`` (closed form)."""
-    try:
-        result = modelled_ctx.fit(name)
-    except MethodSkipped as e:
-        pytest.skip(f"{name} does not apply: {e}")
-    if METHODS[name].kind == "error":
+    result = _fit_or_skip(modelled_ctx, name)
+    if result is None:
         return
     draws = result.posterior_samples(4)
     assert draws["D1_pop"].shape == (4,) and bool((draws["D1_pop"] > 0).all())
