@@ -64,3 +64,19 @@ def test_gradient_with_respect_to_the_duration_is_exact():
                             100 / Dc / k * (1 - torch.exp(-k * Dc)) * torch.exp(-k * (s - Dc))) for s in t)
     ge, = torch.autograd.grad(exact, Dc)
     assert torch.allclose(hidden.sum(), exact.detach(), atol=1e-8) and abs(float(g) - float(ge)) < 1e-7
+
+
+def test_fixed_step_methods_step_on_the_pieces():
+    """rk4 with 20 substeps (every piece its own 20 steps, never across a member's end) or a step size of 0.01
+    (on the pieces: as many equal steps as keep the longest piece's at most 0.01) agrees with the adaptive solve
+    to 1e-6."""
+    R, params = _field()
+    t = torch.tensor([0.5, 1.0, 2.0, 3.0, 6.0, 9.0])
+    d = _doses()
+    rate, end = modelled_infusions(d, {"D2": torch.tensor([2.5, 1.0]), "R1": torch.tensor([1.0, 60.0])})
+    h0, raise_ = torch.zeros(2, 2), OnDivergence("raise")
+    ref, _ = solve_modelled(R, params, t, h0, d, rate, end, solver=SOLVER, on_divergence=raise_)
+    for options in ({"substeps": 20}, {"step_size": 0.01}):
+        solver = ODESolver(method="rk4", backend="torchdiffeq", step_check=False, **options)
+        got, _ = solve_modelled(R, params, t, h0, d, rate, end, solver=solver, on_divergence=raise_)
+        assert torch.allclose(got, ref, rtol=0, atol=1e-6), (options, (got - ref).abs().max())
