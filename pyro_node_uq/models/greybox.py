@@ -88,6 +88,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     that with little data ``g`` stays small against ``f`` and the model is the mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
     no correction, a structure with a closed-form solution and bolus doses only, the states come from the closed
     form (exact and fast); otherwise from an ODE solve of the whole ensemble (``torchdiffeq``; default ``dopri5``).
+    Doses with a modelled rate or duration (rate code -1 / -2, NONMEM's ``RATE``) take it from the parameters
+    ``R<n>`` / ``D<n>`` of ``dose_parameters``; they are solved in closed form where the structure's closed form
+    takes infusions (the one-compartment structures, given infusions alongside included), else by
+    :func:`~pyro_node_uq.distributions.modelled_solve.solve_modelled`.
 
     :param structure: a :class:`~pyro_node_uq.models.structures.Structure` or the name of one in
         :data:`~pyro_node_uq.models.structures.STRUCTURES`.
