@@ -52,7 +52,7 @@ def _knots(seg, end, inside, m):
     return torch.where(torch.isinf(knots), seg[-1], knots)
 
 
-def _solve_pieces(R, params, h, seg, doses, rate, end, fixed, inside, m, solver, batch):
+def _solve_pieces(R, params, h, seg, doses, rate, end, fixed, inside, m, solver):
     """States at the segment's grid times ``(n + 1,) + batch + (H,)``, solved in the piece time ``s``: piece ``k``
     (between a member's knots ``k`` and ``k + 1``) is ``s`` in ``[k, k + 1]`` with ``dh/ds = L_k (f(h) + u_k)``,
     one ``torchdiffeq`` solve of the whole segment that restarts at every integer (the field jumps there)."""
@@ -73,7 +73,7 @@ def _solve_pieces(R, params, h, seg, doses, rate, end, fixed, inside, m, solver,
     if solver.step_size is not None:
         substeps = max(1, math.ceil(float(length.detach().max()) / solver.step_size))
     pieced = dataclasses.replace(solver, options=options, step_size=None, substeps=substeps)
-    hs = pieced.odeint(field, h, marks, params=tuple(params.values()))  # (P + 1,) + batch + (H,)
+    hs = pieced.odeint(field, h, marks, params=(*params.values(), length, u))  # (P + 1,) + batch + (H,)
     before = (inside[..., None, :] & (end[..., None, :] < seg[:, None])).sum(-1)  # ends before each grid time
     idx = torch.arange(seg.shape[0], device=h.device) + before  # batch + (n + 1,): each grid time's knot
     return hs.movedim(0, -2).gather(-2, idx[..., None].expand(idx.shape + (H,))).movedim(-2, 0)
@@ -100,7 +100,8 @@ def solve_modelled(R, params, t, h0, doses, rate, end, *, t_mask=None, t0=None, 
                          "NUTS with jit_compile=True); run without jit_compile")
     H, batch = h0.shape[-1], h0.shape[:-1]
     rate, end = rate.expand(batch + rate.shape[-1:]), end.expand(batch + end.shape[-1:])
-    grid, events = _union_grid(t, torch.ones_like(t, dtype=torch.bool) if t_mask is None else t_mask, doses, t0)
+    t_mask = torch.ones_like(t, dtype=torch.bool) if t_mask is None else t_mask
+    grid, events = _union_grid(t, t_mask, doses, t0)
     cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
     h = h0 + doses.bolus_at(grid[0], H)
     out = [h[None]]
@@ -112,10 +113,10 @@ def solve_modelled(R, params, t, h0, doses, rate, end, *, t_mask=None, t0=None, 
         inside = doses.modelled & (end > seg[0]) & (end < seg[-1])  # (an end implies its start is at seg[0] or before)
         m = int(inside.sum(-1).max()) if inside.numel() else 0
         if m:
-            hs = _solve_pieces(R, params, h, seg, doses, rate, end, fixed, inside, m, solver, batch)[1:]
+            hs = _solve_pieces(R, params, h, seg, doses, rate, end, fixed, inside, m, solver)[1:]
         else:  # no member's infusion ends inside: one solve in physical time, as for given infusions
             u = fixed + _input(doses, rate, end, seg[0], (seg[0] + seg[1]) / 2, H)
-            hs = solver.odeint(_field(R, params, batch, None, u), h, seg, params=tuple(params.values()))[1:]
+            hs = solver.odeint(_field(R, params, batch, None, u), h, seg, params=(*params.values(), u))[1:]
         h = hs[-1] + doses.bolus_at(seg[-1], H)
         out.append(torch.cat([hs[:-1], h[None]]))
     hs = torch.cat(out)

@@ -1,5 +1,6 @@
 """The ODE solve with per-member infusion ends: equal to solves with the ends as given infusions, exact
 gradients with respect to the ends, ragged times, boluses and given infusions alongside."""
+import pytest
 import torch
 
 from pyro_node_uq.distributions import DoseSchedule, ODESolver, solve_node
@@ -45,17 +46,20 @@ def test_matches_the_ends_given_as_infusions_per_member():
         assert torch.allclose(hidden[m][t_mask], ref[t_mask], rtol=0, atol=1e-8), m
 
 
-def test_gradient_with_respect_to_the_duration_is_exact():
+@pytest.mark.parametrize("backward", ["autograd", "adjoint"])
+def test_gradient_with_respect_to_the_duration_is_exact(backward):
     """``dA/dt = -k A`` with an infusion of 100 over ``D`` that ends between two observation times: the states
     and their gradient with respect to ``D`` equal those of the closed form ``100 / (D k) (1 - exp(-k s))`` during
-    the infusion, then its decay (autograd of it), to 1e-8 and 1e-7."""
+    the infusion, then its decay (autograd of it), to 1e-8 and 1e-7, by autograd through the solver and by
+    ``torchdiffeq``'s continuous adjoint (the pieces' lengths and inputs are among its parameters)."""
     R = BatchedMLP("R", (1, 1))
     params = {"R.0.weight": torch.tensor([[-0.2]]), "R.0.bias": torch.zeros(1)}
     d = DoseSchedule.from_lists([[0.0]], [[100.0]], [[0]], [[-2.0]])
     t = torch.tensor([1.0, 2.0, 4.0])
     D = torch.tensor([2.7], requires_grad=True)
     rate, end = modelled_infusions(d, {"D1": D})
-    hidden, _ = solve_modelled(R, params, t, torch.zeros(1, 1), d, rate, end, solver=SOLVER,
+    solver = ODESolver(method="dopri5", rtol=1e-11, atol=1e-11, backend="torchdiffeq", backward=backward)
+    hidden, _ = solve_modelled(R, params, t, torch.zeros(1, 1), d, rate, end, solver=solver,
                                on_divergence=OnDivergence("raise"))
     g, = torch.autograd.grad(hidden.sum(), D)
     k = 0.2
@@ -75,7 +79,9 @@ def test_fixed_step_methods_step_on_the_pieces():
     d = _doses()
     rate, end = modelled_infusions(d, {"D2": torch.tensor([2.5, 1.0]), "R1": torch.tensor([1.0, 60.0])})
     h0, raise_ = torch.zeros(2, 2), OnDivergence("raise")
+    shared, _ = solve_modelled(R, params, t.expand(2, -1), h0, d, rate, end, solver=SOLVER, on_divergence=raise_)
     ref, _ = solve_modelled(R, params, t, h0, d, rate, end, solver=SOLVER, on_divergence=raise_)
+    assert torch.equal(shared, ref)  # per-unit times without a mask: all real
     for options in ({"substeps": 20}, {"step_size": 0.01}):
         solver = ODESolver(method="rk4", backend="torchdiffeq", step_check=False, **options)
         got, _ = solve_modelled(R, params, t, h0, d, rate, end, solver=solver, on_divergence=raise_)
