@@ -40,6 +40,10 @@ def _with_structure(problem, args):
     from ..data.structured import structured_problem
 
     if args.structure == "none":
+        doses = problem.train.doses
+        if doses is not None and bool(doses.modelled.any()):
+            raise SystemExit("--structure none: the data have doses with a modelled rate or duration (RATE -1 / -2), "
+                             "which only a structure's parameters R<n> / D<n> model; choose a --structure")
         return problem
     text = (args.correction or "none").strip()
     try:
