@@ -43,9 +43,11 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     :param int seed: seed.
     :param bool progress_bar: show tqdm bars.
     :param int elbo_particles: particles of the final path-ELBO estimate (0 to skip).
-    :param dict svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
+    :param dict svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi` (``distributed`` is ``False`` unless
+        given: under ``torchrun`` the ensemble's members are gathered on rank 0, which fits the guide alone while the
+        other ranks return ``None``).
     :param guide_kwargs: passed to :class:`~pyro_node_uq.infer.AutoLangevinMixture` (``reference``, ``score``...).
-    :rtype: MethodResult
+    :returns: :class:`MethodResult` (``None`` on ranks other than 0 under ``torchrun``).
 
     Example::
 
@@ -62,6 +64,8 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     model = as_process_model(model, split)
     options = {} if num_members is None else {"num_members": num_members}
     start = start_from("ensemble", warm_start, model, split, seed=seed, progress_bar=progress_bar, **options)
+    if start is None:  # another rank under torchrun: the members are gathered on rank 0, which fits alone
+        return None
     members = _member_values(start)
     inits = [init_loc(model, seed, values) for values in members]
     lr_scales = {}  # the guide's, known once it is set up: fit_svi reads them after guide_fn has run
@@ -75,4 +79,5 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
 
     return fit_guide("langevin_mixture", model, guide_fn, split, num_steps=num_iters, lr=lr,
                      num_particles=num_particles, seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles,
-                     start=start, start_values=members[0], lr_scales=lr_scales, **(svi_kwargs or {}))
+                     start=start, start_values=members[0], lr_scales=lr_scales,
+                     **{"distributed": False, **(svi_kwargs or {})})

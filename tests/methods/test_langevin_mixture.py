@@ -27,3 +27,19 @@ def test_components_start_at_the_members(problem):
     centres = torch.stack([m["R.0.weight"].reshape(-1) for m in values])
     nearest = torch.cdist(draws, centres).argmin(-1)
     assert torch.bincount(nearest, minlength=3).tolist() == [10, 10, 10]
+
+
+def test_under_torchrun_rank_0_fits_alone(problem, monkeypatch):
+    """The ensemble's members are gathered on rank 0: the other ranks (no members) return ``None``, and rank 0's SVI
+    is not data-parallel (a collective the other ranks never join would hang)."""
+    from pyro_node_uq.methods import langevin_mixture
+
+    model = problem.default_model(R_hidden=(4,))
+    with monkeypatch.context() as patch:
+        patch.setattr(langevin_mixture, "start_from", lambda *args, **kwargs: None)
+        assert run_langevin_mixture(model, problem.train, progress_bar=False) is None
+    members = run_ensemble(model, problem.train, num_members=2, num_steps=2, num_starts=1, progress_bar=False)
+    seen = {}
+    monkeypatch.setattr(langevin_mixture, "fit_guide", lambda *args, **kwargs: seen.update(kwargs))
+    run_langevin_mixture(model, problem.train, warm_start=members, progress_bar=False)
+    assert seen["distributed"] is False
