@@ -7,7 +7,6 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
-from pyro.infer.autoguide import init_to_value
 from pyro.poutine.util import prune_subsample_sites
 
 from ..infer._pyro_compat import chains_in_process, hmc_statistics
@@ -15,6 +14,7 @@ from ..validation import check_int, check_positive
 from .common import (
     as_process_model,
     carry_model_params,
+    init_loc,
     map_values,
     start_from,
     with_start_cost,
@@ -154,7 +154,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     pyro.clear_param_store()
     carry_model_params(start, start_values)  # a learned noise scale is held at its MAP value, not reset
     pyro.set_rng_seed(seed)
-    kernel = _CountingNUTS(model, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
+    kernel = _CountingNUTS(model, init_strategy=init_loc(model, seed, start_values), max_tree_depth=max_tree_depth,
                            target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting,
                            jit_compile=jit_compile, ignore_jit_warnings=True)
     initial = None
