@@ -94,7 +94,7 @@ def _proposals_rejected_quietly():
           quick={"num_samples": 20, "warmup_steps": 20})
 def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
              target_accept_prob=0.8, map_steps=None, init_jitter=0.01, max_latent_dim=1000, seed=0, progress_bar=True,
-             jit_compile=False):
+             jit_compile=False, full_mass=False):
     """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
 
     The model's diverging solves are rejected proposals, not errors (``model.with_divergence("reject")``): they
@@ -121,6 +121,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``).  Off by
         default: the eager fixed-step solve's hand-written gradient is cheaper than autograd through a traced
         solve (a trace cannot keep it).
+    :param bool full_mass: adapt a dense mass matrix (Pyro's ``full_mass``) instead of a diagonal one.
     :rtype: MethodResult (``samples`` ``(chains, draws, ...)``, ``mcmc``, ``sample_stats``)
 
     Example::
@@ -156,7 +157,7 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     pyro.set_rng_seed(seed)
     kernel = _CountingNUTS(model, init_strategy=init_loc(model, seed, start_values), max_tree_depth=max_tree_depth,
                            target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting,
-                           jit_compile=jit_compile, ignore_jit_warnings=True)
+                           jit_compile=jit_compile, ignore_jit_warnings=True, full_mass=full_mass)
     initial = None
     if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
         with _proposals_rejected_quietly():  # setup's step-size search takes trial steps
