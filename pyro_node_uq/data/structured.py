@@ -26,10 +26,19 @@ def _reference_dose_times(t, mask, doses):
     return torch.where(torch.isfinite(last), last, first)
 
 
+def _last_dose_before(times, doses, default):
+    """Per unit, the last dose at or before ``times`` (``default`` where none is): with repeated doses the peak
+    level follows the dose just before it, not the first one."""
+    given = doses.mask & (doses.time <= times[:, None])
+    last = torch.where(given, doses.time, torch.full_like(doses.time, -math.inf)).max(1).values
+    return torch.where(torch.isfinite(last), last, default)
+
+
 def _typical_guess(units):
     """Rough typical values from the data, the medians of the typical parameters' wide priors: V from the first
     dose over the peak level, an elimination half-life of a quarter of the sampling span, an absorption rate
-    from the time of the peak (so a prior a few-fold off still leaves the data in charge)."""
+    from the time of the peak after the dose before it (so a prior a few-fold off still leaves the data in
+    charge)."""
     y, mask, doses = units.y[..., 0], units.mask, units.doses
     peak = torch.where(mask, y, torch.full_like(y, -math.inf)).max(1)
     first = doses.amount[:, 0]
@@ -39,7 +48,8 @@ def _typical_guess(units):
     ref = _reference_dose_times(t, mask, doses)
     span = float((t[mask].max() - ref.min()).clamp(min=1e-6))
     ke = 4 * math.log(2) / span
-    t_peak = (t.gather(1, peak.indices[:, None])[:, 0] - ref)[ok]
+    at_peak = t.gather(1, peak.indices[:, None])[:, 0]
+    t_peak = (at_peak - _last_dose_before(at_peak, doses, ref))[ok]
     ka = max(1.0 / float(t_peak.median().clamp(min=span / 100)), 1.5 * ke) if ok.any() else 3 * ke
     conc = float(peak.values[ok].median()) if ok.any() else 1.0
     D = float(t_peak.median().clamp(min=span / 100)) if ok.any() else span / 10  # an infusion peaks at its end
