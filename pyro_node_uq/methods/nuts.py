@@ -120,8 +120,8 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     :param bool progress_bar: show MCMC's progress bar.
     :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``).  Off by
         default: on a NODE with many observation times the eager fixed-step solve's hand-written gradient is
-        cheaper than autograd through a traced solve (a trace cannot keep it).  On a small model (a short grid, a
-        few trajectories, or no solve) tracing pays: it removes Pyro's per-call cost of running the model.
+        cheaper than autograd through a traced solve (a trace cannot keep it); on a short grid the two are about
+        even.  On a small model without a solve tracing pays: it removes Pyro's per-call cost of running the model.
     :param bool full_mass: adapt a dense mass matrix (Pyro's ``full_mass``) instead of a diagonal one.
     :rtype: MethodResult (``samples`` ``(chains, draws, ...)``, ``mcmc``, ``sample_stats``)
 
