@@ -25,23 +25,28 @@ def test_default_model_learns_the_noise_scale_from_the_true_one():
 
 
 @pytest.mark.slow
-def test_layerwise_band_of_the_default_model_covers():
-    """The registered MAP and layer-wise (last layer) fits of the default model, seeds 0-2: the NODE's misfit is
-    well above the noise std 0.03, so with the noise fixed there the last layer's converged posterior is narrow
-    (measured: 90% coverage 0.67-0.70, test NLL -1.06 to -0.95); with the noise learned it absorbs the misfit
-    (measured: coverage 0.89-0.90, NLL -1.41 to -1.39)."""
+def test_default_model_bands_cover_with_the_registered_fits():
+    """The registered MAP, layer-wise (last layer) and AutoNormal fits of the default model, seeds 0-2 (the 90%
+    coverage and test NLL means are asserted).  The NODE's misfit is well above the noise std 0.03: with the noise
+    fixed there, the last layer's converged posterior is narrow (measured: coverage 0.67-0.70, NLL -1.06 to -0.95).
+    With the noise learned, a Gaussian guide that has not yet shed its initial spread inflates the noise (AutoNormal
+    at its cost-scaled budget of 300 steps measured coverage 0.97-0.99, NLL -1.16 to -1.06)."""
     problem = load_problem("elastoplastic")
     model = problem.default_model()
+
     def fit(name, seed, start=None):
         return METHODS[name].runner(model, problem.train, warm_start=start, seed=seed, progress_bar=False,
                                     **METHODS[name].options(problem.name))
 
-    nll, cov = [], []
+    scores = {"layerwise_last": [], "autonormal": []}
     for seed in range(3):
-        res = fit("layerwise_last", seed, fit("map", seed))
-        row = score_result(res, problem, {"test": res.predict(problem.test, num_samples=100, seed=seed)}, hidden=False)
-        nll.append(row["test_nll"])
-        cov.append(row["test_coverage_90"])
-    print("layerwise_last elastoplastic test NLL", nll, "90% coverage", cov)
-    assert 0.8 <= sum(cov) / 3 <= 0.97
-    assert sum(nll) / 3 < -1.2
+        start = fit("map", seed)
+        for name, rows in scores.items():
+            res = fit(name, seed, start)
+            pred = {"test": res.predict(problem.test, num_samples=100, seed=seed)}
+            row = score_result(res, problem, pred, hidden=False)
+            rows.append((row["test_nll"], row["test_coverage_90"]))
+    print(scores)
+    for name, rows in scores.items():
+        nll, cov = (sum(v) / len(rows) for v in zip(*rows))
+        assert 0.8 <= cov <= 0.97 and nll < -1.25, (name, rows)
