@@ -17,3 +17,14 @@ def _clean_pyro_state():
     yield
     torch.set_default_dtype(torch.float64)
     pyro.clear_param_store()
+
+
+@pytest.fixture(scope="session")
+def two_processes():
+    """The results of ``tests/infer/distributed/workers.run_all`` on 2 gloo processes spawned once for the whole
+    session (every 2-process test reads it), by rank."""
+    from pyro_node_uq.infer.distributed import spawn
+
+    from .infer.distributed.workers import run_all
+
+    return spawn(run_all, 2, timeout=400)

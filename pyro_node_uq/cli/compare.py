@@ -40,6 +40,10 @@ def _with_structure(problem, args):
     from ..data.structured import structured_problem
 
     if args.structure == "none":
+        doses = problem.train.doses
+        if doses is not None and bool(doses.modelled.any()):
+            raise SystemExit("--structure none: the data have doses with a modelled rate or duration (RATE -1 / -2), "
+                             "which only a structure's parameters R<n> / D<n> model; choose a --structure")
         return problem
     text = (args.correction or "none").strip()
     try:
@@ -64,6 +68,7 @@ def _check_args(args):
     """
     from ..compare.options import check_method_options
     from ..compare.output import OutputFolder
+    from ..infer.distributed import is_main_process
     from ..methods import METHODS, demo_methods, resolve_methods
     from ..validation import check_device, check_int
 
@@ -103,7 +108,8 @@ def _check_args(args):
     if not selected:
         raise ValueError("methods: no method selected; give at least one name (see --list)")
     check_int(args.num_samples, "num_samples", minimum=2)
-    OutputFolder(args.out).check()
+    if is_main_process():  # under torchrun rank 0 alone owns --out
+        OutputFolder(args.out).check()
     return methods, overrides
 
 
@@ -112,10 +118,15 @@ def cmd_compare(args):
 
     Exit status: 0 when every method ran ok or was skipped as not applicable, 1 when a method failed or none
     ran ok, 2 for bad arguments (all checked before any work begins) or a busy or foreign output folder, 130
-    when interrupted (SIGINT; the finished methods are written and the report says the run is incomplete)."""
+    when interrupted (SIGINT; the finished methods are written and the report says the run is incomplete).
+
+    Under ``torchrun`` every process takes part in each fit (SVI data-parallel over the training trajectories,
+    MCMC chains and ensemble members shared out) and rank 0 alone predicts, scores, prints and writes ``--out``;
+    the other ranks keep no outputs and exit with 0."""
     import torch
 
     from ..compare import run_comparison
+    from ..infer.distributed import init_distributed
     from ..methods import METHODS
     from ..utils.persist import SaveBusy
 
@@ -124,6 +135,9 @@ def cmd_compare(args):
         for m in METHODS.values():
             print(f"{m.name:<18} {m.description}")
         return 0
+    if args.float64:
+        torch.set_default_dtype(torch.float64)
+    rank, _ = init_distributed(args.backend)
     try:
         methods, overrides = _check_args(args)
     except (ValueError, TypeError) as e:
@@ -133,12 +147,16 @@ def cmd_compare(args):
     if args.device != "cpu":  # the data go there; Pyro's and the optimisers' own tensors follow the default
         torch.set_default_device(args.device)
     problem = usage_errors(_data_problem, args) if args.data else problem_from_args(args, args.problem_option)
+    if args.float64:
+        problem = problem.to(torch.float64)
     try:
         rows = run_comparison(problem, methods, out=args.out, quick=args.quick, seed=args.seed,
                               progress_bar=not args.no_progress, num_samples=args.num_samples, overrides=overrides)
     except (ValueError, TypeError, SaveBusy) as e:  # bad names/options, busy folder: a message, no traceback
         print(f"pyro-node-uq compare: {e}", file=sys.stderr)
         return 2
+    if rank != 0:
+        return 0
     for row in rows:
         print(f"{row['method']:<18} {row['status']:<8} {row.get('note') or ''}")
     print(f"wrote {rows.out}/report.md, table.md, table.csv, idata/*.nc, figures/*.png")
@@ -189,6 +207,9 @@ def add_compare_parser(sub):
     p.add_argument("--inputs", metavar="U1,U2", help="input columns of --format trajectories (default: none)")
     p.add_argument("--outputs", metavar="Y1,Y2",
                    help="output columns of --format trajectories (default: every other column)")
+    p.add_argument("--float64", action="store_true", help="data and fits in double precision")
+    p.add_argument("--backend", choices=("gloo", "nccl"), default=None,
+                   help="torch.distributed backend under torchrun (default: nccl with CUDA, else gloo)")
     p.add_argument("--list", action="store_true", help="list the registered methods and exit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_compare)

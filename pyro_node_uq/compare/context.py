@@ -48,12 +48,18 @@ class RunContext:
         self.sections.setdefault(title, {"text": text, "rows": []})["rows"].append(row)
 
     def fit(self, name):
-        """The fit of registered method ``name`` on the training split, made once (its warm start first)."""
+        """The fit of registered method ``name`` on the training split, made once (its warm start first).
+
+        Under ``torchrun`` every rank calls it in the same order, so that SVI fits run data-parallel; a method whose
+        runs are shared out to the ranks and gathered on rank 0 (an ensemble, MCMC chains) is ``None`` on the
+        other ranks, and no method may start from one."""
         if name not in self._fits:
             method = METHODS[name]
             start = self.fit(method.start) if method.start else None
+            if method.start and start is None:
+                raise RuntimeError(f"{name} starts from {method.start}, whose result is gathered on rank 0 only")
             self._fits[name] = method.runner(self.model, self.problem.train, warm_start=start, seed=self.seed,
                                              progress_bar=self.progress_bar, **self.options.get(name, {}))
-            for line in self._fits[name].notes:
+            for line in getattr(self._fits[name], "notes", ()):
                 self.note(name, line)
         return self._fits[name]

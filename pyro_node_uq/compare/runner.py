@@ -6,6 +6,7 @@ The run writes into a private staging folder that replaces the output folder in 
 (:class:`~pyro_node_uq.compare.output.OutputFolder`), so a failed, killed or concurrent run never mixes its files
 with another run's.
 """
+import contextlib
 import logging
 import os
 import signal
@@ -17,8 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..diagnostics import to_inference_data
+from ..infer.distributed import broadcast_object, is_main_process, local_process
 from ..methods import METHODS, MethodSkipped, resolve_methods
-from ..utils.persist import atomic_save
+from ..utils.persist import SaveBusy, atomic_save
 from ..validation import check_int
 from . import figures
 from .collapse import collapse_notes
@@ -75,6 +77,31 @@ class ComparisonRows(list):
     @property
     def num_ok(self):
         return sum(r["status"] == "ok" for r in self)
+
+
+def _hold_folder(stack, out):
+    """Rank 0's :class:`OutputFolder` for ``out`` (``None`` on the other ranks, which keep no outputs); when rank 0
+    cannot take it, every rank raises its error before any fit starts."""
+    folder = error = None
+    if is_main_process():
+        try:
+            folder = stack.enter_context(OutputFolder(out))
+        except (ValueError, SaveBusy) as e:
+            error = e
+    error = broadcast_object(error)
+    if error is not None:
+        raise error
+    return folder
+
+
+def _follow(ctx, selected):
+    """A rank other than 0 under ``torchrun``: take part in every fit (data-parallel SVI, shared-out chains and
+    members) in rank 0's order; rank 0 alone predicts, scores and writes."""
+    for method in selected:
+        try:
+            ctx.fit(method.name)
+        except Exception as e:  # noqa: BLE001  rank 0 meets the same failure and reports it
+            log.debug("compare: %s failed on this rank: %s", method.name, _summary(e))
 
 
 class _StopOnSigint:
@@ -150,12 +177,17 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
             raise ValueError(f"overrides: unknown method {name!r}; registered methods are {sorted(METHODS)}")
         check_method_options(METHODS[name], overrides[name])
     rows = ComparisonRows()
-    with OutputFolder(out) as folder, _StopOnSigint() as stop:
+    with contextlib.ExitStack() as stack:
+        folder = _hold_folder(stack, out)
+        options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
+        ctx = RunContext(problem, seed=seed, progress_bar=progress_bar and folder is not None, options=options)
+        if folder is None:
+            _follow(ctx, selected)
+            return rows
+        stop = stack.enter_context(_StopOnSigint())
         rows.out, stage = folder.out, folder.stage
         for sub in ("idata", "figures", "logs"):
             os.makedirs(os.path.join(stage, sub), exist_ok=True)
-        options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
-        ctx = RunContext(problem, seed=seed, progress_bar=progress_bar, options=options)
         hidden, reason = hidden_comparable(ctx.model, problem)
         ctx.note("*", f"hidden-state scores: {'yes' if hidden else 'skipped'}: {reason}")
         predictions, figs, start_scores = {}, [], {}
@@ -185,7 +217,8 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
                 continue
             if preds:
                 predictions[method.name] = preds
-                figs += _method_outputs(method, result, preds, problem, stage, ctx, idata_samples)
+                with local_process():
+                    figs += _method_outputs(method, result, preds, problem, stage, ctx, idata_samples)
             _write_tables(rows, stage)
         rows.interrupted = stop.requested
         stochastic = {r["method"] for r in rows if (r.get("stochastic_dim") or 0) > 0}
@@ -224,8 +257,14 @@ def _start_row(name, ctx, problem, num_samples, seed, cache):
 
 def _run_method(method, ctx, problem, num_samples, seed, hidden, row, start_scores=None):
     """Fit one method, predict both splits and score it into ``row`` (with how its fit ended and its warm start's
-    scores); returns ``(result, predictions)``."""
+    scores); returns ``(result, predictions)``.  Under ``torchrun`` the fit is the only step the ranks take together;
+    rank 0 predicts and scores alone."""
     result = ctx.fit(method.name)
+    with local_process():
+        return result, _score_method(method, result, ctx, problem, num_samples, seed, hidden, row, start_scores)
+
+
+def _score_method(method, result, ctx, problem, num_samples, seed, hidden, row, start_scores):
     row.update(_fit_state(result))
     if result.converged is False:
         ctx.note(method.name, f"NOT CONVERGED: {result.stop_reason}")
@@ -242,7 +281,7 @@ def _run_method(method, ctx, problem, num_samples, seed, hidden, row, start_scor
                                                                seed=seed).items()}
                  for s in _present(problem)}
     row.update(score_result(result, problem, preds, hidden=hidden))
-    return result, preds
+    return preds
 
 
 def _method_outputs(method, result, preds, problem, out, ctx, idata_samples):

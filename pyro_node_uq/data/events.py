@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from ..distributions.doses import DoseSchedule
+from ..distributions.doses import MODELLED_DURATION, MODELLED_RATE, DoseSchedule
 from .units import Units
 
 __all__ = ["read_csv_text", "read_events"]
@@ -111,14 +111,20 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
 
     Rows with ``EVID`` 0 are observations (skipped when ``MDV`` is 1 or ``DV`` is missing: ``"."``, empty or
     ``NA``); ``EVID`` 1 rows are doses of ``AMT`` into compartment ``CMT`` (1-based, default 1), a bolus unless
-    ``RATE`` > 0 (an infusion of duration ``AMT / RATE``); ``EVID`` 2 rows (other events) are ignored.  Without
+    ``RATE`` > 0 (an infusion of duration ``AMT / RATE``) or ``RATE`` is -1 or -2: an infusion whose rate (-1)
+    or duration (-2) is a model parameter, NONMEM's ``R<n>`` / ``D<n>``, kept as that code in the schedule's
+    ``rate`` (:class:`~pyro_node_uq.models.GreyBoxNODEModel` with ``dose_parameters`` such as ``"D1"`` infers
+    it, ``n`` counting the model's states from the observed central compartment, so a depot dose's duration is
+    ``D2`` whatever its ``CMT``: :mod:`~pyro_node_uq.models.dose_parameters`; a pure NODE refuses it).  ``EVID`` 2 rows (other events) are ignored.  Without
     an ``EVID`` column a row with ``AMT`` > 0 is a dose.  A dose row with ``ADDL`` = n > 0 stands for n more
     doses, every ``II`` time units after it (NONMEM's additional doses).  A steady-state dose (``SS`` 1 with
     ``II`` > 0, a bolus or an infusion, on a unit's first dose row) stands for the same dose every ``II`` time
     units since long before it: ``ss_doses`` earlier doses are added, which reaches steady state to within
     ``exp(-ss_doses II / tau)`` for the slowest time constant ``tau`` of the system (40 intervals: 5e-6 when
-    ``tau`` is 3.3 intervals, a half-life of 2.3).  Other steady-state forms (``SS`` 2, ``SS`` 1 after earlier
-    doses, or with ``II`` 0) and modelled rates or durations (``RATE`` -1, -2) are refused by row and column.
+    ``tau`` is 3.3 intervals, a half-life of 2.3); a modelled infusion may be one (every added dose is modelled
+    by the same parameter).  Other steady-state forms (``SS`` 2, ``SS`` 1 after earlier doses, or with ``II`` 0),
+    other negative rates and ``RATE`` -1 / -2 on a row that is not a dose or without a positive ``AMT`` are
+    refused by row and column.
     ``CENS`` (or the name given) = 1 marks an observation
     below the quantification limit, its ``DV`` being the limit.  Covariates are per unit: the first non-missing
     value of each unit.  Rows are sorted by time within each unit; units keep their first-appearance order.
@@ -182,10 +188,11 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
         where = f"read_events: {tab.source}, row {row}"
         if events[i] == 1:
             if amounts[i] is None or amounts[i] <= 0:
-                raise ValueError(f"{where}, column {amt!r}: a dose (EVID 1) needs a positive amount, got {amounts[i]}")
-            if (rates[i] or 0) < 0:
-                raise ValueError(f"{where}, column {rate!r}: modelled rates or durations (RATE {rates[i]:g}) are not "
-                                 "supported; give the infusion rate (> 0) or 0 for a bolus")
+                what = f"a modelled infusion (RATE {rates[i]:g})" if (rates[i] or 0) < 0 else "a dose (EVID 1)"
+                raise ValueError(f"{where}, column {amt!r}: {what} needs a positive amount, got {amounts[i]}")
+            if (rates[i] or 0) < 0 and rates[i] not in (MODELLED_RATE, MODELLED_DURATION):
+                raise ValueError(f"{where}, column {rate!r}: RATE {rates[i]:g} is not supported; give the infusion "
+                                 "rate (> 0), 0 for a bolus, -1 for a modelled rate or -2 for a modelled duration")
             if comps[i] is None or comps[i] < 1 or comps[i] != int(comps[i]):
                 raise ValueError(f"{where}, column {cmt!r}: expected a 1-based compartment number, got {comps[i]}")
             start = _steady_state_start(steady[i] or 0, every[i] or 0.0, where, ss, ii, ss_doses)
@@ -200,6 +207,10 @@ def read_events(table, id="ID", time="TIME", dv="DV", amt="AMT", evid="EVID", md
                 doses[unit].append((times[i] + k * (every[i] or 0.0), amounts[i], int(comps[i]) - 1, rates[i] or 0.0,
                                     row, times[i] if start else None))
         elif events[i] == 0:
+            if rates[i] in (MODELLED_RATE, MODELLED_DURATION):
+                raise ValueError(f"{where}, column {rate!r}: RATE {rates[i]:g} (a modelled infusion) on a row that is "
+                                 f"not a dose (EVID 0" + ("" if tab.has(evid) else f", {amt!r} not positive") +
+                                 "); give RATE 0 or '.' on observation rows")
             if (skip[i] or 0) == 1 or values[i] is None:
                 continue
             if times[i] in obs[unit]:

@@ -12,7 +12,7 @@ __all__ = ["mechanistic_problem", "mechanistic_units"]
 
 
 def mechanistic_units(structure, typical, omega, noise, num_units=24, num_obs=8, t_end=24.0, dose=100.0,
-                      dose_times=(0.0,), dose_state=None, seed=0):
+                      dose_times=(0.0,), dose_state=None, rate=0.0, seed=0):
     """Simulate units from :class:`~pyro_node_uq.models.GreyBoxNODEModel` ``(structure)`` without a correction.
 
     Each unit gets the doses ``dose`` at ``dose_times`` into ``dose_state`` (default: the structure's), parameters
@@ -23,6 +23,8 @@ def mechanistic_units(structure, typical, omega, noise, num_units=24, num_obs=8,
     :param dict typical: every parameter's typical value.
     :param omega: the log-scale spread of the parameters, in the structure's parameter order (a float for all).
     :param float noise: observation noise std.
+    :param float rate: the doses' rate: 0 a bolus, > 0 an infusion, -1 / -2 an infusion whose rate / duration is
+        the parameter ``R<n>`` / ``D<n>`` of ``typical`` (:mod:`~pyro_node_uq.models.dose_parameters`).
     :returns: :class:`~pyro_node_uq.data.Units` (``eta_true``: the units' log-parameter deviations).
 
     Example::
@@ -33,19 +35,23 @@ def mechanistic_units(structure, typical, omega, noise, num_units=24, num_obs=8,
         (4, 20, torch.Size([4, 3]))
     """
     from ..models import GreyBoxNODEModel
+    from ..models.dose_parameters import dose_parameter_names
+    from ..models.structures import get_structure
 
-    model = GreyBoxNODEModel(structure, random_effects=None, scale=float(noise), solver={"rtol": 1e-8, "atol": 1e-8})
+    dt = torch.float64
+    state = get_structure(structure).dose_state if dose_state is None else dose_state
+    doses = DoseSchedule.from_lists([list(dose_times)] * num_units, [[float(dose)] * len(dose_times)] * num_units,
+                                    [[state] * len(dose_times)] * num_units,
+                                    [[float(rate)] * len(dose_times)] * num_units, dtype=dt)
+    model = GreyBoxNODEModel(structure, random_effects=None, scale=float(noise), solver={"rtol": 1e-8, "atol": 1e-8},
+                             dose_parameters={k: typical[k] for k in dose_parameter_names(doses)})
     names = model.structure.param_names
     gen = torch.Generator().manual_seed(seed)
-    dt = torch.float64
     nominal = torch.logspace(-1, 0, num_obs, dtype=dt) * t_end
     times = (nominal * torch.exp(0.15 * torch.randn(num_units, num_obs, generator=gen, dtype=dt))).clamp(max=t_end)
     times = times.sort(-1).values
     grid = torch.unique(times)
     mask = (grid[None, None, :] == times[..., None]).any(1)
-    state = model.structure.dose_state if dose_state is None else dose_state
-    doses = DoseSchedule.from_lists([list(dose_times)] * num_units, [[float(dose)] * len(dose_times)] * num_units,
-                                    [[state] * len(dose_times)] * num_units, dtype=dt)
     eta_z = torch.randn(num_units, len(names), generator=gen, dtype=dt)
     omega = torch.as_tensor(omega, dtype=dt).expand(len(names))
     values = {f"{k}_pop": torch.tensor(float(typical[k]), dtype=dt) for k in names}

@@ -20,7 +20,9 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
     highest dosed one when the file does not say; it becomes hidden component 0, the observed one), inserts unobserved grid times so that fixed solver steps span at most 2% of the time range,
     scales doses so that a dose's size matches the observations' scale
     (``dose_scale = max DV / max AMT``), standardises the covariates by their training mean and std, and puts a
-    rate and an output random effect on every unit.
+    rate and an output random effect on every unit.  That NODE has no parameter for a modelled infusion rate or
+    duration (``RATE`` -1 / -2) and refuses such doses when it solves; :func:`~pyro_node_uq.data.structured_problem`
+    gives them one.
 
     :param path: CSV file (or ``DataFrame``) in the NONMEM / nlmixr2 convention.
     :param covariates: covariate column names.

@@ -26,10 +26,19 @@ def _reference_dose_times(t, mask, doses):
     return torch.where(torch.isfinite(last), last, first)
 
 
+def _last_dose_before(times, doses, default):
+    """Per unit, the last dose at or before ``times`` (``default`` where none is): with repeated doses the peak
+    level follows the dose just before it, not the first one."""
+    given = doses.mask & (doses.time <= times[:, None])
+    last = torch.where(given, doses.time, torch.full_like(doses.time, -math.inf)).max(1).values
+    return torch.where(torch.isfinite(last), last, default)
+
+
 def _typical_guess(units):
     """Rough typical values from the data, the medians of the typical parameters' wide priors: V from the first
     dose over the peak level, an elimination half-life of a quarter of the sampling span, an absorption rate
-    from the time of the peak (so a prior a few-fold off still leaves the data in charge)."""
+    from the time of the peak after the dose before it (so a prior a few-fold off still leaves the data in
+    charge)."""
     y, mask, doses = units.y[..., 0], units.mask, units.doses
     peak = torch.where(mask, y, torch.full_like(y, -math.inf)).max(1)
     first = doses.amount[:, 0]
@@ -39,10 +48,14 @@ def _typical_guess(units):
     ref = _reference_dose_times(t, mask, doses)
     span = float((t[mask].max() - ref.min()).clamp(min=1e-6))
     ke = 4 * math.log(2) / span
-    t_peak = (t.gather(1, peak.indices[:, None])[:, 0] - ref)[ok]
+    at_peak = t.gather(1, peak.indices[:, None])[:, 0]
+    t_peak = (at_peak - _last_dose_before(at_peak, doses, ref))[ok]
     ka = max(1.0 / float(t_peak.median().clamp(min=span / 100)), 1.5 * ke) if ok.any() else 3 * ke
     conc = float(peak.values[ok].median()) if ok.any() else 1.0
-    return {"CL": V * ke, "V": V, "ka": ka, "Q": V * ke, "V2": V, "Km": conc / 2, "Vmax": V * ke * conc}
+    D = float(t_peak.median().clamp(min=span / 100)) if ok.any() else span / 10  # an infusion peaks at its end
+    A = float(first.median())
+    return {"CL": V * ke, "V": V, "ka": ka, "Q": V * ke, "V2": V, "Km": conc / 2, "Vmax": V * ke * conc, "D": D,
+            "R": A / D}
 
 
 def structured_problem(problem, structure="auto", correction=None, error_model="combined"):
@@ -57,6 +70,10 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
         solved in closed form where the structure has one).
     :param str error_model: the observation error model (``"combined"``: additive plus proportional, both
         latent with ``HalfNormal`` priors of a tenth of the largest observation).
+
+    Doses with a modelled rate or duration (``RATE`` -1 / -2) add the parameters ``R<n>`` / ``D<n>`` of
+    :mod:`~pyro_node_uq.models.dose_parameters` (``dose_parameters``, prior medians: the median time from a dose
+    to the peak for a duration, the first dose over it for a rate), with a random effect like the others.
     :returns: a new problem; its ``model_kwargs`` keep the covariate model of ``problem``.
     :raises ValueError: an unknown structure, no doses, or doses into a compartment the structure lacks.
 
@@ -68,6 +85,7 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
         >>> p.model_class, p.model_kwargs["structure"], sorted(p.model_kwargs["typical"])
         ('GreyBoxNODEModel', 'one_compartment_oral', ['CL', 'V', 'ka'])
     """
+    from ..models.dose_parameters import dose_parameter_names
     from ..models.structures import get_structure
 
     train = problem.train
@@ -85,10 +103,15 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
                          f"observed one counted as the central compartment), but its states are {s.states}")
     guess = _typical_guess(train)
     y_max = float(train.y[..., 0][train.mask].abs().max())
+    splits = [x for x in (train, problem.test, problem.extrapolation) if x is not None]
+    names = sorted({n for x in splits for n in dose_parameter_names(getattr(x, "doses", None))})
+    modelled = {n: guess[n[0]] for n in names}
     kwargs = {"structure": name, "typical": {k: guess[k] for k in s.param_names}, "error_model": error_model,
                   "scale": "latent", "scale_prior": 0.1 * y_max, "on_divergence": "reject",
                   "correction": None if correction is None else tuple(correction),
                   "state_scale": float(doses.amount[doses.mask].max())}
+    if modelled:
+        kwargs["dose_parameters"] = modelled
     if error_model == "combined":
         kwargs["prop_scale"] = "latent"
     for key in ("covariate_dim", "covariate_loc", "covariate_scale", "covariate_names"):

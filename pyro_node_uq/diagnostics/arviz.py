@@ -1,8 +1,9 @@
 """Conversion of any method's posterior to ArviZ ``InferenceData`` with the same groups, dims and coords.
 
 ArviZ's conversion API is called in one place, :mod:`~pyro_node_uq.diagnostics.az_convert`: moving to
-``arviz-base`` is one change there.  The posterior draws are pushed through the model in ONE vectorised trace (``Predictive``), whose
-observation site gives the pointwise log-likelihood, the posterior predictive draws and the deterministic
+``arviz-base`` is one change there.  The posterior draws are pushed through the model in ONE vectorised trace
+(:func:`~pyro_node_uq.methods.conditioned_trace`; ``Predictive`` for a model that does not state its
+``max_plate_nesting``), whose observation site gives the pointwise log-likelihood, the posterior predictive draws and the deterministic
 sites (``y_mean``, ``hidden``) together.
 """
 import pyro
@@ -11,7 +12,7 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
-from ..methods.result import MethodResult, guide_samples
+from ..methods.result import MethodResult, conditioned_trace, guide_samples
 from ..models.protocol import ProcessModel
 from ..utils.seeding import param_scope
 from ..validation import check_int
@@ -157,8 +158,11 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
     flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in draws.items()}
     pyro.set_rng_seed(seed)
     with param_scope(state), torch.no_grad():
-        trace = Predictive(model, posterior_samples=flat, num_samples=C * D, parallel=True) \
-            .get_vectorized_trace(*split.args, **split.kwargs)
+        if getattr(model, "max_plate_nesting", None) is not None:  # one trace, no prior draws (whose solves may diverge)
+            trace = conditioned_trace(model, flat, C * D, split.args, split.kwargs)
+        else:
+            trace = Predictive(model, posterior_samples=flat, num_samples=C * D, parallel=True) \
+                .get_vectorized_trace(*split.args, **split.kwargs)
     _check_sites(trace, flat, obs_site)
     attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
     if isinstance(model, ProcessModel) and model.obs_dims != ProcessModel.obs_dims:  # independent (x, y) pairs

@@ -6,7 +6,12 @@ A unit (patient, specimen, batch) ``i`` receives doses ``k = 1..K_i``.  Dose ``k
 * a **bolus** (``rate == 0``) makes the state jump, ``h_c(s) = h_c(s-) + a``.  The state at ``s`` includes the
   dose (dose first, then observe: an observation at a bolus time sees the dose);
 * an **infusion** (``rate > 0``) adds the constant ``rate`` to ``dh_c/dt`` on ``[s, s + a / rate)``, a
-  piecewise-constant input with known breakpoints.
+  piecewise-constant input with known breakpoints;
+* a **modelled infusion** (``rate`` -1 or -2, NONMEM's codes) is an infusion whose rate (-1) or duration (-2) is a
+  parameter of the model, not of the data: :meth:`DoseSchedule.resolved` turns the parameter's values into the
+  infusion's rate and end.  The schedule's own :meth:`~DoseSchedule.bolus_at`, :meth:`~DoseSchedule.infusion_on`
+  and :meth:`~DoseSchedule.end` treat it as neither a bolus nor an infusion (its end is its start), so only a
+  model that resolves it (:class:`~pyro_node_uq.models.GreyBoxNODEModel`) accepts it.
 
 Units have different numbers of doses, so the schedule is stored padded to ``K = max_i K_i`` with a mask: every
 field is an ``(N, K)`` tensor for ``N`` units.  Padded entries (``mask`` False) are ignored whatever they hold.
@@ -20,7 +25,9 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["DoseSchedule"]
+__all__ = ["MODELLED_DURATION", "MODELLED_RATE", "DoseSchedule"]
+
+MODELLED_RATE, MODELLED_DURATION = -1.0, -2.0  # NONMEM's RATE codes: the rate / the duration is a model parameter
 
 
 class DoseSchedule(NamedTuple):
@@ -29,7 +36,8 @@ class DoseSchedule(NamedTuple):
     :param torch.Tensor time: dose (or infusion start) times, float.
     :param torch.Tensor amount: dose amounts, float (an infusion lasts ``amount / rate``).
     :param torch.Tensor compartment: 0-based index of the hidden-state component dosed, integer.
-    :param torch.Tensor rate: infusion rates, float; ``0`` marks a bolus.
+    :param torch.Tensor rate: infusion rates, float; ``0`` marks a bolus, ``-1`` / ``-2`` an infusion whose rate /
+        duration is a model parameter (:data:`MODELLED_RATE`, :data:`MODELLED_DURATION`).
     :param torch.Tensor mask: boolean, True for real doses, False for padding.
 
     Example::
@@ -86,11 +94,12 @@ class DoseSchedule(NamedTuple):
     def max_doses(self):
         return self.time.shape[1]
 
-    def check(self, hidden_dim=None, num_units=None):
+    def check(self, hidden_dim=None, num_units=None, modelled=True):
         """Validate shapes, dtypes and values; errors name the field.
 
         :param int hidden_dim: if given, compartments must lie in ``[0, hidden_dim)``.
         :param int num_units: if given, the schedule must have this many units (or 1, shared by all).
+        :param bool modelled: whether modelled infusions (rate -1 or -2) are accepted.
         :returns: ``self``.
         """
         shape = self.time.shape
@@ -110,10 +119,17 @@ class DoseSchedule(NamedTuple):
                 raise ValueError(f"DoseSchedule: {name} must be floating point, got {v.dtype}")
             if not torch.isfinite(v[m]).all():
                 raise ValueError(f"DoseSchedule: {name} has non-finite values at real doses")
-        if (self.rate[m] < 0).any():
-            raise ValueError("DoseSchedule: rate must be >= 0 (0 marks a bolus)")
-        if ((self.amount[m] <= 0) & (self.rate[m] > 0)).any():
-            raise ValueError("DoseSchedule: an infusion (rate > 0) needs a positive amount")
+        coded = (self.rate[m] == MODELLED_RATE) | (self.rate[m] == MODELLED_DURATION)
+        if ((self.rate[m] < 0) & ~coded).any():
+            raise ValueError("DoseSchedule: rate must be >= 0 (0 marks a bolus) or -1 / -2 (a modelled rate / "
+                             f"duration), got {sorted(set(self.rate[m][self.rate[m] < 0].tolist()))}")
+        if coded.any() and not modelled:
+            raise ValueError("doses: modelled infusions (rate -1: the rate, -2: the duration is a model parameter, "
+                             "NONMEM's RATE -1 / -2) need a model with those parameters, a GreyBoxNODEModel with "
+                             "dose_parameters (such as 'D1'); this solve has none")
+        if ((self.amount[m] <= 0) & ((self.rate[m] > 0) | coded)).any():
+            raise ValueError("DoseSchedule: an infusion (rate > 0, or a modelled one, -1 / -2) needs a positive "
+                             "amount")
         cmt = self.compartment[m]
         if (cmt < 0).any() or (hidden_dim is not None and (cmt >= hidden_dim).any()):
             raise ValueError(f"DoseSchedule: compartment must lie in [0, hidden_dim={hidden_dim}), got values "
@@ -122,8 +138,37 @@ class DoseSchedule(NamedTuple):
             raise ValueError(f"DoseSchedule: expected {num_units} units (the trajectories' plate), got {shape[0]}")
         return self
 
+    @property
+    def modelled(self):
+        """Boolean ``(N, K)``: the real doses whose rate or duration is a model parameter (rate -1 or -2)."""
+        return self.mask & (self.rate < 0)
+
+    def resolved(self, value):
+        """The rate and end of every dose once the modelled ones' parameters are known.
+
+        :param torch.Tensor value: per dose, its parameter ``batch + (N, K)`` (broadcasting): the rate of a dose
+            with rate -1, the duration of one with rate -2 (positive; read only at modelled doses).
+        :returns: ``(rate, end)``, each ``batch + (N, K)``: a modelled dose's rate and end (``amount / duration``
+            and ``time + duration``, or the rate and ``time + amount / rate``), every other dose's own
+            (``rate`` and :meth:`end`).
+
+        Example::
+
+            >>> d = DoseSchedule.from_lists([[0.0, 12.0]], [[100.0, 100.0]], rates=[[-1.0, -2.0]])
+            >>> rate, end = d.resolved(torch.tensor([[50.0, 4.0]]))   # rate 50 for the first, 4 h for the second
+            >>> rate.tolist(), end.tolist()
+            ([[50.0, 25.0]], [[2.0, 16.0]])
+        """
+        by_rate, by_duration = self.rate == MODELLED_RATE, self.rate == MODELLED_DURATION
+        safe = torch.where(by_rate | by_duration, value, torch.ones_like(value))
+        rate = torch.where(by_rate, safe, torch.where(by_duration, self.amount / safe, self.rate))
+        end = torch.where(by_rate, self.time + self.amount / safe, torch.where(by_duration, self.time + safe,
+                                                                               self.end()))
+        return rate, end
+
     def end(self):
-        """End time of every dose: ``time + amount / rate`` for infusions, ``time`` for boluses, ``(N, K)``."""
+        """End time of every dose: ``time + amount / rate`` for infusions, ``time`` for boluses and modelled
+        infusions (see :meth:`resolved`), ``(N, K)``."""
         infusion = self.rate > 0
         return torch.where(infusion, self.time + self.amount / torch.where(infusion, self.rate, 1.0), self.time)
 

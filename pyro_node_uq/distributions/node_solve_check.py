@@ -82,7 +82,7 @@ def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim
     if doses is not None:
         if not isinstance(doses, DoseSchedule):
             raise TypeError(f"doses: expected a DoseSchedule, got {type(doses).__name__}")
-        doses.check(hidden_dim=H)
+        doses.check(hidden_dim=H, modelled=False)
         if doses.time.dtype != t.dtype:
             raise TypeError(f"doses: dtype {doses.time.dtype} differs from t's {t.dtype}")
         batch.append(doses.time.shape[:1])

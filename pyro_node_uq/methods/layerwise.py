@@ -57,6 +57,9 @@ def run_layerwise(model, split, *, warm_start=None, subset="last_layer", stochas
         ('layerwise_last_layer', 99)
     """
     model = as_process_model(model, split)
+    if stochastic is None and hasattr(model, "layer_sites") and not model.layer_sites(subset):
+        raise MethodSkipped(f"layer-wise VI: the model has no {subset!r} sites to sample (a grey-box model without "
+                            "a network correction has no network layers)")
     start = warm_start
     if start is None and map_steps != 0:
         start = start_from("map", None, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)

@@ -9,8 +9,10 @@ import pyro.distributions as dist
 import torch
 
 from ..distributions import NODESolution, ODESolver, solve_node
+from ..distributions.modelled_solve import solve_modelled
 from ..utils.tensors import broadcast_shapes
-from ..validation import check_positive
+from ..validation import OnDivergence, check_positive
+from .dose_parameters import modelled_infusions, with_dose_parameters
 from .hierarchical import HierarchicalNODEModel
 from .node import _left_of_trajectories, init_to_glorot
 from .structures import get_structure
@@ -86,6 +88,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     that with little data ``g`` stays small against ``f`` and the model is the mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
     no correction, a structure with a closed-form solution and bolus doses only, the states come from the closed
     form (exact and fast); otherwise from an ODE solve of the whole ensemble (``torchdiffeq``; default ``dopri5``).
+    Doses with a modelled rate or duration (rate code -1 / -2, NONMEM's ``RATE``) take it from the parameters
+    ``R<n>`` / ``D<n>`` of ``dose_parameters``; they are solved in closed form where the structure's closed form
+    takes infusions (the one-compartment structures, given infusions alongside included), else by
+    :func:`~pyro_node_uq.distributions.modelled_solve.solve_modelled`.
 
     :param structure: a :class:`~pyro_node_uq.models.structures.Structure` or the name of one in
         :data:`~pyro_node_uq.models.structures.STRUCTURES`.
@@ -93,6 +99,12 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param int obs_dim: observed outputs: the structure's (``None`` or equal to it).
     :param random_effects: parameter names with a random effect (default: all).
     :param dict typical: prior medians of the typical parameters (default: the structure's values).
+    :param dict dose_parameters: modelled infusion rates and durations as further parameters, name -> prior
+        median: ``"R<n>"`` the rate of the doses coded -1 (NONMEM's ``RATE`` -1), ``"D<n>"`` the duration of those
+        coded -2, into state ``n`` (1-based in the structure's states: the central compartment is 1, a depot 2;
+        :mod:`~pyro_node_uq.models.dose_parameters`).  They are log-normal with a random effect like the others;
+        with them the closed form (where the structure's solves infusions) or the ODE solve runs every dose's
+        rate and end from the unit's parameters.
     :param float typical_prior: log-scale std of the typical parameters' log-normal prior.
     :param tuple correction: hidden widths of the correction network ``G``, or ``None`` for none.
     :param float correction_prior: ``c``: the correction's size per unit of the network's output, relative to
@@ -127,8 +139,9 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
 
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
                  correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
-                 omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, **kwargs):
-        structure = get_structure(structure)
+                 omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, dose_parameters=None,
+                 **kwargs):
+        structure = with_dose_parameters(get_structure(structure), dose_parameters)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
             raise ValueError(f"input_dim: structure {structure.name!r} reads {len(structure.inputs)} inputs "
@@ -244,13 +257,30 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
 
     def unit_solve(self, R, params, t, x, h0, **options):
         """The closed form of the structure (no correction, bolus doses, zero initial state at the first dose or
-        observation) or the ODE solve; the mean is the structure's observation of the states."""
+        observation; with modelled infusions also given infusions, where the closed form solves them) or the ODE
+        solve (with modelled infusions :func:`~pyro_node_uq.distributions.modelled_solve.solve_modelled`); the
+        mean is the structure's observation of the states."""
         theta = params["F.theta"]
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
         doses = options["doses"]
-        if (self.structure.solution is not None and not self.has_correction and options["t0"] is None
-                and not torch.is_tensor(self.init) and self.init == "zero"
-                and (doses is None or not bool((doses.rate[doses.mask] > 0).any()))):
+        modelled = doses is not None and bool(doses.modelled.any())
+        closed = (self.structure.solution is not None and not self.has_correction and options["t0"] is None
+                  and not torch.is_tensor(self.init) and self.init == "zero")
+        if modelled:
+            doses.check(hidden_dim=self.hidden_dim)
+            rate, end = modelled_infusions(doses, named, self.dose_scale, f"structure {self.structure.name!r}")
+        if closed and modelled and self.structure.solves_infusions:
+            hidden = self.structure.solution(t, doses, named, infusions=(rate, end))
+            diverged = torch.zeros(hidden.shape[:-2], dtype=torch.bool, device=t.device)
+        elif modelled:
+            if x is not None and self.input_dim:
+                raise ValueError("doses: modelled infusions (rate -1 / -2) are solved for structures without "
+                                 f"inputs x; {self.structure.name!r} reads {self.input_dim}")
+            h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (self.hidden_dim,))
+            hidden, diverged = solve_modelled(R, params, t, h0, doses, rate, end, t_mask=options["t_mask"],
+                                              t0=options["t0"], solver=options["solver"],
+                                              on_divergence=OnDivergence(options["on_divergence"]))
+        elif closed and (doses is None or not bool((doses.rate[doses.mask] > 0).any())):
             if doses is None:
                 hidden = theta.new_zeros(theta.shape[:-1] + (t.shape[-1], self.hidden_dim))
             else:

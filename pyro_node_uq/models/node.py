@@ -463,7 +463,8 @@ class NODEModel(ProcessModel):
         scale = self._noise_scale(t)
         prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
         if doses is not None and self.dose_scale != 1.0:
-            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=doses.rate * self.dose_scale)
+            rate = torch.where(doses.rate < 0, doses.rate, doses.rate * self.dose_scale)  # keeps -1 / -2 codes
+            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=rate)
         if t_mask is not None:  # padded per-unit times are never observed
             mask = t_mask[..., None] if mask is None else mask & t_mask[..., None]
         units = UnitData(idx, t, x, x_times, covariates, bool(new_units))

@@ -28,6 +28,7 @@ Your own structure: write ``f`` as a Python function of ``(h, x, theta)`` and wr
     >>> s.field(torch.ones(4, 1), None, s.typical_values(torch.ones(1))).shape
     torch.Size([4, 1])
 """
+import inspect
 import math
 
 import torch
@@ -54,7 +55,10 @@ class Structure:
     :param tuple inputs: names of the inputs ``x`` the field reads (``()``: autonomous).
     :param callable solution: optional closed form ``solution(t, doses, theta) -> h`` for bolus doses and a zero
         initial state: ``t`` ``(N, T)``, :class:`~pyro_node_uq.distributions.DoseSchedule` of ``N`` units, theta
-        ``batch + (N,)``, returning ``batch + (N, T, H)``.
+        ``batch + (N,)``, returning ``batch + (N, T, H)``.  One with a keyword ``infusions`` also solves
+        infusions: ``(rate, end)`` ``batch + (N, K)`` of every dose (of
+        :meth:`~pyro_node_uq.distributions.DoseSchedule.resolved`; rate 0 at boluses), used with modelled rates
+        or durations (:attr:`solves_infusions`).
     :param int dose_state: the state oral doses go into by default (``None``: no default).
     """
 
@@ -75,6 +79,11 @@ class Structure:
         self.params = dict(params)
         self.observe_fn = observe
         self.obs_dim, self.inputs, self.solution, self.dose_state = int(obs_dim), tuple(inputs), solution, dose_state
+
+    @property
+    def solves_infusions(self):
+        """Whether the closed form ``solution`` takes infusions (a keyword ``infusions``)."""
+        return self.solution is not None and "infusions" in inspect.signature(self.solution).parameters
 
     @property
     def param_names(self):
@@ -182,19 +191,61 @@ def _bateman(ka, ke, lag):
     return torch.where(small, lag * torch.exp(-ke * lag) * (1 - delta * lag / 2), quotient)
 
 
-def _one_iv_solution(t, doses, theta):
+def _infusion_lags(t, doses, infusions):
+    """Per unit, observation and dose (``batch + (N, T, K)``): the time since an infusion ended (0 before), the
+    time it has run so far (0 before it starts) and its rate (0 for boluses and padding); ``infusions`` is
+    ``(rate, end)`` of :meth:`~pyro_node_uq.distributions.DoseSchedule.resolved`."""
+    rate, end = infusions
+    if t.dim() == 1:
+        t = t.expand(doses.num_units, -1)
+    t = t[..., :, None]
+    since_end = (t - end[..., None, :]).clamp(min=0)
+    infused = (torch.minimum(t, end[..., None, :]) - doses.time[:, None, :]).clamp(min=0)
+    on = doses.mask & (rate > 0)
+    return since_end, infused, torch.where(on, rate, torch.zeros_like(rate))[..., None, :]
+
+
+def _infused(k, since_end, infused):
+    """``int_{since_end}^{since_end + infused} exp(-k s) ds``: what a unit-rate infusion leaves of a state
+    emptied at rate ``k`` (``expm1``: no cancellation for a short infusion)."""
+    return torch.exp(-k * since_end) * -torch.expm1(-k * infused) / k
+
+
+def _infused_bateman(ka, ke, since_end, infused):
+    """``int_a^b bateman(ka, ke, s) ds`` with ``a = since_end``, ``b = a + infused``: what a unit-rate infusion
+    into a depot emptied at ``ka`` leaves in a state emptied at ``ke`` (divided by ``ka``); where ``(ka - ke) b``
+    is tiny, by the integral at the mean rate ``(ka + ke) / 2`` (its error is of order ``((ka - ke) b)^2``)."""
+    delta, b = ka - ke, since_end + infused
+    small = (delta * b).abs() < 1e-4
+    quotient = (_infused(ke, since_end, infused) - _infused(ka, since_end, infused)) / torch.where(
+        small, torch.ones_like(delta), delta)
+    k = (ka + ke) / 2
+    mean_rate = (torch.exp(-k * since_end) * (1 + k * since_end) - torch.exp(-k * b) * (1 + k * b)) / k ** 2
+    return torch.where(small, mean_rate, quotient)
+
+
+def _one_iv_solution(t, doses, theta, infusions=None):
     lag, amount, cmt, th = _lags(t, doses, theta)
     ke = (th["CL"] / th["V"])
     central = (amount * (cmt == 0) * torch.exp(-ke * lag)).sum(-1)
+    if infusions is not None:
+        since_end, infused, rate = _infusion_lags(t, doses, infusions)
+        central = central + (rate * (cmt == 0) * _infused(ke, since_end, infused)).sum(-1)
     return central[..., None]
 
 
-def _one_oral_solution(t, doses, theta):
+def _one_oral_solution(t, doses, theta, infusions=None):
     lag, amount, cmt, th = _lags(t, doses, theta)
     ka, ke = th["ka"], th["CL"] / th["V"]
     into_central, into_depot = amount * (cmt == 0), amount * (cmt == 1)
     depot = (into_depot * torch.exp(-ka * lag)).sum(-1)
     central = (into_central * torch.exp(-ke * lag) + into_depot * ka * _bateman(ka, ke, lag)).sum(-1)
+    if infusions is not None:
+        since_end, infused, rate = _infusion_lags(t, doses, infusions)
+        to_central, to_depot = rate * (cmt == 0), rate * (cmt == 1)
+        depot = depot + (to_depot * _infused(ka, since_end, infused)).sum(-1)
+        central = central + (to_central * _infused(ke, since_end, infused)
+                             + to_depot * ka * _infused_bateman(ka, ke, since_end, infused)).sum(-1)
     return torch.stack([central, depot], -1)
 
 

@@ -45,7 +45,7 @@ def test_fit_command_writes_its_outputs_and_equals_one_process_under_torchrun(tm
     assert torch.allclose(torch.tensor(_losses(two)), torch.tensor(_losses(one)), rtol=1e-5)
 
 
-def _torchrun(cwd, args):
+def _torchrun(cwd, args, timeout=300):
     """``pyro_node_uq args`` under torchrun with 2 processes; the finished process (exit status 0 asserted)."""
     # the launcher starts from a clean slate: no process-group variables and no signal dispositions or mask
     # inherited from this test process (in the full default run, after every doctest, rank 1 aborted with
@@ -61,7 +61,7 @@ def _torchrun(cwd, args):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
 
-    proc = subprocess.run(cmd, cwd=cwd, env=env, timeout=300, capture_output=True, text=True,  # noqa: PLW1510
+    proc = subprocess.run(cmd, cwd=cwd, env=env, timeout=timeout, capture_output=True, text=True,  # noqa: PLW1510
                           preexec_fn=fresh_signals, start_new_session=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

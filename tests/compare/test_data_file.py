@@ -80,3 +80,22 @@ def test_repeated_covariates_and_unreadable_files_are_refused(csv, tmp_path):
     binary.write_bytes(b"\x00\x01\x02PK\x03\x04")
     with pytest.raises(SystemExit, match=r"--data: read_events: '.*data.csv' is a binary file"):
         main(["compare", "--data", str(binary), "--out", str(tmp_path / "b"), *_TINY_RUN])
+
+
+def test_modelled_durations_in_a_data_file(tmp_path, capsys):
+    """Theophylline with its doses as zero-order absorption of modelled duration (RATE -2 on the dose rows): the
+    default grey-box structure gets the parameter ``D2`` (the depot) and fits; ``--structure none`` (a pure NODE,
+    which has no such parameter) is refused by name."""
+    import pandas as pd
+
+    frame = theophylline_table()
+    frame["RATE"] = [-2 if float(a) > 0 else 0 for a in pd.to_numeric(frame["AMT"], errors="coerce").fillna(0)]
+    path = tmp_path / "theo_rate.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "out"
+    rc = main(["compare", "--data", str(path), "--format", "nonmem", "--out", str(out), *_TINY_RUN])
+    assert rc == 0, capsys.readouterr().err
+    assert "D2" in (out / "nlme" / "map_parameters.csv").read_text()
+    with pytest.raises(SystemExit, match=r"--structure none: .*modelled rate or duration \(RATE -1 / -2\)"):
+        main(["compare", "--data", str(path), "--format", "nonmem", "--structure", "none",
+              "--out", str(tmp_path / "none"), *_TINY_RUN])

@@ -5,6 +5,7 @@ import os
 import arviz as az
 import numpy as np
 import pytest
+import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
@@ -97,3 +98,38 @@ def test_rank_scores_match_scipy_and_sklearn():
     labels = np.r_[np.zeros(30), np.ones(22)]
     assert auroc(neg, pos) == pytest.approx(roc_auc_score(labels, np.r_[neg, pos]), abs=1e-12)
     assert np.isnan(spearman(np.zeros(5), np.arange(5.0)))  # a constant uncertainty ranks nothing
+
+
+# ------------------------------------------------------------------------------------------------- under torchrun
+RANKED = {"map": {"num_steps": 8}, "autonormal": {"num_steps": 3, "num_particles": 2, "elbo_particles": 4},
+          "ensemble": {"num_members": 2, "num_steps": 3}}
+
+
+def compare_in_float64(out):
+    """The MAP (its LTAU recording sees a shard per rank), AutoNormal (data-parallel SVI) and an ensemble (members
+    shared out to the ranks) on a tiny problem in float64; the rows as plain dicts (run by each of the 2 test
+    processes of ``tests/infer/distributed/workers.py`` too)."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        problem = load_problem("chemical", **TINY).to(torch.float64)
+        rows = run_comparison(problem, list(RANKED), out=out, quick=True, num_samples=4, idata_samples=4,
+                              progress_bar=False, overrides=RANKED)
+        return [dict(r) for r in rows]
+    finally:
+        torch.set_default_dtype(dtype)
+
+
+def test_under_two_processes_rank_0_alone_writes_the_one_process_table(tmp_path, two_processes):
+    """With 2 gloo processes every fit is shared (data-parallel SVI, ensemble members gathered on rank 0), rank 0
+    writes the rows of one process (scores to 1e-5 in float64) and rank 1 returns no rows and writes nothing."""
+    one = compare_in_float64(str(tmp_path / "one"))
+    (rows, entries), (rows1, _) = (r["comparison"] for r in two_processes)
+    assert rows1 == []
+    assert entries == [".out.lock", "out"]  # no second staging folder
+    assert [(r["method"], r["status"]) for r in rows] == [(m, "ok") for m in RANKED]
+    for a, b in zip(one, rows):
+        scores = [k for k, v in a.items() if isinstance(v, float) and k not in ("wall_time", "num_model_evals")]
+        assert "test_nll" in scores
+        for key in scores:
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8, nan_ok=True), (a["method"], key)

@@ -44,18 +44,42 @@ def test_csv_file_infusions_censoring_and_no_evid(tmp_path):
     ({"TIME": [0, 1, 1, 2, 0, 1.5, 3]}, {}, r"row 3, column 'TIME': unit '1' has two observations at time 1"),
     ({"EVID": [1, 0, 0, 0, 4, 0, 0]}, {}, r"row 5, column 'EVID': EVID 4 is not supported"),
     ({"AMT": [0, 0, 0, 0, 80, 0, 0]}, {}, r"row 1, column 'AMT': a dose \(EVID 1\) needs a positive amount"),
-    ({"RATE": [-2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates"),
+    ({"RATE": [-3, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': RATE -3 is not supported"),
+    ({"RATE": [-2, 0, 0, 0, 0, 0, 0], "AMT": [0, 0, 0, 0, 80, 0, 0]}, {},
+     r"row 1, column 'AMT': a modelled infusion \(RATE -2\) needs a positive amount"),
+    ({"RATE": [0, -1, 0, 0, 0, 0, 0]}, {}, r"row 2, column 'RATE': RATE -1 \(a modelled infusion\) on a row that is not"),
+    ({"RATE": [-2, 0, 0, 0, 0, 0, 0], "SS": [1, 0, 0, 0, 0, 0, 0], "II": [0] * 7}, {},
+     r"row 1, column 'II': a steady-state dose \(SS 1\) needs a positive"),
     ({"CMT": [0, 2, 2, 2, 1, 2, 2]}, {}, r"row 1, column 'CMT': expected a 1-based compartment"),
     ({}, {"covariates": ["AGE"]}, r"no column 'AGE' \(argument covariates=\)"),
     ({"ADDL": [2, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': ADDL 2 needs a positive dosing interval"),
     ({"ADDL": [1.5, 0, 0, 0, 0, 0, 0], "II": [12, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'ADDL': expected a whole"),
     ({"SS": [1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'II': a steady-state dose \(SS 1\) needs a positive"),
     ({"SS": [2, 0, 0, 0, 0, 0, 0], "II": [12] * 7}, {}, r"row 1, column 'SS': SS 2 is not supported"),
-    ({"RATE": [-1, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': modelled rates or durations \(RATE -1\)"),
+    ({"RATE": [-0.5, 0, 0, 0, 0, 0, 0]}, {}, r"row 1, column 'RATE': RATE -0.5 is not supported"),
 ])
 def test_errors_name_row_and_column(changes, kwargs, match):
     with pytest.raises(ValueError, match=match):
         read_events(_frame(**changes), **kwargs)
+
+
+def test_modelled_rates_and_durations_read_as_their_codes(tmp_path):
+    """RATE -1 / -2 dose rows are kept as those codes (the model's R<n> / D<n> resolve them), with ADDL and a
+    steady state like any dose; an observation row may carry RATE 0 or '.'; without EVID a RATE -1 row with no
+    amount is not a dose and is refused by row and column."""
+    frame = _frame(RATE=[-2, ".", 0, 0, -1, 0, "."], ADDL=[1, 0, 0, 0, 0, 0, 0], II=[12, 0, 0, 0, 24, 0, 0],
+                   SS=[0, 0, 0, 0, 1, 0, 0], CMT=[1, 1, 1, 1, 2, 1, 1])
+    path = tmp_path / "modelled.csv"
+    frame.to_csv(path, index=False)
+    u = read_events(path, ss_doses=3)
+    assert u.doses.rate[0, :2].tolist() == [-2.0, -2.0] and u.doses.time[0, :2].tolist() == [0.0, 12.0]
+    assert u.doses.rate[1].tolist() == [-1.0] * 4 and u.doses.time[1].tolist() == [-72.0, -48.0, -24.0, 0.0]
+    assert u.doses.compartment.tolist() == [[0, 0, 0, 0], [1, 1, 1, 1]]
+    assert u.doses.modelled.tolist() == [[True, True, False, False], [True] * 4]
+    assert u.doses.end()[0, 0] == 0.0  # an unresolved modelled infusion has no end of its own
+    with pytest.raises(ValueError, match=r"row 2, column 'RATE': RATE -1 \(a modelled infusion\) on a row that is "
+                                         r"not a dose \(EVID 0, 'AMT' not positive\)"):
+        read_events(_frame(RATE=[0, -1, 0, 0, 0, 0, 0]).drop(columns=["EVID"]))
 
 
 def test_additional_doses_expand_to_rows(tmp_path):
@@ -153,6 +177,40 @@ def test_steady_state_dose_matches_the_closed_form_steady_state():
     k = 0.1
     expected = 100 / 20 * torch.exp(-k * u.t) / (1 - torch.exp(torch.tensor(-k * 12.0, dtype=torch.float64)))
     assert torch.allclose(tr.nodes["y_mean"]["value"][0, :, 0], expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("code, value", [(-2, 3.0), (-1, 100 / 3.0)])
+def test_steady_state_modelled_infusion_matches_the_closed_form_steady_state(code, value):
+    """SS 1 with II 12 and RATE -2 (duration D1 = 3 h) or -1 (rate R1 = 100 / 3) on a one-compartment IV dose of
+    100 into V 20 with CL 2 (k 0.1 / h), the parameter fixed: the steady-state infusion
+    C(t) = R / CL (1 - exp(-k t)) + C0 exp(-k t) during it, C(D) exp(-k (t - D)) after, with the trough
+    C0 = R / CL (1 - exp(-k D)) exp(-k (II - D)) / (1 - exp(-k II)), to 1e-9, on the closed form and (tolerance
+    1e-10) on the ODE path."""
+    frame = pd.DataFrame({"ID": [1] * 5, "TIME": [0, 1, 3, 6, 11.5], "DV": [".", 1.0, 1.0, 1.0, 1.0],
+                          "AMT": [100, 0, 0, 0, 0], "EVID": [1, 0, 0, 0, 0], "SS": [1, 0, 0, 0, 0],
+                          "II": [12, 0, 0, 0, 0], "RATE": [code, 0, 0, 0, 0]})
+    u = read_events(frame)
+    name = "D1" if code == -2 else "R1"
+    data = {"CL_pop": torch.tensor(2.0, dtype=torch.float64), "V_pop": torch.tensor(20.0, dtype=torch.float64),
+            f"{name}_pop": torch.tensor(value, dtype=torch.float64)}
+    k, D, R, ii = 0.1, 3.0, 100 / 3.0, 12.0
+    decay = lambda s: torch.exp(torch.as_tensor(-k * s, dtype=torch.float64))
+    trough = R / 2.0 * (1 - decay(D)) * decay(ii - D) / (1 - decay(ii))
+    during = R / 2.0 * (1 - decay(u.t)) + trough * decay(u.t)
+    peak = R / 2.0 * (1 - decay(D)) + trough * decay(D)
+    expected = torch.where(u.t <= D, during, peak * decay(u.t - D))
+    for solver in (None, {"rtol": 1e-10, "atol": 1e-10}):
+        structure = "one_compartment_iv"
+        if solver is not None:  # the same field without its closed form: the ODE path
+            from pyro_node_uq.models import Structure
+            from pyro_node_uq.models.structures import get_structure
+            s = get_structure(structure)
+            structure = Structure("iv", s.field, s.states, s.params, s.observe_fn)
+        model = GreyBoxNODEModel(structure, random_effects=(), dose_parameters={name: 1.0}, solver=solver)
+        with pyro.poutine.condition(data=data):
+            tr = pyro.poutine.trace(model).get_trace(u.t, None, None, num_trajectories=1, doses=u.doses)
+        got = tr.nodes["y_mean"]["value"][0, :, 0]
+        assert torch.allclose(got, expected, rtol=1e-9 if solver is None else 1e-7), (got - expected).abs().max()
 
 
 def test_steady_state_after_earlier_doses_is_refused():

@@ -28,3 +28,13 @@ def test_guide_kwargs_name_their_own_scale_and_another_guide_class_takes_init_sc
     assert torch.allclose(res.guide.stochastic_guide.scale.detach(), torch.tensor(0.3), rtol=1e-3)
     mvn = _fit(tiny, guide=AutoMultivariateNormal, init_scale=0.05)
     assert torch.allclose(mvn.guide.stochastic_guide.scale.detach(), torch.tensor(0.05), rtol=1e-3)
+
+
+def test_a_model_without_the_layers_is_skipped_by_name_before_any_fit():
+    from pyro_node_uq.data import events_problem, structured_problem
+    from pyro_node_uq.data.pk import theophylline_table
+    from pyro_node_uq.methods import MethodSkipped
+
+    problem = structured_problem(events_problem(theophylline_table("mg")))  # no network correction: no layers
+    with pytest.raises(MethodSkipped, match="no 'last_layer' sites.*without a network correction"):
+        run_layerwise(problem.default_model(), problem.train, num_steps=1, map_steps=2, progress_bar=False)

@@ -145,17 +145,25 @@ def ctx():
     return context
 
 
+def _fit_or_skip(context, name):
+    """The fit of method ``name`` (``None`` for an error predictor, whose predictor is checked), or a skip."""
+    try:
+        result = context.fit(name)
+    except MethodSkipped as e:
+        pytest.skip(f"{name} does not apply: {e}")
+    if METHODS[name].kind == "error":
+        assert result.error_predictor is not None
+        return None
+    return result
+
+
 # the untrained correction fields at ctx's coarse fixed steps: some prior draws, starts and sampler proposals
 # diverge and are rejected ("reject"); each is reported with a warning, which this plumbing test does not check
 @pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_fits_a_greybox_model(ctx, name):
-    try:
-        result = ctx.fit(name)
-    except MethodSkipped as e:
-        pytest.skip(f"{name} does not apply: {e}")
-    if METHODS[name].kind == "error":
-        assert result.error_predictor is not None
+    result = _fit_or_skip(ctx, name)
+    if result is None:
         return
     draws = result.posterior_samples(4)
     assert draws["eta_z"].shape == (4, len(ctx.problem.train), 2) and draws["CL_pop"].shape == (4,)
@@ -171,3 +179,82 @@ def test_layerwise_on_the_correction(ctx):
                         elbo_particles=2)
     draws = fit.posterior_samples(5)
     assert draws["R.1.weight"].std(0).min() > 0 and draws["CL_pop"].std(0) == 0
+
+
+def _modelled_doses():
+    """A modelled duration into the depot (unit 0, also a given infusion), a modelled rate into the central
+    compartment (unit 1), a bolus (unit 2)."""
+    return DoseSchedule.from_lists([[0.0, 6.0], [0.0, 1.0], [2.0]], [[320.0, 100.0], [200.0, 50.0], [150.0]],
+                                   [[1, 0], [0, 1], [1]], [[-2.0, 40.0], [-1.0, 0.0], [0.0]], dtype=torch.float64)
+
+
+def test_modelled_rates_and_durations_are_parameters_on_both_paths():
+    """``D2`` / ``R1`` are log-normal parameters with a random effect, recorded in ``theta``; the closed form and
+    the ODE path (a zero correction) agree on ragged times; without the parameter the error names it; a pure
+    NODE refuses the codes."""
+    model = GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0, "R1": 100.0})
+    t = torch.tensor([[0.5, 1.0, 4.0, 8.0], [0.25, 2.0, 9.0, 0.0], [2.0, 3.0, 5.0, 0.0]], dtype=torch.float64)
+    t_mask = torch.tensor([[True] * 4, [True] * 3 + [False], [True] * 3 + [False]])
+    data = {**POP, "D2_pop": torch.tensor(1.5, dtype=torch.float64), "R1_pop": torch.tensor(90.0, dtype=torch.float64),
+            "omega": torch.tensor([0.3, 0.2, 0.4, 0.3, 0.3], dtype=torch.float64),
+            "eta_z": torch.randn(3, 5, dtype=torch.float64)}
+    closed = _trace(model, t, data, doses=_modelled_doses(), t_mask=t_mask)
+    assert {"D2_pop", "R1_pop"} <= set(closed.nodes) and closed.nodes["theta"]["value"].shape == (3, 5)
+    assert model.effects == ("CL", "V", "ka", "D2", "R1")
+    ode_model = GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0, "R1": 100.0}, correction=(4,),
+                                 solver={"rtol": 1e-10, "atol": 1e-10})
+    last = {"R.1.weight": torch.zeros(2, 4, dtype=torch.float64), "R.1.bias": torch.zeros(2, dtype=torch.float64)}
+    ode = _trace(ode_model, t, {**data, **last}, doses=_modelled_doses(), t_mask=t_mask)
+    a, b = closed.nodes["y_mean"]["value"], ode.nodes["y_mean"]["value"]
+    assert torch.allclose(a[t_mask], b[t_mask], rtol=0, atol=1e-8), (a - b)[t_mask].abs().max()
+    with pytest.raises(ValueError, match=r"need the parameters \['R1'\]"):
+        _trace(GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0}), t, {}, doses=_modelled_doses(),
+               t_mask=t_mask)
+    from pyro_node_uq.models import HierarchicalNODEModel
+    with pytest.raises(ValueError, match="modelled infusions .* need a model with those parameters"):
+        _trace(HierarchicalNODEModel(obs_dim=1, hidden_dim=2), t, {}, doses=_modelled_doses(), t_mask=t_mask)
+
+
+@pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")  # prior draws of the correction at rk4
+def test_modelled_doses_vectorised_over_particles():
+    """A vectorised ELBO and a parallel predictive over particles, on the closed form and on the ODE path."""
+    t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
+    for correction in (None, (3,)):
+        model = GreyBoxNODEModel("one_compartment_oral", dose_parameters={"D2": 1.0, "R1": 100.0},
+                                 correction=correction, solver={"method": "rk4", "substeps": 4, "step_check": False},
+                                 on_divergence="reject")
+        pyro.clear_param_store()
+        guide = AutoNormal(model, init_loc_fn=model.init_loc_fn())
+        kwargs = {"doses": _modelled_doses()}
+        loss = Trace_ELBO(num_particles=4, vectorize_particles=True).differentiable_loss(model, guide, t, None, y,
+                                                                                         **kwargs)
+        assert torch.isfinite(loss)
+        pred = Predictive(model, guide=guide, num_samples=5, parallel=True)(t, None, None, num_trajectories=3,
+                                                                             **kwargs)
+        assert pred["y_mean"].shape == (5, 3, 4, 1) and pred["theta"].shape == (5, 3, 5)
+
+
+@pytest.fixture(scope="module")
+def modelled_ctx():
+    from pyro_node_uq.data.mechanistic import mechanistic_problem
+
+    problem = mechanistic_problem("one_compartment_iv", {"CL": 2.0, "V": 20.0, "D1": 3.0}, 0.2, 0.1, num_units=6,
+                                  num_obs=5, t_end=12.0, rate=-2)
+    context = RunContext(problem, progress_bar=False, options={name: tiny_options(m) for name, m in METHODS.items()})
+    context._model = GreyBoxNODEModel("one_compartment_iv", dose_parameters={"D1": 1.0}, on_divergence="reject")
+    return context
+
+
+# the mechanism alone has no network: the layer-wise subsets of a network's layers do not apply
+@pytest.mark.parametrize("name", [n for n in METHODS if n not in ("layerwise_last", "layerwise_first")])
+def test_every_method_infers_a_modelled_duration(modelled_ctx, name):
+    """Data with a modelled duration (RATE -2): every method samples or fits ``D1`` like ``CL`` (closed form)."""
+    result = _fit_or_skip(modelled_ctx, name)
+    if result is None:
+        return
+    draws = result.posterior_samples(4)
+    assert draws["D1_pop"].shape == (4,) and bool((draws["D1_pop"] > 0).all())
+    assert draws["eta_z"].shape == (4, len(modelled_ctx.problem.train), 3)
+    pred = result.predict(modelled_ctx.problem.test, num_samples=4)
+    assert bool(torch.isfinite(pred["y_mean"]).all())

@@ -58,3 +58,26 @@ def test_correction_does_not_overfit_data_from_the_mechanism_alone():
     g, f = _correction_and_field(grey_model, grey.posterior_samples(1),
                                  torch.stack([central, torch.zeros_like(central)], -1))
     assert (g[:, 0].abs() / f[:, 0].abs()).max() < 0.03, (g[:, 0], f[:, 0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, code, value, start", [("D1", -2, 3.0, 1.0), ("R1", -1, 100 / 3.0, 10.0)])
+def test_map_recovers_a_modelled_infusion_duration_or_rate(name, code, value, start):
+    """12 units simulated from the one-compartment IV model with a modelled duration (NONMEM's RATE -2, ``D1``
+    3 h) or rate (RATE -1, ``R1`` 100 / 3 mg/h), the same for every unit: CL 2, V 20 with omega 0.2, a 100 mg dose
+    at 0, 8 ragged samples over 12 h (half of them during or near the infusion), additive noise 0.1 mg/L.  MAP from
+    priors centred far off (CL 1, V 10, D1 1 or R1 10, log-scale std 2) recovers the typical duration or rate
+    within 5% and CL, V within 10% (measured: D1 2.98, CL 2.00, V 20.3; R1 33.6, CL 2.00, V 20.2)."""
+    from pyro_node_uq.data.mechanistic import mechanistic_units
+
+    truth = {"CL": 2.0, "V": 20.0, name: value}
+    units = mechanistic_units("one_compartment_iv", truth, (0.2, 0.2, 0.0), 0.1, num_units=12, num_obs=8,
+                              t_end=12.0, dose=100.0, rate=code, seed=0)
+    assert units.doses.modelled.all()
+    model = GreyBoxNODEModel("one_compartment_iv", dose_parameters={name: start}, typical={"CL": 1.0, "V": 10.0},
+                             typical_prior=2.0, random_effects=("CL", "V"))
+    fit = run_map(model, units, num_steps=2000, stop_rtol=1e-7, progress_bar=False)
+    draws = fit.posterior_samples(1)
+    got = {k: float(draws[f"{k}_pop"].reshape(())) for k in truth}
+    assert abs(got[name] / value - 1) < 0.05, got
+    assert abs(got["CL"] / 2.0 - 1) < 0.1 and abs(got["V"] / 20.0 - 1) < 0.1, got

@@ -119,3 +119,44 @@ def test_errors_name_the_problem():
         Structure("bad", lambda h, x, th: h, ("A",), {"k": -1.0})
     with pytest.raises(TypeError, match="field must be a function"):
         Structure("bad", None, ("A",), {"k": 1.0})
+
+
+@pytest.mark.parametrize("code", [-1.0, -2.0])
+@pytest.mark.parametrize("name, cmt", [("one_compartment_iv", 0), ("one_compartment_oral", 1),
+                                       ("one_compartment_oral", 0)])
+def test_closed_form_of_modelled_infusions_equals_given_ones(name, cmt, code):
+    """With the rate / duration fixed at a value, a modelled infusion's closed form equals a given-rate infusion
+    of the same rate and duration: the closed form of that infusion to 1e-9, and an ODE solve of it (tolerance
+    1e-11) to 1e-8; for the central compartment also the textbook ``R / CL (1 - exp(-k t))`` then decay."""
+    from pyro_node_uq.models.dose_parameters import modelled_infusions
+
+    s = get_structure(name)
+    theta = {k: torch.tensor([v, 1.3 * v], dtype=torch.float64) for k, v in s.params.items()}
+    D = torch.tensor([2.5, 0.7], dtype=torch.float64)
+    value = D if code == -2.0 else 100.0 / D
+    times, amounts = [[0.0, 6.0], [0.5]], [[100.0, 100.0], [100.0]]
+    modelled = DoseSchedule.from_lists(times, amounts, [[cmt, cmt], [cmt]], [[code, code], [code]])
+    given = DoseSchedule.from_lists(times, amounts, [[cmt, cmt], [cmt]], [[float(100 / D[0])] * 2, [float(100 / D[1])]])
+    t = torch.tensor([0.25, 0.5, 1.0, 2.0, 2.5, 3.0, 6.5, 9.0, 24.0], dtype=torch.float64)
+    closed = s.solution(t, modelled, theta, infusions=modelled_infusions(modelled, {**theta, f"{'RD'[int(-code) - 1]}"
+                                                                                    f"{cmt + 1}": value}))
+    assert torch.allclose(closed, s.solution(t, given, theta, infusions=(given.rate, given.end())), rtol=0, atol=1e-9)
+    for i in range(2):
+        th = {k: v[i] for k, v in theta.items()}
+        grid = torch.tensor(sorted({*t.tolist(), *given.time[i][given.mask[i]].tolist(),
+                                    *given.end()[i][given.mask[i]].tolist()}), dtype=torch.float64)
+        out, h = {}, torch.zeros(s.hidden_dim, dtype=torch.float64)
+        for a, b in itertools.pairwise(grid.tolist()):
+            u = given.infusion_on(a, b, s.hidden_dim)[i]
+            h = torchdiffeq.odeint(lambda _, y, th=th, u=u: s.field(y, None, th) + u, h,
+                                   torch.tensor([a, b], dtype=torch.float64), rtol=1e-11, atol=1e-11)[-1]
+            out[b] = h
+        ode = torch.stack([out.get(x, torch.zeros(s.hidden_dim, dtype=torch.float64)) for x in t.tolist()])
+        assert torch.allclose(closed[i], ode, rtol=0, atol=1e-8), (closed[i] - ode).abs().max()
+    if cmt == 0:
+        k, R, start = theta["CL"][0] / theta["V"][0], 100 / D[0], 0.0
+        during = R / k * (1 - torch.exp(-k * (t - start)))
+        after = R / k * (1 - torch.exp(-k * D[0])) * torch.exp(-k * (t - start - D[0]))
+        mask = t <= 6.0  # before the second dose
+        exact = torch.where(t <= start + D[0], during, after)
+        assert torch.allclose(closed[0, mask, 0], exact[mask], rtol=0, atol=1e-9)

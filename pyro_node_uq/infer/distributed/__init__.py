@@ -12,7 +12,8 @@ from .process import (
     spawn,
     sync_rng_state,
 )
-from .svi import DataParallelSVI, data_plate, subsample_plate
+from .svi import DataParallelSVI, data_plate, gather_shards, subsample_plate
 
-__all__ = ["DataParallelSVI", "SVICheckpoint", "broadcast_object", "comm_device", "data_plate", "get_rank", "get_world_size",
-           "init_distributed", "is_main_process", "local_process", "map_across_ranks", "spawn", "subsample_plate", "sync_rng_state"]
+__all__ = ["DataParallelSVI", "SVICheckpoint", "broadcast_object", "comm_device", "data_plate", "gather_shards", "get_rank", "get_world_size",
+           "init_distributed", "is_main_process", "local_process", "map_across_ranks",
+           "spawn", "subsample_plate", "sync_rng_state"]

@@ -7,7 +7,8 @@ __all__ = ["map_across_ranks"]
 
 
 def map_across_ranks(fn, items):
-    """``[fn(item) for item in items]`` with the items shared out to the ranks in contiguous blocks.
+    """``[fn(item) for item in items]`` with the items shared out to the ranks in contiguous blocks (with fewer
+    items than ranks, some ranks run none).
 
     :param fn: called on this rank's items only, inside :func:`local_process` (ranks run different items, so a
         fit inside ``fn`` runs on this process alone).
@@ -15,7 +16,7 @@ def map_across_ranks(fn, items):
     :returns: on rank 0 the list of results in the order of ``items``; ``None`` on the other ranks.
     """
     items, world, rank = list(items), get_world_size(), get_rank()
-    if len(items) < world:
+    if not items:  # fewer items than ranks is fine: the ranks left over run nothing
         raise ValueError(f"map_across_ranks: {len(items)} items cannot be shared by {world} processes")
     bounds = [len(items) * r // world for r in range(world + 1)]
     with local_process():

@@ -15,7 +15,7 @@ from .process import (
     sync_rng_state,
 )
 
-__all__ = ["DataParallelSVI", "data_plate", "subsample_plate"]
+__all__ = ["DataParallelSVI", "data_plate", "gather_shards", "subsample_plate"]
 
 
 class subsample_plate(Messenger):
@@ -71,6 +71,22 @@ def data_plate(model):
         raise ValueError(f"plate: {getattr(model, '__name__', type(model).__name__)} has no data_plate attribute; "
                          "name the model's data plate (plate=...)")
     return plate
+
+
+def gather_shards(value, dim):
+    """The full-data tensor from every rank's shard of a full-batch data-parallel step (:class:`DataParallelSVI`
+    with ``subsample_size=None`` gives rank ``r`` the ``r``-th contiguous block of the plate), concatenated along
+    ``dim`` in rank order; ``value`` itself without a process group.  Every rank must call it (a collective).
+
+    :param torch.Tensor value: this rank's shard.
+    :param int dim: the plate's dimension.
+    """
+    world = get_world_size()
+    if world == 1:
+        return value
+    parts = [None] * world
+    dist.all_gather_object(parts, value.cpu())
+    return torch.cat(parts, dim).to(value.device)
 
 
 class DataParallelSVI(GuardedSVI):

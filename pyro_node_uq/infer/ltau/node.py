@@ -9,6 +9,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 
+from ..distributed import gather_shards
+
 __all__ = ["NODETrainingMonitor", "node_errors", "node_features", "node_keys", "node_latent"]
 
 
@@ -153,8 +155,8 @@ class NODETrainingMonitor(Messenger):
         elif self._latest is None:
             raise RuntimeError("NODETrainingMonitor: no 'y_mean' was seen; train inside `with monitor:` "
                                "or pass model= and guide=")
-        else:
-            y_mean = self._latest
+        else:  # under data-parallel SVI each rank saw its shard of the trajectories: put them back together
+            y_mean = self._latest if self._latest.shape[-3] == len(self.split) else gather_shards(self._latest, -3)
         errors, observed = node_errors(y_mean, self.split, window=self.window)
         self.recorder.record(self.keys[observed], errors[observed])
         self._latest = None

@@ -5,7 +5,7 @@ import torch
 
 from pyro_node_uq.data import Split, load_problem
 from pyro_node_uq.infer import LangevinKernel
-from pyro_node_uq.infer.distributed import get_rank, get_world_size
+from pyro_node_uq.infer.distributed import broadcast_object, get_rank, get_world_size
 from pyro_node_uq.methods import run_chains, run_ensemble
 
 
@@ -54,10 +54,24 @@ def warm_start():
     return losses, pyro.param("w").detach().clone()
 
 
+def comparison():
+    """``tests/compare/test_runner.py``'s tiny comparison, rank 0 writing into a new folder: ``(rows, the folder's
+    parent's entries after the run)``."""
+    import os
+    import tempfile
+
+    from ...compare.test_runner import compare_in_float64
+
+    parent = broadcast_object(tempfile.mkdtemp() if get_rank() == 0 else None)
+    rows = compare_in_float64(os.path.join(parent, "out"))
+    return rows, sorted(os.listdir(parent)) if get_rank() == 0 else None
+
+
 def run_all():
     from .test_svi import CASES, fit_case
 
     torch.set_default_dtype(torch.float64)
     out = {name: fit_case(name, get_world_size()) for name in CASES}
-    out.update(chains=chains(), ensemble=ensemble(), warm_start=warm_start(), rank=get_rank(), world_size=get_world_size())
+    out.update(chains=chains(), ensemble=ensemble(), warm_start=warm_start(), comparison=comparison(), rank=get_rank(),
+               world_size=get_world_size())
     return out
