@@ -1,5 +1,6 @@
 """run_svgd on a tiny NODE; on chemical with the registered options (slow)."""
 import pytest
+import torch
 
 from pyro_node_uq.compare.scoring import score_result
 from pyro_node_uq.data import load_problem
@@ -22,10 +23,13 @@ def test_svgd_node(problem, small):
 
 @pytest.mark.slow
 def test_svgd_keeps_its_start_through_the_run():
-    """Registered MAP then SVGD on ``chemical``, seeds 0-4.  With too large a step the particles overshoot
-    together late in the run and lose the fit they started from (at ``lr=1e-2``: test NLL -1.960 -1.838 -2.219 -1.816
-    -2.043, mean -1.975, two seeds ending within a jump of the mean squared update); measured at the default:
-    -2.139 -1.859 -2.177 -2.130 -2.029, mean -2.067."""
+    """Registered MAP then SVGD on ``chemical``, seeds 0-4, in float32 as the comparison runs (this reproduces its
+    rows of ``benchmarks/convergence.py``).  With too large a step the particles overshoot together late in the run
+    and lose the fit they started from: at ``lr=1e-2`` test NLL -1.960 -1.838 -2.219 -1.816 -2.043 (mean -1.975; at
+    seeds 0 and 3 the mean squared update ends in a jump of five orders of magnitude).  Measured at the default:
+    -2.139 -1.859 -2.177 -2.130 -2.029 (mean -2.067).  The pipeline is chaotic in its rounding (in float64 the same
+    seeds give other fits, mean -1.88), so this pins one run of each seed, not a statistical margin."""
+    torch.set_default_dtype(torch.float32)
     problem = load_problem("chemical")
     model = problem.default_model()
     nll = []
