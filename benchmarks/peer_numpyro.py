@@ -259,10 +259,10 @@ def print_logp(rows):
         print(line + "   " + ", ".join(f"{p} {compile_s[p]:.1f}" for p in peers))
 
 
-def numpyro_model(model, split, latent_dtype):
+def numpyro_model(model, split, latent_dtype, solve_dtype=jnp.float32, make=make_loglik):
     """The peer's NumPyro model of ``model``'s weights (standard normal priors, latents in ``latent_dtype``) with
-    the float32 RK4 log-likelihood of ``split``."""
-    loglik = make_loglik(*jax_problem(split, jnp.float32))
+    the RK4 log-likelihood of ``split`` made by ``make`` (diffrax by default) in ``solve_dtype``."""
+    loglik = make(*jax_problem(split, solve_dtype))
     shapes = model.weight_shapes()
 
     def npmodel():

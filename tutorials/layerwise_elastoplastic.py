@@ -121,7 +121,8 @@ for name, res in results.items():
     row = {"method": name, "dim": res.stochastic_dim, "elbo": res.elbo, "time_s": res.wall_time, "evals": res.num_model_evals}
     for split in ("test", "extrapolation"):
         data = getattr(problem, split)
-        s = score(predictions[name][split], data.y, data.mask, noise_scale=problem.noise_scale)
+        noise = res.model.noise_scale(res.param_state, predictions[name][split])  # the fit's learned noise scale
+        s = score(predictions[name][split], data.y, data.mask, noise_scale=noise)
         row.update({f"{split}_{k}": s[k] for k in ("nll", "rmse", "coverage_90", "width_90")})
     rows.append(row)
 

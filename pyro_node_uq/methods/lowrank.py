@@ -2,13 +2,13 @@
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal
 
 from .common import as_process_model, fit_guide, init_loc, map_values, start_from
-from .registry import GuideRecipe, register
+from .registry import GAUSSIAN_GUIDE_PROBLEMS, GuideRecipe, register
 
 __all__ = ["run_lowrank"]
 
 
 @register("lowrank", "low-rank + diagonal Gaussian VI, from MAP", start="map", demo=True,
-          defaults={"num_steps": 500, "num_particles": 8},
+          defaults={"num_steps": 500, "num_particles": 8}, problems=GAUSSIAN_GUIDE_PROBLEMS,
           quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16},
           guide=GuideRecipe("lowrank", AutoLowRankMultivariateNormal, {"init_scale": 0.05}))
 def run_lowrank(model, split, *, warm_start=None, num_steps=500, lr=1e-2, rank=None, init_scale=0.02,

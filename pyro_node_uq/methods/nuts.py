@@ -7,7 +7,6 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
-from pyro.infer.autoguide import init_to_value
 from pyro.poutine.util import prune_subsample_sites
 
 from ..infer._pyro_compat import chains_in_process, hmc_statistics
@@ -15,6 +14,7 @@ from ..validation import check_int, check_positive
 from .common import (
     as_process_model,
     carry_model_params,
+    init_loc,
     map_values,
     start_from,
     with_start_cost,
@@ -94,7 +94,7 @@ def _proposals_rejected_quietly():
           quick={"num_samples": 20, "warmup_steps": 20})
 def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200, num_chains=2, max_tree_depth=6,
              target_accept_prob=0.8, map_steps=None, init_jitter=0.01, max_latent_dim=1000, seed=0, progress_bar=True,
-             jit_compile=False):
+             jit_compile=False, full_mass=False):
     """NUTS with several chains, each started near a MAP fit (plus a small jitter, so R-hat is informative).
 
     The model's diverging solves are rejected proposals, not errors (``model.with_divergence("reject")``): they
@@ -119,8 +119,10 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     :param int seed: seed.
     :param bool progress_bar: show MCMC's progress bar.
     :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``).  Off by
-        default: the eager fixed-step solve's hand-written gradient is cheaper than autograd through a traced
-        solve (a trace cannot keep it).
+        default: on a NODE with many observation times the eager fixed-step solve's hand-written gradient is
+        cheaper than autograd through a traced solve (a trace cannot keep it); on a short grid the two are about
+        even.  On a small model without a solve tracing pays: it removes Pyro's per-call cost of running the model.
+    :param bool full_mass: adapt a dense mass matrix (Pyro's ``full_mass``) instead of a diagonal one.
     :rtype: MethodResult (``samples`` ``(chains, draws, ...)``, ``mcmc``, ``sample_stats``)
 
     Example::
@@ -154,9 +156,9 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     pyro.clear_param_store()
     carry_model_params(start, start_values)  # a learned noise scale is held at its MAP value, not reset
     pyro.set_rng_seed(seed)
-    kernel = _CountingNUTS(model, init_strategy=init_to_value(values=start_values), max_tree_depth=max_tree_depth,
+    kernel = _CountingNUTS(model, init_strategy=init_loc(model, seed, start_values), max_tree_depth=max_tree_depth,
                            target_accept_prob=target_accept_prob, max_plate_nesting=model.max_plate_nesting,
-                           jit_compile=jit_compile, ignore_jit_warnings=True)
+                           jit_compile=jit_compile, ignore_jit_warnings=True, full_mass=full_mass)
     initial = None
     if num_chains > 1:  # jittered MAP starts in the unconstrained space, one per chain
         with _proposals_rejected_quietly():  # setup's step-size search takes trial steps

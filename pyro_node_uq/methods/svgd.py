@@ -25,7 +25,7 @@ __all__ = ["run_svgd"]
 
 @register("svgd", "SVGD with an RBF kernel, particles around MAP", start="map", demo=True,
           defaults={"num_particles": 16, "num_steps": 300}, quick={"num_particles": 8, "num_steps": 60})
-def run_svgd(model, split, *, warm_start=None, num_particles=16, num_steps=300, lr=1e-2, jitter=0.02,
+def run_svgd(model, split, *, warm_start=None, num_particles=16, num_steps=300, lr=5e-3, jitter=0.02,
              bandwidth_factor=None, map_steps=None, num_groups=4, seed=0, progress_bar=True):
     """Stein variational gradient descent with an RBF kernel, particles vectorised through the model.
 
@@ -33,7 +33,11 @@ def run_svgd(model, split, *, warm_start=None, num_particles=16, num_steps=300, 
     :param split: the training split.
     :param int num_particles: SVGD particles (one ODE solve per step for all of them).
     :param int num_steps: SVGD steps (Adam on the particles).
-    :param float lr: Adam learning rate.
+    :param float lr: Adam learning rate (constant).  Every particle's update is a kernel-weighted mean of all
+        particles' gradients, so near the mode the particles move as one: a step too large for the posterior's
+        stiffest direction makes the whole set overshoot together, and the fit it started from is lost late in the
+        run (the mean squared update jumps by orders of magnitude for every particle at once).  Lower it if the
+        result's ``losses`` (the mean squared update per step) end in such a jump.
     :param float jitter: std of the Gaussian spread of the initial particles around the MAP point.
     :param float bandwidth_factor: scales the median-heuristic kernel bandwidth (``None``: 1).
     :param MethodResult warm_start: MAP fit to start from; fitted with ``map_steps`` steps when ``None``.

@@ -46,8 +46,9 @@ SETTINGS = {
 
 
 def _fit_and_score(problem, cfg, seed):
-    """MAP, AutoNormal from it, AutoLangevin from that; the path ELBOs and test scores of the last two."""
-    model = problem.default_model()
+    """MAP, AutoNormal from it, AutoLangevin from that; the path ELBOs and test scores of the last two (the noise
+    fixed at its true value, the configuration measured above; elastoplastic's default model learns it)."""
+    model = problem.default_model(scale=problem.noise_scale)
     mp = run_map(model, problem.train, num_steps=cfg["map_steps"], lr=cfg["map_lr"], seed=seed, progress_bar=False)
     an = run_autonormal(model, problem.train, num_steps=cfg["vi_steps"], warm_start=mp, seed=seed,
                         progress_bar=False)
