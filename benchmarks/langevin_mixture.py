@@ -227,7 +227,8 @@ def main(argv=None):
     r.add_argument("--kinds", nargs="+", choices=list(KINDS), default=["map", "autonormal", "langevin_learned"])
     r.add_argument("--set", nargs="*", default=[], metavar="KIND.KEY=JSON", help="option overrides")
     r.add_argument("--label", default="default", help="names this run's option set in the log")
-    r.add_argument("--cache", help="folder of pickled fits, reused across runs and method seeds")
+    r.add_argument("--cache", help="folder of pickled fits, reused across runs and method seeds by name (problem, "
+                   "member seed, kind, options): empty it when the package or a problem's model changes")
     r.add_argument("--log", required=True)
     t = sub.add_parser("table")
     t.add_argument("logs", nargs="+")
