@@ -137,7 +137,8 @@ def cmd_compare(args):
         return 0
     if args.float64:
         torch.set_default_dtype(torch.float64)
-    rank, _ = init_distributed(args.backend)
+    # a method fitted by rank 0 alone (started from gathered members) keeps the others waiting at a barrier
+    rank, _ = init_distributed(args.backend, timeout=6 * 3600.0)
     try:
         methods, overrides = _check_args(args)
     except (ValueError, TypeError) as e:

@@ -1,5 +1,6 @@
 """The cache of shared fits of one comparison: each method is fitted once with the comparison's options, and a
 method that starts from another (its ``start``) gets that method's cached fit, whatever order they run in."""
+from ..infer.distributed import barrier
 from ..methods import METHODS
 
 __all__ = ["RunContext"]
@@ -50,16 +51,21 @@ class RunContext:
     def fit(self, name):
         """The fit of registered method ``name`` on the training split, made once (its warm start first).
 
-        Under ``torchrun`` every rank calls it in the same order, so that SVI fits run data-parallel; a method whose
-        runs are shared out to the ranks and gathered on rank 0 (an ensemble, MCMC chains) is ``None`` on the
-        other ranks, and no method may start from one."""
+        Under ``torchrun`` every rank calls it in the same order, so that SVI fits run data-parallel.  A method
+        whose runs are shared out to the ranks and gathered on rank 0 (an ensemble, MCMC chains) is ``None`` on the
+        other ranks; a method started from one is fitted by rank 0 alone (the others raise here, without fitting
+        the start again), and every rank waits at the end of each fit for the slowest."""
         if name not in self._fits:
-            method = METHODS[name]
-            start = self.fit(method.start) if method.start else None
-            if method.start and start is None:
-                raise RuntimeError(f"{name} starts from {method.start}, whose result is gathered on rank 0 only")
-            self._fits[name] = method.runner(self.model, self.problem.train, warm_start=start, seed=self.seed,
-                                             progress_bar=self.progress_bar, **self.options.get(name, {}))
+            try:
+                method = METHODS[name]
+                start = self.fit(method.start) if method.start else None
+                if method.start and start is None:
+                    raise RuntimeError(f"{name} starts from {method.start}, whose result rank 0 alone holds: rank 0 "
+                                       "fits it")
+                self._fits[name] = method.runner(self.model, self.problem.train, warm_start=start, seed=self.seed,
+                                                 progress_bar=self.progress_bar, **self.options.get(name, {}))
+            finally:
+                barrier()
             for line in getattr(self._fits[name], "notes", ()):
                 self.note(name, line)
         return self._fits[name]

@@ -2,6 +2,7 @@
 from .chains import map_across_ranks
 from .checkpoint import SVICheckpoint
 from .process import (
+    barrier,
     broadcast_object,
     comm_device,
     get_rank,
@@ -14,6 +15,6 @@ from .process import (
 )
 from .svi import DataParallelSVI, data_plate, gather_shards, subsample_plate
 
-__all__ = ["DataParallelSVI", "SVICheckpoint", "broadcast_object", "comm_device", "data_plate", "gather_shards", "get_rank", "get_world_size",
+__all__ = ["DataParallelSVI", "SVICheckpoint", "barrier", "broadcast_object", "comm_device", "data_plate", "gather_shards", "get_rank", "get_world_size",
            "init_distributed", "is_main_process", "local_process", "map_across_ranks",
            "spawn", "subsample_plate", "sync_rng_state"]

@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 __all__ = [
+    "barrier",
     "broadcast_object",
     "comm_device",
     "get_rank",
@@ -78,6 +79,13 @@ def comm_device():
     if get_world_size() > 1 and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def barrier():
+    """Wait until every rank of the process group gets here (a no-op without a group, or inside
+    :func:`local_process`)."""
+    if get_world_size() > 1:
+        dist.barrier()
 
 
 def broadcast_object(obj, src=0):
