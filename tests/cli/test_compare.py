@@ -52,10 +52,11 @@ def _table(folder):
 
 @pytest.mark.slow
 def test_compare_under_torchrun_writes_the_one_process_table(tmp_path):
-    """``torchrun --nproc-per-node 2 ... compare``: every SVI method fits data-parallel (the mixture guide, started from the gathered members, on rank 0 alone), the ensemble's members and
-    NUTS's chains are shared out, rank 0 alone writes; in float64 the table's scores equal one process's to 1e-5.
-    The MAP is kept short: at the quick learning rate its optimisation amplifies rounding about tenfold per step
-    after ~60 steps, so longer MAP fits of 1 and 2 processes agree in distribution, not to 1e-5."""
+    """``torchrun --nproc-per-node 2 ... compare``: every SVI method fits data-parallel (the mixture guide,
+    started from the gathered members, on rank 0 alone), the ensemble's members and NUTS's chains are shared out,
+    rank 0 alone writes; in float64 the table's scores equal one process's to 1e-5.  The MAP is kept short: at
+    the quick learning rate its optimisation amplifies rounding about tenfold per step after ~60 steps, so longer
+    MAP fits of 1 and 2 processes agree in distribution, not to 1e-5."""
     methods = "map,autonormal,lowrank,langevin_learned,svgd,layerwise_last,ensemble,langevin_mixture,nuts"
     tiny = [*TINY[2:], "--problem-option", "num_train=4"]
     args = ["compare", "--problem", "chemical", *tiny, "--methods", methods,
