@@ -107,28 +107,6 @@ def _check_args(args):
     return problem_options, guide_options
 
 
-def _hold_outputs(stack, args, rank):
-    """Rank 0 takes ``--out`` (checked and locked for the whole fit); every rank hears if it cannot."""
-    from ..compare.output import OutputFolder
-    from ..infer.distributed import broadcast_object
-    from ..utils.persist import SaveBusy
-
-    folder = error = None
-    if rank == 0 and args.out:
-        try:
-            folder = stack.enter_context(OutputFolder(args.out, kind="fit"))
-        except (ValueError, SaveBusy) as e:
-            error = str(e)
-    error = broadcast_object(error)
-    if error:
-        raise _Refused(error)
-    return folder
-
-
-class _Refused(Exception):
-    """The output folder or the checkpoint cannot be used (exit status 2)."""
-
-
 def cmd_fit(args):
     """Fit one registered guide (:func:`~pyro_node_uq.methods.fit_guides`) with SVI; under ``torchrun`` every
     process fits a shard and rank 0 alone prints and writes.
@@ -143,6 +121,7 @@ def cmd_fit(args):
     import torch
     from pyro.infer import Trace_ELBO
 
+    from ..compare.output import hold_on_rank_0
     from ..infer import fit_svi
     from ..infer.distributed import init_distributed
     from ..utils.persist import SaveBusy
@@ -162,7 +141,7 @@ def cmd_fit(args):
     rank, world_size = init_distributed(args.backend)
     with contextlib.ExitStack() as stack:
         try:
-            folder = _hold_outputs(stack, args, rank)
+            folder = hold_on_rank_0(stack, args.out, kind="fit") if args.out else None
             problem = problem_from_args(args, args.problem_option)
             if args.float64:
                 problem = problem.to(torch.float64)
@@ -182,7 +161,7 @@ def cmd_fit(args):
                           checkpoint_every=args.checkpoint_every, progress_bar=not args.no_progress,
                           desc=f"{args.guide} (rank {rank}/{world_size})" if world_size > 1 else args.guide,
                           checkpoint_config=config, lr_scales=lr_scales)
-        except (ValueError, _Refused, SaveBusy) as e:
+        except (ValueError, SaveBusy) as e:
             print(f"pyro-node-uq fit: {e}", file=sys.stderr)
             return 2
         if rank != 0:

@@ -34,7 +34,7 @@ from ..utils.persist import (
     write_manifest,
 )
 
-__all__ = ["OUTPUT_ENTRIES", "OutputFolder", "OutputFolderBusy"]
+__all__ = ["OUTPUT_ENTRIES", "OutputFolder", "OutputFolderBusy", "hold_on_rank_0"]
 
 #: the sub-folders a comparison writes (they may be empty in its output)
 OUTPUT_ENTRIES = {"table.csv", "table.md", "report.md", "idata", "figures", "logs", MANIFEST}
@@ -219,3 +219,22 @@ def _parents(path):
         path = os.path.dirname(path)
         if path:
             yield path
+
+
+def hold_on_rank_0(stack, out, kind="comparison"):
+    """Rank 0's :class:`OutputFolder` for ``out``, entered on ``stack`` (a :class:`contextlib.ExitStack`);
+    ``None`` on the other ranks under ``torchrun``, which keep no outputs.  When rank 0 cannot take the folder,
+    every rank raises its error (``ValueError`` or :class:`~pyro_node_uq.utils.persist.SaveBusy`), so that none
+    starts work the others will not join.  Every rank must call it (a collective under a process group)."""
+    from ..infer.distributed import broadcast_object, is_main_process
+
+    folder = error = None
+    if is_main_process():
+        try:
+            folder = stack.enter_context(OutputFolder(out, kind=kind))
+        except (ValueError, SaveBusy) as e:
+            error = e
+    error = broadcast_object(error)
+    if error is not None:
+        raise error
+    return folder

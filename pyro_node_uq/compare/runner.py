@@ -18,9 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..diagnostics import to_inference_data
-from ..infer.distributed import broadcast_object, is_main_process, local_process
+from ..infer.distributed import local_process
 from ..methods import METHODS, MethodSkipped, resolve_methods
-from ..utils.persist import SaveBusy, atomic_save
+from ..utils.persist import atomic_save
 from ..validation import check_int
 from . import figures
 from .collapse import collapse_notes
@@ -28,7 +28,7 @@ from .context import RunContext
 from .nlme_checks import write_nlme_checks
 from .nlme_outputs import write_nlme_outputs
 from .options import check_method_options
-from .output import OutputFolder
+from .output import hold_on_rank_0
 from .report import markdown_tables, write_csv, write_report, write_text
 from .scoring import calibrate_error_predictor, hidden_comparable, score_result
 
@@ -77,21 +77,6 @@ class ComparisonRows(list):
     @property
     def num_ok(self):
         return sum(r["status"] == "ok" for r in self)
-
-
-def _hold_folder(stack, out):
-    """Rank 0's :class:`OutputFolder` for ``out`` (``None`` on the other ranks, which keep no outputs); when rank 0
-    cannot take it, every rank raises its error before any fit starts."""
-    folder = error = None
-    if is_main_process():
-        try:
-            folder = stack.enter_context(OutputFolder(out))
-        except (ValueError, SaveBusy) as e:
-            error = e
-    error = broadcast_object(error)
-    if error is not None:
-        raise error
-    return folder
 
 
 def _follow(ctx, selected):
@@ -178,7 +163,7 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
         check_method_options(METHODS[name], overrides[name])
     rows = ComparisonRows()
     with contextlib.ExitStack() as stack:
-        folder = _hold_folder(stack, out)
+        folder = hold_on_rank_0(stack, out)
         options = {m.name: m.options(problem.name, quick, overrides.get(m.name)) for m in METHODS.values()}
         ctx = RunContext(problem, seed=seed, progress_bar=progress_bar and folder is not None, options=options)
         if folder is None:
