@@ -8,10 +8,10 @@ __all__ = ["run_lowrank"]
 
 
 @register("lowrank", "low-rank + diagonal Gaussian VI, from MAP", start="map", demo=True,
-          defaults={"num_steps": 500, "num_particles": 8}, problems=GAUSSIAN_GUIDE_PROBLEMS,
+          defaults={"num_steps": 1000, "num_particles": 8}, problems=GAUSSIAN_GUIDE_PROBLEMS,
           quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16},
           guide=GuideRecipe("lowrank", AutoLowRankMultivariateNormal, {"init_scale": 0.05}))
-def run_lowrank(model, split, *, warm_start=None, num_steps=500, lr=1e-2, rank=None, init_scale=0.02,
+def run_lowrank(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, rank=None, init_scale=0.02,
                 num_particles=8, map_steps=None, seed=0, progress_bar=True, elbo_particles=64, **svi_kwargs):
     """Low-rank-plus-diagonal Gaussian VI started at a MAP fit.
 

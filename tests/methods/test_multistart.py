@@ -52,15 +52,17 @@ def test_run_map_starts_from_the_best_start_and_counts_its_cost(tiny):
         run_map(model, tiny.train, num_steps=2, num_starts=0, progress_bar=False)
 
 
+#: MAP test NLL on ``viscoelastic`` for method seeds 0-4 with the previous defaults (one Glorot start, 800 steps,
+#: tenfold learning-rate decay, no stopping rule), measured by ``benchmarks/convergence.py run --config today``
+#: running that package version itself (a re-creation of those defaults with today's code does not reproduce them)
+PREVIOUS_VISCOELASTIC_MAP_NLL = (-1.517, -1.566, -1.571, -1.560, -1.545)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the spread falls, but by less than half against this emulation of the "
-                   "previous defaults with today's code (benchmarks/convergence.py, which runs the previous code "
-                   "itself, measures more than half)")
-def test_map_test_nll_varies_less_over_seeds_than_with_one_fixed_budget_start():
+def test_map_test_nll_varies_at_most_half_as_much_over_seeds_as_with_the_previous_defaults():
     """On ``viscoelastic`` (default model and data), over method seeds 0-4: the spread (standard deviation) of MAP's
     test NLL with the registry's defaults (best of several starts, a hundredfold learning-rate decay, convergence
-    stop) is at most half the spread of one start trained for a fixed 800 steps with a tenfold decay (the previous
-    defaults).  Measured by ``benchmarks/convergence.py``, which also runs the other problems."""
+    stop) is at most half that of the previous defaults, and the mean no worse."""
     from pyro_node_uq.compare.scoring import score_result
     from pyro_node_uq.methods import METHODS
 
@@ -71,7 +73,7 @@ def test_map_test_nll_varies_less_over_seeds_than_with_one_fixed_budget_start():
         return score_result(fit, problem, {"test": fit.predict(problem.test, num_samples=100, seed=0)},
                             hidden=False)["test_nll"]
 
-    before = torch.tensor([nll(num_steps=800, num_starts=1, lr_final=2e-3, stop_rtol=0, seed=s) for s in range(5)])
+    before = torch.tensor(PREVIOUS_VISCOELASTIC_MAP_NLL)
     after = torch.tensor([nll(seed=s, **METHODS["map"].options("viscoelastic")) for s in range(5)])
-    assert after.std() <= 0.5 * before.std(), (before.tolist(), after.tolist())
-    assert after.mean() <= before.mean()
+    assert after.std() <= 0.5 * before.std(), after.tolist()
+    assert after.mean() <= before.mean(), after.tolist()
