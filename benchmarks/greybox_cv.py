@@ -2,7 +2,8 @@
 
 Data sets: the vendored theophylline data (dose in mg), and a synthetic repeated-dose set simulated from an oral
 model with Michaelis-Menten elimination (a nonlinearity the one-compartment backbone lacks): 24 subjects, 300 mg
-every 12 h for 48 h, 8 ragged samples each, omega 0.3, additive noise 0.3 mg/L.  Both go through the same path as
+every 12 h for 48 h, 8 ragged samples each, omega 0.3, additive noise 0.3 mg/L; and, as a correctly specified
+control (``oral_synthetic``), the same design simulated from the one-compartment oral backbone itself.  Both go through the same path as
 ``pyro-node-uq compare --data FILE``: a NONMEM table, :func:`~pyro_node_uq.data.events_problem` (folds over
 subjects; the fitted subjects' first two thirds of samples are the training data) and, for the mechanistic and
 grey-box models, :func:`~pyro_node_uq.data.structured_problem` with the one-compartment oral backbone.
@@ -28,6 +29,7 @@ from pyro_node_uq.diagnostics import score
 from pyro_node_uq.methods import run_autonormal, run_map
 
 MM_TRUTH = {"Vmax": 40.0, "Km": 4.0, "V": 30.0, "ka": 1.5}
+ORAL_TRUTH = {"CL": 3.0, "V": 30.0, "ka": 1.5}
 
 
 def units_table(units):
@@ -48,6 +50,10 @@ def units_table(units):
 def dataset(name, seed=0):
     if name == "theophylline":
         return theophylline_table("mg")
+    if name == "oral_synthetic":  # the backbone's own structure: a correctly specified control
+        units = mechanistic_units("one_compartment_oral", ORAL_TRUTH, 0.3, 0.3, num_units=24, dose=300.0,
+                                  dose_times=(0.0, 12.0, 24.0, 36.0), t_end=48.0, seed=seed)
+        return units_table(units)
     units = mechanistic_units("michaelis_menten_oral", MM_TRUTH, 0.3, 0.3, num_units=24, dose=300.0,
                               dose_times=(0.0, 12.0, 24.0, 36.0), t_end=48.0, seed=seed)
     return units_table(units)

@@ -20,12 +20,11 @@ import time
 
 import pyro
 import torch
+from greybox_cv import dataset, problem_for
 from torchdiffeq._impl import rk_common
 
-from greybox_cv import dataset, problem_for
 from pyro_node_uq.methods import run_map
-from pyro_node_uq.models import GreyBoxNODEModel
-from pyro_node_uq.models import greybox
+from pyro_node_uq.models import GreyBoxNODEModel, greybox
 
 
 class PerCallField(greybox.GreyBoxField):
@@ -112,8 +111,8 @@ def evaluate(problem, values, solver, counters, reps, field_class=None):
         c1 = time.process_time()
         loglik.sum().backward()
         c2 = time.process_time()
-        counts = dict(calls=counters.calls, steps=counters.steps, rejected=counters.rejected,
-                      segments=counters.segments, field=counters.field_time)
+        counts = {"calls": counters.calls, "steps": counters.steps, "rejected": counters.rejected,
+                      "segments": counters.segments, "field": counters.field_time}
         grad = torch.cat([leaves[k].grad.reshape(-1) for k in sorted(leaves) if leaves[k].grad is not None])
         run = (c1 - c0, c2 - c1, counts, loglik.detach(), trace.nodes["y_mean"]["value"].detach(), grad)
         if best is None or sum(run[:2]) < sum(best[:2]):
