@@ -31,7 +31,7 @@ from pyro_node_uq.models import GreyBoxNODEModel, greybox
 class PerCallField(greybox.GreyBoxField):
     """The field recomputing its named parameters, output scale and ``G(0)`` at every call (the baseline)."""
 
-    def _constants(self, params, x):
+    def _constants(self, params):
         theta = params["F.theta"]
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
         return named, None if self.correction is None else self.size * self.output_scale.to(theta), None

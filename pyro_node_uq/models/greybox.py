@@ -80,7 +80,7 @@ class GreyBoxField:
         finally:
             self._held = None
 
-    def _constants(self, params, x):
+    def _constants(self, params):
         theta, held = params["F.theta"], self._held
         if held is not None and held[0] is theta and held[1] is params.get("R.0.weight"):
             return held[2:]
@@ -91,7 +91,7 @@ class GreyBoxField:
     def __call__(self, params, inp):
         H = self.sizes[-1]
         h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
-        named, r, g0 = self._constants(params, x)
+        named, r, g0 = self._constants(params)
         out = self.structure.field(h, x, named) + params["F.0.bias"]
         if self.correction is not None:
             s = self.state_scale
