@@ -3,6 +3,7 @@
     dh_i/dt = f(h_i, x_i(t); theta_i) + g(h_i, x_i(t); w),   log theta_i = log theta_pop + B c_i + eta_i
 """
 from collections import OrderedDict
+from contextlib import contextmanager, nullcontext
 
 import pyro
 import pyro.distributions as dist
@@ -17,7 +18,12 @@ from .hierarchical import HierarchicalNODEModel
 from .node import _left_of_trajectories, init_to_glorot
 from .structures import get_structure
 
-__all__ = ["GreyBoxField", "GreyBoxNODEModel"]
+__all__ = ["DEFAULT_TOLERANCE", "GreyBoxField", "GreyBoxNODEModel"]
+
+#: the default solve's relative tolerance; its absolute tolerance is this times ``state_scale``, so that it follows
+#: the units of the states (amounts in the doses' units).  ``benchmarks/greybox_solve_cost.py`` measures its cost and
+#: its error against a tight solve.
+DEFAULT_TOLERANCE = 1e-5
 
 
 class GreyBoxField:
@@ -50,23 +56,56 @@ class GreyBoxField:
         r = self.state_scale * structure.rates() if output_scale is None else output_scale
         self.output_scale = torch.as_tensor(r, dtype=torch.float64).expand(H).clone()
         self.size = float(size)
+        self._held = None
 
     def param_shapes(self):
         return OrderedDict([("F.0.bias", torch.Size((self.sizes[-1],)))])
 
+    @contextmanager
+    def holding(self, params):
+        """Within the block, every call with these ``params`` reuses what does not change during a solve: the
+        named parameters, the correction's output scale ``c r`` and, without inputs, its value at the zero state
+        ``G(0)``.  A solve evaluates the field hundreds of times with the same weights; the values are the same
+        as without the block, a call with other parameters computes its own."""
+        theta = params["F.theta"]
+        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        r = g0 = None
+        if self.correction is not None:
+            r = self.size * self.output_scale.to(theta)
+            if self.sizes[0] == self.sizes[-1]:
+                g0 = self.correction(params, theta.new_zeros(self.sizes[-1]))
+        self._held = (theta, params.get("R.0.weight"), named, r, g0)
+        try:
+            yield
+        finally:
+            self._held = None
+
+    def _constants(self, params):
+        theta, held = params["F.theta"], self._held
+        if held is not None and held[0] is theta and held[1] is params.get("R.0.weight"):
+            return held[2:]
+        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        r = None if self.correction is None else self.size * self.output_scale.to(theta)
+        return named, r, None
+
     def __call__(self, params, inp):
         H = self.sizes[-1]
         h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
-        theta = params["F.theta"]
-        named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
+        named, r, g0 = self._constants(params)
         out = self.structure.field(h, x, named) + params["F.0.bias"]
         if self.correction is not None:
             s = self.state_scale
-            zero = torch.cat([torch.zeros_like(h), x], -1) if x is not None else torch.zeros_like(h)
+            if g0 is None:
+                g0 = self.correction(params, torch.cat([torch.zeros_like(h), x], -1) if x is not None
+                                     else torch.zeros_like(h))
             scaled = torch.cat([h / s, x], -1) if x is not None else h / s
-            r = self.size * self.output_scale.to(h)
-            out = out + r * (self.correction(params, scaled) - self.correction(params, zero))
+            out = out + r * (self.correction(params, scaled) - g0)
         return out
+
+
+def _holding(R, params):
+    """``R.holding(params)`` for a :class:`GreyBoxField`, no context for another field."""
+    return R.holding(params) if isinstance(R, GreyBoxField) else nullcontext()
 
 
 class GreyBoxNODEModel(HierarchicalNODEModel):
@@ -113,7 +152,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
         times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
     :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options (default ``dopri5``
-        with ``rtol = atol = 1e-6``); always solved by ``torchdiffeq``.
+        with ``rtol`` :data:`DEFAULT_TOLERANCE` and ``atol`` that times ``state_scale``; a dict's missing options take
+        these values); always solved by ``torchdiffeq``.
     :param str omega: ``"latent"`` (default) or ``"learned"``: the std of ``log theta_i`` around its mean;
         ``omega_init``, ``omega_prior``, ``parameterization``, the covariate model and ``dose_scale`` are as in
         :class:`HierarchicalNODEModel`.
@@ -158,7 +198,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         check_positive(state_scale, "state_scale")
         check_positive(typical_prior, "typical_prior")
         if solver is None or isinstance(solver, dict):  # an adaptive solve unless told otherwise
-            solver = ODESolver.coerce({"method": "dopri5", "rtol": 1e-6, "atol": 1e-6, **(solver or {})})
+            solver = ODESolver.coerce({"method": "dopri5", "rtol": DEFAULT_TOLERANCE,
+                                       "atol": DEFAULT_TOLERANCE * float(state_scale), **(solver or {})})
         if solver.backend == "fixed":
             raise ValueError("solver: a grey-box field is solved by torchdiffeq (backend 'auto' or 'torchdiffeq'), "
                              "not the network-only fixed-step path (backend='fixed')")
@@ -277,9 +318,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
                 raise ValueError("doses: modelled infusions (rate -1 / -2) are solved for structures without "
                                  f"inputs x; {self.structure.name!r} reads {self.input_dim}")
             h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (self.hidden_dim,))
-            hidden, diverged = solve_modelled(R, params, t, h0, doses, rate, end, t_mask=options["t_mask"],
-                                              t0=options["t0"], solver=options["solver"],
-                                              on_divergence=OnDivergence(options["on_divergence"]))
+            with _holding(R, params):
+                hidden, diverged = solve_modelled(R, params, t, h0, doses, rate, end, t_mask=options["t_mask"],
+                                                  t0=options["t0"], solver=options["solver"],
+                                                  on_divergence=OnDivergence(options["on_divergence"]))
         elif closed and (doses is None or not bool((doses.rate[doses.mask] > 0).any())):
             if doses is None:
                 hidden = theta.new_zeros(theta.shape[:-1] + (t.shape[-1], self.hidden_dim))
@@ -288,7 +330,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
             diverged = torch.zeros(hidden.shape[:-2], dtype=torch.bool, device=t.device)
         else:
             h0 = h0.expand(broadcast_shapes(h0.shape[:-1], theta.shape[:-1]) + (self.hidden_dim,))
-            sol = solve_node(R, None, params, t, x, h0, **options)
+            with _holding(R, params):
+                sol = solve_node(R, None, params, t, x, h0, **options)
             hidden, diverged = sol.hidden, sol.diverged
         if x is not None and self.input_dim and self.structure.observe_fn is not None and options["x_times"] is not None:
             raise ValueError("x_times: this model observes through the inputs; give x at the observation times t")
