@@ -14,10 +14,12 @@ AutoNormal; the held-out subjects (new units, effects from the population) are s
 interval's coverage, per fold and pooled over folds (observation-weighted); CPU time is the process's.
 
     python benchmarks/greybox_cv.py [--datasets theophylline mm_synthetic] [--folds 4] [--models ...]
+        [--correction-input amount|concentration] [--fold-list 0 2]
 """
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -59,15 +61,16 @@ def dataset(name, seed=0):
     return units_table(units)
 
 
-def problem_for(model, table, fold, folds, seed):
+def problem_for(model, table, fold, folds, seed, correction_input="amount"):
     p = events_problem(table, num_folds=folds, fold=fold, seed=seed)
     if model == "node":
         return p
-    return structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
+    p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
+    return replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
 
 
 def run(model, table, fold, folds, args):
-    p = problem_for(model, table, fold, folds, args.seed)
+    p = problem_for(model, table, fold, folds, args.seed, args.correction_input)
     m = p.default_model()
     clock, cpu = time.perf_counter(), time.process_time()
     start = run_map(m, p.train, num_steps=args.map_steps, progress_bar=False, seed=args.seed)
@@ -85,6 +88,9 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=["theophylline", "mm_synthetic"])
     ap.add_argument("--models", nargs="+", default=["mechanistic", "greybox", "node"])
     ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--fold-list", type=int, nargs="+", default=None, help="run only these folds")
+    ap.add_argument("--correction-input", choices=["amount", "concentration"], default="amount",
+                    help="what the grey-box correction reads (GreyBoxNODEModel's correction_input)")
     ap.add_argument("--map-steps", type=int, default=600)
     ap.add_argument("--vi-steps", type=int, default=300)
     ap.add_argument("--num-samples", type=int, default=200)
@@ -96,13 +102,13 @@ def main():
         table = dataset(name, args.seed)
         for model in args.models:
             per_fold = []
-            for fold in range(args.folds):
+            for fold in (args.fold_list if args.fold_list is not None else range(args.folds)):
                 try:
                     r = run(model, table, fold, args.folds, args)
                 except Exception as e:  # noqa: BLE001 - one failed fit is a row, not the end of the benchmark
                     r = {"error": f"{type(e).__name__}: {e}"}
                 print(json.dumps({"dataset": name, "model": model, "fold": fold, **r}), flush=True)
-                per_fold.append(r)
+                per_fold.append({"fold": fold, **r})
             ok = [r for r in per_fold if "error" not in r]
             n = sum(r["n"] for r in ok)
             pooled = {k: (sum(r[k] * r["n"] for r in ok) / n if n and all(r[k] is not None for r in ok) else None)
@@ -111,7 +117,8 @@ def main():
     f = lambda v: "n/a" if v is None else f"{v:.3f}"
     print("\n| data | model | fold | NLL | CRPS | cov90 | n | CPU [s] |\n|---|---|---|---|---|---|---|---|")
     for name, model, per_fold, pooled, secs in table_rows:
-        for fold, r in enumerate(per_fold):
+        for r in per_fold:
+            fold = r["fold"]
             if "error" in r:
                 print(f"| {name} | {model} | {fold} | {r['error']} | | | | |")
             else:

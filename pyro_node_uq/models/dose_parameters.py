@@ -67,7 +67,7 @@ def with_dose_parameters(structure, values):
                              f"{structure.param_names}, got {name!r}")
     return Structure(structure.name, structure.field, structure.states, {**structure.params, **values},
                      structure.observe_fn, structure.obs_dim, structure.inputs, structure.solution,
-                     structure.dose_state)
+                     structure.dose_state, structure.volumes)
 
 
 def modelled_infusions(doses, theta, dose_scale=1.0, structure="the structure"):

@@ -45,11 +45,23 @@ class GreyBoxField:
     :param output_scale: ``r``: a number or ``(H,)`` values (default ``s`` times :meth:`Structure.rates
         <pyro_node_uq.models.structures.Structure.rates>` at the structure's typical parameters).
     :param float size: ``c``.
+    :param volumes: ``None`` (the correction reads amounts ``h / s``) or ``(H,)`` typical volumes ``V_typ`` of the
+        structure's :attr:`~pyro_node_uq.models.structures.Structure.volumes`: the correction then reads every
+        unit's concentration-like states ``(h_j / V_ij) / (s / V_typ,j)``, with ``V_ij`` the unit's own volume
+        parameter of state ``j`` (so that it sees what a concentration-dependent process such as saturable
+        elimination depends on, and tells a unit with a large volume from one with a small one); the input is
+        still of order 1 and zero at the zero state.
     """
 
     name, num_layers, activation, out_activation = "F", 1, None, None
 
-    def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0, output_scale=None, size=1.0):
+    def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0, output_scale=None, size=1.0,
+                 volumes=None):
+        if volumes is not None and structure.volumes is None:
+            raise ValueError(f"volumes: structure {structure.name!r} defines no volumes; the correction can only "
+                             "read amounts (volumes=None)")
+        self.volumes = None if volumes is None else torch.as_tensor(volumes, dtype=torch.float64).expand(
+            structure.hidden_dim).clone()
         self.structure, self.correction, self.state_scale = structure, correction, float(state_scale)
         H = structure.hidden_dim
         self.sizes = (H + input_dim, H)
@@ -69,12 +81,12 @@ class GreyBoxField:
         as without the block, a call with other parameters computes its own."""
         theta = params["F.theta"]
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
-        r = g0 = None
+        r = g0 = inv = None
         if self.correction is not None:
-            r = self.size * self.output_scale.to(theta)
+            r, inv = self.size * self.output_scale.to(theta), self._input_factor(named, theta)
             if self.sizes[0] == self.sizes[-1]:
                 g0 = self.correction(params, theta.new_zeros(self.sizes[-1]))
-        self._held = (theta, params.get("R.0.weight"), named, r, g0)
+        self._held = (theta, params.get("R.0.weight"), named, r, inv, g0)
         try:
             yield
         finally:
@@ -85,20 +97,33 @@ class GreyBoxField:
         if held is not None and held[0] is theta and held[1] is params.get("R.0.weight"):
             return held[2:]
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
-        r = None if self.correction is None else self.size * self.output_scale.to(theta)
-        return named, r, None
+        if self.correction is None:
+            return named, None, None, None
+        return named, self.size * self.output_scale.to(theta), self._input_factor(named, theta), None
+
+    def _input_factor(self, named, theta):
+        """The factor taking states to the correction's input: ``1 / s``, or with volumes ``V_typ / (s V_i)``
+        ``batch + (H,)`` from the units' volume parameters."""
+        if self.volumes is None:
+            return 1.0 / self.state_scale
+        V = torch.stack([named[v] for v in self.structure.volumes], -1)
+        return self.volumes.to(theta) / (self.state_scale * V)
+
+    def correction_input(self, params, h):
+        """The correction's state input for states ``h`` ``batch + (H,)``: ``h / s``, or with volumes the
+        concentration-like ``h V_typ / (s V_i)`` (:class:`GreyBoxField`)."""
+        return h * self._constants(params)[2]
 
     def __call__(self, params, inp):
         H = self.sizes[-1]
         h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
-        named, r, g0 = self._constants(params)
+        named, r, inv, g0 = self._constants(params)
         out = self.structure.field(h, x, named) + params["F.0.bias"]
         if self.correction is not None:
-            s = self.state_scale
             if g0 is None:
                 g0 = self.correction(params, torch.cat([torch.zeros_like(h), x], -1) if x is not None
                                      else torch.zeros_like(h))
-            scaled = torch.cat([h / s, x], -1) if x is not None else h / s
+            scaled = torch.cat([h * inv, x], -1) if x is not None else h * inv
             out = out + r * (self.correction(params, scaled) - g0)
         return out
 
@@ -123,7 +148,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     (``"eta_z"`` / ``"eta"`` ``(N, k)`` inside the plate ``"trajectories"``, with ``omega`` and, with covariates,
     ``beta``, exactly as in :class:`HierarchicalNODEModel`), the correction network's weights ``R.*`` (prior
     ``Normal(0, prior_scale)``; the correction is ``g = c r (G([h / s, x]) - G([0, x]))`` of
-    :class:`GreyBoxField`, whose output is the fraction ``c = correction_prior`` of the mechanism's rates ``r``, so
+    :class:`GreyBoxField` (or reads concentrations, ``correction_input``), whose output is the fraction
+    ``c = correction_prior`` of the mechanism's rates ``r``, so
     that with little data ``g`` stays small against ``f`` and the model is the mechanistic one), the noise scale; deterministic ``"theta"`` ``(N, P)`` records every unit's parameters.  With
     no correction, a structure with a closed-form solution and bolus doses only, the states come from the closed
     form (exact and fast); otherwise from an ODE solve of the whole ensemble (``torchdiffeq``; default ``dopri5``).
@@ -151,6 +177,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
     :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
         times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
+    :param str correction_input: what the correction reads: ``"amount"`` (default; the states over ``s``) or
+        ``"concentration"`` (each unit's states over its own volume parameters, scaled by the typical
+        concentration ``s / V_typ``; for structures that define
+        :attr:`~pyro_node_uq.models.structures.Structure.volumes`, such as the pharmacokinetic ones).
     :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options (default ``dopri5``
         with ``rtol`` :data:`DEFAULT_TOLERANCE` and ``atol`` that times ``state_scale``; a dict's missing options take
         these values); always solved by ``torchdiffeq``.
@@ -180,7 +210,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
                  correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
                  omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, dose_parameters=None,
-                 **kwargs):
+                 correction_input="amount", **kwargs):
         structure = with_dose_parameters(get_structure(structure), dose_parameters)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
@@ -194,6 +224,11 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
             raise ValueError(f"typical: expected parameter names of structure {structure.name!r} "
                              f"{structure.param_names}, got unknown {unknown}")
         correction = None if correction is None else tuple(correction)
+        if correction_input not in ("amount", "concentration"):
+            raise ValueError(f"correction_input: expected 'amount' or 'concentration', got {correction_input!r}")
+        if correction_input == "concentration" and structure.volumes is None:
+            raise ValueError(f"correction_input='concentration': structure {structure.name!r} defines no volumes "
+                             "(Structure(volumes=...)); use 'amount'")
         check_positive(correction_prior, "correction_prior")
         check_positive(state_scale, "state_scale")
         check_positive(typical_prior, "typical_prior")
@@ -213,8 +248,11 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         self.typical = {**structure.params, **(typical or {})}
         self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
         correction_scale = self._checked_correction_scale(correction_scale)
+        self.correction_input = correction_input
+        volumes = ([float(self.typical[v]) for v in structure.volumes] if correction_input == "concentration"
+                   else None)
         self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale,
-                                  correction_scale, correction_prior)
+                                  correction_scale, correction_prior, volumes)
 
     def _checked_correction_scale(self, scale):
         """``correction_scale``: positive, one value or one per state; default from the structure's rates (only

@@ -17,7 +17,8 @@ The library (:data:`STRUCTURES`, :func:`get_structure`):
 * ``arrhenius_chain`` (mass action ``A -> B -> C`` with Arrhenius rates of a temperature input).
 
 Pharmacokinetic states are amounts (dose units), the central compartment comes first and is observed as the
-concentration ``A_central / V``; doses go into a state by index (a depot dose into state 1).
+concentration ``A_central / V``; doses go into a state by index (a depot dose into state 1).  Their ``volumes``
+name each state's volume (a depot's is the central ``V``: the concentration its content would give once absorbed).
 
 Your own structure: write ``f`` as a Python function of ``(h, x, theta)`` and wrap it, e.g. logistic growth::
 
@@ -60,10 +61,12 @@ class Structure:
         :meth:`~pyro_node_uq.distributions.DoseSchedule.resolved`; rate 0 at boluses), used with modelled rates
         or durations (:attr:`solves_infusions`).
     :param int dose_state: the state oral doses go into by default (``None``: no default).
+    :param tuple volumes: for amounts in compartments, the name of each state's volume parameter (``None``: no
+        volumes); a grey-box correction may then read the concentration-like states ``h_j / V_j`` of each unit.
     """
 
     def __init__(self, name, field, states, params, observe=None, obs_dim=1, inputs=(), solution=None,
-                 dose_state=None):
+                 dose_state=None, volumes=None):
         if not callable(field):
             raise TypeError(f"Structure {name!r}: field must be a function (h, x, theta) -> dh/dt, got "
                             f"{type(field).__name__}")
@@ -79,6 +82,12 @@ class Structure:
         self.params = dict(params)
         self.observe_fn = observe
         self.obs_dim, self.inputs, self.solution, self.dose_state = int(obs_dim), tuple(inputs), solution, dose_state
+        if volumes is not None:
+            volumes = tuple(volumes)
+            if len(volumes) != len(self.states) or any(v not in self.params for v in volumes):
+                raise ValueError(f"Structure {name!r}: volumes must name one parameter of {tuple(self.params)} per "
+                                 f"state {self.states}, got {volumes}")
+        self.volumes = volumes
 
     @property
     def solves_infusions(self):
@@ -294,22 +303,23 @@ def arrhenius_chain(T_ref=350.0, T_offset=350.0, T_scale=25.0, k1=0.5, k2=0.25, 
 STRUCTURES = {
     "one_compartment_iv": lambda: Structure(
         "one_compartment_iv", _one_iv, ("central",), {"CL": 1.0, "V": 10.0}, _concentration,
-        solution=_one_iv_solution, dose_state=0),
+        solution=_one_iv_solution, dose_state=0, volumes=("V",)),
     "one_compartment_oral": lambda: Structure(
         "one_compartment_oral", _one_oral, ("central", "depot"), {"CL": 1.0, "V": 10.0, "ka": 1.0},
-        _concentration, solution=_one_oral_solution, dose_state=1),
+        _concentration, solution=_one_oral_solution, dose_state=1, volumes=("V", "V")),
     "two_compartment_iv": lambda: Structure(
         "two_compartment_iv", _two_iv, ("central", "peripheral"), {"CL": 1.0, "V": 10.0, "Q": 1.0, "V2": 10.0},
-        _concentration, dose_state=0),
+        _concentration, dose_state=0, volumes=("V", "V2")),
     "two_compartment_oral": lambda: Structure(
         "two_compartment_oral", _two_oral, ("central", "depot", "peripheral"),
-        {"CL": 1.0, "V": 10.0, "Q": 1.0, "V2": 10.0, "ka": 1.0}, _concentration, dose_state=1),
+        {"CL": 1.0, "V": 10.0, "Q": 1.0, "V2": 10.0, "ka": 1.0}, _concentration, dose_state=1,
+        volumes=("V", "V", "V2")),
     "michaelis_menten_iv": lambda: Structure(
         "michaelis_menten_iv", _mm_iv, ("central",), {"Vmax": 10.0, "Km": 1.0, "V": 10.0}, _concentration,
-        dose_state=0),
+        dose_state=0, volumes=("V",)),
     "michaelis_menten_oral": lambda: Structure(
         "michaelis_menten_oral", _mm_oral, ("central", "depot"), {"Vmax": 10.0, "Km": 1.0, "V": 10.0, "ka": 1.0},
-        _concentration, dose_state=1),
+        _concentration, dose_state=1, volumes=("V", "V")),
     "maxwell": lambda: Structure("maxwell", _maxwell, ("stress",), {"E": 1.0, "eta": 1.0},
                                  inputs=("strain", "strain_rate")),
     "zener": lambda: Structure("zener", _zener, ("viscous_strain",), {"E_inf": 1.0, "E1": 1.0, "eta": 1.0},

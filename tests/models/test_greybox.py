@@ -88,6 +88,66 @@ def test_correction_changes_the_field_and_vanishes_without_drug():
     assert not torch.allclose(field(base, h), -0.1 * h)
 
 
+def _concentration_field(correction_input, structure="one_compartment_oral", **kwargs):
+    model = GreyBoxNODEModel(structure, correction=(4,), state_scale=300.0, correction_input=correction_input,
+                             typical={"V": 30.0}, **kwargs)
+    torch.manual_seed(0)
+    params = {k: torch.randn(v, dtype=torch.float64) for k, v in model.weight_shapes().items()}
+    return model, {**params, "F.0.bias": torch.zeros(model.hidden_dim, dtype=torch.float64)}
+
+
+def test_concentration_input_values_and_shapes_over_particles_and_units():
+    model, params = _concentration_field("concentration")
+    theta = torch.tensor([2.0, 30.0, 1.5], dtype=torch.float64).expand(2, 3, 3).clone()  # 2 particles, 3 units
+    theta[..., 1] = torch.tensor([[10.0, 30.0, 90.0], [20.0, 40.0, 60.0]], dtype=torch.float64)  # their V_i
+    params = {**params, "F.theta": theta}
+    h = torch.rand(2, 3, 2, dtype=torch.float64) * 300
+    expected = h * 30.0 / (300.0 * theta[..., 1:2])  # (h / V_i) / (s / V_typ), the depot by the central V
+    assert torch.allclose(model.field.correction_input(params, h), expected, rtol=1e-12)
+    amount, _ = _concentration_field("amount")
+    assert torch.allclose(amount.field.correction_input(params, h), h / 300.0, rtol=1e-12)
+    zero = torch.zeros(2, 3, 2, dtype=torch.float64)
+    for m in (model, amount):
+        with m.field.holding(params):
+            assert torch.equal(m.field(params, zero), zero)  # exactly zero without drug, held or not
+            held = m.field(params, h)
+        assert torch.equal(m.field(params, zero), zero) and held.shape == (2, 3, 2)
+        assert torch.allclose(m.field(params, h), held, rtol=1e-12)
+    # units with the same concentrations get the same correction (the mechanism's rates differ with V_i: f is
+    # the same function of concentration only up to the factor V_i, so compare g = field - f)
+    same = h[..., :1, :].expand(2, 3, 2) * theta[..., 1:2] / 30.0
+    named = {k: theta[..., j] for j, k in enumerate(model.structure.param_names)}
+    g = model.field(params, same) - model.structure.field(same, None, named)
+    assert torch.allclose(g, g[..., :1, :].expand_as(g), rtol=1e-10)
+    g_amount = amount.field(params, same) - amount.structure.field(same, None, named)
+    assert not torch.allclose(g_amount, g_amount[..., :1, :].expand_as(g_amount), rtol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")
+def test_concentration_input_in_a_vectorised_fit_and_with_modelled_doses():
+    model = GreyBoxNODEModel("one_compartment_oral", correction=(3,), correction_input="concentration",
+                             solver={"method": "rk4", "substeps": 4, "step_check": False}, on_divergence="reject")
+    t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
+    pyro.clear_param_store()
+    guide = AutoNormal(model, init_loc_fn=model.init_loc_fn())
+    loss = Trace_ELBO(num_particles=4, vectorize_particles=True).differentiable_loss(model, guide, t, None, y,
+                                                                                     doses=_doses())
+    assert torch.isfinite(loss)
+    modelled = GreyBoxNODEModel("one_compartment_iv", correction=(3,), correction_input="concentration",
+                                dose_parameters={"D1": 1.0})
+    assert modelled.structure.volumes == ("V",)
+
+
+def test_concentration_input_errors():
+    with pytest.raises(ValueError, match="correction_input"):
+        GreyBoxNODEModel("one_compartment_oral", correction=(3,), correction_input="volume")
+    with pytest.raises(ValueError, match="defines no volumes"):
+        GreyBoxNODEModel("maxwell", correction=(3,), correction_input="concentration")
+    with pytest.raises(ValueError, match="volumes must name"):
+        Structure("s", lambda h, x, th: -h, states=("a",), params={"k": 1.0}, volumes=("V",))
+
+
 @pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")  # rejected prior draws (see below)
 def test_vectorised_elbo_and_parallel_predictive():
     model = GreyBoxNODEModel("one_compartment_oral", correction=(3,),  # the guide's first trace draws from the prior
