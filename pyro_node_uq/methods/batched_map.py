@@ -9,8 +9,10 @@ tensors) do not interact; each fit's loss is its own slice of the batched log jo
 discarded).  What the fits share: a step with a non-finite gradient is skipped for all of them
 (:class:`~pyro_node_uq.infer.GuardedSVI`), and an adaptive ODE solver picks one step size for the batch.
 
-A model with its own ``pyro.param`` (a learned noise scale) cannot be batched this way (the fits would share
-it); :func:`has_own_params` says so and the callers fit one after another instead."""
+A model's own ``pyro.param`` s (a learned noise scale) would be shared by the fits; they are batched only where the
+model accepts a batch of them, one per fit, shaped ``(num_fits,) + (1,) * max_plate_nesting + shape`` (the names in
+its ``batchable_params``; every fit's starts at the model's own initial value, as a fit alone does).  Otherwise
+:func:`batchable` is false and the callers fit one after another instead."""
 import time
 
 import pyro
@@ -20,15 +22,20 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta
 
 from ..infer.svi import fit_svi
+from ..utils.seeding import param_scope
 from .common import counted
 from .convergence import StoppingRule
 
-__all__ = ["BatchedFit", "fit_batched_map", "has_own_params", "latent_shapes", "stacked_init"]
+__all__ = ["BatchedFit", "batchable", "fit_batched_map", "has_own_params", "latent_shapes", "model_params",
+           "stacked_init"]
+
+_EMPTY = {"params": {}, "constraints": {}}
 
 
 def _model_trace(model, split):
+    """One run of ``model`` on ``split`` with an empty param store (its own params at their initial values)."""
     args, kwargs = model.fit_args(split)
-    with torch.no_grad(), poutine.block():
+    with torch.no_grad(), poutine.block(), param_scope(_EMPTY):
         return poutine.trace(model).get_trace(*args, **kwargs)
 
 
@@ -38,9 +45,21 @@ def latent_shapes(model, split):
             if s["type"] == "sample" and not s["is_observed"] and not s["infer"].get("_deterministic")}
 
 
+def model_params(model, split):
+    """``name -> (initial constrained value, constraint)`` of the ``pyro.param`` s ``model`` calls on ``split``."""
+    return {name: (site["value"].detach().clone(), site["kwargs"].get("constraint"))
+            for name, site in _model_trace(model, split).nodes.items() if site["type"] == "param"}
+
+
 def has_own_params(model, split):
-    """Whether ``model`` calls ``pyro.param`` itself on ``split`` (then its fits cannot share one batched model)."""
-    return any(s["type"] == "param" for s in _model_trace(model, split).nodes.values())
+    """Whether ``model`` calls ``pyro.param`` itself on ``split``."""
+    return bool(model_params(model, split))
+
+
+def batchable(model, split):
+    """Whether MAP fits of ``model`` can run as one batched model: it has no ``pyro.param`` of its own, or only
+    ones it accepts batched (its ``batchable_params``)."""
+    return set(model_params(model, split)) <= set(getattr(model, "batchable_params", ()))
 
 
 def stacked_init(inits):
@@ -88,11 +107,20 @@ class BatchedFit:
     :ivar torch.Tensor log_joints: every fit's training log joint density at its values.
     :ivar float wall_time: seconds of the batched fit.
     :ivar int num_model_evals: model evaluations (one per fit and batched step).
+    :ivar list params: every fit's own values of the model's ``pyro.param`` s (constrained, the model's shapes).
+    :ivar dict constraints: those params' constraints by name.
     """
 
-    def __init__(self, values, losses, endings, log_joints, wall_time, num_model_evals):
+    def __init__(self, values, losses, endings, log_joints, wall_time, num_model_evals, params, constraints):
         self.values, self.losses, self.endings, self.log_joints = values, losses, endings, log_joints
-        self.wall_time, self.num_model_evals = wall_time, num_model_evals
+        self.wall_time, self.num_model_evals, self.params, self.constraints = wall_time, num_model_evals, params, constraints
+
+    def param_state(self, k):
+        """A param store state holding fit ``k``'s model params (what a fit alone would leave of them)."""
+        with param_scope(_EMPTY):
+            for name, value in self.params[k].items():
+                pyro.param(name, value.clone(), constraint=self.constraints[name])
+            return pyro.get_param_store().get_state()
 
 
 def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_rtol=0.0, stop_window=50,
@@ -101,7 +129,7 @@ def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_r
     """``len(inits)`` MAP fits (``AutoDelta``) of ``model`` on ``split`` from the initialisations ``inits``, run as
     one batched model; fit ``k`` ends as a fit of ``model`` alone from ``inits[k]`` would (see the module's notes).
 
-    :param model: a :class:`~pyro_node_uq.models.ProcessModel` without ``pyro.param`` s of its own.
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` that is :func:`batchable`.
     :param split: the training split.
     :param list inits: one ``init_loc_fn`` of ``model`` per fit.
     :param int num_steps: the most steps.
@@ -138,16 +166,21 @@ def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_r
         with pyro.plate("batched_map_fits", num_fits, dim=dim):
             return counting(*args, **kwargs)
 
+    params = model_params(model, split)
+    left = (num_fits,) + (1,) * model.max_plate_nesting
     pyro.clear_param_store()
+    for name, (value, constraint) in params.items():  # every fit's own, at the model's initial value
+        pyro.param(name, value.expand(left + value.shape).clone(), constraint=constraint)
     pyro.set_rng_seed(seed)
     guide = AutoDelta(batched, init_loc_fn=stacked_init(inits))
     loss = _PerFitELBO(num_fits, max_plate_nesting=model.max_plate_nesting + 1)
     rules = [StoppingRule(num_steps, stop_rtol, stop_window, stop_min_steps) for _ in range(num_fits)]
     values = [None] * num_fits
 
-    def snapshot(k):  # fit k's slice of the batched values, as the batched model holds them
+    def snapshot(k):  # fit k's slice of the batched values and params, as the batched model holds them
         with torch.no_grad():
-            return {name: v[k].detach().clone() for name, v in guide.median().items()}
+            values = {name: v[k].detach().clone() for name, v in guide.median().items()}
+            return values, {name: pyro.param(name)[k].detach().clone() for name in params}
 
     def callback(step, value):
         for k, rule in enumerate(rules):
@@ -159,13 +192,17 @@ def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_r
     fit_svi(batched, guide, split, num_steps=num_steps, lr=lr, lr_final=lr_final, loss=loss, clip_norm=clip_norm,
             progress_bar=progress_bar, desc=f"{desc} x{num_fits}", callback=callback, plate=model.data_plate,
             distributed=distributed)
-    values = [v if v is not None else snapshot(k) for k, v in enumerate(values)]
-    stacked = {name: torch.stack([v[name] for v in values]) for name in values[0]}
+    ends = [v if v is not None else snapshot(k) for k, v in enumerate(values)]
+    stacked = {name: torch.stack([v[name] for v, _ in ends]) for name in ends[0][0]}
+    store = pyro.get_param_store()
     args, kwargs = model.fit_args(split)
     with torch.no_grad(), poutine.block():
+        for name in params:  # the params each fit ended with
+            store[name] = torch.stack([p[name] for _, p in ends])
         trace = poutine.trace(poutine.condition(batched, stacked)).get_trace(*args, **kwargs)
         trace.compute_log_prob()
     wall = time.perf_counter() - clock
-    values = [{name: v.reshape(shapes[name]) for name, v in fit.items()} for fit in values]
+    values = [{name: v.reshape(shapes[name]) for name, v in fit.items()} for fit, _ in ends]
+    fit_params = [{name: p[name].reshape(params[name][0].shape) for name in params} for _, p in ends]
     return BatchedFit(values, [r.losses for r in rules], [r.summary() for r in rules], per_fit(trace, num_fits),
-                      wall, counting.count)
+                      wall, counting.count, fit_params, {name: c for name, (_, c) in params.items()})

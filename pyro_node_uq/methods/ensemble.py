@@ -7,7 +7,7 @@ import torch
 from ..infer.distributed.chains import map_across_ranks
 from ..infer.distributed.process import get_world_size
 from ..validation import check_int
-from .batched_map import fit_batched_map, has_own_params, latent_shapes
+from .batched_map import batchable, fit_batched_map, latent_shapes
 from .common import as_process_model, fit_guide, init_loc, map_values
 from .convergence import BudgetExhaustedWarning
 from .map import run_map
@@ -28,7 +28,7 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     :func:`~pyro_node_uq.methods.run_map` trains it: the same start search, learning-rate decay and stopping rule,
     applied to each member's own loss; a member whose rule fires keeps its values from that step while the others
     go on, and the batch ends when every member has stopped (see :mod:`~pyro_node_uq.methods.batched_map`).  A
-    model with its own ``pyro.param`` (which the members would share), or MAP options the batch does not mirror
+    model with a ``pyro.param`` it cannot take batched (which the members would share), or MAP options the batch does not mirror
     (``callback``, ``checkpoint``, ``subsample_size``, ``lr_scales``...), fits them one after another instead.
 
     Under ``torchrun`` (an initialised ``torch.distributed`` group) the members are shared out to the processes
@@ -63,7 +63,7 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
         options["num_steps"] = num_steps
     first = [] if warm_start is None else [warm_start]
     seeds = [seed + i for i in range(len(first), num_members)]
-    if batched and set(options) <= _BATCHABLE and not has_own_params(model, split):
+    if batched and set(options) <= _BATCHABLE and batchable(model, split):
         return _batched_ensemble(model, split, first, seeds, options)
     members = map_across_ranks(lambda s: run_map(model, split, seed=s, **options), seeds)
     if members is None:  # another rank: rank 0 holds the result
@@ -104,7 +104,7 @@ def _batched_ensemble(model, split, first, seeds, options):
     values = [map_values(m) for m in first] + [v for f in fitted for v in f["values"]]
     wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
-    state = first[0].param_state if first else {"params": {}, "constraints": {}}
+    state = first[0].param_state if first else fitted[0]["param_state"]  # member 0's, as one by one
     return _result(model, values, wall, evals, state, [n for f in fitted for n in f["notes"]])
 
 
@@ -148,4 +148,4 @@ def _fit_members(model, split, seeds, options):
     notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) fitted as one batched model; steps used "
                  f"{[e.steps for e in fit.endings]}")
     return {"values": fit.values, "wall_time": wall + fit.wall_time, "num_model_evals": evals + fit.num_model_evals,
-            "notes": notes}
+            "notes": notes, "param_state": fit.param_state(0)}

@@ -1,12 +1,12 @@
 """Several short MAP starts from different random initialisations, the best kept: a warm start that depends less on
 one initialisation's luck.  The starts run as one batched model (a plate of starts left of the model's own
-plates, so one ODE solve serves all of them) when the model has no ``pyro.param`` of its own (which the starts
-would share); else one after another."""
+plates, so one ODE solve serves all of them, :mod:`~pyro_node_uq.methods.batched_map`) unless the model has
+``pyro.param`` s of its own that it cannot take batched (which the starts would share); then one after another."""
 import torch
 from pyro.infer.autoguide import AutoDelta
 
 from ..validation import check_int
-from .batched_map import fit_batched_map, has_own_params
+from .batched_map import batchable, fit_batched_map
 from .common import fit_guide, init_loc, map_values
 
 __all__ = ["best_start"]
@@ -40,7 +40,7 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     num_starts = check_int(num_starts, "num_starts", 1)
     num_steps = check_int(num_steps, "num_steps", 1)
     seeds = [seed * num_starts + k for k in range(num_starts)]
-    if has_own_params(model, split):
+    if not batchable(model, split):
         fits = [fit_guide("map start", model, lambda m, s=s: AutoDelta(m, init_loc_fn=init_loc(model, s)), split,
                           num_steps=num_steps, lr=lr, seed=s, progress_bar=progress_bar, stop_rtol=0.0,
                           distributed=distributed)

@@ -4,7 +4,7 @@ import torch
 
 from pyro_node_uq.data import load_problem
 from pyro_node_uq.methods import run_map
-from pyro_node_uq.methods.batched_map import fit_batched_map, has_own_params
+from pyro_node_uq.methods.batched_map import batchable, fit_batched_map, has_own_params
 from pyro_node_uq.methods.common import init_loc, map_values
 from pyro_node_uq.methods.convergence import StoppingRule
 
@@ -68,6 +68,9 @@ def test_log_joints_are_each_fits_own(tiny):
         assert float(fit.log_joints[k]) == pytest.approx(float(trace.log_prob_sum()), rel=1e-10)
 
 
-def test_own_params_are_detected(tiny):
-    assert has_own_params(tiny.default_model(scale="learned"), tiny.train)
-    assert not has_own_params(tiny.default_model(), tiny.train)
+def test_own_params_are_detected_and_batched_where_the_model_accepts_them(tiny):
+    learned = tiny.default_model(scale="learned")
+    assert has_own_params(learned, tiny.train) and batchable(learned, tiny.train)
+    assert not has_own_params(tiny.default_model(), tiny.train) and batchable(tiny.default_model(), tiny.train)
+    learned.batchable_params = ()
+    assert not batchable(learned, tiny.train)

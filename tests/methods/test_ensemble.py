@@ -53,14 +53,15 @@ def test_a_bad_member_count_is_refused_by_name(bad, error):
         run_ensemble(None, None, num_members=bad, progress_bar=False)
 
 
-def test_batched_members_equal_their_fits_alone_with_the_start_search():
+@pytest.mark.parametrize("scale", [0.02, "learned"])
+def test_batched_members_equal_their_fits_alone_with_the_start_search(scale):
     """Batched (members x starts, then members), each member equals :func:`run_map` alone with its seed (float64,
-    a few steps): the same best start, the same values; member 0 is the warm start's."""
+    a few steps): the same best start, the same values (and learned noise scale); member 0 is the warm start's."""
     from pyro_node_uq.methods import run_ensemble, run_map
     from pyro_node_uq.methods.common import map_values
 
     problem = load_problem("chemical", **TINY)
-    model = problem.default_model(R_hidden=(4,))
+    model = problem.default_model(R_hidden=(4,), scale=scale)
     options = {"num_steps": 8, "num_starts": 3, "start_steps": 4, "lr": 0.02}
     first = run_map(model, problem.train, seed=2, progress_bar=False, **options)
     res = run_ensemble(model, problem.train, warm_start=first, num_members=3, seed=2, progress_bar=False, **options)
@@ -72,7 +73,13 @@ def test_batched_members_equal_their_fits_alone_with_the_start_search():
             torch.testing.assert_close(res.samples[name][i, 0], value, rtol=1e-9, atol=1e-9)
     one = run_ensemble(model, problem.train, num_members=1, seed=3, progress_bar=False, **options)
     torch.testing.assert_close(one.samples["R.0.weight"][0, 0], res.samples["R.0.weight"][1, 0], rtol=1e-9, atol=1e-9)
-    assert one.param_state == {"params": {}, "constraints": {}} and one.wall_time > 0 and one.num_model_evals > 0
+    assert one.wall_time > 0 and one.num_model_evals > 0
+    if scale == "learned":  # member 0's scale, as the ensemble fitted one by one keeps it for its predictions
+        alone = run_map(model, problem.train, seed=3, progress_bar=False, **options)
+        torch.testing.assert_close(model.noise_scale(one.param_state), model.noise_scale(alone.param_state),
+                                   rtol=1e-9, atol=1e-12)
+    else:
+        assert one.param_state == {"params": {}, "constraints": {}}
 
 
 @pytest.mark.parametrize("case", ["own params", "callback", "not batched"])
@@ -83,6 +90,7 @@ def test_members_are_fitted_one_by_one_where_a_batch_cannot_mirror_run_map(monke
 
     problem = load_problem("chemical", **TINY)
     model = problem.default_model(R_hidden=(4,), scale="learned" if case == "own params" else 0.02)
+    model.batchable_params = ()  # with "own params": a param the model cannot take batched
     calls = []
 
     def spy(*args, **kwargs):
