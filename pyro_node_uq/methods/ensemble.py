@@ -101,6 +101,10 @@ def _batched_ensemble(model, split, first, seeds, options):
     if fitted is None:  # another rank: rank 0 holds the result
         return None
     fitted = [f for f in fitted if f is not None]
+    unfinished = [s for f in fitted for s in f["unfinished"][1]]
+    if unfinished:
+        warnings.warn(f"ensemble: the step budget of {fitted[0]['unfinished'][0]} ran out before the members with "
+                      f"seeds {unfinished} converged", BudgetExhaustedWarning, stacklevel=3)
     values = [map_values(m) for m in first] + [v for f in fitted for v in f["values"]]
     wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
@@ -141,11 +145,8 @@ def _fit_members(model, split, seeds, options):
     fit = fit_batched_map(model, split, inits, num_steps=num_steps, lr=opt["lr"], lr_final=opt["lr_final"],
                           stop_rtol=opt["stop_rtol"], stop_window=opt["stop_window"], stop_min_steps=min_steps,
                           seed=seeds[0], desc="ensemble", **common)
-    unfinished = [s for s, e in zip(seeds, fit.endings) if e.converged is False and e.steps >= num_steps]
-    if unfinished:
-        warnings.warn(f"ensemble: the step budget of {num_steps} ran out before members with seeds {unfinished} "
-                      "converged", BudgetExhaustedWarning, stacklevel=4)
     notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) fitted as one batched model; steps used "
                  f"{[e.steps for e in fit.endings]}")
+    unfinished = [s for s, e in zip(seeds, fit.endings) if e.converged is False and e.steps >= num_steps]
     return {"values": fit.values, "wall_time": wall + fit.wall_time, "num_model_evals": evals + fit.num_model_evals,
-            "notes": notes, "param_state": fit.param_state(0)}
+            "notes": notes, "param_state": fit.param_state(0), "unfinished": (num_steps, unfinished)}

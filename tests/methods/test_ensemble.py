@@ -112,6 +112,6 @@ def test_a_batched_member_that_runs_out_of_budget_warns():
     from pyro_node_uq.methods.convergence import BudgetExhaustedWarning
 
     problem = load_problem("chemical", **TINY)
-    with pytest.warns(BudgetExhaustedWarning, match="members with seeds"):
+    with pytest.warns(BudgetExhaustedWarning, match="members with seeds \\[0, 1\\] converged"):
         run_ensemble(problem.default_model(R_hidden=(4,)), problem.train, num_members=2, num_steps=4,
                      stop_rtol=1e-12, stop_window=1, record_errors=False, progress_bar=False)

@@ -50,7 +50,7 @@ def test_a_learned_noise_scale_is_batched_one_per_start(tiny):
     from pyro_node_uq.methods.common import init_loc, map_values
 
     model = tiny.default_model(R_hidden=(4,), scale="learned")
-    values, info = best_start(model, tiny.train, num_starts=2, num_steps=5, lr=1e-2, progress_bar=False)
+    _, info = best_start(model, tiny.train, num_starts=2, num_steps=5, lr=1e-2, progress_bar=False)
     assert info["batched"] and len(info["log_joints"]) == 2
     fit = fit_batched_map(model, tiny.train, [init_loc(model, s) for s in (0, 1)], num_steps=6, lr=0.05,
                           progress_bar=False)
