@@ -7,7 +7,11 @@ tensors) do not interact; each fit's loss is its own slice of the batched log jo
 :class:`~pyro_node_uq.methods.convergence.StoppingRule`.  A fit whose rule fires keeps its values from that step
 (the batch runs on until every fit has stopped, or the budget ends; the later steps of a stopped fit are
 discarded).  What the fits share: a step with a non-finite gradient is skipped for all of them
-(:class:`~pyro_node_uq.infer.GuardedSVI`), and an adaptive ODE solver picks one step size for the batch.
+(:class:`~pyro_node_uq.infer.GuardedSVI`), and an adaptive ODE solver picks one step size for the batch.  A site
+that the ``init_loc_fn`` starts at random draws (``init_to_median`` of per-unit effects) starts at other draws
+in a batch than alone; a NODE's weights start at their seed's Glorot values either way.  Over long fits the
+batched and the lone fits drift apart by rounding (their sums run in another order), as a fit on another machine
+would.
 
 A model's own ``pyro.param`` s (a learned noise scale) would be shared by the fits; they are batched only where the
 model accepts a batch of them, one per fit, shaped ``(num_fits,) + (1,) * max_plate_nesting + shape`` (the names in
