@@ -156,7 +156,7 @@ def estimate_elbo(model, guide, split, num_particles=64, seed=0):
 
 def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, seed=0, progress_bar=True,
               elbo_particles=0, start=None, start_values=None, stochastic_dim=latent_dim, stop_rtol=1e-3,
-              stop_window=50, stop_min_steps=0, callback=None, **svi_kwargs):
+              stop_window=50, stop_min_steps=0, stop_patience=2, callback=None, **svi_kwargs):
     """Fit ``guide_fn(counted_model)`` with vectorised ELBO particles; return a :class:`MethodResult` whose cost
     includes ``start``'s.
 
@@ -181,6 +181,7 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
         ``converged``, ``stop_reason``, ``steps_used`` and ``loss_slope`` say how it ended.
     :param int stop_window: steps per averaging window of the stopping rule.
     :param int stop_min_steps: no stop before this many steps.
+    :param int stop_patience: consecutive windows at which the stopping criterion must hold.
     :param callback: ``callback(step, loss)``, returning ``True`` to stop (see :func:`~pyro_node_uq.infer.fit_svi`).
     :param svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
     """
@@ -193,7 +194,7 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     guide = guide_fn(counting)
     loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                       max_plate_nesting=model.max_plate_nesting)
-    rule = StoppingRule(num_steps, stop_rtol, stop_window, stop_min_steps)
+    rule = StoppingRule(num_steps, stop_rtol, stop_window, stop_min_steps, stop_patience)
 
     def step_callback(step, value):
         stop = rule(step, value)  # every step: the rule keeps the loss history

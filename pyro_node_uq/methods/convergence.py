@@ -90,9 +90,12 @@ class StoppingRule:
     """Stop a fit when its window-averaged loss no longer changes: every ``window`` steps (from ``2 * window`` on)
     the mean loss of the last window is compared with the mean of the window before it, and the fit stops when the
     change is below ``rtol`` times the loss's magnitude (``max(|mean|, 1)``) in either direction and the last
-    window is no worse than the best window so far by more than that.  A mean over ``window`` steps smooths the
-    noise of Monte-Carlo ELBO estimates; a loss that rises, or has not come back to its best, is not converged (a
-    guide started wide of its warm start climbs back over several windows, and one bad window must not end it).
+    window is no worse than the best window so far by more than that, at ``patience`` checks in a row.  A mean over
+    ``window`` steps smooths the noise of Monte-Carlo ELBO estimates; a loss that rises, or has not come back to its
+    best, is not converged (a guide started wide of its warm start climbs back over several windows, and one bad
+    window must not end it).  Two noisy window means can also agree by chance while the loss is still falling;
+    asking for the criterion at consecutive checks makes such a false stop unlikely, at the cost of
+    ``(patience - 1) * window`` more steps for a fit that has converged.
 
     Use it as the ``callback`` of :func:`~pyro_node_uq.infer.fit_svi` (``rule(step, loss)`` returns ``True`` to
     stop); :meth:`summary` says how the fit ended.
@@ -102,6 +105,7 @@ class StoppingRule:
         the summary's ``converged`` is then ``None``).
     :param int window: steps per averaging window.
     :param int min_steps: no stop before this many steps.
+    :param int patience: consecutive checks (one per window) at which the criterion must hold.
 
     Example::
 
@@ -109,12 +113,17 @@ class StoppingRule:
         >>> stop = next(step for step in range(1000) if rule(step, 100.0 + 50.0 / (1 + step)))
         >>> s = rule.summary(); s.converged, s.steps == stop + 1 < 1000
         (True, True)
+        >>> flat = StoppingRule(max_steps=1000, rtol=1e-3, window=10, patience=2)
+        >>> [flat(step, 2.0 if step < 10 else 1.0) for step in range(40)][19::10]  # checks after 20, 30, 40 steps
+        [False, False, True]
     """
 
-    def __init__(self, max_steps, rtol=1e-3, window=50, min_steps=0):
+    def __init__(self, max_steps, rtol=1e-3, window=50, min_steps=0, patience=2):
         self.max_steps = check_int(max_steps, "max_steps", 1)
         self.window = check_int(window, "window", 1)
         self.min_steps = check_int(min_steps, "min_steps", 0)
+        self.patience = check_int(patience, "patience", 1)
+        self.quiet = 0  # checks in a row at which the criterion held
         self.rtol = float(rtol)
         if not self.rtol >= 0:
             raise ValueError(f"stop_rtol must be >= 0, got {rtol!r}")
@@ -123,13 +132,15 @@ class StoppingRule:
     def __call__(self, step, loss):
         self.losses.append(float(loss))
         n, w = len(self.losses), self.window
-        if self.rtol == 0 or n < max(2 * w, self.min_steps) or n % w:
+        if self.rtol == 0 or n < 2 * w or n % w:
             return False
         prev, last = sum(self.losses[-2 * w:-w]) / w, sum(self.losses[-w:]) / w
         self.best = min(self.best, prev, last)
         scale = max(abs(last), 1.0)
         self.improvement = (prev - last) / scale
-        self.converged = abs(self.improvement) < self.rtol and (last - self.best) / scale < self.rtol
+        quiet = abs(self.improvement) < self.rtol and (last - self.best) / scale < self.rtol
+        self.quiet = self.quiet + 1 if quiet else 0
+        self.converged = self.quiet >= self.patience and n >= self.min_steps
         return self.converged
 
     def summary(self):

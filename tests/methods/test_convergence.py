@@ -21,11 +21,14 @@ def test_loss_slope_is_the_least_squares_slope():
 
 
 def test_rule_stops_on_a_plateau_and_not_on_a_steady_fall():
-    plateau = StoppingRule(max_steps=10_000, rtol=1e-3, window=20)
+    plateau = StoppingRule(max_steps=10_000, rtol=1e-3, window=20, patience=1)
     step = next(s for s in range(10_000) if plateau(s, -1000.0 + 500.0 * math.exp(-s / 50)))
     # window means of 500 e^{-s/50} over [a, a + 20) are ~416 e^{-a/50}; consecutive ones differ by
     # ~137 e^{-a/50}, below 1e-3 * 1000 from a = 246: the first check after that compares [260, 280) and [280, 300)
     assert step == 299
+    # the default asks for two such checks in a row: one window later
+    twice = StoppingRule(max_steps=10_000, rtol=1e-3, window=20)
+    assert next(s for s in range(10_000) if twice(s, -1000.0 + 500.0 * math.exp(-s / 50))) == 319
     s = plateau.summary()
     assert s.converged is True and s.steps == step + 1 and "below" in s.reason
     falling = StoppingRule(max_steps=300, rtol=1e-3, window=20)
@@ -39,11 +42,24 @@ def test_rule_stops_on_a_plateau_and_not_on_a_steady_fall():
 def test_a_rising_loss_or_one_above_its_best_window_is_not_converged():
     # window means (window 10): 100, 50, then 150 (a jump up), 150, 150, then back down to 50 and level
     values = [100.0] * 10 + [50.0] * 10 + [150.0] * 30 + [50.0] * 20
-    rule = StoppingRule(max_steps=1000, rtol=1e-3, window=10)
+    rule = StoppingRule(max_steps=1000, rtol=1e-3, window=10, patience=1)
     stops = [k for k, v in enumerate(values) if rule(k, v)]
     # not at 29 (it rose), not at 39 or 49 (level, but 3x worse than the best window): at 69, level at the best
     assert stops == [69]
     assert rule.summary().converged is True
+
+
+def test_a_chance_pause_in_a_falling_loss_stops_only_without_patience():
+    # window means (window 10) 100, 90, 90 (two noisy windows that happen to agree), then 80, 70, 60, ...
+    means = [100.0, 90.0, 90.0] + [80.0 - 10.0 * k for k in range(6)]
+    values = [m for m in means for _ in range(10)]
+    hasty = StoppingRule(max_steps=1000, rtol=1e-3, window=10, patience=1)
+    assert [k for k, v in enumerate(values) if hasty(k, v)] == [29]
+    patient = StoppingRule(max_steps=1000, rtol=1e-3, window=10)
+    assert not any(patient(k, v) for k, v in enumerate(values))
+    assert patient.summary().converged is False
+    with pytest.raises(ValueError, match="patience"):
+        StoppingRule(10, patience=0)
 
 
 def test_rule_respects_min_steps_and_rtol_zero():
