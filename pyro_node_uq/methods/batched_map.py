@@ -128,7 +128,7 @@ class BatchedFit:
 
 
 def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_rtol=0.0, stop_window=50,
-                    stop_min_steps=0, clip_norm=10.0, seed=0, progress_bar=True, desc="batched MAP",
+                    stop_min_steps=0, stop_patience=2, clip_norm=10.0, seed=0, progress_bar=True, desc="batched MAP",
                     distributed=None, shapes=None):
     """``len(inits)`` MAP fits (``AutoDelta``) of ``model`` on ``split`` from the initialisations ``inits``, run as
     one batched model; fit ``k`` ends as a fit of ``model`` alone from ``inits[k]`` would (see the module's notes).
@@ -143,6 +143,7 @@ def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_r
         every fit runs the whole budget); the batch stops when every fit's rule has fired.
     :param int stop_window: the rules' window.
     :param int stop_min_steps: no fit stops before this many steps.
+    :param int stop_patience: consecutive windows at which a rule's criterion must hold.
     :param float clip_norm: ``ClippedAdam``'s elementwise gradient clip.
     :param int seed: Pyro's seed.
     :param bool progress_bar: show a tqdm bar.
@@ -178,7 +179,7 @@ def fit_batched_map(model, split, inits, *, num_steps, lr, lr_final=None, stop_r
     pyro.set_rng_seed(seed)
     guide = AutoDelta(batched, init_loc_fn=stacked_init(inits))
     loss = _PerFitELBO(num_fits, max_plate_nesting=model.max_plate_nesting + 1)
-    rules = [StoppingRule(num_steps, stop_rtol, stop_window, stop_min_steps) for _ in range(num_fits)]
+    rules = [StoppingRule(num_steps, stop_rtol, stop_window, stop_min_steps, stop_patience) for _ in range(num_fits)]
     values = [None] * num_fits
 
     def snapshot(k):  # fit k's slice of the batched values and params, as the batched model holds them

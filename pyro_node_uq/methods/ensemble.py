@@ -90,7 +90,7 @@ def _default(fn, name):
 
 #: the run_map options a batched fit of the members mirrors (any other one: the members are fitted one by one)
 _BATCHABLE = {"num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in",
-              "stop_rtol", "stop_window", "stop_min_steps", "clip_norm", "distributed", "progress_bar"}
+              "stop_rtol", "stop_window", "stop_min_steps", "stop_patience", "clip_norm", "distributed", "progress_bar"}
 
 
 def _batched_ensemble(model, split, first, seeds, options):
@@ -119,7 +119,7 @@ def _fit_members(model, split, seeds, options):
     opt = {name: options.get(name, _default(run_map, name)) for name in
            ("num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in")}
     opt.update({name: options.get(name, _default(fit_guide, name)) for name in
-                ("stop_rtol", "stop_window", "stop_min_steps")})
+                ("stop_rtol", "stop_window", "stop_min_steps", "stop_patience")})
     num_steps, num_starts = check_int(opt["num_steps"], "num_steps", 1), check_int(opt["num_starts"], "num_starts", 1)
     progress_bar, shapes = options.get("progress_bar", True), latent_shapes(model, split)
     common = {"clip_norm": options.get("clip_norm", 10.0), "distributed": options.get("distributed"),
@@ -144,6 +144,7 @@ def _fit_members(model, split, seeds, options):
     inits = [init_loc(model, s, v) for s, v in zip(seeds, starts)]
     fit = fit_batched_map(model, split, inits, num_steps=num_steps, lr=opt["lr"], lr_final=opt["lr_final"],
                           stop_rtol=opt["stop_rtol"], stop_window=opt["stop_window"], stop_min_steps=min_steps,
+                          stop_patience=opt["stop_patience"],
                           seed=seeds[0], desc="ensemble", **common)
     notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) fitted as one batched model; steps used "
                  f"{[e.steps for e in fit.endings]}")

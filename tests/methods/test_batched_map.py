@@ -40,7 +40,8 @@ def test_every_fit_stops_by_its_own_rule_and_keeps_the_values_of_that_step(tiny)
     batch ends with the later one.  (Over hundreds of steps the batched and the lone fit drift apart by rounding,
     as any two summation orders do, so only the early stop is compared with a lone fit.)"""
     model = tiny.default_model(R_hidden=(4,))
-    options = {"num_steps": 400, "lr": 0.02, "lr_final": 2e-4, "stop_rtol": 1e-2, "stop_window": 10}
+    options = {"num_steps": 400, "lr": 0.02, "lr_final": 2e-4, "stop_rtol": 1e-2, "stop_window": 10,
+               "stop_patience": 1}
     seeds = (1, 4)
     fit = fit_batched_map(model, tiny.train, [init_loc(model, s) for s in seeds], progress_bar=False, **options)
     steps = [e.steps for e in fit.endings]
@@ -50,7 +51,7 @@ def test_every_fit_stops_by_its_own_rule_and_keeps_the_values_of_that_step(tiny)
     torch.testing.assert_close(torch.tensor(fit.losses[0]), torch.tensor(alone.losses), rtol=1e-10, atol=1e-8)
     for name, value in map_values(alone).items():
         torch.testing.assert_close(fit.values[0][name], value, rtol=1e-9, atol=1e-9)
-    rule = StoppingRule(400, 1e-2, 10)
+    rule = StoppingRule(400, 1e-2, 10, patience=1)
     assert next(i for i, v in enumerate(fit.losses[1]) if rule(i, v)) + 1 == steps[1] == len(fit.losses[1])
     # the batch stopped with its last fit (+ the guide's setup trace and the final log joints)
     assert 2 * steps[1] <= fit.num_model_evals <= 2 * steps[1] + 4
