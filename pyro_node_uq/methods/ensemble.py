@@ -6,6 +6,7 @@ import torch
 
 from ..infer.distributed.chains import map_across_ranks
 from ..infer.distributed.process import get_world_size
+from ..infer.svi import fit_svi
 from ..validation import check_int
 from .batched_map import batchable, fit_batched_map, latent_shapes
 from .common import as_process_model, fit_guide, init_loc, map_values
@@ -122,7 +123,7 @@ def _fit_members(model, split, seeds, options):
                 ("stop_rtol", "stop_window", "stop_min_steps", "stop_patience")})
     num_steps, num_starts = check_int(opt["num_steps"], "num_steps", 1), check_int(opt["num_starts"], "num_starts", 1)
     progress_bar, shapes = options.get("progress_bar", True), latent_shapes(model, split)
-    common = {"clip_norm": options.get("clip_norm", 10.0), "distributed": options.get("distributed"),
+    common = {"clip_norm": options.get("clip_norm", _default(fit_svi, "clip_norm")), "distributed": options.get("distributed"),
               "progress_bar": progress_bar, "shapes": shapes}
     wall = evals = 0
     starts = [None] * len(seeds)
