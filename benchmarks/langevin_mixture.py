@@ -17,6 +17,10 @@ weights (``100 // m`` predictive draws from each; pool size 1 is a single fit). 
         [--set KIND.KEY=JSON ...] --cache DIR --log FILE
     python benchmarks/langevin_mixture.py table FILE [FILE ...]
 
+With ``--ensemble batched`` the pool of MAP fits is instead one ``run_ensemble`` fit (registered MAP options, the
+members batched in one model, seeds ``s .. s + m - 1``), logged as kind ``map`` with ``"ensemble": "batched"``,
+and ``langevin_mixture`` starts from it; only the kinds ``map`` and ``langevin_mixture`` run in that mode.
+
 ``run`` appends one JSON line per (problem, seed, kind, pool size) with the test scores and the CPU (process)
 time of the fits pooled (each component's chain of fits: MAP, + AutoNormal, + AutoLangevin); fits are cached
 under ``--cache`` by member seed (the pools of method seeds ``s`` and ``s + 1`` share members, as the comparison's
@@ -39,7 +43,7 @@ from convergence import PROBLEMS, _problem
 from pyro_node_uq.compare.scoring import score_result
 from pyro_node_uq.infer import AutoLangevin
 from pyro_node_uq.infer._pyro_compat import setup_prototype
-from pyro_node_uq.methods import METHODS, run_langevin_mixture
+from pyro_node_uq.methods import METHODS, run_ensemble, run_langevin_mixture
 from pyro_node_uq.methods.common import fit_guide, init_loc, map_values
 from pyro_node_uq.methods.result import MethodResult
 
@@ -95,25 +99,44 @@ def _fit(kind, model, problem, name, prev, seed, overrides):
     return METHODS[kind].runner(model, problem.train, warm_start=prev, seed=seed, progress_bar=False, **opts)
 
 
-def _mixture(name, model, problem, maps, seed, overrides, cache_dir):
-    """``(fit, CPU time)`` of ``run_langevin_mixture`` started at the MAP fits ``maps`` as an ensemble."""
-    tag = "".join(c if c.isalnum() else "-" for c in json.dumps(overrides, sort_keys=True)) if overrides else ""
-    cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_mixture{len(maps)}{tag}.pkl")
-    if cache and os.path.exists(cache):
-        with open(cache, "rb") as f:
+def _cached(path, fn):
+    """``fn()``'s ``(result, CPU time)``, pickled at ``path`` (``None``: not cached) and read from there when it
+    exists."""
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
             return pickle.load(f)
-    values = [map_values(m) for m in maps]
-    ensemble = MethodResult(name="ensemble", model=model, param_state=maps[0].param_state,
-                            samples={k: torch.stack([v[k] for v in values])[:, None] for k in values[0]},
-                            wall_time=sum(m.wall_time for m in maps),
-                            num_model_evals=sum(m.num_model_evals for m in maps))
-    opts = dict(METHODS["langevin_mixture"].options(name), **overrides)
-    out = _timed(lambda: run_langevin_mixture(model, problem.train, warm_start=ensemble, seed=seed,
-                                              progress_bar=False, **opts))
-    if cache:
-        with open(cache, "wb") as f:
+    out = _timed(fn)
+    if path:
+        with open(path, "wb") as f:
             pickle.dump(out, f)
     return out
+
+
+def _ensemble_of(model, maps):
+    """The MAP fits ``maps`` as a deep ensemble's result (member ``i`` as chain ``i``)."""
+    values = [map_values(m) for m in maps]
+    return MethodResult(name="ensemble", model=model, param_state=maps[0].param_state,
+                        samples={k: torch.stack([v[k] for v in values])[:, None] for k in values[0]},
+                        wall_time=sum(m.wall_time for m in maps),
+                        num_model_evals=sum(m.num_model_evals for m in maps))
+
+
+def _mixture(name, model, problem, ensemble, seed, overrides, cache_dir, suffix=""):
+    """``(fit, CPU time)`` of ``run_langevin_mixture`` started at the deep ensemble ``ensemble``."""
+    tag = "".join(c if c.isalnum() else "-" for c in json.dumps(overrides, sort_keys=True)) if overrides else ""
+    size = next(iter(ensemble.samples.values())).shape[0]
+    cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_mixture{size}{tag}{suffix}.pkl")
+    opts = dict(METHODS["langevin_mixture"].options(name), **overrides)
+    return _cached(cache, lambda: run_langevin_mixture(model, problem.train, warm_start=ensemble, seed=seed,
+                                                       progress_bar=False, **opts))
+
+
+def _batched_ensemble(name, model, problem, seed, size, cache_dir):
+    """``(fit, CPU time)`` of ``run_ensemble`` with the registered MAP options, members batched in one model."""
+    cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_ensemble{size}_batched.pkl")
+    opts = METHODS["map"].options(name)
+    return _cached(cache, lambda: run_ensemble(model, problem.train, num_members=size, seed=seed, batched=True,
+                                               progress_bar=False, **opts))
 
 
 def _cache_name(problem, seed, kind, overrides):
@@ -142,6 +165,11 @@ def run(args):
             needed.add(kind)
             kind = KINDS[kind]
     order = [k for k in KINDS if k in needed]
+    batched = args.ensemble == "batched"
+    if batched and not set(args.kinds) <= {"map", "langevin_mixture"}:
+        raise SystemExit("--ensemble batched runs the kinds map and langevin_mixture only")
+    if batched:
+        order = []  # no per-member fits: the ensemble is one batched fit per pool size
     for seed in args.seeds:
         for name in args.problems:
             problem = _problem(name)
@@ -170,11 +198,18 @@ def run(args):
             for kind in args.kinds:
                 for m in args.pool:
                     cpu_time = None
+                    if batched:
+                        ensemble, t_ens = _batched_ensemble(name, model, problem, seed, m, args.cache)
+                    elif kind in POOLED or kind == "map":
+                        ensemble, t_ens = _ensemble_of(model, fits["map"][:m]), sum(chain_cpu["map"][:m])
                     if kind in POOLED:
-                        res, t = _mixture(name, model, problem, fits["map"][:m], seed, overrides.get(kind, {}),
-                                          args.cache)
+                        res, t = _mixture(name, model, problem, ensemble, seed, overrides.get(kind, {}), args.cache,
+                                          "_batched" if batched else "")
                         preds = {"test": res.predict(problem.test, num_samples=args.num_samples, seed=seed)}
-                        cpu_time = sum(chain_cpu["map"][:m]) + t
+                        cpu_time = t_ens + t
+                    elif batched:  # the batched ensemble itself (kind map)
+                        res, cpu_time = ensemble, t_ens
+                        preds = {"test": res.predict(problem.test, num_samples=args.num_samples, seed=seed)}
                     elif kind == "map":
                         res = _pooled(kind, fits[kind][:m], m, seed)  # one draw each, resampled by predict
                         preds = {"test": res.predict(problem.test, num_samples=args.num_samples, seed=seed)}
@@ -185,7 +220,7 @@ def run(args):
                     record = {"label": args.label, "problem": name, "seed": seed, "kind": kind, "pool": m,
                               **{k: v for k, v in row.items() if k.startswith("test_")},
                               "cpu_time": cpu_time or sum(chain_cpu[kind][:m]), "cpu_autonormal": an_cpu,
-                              "options": overrides.get(kind, {})}
+                              "options": overrides.get(kind, {}), "ensemble": args.ensemble}
                     with open(args.log, "a") as f:
                         f.write(json.dumps(record) + "\n")
                     print(json.dumps(record), flush=True)
@@ -196,7 +231,8 @@ def table(args):
     latest = {}  # the last row of each (problem, seed, kind, options, pool)
     for r in rows:
         opts = json.dumps(r.get("options", {}), sort_keys=True)
-        latest[(r["problem"], r["seed"], r["kind"], opts, r["pool"])] = r
+        kind = r["kind"] if r.get("ensemble", "sequential") == "sequential" else f"{r['kind']} ({r['ensemble']})"
+        latest[(r["problem"], r["seed"], kind, opts, r["pool"])] = r
     groups = {}
     for (problem, _, kind, opts, pool), r in latest.items():
         kind = kind if opts == "{}" else f"{kind} {opts}"
@@ -226,6 +262,8 @@ def main(argv=None):
     r.add_argument("--num-samples", type=int, default=100, help="predictive draws per pooled result")
     r.add_argument("--kinds", nargs="+", choices=list(KINDS), default=["map", "autonormal", "langevin_learned"])
     r.add_argument("--set", nargs="*", default=[], metavar="KIND.KEY=JSON", help="option overrides")
+    r.add_argument("--ensemble", choices=("sequential", "batched"), default="sequential",
+                   help="the MAP pool: member fits one by one (cached per member), or one batched run_ensemble")
     r.add_argument("--label", default="default", help="names this run's option set in the log")
     r.add_argument("--cache", help="folder of pickled fits, reused across runs and method seeds by name (problem, "
                    "member seed, kind, options): empty it when the package or a problem's model changes")

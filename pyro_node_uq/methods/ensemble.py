@@ -1,9 +1,16 @@
 """A deep ensemble: MAP fits from independent seeds, member ``i`` stored as chain ``i``."""
+import inspect
+import warnings
+
 import torch
 
 from ..infer.distributed.chains import map_across_ranks
+from ..infer.distributed.process import get_world_size
+from ..infer.svi import fit_svi
 from ..validation import check_int
-from .common import as_process_model, map_values
+from .batched_map import batchable, fit_batched_map, latent_shapes
+from .common import as_process_model, fit_guide, init_loc, map_values
+from .convergence import BudgetExhaustedWarning
 from .map import run_map
 from .registry import register
 from .result import MethodResult
@@ -14,11 +21,19 @@ __all__ = ["run_ensemble"]
 @register("ensemble", "deep ensemble of 5 MAP fits from independent seeds (member 0 is the MAP row)", start="map",
           demo=True, defaults={"num_members": 5}, quick={"num_steps": 150, "num_starts": 1})
 def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None, seed=0, progress_bar=True,
-                 **map_options):
+                 batched=True, **map_options):
     """``num_members`` MAP fits from seeds ``seed, seed + 1, ...``; member ``i`` is chain ``i`` of the samples.
 
+    The members are fitted as ONE batched model (a plate of members left of the model's plates: one ODE solve per
+    step for all of them, their start searches batched as members x starts), each trained as
+    :func:`~pyro_node_uq.methods.run_map` trains it: the same start search, learning-rate decay and stopping rule,
+    applied to each member's own loss; a member whose rule fires keeps its values from that step while the others
+    go on, and the batch ends when every member has stopped (see :mod:`~pyro_node_uq.methods.batched_map`).  A
+    model with a ``pyro.param`` it cannot take batched (which the members would share), or MAP options the batch does not mirror
+    (``callback``, ``checkpoint``, ``subsample_size``, ``lr_scales``...), fits them one after another instead.
+
     Under ``torchrun`` (an initialised ``torch.distributed`` group) the members are shared out to the processes
-    and gathered on rank 0 (the other ranks return ``None``).
+    (each process fits its block, batched) and gathered on rank 0 (the other ranks return ``None``).
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` or a plain Pyro model.
     :param split: the training split.
@@ -28,6 +43,8 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     :param int num_steps: MAP steps of every member (default: :func:`~pyro_node_uq.methods.run_map`'s).
     :param int seed: seed of member 0.
     :param bool progress_bar: show tqdm bars.
+    :param bool batched: fit the members as one batched model where possible (``False``: one
+        :func:`~pyro_node_uq.methods.run_map` after another).
     :param map_options: further :func:`~pyro_node_uq.methods.run_map` options of every member.
     :returns: :class:`MethodResult` with samples ``(num_members, 1, ...)``; its cost is the sum of the members'.
 
@@ -46,14 +63,92 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     if num_steps is not None:
         options["num_steps"] = num_steps
     first = [] if warm_start is None else [warm_start]
-    members = map_across_ranks(lambda i: run_map(model, split, seed=seed + i, **options),
-                               range(len(first), num_members))
+    seeds = [seed + i for i in range(len(first), num_members)]
+    if batched and set(options) <= _BATCHABLE and batchable(model, split):
+        return _batched_ensemble(model, split, first, seeds, options)
+    members = map_across_ranks(lambda s: run_map(model, split, seed=s, **options), seeds)
     if members is None:  # another rank: rank 0 holds the result
         return None
     members = first + members
     values = [map_values(m) for m in members]
+    return _result(model, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
+                   members[0].param_state)
+
+
+def _result(model, values, wall_time, num_model_evals, param_state, notes=()):
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
-    return MethodResult(name="ensemble", model=model, samples=samples, wall_time=sum(m.wall_time for m in members),
-                        num_model_evals=sum(m.num_model_evals for m in members),
-                        stochastic_dim=sum(int(v.numel()) for v in values[0].values()),  # every weight varies
-                        param_state=members[0].param_state)
+    result = MethodResult(name="ensemble", model=model, samples=samples, wall_time=wall_time,
+                          num_model_evals=num_model_evals,
+                          stochastic_dim=sum(int(v.numel()) for v in values[0].values()),  # every weight varies
+                          param_state=param_state)
+    result.notes.extend(notes)
+    return result
+
+
+def _default(fn, name):
+    return inspect.signature(fn).parameters[name].default
+
+
+#: the run_map options a batched fit of the members mirrors (any other one: the members are fitted one by one)
+_BATCHABLE = {"num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in",
+              "stop_rtol", "stop_window", "stop_min_steps", "stop_patience", "clip_norm", "distributed", "progress_bar"}
+
+
+def _batched_ensemble(model, split, first, seeds, options):
+    """The ensemble with the members of ``seeds`` fitted batched (each rank its block under ``torchrun``)."""
+    world = get_world_size()
+    blocks = [seeds[len(seeds) * r // world: len(seeds) * (r + 1) // world] for r in range(world)]
+    fitted = map_across_ranks(lambda block: _fit_members(model, split, block, options) if block else None, blocks)
+    if fitted is None:  # another rank: rank 0 holds the result
+        return None
+    fitted = [f for f in fitted if f is not None]
+    unfinished = [s for f in fitted for s in f["unfinished"][1]]
+    if unfinished:
+        warnings.warn(f"ensemble: the step budget of {fitted[0]['unfinished'][0]} ran out before the members with "
+                      f"seeds {unfinished} converged", BudgetExhaustedWarning, stacklevel=3)
+    values = [map_values(m) for m in first] + [v for f in fitted for v in f["values"]]
+    wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
+    evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
+    state = first[0].param_state if first else fitted[0]["param_state"]  # member 0's, as one by one
+    return _result(model, values, wall, evals, state, [n for f in fitted for n in f["notes"]])
+
+
+def _fit_members(model, split, seeds, options):
+    """MAP fits of ``model`` with seeds ``seeds`` as one batched model, each as :func:`run_map` would fit it alone
+    with ``options``: the best of its ``num_starts`` starts (a batch of members x starts), then the main fit with
+    the stopping rule on each member's own loss."""
+    opt = {name: options.get(name, _default(run_map, name)) for name in
+           ("num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in")}
+    opt.update({name: options.get(name, _default(fit_guide, name)) for name in
+                ("stop_rtol", "stop_window", "stop_min_steps", "stop_patience")})
+    num_steps, num_starts = check_int(opt["num_steps"], "num_steps", 1), check_int(opt["num_starts"], "num_starts", 1)
+    progress_bar, shapes = options.get("progress_bar", True), latent_shapes(model, split)
+    common = {"clip_norm": options.get("clip_norm", _default(fit_svi, "clip_norm")), "distributed": options.get("distributed"),
+              "progress_bar": progress_bar, "shapes": shapes}
+    wall = evals = 0
+    starts = [None] * len(seeds)
+    notes = []
+    if num_starts > 1 and num_steps > opt["start_steps"]:  # run_map's start search, for every member at once
+        inits = [model.init_loc_fn(s * num_starts + k) for s in seeds for k in range(num_starts)]
+        search = fit_batched_map(model, split, inits, num_steps=opt["start_steps"], lr=opt["lr"], seed=seeds[0],
+                                 desc="MAP starts", **common)
+        joints = search.log_joints.reshape(len(seeds), num_starts)
+        best = joints.argmax(-1).tolist()
+        starts = [search.values[i * num_starts + b] for i, b in enumerate(best)]
+        wall, evals = search.wall_time, search.num_model_evals
+        notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) started from the best of {num_starts} MAP starts of "
+                     f"{opt['start_steps']} steps, fitted batched (starts {best})")
+    min_steps, record = opt["stop_min_steps"], opt["record_errors"]
+    if "stop_min_steps" not in options and (record or (record is None and "y_mean" in getattr(model, "predict_sites", {}))):
+        # run_map's error recording keeps a fit from stopping before two windows after its burn-in
+        min_steps = int(opt["record_burn_in"] * num_steps) + 2 * opt["stop_window"]
+    inits = [init_loc(model, s, v) for s, v in zip(seeds, starts)]
+    fit = fit_batched_map(model, split, inits, num_steps=num_steps, lr=opt["lr"], lr_final=opt["lr_final"],
+                          stop_rtol=opt["stop_rtol"], stop_window=opt["stop_window"], stop_min_steps=min_steps,
+                          stop_patience=opt["stop_patience"],
+                          seed=seeds[0], desc="ensemble", **common)
+    notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) fitted as one batched model; steps used "
+                 f"{[e.steps for e in fit.endings]}")
+    unfinished = [s for s, e in zip(seeds, fit.endings) if e.converged is False and e.steps >= num_steps]
+    return {"values": fit.values, "wall_time": wall + fit.wall_time, "num_model_evals": evals + fit.num_model_evals,
+            "notes": notes, "param_state": fit.param_state(0), "unfinished": (num_steps, unfinished)}

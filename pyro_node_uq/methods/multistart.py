@@ -1,52 +1,15 @@
 """Several short MAP starts from different random initialisations, the best kept: a warm start that depends less on
 one initialisation's luck.  The starts run as one batched model (a plate of starts left of the model's own
-plates, so one ODE solve serves all of them) when the model has no ``pyro.param`` of its own (which the starts
-would share); else one after another."""
-import time
-
-import pyro
+plates, so one ODE solve serves all of them, :mod:`~pyro_node_uq.methods.batched_map`) unless the model has
+``pyro.param`` s of its own that it cannot take batched (which the starts would share); then one after another."""
 import torch
-from pyro import poutine
-from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta
 
-from ..infer.svi import fit_svi
 from ..validation import check_int
-from .common import counted, fit_guide, init_loc, map_values
+from .batched_map import batchable, fit_batched_map
+from .common import fit_guide, init_loc, map_values
 
 __all__ = ["best_start"]
-
-
-def _log_joints(model, guide, args, kwargs, num_starts):
-    """Each start's log joint density ``(num_starts,)`` at the guide's point values."""
-    with torch.no_grad(), poutine.block():
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        trace.compute_log_prob()
-    total = torch.zeros(num_starts)
-    for site in trace.nodes.values():
-        if site["type"] == "sample":
-            lp = site["log_prob"]
-            total = total + lp.reshape(num_starts, -1).sum(-1) if lp.dim() else total + lp
-    return total
-
-
-def _stacked_init(model, seeds):
-    """An ``init_loc_fn`` of the batched model: start ``k`` takes its values from ``model.init_loc_fn(seeds[k])``."""
-    inits = [model.init_loc_fn(s) for s in seeds]
-
-    def init(site):
-        return torch.stack([fn(site)[k] for k, fn in enumerate(inits)])
-    return init
-
-
-def _has_params(model, split):
-    args, kwargs = model.fit_args(split)
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    shapes = {n: s["value"].shape for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]
-              and not s["infer"].get("_deterministic")}
-    return any(s["type"] == "param" for s in trace.nodes.values()), shapes
 
 
 def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=True, distributed=None):
@@ -77,36 +40,19 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     num_starts = check_int(num_starts, "num_starts", 1)
     num_steps = check_int(num_steps, "num_steps", 1)
     seeds = [seed * num_starts + k for k in range(num_starts)]
-    has_params, shapes = _has_params(model, split)
-    clock = time.perf_counter()
-    if has_params:
+    if not batchable(model, split):
         fits = [fit_guide("map start", model, lambda m, s=s: AutoDelta(m, init_loc_fn=init_loc(model, s)), split,
                           num_steps=num_steps, lr=lr, seed=s, progress_bar=progress_bar, stop_rtol=0.0,
                           distributed=distributed)
                 for s in seeds]
         joints = torch.tensor([-min(f.losses[-10:]) for f in fits])
         best = int(joints.argmax())
-        values = map_values(fits[best])
         info = {"log_joints": joints.tolist(), "best": best, "wall_time": sum(f.wall_time for f in fits),
-                    "num_model_evals": sum(f.num_model_evals for f in fits), "batched": False}
-        return values, info
-    dim = -model.max_plate_nesting - 1
-    counting = counted(model)
-
-    def batched(*args, **kwargs):
-        with pyro.plate("map_starts", num_starts, dim=dim):
-            return counting(*args, **kwargs)
-
-    pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    guide = AutoDelta(batched, init_loc_fn=_stacked_init(model, seeds))
-    loss = Trace_ELBO(max_plate_nesting=model.max_plate_nesting + 1)
-    fit_svi(batched, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
-            desc=f"MAP starts x{num_starts}", plate=model.data_plate, distributed=distributed)
-    joints = _log_joints(batched, guide, *model.fit_args(split), num_starts)
-    best = int(joints.argmax())
-    with torch.no_grad():
-        values = {name: v[best].reshape(shapes[name]).detach().clone() for name, v in guide.median().items()}
-    info = {"log_joints": joints.tolist(), "best": best, "wall_time": time.perf_counter() - clock,
-                "num_model_evals": counting.count, "batched": True}
-    return values, info
+                "num_model_evals": sum(f.num_model_evals for f in fits), "batched": False}
+        return map_values(fits[best]), info
+    fit = fit_batched_map(model, split, [model.init_loc_fn(s) for s in seeds], num_steps=num_steps, lr=lr, seed=seed,
+                          progress_bar=progress_bar, desc="MAP starts", distributed=distributed)
+    best = int(fit.log_joints.argmax())
+    info = {"log_joints": fit.log_joints.tolist(), "best": best, "wall_time": fit.wall_time,
+            "num_model_evals": fit.num_model_evals, "batched": True}
+    return fit.values[best], info

@@ -299,6 +299,10 @@ class NODEModel(ProcessModel):
         """Without an observation network Z the outputs are the first ``obs_dim`` hidden components."""
         return self.Z is None
 
+    #: the ``pyro.param`` s the model also accepts batched, ``(num_fits, 1) + shape``: one per fit of MAP fits run
+    #: as one model (:mod:`~pyro_node_uq.methods.batched_map`)
+    batchable_params = ("sigma", "sigma_prop")
+
     error_model = property(lambda self: self.law.kind, doc="The error model's name (see :attr:`law`).")
     noise = property(lambda self: self.law.noise, doc="``\"normal\"`` or ``\"studentt\"`` noise.")
     df = property(lambda self: self.law.df, doc="The Student-t degrees of freedom.")
@@ -338,7 +342,9 @@ class NODEModel(ProcessModel):
         spec = self.scale if spec is None else spec
         if spec == "learned":
             init = like.new_full((self.obs_dim,), self.scale_init)
-            return pyro.param(name, init, constraint=constraints.positive)
+            sigma = pyro.param(name, init, constraint=constraints.positive)
+            # a batch of fits' own scales (num_fits, 1, obs_dim) broadcasts as a latent scale's draws do
+            return sigma if sigma.dim() == 1 else _left_of_trajectories(sigma, 1).unsqueeze(-2)
         if spec == "latent":
             prior = dist.HalfNormal(like.new_full((self.obs_dim,), self.scale_prior))
             # a batched draw (P, 1, obs_dim) becomes (P, 1, 1, obs_dim): broadcast over trajectories and time

@@ -8,7 +8,7 @@ TINY = {"num_train": 3, "num_test": 2, "num_extrapolation": 2, "num_times": 11}
 
 
 def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
-    """Members 1.. get the ensemble's MAP options (``lr`` included), not run_map's defaults; member 0 is the
+    """Fitted one after another, members 1.. get the ensemble's MAP options (``lr`` included), not run_map's defaults; member 0 is the
     shared MAP fit (the warm start) and its cost is counted once."""
     from pyro_node_uq.methods import ensemble, run_map
 
@@ -23,7 +23,7 @@ def test_ensemble_members_are_trained_like_the_map_row(monkeypatch):
 
     monkeypatch.setattr(ensemble, "run_map", spy)
     res = ensemble.run_ensemble(model, problem.train, warm_start=first, num_members=3, num_steps=4, lr=5e-3,
-                                progress_bar=False)
+                                progress_bar=False, batched=False)
     assert res.num_draws == 3 and len(calls) == 2
     assert all(c["lr"] == 5e-3 and c["num_steps"] == 4 for c in calls)
     assert [c["seed"] for c in calls] == [1, 2]
@@ -51,3 +51,67 @@ def test_a_bad_member_count_is_refused_by_name(bad, error):
 
     with pytest.raises(error, match="num_members: expected an integer >= 1"):  # before the model is looked at
         run_ensemble(None, None, num_members=bad, progress_bar=False)
+
+
+@pytest.mark.parametrize("scale", [0.02, "learned"])
+def test_batched_members_equal_their_fits_alone_with_the_start_search(scale):
+    """Batched (members x starts, then members), each member equals :func:`run_map` alone with its seed (float64,
+    a few steps): the same best start, the same values (and learned noise scale); member 0 is the warm start's."""
+    from pyro_node_uq.methods import run_ensemble, run_map
+    from pyro_node_uq.methods.common import map_values
+
+    problem = load_problem("chemical", **TINY)
+    model = problem.default_model(R_hidden=(4,), scale=scale)
+    options = {"num_steps": 8, "num_starts": 3, "start_steps": 4, "lr": 0.02}
+    first = run_map(model, problem.train, seed=2, progress_bar=False, **options)
+    res = run_ensemble(model, problem.train, warm_start=first, num_members=3, seed=2, progress_bar=False, **options)
+    assert any("fitted as one batched model" in n for n in res.notes)
+    assert any("best of 3 MAP starts" in n for n in res.notes)
+    for i, seed in enumerate((2, 3, 4)):
+        alone = first if i == 0 else run_map(model, problem.train, seed=seed, progress_bar=False, **options)
+        for name, value in map_values(alone).items():
+            torch.testing.assert_close(res.samples[name][i, 0], value, rtol=1e-9, atol=1e-9)
+    one = run_ensemble(model, problem.train, num_members=1, seed=3, progress_bar=False, **options)
+    torch.testing.assert_close(one.samples["R.0.weight"][0, 0], res.samples["R.0.weight"][1, 0], rtol=1e-9, atol=1e-9)
+    assert one.wall_time > 0 and one.num_model_evals > 0
+    if scale == "learned":  # member 0's scale, as the ensemble fitted one by one keeps it for its predictions
+        alone = run_map(model, problem.train, seed=3, progress_bar=False, **options)
+        torch.testing.assert_close(model.noise_scale(one.param_state), model.noise_scale(alone.param_state),
+                                   rtol=1e-9, atol=1e-12)
+    else:
+        assert one.param_state == {"params": {}, "constraints": {}}
+
+
+@pytest.mark.parametrize("case", ["own params", "callback", "not batched"])
+def test_members_are_fitted_one_by_one_where_a_batch_cannot_mirror_run_map(monkeypatch, case):
+    """A model with its own ``pyro.param`` (the members would share it), an option the batch does not mirror, or
+    ``batched=False``: one :func:`run_map` per member, as before."""
+    from pyro_node_uq.methods import ensemble, run_map
+
+    problem = load_problem("chemical", **TINY)
+    model = problem.default_model(R_hidden=(4,), scale="learned" if case == "own params" else 0.02)
+    model.batchable_params = ()  # with "own params": a param the model cannot take batched
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return run_map(*args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "run_map", spy)
+    options = {"callback": lambda step, loss: False} if case == "callback" else {}
+    res = ensemble.run_ensemble(model, problem.train, num_members=2, num_steps=3, seed=4, progress_bar=False,
+                                batched=case != "not batched", **options)
+    assert calls == [4, 5] and res.num_draws == 2
+    assert not any("batched" in n for n in res.notes)
+    if case == "own params":
+        assert "sigma" in res.param_state["params"]  # member 0's learned noise scale, for predictions
+
+
+def test_a_batched_member_that_runs_out_of_budget_warns():
+    from pyro_node_uq.methods import run_ensemble
+    from pyro_node_uq.methods.convergence import BudgetExhaustedWarning
+
+    problem = load_problem("chemical", **TINY)
+    with pytest.warns(BudgetExhaustedWarning, match="members with seeds \\[0, 1\\] converged"):
+        run_ensemble(problem.default_model(R_hidden=(4,)), problem.train, num_members=2, num_steps=4,
+                     stop_rtol=1e-12, stop_window=1, record_errors=False, progress_bar=False)
