@@ -84,10 +84,13 @@ PREVIOUS_VISCOELASTIC_MAP_NLL = (-1.517, -1.566, -1.571, -1.560, -1.545)
 def test_map_test_nll_varies_at_most_half_as_much_over_seeds_as_with_the_previous_defaults():
     """On ``viscoelastic`` (default model and data), over method seeds 0-4: the spread (standard deviation) of MAP's
     test NLL with the registry's defaults (best of several starts, a hundredfold learning-rate decay, convergence
-    stop) is at most half that of the previous defaults, and the mean no worse."""
+    stop) is at most half that of the previous defaults, and the mean no worse.  In float32, the package's default
+    and the precision the previous numbers were measured in (the fits' last digits, and so which of several nearby
+    fits a seed ends in, depend on it)."""
     from pyro_node_uq.compare.scoring import score_result
     from pyro_node_uq.methods import METHODS
 
+    torch.set_default_dtype(torch.float32)
     problem = load_problem("viscoelastic")
 
     def nll(seed):  # scored as the benchmark scores: predictive draws with the method's seed
