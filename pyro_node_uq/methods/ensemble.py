@@ -11,7 +11,12 @@ from ..validation import check_int
 from .batched_map import batchable, fit_batched_map, latent_shapes
 from .common import as_process_model, fit_guide, init_loc, map_values
 from .convergence import BudgetExhaustedWarning
-from .map import run_map
+from .map import (
+    recording_min_steps,
+    records_errors_by_default,
+    run_map,
+    searches_starts,
+)
 from .registry import register
 from .result import MethodResult
 
@@ -128,7 +133,7 @@ def _fit_members(model, split, seeds, options):
     wall = evals = 0
     starts = [None] * len(seeds)
     notes = []
-    if num_starts > 1 and num_steps > opt["start_steps"]:  # run_map's start search, for every member at once
+    if searches_starts(num_starts, num_steps, opt["start_steps"]):  # run_map's start search, all members at once
         inits = [model.init_loc_fn(s * num_starts + k) for s in seeds for k in range(num_starts)]
         search = fit_batched_map(model, split, inits, num_steps=opt["start_steps"], lr=opt["lr"], seed=seeds[0],
                                  desc="MAP starts", **common)
@@ -139,9 +144,9 @@ def _fit_members(model, split, seeds, options):
         notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) started from the best of {num_starts} MAP starts of "
                      f"{opt['start_steps']} steps, fitted batched (starts {best})")
     min_steps, record = opt["stop_min_steps"], opt["record_errors"]
-    if "stop_min_steps" not in options and (record or (record is None and "y_mean" in getattr(model, "predict_sites", {}))):
+    if "stop_min_steps" not in options and (record or (record is None and records_errors_by_default(model))):
         # run_map's error recording keeps a fit from stopping before two windows after its burn-in
-        min_steps = int(opt["record_burn_in"] * num_steps) + 2 * opt["stop_window"]
+        min_steps = recording_min_steps(num_steps, opt["record_burn_in"], opt["stop_window"])
     inits = [init_loc(model, s, v) for s, v in zip(seeds, starts)]
     fit = fit_batched_map(model, split, inits, num_steps=num_steps, lr=opt["lr"], lr_final=opt["lr_final"],
                           stop_rtol=opt["stop_rtol"], stop_window=opt["stop_window"], stop_min_steps=min_steps,

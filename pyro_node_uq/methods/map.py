@@ -10,7 +10,23 @@ from .common import as_process_model, fit_guide, init_loc, map_values
 from .multistart import best_start
 from .registry import register
 
-__all__ = ["run_map"]
+__all__ = ["recording_min_steps", "records_errors_by_default", "run_map", "searches_starts"]
+
+
+def searches_starts(num_starts, num_steps, start_steps):
+    """Whether a MAP fit without a warm start searches among ``num_starts`` short starts: several starts, and a
+    budget longer than one short start."""
+    return num_starts > 1 and num_steps > start_steps
+
+
+def records_errors_by_default(model):
+    """Whether a MAP fit records its training errors unless told: when the model records a ``y_mean`` site."""
+    return "y_mean" in getattr(model, "predict_sites", {})
+
+
+def recording_min_steps(num_steps, record_burn_in, stop_window):
+    """The fewest steps of a fit that records its errors: two stopping windows after recording starts."""
+    return int(record_burn_in * num_steps) + 2 * stop_window
 
 
 @register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
@@ -62,17 +78,18 @@ def run_map(model, split, *, warm_start=None, num_steps=2000, lr=2e-2, lr_final=
     starts = None
     num_steps = check_int(num_steps, "num_steps", 1)
     # a search among starts needs a budget longer than one short start
-    if warm_start is None and check_int(num_starts, "num_starts", 1) > 1 and num_steps > start_steps:
+    if warm_start is None and searches_starts(check_int(num_starts, "num_starts", 1), num_steps, start_steps):
         values, starts = best_start(model, split, num_starts=num_starts, num_steps=start_steps, lr=lr, seed=seed,
                                     progress_bar=progress_bar, distributed=svi_kwargs.get("distributed"))
     init = init_loc(model, seed, values)
     recorder = monitor = None
     if record_errors is None:
-        record_errors = "y_mean" in getattr(model, "predict_sites", {})
+        record_errors = records_errors_by_default(model)
     if record_errors:
         recorder = LossTrajectoryRecorder()
         monitor = NODETrainingMonitor(recorder, split, start=int(record_burn_in * num_steps))
-        svi_kwargs.setdefault("stop_min_steps", monitor.start + 2 * svi_kwargs.get("stop_window", 50))
+        svi_kwargs.setdefault("stop_min_steps",
+                              recording_min_steps(num_steps, record_burn_in, svi_kwargs.get("stop_window", 50)))
 
     def step_callback(step, loss):
         stop = monitor(step, loss) if monitor is not None else False
