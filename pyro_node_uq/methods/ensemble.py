@@ -17,6 +17,7 @@ from .map import (
     run_map,
     searches_starts,
 )
+from .multistart import start_seeds
 from .registry import register
 from .result import MethodResult
 
@@ -134,7 +135,7 @@ def _fit_members(model, split, seeds, options):
     starts = [None] * len(seeds)
     notes = []
     if searches_starts(num_starts, num_steps, opt["start_steps"]):  # run_map's start search, all members at once
-        inits = [model.init_loc_fn(s * num_starts + k) for s in seeds for k in range(num_starts)]
+        inits = [model.init_loc_fn(k) for s in seeds for k in start_seeds(s, num_starts)]
         search = fit_batched_map(model, split, inits, num_steps=opt["start_steps"], lr=opt["lr"], seed=seeds[0],
                                  desc="MAP starts", **common)
         joints = search.log_joints.reshape(len(seeds), num_starts)

@@ -9,7 +9,13 @@ from ..validation import check_int
 from .batched_map import batchable, fit_batched_map
 from .common import fit_guide, init_loc, map_values
 
-__all__ = ["best_start"]
+__all__ = ["best_start", "start_seeds"]
+
+
+def start_seeds(seed, num_starts):
+    """The initialisation seeds of a method seed's ``num_starts`` starts: ``seed * num_starts + k`` (disjoint
+    across method seeds)."""
+    return [seed * num_starts + k for k in range(num_starts)]
 
 
 def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=True, distributed=None):
@@ -39,7 +45,7 @@ def best_start(model, split, *, num_starts, num_steps, lr, seed=0, progress_bar=
     """
     num_starts = check_int(num_starts, "num_starts", 1)
     num_steps = check_int(num_steps, "num_steps", 1)
-    seeds = [seed * num_starts + k for k in range(num_starts)]
+    seeds = start_seeds(seed, num_starts)
     if not batchable(model, split):
         fits = [fit_guide("map start", model, lambda m, s=s: AutoDelta(m, init_loc_fn=init_loc(model, s)), split,
                           num_steps=num_steps, lr=lr, seed=s, progress_bar=progress_bar, stop_rtol=0.0,
