@@ -61,23 +61,24 @@ def dataset(name, seed=0):
     return units_table(units)
 
 
-def problem_for(model, table, fold, folds, seed, correction_input="amount"):
+def problem_for(model, table, fold, folds, seed, correction_input="amount", noise="normal"):
     p = events_problem(table, num_folds=folds, fold=fold, seed=seed)
-    if model == "node":
-        return p
-    p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
-    return replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
+    if model != "node":
+        p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
+        p = replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
+    return replace(p, model_kwargs={**p.model_kwargs, "noise": noise})
 
 
 def run(model, table, fold, folds, args):
-    p = problem_for(model, table, fold, folds, args.seed, args.correction_input)
+    p = problem_for(model, table, fold, folds, args.seed, args.correction_input, args.noise)
     m = p.default_model()
     clock, cpu = time.perf_counter(), time.process_time()
     start = run_map(m, p.train, num_steps=args.map_steps, progress_bar=False, seed=args.seed)
     fit = run_autonormal(m, p.train, warm_start=start, num_steps=args.vi_steps, num_particles=4,
                          progress_bar=False, elbo_particles=0, seed=args.seed)
     pred = fit.predict(p.test, num_samples=args.num_samples, seed=args.seed)
-    s = score(pred, p.test.y, p.test.mask, noise_scale=m.noise_scale(fit.param_state, pred))
+    s = score(pred, p.test.y, p.test.mask, noise_scale=m.noise_scale(fit.param_state, pred), noise=m.law.noise,
+              df=m.law.df)
     n = int(p.test.mask.sum())
     return {"nll": s.get("nll"), "crps": s["crps"], "coverage_90": s["coverage_90"], "n": n,
             "seconds": round(time.perf_counter() - clock, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}
@@ -91,6 +92,8 @@ def main():
     ap.add_argument("--fold-list", type=int, nargs="+", default=None, help="run only these folds")
     ap.add_argument("--correction-input", choices=["amount", "concentration"], default="amount",
                     help="what the grey-box correction reads (GreyBoxNODEModel's correction_input)")
+    ap.add_argument("--noise", choices=["normal", "studentt"], default="normal",
+                    help="every model's observation noise (Student-t with 4 degrees of freedom: robust to outliers)")
     ap.add_argument("--map-steps", type=int, default=600)
     ap.add_argument("--vi-steps", type=int, default=300)
     ap.add_argument("--num-samples", type=int, default=200)
