@@ -90,6 +90,13 @@ def _observed(split):
     return torch.ones(split.y.shape[:2], dtype=torch.bool, device=split.y.device) if split.mask is None else split.mask
 
 
+def noise_law(model):
+    """``noise`` and ``df`` keyword arguments for :func:`~pyro_node_uq.diagnostics.score`: the model's own noise
+    law (a Student-t model's NLL is scored with its Student-t density), Normal for a model without one."""
+    law = getattr(model, "law", None)
+    return {"noise": law.noise, "df": law.df} if law is not None else {}
+
+
 def score_result(result, problem, predictions, hidden=True):
     """One table row of scores.
 
@@ -107,7 +114,7 @@ def score_result(result, problem, predictions, hidden=True):
         split = getattr(problem, name)
         scale = result.model.noise_scale(result.param_state, pred)
         h_true = split.h_true[..., :problem.obs_dim] if hidden and split.h_true is not None else None
-        scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true)
+        scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true, **noise_law(result.model))
         for key, value in scores.items():
             key = key if not key.startswith("hidden_") else key.replace("hidden_", "hidden_" + PREFIX[name] + "_", 1)
             row[key if key.startswith("hidden_") else f"{PREFIX[name]}_{key}"] = value
@@ -145,7 +152,8 @@ def score_static(result, problem, predictions):
             uncertainty[name] = predictive_entropy(pred["probs"])
             errors[name] = (pred["probs"].mean(0).argmax(-1) != split.y).double()
         else:
-            scores = score(pred, split.y, noise_scale=result.model.noise_scale(result.param_state, pred))
+            scores = score(pred, split.y, noise_scale=result.model.noise_scale(result.param_state, pred),
+                           **noise_law(result.model))
             uncertainty[name] = predictive_spread(pred["y_mean"])
             target = split.y if split.y_true is None else split.y_true
             errors[name] = (pred["y_mean"].mean(0) - target).norm(dim=-1)

@@ -94,3 +94,20 @@ def test_predictive_spread_is_the_norm_over_outputs_of_the_draws_standard_deviat
     y = torch.tensor([[[[0.0, 0.0]]], [[[3.0, 4.0]]]])  # two draws, one point, two outputs: stds 3/sqrt2, 4/sqrt2
     torch.testing.assert_close(predictive_spread(y), torch.tensor([[5.0 / 2 ** 0.5]]))
     assert predictive_spread(y[:1]).shape == (1, 1) and float(predictive_spread(y[:1])) == 0.0
+
+
+def test_a_student_t_model_is_scored_with_its_student_t_density():
+    """The job scored every model's NLL with a Normal density, a Student-t model's too."""
+    from pyro_node_uq.compare.scoring import score_result
+
+    pyro.clear_param_store()
+    problem = _autonomous_problem(noise="studentt", df=3.0)
+    res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
+    pred = res.predict(problem.test, num_samples=6)
+    row = score_result(res, problem, {"test": pred}, hidden=False)
+    scale = res.model.noise_scale(res.param_state, pred)
+    hand = -torch.distributions.StudentT(3.0, pred["y_mean"], scale).log_prob(problem.test.y).logsumexp(0).sub(
+        math.log(6)).mean()
+    assert row["test_nll"] == pytest.approx(float(hand.detach()), rel=1e-6)
+    normal = score(pred, problem.test.y, noise_scale=scale)["nll"]
+    assert abs(row["test_nll"] - normal) > 1e-3  # the two densities differ, so the check above can fail
