@@ -1,6 +1,7 @@
 """The comparison's scores use the right noise scale and handle every model configuration (issue: wrong numbers)."""
 import math
 import tempfile
+from dataclasses import replace
 
 import pyro
 import pytest
@@ -111,3 +112,20 @@ def test_a_student_t_model_is_scored_with_its_student_t_density():
     assert row["test_nll"] == pytest.approx(float(hand.detach()), rel=1e-6)
     normal = score(pred, problem.test.y, noise_scale=scale)["nll"]
     assert abs(row["test_nll"] - normal) > 1e-3  # the two densities differ, so the check above can fail
+
+
+def test_the_training_mean_reference_scores_a_normal_at_the_training_mean_and_sd():
+    """The report's reference rows: the held-out NLL is the Normal density's at the training observations' mean and
+    sd (closed form), coverage and CRPS come from its draws; a test split far from the training data scores worse."""
+    from pyro_node_uq.compare.scoring import training_mean_rows
+
+    problem = _autonomous_problem()
+    rows = training_mean_rows(problem, num_samples=4000)
+    y = problem.train.y.reshape(-1, 2)
+    loc, sd = y.mean(0), y.std(0)
+    hand = -torch.distributions.Normal(loc, sd).log_prob(problem.test.y).mean()
+    assert [r["split"] for r in rows] == ["test", "extrapolation"]
+    assert rows[0]["NLL"] == pytest.approx(float(hand), rel=1e-6)
+    assert 0.8 < rows[0]["cov90"] < 1.0  # same law as the training data: about 90%
+    far = replace(problem, test=replace(problem.test, y=problem.test.y + 1.0))
+    assert training_mean_rows(far)[0]["NLL"] > rows[0]["NLL"] + 10
