@@ -1,5 +1,6 @@
 """A problem from the user's own NONMEM-style event file: units held out by a seeded split, a hierarchical NODE
 configured from the data (compartments, dose and covariate scales)."""
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ __all__ = ["events_problem"]
 
 
 def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3, seed=0, num_folds=None, fold=0,
-                   **read_kwargs):
+                   log_covariates="positive", **read_kwargs):
     """Read ``path`` with :func:`~pyro_node_uq.data.read_events` and split it with
     :func:`~pyro_node_uq.data.units.units_problem`.
 
@@ -31,6 +32,10 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
     :param int seed: seed of the unit split.
     :param int num_folds, fold: hold out fold ``fold`` of ``num_folds`` instead (every unit held out once over
         ``fold = 0, ..., num_folds - 1``, :func:`~pyro_node_uq.data.unit_folds`).
+    :param str log_covariates: ``"positive"`` (default): a covariate whose every value is positive (weight, age,
+        creatinine clearance) enters through its logarithm, named ``log(NAME)``, so that its effect on a
+        log-normal parameter is a power model, ``theta_i = theta (WT_i / WT_ref)^b exp(eta_i)``, as allometric
+        scaling is; others (a 0/1 indicator) enter as they are.  ``"none"``: every covariate as it is.
     :param read_kwargs: column names for :func:`~pyro_node_uq.data.read_events` (``id=``, ``dv=``...).
     :rtype: ~pyro_node_uq.data.Problem
 
@@ -41,7 +46,11 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
         >>> p.name, len(p.train), len(p.test), p.model_kwargs["hidden_dim"], p.train.doses.compartment[0].tolist()
         ('theophylline_table', 9, 3, 2, [1])
     """
+    if log_covariates not in ("positive", "none"):
+        raise ValueError(f"log_covariates: expected 'positive' or 'none', got {log_covariates!r}")
     units = read_events(path, covariates=tuple(covariates), **read_kwargs)
+    if log_covariates == "positive" and units.covariates is not None:
+        units = _log_positive_covariates(units)
     units = refine_grid(units, float(units.t[-1] - units.t[0]) / 50)  # fixed steps of at most 2% of the span
     doses = units.doses
     dosed = set() if doses is None else set(doses.compartment[doses.mask].tolist())
@@ -67,3 +76,15 @@ def events_problem(path, covariates=(), test_fraction=0.25, time_fraction=2 / 3,
         kwargs.update(covariate_dim=len(covariates), covariate_loc=c.mean(0), covariate_scale=c.std(0).clamp(min=1e-8))
     problem.model_kwargs = kwargs
     return problem
+
+
+def _log_positive_covariates(units):
+    """``units`` with every covariate column whose values are all positive replaced by its logarithm and renamed
+    ``log(NAME)``."""
+    c = units.covariates
+    positive = (c > 0).all(0)
+    if not bool(positive.any()):
+        return units
+    names = tuple(f"log({n})" if bool(p) else n for n, p in zip(units.covariate_names, positive.tolist()))
+    logged = torch.where(positive, c.clamp(min=torch.finfo(c.dtype).tiny).log(), c)
+    return dataclasses.replace(units, covariates=logged, covariate_names=names)

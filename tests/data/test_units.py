@@ -102,3 +102,21 @@ def test_theophylline_and_event_file_folds():
     table = theophylline_table()
     held = [events_problem(table, covariates=["WT"], num_folds=4, fold=k).test.ids.tolist() for k in range(4)]
     assert sorted(functools.reduce(operator.iadd, held, [])) == list(range(1, 13))
+
+
+def test_positive_covariates_enter_through_their_logarithm():
+    """A covariate with only positive values (weight) enters as ``log(WT)`` (a power model of the parameters);
+    a 0/1 indicator as it is; ``log_covariates="none"`` keeps both; anything else is refused, naming the argument."""
+    from pyro_node_uq.data import events_problem
+    from pyro_node_uq.data.pk import theophylline_table
+
+    table = theophylline_table("mg")
+    table["SEX"] = (table.ID % 2).astype(float)
+    p = events_problem(table, covariates=["WT", "SEX"])
+    plain = events_problem(table, covariates=["WT", "SEX"], log_covariates="none")
+    assert p.train.covariate_names == ("log(WT)", "SEX") and plain.train.covariate_names == ("WT", "SEX")
+    torch.testing.assert_close(p.train.covariates[:, 0], plain.train.covariates[:, 0].log())
+    torch.testing.assert_close(p.test.covariates[:, 1], plain.test.covariates[:, 1])
+    torch.testing.assert_close(p.model_kwargs["covariate_loc"][0], plain.train.covariates[:, 0].log().mean())
+    with pytest.raises(ValueError, match="log_covariates: expected 'positive' or 'none'"):
+        events_problem(table, covariates=["WT"], log_covariates="all")
