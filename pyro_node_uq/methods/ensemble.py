@@ -82,6 +82,8 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
 
 
 def _result(model, split, values, wall_time, num_model_evals, param_state, notes=()):
+    if hasattr(model, "warm_start_values"):  # each member's omega at its effects' spread, as run_map's settle_point
+        values = [model.warm_start_values(dict(v), split) if "omega" in v else v for v in values]
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
     result = MethodResult(name="ensemble", model=model, samples=samples, wall_time=wall_time,
                           num_model_evals=num_model_evals,

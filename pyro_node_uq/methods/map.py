@@ -2,15 +2,18 @@
 most other methods."""
 import contextlib
 
+import pyro
+import torch
 from pyro.infer.autoguide import AutoDelta
 
 from ..infer.ltau import LossTrajectoryRecorder, NODETrainingMonitor
+from ..utils.seeding import param_scope
 from ..validation import check_int
 from .common import as_process_model, fit_guide, init_loc, map_values
 from .multistart import best_start
 from .registry import register
 
-__all__ = ["recording_min_steps", "records_errors_by_default", "run_map", "searches_starts"]
+__all__ = ["recording_min_steps", "records_errors_by_default", "run_map", "searches_starts", "settle_point"]
 
 
 def searches_starts(num_starts, num_steps, start_steps):
@@ -27,6 +30,35 @@ def records_errors_by_default(model):
 def recording_min_steps(num_steps, record_burn_in, stop_window):
     """The fewest steps of a fit that records its errors: two stopping windows after recording starts."""
     return int(record_burn_in * num_steps) + 2 * stop_window
+
+
+def settle_point(result):
+    """Move a MAP fit's point along its model's exact symmetries of the likelihood
+    (:meth:`~pyro_node_uq.models.HierarchicalNODEModel.warm_start_values`), in its own param state.
+
+    For a hierarchical model this sets omega to the spread of the fitted units' effects.  The joint mode of a
+    non-centred model has no ``-N log omega`` term: omega drifts along the ridge ``eta_z = eta / omega``, resisted by
+    its prior alone, and with sparse units (one or two samples each) it ends several times wider than the effects'
+    spread, so that the MAP's predictive for new units, which draws their effects with it, is far too wide.  The
+    fitted units' likelihood does not change.  Models without such symmetries are left alone.
+    """
+    model = result.model
+    if result.guide is None or result.train_split is None or not hasattr(model, "warm_start_values"):
+        return result
+    with torch.no_grad(), param_scope(result.param_state):
+        values = {k: v.detach() for k, v in result.guide.median().items()}
+        moved = model.warm_start_values(dict(values), result.train_split)
+        store = pyro.get_param_store()
+        for name, value in moved.items():
+            if name in values and value is values[name]:
+                continue
+            key = f"{result.guide._pyro_name}.{name}"
+            if key in store:
+                store[key] = value
+            elif name in store:  # a learned (pyro.param) omega
+                store[name] = value
+        result.param_state = store.get_state()
+    return result
 
 
 @register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
@@ -100,6 +132,7 @@ def run_map(model, split, *, warm_start=None, num_steps=2000, lr=2e-2, lr_final=
                            lr_final=lr_final, seed=seed, progress_bar=progress_bar, start=warm_start,
                            start_values=values, stochastic_dim=lambda g: 0, callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
+    settle_point(result)
     if starts is not None:
         result.wall_time += starts["wall_time"]
         result.num_model_evals += starts["num_model_evals"]

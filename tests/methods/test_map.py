@@ -1,4 +1,5 @@
 """run_map: shapes, counted evaluations, a point mass."""
+import pytest
 import torch
 from pyro.infer import Predictive
 
@@ -28,3 +29,42 @@ def test_map_fit_on_chemical_reaches_noise_level():
     rmse = float((pred["y_mean"][0] - test.y_true).pow(2).mean().sqrt())
     print(f"MAP chemical test RMSE = {rmse:.4f} (noise {problem.noise_scale}, {fit.wall_time:.1f} s)")
     assert rmse < 3 * problem.noise_scale
+
+
+@pytest.mark.parametrize("omega", ["latent", "learned"])
+def test_a_hierarchical_map_ends_with_omega_at_its_effects_spread(omega, monkeypatch):
+    """The joint mode of a non-centred hierarchical model leaves omega wherever its ridge ``eta_z = eta / omega``
+    took it; ``run_map`` ends by moving it to the fitted effects' spread (the EM update, within its prior's central
+    95%; the units' mean rate effect goes into the network).  The fitted units' likelihood is unchanged, omega is
+    moved, and a second move changes nothing."""
+    import math
+
+    import pyro
+    from pyro import poutine
+
+    from pyro_node_uq.data import pk_repeated
+    from pyro_node_uq.methods.map import settle_point
+    from pyro_node_uq.utils.seeding import param_scope
+
+    problem = pk_repeated(num_units=12, num_obs=5, noise=0.1, seed=2)
+    model = problem.default_model(R_hidden=(4,), omega=omega)
+    monkeypatch.setattr("pyro_node_uq.methods.map.settle_point", lambda result: result)
+    raw = run_map(model, problem.train, num_steps=40, progress_bar=False)
+
+    def point(result):
+        with param_scope(result.param_state):
+            values = {k: v.detach().clone() for k, v in result.guide.median().items()}
+            tr = poutine.trace(poutine.condition(model, values)).get_trace(*problem.train.args, **problem.train.kwargs)
+            tr.compute_log_prob()
+            w = values["omega"] if "omega" in values else pyro.param("omega").detach().clone()
+            return values["eta_z"] * w, w, float(tr.nodes["obs"]["log_prob_sum"])
+
+    _, before, loglik = point(raw)
+    moved_eta, after, moved_loglik = point(settle_point(raw))
+    assert moved_loglik == pytest.approx(loglik, rel=1e-9)
+    spread = moved_eta.pow(2).mean(0).sqrt().clamp(model.omega_init * math.exp(-2 * model.omega_prior),
+                                             model.omega_init * math.exp(2 * model.omega_prior))
+    torch.testing.assert_close(after, spread, rtol=1e-6, atol=0)
+    assert (after - before).abs().max() > 1e-3
+    _, again, _ = point(settle_point(raw))
+    torch.testing.assert_close(again, after, rtol=1e-9, atol=0)
