@@ -64,11 +64,11 @@ def _cpu():
 
 
 def _has_sleef():
-    """Whether ``libtorch_cpu`` exports the 256-bit SLEEF ``tanh`` functions the source can call."""
+    """Whether ``libtorch_cpu`` exports the vectorised SLEEF ``tanh`` functions the source can call."""
     libs = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))
     try:
         lib = ctypes.CDLL(libs[0])
-        return hasattr(lib, "Sleef_tanhf8_u10") and hasattr(lib, "Sleef_tanhd4_u10")
+        return all(hasattr(lib, f"Sleef_tanh{v}_u35") for v in ("f8", "d4", "f16", "d8"))
     except (IndexError, OSError):
         return False
 
@@ -92,7 +92,7 @@ def _build():
         path = cpp_extension.load(name, [_SOURCE], extra_cflags=flags, build_directory=directory,
                                   is_python_module=False, verbose=False)
     lib = ctypes.CDLL(path)
-    lib.pnu_rk_forward.restype = lib.pnu_rk_backward.restype = None
+    lib.pnu_rk_forward.restype = lib.pnu_rk_backward.restype = ctypes.c_int
     lib.pnu_rk_forward.argtypes = [ctypes.c_int] + [_P] * 14
     lib.pnu_rk_backward.argtypes = [ctypes.c_int] + [_P] * 17
     return lib
@@ -135,6 +135,11 @@ def _tableau(a, b):
     return (_F64 * (S * S))(*flat), (_F64 * S)(*map(float, b))
 
 
+def _checked(status):
+    if status != 0:
+        raise RuntimeError("rk_fused: the compiled solve was called with an unsupported block width")
+
+
 def _ptrs(tensors):
     return (_P * max(len(tensors), 1))(*[t.data_ptr() for t in tensors])
 
@@ -147,8 +152,9 @@ class _Spec:
         B, H, M = h.shape
         K, S, L = dt.shape[0], len(b), len(weights) - 1
         D = x.shape[-2] if x is not None else 0
-        self.shape = (B, H, M, K, S, L)
-        self.dims = (_I64 * 7)(B, H, M, D, K, S, L)
+        V = min(16 if h.dtype == torch.float32 else 8, 1 << (M - 1).bit_length())  # columns per block
+        self.shape, self.saved = (B, H, M, K, S, L), B * -(-M // V) * K * S * V  # saved elements per row
+        self.dims = (_I64 * 8)(B, H, M, D, K, S, L, V)
         self.sizes = (_I64 * (L + 2))(H, *(w.shape[-2] for w in weights))
         self.dts = (_F64 * K)(*dt.tolist())
         self.a, self.b = _tableau(tuple(map(tuple, a)), tuple(b))
@@ -163,12 +169,12 @@ class _Spec:
         B, H, M, K, S, L = self.shape
         h = self.h
         states = h.new_empty(K + 1, B, H, M)
-        Y = h.new_empty(B, K, S, H, M) if save else None
-        acts = [h.new_empty(B, K, S, w.shape[-2], M) for w in self.weights[:L]] if save else []
-        library().pnu_rk_forward(self.double, self.dims, self.sizes, self.dts, self.a, self.b, h.data_ptr(),
+        Y = h.new_empty(self.saved * H) if save else None  # (B, blocks, K, S, H, V)
+        acts = [h.new_empty(self.saved * w.shape[-2]) for w in self.weights[:L]] if save else []
+        _checked(library().pnu_rk_forward(self.double, self.dims, self.sizes, self.dts, self.a, self.b, h.data_ptr(),
                                  self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(),
                                  self.b_in.data_ptr(), _ptrs(self.weights), _ptrs(self.biases), states.data_ptr(),
-                                 Y.data_ptr() if save else None, _ptrs(acts))
+                                 Y.data_ptr() if save else None, _ptrs(acts)))
         return states, Y, acts
 
     def backward(self, g_states, Y, acts, grad_x):
@@ -179,11 +185,11 @@ class _Spec:
         grad_w_in, grad_b_in = torch.empty_like(self.w_in), torch.empty_like(self.b_in)
         grads_w, grads_b = [torch.empty_like(w) for w in self.weights], [torch.empty_like(v) for v in self.biases]
         gx = torch.empty_like(self.x) if grad_x and self.x is not None else None
-        library().pnu_rk_backward(self.double, self.dims, self.sizes, self.dts, self.a, self.b, gs.data_ptr(),
+        _checked(library().pnu_rk_backward(self.double, self.dims, self.sizes, self.dts, self.a, self.b, gs.data_ptr(),
                                   self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(),
                                   _ptrs(self.weights), Y.data_ptr(), _ptrs(acts), grad_h.data_ptr(),
                                   grad_w_in.data_ptr(), grad_b_in.data_ptr(), _ptrs(grads_w), _ptrs(grads_b),
-                                  gx.data_ptr() if gx is not None else None)
+                                  gx.data_ptr() if gx is not None else None))
         return grad_h, gx, grad_w_in if self.x is not None else None, grad_b_in, grads_w, grads_b
 
 
