@@ -21,18 +21,23 @@
 // the vectorised tanh of the SLEEF library bundled (and exported) by libtorch_cpu (ATen's own tanh), in its
 // 3.5-ulp accuracy class: more than twice as fast as the 1-ulp one, and far below the solve's rounding
 #if defined(__AVX512F__)
-constexpr int kFloats = 16, kDoubles = 8;
-extern "C" __m512 Sleef_tanhf16_u35(__m512);
-extern "C" __m512d Sleef_tanhd8_u35(__m512d);
-static inline void tanh_vec(float* p) { _mm512_storeu_ps(p, Sleef_tanhf16_u35(_mm512_loadu_ps(p))); }
-static inline void tanh_vec(double* p) { _mm512_storeu_pd(p, Sleef_tanhd8_u35(_mm512_loadu_pd(p))); }
+typedef __m512 pnu_vf;
+typedef __m512d pnu_vd;
+#define PNU_TANH_F Sleef_tanhf16_u35
+#define PNU_TANH_D Sleef_tanhd8_u35
+#define PNU_MM(op) _mm512_##op
 #else
-constexpr int kFloats = 8, kDoubles = 4;
-extern "C" __m256 Sleef_tanhf8_u35(__m256);
-extern "C" __m256d Sleef_tanhd4_u35(__m256d);
-static inline void tanh_vec(float* p) { _mm256_storeu_ps(p, Sleef_tanhf8_u35(_mm256_loadu_ps(p))); }
-static inline void tanh_vec(double* p) { _mm256_storeu_pd(p, Sleef_tanhd4_u35(_mm256_loadu_pd(p))); }
+typedef __m256 pnu_vf;
+typedef __m256d pnu_vd;
+#define PNU_TANH_F Sleef_tanhf8_u35
+#define PNU_TANH_D Sleef_tanhd4_u35
+#define PNU_MM(op) _mm256_##op
 #endif
+constexpr int kFloats = sizeof(pnu_vf) / sizeof(float), kDoubles = sizeof(pnu_vd) / sizeof(double);
+extern "C" pnu_vf PNU_TANH_F(pnu_vf);
+extern "C" pnu_vd PNU_TANH_D(pnu_vd);
+static inline void tanh_vec(float* p) { PNU_MM(storeu_ps)(p, PNU_TANH_F(PNU_MM(loadu_ps)(p))); }
+static inline void tanh_vec(double* p) { PNU_MM(storeu_pd)(p, PNU_TANH_D(PNU_MM(loadu_pd)(p))); }
 
 template <typename T>
 static void tanh_inplace(T* p, int64_t n) {

@@ -152,6 +152,9 @@ class _Spec:
         B, H, M = h.shape
         K, S, L = dt.shape[0], len(b), len(weights) - 1
         D = x.shape[-2] if x is not None else 0
+        if x is not None and x.shape != (K, S, B, D, M):
+            raise ValueError(f"rk_fused: x: expected the inputs at every stage, {(K, S, B, D, M)}, got "
+                             f"{tuple(x.shape)}")
         V = min(16 if h.dtype == torch.float32 else 8, 1 << (M - 1).bit_length())  # columns per block
         self.shape, self.saved = (B, H, M, K, S, L), B * -(-M // V) * K * S * V  # saved elements per row
         self.dims = (_I64 * 8)(B, H, M, D, K, S, L, V)
@@ -166,30 +169,29 @@ class _Spec:
 
     def forward(self, save):
         """States ``(K + 1, B, H, M)``, and with ``save`` the stage inputs and hidden activations."""
-        B, H, M, K, S, L = self.shape
+        B, H, M, K, _, L = self.shape
         h = self.h
         states = h.new_empty(K + 1, B, H, M)
         Y = h.new_empty(self.saved * H) if save else None  # (B, blocks, K, S, H, V)
         acts = [h.new_empty(self.saved * w.shape[-2]) for w in self.weights[:L]] if save else []
-        _checked(library().pnu_rk_forward(self.double, self.dims, self.sizes, self.dts, self.a, self.b, h.data_ptr(),
-                                 self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(),
-                                 self.b_in.data_ptr(), _ptrs(self.weights), _ptrs(self.biases), states.data_ptr(),
-                                 Y.data_ptr() if save else None, _ptrs(acts)))
+        _checked(library().pnu_rk_forward(
+            self.double, self.dims, self.sizes, self.dts, self.a, self.b, h.data_ptr(),
+            self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(), self.b_in.data_ptr(),
+            _ptrs(self.weights), _ptrs(self.biases), states.data_ptr(), Y.data_ptr() if save else None, _ptrs(acts)))
         return states, Y, acts
 
     def backward(self, g_states, Y, acts, grad_x):
         """``(grad_h, grad_x, grad_w_in, grad_b_in, grads_w, grads_b)`` from the gradients of every state."""
-        B, H, M, K, S, L = self.shape
         gs = g_states.contiguous()
         grad_h = torch.empty_like(self.h)
         grad_w_in, grad_b_in = torch.empty_like(self.w_in), torch.empty_like(self.b_in)
         grads_w, grads_b = [torch.empty_like(w) for w in self.weights], [torch.empty_like(v) for v in self.biases]
         gx = torch.empty_like(self.x) if grad_x and self.x is not None else None
-        _checked(library().pnu_rk_backward(self.double, self.dims, self.sizes, self.dts, self.a, self.b, gs.data_ptr(),
-                                  self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(),
-                                  _ptrs(self.weights), Y.data_ptr(), _ptrs(acts), grad_h.data_ptr(),
-                                  grad_w_in.data_ptr(), grad_b_in.data_ptr(), _ptrs(grads_w), _ptrs(grads_b),
-                                  gx.data_ptr() if gx is not None else None))
+        _checked(library().pnu_rk_backward(
+            self.double, self.dims, self.sizes, self.dts, self.a, self.b, gs.data_ptr(),
+            self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(), _ptrs(self.weights),
+            Y.data_ptr(), _ptrs(acts), grad_h.data_ptr(), grad_w_in.data_ptr(), grad_b_in.data_ptr(), _ptrs(grads_w),
+            _ptrs(grads_b), gx.data_ptr() if gx is not None else None))
         return grad_h, gx, grad_w_in if self.x is not None else None, grad_b_in, grads_w, grads_b
 
 
