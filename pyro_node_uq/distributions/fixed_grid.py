@@ -93,12 +93,18 @@ class _Field:
                 self.biases.append(b)
 
     def bmm(self, value, batch):
-        """A matrix ``wbatch + (r, c)`` (``wbatch`` right-aligned with ``batch``) as ``(B, r, c)``."""
-        value = value.reshape((1,) * (len(batch) + 2 - value.dim()) + value.shape)
+        """A matrix ``wbatch + (r, c)`` (``wbatch`` right-aligned with ``batch``) as ``(B, r, c)``.  Steps that
+        would not change the shape are skipped: each is a node of the autograd graph, and the common layouts
+        (one weight per particle) need one."""
+        if value.dim() < len(batch) + 2:
+            value = value.reshape((1,) * (len(batch) + 2 - value.dim()) + value.shape)
         lead = batch[:-1] if self.shared else batch
         if self.shared:
             value = value.squeeze(len(batch) - 1)
-        return value.expand(lead + value.shape[-2:]).reshape((self.B,) + value.shape[-2:])
+        shape = lead + value.shape[-2:]
+        if value.shape != shape:
+            value = value.expand(shape)
+        return value if value.dim() == 3 and value.shape[0] == self.B else value.reshape((self.B,) + shape[-2:])
 
     def columns(self, v, batch):
         """``lead + xbatch + (D,)`` (``xbatch`` right-aligned with ``batch``) as ``lead + (B, D, M)``."""

@@ -128,6 +128,8 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
             rate = rate if rate.any() else None
         path = _path(solver, R, seg, rate)
         hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, path, check=single and solver.step_check)
+        if doses is None and b - a == grid.shape[0] - 1:  # one segment over the whole grid: its states are the grid's
+            return hs
         if solver.step_check and path in GRID_PATHS and not single:
             step = float((seg[1:] - seg[:-1]).max()) / solver.substeps
             widest = (step, seg, hs, rate) if widest is None or step > widest[0] else widest

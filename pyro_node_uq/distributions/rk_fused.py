@@ -77,7 +77,7 @@ def _build():
     """Build (or find in the cache) and load the library; set its functions' argument types."""
     from torch.utils import cpp_extension
 
-    flags = ["-O3"]
+    flags = ["-O3", "-Wno-psabi"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags.append("-march=native")  # the build directory is per CPU
         if _has_sleef():
