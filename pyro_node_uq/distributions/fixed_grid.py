@@ -36,7 +36,7 @@ import warnings
 
 import torch
 
-from . import solve_cache
+from . import rk_fused, solve_cache
 from .rk_backprop import rk_solve, rk_steps
 from .solve_path import GRID_PATHS, hand_written_field, select
 from .solvers import get_solver
@@ -220,10 +220,11 @@ def _input_term(field, xs, K, S):
 
 def _check_tables(field, interp, t, dt, method, substeps, batch):
     """What the step-doubling check needs from each observation time ``k`` but the states, memoised with the
-    grid (:func:`_grid`'s rules): ``(reuse, dts, xs)``, with ``reuse`` a list of bools (the solve's own step from
-    ``k`` is the widest one, up to rounding: it is the check's "one" step), the widths ``(T - 1, 3)`` of one step
-    of the widest width and of two half steps, and the inputs at their stage times ``(T - 1, 3, S, B, D, M)`` (or
-    ``None`` without inputs)."""
+    grid (:func:`_grid`'s rules): ``(reuse, reuse_mask, dts, widths, xs)``, with ``reuse`` a list of bools (the
+    solve's own step from ``k`` is the widest one, up to rounding: it is the check's "one" step) and
+    ``reuse_mask`` the same as a tensor, the widths ``dts`` ``(T - 1, 3)`` of one step of the widest width and of
+    two half steps (``widths``: the same in float64, for the compiled check), and the inputs at their stage times
+    ``(T - 1, 3, S, B, D, M)`` (or ``None`` without inputs)."""
     def compute():
         width = (t[1:] - t[:-1]).max() / substeps
         own = dt[::substeps]  # the solve's step from each observation time
@@ -234,7 +235,8 @@ def _check_tables(field, interp, t, dt, method, substeps, batch):
         times = t[:-1, None, None] + w[..., None] * starts  # (T - 1, 3, S)
         xs = _stage_inputs(field, interp, times.reshape(-1, len(c)), batch)
         xs = xs.view((len(t) - 1, 3) + xs.shape[1:]) if xs is not None else None
-        return data, reuse.tolist(), w * t.new_tensor([1.0, 0.5, 0.5]), xs
+        dts = w * t.new_tensor([1.0, 0.5, 0.5])
+        return data, reuse.tolist(), reuse, dts, dts.double(), xs
 
     data = (t,) if interp is None else (t, interp.times, interp.x)
     if torch.jit.is_tracing() or torch.is_inference_mode_enabled() or any(v.requires_grad for v in data):
@@ -257,7 +259,7 @@ def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
     if not all(math.isfinite(v) for v in largest):
         return float("nan")  # divergence is reported by the caller
     k = max(range(len(largest) - 1), key=largest.__getitem__)
-    reuse, dts, xs = _check_tables(field, interp, t, dt, method, substeps, batch)
+    reuse, _, dts, _, xs = _check_tables(field, interp, t, dt, method, substeps, batch)
     tab = _tableau_of(method)
     y, a, b, xs, dts = steps[k * substeps], tab.a, tab.b, xs[k] if xs is not None else None, dts[k]
     if hand_written_field(R) is None:  # no gradient here: the hand-written forward steps, for any solve's path
@@ -329,19 +331,28 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         path = select(options, R, times_grad=dt.requires_grad, tracing=torch.jit.is_tracing())
     if path not in GRID_PATHS:
         raise ValueError(f"solve_node_fixed: path must be one of {GRID_PATHS}, got {path!r}")
+    check = None
     if path == "discrete_adjoint":  # the hand-written solve: few ops, and with a gradient no autograd tape
         tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
                                                 for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
         stream = _streamed(field, *times.shape)
-        steps = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b, stream)
+        if step_check and len(t) > 1 and not torch.jit.is_tracing():  # for the compiled solve to run in its call
+            _, reuse, dts, widths, xs_check = _check_tables(field, interp, t, dt, method, substeps, batch)
+            check = rk_fused.StepCheck(reuse, widths, xs_check, substeps)
+        steps = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b, stream,
+                                                 check)
     else:
         u, wx, bx = _input_term(field, xs, *times.shape)
         steps = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile if path == "compiled" else False,
                               chunk)
     if step_check and not torch.jit.is_tracing():
-        with torch.no_grad():
-            _check_step(R, field, interp, batch, steps.detach(), dt, t, method, substeps)
-    return steps[::substeps].transpose(-1, -2).reshape(out_shape)
+        if check is not None and check.k is not None:  # run by the compiled solve (k < 0: a state not finite)
+            if check.k >= 0:
+                warn_if_unstable(check.err, method, dts[check.k, 0], t[check.k])
+        else:
+            with torch.no_grad():
+                _check_step(R, field, interp, batch, steps.detach(), dt, t, method, substeps)
+    return (steps[::substeps] if substeps > 1 else steps).transpose(-1, -2).reshape(out_shape)
 
 
 def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):

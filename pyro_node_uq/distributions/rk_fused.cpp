@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #if defined(PYRO_NODE_UQ_SLEEF) && (defined(__AVX512F__) || defined(__AVX__))
@@ -350,6 +351,63 @@ void backward_all(const Problem& p, const void* gs, const void* x, const void* w
   }
 }
 
+// largest |value| of n values; NaN when one is not finite
+template <typename T>
+inline T largest_abs(const T* v, int64_t n) {
+  T m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(v[i])) return std::numeric_limits<T>::quiet_NaN();
+    m = std::max(m, std::abs(v[i]));
+  }
+  return m;
+}
+
+// The step-doubling check after a forward solve (see fixed_grid.py): from the observation time k (every
+// `substeps`-th state of `states` (K + 1, B, H, M), not the last) where the states are largest, one step of the
+// widest width against two half steps, out = {max |one - two| / (max |two| + max |y| + tiny), k}, or k = -1 when
+// a state is not finite (nothing checked).  Per observation time: reuse[k] (the solve's own step from k is that
+// one step), widths (3) of the one step and the two halves, and their stage inputs xs (3, S, B, D, M).  scratch
+// holds 5 states (B, H, M).
+template <typename T, int V>
+void check_all(const Problem& p, int64_t substeps, const unsigned char* reuse, const double* widths,
+               const void* states, const void* xs, const void* w_in, const void* b_in, const void* const* weights,
+               const void* const* biases, void* scratch, double* out) {
+  const int64_t n = p.B * p.H * p.M, times = p.K / substeps + 1;
+  const T* s = static_cast<const T*>(states);
+  int64_t k = -1;
+  T best = -1;
+  for (int64_t i = 0; i < times; ++i) {
+    const T m = largest_abs(s + i * substeps * n, n);
+    if (std::isnan(m)) {
+      out[0] = std::numeric_limits<double>::quiet_NaN(), out[1] = -1;
+      return;
+    }
+    if (i < times - 1 && m > best) best = m, k = i;
+  }
+  const T* y = s + k * substeps * n;
+  const int64_t stage_inputs = p.S * p.B * p.D * p.M;
+  const T* x = static_cast<const T*>(xs);
+  T* one_buf = static_cast<T*>(scratch);  // (2, B, H, M)
+  T* two_buf = one_buf + 2 * n;           // (3, B, H, M)
+  Problem q = p;
+  const T* one = s + (k * substeps + 1) * n;
+  if (!reuse[k]) {
+    q.K = 1, q.dts = widths + 3 * k;
+    forward_all<T, V>(q, y, x ? x + 3 * k * stage_inputs : nullptr, w_in, b_in, weights, biases, one_buf, nullptr,
+                      nullptr);
+    one = one_buf + n;
+  }
+  q.K = 2, q.dts = widths + 3 * k + 1;
+  forward_all<T, V>(q, y, x ? x + (3 * k + 1) * stage_inputs : nullptr, w_in, b_in, weights, biases, two_buf,
+                    nullptr, nullptr);
+  const T* two = two_buf + 2 * n;
+  T diff = 0;
+  for (int64_t i = 0; i < n; ++i) diff = std::max(diff, std::abs(one[i] - two[i]));
+  const T denominator = largest_abs(two, n) + largest_abs(y, n) + std::numeric_limits<T>::min();
+  out[0] = std::isfinite(diff) ? static_cast<double>(diff / denominator) : std::numeric_limits<double>::quiet_NaN();
+  out[1] = static_cast<double>(k);
+}
+
 // FN<T, V>(args...) for the problem's dtype and block width
 #define PNU_DISPATCH(FN, ...)                                                        \
   switch ((double_precision ? 100 : 0) + p.V) {                                      \
@@ -388,6 +446,16 @@ int pnu_rk_backward(int double_precision, const int64_t* dims, const int64_t* si
   const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], sizes, dts, a, b};
   PNU_DISPATCH(backward_all, p, gs, x, w_in, weights, Ysave, acts, grad_h, grad_w_in, grad_b_in, grad_w, grad_b,
                grad_x)
+  return 0;
+}
+
+// The step-doubling check after a forward solve (check_all above); dims as pnu_rk_forward's, K the solve's steps.
+int pnu_rk_check(int double_precision, const int64_t* dims, const int64_t* sizes, const double* a, const double* b,
+                 int64_t substeps, const unsigned char* reuse, const double* widths, const void* states,
+                 const void* xs, const void* w_in, const void* b_in, const void* const* weights,
+                 const void* const* biases, void* scratch, double* out) {
+  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], sizes, nullptr, a, b};
+  PNU_DISPATCH(check_all, p, substeps, reuse, widths, states, xs, w_in, b_in, weights, biases, scratch, out)
   return 0;
 }
 

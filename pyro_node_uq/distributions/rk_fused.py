@@ -30,7 +30,7 @@ import warnings
 
 import torch
 
-__all__ = ["USE_EXTENSION", "build_directory", "fused_solve", "fused_steps", "library", "usable"]
+__all__ = ["USE_EXTENSION", "StepCheck", "build_directory", "fused_solve", "fused_steps", "library", "usable"]
 
 #: use the compiled solve for CPU tensors (built at first use)
 USE_EXTENSION = os.environ.get("PYRO_NODE_UQ_EXTENSION", "1") != "0"
@@ -95,6 +95,8 @@ def _build():
     lib.pnu_rk_forward.restype = lib.pnu_rk_backward.restype = ctypes.c_int
     lib.pnu_rk_forward.argtypes = [ctypes.c_int] + [_P] * 14
     lib.pnu_rk_backward.argtypes = [ctypes.c_int] + [_P] * 17
+    lib.pnu_rk_check.restype = ctypes.c_int
+    lib.pnu_rk_check.argtypes = [ctypes.c_int] + [_P] * 4 + [_I64] + [_P] * 10
     return lib
 
 
@@ -144,6 +146,24 @@ def _ptrs(tensors):
     return (_P * max(len(tensors), 1))(*[t.data_ptr() for t in tensors])
 
 
+class StepCheck:
+    """The step-doubling check of :mod:`~pyro_node_uq.distributions.fixed_grid`, for the compiled solve to run
+    right after its forward pass, in the same call's buffers: from the observation time ``k`` (every
+    ``substeps``-th state, not the last) where the states are largest, one step of the widest width against two
+    half steps.  After the solve, ``err`` is their relative difference and ``k`` the time (``k = -1``: a state
+    is not finite, nothing checked; both ``None``: the compiled solve did not run).
+
+    :param torch.Tensor reuse: bool ``(T - 1,)``: the solve's own step from time ``k`` is that one step.
+    :param torch.Tensor widths: float64 ``(T - 1, 3)``: the widths of the one step and of the two halves.
+    :param torch.Tensor xs: their stage inputs ``(T - 1, 3, S, B, D, M)`` (the solve's dtype), or ``None``.
+    :param int substeps: solver steps per observation interval.
+    """
+
+    def __init__(self, reuse, widths, xs, substeps):
+        self.reuse, self.widths, self.xs, self.substeps = reuse, widths, xs, substeps
+        self.err = self.k = None
+
+
 class _Spec:
     """The shapes, step widths and tableau of one solve as the C arrays the library takes, and the contiguous
     tensors it reads."""
@@ -180,6 +200,17 @@ class _Spec:
             _ptrs(self.weights), _ptrs(self.biases), states.data_ptr(), Y.data_ptr() if save else None, _ptrs(acts)))
         return states, Y, acts
 
+    def check(self, states, check):
+        """Run :class:`StepCheck` ``check`` on the solved ``states``, filling in its ``err`` and ``k``."""
+        out = (_F64 * 2)()
+        scratch = self.h.new_empty(5 * self.h.numel())
+        _checked(library().pnu_rk_check(
+            self.double, self.dims, self.sizes, self.a, self.b, check.substeps, check.reuse.data_ptr(),
+            check.widths.data_ptr(), states.data_ptr(), check.xs.data_ptr() if check.xs is not None else None,
+            self.w_in.data_ptr(), self.b_in.data_ptr(), _ptrs(self.weights), _ptrs(self.biases), scratch.data_ptr(),
+            out))
+        check.err, check.k = out[0], int(out[1])
+
     def backward(self, g_states, Y, acts, grad_x):
         """``(grad_h, grad_x, grad_w_in, grad_b_in, grads_w, grads_b)`` from the gradients of every state."""
         gs = g_states.contiguous()
@@ -197,10 +228,12 @@ class _Spec:
 
 class _FusedSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, x, w_in, b_in, dt, a, b, stream, *wb):
+    def forward(ctx, h, x, w_in, b_in, dt, a, b, stream, check, *wb):
         n = len(wb) // 2 + 1
         spec = _Spec(h, x, w_in, b_in, dt, wb[:n], wb[n:], a, b)
         states, ctx.Y, ctx.acts = spec.forward(save=True)
+        if check is not None:
+            spec.check(states, check)
         ctx.spec = spec
         return states
 
@@ -209,12 +242,13 @@ class _FusedSolve(torch.autograd.Function):
     def backward(ctx, g_states):
         grad_h, grad_x, grad_w_in, grad_b_in, grads_w, grads_b = ctx.spec.backward(
             g_states, ctx.Y, ctx.acts, ctx.needs_input_grad[1])
-        return (grad_h, grad_x, grad_w_in, grad_b_in, None, None, None, None, *grads_w, *grads_b)
+        return (grad_h, grad_x, grad_w_in, grad_b_in, None, None, None, None, None, *grads_w, *grads_b)
 
 
-def fused_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
+def fused_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False, check=None):
     """:func:`~pyro_node_uq.distributions.rk_backprop.rk_solve` by the compiled library (same arguments; ``stream``
-    is ignored: the input term is always formed stage by stage).  Check :func:`usable` first.
+    is ignored: the input term is always formed stage by stage), then the :class:`StepCheck` ``check`` when given.
+    Check :func:`usable` first.
 
     Example::
 
@@ -224,10 +258,14 @@ def fused_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
         ...     states = fused_solve(h, None, w_in, b_in, torch.full((5,), 0.1), weights, biases, [[]], [1.0])
         ...     assert states.shape == (6, 1, 2, 3)
     """
-    return _FusedSolve.apply(h, x, w_in, b_in, dt, a, b, stream, *weights, *biases)
+    return _FusedSolve.apply(h, x, w_in, b_in, dt, a, b, stream, check, *weights, *biases)
 
 
-def fused_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
+def fused_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False, check=None):
     """The same solve without a gradient (arguments as :func:`fused_solve`)."""
     with torch.no_grad():
-        return _Spec(h, x, w_in, b_in, dt, weights, biases, a, b).forward(save=False)[0]
+        spec = _Spec(h, x, w_in, b_in, dt, weights, biases, a, b)
+        states = spec.forward(save=False)[0]
+        if check is not None:
+            spec.check(states, check)
+        return states

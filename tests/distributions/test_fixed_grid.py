@@ -186,8 +186,28 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
 def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim, grid,
                                                                       substeps):
     """The fast path's own step-doubling check gives the relative error of issue 16's torchdiffeq check; on a
-    uniform grid it takes the solve's own step as the "one step" and solves only the two half steps."""
-    from pyro_node_uq.distributions import rk_backprop, step_check
+    uniform grid it takes the solve's own step as the "one step" and solves only the two half steps (the Python
+    check, run where the compiled solve is not)."""
+    _step_check_against_torchdiffeq(monkeypatch, method, input_dim, grid, substeps, compiled=False)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+@pytest.mark.parametrize("input_dim", [0, 1])
+@pytest.mark.parametrize("grid", ["nonuniform", "uniform"])
+@pytest.mark.parametrize("substeps", [1, 2])
+def test_compiled_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim, grid,
+                                                                          substeps):
+    """The same check run by the compiled solve in its own call: no further solve, the same relative error."""
+    _step_check_against_torchdiffeq(monkeypatch, method, input_dim, grid, substeps, compiled=True)
+
+
+def _step_check_against_torchdiffeq(monkeypatch, method, input_dim, grid, substeps, compiled):
+    from pyro_node_uq.distributions import rk_backprop, rk_fused, step_check
+
+    if not compiled:
+        monkeypatch.setattr(rk_fused, "USE_EXTENSION", False)
+    elif rk_fused.library() is None:
+        pytest.skip("no compiler: the compiled solve is not available")
 
     R, _Z, params, t, x, _y = _setup(input_dim=input_dim)
     if grid == "uniform":
@@ -202,7 +222,7 @@ def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatc
     with torch.no_grad():  # the solve itself then runs rk_steps too: the first call
         hs = fixed_grid.solve_node_fixed(R, params, h0, t, torch.Size([3, 4]), interp, method, substeps=substeps,
                                          step_check=True)
-    assert check_steps[1:] == ([2] if grid == "uniform" else [1, 2])
+    assert check_steps[1:] == ([] if compiled else [2] if grid == "uniform" else [1, 2])
     batch = torch.Size([3, 4])
 
     def f(s, h):

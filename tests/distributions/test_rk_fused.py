@@ -161,3 +161,18 @@ def test_build_directory_honours_torch_extensions_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert rk_fused.build_directory() == str(tmp_path / "cache" / "pyro_node_uq" / "extensions")
+
+
+def test_the_compiled_step_check_skips_states_that_are_not_finite(built):
+    h, _, w_in, b_in, dt, weights, biases = _problem(1, 4, False, (5,))
+    tab = RK4().tableau
+    widths = (dt[:, None] * torch.tensor([1.0, 0.5, 0.5], dtype=torch.float64)).contiguous()
+    check = rk_fused.StepCheck(torch.zeros(len(dt), dtype=torch.bool), widths, None, 1)
+    with torch.no_grad():
+        rk_fused.fused_steps(h, None, w_in, b_in, dt, weights, biases, tab.a, tab.b, check=check)
+    assert check.k >= 0 and check.err > 0
+    h = h.detach().clone()
+    h[0, 1, 2] = float("inf")
+    with torch.no_grad():
+        rk_fused.fused_steps(h, None, w_in, b_in, dt, weights, biases, tab.a, tab.b, check=check)
+    assert check.k == -1
