@@ -1,6 +1,7 @@
 """``pyro-node-uq compare``: inference methods side by side on one problem."""
 import os
 import sys
+from dataclasses import replace
 
 from .common import (
     UsageError,
@@ -39,12 +40,13 @@ def _with_structure(problem, args):
     the pure hierarchical NODE with ``--structure none``."""
     from ..data.structured import structured_problem
 
+    noise = {} if args.noise is None else {"noise": args.noise}
     if args.structure == "none":
         doses = problem.train.doses
         if doses is not None and bool(doses.modelled.any()):
             raise SystemExit("--structure none: the data have doses with a modelled rate or duration (RATE -1 / -2), "
                              "which only a structure's parameters R<n> / D<n> model; choose a --structure")
-        return problem
+        return replace(problem, model_kwargs={**problem.model_kwargs, **noise})
     text = (args.correction or "none").strip()
     try:
         correction = None if text == "none" else tuple(int(w) for w in text.split(","))
@@ -52,7 +54,7 @@ def _with_structure(problem, args):
         raise SystemExit(f"--correction: expected 'none' or comma-separated widths such as 16,16, got {text!r}") \
             from None
     try:
-        return structured_problem(problem, args.structure, correction)
+        return structured_problem(problem, args.structure, correction, **noise)
     except ValueError as e:
         raise SystemExit(f"--structure: {e}") from None
 
@@ -202,6 +204,9 @@ def add_compare_parser(sub):
                         "hierarchical NODE)")
     p.add_argument("--correction", default="none", metavar="WIDTHS",
                    help="hidden widths of the grey-box model's network correction, e.g. 16 (default: none)")
+    p.add_argument("--noise", choices=("normal", "studentt"), default=None,
+                   help="residual law of --data's model (default: studentt with 4 degrees of freedom for a "
+                        "--structure model, robust to samples no model explains; normal for --structure none)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
     p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
     p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")

@@ -30,7 +30,14 @@ from .nlme_outputs import write_nlme_outputs
 from .options import check_method_options
 from .output import hold_on_rank_0
 from .report import markdown_tables, write_csv, write_report, write_text
-from .scoring import calibrate_error_predictor, hidden_comparable, score_result
+from .scoring import (
+    REFERENCE_TEXT,
+    REFERENCE_TITLE,
+    calibrate_error_predictor,
+    hidden_comparable,
+    score_result,
+    training_mean_rows,
+)
 
 __all__ = ["ComparisonRows", "run_comparison"]
 
@@ -206,6 +213,9 @@ def run_comparison(problem, methods=None, out="results", quick=False, seed=0, pr
                     figs += _method_outputs(method, result, preds, problem, stage, ctx, idata_samples)
             _write_tables(rows, stage)
         rows.interrupted = stop.requested
+        if problem.task == "trajectories":
+            for row in training_mean_rows(problem, seed=seed):
+                ctx.section_row(REFERENCE_TITLE, REFERENCE_TEXT, row)
         stochastic = {r["method"] for r in rows if (r.get("stochastic_dim") or 0) > 0}
         for name, note in collapse_notes(predictions, stochastic).items():
             ctx.note(name, note)

@@ -25,6 +25,8 @@ from ..infer.ltau import node_errors, node_latent
 from ..utils.seeding import param_scope
 
 __all__ = [
+    "REFERENCE_TEXT",
+    "REFERENCE_TITLE",
     "auroc",
     "calibrate_error_predictor",
     "calibration_half",
@@ -34,6 +36,7 @@ __all__ = [
     "score_result",
     "score_static",
     "spearman",
+    "training_mean_rows",
 ]
 
 
@@ -90,6 +93,50 @@ def _observed(split):
     return torch.ones(split.y.shape[:2], dtype=torch.bool, device=split.y.device) if split.mask is None else split.mask
 
 
+#: the report section of :func:`training_mean_rows`
+REFERENCE_TITLE = "Reference: the training data's mean"
+REFERENCE_TEXT = ("Every held-out observation predicted by a Normal with the training observations' mean and standard "
+                  "deviation (per output), the bar below which a model has learned nothing usable; compare its NLL, "
+                  "CRPS and coverage with the methods' above.")
+
+
+def training_mean_rows(problem, num_samples=200, seed=0):
+    """Scores of the trivial predictive ``Normal(mean, sd)`` of the training observations (per output), for each
+    held-out split of a trajectories problem: one row per split, ``split``, ``NLL``, ``CRPS``, ``cov90``.
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> rows = training_mean_rows(load_problem("chemical", num_train=2, num_test=2, num_extrapolation=2))
+        >>> [r["split"] for r in rows], rows[0]["NLL"] > 0
+        (['test', 'extrapolation'], True)
+    """
+    train = problem.train
+    observed = _observed(train)
+    values = [train.y[..., d][observed if observed.dim() == 2 else observed[..., d]] for d in range(train.y.shape[-1])]
+    loc = torch.stack([v.mean() for v in values])
+    sd = torch.stack([v.std() for v in values]).clamp(min=torch.finfo(train.y.dtype).eps)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    rows = []
+    for name in ("test", "extrapolation"):
+        split = getattr(problem, name, None)
+        if split is None:
+            continue
+        shape = (num_samples, *split.y.shape)
+        draws = loc + sd * torch.randn(shape, generator=gen, dtype=loc.dtype).to(loc.device)
+        pred = {"obs": draws, "y_mean": loc.expand(shape)}
+        s = score(pred, split.y, split.mask, noise_scale=sd)
+        rows.append({"split": name, "NLL": s["nll"], "CRPS": s["crps"], "cov90": s["coverage_90"]})
+    return rows
+
+
+def _noise_law(model):
+    """``noise`` and ``df`` keyword arguments for :func:`~pyro_node_uq.diagnostics.score`: the model's own noise
+    law (a Student-t model's NLL is scored with its Student-t density), Normal for a model without one."""
+    law = getattr(model, "law", None)
+    return {"noise": law.noise, "df": law.df} if law is not None else {}
+
+
 def score_result(result, problem, predictions, hidden=True):
     """One table row of scores.
 
@@ -107,7 +154,7 @@ def score_result(result, problem, predictions, hidden=True):
         split = getattr(problem, name)
         scale = result.model.noise_scale(result.param_state, pred)
         h_true = split.h_true[..., :problem.obs_dim] if hidden and split.h_true is not None else None
-        scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true)
+        scores = score(pred, split.y, split.mask, noise_scale=scale, h_true=h_true, **_noise_law(result.model))
         for key, value in scores.items():
             key = key if not key.startswith("hidden_") else key.replace("hidden_", "hidden_" + PREFIX[name] + "_", 1)
             row[key if key.startswith("hidden_") else f"{PREFIX[name]}_{key}"] = value
@@ -145,7 +192,8 @@ def score_static(result, problem, predictions):
             uncertainty[name] = predictive_entropy(pred["probs"])
             errors[name] = (pred["probs"].mean(0).argmax(-1) != split.y).double()
         else:
-            scores = score(pred, split.y, noise_scale=result.model.noise_scale(result.param_state, pred))
+            scores = score(pred, split.y, noise_scale=result.model.noise_scale(result.param_state, pred),
+                           **_noise_law(result.model))
             uncertainty[name] = predictive_spread(pred["y_mean"])
             target = split.y if split.y_true is None else split.y_true
             errors[name] = (pred["y_mean"].mean(0) - target).norm(dim=-1)

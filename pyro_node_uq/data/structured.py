@@ -58,7 +58,7 @@ def _typical_guess(units):
             "R": A / D}
 
 
-def structured_problem(problem, structure="auto", correction=None, error_model="combined"):
+def structured_problem(problem, structure="auto", correction=None, error_model="combined", noise="studentt", df=4.0):
     """``problem`` (from :func:`~pyro_node_uq.data.events_problem` or another units problem with doses) with a
     :class:`~pyro_node_uq.models.GreyBoxNODEModel` as its recommended model.
 
@@ -70,6 +70,12 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
         solved in closed form where the structure has one).
     :param str error_model: the observation error model (``"combined"``: additive plus proportional, both
         latent with ``HalfNormal`` priors of a tenth of the largest observation).
+    :param str noise: the residuals' law around the error model's scale: ``"studentt"`` (default) or
+        ``"normal"``.  Real concentration data hold samples no structural model explains (a pre-dose sample with
+        drug left from an earlier dose, a mislabelled time, an assay error); under a Normal law one of them sets
+        the noise and the omegas for all the others, under a Student-t it costs a few nats.  When the data are
+        Normal the two fit alike (``benchmarks/greybox_cv.py`` compares them on new subjects).
+    :param float df: the Student-t's degrees of freedom.
 
     Doses with a modelled rate or duration (``RATE`` -1 / -2) add the parameters ``R<n>`` / ``D<n>`` of
     :mod:`~pyro_node_uq.models.dose_parameters` (``dose_parameters``, prior medians: the median time from a dose
@@ -85,8 +91,11 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
         >>> p.model_class, p.model_kwargs["structure"], sorted(p.model_kwargs["typical"])
         ('GreyBoxNODEModel', 'one_compartment_oral', ['CL', 'V', 'ka'])
     """
+    from ..distributions import ErrorModel
     from ..models.dose_parameters import dose_parameter_names
     from ..models.structures import get_structure
+
+    ErrorModel.coerce(error_model, noise, df)  # a wrong option fails here, naming it, not at the first fit
 
     train = problem.train
     doses = train.doses
@@ -107,7 +116,7 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
     names = sorted({n for x in splits for n in dose_parameter_names(getattr(x, "doses", None))})
     modelled = {n: guess[n[0]] for n in names}
     kwargs = {"structure": name, "typical": {k: guess[k] for k in s.param_names}, "error_model": error_model,
-                  "scale": "latent", "scale_prior": 0.1 * y_max, "on_divergence": "reject",
+                  "noise": noise, "df": float(df), "scale": "latent", "scale_prior": 0.1 * y_max, "on_divergence": "reject",
                   "correction": None if correction is None else tuple(correction),
                   "state_scale": float(doses.amount[doses.mask].max())}
     if modelled:

@@ -22,6 +22,8 @@ def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     table = (out / "table.md").read_text()
     assert "| map |" in table and "| autonormal |" in table
+    report = (out / "report.md").read_text()
+    assert "## Reference: the training data's mean" in report and "| test |" in report
     pngs = [out / "figures" / f"bands_autonormal_{s}.png" for s in ("test", "extrapolation")]
     assert all(p.exists() and p.stat().st_size > 5000 for p in pngs)
 

@@ -1,6 +1,7 @@
 """The comparison's scores use the right noise scale and handle every model configuration (issue: wrong numbers)."""
 import math
 import tempfile
+from dataclasses import replace
 
 import pyro
 import pytest
@@ -94,3 +95,37 @@ def test_predictive_spread_is_the_norm_over_outputs_of_the_draws_standard_deviat
     y = torch.tensor([[[[0.0, 0.0]]], [[[3.0, 4.0]]]])  # two draws, one point, two outputs: stds 3/sqrt2, 4/sqrt2
     torch.testing.assert_close(predictive_spread(y), torch.tensor([[5.0 / 2 ** 0.5]]))
     assert predictive_spread(y[:1]).shape == (1, 1) and float(predictive_spread(y[:1])) == 0.0
+
+
+def test_a_student_t_model_is_scored_with_its_student_t_density():
+    """The job scored every model's NLL with a Normal density, a Student-t model's too."""
+    from pyro_node_uq.compare.scoring import score_result
+
+    pyro.clear_param_store()
+    problem = _autonomous_problem(noise="studentt", df=3.0)
+    res = run_map(problem.default_model(), problem.train, num_steps=5, progress_bar=False)
+    pred = res.predict(problem.test, num_samples=6)
+    row = score_result(res, problem, {"test": pred}, hidden=False)
+    scale = res.model.noise_scale(res.param_state, pred)
+    hand = -torch.distributions.StudentT(3.0, pred["y_mean"], scale).log_prob(problem.test.y).logsumexp(0).sub(
+        math.log(6)).mean()
+    assert row["test_nll"] == pytest.approx(float(hand.detach()), rel=1e-6)
+    normal = score(pred, problem.test.y, noise_scale=scale)["nll"]
+    assert abs(row["test_nll"] - normal) > 1e-3  # the two densities differ, so the check above can fail
+
+
+def test_the_training_mean_reference_scores_a_normal_at_the_training_mean_and_sd():
+    """The report's reference rows: the held-out NLL is the Normal density's at the training observations' mean and
+    sd (closed form), coverage and CRPS come from its draws; a test split far from the training data scores worse."""
+    from pyro_node_uq.compare.scoring import training_mean_rows
+
+    problem = _autonomous_problem()
+    rows = training_mean_rows(problem, num_samples=4000)
+    y = problem.train.y.reshape(-1, 2)
+    loc, sd = y.mean(0), y.std(0)
+    hand = -torch.distributions.Normal(loc, sd).log_prob(problem.test.y).mean()
+    assert [r["split"] for r in rows] == ["test", "extrapolation"]
+    assert rows[0]["NLL"] == pytest.approx(float(hand), rel=1e-6)
+    assert 0.8 < rows[0]["cov90"] < 1.0  # same law as the training data: about 90%
+    far = replace(problem, test=replace(problem.test, y=problem.test.y + 1.0))
+    assert training_mean_rows(far)[0]["NLL"] > rows[0]["NLL"] + 10

@@ -39,3 +39,26 @@ def test_the_absorption_guess_times_the_peak_from_the_dose_before_it():
     typical = structured_problem(events_problem(pd.DataFrame(rows), test_fraction=0.25)).model_kwargs["typical"]
     assert typical["ka"] == pytest.approx(1.0)
     assert typical["V"] == pytest.approx(100 / 4.0)  # the first dose over the peak level
+
+
+def test_residuals_are_student_t_by_default_and_the_option_is_checked():
+    """A structured model's residuals are Student-t (4 degrees of freedom) unless ``noise="normal"``; a wrong
+    option fails in ``structured_problem``, naming it."""
+    from types import SimpleNamespace
+
+    from pyro_node_uq.cli.compare import _with_structure
+    from pyro_node_uq.models import GreyBoxNODEModel
+
+    base = events_problem(_table().assign(RATE=0))
+    model = GreyBoxNODEModel(**structured_problem(base).model_kwargs)
+    assert (model.law.noise, model.law.df) == ("studentt", 4.0)
+    assert GreyBoxNODEModel(**structured_problem(base, noise="normal").model_kwargs).law.noise == "normal"
+    with pytest.raises(ValueError, match="noise: expected one of"):
+        structured_problem(base, noise="cauchy")
+    with pytest.raises(ValueError, match="df"):
+        structured_problem(base, df=0.0)
+    args = lambda structure, noise: SimpleNamespace(structure=structure, correction="none", noise=noise)
+    assert _with_structure(base, args("auto", None)).model_kwargs["noise"] == "studentt"
+    assert _with_structure(base, args("auto", "normal")).model_kwargs["noise"] == "normal"
+    assert "noise" not in _with_structure(base, args("none", None)).model_kwargs  # the NODE keeps its default
+    assert _with_structure(base, args("none", "studentt")).model_kwargs["noise"] == "studentt"

@@ -87,7 +87,7 @@ def test_map_recovers_a_modelled_infusion_duration_or_rate(name, code, value, st
 def test_new_unit_coverage_is_calibrated_when_the_mechanism_is_right():
     """4-fold cross-validation over 24 units simulated from the one-compartment oral model (omega 0.3, additive
     noise 0.3 mg/L, 300 mg every 12 h, 8 ragged samples to 48 h): the mechanistic model of
-    :func:`~pyro_node_uq.data.structured_problem` (combined error), MAP then AutoNormal, predicting the held-out
+    :func:`~pyro_node_uq.data.structured_problem` (combined error, Student-t residuals), MAP then AutoNormal, predicting the held-out
     units with effects drawn from the population.  The 90% intervals' coverage pooled over the folds' new units
     lies in [0.85, 0.95]: the new units' predictive draws their effects, the population spread and the noise as it
     should.  Each fold holds 6 units whose samples are correlated, so single folds vary more than the pool
