@@ -114,14 +114,17 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
     h = h0.expand(batch + (H,)) if doses is None else h0 + doses.bolus_at(grid[0], H)
     if grid.shape[0] == 1:
         return h.expand(batch + (H,))[None]
-    cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
+    if doses is None:  # no events after the start: one segment
+        cuts = [0, grid.shape[0] - 1]
+    else:
+        cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
     out, widest = [h.expand(batch + (H,))[None]], None
     single = sum(b > a for a, b in itertools.pairwise(cuts)) == 1  # no events inside: the fast path checks itself
     infusions = doses is not None and bool((doses.rate[doses.mask] > 0).any())
     for a, b in itertools.pairwise(cuts):
         if b == a:
             continue
-        seg = grid[a:b + 1]
+        seg = grid if b - a == grid.shape[0] - 1 else grid[a:b + 1]
         rate = None
         if infusions:
             rate = doses.infusion_on(seg[0], seg[-1], H)

@@ -137,6 +137,12 @@ def _tableau(a, b):
     return (_F64 * (S * S))(*flat), (_F64 * S)(*map(float, b))
 
 
+@functools.lru_cache(maxsize=64)
+def _shape_arrays(dims, sizes):
+    """The C arrays of a solve's dimensions and layer widths (made once per shape; the library only reads them)."""
+    return (_I64 * len(dims))(*dims), (_I64 * len(sizes))(*sizes)
+
+
 def _checked(status):
     if status != 0:
         raise RuntimeError("rk_fused: the compiled solve was called with an unsupported block width")
@@ -177,8 +183,7 @@ class _Spec:
                              f"{tuple(x.shape)}")
         V = min(16 if h.dtype == torch.float32 else 8, 1 << (M - 1).bit_length())  # columns per block
         self.shape, self.saved = (B, H, M, K, S, L), B * -(-M // V) * K * S * V  # saved elements per row
-        self.dims = (_I64 * 8)(B, H, M, D, K, S, L, V)
-        self.sizes = (_I64 * (L + 2))(H, *(w.shape[-2] for w in weights))
+        self.dims, self.sizes = _shape_arrays((B, H, M, D, K, S, L, V), (H, *(w.shape[-2] for w in weights)))
         self.dts = (_F64 * K)(*dt.tolist())
         self.a, self.b = _tableau(tuple(map(tuple, a)), tuple(b))
         self.double = int(h.dtype == torch.float64)
@@ -186,6 +191,7 @@ class _Spec:
         self.w_in, self.b_in = w_in.contiguous(), b_in.contiguous()
         self.weights = [w.contiguous() for w in weights]
         self.biases = [v.contiguous() for v in biases]
+        self.pw, self.pb = _ptrs(self.weights), _ptrs(self.biases)
 
     def forward(self, save):
         """States ``(K + 1, B, H, M)``, and with ``save`` the stage inputs and hidden activations."""
@@ -197,7 +203,7 @@ class _Spec:
         _checked(library().pnu_rk_forward(
             self.double, self.dims, self.sizes, self.dts, self.a, self.b, h.data_ptr(),
             self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(), self.b_in.data_ptr(),
-            _ptrs(self.weights), _ptrs(self.biases), states.data_ptr(), Y.data_ptr() if save else None, _ptrs(acts)))
+            self.pw, self.pb, states.data_ptr(), Y.data_ptr() if save else None, _ptrs(acts)))
         return states, Y, acts
 
     def check(self, states, check):
@@ -207,7 +213,7 @@ class _Spec:
         _checked(library().pnu_rk_check(
             self.double, self.dims, self.sizes, self.a, self.b, check.substeps, check.reuse.data_ptr(),
             check.widths.data_ptr(), states.data_ptr(), check.xs.data_ptr() if check.xs is not None else None,
-            self.w_in.data_ptr(), self.b_in.data_ptr(), _ptrs(self.weights), _ptrs(self.biases), scratch.data_ptr(),
+            self.w_in.data_ptr(), self.b_in.data_ptr(), self.pw, self.pb, scratch.data_ptr(),
             out))
         check.err, check.k = out[0], int(out[1])
 
@@ -220,7 +226,7 @@ class _Spec:
         gx = torch.empty_like(self.x) if grad_x and self.x is not None else None
         _checked(library().pnu_rk_backward(
             self.double, self.dims, self.sizes, self.dts, self.a, self.b, gs.data_ptr(),
-            self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(), _ptrs(self.weights),
+            self.x.data_ptr() if self.x is not None else None, self.w_in.data_ptr(), self.pw,
             Y.data_ptr(), _ptrs(acts), grad_h.data_ptr(), grad_w_in.data_ptr(), grad_b_in.data_ptr(), _ptrs(grads_w),
             _ptrs(grads_b), gx.data_ptr() if gx is not None else None))
         return grad_h, gx, grad_w_in if self.x is not None else None, grad_b_in, grads_w, grads_b
