@@ -25,6 +25,8 @@ import glob
 import hashlib
 import os
 import platform
+import shutil
+import sys
 import threading
 import warnings
 
@@ -77,6 +79,9 @@ def _build():
     """Build (or find in the cache) and load the library; set its functions' argument types."""
     from torch.utils import cpp_extension
 
+    here = os.path.dirname(sys.executable)  # a virtual environment's ninja (a dependency), not activated
+    if shutil.which("ninja") is None and shutil.which("ninja", path=here):
+        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
     flags = ["-O3", "-Wno-psabi"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         flags.append("-march=native")  # the build directory is per CPU
