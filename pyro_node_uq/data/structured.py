@@ -69,7 +69,8 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
     :param tuple correction: hidden widths of the network correction, or ``None`` (the mechanistic model alone,
         solved in closed form where the structure has one).
     :param str error_model: the observation error model (``"combined"``: additive plus proportional, both
-        latent with ``HalfNormal`` priors of a tenth of the largest observation).
+        latent, with ``HalfNormal`` priors of a tenth of the largest observation for the additive part and of
+        :class:`~pyro_node_uq.models.NODEModel`'s ``prop_scale_prior`` for the proportional coefficient).
     :param str noise: the residuals' law around the error model's scale: ``"studentt"`` (default) or
         ``"normal"``.  Real concentration data hold samples no structural model explains (a pre-dose sample with
         drug left from an earlier dose, a mislabelled time, an assay error); under a Normal law one of them sets
@@ -116,7 +117,8 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
     names = sorted({n for x in splits for n in dose_parameter_names(getattr(x, "doses", None))})
     modelled = {n: guess[n[0]] for n in names}
     kwargs = {"structure": name, "typical": {k: guess[k] for k in s.param_names}, "error_model": error_model,
-                  "noise": noise, "df": float(df), "scale": "latent", "scale_prior": 0.1 * y_max, "on_divergence": "reject",
+                  "noise": noise, "df": float(df), "scale": "latent", "scale_prior": 0.1 * y_max,
+                  "on_divergence": "reject",
                   "correction": None if correction is None else tuple(correction),
                   "state_scale": float(doses.amount[doses.mask].max())}
     if modelled:

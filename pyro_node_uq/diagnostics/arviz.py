@@ -152,6 +152,8 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
     if isinstance(obj, MethodResult):
         split = obj.in_fit_dtype(split)
     model, draws, state, stats = _posterior_draws(obj, split, model, num_samples, num_chains, seed)
+    new_sites = _new_unit_sites(model, split)
+    draws = {k: v for k, v in draws.items() if k not in new_sites}  # the fitted units' effects: not these units'
     if not draws:
         raise ValueError("to_inference_data: the posterior has no latent sites to convert")
     C, D = next(iter(draws.values())).shape[:2]
@@ -163,7 +165,10 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
         else:
             trace = Predictive(model, posterior_samples=flat, num_samples=C * D, parallel=True) \
                 .get_vectorized_trace(*split.args, **split.kwargs)
-    _check_sites(trace, flat, obs_site)
+    _check_sites(trace, flat, obs_site, drawn=new_sites)
+    for name in new_sites & set(trace.nodes):  # the new units' effects, drawn from the posterior's population
+        value = trace.nodes[name]["value"]
+        draws[name] = value.reshape((C, D) + value.shape[value.dim() - 1 - len(trace.nodes[name]["fn"].event_shape):])
     attrs = {"inference_library": "pyro", "method": getattr(obj, "name", type(obj).__name__)}
     if isinstance(model, ProcessModel) and model.obs_dims != ProcessModel.obs_dims:  # independent (x, y) pairs
         return static_inference_data(trace, draws, split, model.obs_dims, obs_site, output_names, input_names,
@@ -239,16 +244,27 @@ def _observed_mask(split, shape):
     return mask
 
 
-def _check_sites(trace, draws, obs_site):
+def _new_unit_sites(model, split):
+    """The per-unit latent sites of a model with random effects when ``split`` holds units it was not fitted on
+    (``new_units``): the fitted units' draws of them do not apply, and the trace draws these units' own effects
+    from the population (their posterior predictive), as :meth:`MethodResult.predict` does."""
+    kwargs = getattr(split, "kwargs", None) or {}
+    if not kwargs.get("new_units") or not hasattr(model, "per_unit_sites"):
+        return set()
+    return set(model.per_unit_sites())
+
+
+def _check_sites(trace, draws, obs_site, drawn=()):
     """The draws must name exactly the model's latent sites: a misspelt or missing site would be drawn from the
-    prior by ``Predictive`` and scored as if it were the posterior."""
+    prior by ``Predictive`` and scored as if it were the posterior.  ``drawn`` names sites the trace may draw
+    (new units' effects, from the population)."""
     if obs_site not in trace.nodes or trace.nodes[obs_site]["type"] != "sample":
         sites = [n for n, s in trace.nodes.items() if s["type"] == "sample" and s["is_observed"]]
         raise ValueError(f"obs_site: the model has no observed sample site {obs_site!r}; observed sites: {sites}")
     # Predictive conditions the model on the draws: a latent site it did not get a draw for is sampled (unobserved)
     prior = {n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]
              and not site_is_subsample(s) and not s["infer"].get("_deterministic")}
-    unknown, missing = sorted(set(draws) - set(trace.nodes)), sorted(prior - set(draws))
+    unknown, missing = sorted(set(draws) - set(trace.nodes)), sorted(prior - set(draws) - set(drawn))
     if unknown or missing:
         latent = sorted((set(draws) & set(trace.nodes)) | prior)
         raise ValueError(f"to_inference_data: the posterior draws do not match the model's latent sites: unknown "

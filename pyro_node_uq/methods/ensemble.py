@@ -77,16 +77,16 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
         return None
     members = first + members
     values = [map_values(m) for m in members]
-    return _result(model, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
+    return _result(model, split, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
                    members[0].param_state)
 
 
-def _result(model, values, wall_time, num_model_evals, param_state, notes=()):
+def _result(model, split, values, wall_time, num_model_evals, param_state, notes=()):
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
     result = MethodResult(name="ensemble", model=model, samples=samples, wall_time=wall_time,
                           num_model_evals=num_model_evals,
                           stochastic_dim=sum(int(v.numel()) for v in values[0].values()),  # every weight varies
-                          param_state=param_state)
+                          param_state=param_state, train_split=split)
     result.notes.extend(notes)
     return result
 
@@ -116,7 +116,7 @@ def _batched_ensemble(model, split, first, seeds, options):
     wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
     state = first[0].param_state if first else fitted[0]["param_state"]  # member 0's, as one by one
-    return _result(model, values, wall, evals, state, [n for f in fitted for n in f["notes"]])
+    return _result(model, split, values, wall, evals, state, [n for f in fitted for n in f["notes"]])
 
 
 def _fit_members(model, split, seeds, options):

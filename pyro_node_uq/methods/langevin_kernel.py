@@ -132,7 +132,7 @@ def run_langevin_kernel(model, split, *, warm_start=None, drift="exact", guide=N
     result = MethodResult(name=f"langevin_kernel_{drift}", model=model, samples=samples, wall_time=wall,
                           num_model_evals=counting.count, param_state=init.param_state,
                           stochastic_dim=int(sum(v[0, 0].numel() for v in samples.values())),
-                          sample_stats={"acceptance_rate": accept, "diverging": divergent})
+                          sample_stats={"acceptance_rate": accept, "diverging": divergent}, train_split=split)
     result.notes.append(f"{num_particles} particles warm-started at {init.name}; mean acceptance "
                         f"{float(accept.mean()):.2f}")
     return with_start_cost(result, init)

@@ -179,5 +179,5 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     result = MethodResult(name="nuts", model=model, mcmc=mcmc, samples=mcmc.get_samples(group_by_chain=True),
                           wall_time=wall, num_model_evals=kernel.num_evaluations, stochastic_dim=dim,
                           sample_stats=stats.as_dict(num_chains, num_samples),
-                          param_state=pyro.get_param_store().get_state())
+                          param_state=pyro.get_param_store().get_state(), train_split=split)
     return with_start_cost(result, start)

@@ -88,5 +88,5 @@ def run_svgd(model, split, *, warm_start=None, num_particles=16, num_steps=300, 
                for name, v in particles.items()}
     result = MethodResult(name="svgd", model=model, samples=samples, losses=losses, wall_time=wall,
                           num_model_evals=counting.count, stochastic_dim=int(svgd.particle_index().shape[1]),
-                          param_state=pyro.get_param_store().get_state())
+                          param_state=pyro.get_param_store().get_state(), train_split=split)
     return with_start_cost(result, start)

@@ -149,6 +149,9 @@ class NODEModel(ProcessModel):
         parameter ``"sigma_prop"``).
     :param float scale_init: initial value of a learned scale.
     :param float scale_prior: scale of the ``HalfNormal`` prior of a latent noise scale.
+    :param float prop_scale_init: initial value of a learned proportional coefficient (relative, no units).
+    :param float prop_scale_prior: scale of the ``HalfNormal`` prior of a latent proportional coefficient: a
+        coefficient of variation, so a prior in the outputs' units (``scale_prior``) would be meaningless.
     :param prior_scale: prior std of the weights: a float, or a dict of glob patterns (``{"Z.*": 0.5, "*": 1}``).
     :param solver: :class:`~pyro_node_uq.distributions.ODESolver` or dict of its options.
     :param str interpolation: ``"linear"`` or ``"cubic"`` interpolation of x(t) inside the solver.
@@ -201,7 +204,7 @@ class NODEModel(ProcessModel):
     def __init__(self, obs_dim, input_dim=0, hidden_dim=None, R_hidden=(32,), Z_hidden=(), activation="tanh",
                  init="zero", noise="normal", df=4.0, scale=0.1, scale_init=0.1, scale_prior=1.0,
                  prior_scale=1.0, solver=None, interpolation="linear", on_divergence="raise", record=True,
-                 error_model="additive", prop_scale=None):
+                 error_model="additive", prop_scale=None, prop_scale_init=0.1, prop_scale_prior=0.3):
         obs_dim, input_dim = check_int(obs_dim, "obs_dim", 1, MAX_SIZE), check_int(input_dim, "input_dim", 0, MAX_SIZE)
         hidden_dim = obs_dim if hidden_dim is None else check_int(hidden_dim, "hidden_dim", 1, MAX_SIZE)
         R_hidden = check_widths(R_hidden, "R_hidden")
@@ -217,7 +220,8 @@ class NODEModel(ProcessModel):
                              f"{error_model!r}, prop_scale={prop_scale!r})")
         scale = _check_scale(scale, "scale")
         prop_scale = None if prop_scale is None else _check_scale(prop_scale, "prop_scale")
-        for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior)):
+        for name, value in (("scale_init", scale_init), ("scale_prior", scale_prior),
+                            ("prop_scale_init", prop_scale_init), ("prop_scale_prior", prop_scale_prior)):
             check_positive(value, name)
         if torch.is_tensor(init):
             if init.shape != (hidden_dim,):
@@ -231,6 +235,7 @@ class NODEModel(ProcessModel):
         self.init, self.law = init, law
         self.scale, self.scale_init, self.scale_prior = scale, float(scale_init), float(scale_prior)
         self.prop_scale, self.prior_scale = prop_scale, prior_scale
+        self.prop_scale_init, self.prop_scale_prior = float(prop_scale_init), float(prop_scale_prior)
         self.solver = ODESolver.coerce(solver)
         self.interpolation, self.on_divergence, self.record = interpolation, OnDivergence(on_divergence), record
         self.R = BatchedMLP("R", (hidden_dim + input_dim, *R_hidden, hidden_dim), activation)
@@ -340,13 +345,16 @@ class NODEModel(ProcessModel):
     # ------------------------------------------------------------------ the model
     def _noise_scale(self, like, spec=None, name="sigma"):
         spec = self.scale if spec is None else spec
+        # the proportional coefficient is relative (no units): its own initial value and prior
+        init, prior_scale = ((self.prop_scale_init, self.prop_scale_prior) if name == "sigma_prop"
+                             else (self.scale_init, self.scale_prior))
         if spec == "learned":
-            init = like.new_full((self.obs_dim,), self.scale_init)
+            init = like.new_full((self.obs_dim,), init)
             sigma = pyro.param(name, init, constraint=constraints.positive)
             # a batch of fits' own scales (num_fits, 1, obs_dim) broadcasts as a latent scale's draws do
             return sigma if sigma.dim() == 1 else _left_of_trajectories(sigma, 1).unsqueeze(-2)
         if spec == "latent":
-            prior = dist.HalfNormal(like.new_full((self.obs_dim,), self.scale_prior))
+            prior = dist.HalfNormal(like.new_full((self.obs_dim,), prior_scale))
             # a batched draw (P, 1, obs_dim) becomes (P, 1, 1, obs_dim): broadcast over trajectories and time
             return _left_of_trajectories(pyro.sample(name, prior.to_event(1)), 1).unsqueeze(-2)
         return like.new_tensor(float(spec))

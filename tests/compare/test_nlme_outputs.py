@@ -40,3 +40,27 @@ def test_bad_structure_arguments(tmp_path):
         main(["compare", "--data", str(csv), "--structure", "one_compartment_iv", "--out", str(tmp_path / "b")])
     with pytest.raises(SystemExit, match="--correction"):
         main(["compare", "--data", str(csv), "--correction", "wide", "--out", str(tmp_path / "c")])
+
+
+def test_every_method_writes_its_inference_data_and_nlme_outputs(tmp_path, capsys):
+    """On a NONMEM file no method wrote InferenceData (the new subjects' effects were refused as missing sites),
+    and the sample-based methods (ensemble, NUTS, SVGD, LangevinKernel) wrote no PRED/IPRED table, typical
+    parameters, NPDE or VPC (their results did not know the units they were fitted on)."""
+    import arviz as az
+
+    csv = tmp_path / "theo.csv"
+    theophylline_table("mg").to_csv(csv, index=False)
+    out = tmp_path / "out"
+    methods = ["map", "autonormal", "ensemble", "nuts", "svgd", "langevin_kernel"]
+    rc = main(["compare", "--data", str(csv), "--methods", ",".join(methods), "--quick", "--no-progress",
+               "--out", str(out), "--num-samples", "8", "--set", "map.num_steps=20", "--set", "autonormal.num_steps=5",
+               "--set", "ensemble.num_members=2", "--set", "nuts.num_samples=4", "--set", "nuts.warmup_steps=4",
+               "--set", "svgd.num_steps=3", "--set", "langevin_kernel.num_samples=2",
+               "--set", "langevin_kernel.warmup_steps=2"])
+    assert rc == 0, capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "not written" not in report, [line for line in report.splitlines() if "not written" in line]
+    for name in methods:
+        idata = az.from_netcdf(out / "idata" / f"{name}.nc")
+        assert idata.posterior["eta_z_new"].sizes["trajectory"] == 3 and "eta_z" not in idata.posterior, name
+        assert (out / "nlme" / f"{name}_table.csv").exists() and (out / "nlme" / f"{name}_npde.csv").exists(), name

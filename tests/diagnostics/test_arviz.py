@@ -231,3 +231,23 @@ def test_per_unit_latents_get_the_trajectory_dim_whatever_the_plate_is_called(da
     idata = to_inference_data({"eta": eta}, split, model=subjects_model, num_chains=2)
     assert idata.posterior["eta"].dims == ("chain", "draw", "trajectory", "eta_dim_0")
     np.testing.assert_array_equal(idata.posterior["eta"].values, eta.reshape(2, 4, 4, 2).numpy())
+
+
+def test_new_units_get_their_effects_from_the_population_not_the_fitted_units():
+    """A hierarchical fit converted on held-out units (``new_units``): the fitted units' effects ``eta_z`` were
+    refused as unknown sites and the new units' ``eta_z_new`` as missing, so no InferenceData was written for any
+    method of ``compare --data``.  Now the posterior holds the new units' effects, drawn from the population, one
+    per held-out unit, and no fitted unit's; the log-likelihood is the predictive's."""
+    from pyro_node_uq.data import pk_repeated
+    from pyro_node_uq.methods import run_map
+
+    problem = pk_repeated(num_units=12, num_obs=5, noise=0.1, seed=2)
+    assert problem.test.new_units and not problem.train.new_units
+    model = problem.default_model(R_hidden=(4,))
+    res = run_map(model, problem.train, num_steps=5, progress_bar=False)
+    idata = to_inference_data(res, problem.test, num_samples=8, num_chains=2)
+    assert "eta_z" not in idata.posterior and idata.posterior["eta_z_new"].sizes["trajectory"] == len(problem.test)
+    assert idata.posterior["eta_z_new"].values.std() > 0.1  # drawn per draw and unit, not the fitted values
+    assert np.isfinite(idata.log_likelihood["obs"].values).all()
+    fitted = to_inference_data(res, problem.train, num_samples=8, num_chains=2)
+    assert "eta_z_new" not in fitted.posterior and fitted.posterior["eta_z"].sizes["trajectory"] == len(problem.train)
