@@ -36,11 +36,11 @@ import warnings
 
 import torch
 
-from . import solve_cache
+from . import rk_fused, solve_cache
 from .rk_backprop import rk_solve, rk_steps
 from .solve_path import GRID_PATHS, hand_written_field, select
 from .solvers import get_solver
-from .step_check import largest_state, relative_difference, warn_if_unstable
+from .step_check import relative_difference, warn_if_unstable
 
 __all__ = ["solve_node_fixed", "stage_times"]
 
@@ -93,12 +93,18 @@ class _Field:
                 self.biases.append(b)
 
     def bmm(self, value, batch):
-        """A matrix ``wbatch + (r, c)`` (``wbatch`` right-aligned with ``batch``) as ``(B, r, c)``."""
-        value = value.reshape((1,) * (len(batch) + 2 - value.dim()) + value.shape)
+        """A matrix ``wbatch + (r, c)`` (``wbatch`` right-aligned with ``batch``) as ``(B, r, c)``.  Steps that
+        would not change the shape are skipped: each is a node of the autograd graph, and the common layouts
+        (one weight per particle) need one."""
+        if value.dim() < len(batch) + 2:
+            value = value.reshape((1,) * (len(batch) + 2 - value.dim()) + value.shape)
         lead = batch[:-1] if self.shared else batch
         if self.shared:
             value = value.squeeze(len(batch) - 1)
-        return value.expand(lead + value.shape[-2:]).reshape((self.B,) + value.shape[-2:])
+        shape = lead + value.shape[-2:]
+        if value.shape != shape:
+            value = value.expand(shape)
+        return value if value.dim() == 3 and value.shape[0] == self.B else value.reshape((self.B,) + shape[-2:])
 
     def columns(self, v, batch):
         """``lead + xbatch + (D,)`` (``xbatch`` right-aligned with ``batch``) as ``lead + (B, D, M)``."""
@@ -212,28 +218,50 @@ def _input_term(field, xs, K, S):
     return torch.matmul(field.w_in, xs) + field.b_in, None, None
 
 
+def _check_tables(field, interp, t, dt, method, substeps, batch):
+    """What the step-doubling check needs from each observation time ``k`` but the states, memoised with the
+    grid (:func:`_grid`'s rules): ``(reuse, reuse_mask, dts, widths, xs)``, with ``reuse`` a list of bools (the
+    solve's own step from ``k`` is the widest one, up to rounding: it is the check's "one" step) and
+    ``reuse_mask`` the same as a tensor, the widths ``dts`` ``(T - 1, 3)`` of one step of the widest width and of
+    two half steps (``widths``: the same in float64, for the compiled check), and the inputs at their stage times
+    ``(T - 1, 3, S, B, D, M)`` (or ``None`` without inputs)."""
+    def compute():
+        width = (t[1:] - t[:-1]).max() / substeps
+        own = dt[::substeps]  # the solve's step from each observation time
+        reuse = own >= width * (1 - 8 * torch.finfo(t.dtype).eps)
+        w = torch.where(reuse, own, width)[:, None]  # (T - 1, 1)
+        c = t.new_tensor(_tableau_of(method).c)
+        starts = t.new_tensor([0.0, 0.0, 0.5])[:, None] + c * t.new_tensor([1.0, 0.5, 0.5])[:, None]  # (3, S)
+        times = t[:-1, None, None] + w[..., None] * starts  # (T - 1, 3, S)
+        xs = _stage_inputs(field, interp, times.reshape(-1, len(c)), batch)
+        xs = xs.view((len(t) - 1, 3) + xs.shape[1:]) if xs is not None else None
+        dts = w * t.new_tensor([1.0, 0.5, 0.5])
+        return data, reuse.tolist(), reuse, dts, dts.double(), xs
+
+    data = (t,) if interp is None else (t, interp.times, interp.x)
+    if torch.jit.is_tracing() or torch.is_inference_mode_enabled() or any(v.requires_grad for v in data):
+        return compute()[1:]
+    key = (tuple((v.data_ptr(), v.shape, v.stride(), v.dtype, v.device, v._version) for v in data),
+           interp and interp.kind, method, substeps, tuple(batch), field.B, field.M, "step check")
+    return solve_cache.CACHE.grid(key, compute)[1:]
+
+
 def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
     """The step-doubling check of :mod:`~pyro_node_uq.distributions.step_check` on this path's own steps:
     from the observation time where the state is largest, one step of the largest width against two half
     steps, for the whole ensemble in one go; warns once per solve.  ``steps`` ``(K + 1, B, H, M)`` are the states
     after every step of the solve and ``dt`` ``(K,)`` its widths: where the solve's own step from that time is the
-    widest (a uniform grid), it is the "one step" and only the two half steps are taken."""
-    states = steps[::substeps]
-    if len(t) < 2 or not torch.isfinite(states).all():
+    widest (a uniform grid), it is the "one step" and only the two half steps are taken.  Everything but the
+    states is read from :func:`_check_tables` (a few ops per solve)."""
+    if len(t) < 2:
+        return float("nan")
+    largest = steps[::substeps].abs().flatten(1).amax(1).tolist()  # per observation time (nan or inf: diverged)
+    if not all(math.isfinite(v) for v in largest):
         return float("nan")  # divergence is reported by the caller
-    k = largest_state(states)
-    width = (t[1:] - t[:-1]).max() / substeps
-    j = k * substeps
-    reuse = bool(dt[j] >= width * (1 - 8 * torch.finfo(t.dtype).eps))  # the widest step, up to rounding
-    width = dt[j] if reuse else width
+    k = max(range(len(largest) - 1), key=largest.__getitem__)
+    reuse, _, dts, _, xs = _check_tables(field, interp, t, dt, method, substeps, batch)
     tab = _tableau_of(method)
-    c = tab.c
-    halves = [[x / 2 for x in c], [0.5 + x / 2 for x in c]]
-    times = t[k] + width * t.new_tensor(halves if reuse else [c] + halves)  # (one step and) two halves
-    dts = width * t.new_tensor([0.5, 0.5] if reuse else [1.0, 0.5, 0.5])
-    xs = _stage_inputs(field, interp, times, batch)
-    y, a, b = states[k], tab.a, tab.b
-    n = 0 if reuse else 1  # the steps of "one" in times / dts
+    y, a, b, xs, dts = steps[k * substeps], tab.a, tab.b, xs[k] if xs is not None else None, dts[k]
     if hand_written_field(R) is None:  # no gradient here: the hand-written forward steps, for any solve's path
         run = (lambda s: rk_steps(y, xs[s] if xs is not None else None, field.w_in, field.b_in, dts[s],
                                   field.weights, field.biases, a, b)[-1])
@@ -242,10 +270,9 @@ def _check_step(R, field, interp, batch, steps, dt, t, method, substeps):
         coef = dts[:, None] * _tableau(method, dts)
         args = (field.weights, field.biases, wx, bx, R.activation, R.out_activation, a, b)
         run = (lambda s: _chunk(y, u[s], coef[s], *args)[-1])
-    one = steps[j + 1] if reuse else run(slice(0, 1))
-    two = run(slice(n, n + 2))
-    err = relative_difference(one, two, y)
-    warn_if_unstable(err, method, width, t[k])
+    one = steps[k * substeps + 1] if reuse[k] else run(slice(0, 1))
+    err = relative_difference(one, run(slice(1, 3)), y)
+    warn_if_unstable(err, method, dts[0], t[k])
     return err
 
 
@@ -304,19 +331,28 @@ def solve_node_fixed(R, params, h0, t, batch, interp=None, method="rk4", substep
         path = select(options, R, times_grad=dt.requires_grad, tracing=torch.jit.is_tracing())
     if path not in GRID_PATHS:
         raise ValueError(f"solve_node_fixed: path must be one of {GRID_PATHS}, got {path!r}")
+    check = None
     if path == "discrete_adjoint":  # the hand-written solve: few ops, and with a gradient no autograd tape
         tape = torch.is_grad_enabled() and any(v is not None and v.requires_grad
                                                 for v in (h, xs, field.w_in, field.b_in, *weights, *biases))
         stream = _streamed(field, *times.shape)
-        steps = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b, stream)
+        if step_check and len(t) > 1 and not torch.jit.is_tracing():  # for the compiled solve to run in its call
+            _, reuse, dts, widths, xs_check = _check_tables(field, interp, t, dt, method, substeps, batch)
+            check = rk_fused.StepCheck(reuse, widths, xs_check, substeps)
+        steps = (rk_solve if tape else rk_steps)(h, xs, field.w_in, field.b_in, dt, weights, biases, a, b, stream,
+                                                 check)
     else:
         u, wx, bx = _input_term(field, xs, *times.shape)
         steps = _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile if path == "compiled" else False,
                               chunk)
     if step_check and not torch.jit.is_tracing():
-        with torch.no_grad():
-            _check_step(R, field, interp, batch, steps.detach(), dt, t, method, substeps)
-    return steps[::substeps].transpose(-1, -2).reshape(out_shape)
+        if check is not None and check.k is not None:  # run by the compiled solve (k < 0: a state not finite)
+            if check.k >= 0:
+                warn_if_unstable(check.err, method, dts[check.k, 0], t[check.k])
+        else:
+            with torch.no_grad():
+                _check_step(R, field, interp, batch, steps.detach(), dt, t, method, substeps)
+    return (steps[::substeps] if substeps > 1 else steps).transpose(-1, -2).reshape(out_shape)
 
 
 def _solve_chunks(h, u, dt, field, wx, bx, R, method, substeps, compile, chunk):

@@ -114,20 +114,25 @@ def _solve_grid(R, params, h0, grid, events, batch, interp, solver, doses):
     h = h0.expand(batch + (H,)) if doses is None else h0 + doses.bolus_at(grid[0], H)
     if grid.shape[0] == 1:
         return h.expand(batch + (H,))[None]
-    cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
+    if doses is None:  # no events after the start: one segment
+        cuts = [0, grid.shape[0] - 1]
+    else:
+        cuts = torch.searchsorted(grid, torch.cat([events, grid[-1:]])).tolist()
     out, widest = [h.expand(batch + (H,))[None]], None
     single = sum(b > a for a, b in itertools.pairwise(cuts)) == 1  # no events inside: the fast path checks itself
     infusions = doses is not None and bool((doses.rate[doses.mask] > 0).any())
     for a, b in itertools.pairwise(cuts):
         if b == a:
             continue
-        seg = grid[a:b + 1]
+        seg = grid if b - a == grid.shape[0] - 1 else grid[a:b + 1]
         rate = None
         if infusions:
             rate = doses.infusion_on(seg[0], seg[-1], H)
             rate = rate if rate.any() else None
         path = _path(solver, R, seg, rate)
         hs = _solve_segment(R, params, h, seg, batch, interp, solver, rate, path, check=single and solver.step_check)
+        if doses is None and b - a == grid.shape[0] - 1:  # one segment over the whole grid: its states are the grid's
+            return hs
         if solver.step_check and path in GRID_PATHS and not single:
             step = float((seg[1:] - seg[:-1]).max()) / solver.substeps
             widest = (step, seg, hs, rate) if widest is None or step > widest[0] else widest
@@ -148,7 +153,7 @@ def _at_unit_times(values, grid, t, t_mask, batch):
 
 def _detect_divergence(hs, solver, on_divergence):
     """Boolean ``batch`` of diverged members (non-finite or huge states); raises or warns per ``on_divergence``."""
-    bad = ~torch.isfinite(hs).all(-1).all(0) | (hs.detach().abs().amax((0, -1)) > solver.max_abs)
+    bad = ~(hs.detach().abs().amax((0, -1)) <= solver.max_abs)  # NaN and inf included: the maximum keeps them
     if bad.any():
         msg = (f"NODE solve diverged for {int(bad.sum())} of {bad.numel()} ensemble members x trajectories "
                f"(non-finite or |h| > {solver.max_abs:g}); method={solver.method!r}")

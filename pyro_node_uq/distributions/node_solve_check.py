@@ -7,6 +7,7 @@ import torch
 
 from ..utils.tensors import broadcast_shapes
 from ..validation import check_times
+from . import solve_cache
 from .doses import DoseSchedule
 
 __all__ = ["check_float_dtype", "check_precision", "check_solve_args"]
@@ -24,8 +25,21 @@ def _check_times(t, t_mask):
     elif not torch.is_tensor(t_mask) or t_mask.dtype != torch.bool or t_mask.shape != t.shape:
         raise ValueError(f"t_mask: expected a bool tensor of t's shape {tuple(t.shape)}, got "
                          f"{getattr(t_mask, 'dtype', type(t_mask).__name__)} {tuple(getattr(t_mask, 'shape', ()))}")
-    check_times(t, "t", t_mask)  # finite and sorted where real
+    if t.dim() == 1:  # finite and sorted, once per times tensor
+        solve_cache.CACHE.check_once(t, "t", check_times)
+    else:  # finite and sorted where real
+        check_times(t, "t", t_mask)
     return t_mask
+
+
+def _finite_inputs(x):
+    if not torch.isfinite(x).all():
+        raise ValueError("x: inputs contain NaN or inf")
+
+
+def _finite_state(h0):
+    if not torch.isfinite(h0).all():
+        raise ValueError("h0: the initial state contains NaN or inf")
 
 
 def _check_params(R, Z, params):
@@ -70,14 +84,12 @@ def check_solve_args(R, Z, params, t, x, x_times, h0, t_mask, doses, t0, obs_dim
         if x.dim() < 2 or x.shape[-2:] != (xt.shape[0], D):
             raise ValueError(f"x: expected shape (..., {xt.shape[0]}, {D}) (units, sample times, inputs), "
                              f"got {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("x: inputs contain NaN or inf")
+        solve_cache.CACHE.check_once(x, "x", _finite_inputs)
         batch.append(x.shape[:-2])
     if h0 is not None:
         if h0.dim() < 1 or h0.shape[-1] != H:
             raise ValueError(f"h0: expected a last dim of hidden_dim={H}, got shape {tuple(h0.shape)}")
-        if not torch.isfinite(h0).all():
-            raise ValueError("h0: the initial state contains NaN or inf")
+        solve_cache.CACHE.check_once(h0, "h0", _finite_state)
         batch.append(h0.shape[:-1])
     if doses is not None:
         if not isinstance(doses, DoseSchedule):

@@ -7,7 +7,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import lazy_property
 
-from ..utils.tensors import broadcast_shapes
+from ..utils.tensors import broadcast_shapes, expanded
 from ..validation import OnDivergence
 from .node_solve import NODESolution, solve_checked
 from .node_solve_check import check_solve_args
@@ -90,8 +90,8 @@ class NODETrajectory(TorchDistribution):
         """The :class:`NODESolution` of the ensemble, expanded to this distribution's batch shape."""
         hidden, mean, bad = solve_checked(**self._solve_args)  # checked in __init__
         batch = self.batch_shape
-        return NODESolution(hidden.expand(batch + hidden.shape[-2:]), mean.expand(batch + self.event_shape),
-                            bad.expand(batch))
+        return NODESolution(expanded(hidden, batch + hidden.shape[-2:]), expanded(mean, batch + self.event_shape),
+                            expanded(bad, batch))
 
     @property
     def observation(self):

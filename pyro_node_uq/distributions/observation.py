@@ -21,7 +21,7 @@ import torch
 from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 
-from ..utils.tensors import broadcast_shapes
+from ..utils.tensors import broadcast_shapes, expanded
 from ..validation import check_positive
 from .node_solve_check import check_float_dtype
 from .studentt_cdf import studentt_log_cdf
@@ -218,7 +218,7 @@ class NODEObservation(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         lp = self._entries(value).sum((-1, -2))
-        lp = lp.expand(broadcast_shapes(lp.shape, self.batch_shape))
+        lp = expanded(lp, broadcast_shapes(lp.shape, self.batch_shape))
         return lp if self.diverged is None else lp.masked_fill(self.diverged, -float("inf"))
 
     def expand(self, batch_shape, _instance=None):

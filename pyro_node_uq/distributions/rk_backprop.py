@@ -28,6 +28,7 @@ import functools
 
 import torch
 
+from . import rk_fused
 from .rk_loops import backward_steps, forward_steps, loop
 
 __all__ = ["rk_solve", "rk_steps"]
@@ -206,7 +207,7 @@ class _Accumulated:
         return self.g_w, grads_b, self.g_w_in, self.sums[0].sum(-1, keepdim=True), None
 
 
-def rk_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
+def rk_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False, check=None):
     """States after each step, ``(K + 1, B, H, M)`` (the first is ``h``), of the explicit RK method ``(a, b)``,
     with the hand-written backward.
 
@@ -220,12 +221,21 @@ def rk_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
     :param a: the Butcher matrix's rows below the diagonal (Python floats).
     :param b: the Butcher weights (Python floats).
     :param bool stream: compute the input term ``W_x x + b`` stage by stage (large ensembles), not all at once.
+    :param check: a :class:`~pyro_node_uq.distributions.rk_fused.StepCheck` for the compiled solve to run (left
+        unfilled by the other paths).
+
+    CPU tensors go to the compiled solve of :mod:`~pyro_node_uq.distributions.rk_fused` when it is available
+    (same values and gradients, one call per direction).
     """
+    if rk_fused.usable(h, x, w_in, *weights):
+        return rk_fused.fused_solve(h, x, w_in, b_in, dt, weights, biases, a, b, stream, check)
     return _RKSolve.apply(h, x, w_in, b_in, dt, a, b, stream, *weights, *biases)
 
 
-def rk_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False):
+def rk_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream=False, check=None):
     """The same solve without a gradient: states ``(K + 1, B, H, M)`` (arguments as :func:`rk_solve`)."""
+    if rk_fused.usable(h, x, w_in, *weights):
+        return rk_fused.fused_steps(h, x, w_in, b_in, dt, weights, biases, a, b, stream, check)
     with torch.no_grad():
         K = dt.shape[0]
         terms = _stage_terms(x, w_in, b_in, stream)

@@ -11,9 +11,13 @@ held, for how long and how much of it is stated in one place (and a test can swa
   (the oldest dropped first); with the ``"auto"`` policy a shape is compiled once it has been solved
   ``compile_after`` times;
 * **scripted**: the TorchScript versions of the hand-written solve's step loops, made at a loop's
-  ``script_after``-th use (one per loop function: bounded by the code).
+  ``script_after``-th use (one per loop function: bounded by the code);
+* **checked**: the data tensors (times, inputs, initial states) that passed the solve's argument checks, the last
+  ``checked_entries`` of them, so that a model evaluated thousands of times on the same data checks them once.
 """
 from collections import OrderedDict
+
+import torch
 
 __all__ = ["CACHE", "SolveCache"]
 
@@ -26,6 +30,7 @@ class SolveCache:
     :param int compile_after: solves of a shape before ``compile="auto"`` compiles it.
     :param int compiled_entries: compiled chunk functions held (and shapes counted: four times as many).
     :param int script_after: uses of a step loop before it is scripted.
+    :param int checked_entries: data tensors remembered as checked.
 
     Example::
 
@@ -35,15 +40,15 @@ class SolveCache:
     """
 
     def __init__(self, grid_entries=8, grid_max_elements=2 ** 22, compile_after=20, compiled_entries=64,
-                 script_after=3):
-        self.grid_entries, self.grid_max_elements = grid_entries, grid_max_elements
+                 script_after=3, checked_entries=16):
+        self.grid_entries, self.grid_max_elements, self.checked_entries = grid_entries, grid_max_elements, checked_entries
         self.compile_after, self.compiled_entries, self.script_after = compile_after, compiled_entries, script_after
         self.clear()
 
     def clear(self):
         """Drop everything held."""
         self.grids, self.compiled, self.counts = OrderedDict(), OrderedDict(), OrderedDict()
-        self.scripted, self.uses = {}, {}
+        self.scripted, self.uses, self.checked = {}, {}, OrderedDict()
 
     def grid(self, key, compute):
         """The memoised value of ``key``, else ``compute()``: a tuple whose last item is the stage inputs (a tensor
@@ -56,6 +61,34 @@ class SolveCache:
                 while len(self.grids) > self.grid_entries:
                     self.grids.popitem(last=False)
         return hit
+
+    def check_once(self, value, name, check):
+        """``check(value)`` (which raises on bad data), skipped when this very tensor, with the same memory, layout
+        and version, passed it under ``name`` before.  The entry holds the tensor, so its memory cannot be reused
+        by other data while remembered.  Tensors that need a gradient, inference tensors (no version counter),
+        tensors above ``grid_max_elements`` (not held) and traced calls are always checked.
+
+        Example::
+
+            >>> cache, seen = SolveCache(), []
+            >>> t = torch.zeros(3)
+            >>> for _ in range(2):
+            ...     cache.check_once(t, "t", seen.append)
+            >>> len(seen)
+            1
+        """
+        if (value.requires_grad or value.is_inference() or value.numel() > self.grid_max_elements
+                or torch.jit.is_tracing()):
+            check(value)
+            return
+        key = (name, value.data_ptr(), value.shape, value.stride(), value.dtype, value.device, value._version)
+        if key in self.checked:
+            self.checked.move_to_end(key)
+            return
+        check(value)
+        self.checked[key] = value
+        while len(self.checked) > self.checked_entries:
+            self.checked.popitem(last=False)
 
     def runner(self, key, policy, eager, compile):
         """The chunk function for ``key`` under the compile ``policy`` (``False``, ``True`` or ``"auto"``): the

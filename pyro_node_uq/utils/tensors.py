@@ -1,7 +1,7 @@
 """Device and dtype handling: every tensor the package creates follows the data or parameters it works with."""
 import torch
 
-__all__ = ["broadcast_shapes", "move_tensors"]
+__all__ = ["broadcast_shapes", "expanded", "move_tensors"]
 
 
 def move_tensors(values, dtype=None, device=None):
@@ -24,6 +24,19 @@ def move_tensors(values, dtype=None, device=None):
     if isinstance(values, (list, tuple)):
         return type(values)(move_tensors(v, dtype, device) for v in values)
     return values
+
+
+def expanded(value, shape):
+    """``value.expand(shape)``, or ``value`` itself when it has that shape already (an expand that changes
+    nothing still adds a node to the autograd graph, and its backward pass is not free).
+
+    Example::
+
+        >>> v = torch.zeros(2, 3)
+        >>> expanded(v, (2, 3)) is v, expanded(v, (4, 2, 3)).shape
+        (True, torch.Size([4, 2, 3]))
+    """
+    return value if value.shape == shape else value.expand(shape)
 
 
 def broadcast_shapes(*shapes):

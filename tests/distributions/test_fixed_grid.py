@@ -65,9 +65,11 @@ def test_fixed_path_matches_torchdiffeq(method, substeps, layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_large_ensemble_mode_matches_torchdiffeq(monkeypatch, layout):
     """Above the budget (forced here) the input term is formed stage by stage and the weight gradients are
-    added stage by stage instead of gathered at the end: the same values and gradients."""
-    from pyro_node_uq.distributions import rk_backprop
+    added stage by stage instead of gathered at the end: the same values and gradients (on the TorchScript path,
+    not the compiled solve)."""
+    from pyro_node_uq.distributions import rk_backprop, rk_fused
 
+    monkeypatch.setattr(rk_fused, "USE_EXTENSION", False)
     monkeypatch.setattr(fixed_grid, "_FUSE_BUDGET", 0)
     monkeypatch.setattr(rk_backprop, "_GATHER_BUDGET", 0)
     used = []
@@ -184,8 +186,28 @@ def test_hand_written_gradient_is_taken_and_matches_autograd(monkeypatch, method
 def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim, grid,
                                                                       substeps):
     """The fast path's own step-doubling check gives the relative error of issue 16's torchdiffeq check; on a
-    uniform grid it takes the solve's own step as the "one step" and solves only the two half steps."""
-    from pyro_node_uq.distributions import rk_backprop, step_check
+    uniform grid it takes the solve's own step as the "one step" and solves only the two half steps (the Python
+    check, run where the compiled solve is not)."""
+    _step_check_against_torchdiffeq(monkeypatch, method, input_dim, grid, substeps, compiled=False)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+@pytest.mark.parametrize("input_dim", [0, 1])
+@pytest.mark.parametrize("grid", ["nonuniform", "uniform"])
+@pytest.mark.parametrize("substeps", [1, 2])
+def test_compiled_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatch, method, input_dim, grid,
+                                                                          substeps):
+    """The same check run by the compiled solve in its own call: no further solve, the same relative error."""
+    _step_check_against_torchdiffeq(monkeypatch, method, input_dim, grid, substeps, compiled=True)
+
+
+def _step_check_against_torchdiffeq(monkeypatch, method, input_dim, grid, substeps, compiled):
+    from pyro_node_uq.distributions import rk_backprop, rk_fused, step_check
+
+    if not compiled:
+        monkeypatch.setattr(rk_fused, "USE_EXTENSION", False)
+    elif rk_fused.library() is None:
+        pytest.skip("no compiler: the compiled solve is not available")
 
     R, _Z, params, t, x, _y = _setup(input_dim=input_dim)
     if grid == "uniform":
@@ -200,7 +222,7 @@ def test_fast_step_check_measures_what_the_torchdiffeq_check_measures(monkeypatc
     with torch.no_grad():  # the solve itself then runs rk_steps too: the first call
         hs = fixed_grid.solve_node_fixed(R, params, h0, t, torch.Size([3, 4]), interp, method, substeps=substeps,
                                          step_check=True)
-    assert check_steps[1:] == ([2] if grid == "uniform" else [1, 2])
+    assert check_steps[1:] == ([] if compiled else [2] if grid == "uniform" else [1, 2])
     batch = torch.Size([3, 4])
 
     def f(s, h):

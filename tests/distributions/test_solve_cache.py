@@ -1,4 +1,5 @@
 """SolveCache: each of its caches stays within its limits."""
+import pytest
 import torch
 
 from pyro_node_uq.distributions.solve_cache import SolveCache
@@ -58,3 +59,26 @@ def test_script_waits_for_its_uses_and_holds_the_result():
     assert cache.script(fn, make) == "scripted" == cache.script(fn, make) and made == [fn]
     cache.clear()
     assert not (cache.grids or cache.compiled or cache.counts or cache.scripted or cache.uses)
+
+
+def test_check_once_skips_only_the_same_unchanged_tensor():
+    cache, seen = SolveCache(checked_entries=2, grid_max_elements=10), []
+    t = torch.zeros(3)
+    cache.check_once(t, "t", seen.append)
+    cache.check_once(t, "t", seen.append)
+    assert len(seen) == 1
+    cache.check_once(t, "x", seen.append)  # another argument name: checked
+    t.add_(1.0)  # changed in place: checked again
+    cache.check_once(t, "t", seen.append)
+    cache.check_once(t[1:], "t", seen.append)  # a view of other layout: checked
+    cache.check_once(torch.zeros(11), "t", seen.append)  # too large to hold: always checked
+    cache.check_once(torch.zeros(2, requires_grad=True), "t", seen.append)  # needs a gradient: always checked
+    assert len(seen) == 6 and len(cache.checked) == 2
+
+    def fail(_):
+        raise ValueError("bad data")
+
+    held = list(cache.checked)
+    with pytest.raises(ValueError, match="bad data"):
+        cache.check_once(torch.ones(2), "t", fail)
+    assert list(cache.checked) == held  # a failed check is not remembered
