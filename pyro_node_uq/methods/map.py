@@ -6,6 +6,7 @@ import pyro
 import torch
 from pyro.infer.autoguide import AutoDelta
 
+from ..infer._pyro_compat import pyro_name
 from ..infer.ltau import LossTrajectoryRecorder, NODETrainingMonitor
 from ..utils.seeding import param_scope
 from ..validation import check_int
@@ -52,7 +53,7 @@ def settle_point(result):
         for name, value in moved.items():
             if name in values and value is values[name]:
                 continue
-            key = f"{result.guide._pyro_name}.{name}"
+            key = f"{pyro_name(result.guide)}.{name}"
             if key in store:
                 store[key] = value
             elif name in store:  # a learned (pyro.param) omega
