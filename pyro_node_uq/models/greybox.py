@@ -33,7 +33,8 @@ class GreyBoxField:
     ``params``; here ``params`` also carries the units' parameters ``"F.theta"`` ``batch + (P,)`` (in the
     structure's parameter order) and ``"F.0.bias"`` ``(H,)`` (zero; the solve adds an infusion's rate to it).  The
     correction is ``g = c r * (G([h / s, x]) - G([0, x]))`` with the network ``G`` (``None``: no correction), the
-    state scale ``s``, the per-state output scale ``r`` (state per time) and the relative size ``c``: it vanishes
+    state scale ``s``, the per-state output scale ``r`` (state per time) and the relative size ``c`` (times
+    ``params["F.size"]`` ``batch + (1,)`` where given: a sampled size): it vanishes
     at the zero state (without drug nothing changes), reads states of order 1, and one unit of ``G``'s output is
     the fraction ``c`` of the mechanism's own rates, so weights of order 1 (their prior scale) give a correction
     that is small against ``f`` whatever the units of the states and of time.
@@ -83,7 +84,7 @@ class GreyBoxField:
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
         r = g0 = inv = None
         if self.correction is not None:
-            r, inv = self.size * self.output_scale.to(theta), self._input_factor(named, theta)
+            r, inv = self._output_factor(params, theta), self._input_factor(named, theta)
             if self.sizes[0] == self.sizes[-1]:
                 g0 = self.correction(params, theta.new_zeros(self.sizes[-1]))
         self._held = (theta, params.get("R.0.weight"), named, r, inv, g0)
@@ -99,7 +100,14 @@ class GreyBoxField:
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
         if self.correction is None:
             return named, None, None, None
-        return named, self.size * self.output_scale.to(theta), self._input_factor(named, theta), None
+        return named, self._output_factor(params, theta), self._input_factor(named, theta), None
+
+    def _output_factor(self, params, theta):
+        """The correction's output factor ``c r`` ``(H,)``, times the sampled relative size ``"F.size"``
+        ``batch + (1,)`` where the model samples one (``correction_size="latent"``)."""
+        r = self.size * self.output_scale.to(theta)
+        size = params.get("F.size")
+        return r if size is None else r * size[..., None]
 
     def _input_factor(self, named, theta):
         """The factor taking states to the correction's input: ``1 / s``, or with volumes ``V_typ / (s V_i)``
@@ -177,6 +185,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
     :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
         times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
+    :param str correction_size: ``"fixed"`` (default: the correction's size per unit of the network's output is
+        ``correction_prior``) or ``"latent"``: that size times a sampled ``"correction_size"`` ``HalfNormal(1)``, a
+        global shrinkage scale (automatic relevance determination) that lets the data switch the correction off
+        where it does not pay and keep it where it does.
     :param str correction_input: what the correction reads: ``"amount"`` (default; the states over ``s``) or
         ``"concentration"`` (each unit's states over its own volume parameters, scaled by the typical
         concentration ``s / V_typ``; for structures that define
@@ -210,7 +222,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
                  correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
                  omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, dose_parameters=None,
-                 correction_input="amount", **kwargs):
+                 correction_input="amount", correction_size="fixed", **kwargs):
         structure = with_dose_parameters(get_structure(structure), dose_parameters)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
@@ -226,6 +238,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         correction = None if correction is None else tuple(correction)
         if correction_input not in ("amount", "concentration"):
             raise ValueError(f"correction_input: expected 'amount' or 'concentration', got {correction_input!r}")
+        if correction_size not in ("fixed", "latent"):
+            raise ValueError(f"correction_size: expected 'fixed' or 'latent', got {correction_size!r}")
         if correction_input == "concentration" and structure.volumes is None:
             raise ValueError(f"correction_input='concentration': structure {structure.name!r} defines no volumes "
                              "(Structure(volumes=...)); use 'amount'")
@@ -249,6 +263,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
         correction_scale = self._checked_correction_scale(correction_scale)
         self.correction_input = correction_input
+        self.correction_size = correction_size if self.has_correction else "fixed"
         volumes = ([float(self.typical[v]) for v in structure.volumes] if correction_input == "concentration"
                    else None)
         self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale,
@@ -316,8 +331,14 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         return torch.stack(torch.broadcast_tensors(*out), -1)
 
     def population_sites(self, like):
-        """The typical parameters ``"<name>_pop"``, then omega and beta (:class:`HierarchicalNODEModel`'s)."""
-        return {"theta_pop": self._typical_values(like), **super().population_sites(like)}
+        """The typical parameters ``"<name>_pop"``, then omega and beta (:class:`HierarchicalNODEModel`'s), and
+        with ``correction_size="latent"`` the correction's relative size ``"correction_size"``
+        (``HalfNormal(1)``, multiplying ``correction_prior``)."""
+        sites = {"theta_pop": self._typical_values(like), **super().population_sites(like)}
+        if self.correction_size == "latent":
+            size = pyro.sample("correction_size", dist.HalfNormal(like.new_tensor(1.0)))
+            sites["correction_size"] = _left_of_trajectories(size, 0)
+        return sites
 
     def unit_field(self, params, effects, population, units):
         """:class:`GreyBoxField` with the units' parameters ``theta_i = theta_pop exp(eta_i)`` (recorded as
@@ -331,8 +352,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         theta = theta.expand(broadcast_shapes(theta.shape[:-1], (M,)) + theta.shape[-1:])
         if self.record:
             pyro.deterministic("theta", theta, event_dim=1)
-        return self.field, {**params, "F.theta": theta, "F.0.bias": theta.new_zeros(self.hidden_dim)}, units.x, \
-            units.x_times
+        params = {**params, "F.theta": theta, "F.0.bias": theta.new_zeros(self.hidden_dim)}
+        if "correction_size" in population:
+            params["F.size"] = population["correction_size"]
+        return self.field, params, units.x, units.x_times
 
     def unit_solve(self, R, params, t, x, h0, **options):
         """The closed form of the structure (no correction, bolus doses, zero initial state at the first dose or

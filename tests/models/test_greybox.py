@@ -88,6 +88,32 @@ def test_correction_changes_the_field_and_vanishes_without_drug():
     assert not torch.allclose(field(base, h), -0.1 * h)
 
 
+def test_latent_correction_size_scales_the_correction():
+    """``correction_size="latent"``: a ``HalfNormal(1)`` site multiplying the correction; at size 1 the model is the
+    fixed-size one, at size 0 the mechanistic one."""
+    t = torch.tensor([0.5, 1.0, 4.0, 8.0], dtype=torch.float64)
+    kwargs = dict(correction=(4,), state_scale=100.0, solver={"rtol": 1e-10, "atol": 1e-10})
+    torch.manual_seed(1)
+    weights = {k: torch.randn(v, dtype=torch.float64) for k, v in
+               GreyBoxNODEModel("one_compartment_oral", **kwargs).weight_shapes().items()}
+    data = {**POP, **weights, "eta_z": torch.randn(3, 3, dtype=torch.float64)}
+    fixed = _trace(GreyBoxNODEModel("one_compartment_oral", **kwargs), t, data, doses=_doses())
+    latent_model = GreyBoxNODEModel("one_compartment_oral", correction_size="latent", **kwargs)
+    one, zero = (_trace(latent_model, t, {**data, "correction_size": torch.tensor(v, dtype=torch.float64)},
+                        doses=_doses()) for v in (1.0, 0.0))
+    node = one.nodes["correction_size"]
+    assert isinstance(node["fn"], torch.distributions.HalfNormal) and float(node["fn"].scale) == 1.0
+    y = [one.nodes["y_mean"]["value"], zero.nodes["y_mean"]["value"]]
+    mech = _trace(GreyBoxNODEModel("one_compartment_oral"), t, data, doses=_doses()).nodes["y_mean"]["value"]
+    assert torch.allclose(y[0], fixed.nodes["y_mean"]["value"], rtol=1e-7, atol=1e-9)
+    assert torch.allclose(y[1], mech, rtol=1e-7, atol=1e-9)
+    assert not torch.allclose(y[0], y[1], rtol=1e-3)
+    assert "correction_size" not in GreyBoxNODEModel("one_compartment_oral", correction_size="latent").population_sites(
+        t)  # no correction: nothing to size
+    with pytest.raises(ValueError, match="correction_size: expected 'fixed' or 'latent'"):
+        GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_size="learned")
+
+
 def _concentration_field(correction_input, structure="one_compartment_oral", **kwargs):
     model = GreyBoxNODEModel(structure, correction=(4,), state_scale=300.0, correction_input=correction_input,
                              typical={"V": 30.0}, **kwargs)
@@ -149,9 +175,11 @@ def test_concentration_input_errors():
 
 
 @pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")  # rejected prior draws (see below)
-def test_vectorised_elbo_and_parallel_predictive():
+@pytest.mark.parametrize("size", ["fixed", "latent"])
+def test_vectorised_elbo_and_parallel_predictive(size):
     model = GreyBoxNODEModel("one_compartment_oral", correction=(3,),  # the guide's first trace draws from the prior
-                             solver={"method": "rk4", "substeps": 4, "step_check": False}, on_divergence="reject")
+                             solver={"method": "rk4", "substeps": 4, "step_check": False}, on_divergence="reject",
+                             correction_size=size)
     t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
     y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
     args, kwargs = (t, None, y), {"doses": _doses()}
