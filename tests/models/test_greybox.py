@@ -92,7 +92,7 @@ def test_latent_correction_size_scales_the_correction():
     """``correction_size="latent"``: a ``HalfNormal(1)`` site multiplying the correction; at size 1 the model is the
     fixed-size one, at size 0 the mechanistic one."""
     t = torch.tensor([0.5, 1.0, 4.0, 8.0], dtype=torch.float64)
-    kwargs = dict(correction=(4,), state_scale=100.0, solver={"rtol": 1e-10, "atol": 1e-10})
+    kwargs = {"correction": (4,), "state_scale": 100.0, "solver": {"rtol": 1e-10, "atol": 1e-10}}
     torch.manual_seed(1)
     weights = {k: torch.randn(v, dtype=torch.float64) for k, v in
                GreyBoxNODEModel("one_compartment_oral", **kwargs).weight_shapes().items()}
