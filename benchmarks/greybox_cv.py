@@ -62,8 +62,9 @@ def dataset(name, seed=0):
     return units_table(units)
 
 
-def problem_for(model, table, fold, folds, seed, correction_input="amount", noise=None, options=None):
-    p = events_problem(table, num_folds=folds, fold=fold, seed=seed)
+def problem_for(model, table, fold, folds, seed, correction_input="amount", noise=None, options=None,
+                time_fraction=2 / 3):
+    p = events_problem(table, num_folds=folds, fold=fold, seed=seed, time_fraction=time_fraction)
     if model != "node":
         p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
         p = replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
@@ -73,7 +74,8 @@ def problem_for(model, table, fold, folds, seed, correction_input="amount", nois
 
 
 def run(model, table, fold, folds, args):
-    p = problem_for(model, table, fold, folds, args.seed, args.correction_input, args.noise, dict(args.set))
+    p = problem_for(model, table, fold, folds, args.seed, args.correction_input, args.noise, dict(args.set),
+                    args.time_fraction)
     m = p.default_model()
     clock, cpu = time.perf_counter(), time.process_time()
     start = run_map(m, p.train, num_steps=args.map_steps, progress_bar=False, seed=args.seed)
@@ -112,6 +114,8 @@ def main():
     ap.add_argument("--set", nargs="*", type=_option, default=[], metavar="KEY=VALUE",
                     help="further GreyBoxNODEModel options of the grey-box model, e.g. correction_prior=0.03 "
                          "(values read as JSON, else as strings)")
+    ap.add_argument("--time-fraction", type=float, default=2 / 3,
+                    help="fraction of each fitted subject's samples in the training data (1: all of them)")
     ap.add_argument("--map-steps", type=int, default=600)
     ap.add_argument("--vi-steps", type=int, default=300)
     ap.add_argument("--num-samples", type=int, default=200)

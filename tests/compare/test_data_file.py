@@ -28,6 +28,17 @@ def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
     assert all(p.exists() and p.stat().st_size > 5000 for p in pngs)
 
 
+def test_time_fraction_one_fits_every_sample_of_the_fitted_units(csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["compare", "--data", str(csv), "--format", "nonmem", "--time-fraction", "1", "--methods", "map",
+               "--quick", "--no-progress", "--out", str(out), "--num-samples", "8", "--set", "map.num_steps=3"])
+    assert rc == 0, capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "no extrapolation" in report and "| map |" in (out / "table.md").read_text()
+    assert (out / "figures" / "bands_map_test.png").exists()
+    assert not (out / "figures" / "bands_map_extrapolation.png").exists()
+
+
 def test_bad_data_arguments(csv, tmp_path, capsys):
     with pytest.raises(SystemExit, match="--format: expected 'nonmem' or 'trajectories'"):
         main(["compare", "--data", str(csv), "--format", "monolix", "--out", str(tmp_path / "a")])
