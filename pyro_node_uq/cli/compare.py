@@ -28,9 +28,8 @@ def _data_problem(args):
             return read_trajectories(args.data, unit=args.unit, time=args.time, inputs=names(args.inputs),
                                      outputs=names(args.outputs) or None, test_fraction=args.test_fraction,
                                      time_fraction=args.time_fraction, seed=args.seed).to(device=args.device)
-        fraction = {} if args.time_fraction is None else {"time_fraction": args.time_fraction}
         problem = events_problem(args.data, covariates=names(args.covariates), test_fraction=args.test_fraction,
-                                 seed=args.seed, **fraction)
+                                 time_fraction=args.time_fraction or 1.0, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"--data: {e}") from None
     return _with_structure(problem, args).to(device=args.device)
@@ -213,9 +212,9 @@ def add_compare_parser(sub):
                         "--structure model, robust to samples no model explains; normal for --structure none)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
     p.add_argument("--time-fraction", type=float, default=None,
-                   help="fraction of each fitted unit's samples of --data in the training data; the rest is the "
-                        "extrapolation (forecast) split (1: fit on every sample, no forecast split; default 2/3 for "
-                        "--format nonmem, 1 for --format trajectories)")
+                   help="fraction of each fitted unit's samples of --data in the training data, the rest being the "
+                        "extrapolation (forecast) split, e.g. 0.67 (default: 1, every sample is fitted and the held-out "
+                        "units are the only test)")
     p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
     p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")
     p.add_argument("--inputs", metavar="U1,U2", help="input columns of --format trajectories (default: none)")
