@@ -10,6 +10,7 @@ import pyro.distributions as dist
 import torch
 
 from ..distributions import NODESolution, ODESolver, solve_node
+from ..nn import BatchedMLP
 from ..distributions.modelled_solve import solve_modelled
 from ..utils.tensors import broadcast_shapes
 from ..validation import OnDivergence, check_positive
@@ -46,6 +47,11 @@ class GreyBoxField:
     :param output_scale: ``r``: a number or ``(H,)`` values (default ``s`` times :meth:`Structure.rates
         <pyro_node_uq.models.structures.Structure.rates>` at the structure's typical parameters).
     :param float size: ``c``.
+    :param tuple corrected: ``None`` (default: ``G`` adds to the rates as above) or names of the structure's
+        parameters that ``G`` (then with one output per name) corrects instead: within the field each unit's
+        ``theta_k`` becomes ``theta_k exp(c (G_k([h / s, x]) - G_k([0, x])))``, a state-dependent parameter (a
+        clearance that falls as elimination saturates) that keeps every unit's own scale and is the unit's
+        parameter at the zero state.
     :param volumes: ``None`` (the correction reads amounts ``h / s``) or ``(H,)`` typical volumes ``V_typ`` of the
         structure's :attr:`~pyro_node_uq.models.structures.Structure.volumes`: the correction then reads every
         unit's concentration-like states ``(h_j / V_ij) / (s / V_typ,j)``, with ``V_ij`` the unit's own volume
@@ -57,7 +63,7 @@ class GreyBoxField:
     name, num_layers, activation, out_activation = "F", 1, None, None
 
     def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0, output_scale=None, size=1.0,
-                 volumes=None):
+                 volumes=None, corrected=None):
         if volumes is not None and structure.volumes is None:
             raise ValueError(f"volumes: structure {structure.name!r} defines no volumes; the correction can only "
                              "read amounts (volumes=None)")
@@ -65,7 +71,10 @@ class GreyBoxField:
             structure.hidden_dim).clone()
         self.structure, self.correction, self.state_scale = structure, correction, float(state_scale)
         H = structure.hidden_dim
-        self.sizes = (H + input_dim, H)
+        self.sizes, self.input_dim = (H + input_dim, H), int(input_dim)
+        self.corrected = None if corrected is None else tuple(corrected)
+        if self.corrected is not None:  # the correction multiplies parameters: its size is on the log scale
+            output_scale = 1.0
         r = self.state_scale * structure.rates() if output_scale is None else output_scale
         self.output_scale = torch.as_tensor(r, dtype=torch.float64).expand(H).clone()
         self.size = float(size)
@@ -85,7 +94,7 @@ class GreyBoxField:
         r = g0 = inv = None
         if self.correction is not None:
             r, inv = self._output_factor(params, theta), self._input_factor(named, theta)
-            if self.sizes[0] == self.sizes[-1]:
+            if not self.input_dim:
                 g0 = self.correction(params, theta.new_zeros(self.sizes[-1]))
         self._held = (theta, params.get("R.0.weight"), named, r, inv, g0)
         try:
@@ -105,7 +114,7 @@ class GreyBoxField:
     def _output_factor(self, params, theta):
         """The correction's output factor ``c r`` ``(H,)``, times the sampled relative size ``"F.size"``
         ``batch + (1,)`` where the model samples one (``correction_size="latent"``)."""
-        r = self.size * self.output_scale.to(theta)
+        r = self.size * (self.output_scale.to(theta) if self.corrected is None else theta.new_ones(()))
         size = params.get("F.size")
         return r if size is None else r * size[..., None]
 
@@ -126,14 +135,19 @@ class GreyBoxField:
         H = self.sizes[-1]
         h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
         named, r, inv, g0 = self._constants(params)
-        out = self.structure.field(h, x, named) + params["F.0.bias"]
-        if self.correction is not None:
-            if g0 is None:
-                g0 = self.correction(params, torch.cat([torch.zeros_like(h), x], -1) if x is not None
-                                     else torch.zeros_like(h))
-            scaled = torch.cat([h * inv, x], -1) if x is not None else h * inv
-            out = out + r * (self.correction(params, scaled) - g0)
-        return out
+        if self.correction is None:
+            return self.structure.field(h, x, named) + params["F.0.bias"]
+        if g0 is None:
+            g0 = self.correction(params, torch.cat([torch.zeros_like(h), x], -1) if x is not None
+                                 else torch.zeros_like(h))
+        scaled = torch.cat([h * inv, x], -1) if x is not None else h * inv
+        g = r * (self.correction(params, scaled) - g0)
+        if self.corrected is None:
+            return self.structure.field(h, x, named) + params["F.0.bias"] + g
+        named = dict(named)
+        for j, k in enumerate(self.corrected):
+            named[k] = named[k] * g[..., j].exp()
+        return self.structure.field(h, x, named) + params["F.0.bias"]
 
 
 def _holding(R, params):
@@ -189,6 +203,12 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         ``correction_prior``) or ``"latent"``: that size times a sampled ``"correction_size"`` ``HalfNormal(1)``, a
         global shrinkage scale (automatic relevance determination) that lets the data switch the correction off
         where it does not pay and keep it where it does.
+    :param str correction_target: ``"rates"`` (default: ``g`` adds to the field, the fraction ``correction_prior``
+        of the mechanism's rates per unit of the network's output) or ``"parameters"``: the network corrects every
+        parameter that is not a volume (``CL``, ``ka``, ``Vmax``...) as a function of the state,
+        ``theta_ik exp(c (G_k(h) - G_k(0)))`` with ``c = correction_prior`` on the log scale
+        (:class:`GreyBoxField`'s ``corrected``): each unit keeps its own parameters' scale, so a clearance that
+        saturates with concentration applies to every unit in proportion to its own clearance.
     :param str correction_input: what the correction reads: ``"amount"`` (default; the states over ``s``) or
         ``"concentration"`` (each unit's states over its own volume parameters, scaled by the typical
         concentration ``s / V_typ``; for structures that define
@@ -222,7 +242,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
                  correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
                  omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, dose_parameters=None,
-                 correction_input="amount", correction_size="fixed", **kwargs):
+                 correction_input="amount", correction_size="fixed", correction_target="rates", **kwargs):
         structure = with_dose_parameters(get_structure(structure), dose_parameters)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
@@ -238,6 +258,12 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         correction = None if correction is None else tuple(correction)
         if correction_input not in ("amount", "concentration"):
             raise ValueError(f"correction_input: expected 'amount' or 'concentration', got {correction_input!r}")
+        corrected = None
+        if correction_target == "parameters":
+            volumes = set(structure.volumes or ())
+            corrected = tuple(p for p in structure.param_names if p not in volumes)
+        elif correction_target != "rates":
+            raise ValueError(f"correction_target: expected 'rates' or 'parameters', got {correction_target!r}")
         if correction_size not in ("fixed", "latent"):
             raise ValueError(f"correction_size: expected 'fixed' or 'latent', got {correction_size!r}")
         if correction_input == "concentration" and structure.volumes is None:
@@ -266,8 +292,11 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         self.correction_size = correction_size if self.has_correction else "fixed"
         volumes = ([float(self.typical[v]) for v in structure.volumes] if correction_input == "concentration"
                    else None)
+        self.correction_target = correction_target
+        if corrected is not None and self.has_correction:  # one output per corrected parameter
+            self.R = BatchedMLP("R", (*self.R.sizes[:-1], len(corrected)), self.R.activation)
         self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale,
-                                  correction_scale, correction_prior, volumes)
+                                  correction_scale, correction_prior, volumes, corrected)
 
     def _checked_correction_scale(self, scale):
         """``correction_scale``: positive, one value or one per state; default from the structure's rates (only

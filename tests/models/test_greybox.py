@@ -114,6 +114,31 @@ def test_latent_correction_size_scales_the_correction():
         GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_size="learned")
 
 
+def test_parameter_correction_multiplies_the_units_parameters():
+    """``correction_target="parameters"``: G has one output per parameter that is not a volume, and the field is
+    the mechanism's with ``theta_k exp(c (G_k(h / s) - G_k(0)))``; at the zero state it is the mechanism's."""
+    model = GreyBoxNODEModel("one_compartment_oral", correction=(4,), state_scale=300.0, correction_prior=0.5,
+                             correction_target="parameters")
+    assert model.R.sizes == (2, 4, 2) and model.field.corrected == ("CL", "ka")
+    torch.manual_seed(0)
+    params = {k: torch.randn(v, dtype=torch.float64) for k, v in model.weight_shapes().items()}
+    theta = torch.tensor([[2.0, 20.0, 1.2], [3.0, 30.0, 0.8]], dtype=torch.float64)  # 2 units: CL, V, ka
+    params = {**params, "F.theta": theta, "F.0.bias": torch.zeros(2, dtype=torch.float64)}
+    h = torch.tensor([[100.0, 50.0], [10.0, 200.0]], dtype=torch.float64)
+    g = 0.5 * (model.R(params, h / 300.0) - model.R(params, torch.zeros(2, dtype=torch.float64)))
+    named = {"CL": theta[:, 0] * g[:, 0].exp(), "V": theta[:, 1], "ka": theta[:, 2] * g[:, 1].exp()}
+    expected = model.structure.field(h, None, named)
+    assert torch.allclose(model.field(params, h), expected, rtol=1e-12)
+    plain = {"CL": theta[:, 0], "V": theta[:, 1], "ka": theta[:, 2]}
+    assert not torch.allclose(expected, model.structure.field(h, None, plain), rtol=1e-3)
+    with model.field.holding(params):  # the solve's cached constants give the same field
+        assert torch.allclose(model.field(params, h), expected, rtol=1e-12)
+    zero = torch.zeros(2, 2, dtype=torch.float64)
+    assert torch.equal(model.field(params, zero), zero)
+    with pytest.raises(ValueError, match="correction_target: expected 'rates' or 'parameters'"):
+        GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="weights")
+
+
 def _concentration_field(correction_input, structure="one_compartment_oral", **kwargs):
     model = GreyBoxNODEModel(structure, correction=(4,), state_scale=300.0, correction_input=correction_input,
                              typical={"V": 30.0}, **kwargs)
@@ -175,11 +200,11 @@ def test_concentration_input_errors():
 
 
 @pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")  # rejected prior draws (see below)
-@pytest.mark.parametrize("size", ["fixed", "latent"])
-def test_vectorised_elbo_and_parallel_predictive(size):
+@pytest.mark.parametrize("size,target", [("fixed", "rates"), ("latent", "rates"), ("latent", "parameters")])
+def test_vectorised_elbo_and_parallel_predictive(size, target):
     model = GreyBoxNODEModel("one_compartment_oral", correction=(3,),  # the guide's first trace draws from the prior
                              solver={"method": "rk4", "substeps": 4, "step_check": False}, on_divergence="reject",
-                             correction_size=size)
+                             correction_size=size, correction_target=target)
     t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
     y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
     args, kwargs = (t, None, y), {"doses": _doses()}
