@@ -10,8 +10,8 @@ import pyro.distributions as dist
 import torch
 
 from ..distributions import NODESolution, ODESolver, solve_node
-from ..nn import BatchedMLP
 from ..distributions.modelled_solve import solve_modelled
+from ..nn import BatchedMLP
 from ..utils.tensors import broadcast_shapes
 from ..validation import OnDivergence, check_positive
 from .dose_parameters import modelled_infusions, with_dose_parameters
