@@ -27,7 +27,10 @@ def _correction_and_field(model, draws, states):
 
 
 @pytest.mark.slow
-def test_correction_does_not_overfit_data_from_the_mechanism_alone():
+@pytest.mark.parametrize("form,flux", [({}, 0.03), ({"correction_target": "parameters",
+                                                      "correction_input": "concentration"}, 0.05)],
+                         ids=["rates", "parameters"])
+def test_correction_does_not_overfit_data_from_the_mechanism_alone(form, flux):
     """16 units simulated from the one-compartment oral model (omega 0.3 on CL, V, ka; additive noise 0.3 mg/L,
     dose 300 mg, 8 ragged samples over 24 h; 12 fitted on their first two thirds of samples).  The mechanistic
     model is fitted by MAP (3000 steps); from that point the same mechanistic model and the grey-box model (the
@@ -38,7 +41,10 @@ def test_correction_does_not_overfit_data_from_the_mechanism_alone():
     would inflate it), and the correction is at most 3% of the elimination flux over the post-absorption states.
     Measured: 0.20 / 0.08 noise stds, sigma 0.246 for both, the correction 1.5% of the elimination at 300 mg.  With the
     previous correction (output in state-scale units, last layer with prior std 0.01) the same run gave 0.44 /
-    0.18 noise stds and sigma 0.339 against 0.246.  Predictions for new units are not compared: they hinge on
+    0.18 noise stds and sigma 0.339 against 0.246.  The same holds for the correction of the parameters as
+    functions of the concentrations (the default of :func:`~pyro_node_uq.data.structured_problem`), whose prior
+    allows parameters within a factor e: its correction is at most 5% of the elimination flux (measured: 3.2% at
+    300 mg, 0.3% at 30 mg).  Predictions for new units are not compared: they hinge on
     the MAP's omega, which 300 more steps of the mechanistic fit alone move from 0.72 to 0.46."""
     problem = mechanistic_problem("one_compartment_oral", TRUTH, 0.3, NOISE, num_units=16, dose=300.0, seed=0)
     common = {"typical": {"CL": 1.0, "V": 10.0, "ka": 1.0}, "typical_prior": 2.0, "on_divergence": "reject"}
@@ -46,7 +52,7 @@ def test_correction_does_not_overfit_data_from_the_mechanism_alone():
     start = run_map(mech_model, problem.train, num_steps=3000, stop_rtol=1e-7, progress_bar=False)
     steps = {"num_steps": 300, "stop_rtol": 1e-7, "progress_bar": False, "warm_start": start}
     mech = run_map(mech_model, problem.train, **steps)
-    grey_model = GreyBoxNODEModel("one_compartment_oral", correction=(8,), state_scale=300.0, **common)
+    grey_model = GreyBoxNODEModel("one_compartment_oral", correction=(8,), state_scale=300.0, **form, **common)
     grey = run_map(grey_model, problem.train, **steps)
     pm, pg = _mean_predictions(mech, problem), _mean_predictions(grey, problem)
     mask = problem.extrapolation.mask
@@ -57,7 +63,7 @@ def test_correction_does_not_overfit_data_from_the_mechanism_alone():
     central = torch.linspace(30.0, 300.0, 10)
     g, f = _correction_and_field(grey_model, grey.posterior_samples(1),
                                  torch.stack([central, torch.zeros_like(central)], -1))
-    assert (g[:, 0].abs() / f[:, 0].abs()).max() < 0.03, (g[:, 0], f[:, 0])
+    assert (g[:, 0].abs() / f[:, 0].abs()).max() < flux, (g[:, 0], f[:, 0])
 
 
 @pytest.mark.slow
