@@ -1,117 +1,138 @@
-"""The NODE's whole fixed-step solve as ONE node of the autograd graph: the compiled solve of
-:mod:`~pyro_node_uq.distributions.rk_fused` with the weights' layout, the initial state, the divergence flags and the
-outputs' layout handled inside.
+"""The NODE's whole fixed-step solve as ONE node of the autograd graph and one compiled call per direction.
 
 At a few particles the cost of ``log p + grad`` is not the solve but the graph around it: the first layer's weight
 sliced into its state and input halves, every weight and the initial state reshaped into the solver's layout, the
-states transposed back, the observed components sliced out, diverged members masked.  Each of those is a node whose
-backward pass allocates and copies (a slice's backward fills a zero tensor of its whole input), and together they
-cost several times the compiled solve.  :func:`fused_node_solve` runs them inside one ``torch.autograd.Function``,
-whose backward maps the solve's gradients back by the inverse steps (transposes, sums over broadcast dimensions).
-The arithmetic is the compiled solve's: states and gradients equal those of the general path of
+states transposed back, the observed components sliced out, diverged members found and masked.  Each of those is
+a torch call and most are nodes of the autograd graph whose backward pass allocates and copies (a slice's backward
+fills a zero tensor of its whole input); together they cost several times the compiled solve.  Here the compiled
+library of :mod:`~pyro_node_uq.distributions.rk_fused` reads the weights in their own layout (the first layer as
+one matrix, row stride ``H + D``; weights broadcast over the ensemble are expanded first), starts from a shared
+initial state without expanding it, and writes the outputs in theirs: the states ``batch + (T, H)``, the observed
+components ``batch + (T, obs_dim)`` and the divergence flags, all in the same call as the solve and its step check;
+the backward call takes the outputs' gradients and writes the weights' in the weights' layout.  The arithmetic is
+the compiled solve's, so states and gradients equal those of the general path of
 :func:`~pyro_node_uq.distributions.node_solve.solve_node` to rounding.
 
 It applies to the common solve: shared times ``(T,)``, no doses and no ``t0``, the observed components the first
-``obs_dim`` states (no observation network), the ``"discrete_adjoint"`` path with the compiled library, inputs and
-times without gradient; :func:`fused_node_solve` returns ``None`` for anything else, and the general path runs.
+``obs_dim`` states (no observation network), the ``"discrete_adjoint"`` path with the compiled library available,
+inputs and times without gradient; :func:`fused_node_solve` returns ``None`` for anything else, and the general
+path runs.
 """
+import ctypes
+import math
+
 import torch
 
 from . import rk_fused
-from .fixed_grid import _check_tables, _Field, _grid, _tableau_of
+from .fixed_grid import _check_tables, _grid, _Layout, _tableau_of
 from .solve_path import select
 from .step_check import warn_if_unstable
 
 __all__ = ["fused_node_solve"]
 
 
-def _param_grad(g, value, batch, shared, bias):
-    """The gradient of the weight ``value`` (``wbatch + event``) from that of its matrix ``(B, r, c)`` in the solve's
-    layout: the inverse of :meth:`~pyro_node_uq.distributions.fixed_grid._Field.bmm` (a reshape, sums over the
-    dimensions it broadcast)."""
-    shape = value.shape + ((1,) if bias else ())
-    padded = (1,) * (len(batch) + 2 - len(shape)) + tuple(shape)
-    g = g.reshape((batch[:-1] if shared else batch) + g.shape[-2:])
-    if shared:
-        g = g.unsqueeze(len(batch) - 1)
-    if g.shape != padded:
-        g = g.sum_to_size(padded)
-    return g.reshape(value.shape)
-
-
 class _Solve:
-    """One solve's inputs in the compiled solve's layout, its forward pass, and the map of its gradients back."""
+    """One solve: its inputs as the compiled library reads them, its forward call and its backward call."""
 
     def __init__(self, R, params, h0, t, interp, batch, solver, obs_dim):
-        self.R, self.names, self.batch, self.solver, self.obs_dim = R, list(R.param_shapes()), batch, solver, obs_dim
-        self.shapes = [params[k].shape for k in self.names]
-        self.h0_shape, H = h0.shape, R.sizes[-1]
-        self.field = field = _Field(R, params, batch)
+        self.shapes = R.param_shapes()
+        self.values = [params[k] for k in self.shapes]
+        self.batch, self.solver, self.obs_dim, self.t = batch, solver, obs_dim, t
+        layout = _Layout(R, params, batch)
+        B, M, H = layout.B, layout.M, R.sizes[-1]
+        D = R.sizes[0] - H
+        lead = batch[:-1] + (1,) if layout.shared else batch
+        # each weight as (B, out, in) in memory: itself when it is so laid out, else expanded to it
+        self.mats = [v if v.numel() == B * math.prod(s) and v.is_contiguous() else v.expand(lead + s).contiguous()
+                     for v, s in zip(self.values, self.shapes.values())]
         tab = _tableau_of(solver.method)
-        self.times, self.dt, xs = _grid(field, interp, t, solver.method, solver.substeps, batch)
-        self.h0_padded = (1,) * (len(batch) + 1 - h0.dim()) + tuple(h0.shape)
-        h = field.columns(h0.reshape(self.h0_padded), batch).contiguous()  # (B, H, M)
-        self.spec = rk_fused._Spec(h, xs, field.w_in, field.b_in, self.dt, field.weights, field.biases, tab.a, tab.b)
+        _, dt, xs = _grid(layout, interp, t, solver.method, solver.substeps, batch)
+        self.dts = dt if dt.dtype == torch.float64 else dt.double()
+        self.x = xs
+        self.h0, self.h0_shared = h0, h0.dim() == 1
+        if self.h0_shared:
+            self.h = h0.contiguous()
+        else:
+            self.h0_padded = (1,) * (len(batch) + 1 - h0.dim()) + tuple(h0.shape)
+            self.h = layout.columns(h0.reshape(self.h0_padded), batch).contiguous()  # (B, H, M)
+        L, K, S = R.num_layers - 1, dt.shape[0], len(tab.b)
+        V = min(16 if t.dtype == torch.float32 else 8, 1 << (M - 1).bit_length())  # columns per block
+        self.shape, self.saved = (B, H, M, D, K, S, L), B * -(-M // V) * K * S * V
+        self.dims, self.sizes = rk_fused._shape_arrays((B, H, M, D, K, S, L, V, H + D, H + D, int(self.h0_shared)),
+                                                       (H, *R.sizes[1:]))
+        self.a, self.b = rk_fused._tableau(tuple(map(tuple, tab.a)), tuple(tab.b))
         self.check = None
         if solver.step_check and len(t) > 1:
-            _, reuse, self.check_dts, widths, xs_check = _check_tables(field, interp, t, self.dt, solver.method,
+            _, reuse, self.check_dts, widths, xs_check = _check_tables(layout, interp, t, dt, solver.method,
                                                                         solver.substeps, batch)
-            self.check = rk_fused.StepCheck(reuse, widths, xs_check, solver.substeps)
-        self.t, self.H = t, H
+            self.check = (reuse, widths, xs_check)
+        self.item, self.hidden_widths = t.element_size(), R.sizes[1:-1]
+
+    def _pointers(self, mats):
+        """Addresses of the first layer's input weights and bias, and C arrays of every layer's (state) weights
+        and of the later layers' biases, in ``mats`` laid out as :attr:`mats`."""
+        w0 = mats[0].data_ptr()
+        weights = [w0] + [m.data_ptr() for m in mats[2::2]]
+        return (w0 + self.shape[1] * self.item, mats[1].data_ptr(), (ctypes.c_void_p * len(weights))(*weights),
+                rk_fused._ptrs(mats[3::2]))
 
     def forward(self, save):
         """``(hidden, mean, bad)``: the states ``batch + (T, H)`` (zero for diverged members), their first
-        ``obs_dim`` components (a tensor of their own: a slice would be a node of the graph) and the boolean
-        ``batch`` of diverged members; with ``save`` the saved values for :meth:`backward` are kept."""
-        states, Y, acts = self.spec.forward(save)
+        ``obs_dim`` components and the boolean ``batch`` of diverged members; with ``save`` what the backward call
+        needs is kept."""
+        B, H, M, _, K, _, _ = self.shape
+        T = K // self.solver.substeps + 1
+        h = self.h
+        states = h.new_empty(K + 1, B, H, M)
+        Y = h.new_empty(self.saved * H) if save else None
+        acts = [h.new_empty(self.saved * n) for n in self.hidden_widths] if save else []
+        hidden = h.new_empty(self.batch + (T, H))
+        mean = h.new_empty(self.batch + (T, self.obs_dim))
+        bad = torch.empty(self.batch, dtype=torch.bool, device=h.device)
+        w_in, b_in, weights, biases = self._pointers(self.mats)
+        out = (ctypes.c_double * 2)()
         if self.check is not None:
-            self.spec.check(states, self.check)
-            if self.check.k is not None and self.check.k >= 0:
-                warn_if_unstable(self.check.err, self.solver.method, self.check_dts[self.check.k, 0],
-                                 self.t[self.check.k])
-        self.saved = (Y, acts) if save else None
-        sub = self.solver.substeps
-        hs = states[::sub] if sub > 1 else states  # (T, B, H, M)
-        B, _, M = self.spec.h.shape
-        bad = ~(hs.abs().amax((0, 2)) <= self.solver.max_abs)  # NaN and inf included
-        hidden = hs.permute(1, 3, 0, 2).reshape(self.batch + (hs.shape[0], self.H))
-        self.bad = bad.reshape(self.batch)
-        if self.bad.any():
-            hidden = hidden.masked_fill(self.bad[..., None, None], 0.0)
-        return hidden, hidden[..., :self.obs_dim].clone(), self.bad
+            reuse, widths, xs_check = self.check
+            scratch = h.new_empty(5 * B * H * M)
+            check = (reuse.data_ptr(), widths.data_ptr(), xs_check.data_ptr() if xs_check is not None else None,
+                     scratch.data_ptr(), out)
+        else:
+            check = (None,) * 5
+        rk_fused._checked(rk_fused.library().pnu_node_forward(
+            int(h.dtype == torch.float64), self.dims, self.sizes, self.dts.data_ptr(), self.a, self.b, h.data_ptr(),
+            self.x.data_ptr() if self.x is not None else None, w_in, b_in, weights, biases, states.data_ptr(), Y.data_ptr() if save else None, rk_fused._ptrs(acts),
+            self.solver.substeps, *check, self.obs_dim, float(self.solver.max_abs), hidden.data_ptr(),
+            mean.data_ptr(), bad.data_ptr()))
+        if self.check is not None and out[1] >= 0:
+            k = int(out[1])
+            warn_if_unstable(out[0], self.solver.method, self.check_dts[k, 0], self.t[k])
+        self.saved_tensors, self.bad = (Y, acts), bad
+        return hidden, mean, bad
 
-    def backward(self, g_hidden, g_mean):
-        """The gradients of ``h0`` and of each of R's weights (in :attr:`names` order) from those of the states
-        and of the observed components (either may be ``None``)."""
-        B, H, M = self.spec.h.shape
-        if g_hidden is None:
-            g_hidden = g_mean.new_zeros(g_mean.shape[:-1] + (H,))
-            g_hidden[..., :self.obs_dim] = g_mean
-        elif g_mean is not None:
-            g_hidden = g_hidden.clone()
-            g_hidden[..., :self.obs_dim] += g_mean
-        if self.bad.any():
-            g_hidden = g_hidden.masked_fill(self.bad[..., None, None], 0.0)
-        T = g_hidden.shape[-2]
-        g = g_hidden.reshape(B, M, T, H).permute(2, 0, 3, 1)  # (T, B, H, M)
-        sub = self.solver.substeps
-        if sub > 1:
-            full = g.new_zeros(((T - 1) * sub + 1, B, H, M))
-            full[::sub] = g
-            g = full
-        grad_h, _, grad_w_in, grad_b_in, grads_w, grads_b = self.spec.backward(g, *self.saved, False)
-        field, batch = self.field, self.batch
-        if grad_w_in is None:  # no inputs: the first weight has no input columns
-            grad_w_in = grads_w[0].new_zeros(grads_w[0].shape[:-1] + (0,))
-        mats = [torch.cat([grads_w[0], grad_w_in], -1), grad_b_in]
-        for w, b in zip(grads_w[1:], grads_b):
-            mats += [w, b]
-        grads = [_param_grad(g, torch.empty(s, device="meta"), batch, field.shared, name.endswith("bias"))
-                 for g, s, name in zip(mats, self.shapes, self.names)]
-        g_h0 = grad_h.transpose(-1, -2).reshape(batch + (H,))
-        if g_h0.shape != self.h0_padded:
-            g_h0 = g_h0.sum_to_size(self.h0_padded)
-        return g_h0.reshape(self.h0_shape), grads
+    def backward(self, g_hidden, g_mean, need_h0):
+        """The gradients of ``h0`` (``None`` unless ``need_h0``) and of each of R's weights (in their order) from
+        those of the states and of the observed components (either may be ``None``)."""
+        B, H, M, _, K, _, _ = self.shape
+        Y, acts = self.saved_tensors
+        g_hidden = g_hidden.contiguous() if g_hidden is not None else None
+        g_mean = g_mean.contiguous() if g_mean is not None else None
+        grads = [torch.empty_like(m) for m in self.mats]
+        grad_h, gs = self.h.new_empty(B, H, M), self.h.new_empty((K + 1) * B * H * M)
+        w_in, _, weights, _ = self._pointers(self.mats)
+        g_in, g_b_in, g_weights, g_biases = self._pointers(grads)
+        rk_fused._checked(rk_fused.library().pnu_node_backward(
+            int(self.h.dtype == torch.float64), self.dims, self.sizes, self.dts.data_ptr(), self.a, self.b,
+            self.solver.substeps, self.obs_dim, g_hidden.data_ptr() if g_hidden is not None else None,
+            g_mean.data_ptr() if g_mean is not None else None, self.bad.data_ptr(),
+            gs.data_ptr(), self.x.data_ptr() if self.x is not None else None,
+            w_in, weights, Y.data_ptr(), rk_fused._ptrs(acts), grad_h.data_ptr(), g_in, g_b_in, g_weights, g_biases))
+        grads = [g if g.shape == v.shape else g.sum_to_size(v.shape) for g, v in zip(grads, self.values)]
+        if not need_h0:
+            return None, grads
+        if self.h0_shared:
+            return grad_h.sum((0, 2)), grads
+        g_h0 = grad_h.transpose(-1, -2).reshape(self.batch + (H,))
+        return g_h0.sum_to_size(self.h0_padded).reshape(self.h0.shape), grads
 
 
 class _FusedNODESolve(torch.autograd.Function):
@@ -127,9 +148,9 @@ class _FusedNODESolve(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_hidden, g_mean, _):
         if g_hidden is None and g_mean is None:
-            return (None,) * (2 + len(ctx.solve.names))
-        g_h0, grads = ctx.solve.backward(g_hidden, g_mean)
-        return (None, g_h0, *grads)
+            return (None,) * (2 + len(ctx.solve.values))
+        g_h0, grads = ctx.solve.backward(g_hidden, g_mean, ctx.needs_input_grad[1])
+        return (None, g_h0, *(g if need else None for g, need in zip(grads, ctx.needs_input_grad[2:])))
 
 
 def fused_node_solve(R, params, h0, t, interp, batch, solver, obs_dim):
