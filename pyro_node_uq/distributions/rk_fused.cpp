@@ -112,15 +112,32 @@ struct Lanes {
   static inline void store(T* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
 };
 
-// out (o, V) = bias (o) + W (o, in) X (in, V); bias may be null
+// rows r .. r + N - 1 of affine (below): N independent sums over the inputs, each in the same order as alone
+template <typename T, int V, int N>
+inline void affine_rows(T* __restrict out, const T* __restrict bias, const T* __restrict W, const T* __restrict X,
+                        int64_t r, int64_t in) {
+  using L = Lanes<T, V>;
+  typename L::vec acc[N];
+  for (int j = 0; j < N; ++j) acc[j] = typename L::vec{} + (bias ? bias[r + j] : T(0));
+  for (int64_t c = 0; c < in; ++c) {
+    const typename L::vec x = L::load(X + c * V);
+    for (int j = 0; j < N; ++j) acc[j] += W[(r + j) * in + c] * x;
+  }
+  for (int j = 0; j < N; ++j) L::store(out + (r + j) * V, acc[j]);
+}
+
+// out (o, V) = bias (o) + W (o, in) X (in, V); bias may be null.  Rows go four at a time (three, two or one
+// at the end): independent sums whose latencies overlap
 template <typename T, int V>
 inline void affine(T* __restrict out, const T* __restrict bias, const T* __restrict W, const T* __restrict X,
                    int64_t o, int64_t in) {
-  using L = Lanes<T, V>;
-  for (int64_t r = 0; r < o; ++r) {
-    typename L::vec acc = typename L::vec{} + (bias ? bias[r] : T(0));
-    for (int64_t c = 0; c < in; ++c) acc += W[r * in + c] * L::load(X + c * V);
-    L::store(out + r * V, acc);
+  int64_t r = 0;
+  for (; r + 4 <= o; r += 4) affine_rows<T, V, 4>(out, bias, W, X, r, in);
+  switch (o - r) {
+    case 3: affine_rows<T, V, 3>(out, bias, W, X, r, in); break;
+    case 2: affine_rows<T, V, 2>(out, bias, W, X, r, in); break;
+    case 1: affine_rows<T, V, 1>(out, bias, W, X, r, in); break;
+    default: break;
   }
 }
 
@@ -140,7 +157,24 @@ template <typename T, int V>
 inline void transposed(T* __restrict out, const T* __restrict W, const T* __restrict G, const T* __restrict act,
                        int64_t o, int64_t in) {
   using L = Lanes<T, V>;
-  for (int64_t c = 0; c < in; ++c) {
+  int64_t c = 0;
+  for (; c + 4 <= in; c += 4) {  // four outputs at once (each summed in the same order as alone)
+    typename L::vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t r = 0; r < o; ++r) {
+      const typename L::vec g = L::load(G + r * V);
+      const T* w = W + r * in + c;
+      a0 += w[0] * g, a1 += w[1] * g, a2 += w[2] * g, a3 += w[3] * g;
+    }
+    typename L::vec* acc[4] = {&a0, &a1, &a2, &a3};
+    for (int j = 0; j < 4; ++j) {
+      if (act) {
+        const typename L::vec y = L::load(act + (c + j) * V);
+        *acc[j] *= T(1) - y * y;
+      }
+      L::store(out + (c + j) * V, *acc[j]);
+    }
+  }
+  for (; c < in; ++c) {
     typename L::vec acc = {};
     for (int64_t r = 0; r < o; ++r) acc += W[r * in + c] * L::load(G + r * V);
     if (act) {
