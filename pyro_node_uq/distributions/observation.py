@@ -93,9 +93,6 @@ class ErrorModel:
         return sd.clamp(min=torch.finfo(f.dtype).eps)
 
 
-_NORMAL = ErrorModel()  # additive Normal noise (the default)
-
-
 class NODEObservation(TorchDistribution):
     """Masked, possibly censored observations ``batch + (T, obs_dim)`` around a NODE mean (module docstring).
 
@@ -222,7 +219,7 @@ class NODEObservation(TorchDistribution):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        if self.law == _NORMAL and self.censored is None:  # the common case as one node of the autograd graph
+        if self.law.kind == "additive" and self.noise == "normal" and self.censored is None:  # one graph node
             lp = normal_log_lik(self.loc, self.scale, value, self.mask)
         else:
             lp = self._entries(value).sum((-1, -2))

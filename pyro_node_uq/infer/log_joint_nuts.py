@@ -4,9 +4,9 @@ Pyro's HMC and NUTS evaluate the potential energy by running the model under a t
 scoring the trace: general, and for a small model more expensive than the model's own arithmetic.  A model with a
 method ``log_joint_fn(*args, **kwargs)`` returning a function ``values -> log joint`` (with an attribute ``sites``,
 the latent sites it takes), or ``None`` where it cannot (as :meth:`~pyro_node_uq.models.NODEModel.log_joint_fn`
-does), gets from :class:`LogJointNUTS` the potential energy
+does), gets from :class:`LogJointNUTS` the potential energy::
 
-    U(z) = -( log_joint(x) + sum over sites of log |d x / d z| ),    x = T^{-1}(z)
+    U(z) = -( log_joint(x) + sum over sites of log |det dx/dz| ),    x = T^{-1}(z)
 
 with the transforms ``T`` Pyro's ``setup`` made (identities skipped), which equals Pyro's potential to rounding.
 Everything else (initialisation, step-size and mass adaptation, tree building, the samples in the constrained
