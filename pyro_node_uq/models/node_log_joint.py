@@ -73,6 +73,12 @@ def node_log_joint(model, t, x=None, y=None, mask=None, x_times=None, num_trajec
     options = {"t_mask": t_mask, "doses": doses, "t0": t0, "obs_dim": model.obs_dim,
                "interpolation": model.interpolation, "solver": model.solver}
 
+    # the initial state and fixed noise scales do not depend on the latent values: made once (a learned scale is
+    # read from the parameter store at each call)
+    h0 = model._initial_state({}, x, t)
+    fixed = {name: model._noise_scale(t, spec, name) for spec, name in ((model.scale, "sigma"),
+             (model.prop_scale, "sigma_prop")) if spec is not None and not isinstance(spec, str)}
+
     def log_joint(values):
         params = {}
         for site, shape in shapes.items():
@@ -81,9 +87,11 @@ def node_log_joint(model, t, x=None, y=None, mask=None, x_times=None, num_trajec
                                  f"{tuple(values[site].shape)} (one point, no batch dims)")
             params[site] = values[site]
         prior = normal_prior_log_prob(list(params.values()), scales)
-        h0 = model._initial_state(params, x, t)
-        scale = model._noise_scale(t)
-        prop = None if model.prop_scale is None else model._noise_scale(t, model.prop_scale, "sigma_prop")
+        scale = fixed.get("sigma")
+        scale = model._noise_scale(t) if scale is None else scale
+        prop = fixed.get("sigma_prop")
+        if prop is None and model.prop_scale is not None:
+            prop = model._noise_scale(t, model.prop_scale, "sigma_prop")
         R, p, xu, xt = model.unit_field(params, None, {}, units)
         sol = model.unit_solve(R, p, t, xu, h0, x_times=xt, on_divergence=model.on_divergence, **options)
         mean = model.unit_mean(sol.mean, None, {}, units)
