@@ -15,7 +15,7 @@ AutoNormal; the held-out subjects (new units, effects from the population) are s
 interval's coverage, per fold and pooled over folds (observation-weighted); CPU time is the process's.
 
     python benchmarks/greybox_cv.py [--datasets theophylline mm_synthetic] [--folds 4] [--models ...]
-        [--correction-input amount|concentration] [--fold-list 0 2]
+        [--correction-input amount|concentration] [--fold-list 0 2] [--set correction_prior=0.03]
 """
 import argparse
 import json
@@ -62,16 +62,20 @@ def dataset(name, seed=0):
     return units_table(units)
 
 
-def problem_for(model, table, fold, folds, seed, correction_input="amount", noise=None):
-    p = events_problem(table, num_folds=folds, fold=fold, seed=seed)
+def problem_for(model, table, fold, folds, seed, correction_input="amount", noise=None, options=None,
+                time_fraction=2 / 3):
+    p = events_problem(table, num_folds=folds, fold=fold, seed=seed, time_fraction=time_fraction)
     if model != "node":
         p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
         p = replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
+        if model == "greybox" and options:
+            p = replace(p, model_kwargs={**p.model_kwargs, **options})
     return p if noise is None else replace(p, model_kwargs={**p.model_kwargs, "noise": noise})
 
 
 def run(model, table, fold, folds, args):
-    p = problem_for(model, table, fold, folds, args.seed, args.correction_input, args.noise)
+    p = problem_for(model, table, fold, folds, args.seed, args.correction_input, args.noise, dict(args.set),
+                    args.time_fraction)
     m = p.default_model()
     clock, cpu = time.perf_counter(), time.process_time()
     start = run_map(m, p.train, num_steps=args.map_steps, progress_bar=False, seed=args.seed)
@@ -85,6 +89,17 @@ def run(model, table, fold, folds, args):
             "seconds": round(time.perf_counter() - clock, 1), "cpu_seconds": round(time.process_time() - cpu, 1)}
 
 
+def _option(text):
+    """``KEY=VALUE`` of ``--set``: the value as JSON (numbers, lists), else the string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["theophylline", "mm_synthetic"])
@@ -96,6 +111,11 @@ def main():
     ap.add_argument("--noise", choices=["normal", "studentt"], default=None,
                     help="every model's residual law (default: each model's own: Student-t for the mechanistic and "
                          "grey-box models, Normal for the NODE)")
+    ap.add_argument("--set", nargs="*", type=_option, default=[], metavar="KEY=VALUE",
+                    help="further GreyBoxNODEModel options of the grey-box model, e.g. correction_prior=0.03 "
+                         "(values read as JSON, else as strings)")
+    ap.add_argument("--time-fraction", type=float, default=2 / 3,
+                    help="fraction of each fitted subject's samples in the training data (1: all of them)")
     ap.add_argument("--map-steps", type=int, default=600)
     ap.add_argument("--vi-steps", type=int, default=300)
     ap.add_argument("--num-samples", type=int, default=200)

@@ -7,7 +7,8 @@ errors), then runs
 every method's new-subject NLL, CRPS and 90% coverage next to the report's reference, the training data's mean
 and sd: a model that does not beat that reference has learned nothing usable.
 
-    python benchmarks/sparse_pk.py [--seeds 0 1 2] [--methods map,autonormal,nuts] [--full] [--out DIR]
+    python benchmarks/sparse_pk.py [--seeds 0 1 2] [--methods map,autonormal,nuts] [--full] [--time-fraction 1]
+        [--out DIR]
 """
 import argparse
 import csv
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--methods", default=None, help="compare's --methods (default: its own)")
     ap.add_argument("--full", action="store_true", help="the full budgets instead of --quick")
+    ap.add_argument("--time-fraction", default=None, help="compare's --time-fraction (default: its own)")
     ap.add_argument("--out", default="sparse_pk_results")
     args = ap.parse_args()
     print("| seed | method | NLL | CRPS | cov90 | wall s |\n|---|---|---|---|---|---|")
@@ -43,6 +45,7 @@ def main():
                "--covariates", "WT,APGR", "--no-progress", "--out", os.path.join(folder, "compare")]
         cmd += [] if args.full else ["--quick"]
         cmd += ["--methods", args.methods] if args.methods else []
+        cmd += ["--time-fraction", args.time_fraction] if args.time_fraction else []
         start = time.perf_counter()
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start

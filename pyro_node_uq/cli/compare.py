@@ -27,9 +27,9 @@ def _data_problem(args):
         if args.format == "trajectories":
             return read_trajectories(args.data, unit=args.unit, time=args.time, inputs=names(args.inputs),
                                      outputs=names(args.outputs) or None, test_fraction=args.test_fraction,
-                                     seed=args.seed).to(device=args.device)
+                                     time_fraction=args.time_fraction, seed=args.seed).to(device=args.device)
         problem = events_problem(args.data, covariates=names(args.covariates), test_fraction=args.test_fraction,
-                                 seed=args.seed)
+                                 time_fraction=args.time_fraction or 1.0, seed=args.seed)
     except (ValueError, TypeError, FileNotFoundError) as e:
         raise SystemExit(f"--data: {e}") from None
     return _with_structure(problem, args).to(device=args.device)
@@ -104,6 +104,9 @@ def _check_args(args):
             raise UsageError(f"--data: no file at {args.data!r}")
         if not (0 < args.test_fraction < 1):
             raise UsageError(f"--test-fraction: expected a fraction of the units in (0, 1), got {args.test_fraction}")
+        if args.time_fraction is not None and not (0 < args.time_fraction <= 1):
+            raise UsageError(f"--time-fraction: expected a fraction of each fitted unit's samples in (0, 1], got "
+                             f"{args.time_fraction}")
     else:
         check_problem_args(args, args.problem_option)
     selected = resolve_methods(methods)
@@ -208,6 +211,10 @@ def add_compare_parser(sub):
                    help="residual law of --data's model (default: studentt with 4 degrees of freedom for a "
                         "--structure model, robust to samples no model explains; normal for --structure none)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of --data units held out")
+    p.add_argument("--time-fraction", type=float, default=None,
+                   help="fraction of each fitted unit's samples of --data in the training data, the rest being the "
+                        "extrapolation (forecast) split, e.g. 0.67 (default: 1, every sample is fitted and the held-out "
+                        "units are the only test)")
     p.add_argument("--unit", default="unit", help="unit id column of --format trajectories (default: unit)")
     p.add_argument("--time", default="time", help="time column of --format trajectories (default: time)")
     p.add_argument("--inputs", metavar="U1,U2", help="input columns of --format trajectories (default: none)")

@@ -17,8 +17,8 @@ def _save_csv(frame, path):
 
 
 def write_nlme_outputs(method, result, problem, out, ctx, num_samples=200):
-    """Write ``nlme/<method>_table.csv`` (the fitted units' training and later observations, ``SPLIT`` saying
-    which, with ``PRED``, ``IPRED`` and residuals) and ``nlme/<method>_parameters.csv`` (typical parameters,
+    """Write ``nlme/<method>_table.csv`` (the fitted units' training and, where held out, later observations,
+    ``SPLIT`` saying which, with ``PRED``, ``IPRED`` and residuals) and ``nlme/<method>_parameters.csv`` (typical parameters,
     omega with the CV%, noise scales, eta shrinkage), and note the typical parameters in the report.  Models
     without typical parameters are left alone.
 
@@ -30,6 +30,8 @@ def write_nlme_outputs(method, result, problem, out, ctx, num_samples=200):
     os.makedirs(os.path.join(out, "nlme"), exist_ok=True)
     tables = []
     for name in ("train", "extrapolation"):
+        if getattr(problem, name) is None:  # every sample of the fitted units was fitted
+            continue
         table = prediction_table(result, getattr(problem, name), num_samples)
         table.insert(0, "SPLIT", name)
         tables.append(table)
@@ -40,8 +42,9 @@ def write_nlme_outputs(method, result, problem, out, ctx, num_samples=200):
     params = pd.concat([params, pd.DataFrame([{"parameter": f"shrinkage[{k}]", "median": v} for k, v in
                                               shrink.items()])], ignore_index=True)
     _save_csv(params, os.path.join(out, rel_params))
-    line = ("scores of units: 'test' is new subjects from the population (population predictions, PRED-type), "
-            "'extrapolation' the fitted subjects' later samples (individual predictions, IPRED-type)")
+    line = "scores of units: 'test' is new subjects from the population (population predictions, PRED-type)" + (
+        ", 'extrapolation' the fitted subjects' later samples (individual predictions, IPRED-type)"
+        if problem.extrapolation is not None else "")
     if line not in ctx.notes.get("*", []):
         ctx.note("*", line)
     typical = params[params.parameter.isin(model.typical_sites())]

@@ -112,6 +112,8 @@ def trajectories_problem(t, y, x=None, mask=None, ids=None, obs_names=None, inpu
                   mask=None if bool(observed.all()) else observed)
     fitted, test = split_units(units, test_fraction, seed)
     train, extrapolation = (fitted, None) if time_fraction is None else split_by_time(fitted, time_fraction)
+    if extrapolation is not None and not bool(extrapolation.mask.any()):  # time_fraction 1: nothing held out
+        extrapolation = None
     observed_y = y[observed]
     spread = float(observed_y.std()) if observed_y.numel() > 1 else 0.0
     inputs = x is not None

@@ -183,7 +183,7 @@ def split_by_time(units, fraction=2 / 3):
     are kept whole in both (future doses are known when forecasting).
 
     :param Units units: the units to split.
-    :param float fraction: fraction of each unit's observations in ``early``.
+    :param float fraction: fraction of each unit's observations in ``early`` (1: all of them, ``late`` empty).
 
     Example::
 
@@ -192,8 +192,8 @@ def split_by_time(units, fraction=2 / 3):
         >>> early.mask.tolist(), late.mask.tolist()
         ([[True, True, False, False, False, False]], [[False, False, True, True, True, True]])
     """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction: expected a number in (0, 1), got {fraction!r}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
     rank = units.mask.long().cumsum(1)  # 1-based rank of each observation within its unit
     keep = torch.tensor([math.ceil(fraction * int(n)) for n in units.mask.sum(1)], device=rank.device)
     early = units.mask & (rank <= keep[:, None])
@@ -203,13 +203,14 @@ def split_by_time(units, fraction=2 / 3):
 def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 / 3, seed=0, num_folds=None,
                   fold=0, **fields):
     """A :class:`~pyro_node_uq.data.Problem` from units: ``train`` = the fitted units' first observations,
-    ``extrapolation`` = their later observations (:func:`split_by_time`), ``test`` = held-out new units
-    (:func:`split_units`, all their observations).
+    ``extrapolation`` = their later observations (:func:`split_by_time`; none with ``time_fraction=1``), ``test`` =
+    held-out new units (:func:`split_units`, all their observations).
 
     :param str name, description: of the problem.
     :param Units units: all units.
     :param float test_fraction: fraction of units held out.
-    :param float time_fraction: fraction of each fitted unit's observations in ``train``.
+    :param float time_fraction: fraction of each fitted unit's observations in ``train``; 1: all of them (fit on
+        everything the fitted units have; the problem then has no extrapolation split).
     :param int seed: seed of the unit split.
     :param int num_folds: hold out fold ``fold`` of :func:`unit_folds` instead (``test_fraction`` is then not
         used): ``num_folds`` problems with ``fold = 0, ..., num_folds - 1`` hold out every unit once.
@@ -238,5 +239,7 @@ def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 
                          f"{len(fitted)} to fit; a model of units with random effects needs at least 2 fitted units "
                          "(give more units, or hold out fewer: test_fraction / --test-fraction)")
     early, late = split_by_time(fitted, time_fraction)
+    if not bool(late.mask.any()):
+        late = None
     fields.setdefault("model_class", "HierarchicalNODEModel")
     return Problem(name=name, description=description, train=early, test=new, extrapolation=late, **fields)

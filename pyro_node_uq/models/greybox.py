@@ -11,6 +11,7 @@ import torch
 
 from ..distributions import NODESolution, ODESolver, solve_node
 from ..distributions.modelled_solve import solve_modelled
+from ..nn import BatchedMLP
 from ..utils.tensors import broadcast_shapes
 from ..validation import OnDivergence, check_positive
 from .dose_parameters import modelled_infusions, with_dose_parameters
@@ -33,7 +34,8 @@ class GreyBoxField:
     ``params``; here ``params`` also carries the units' parameters ``"F.theta"`` ``batch + (P,)`` (in the
     structure's parameter order) and ``"F.0.bias"`` ``(H,)`` (zero; the solve adds an infusion's rate to it).  The
     correction is ``g = c r * (G([h / s, x]) - G([0, x]))`` with the network ``G`` (``None``: no correction), the
-    state scale ``s``, the per-state output scale ``r`` (state per time) and the relative size ``c``: it vanishes
+    state scale ``s``, the per-state output scale ``r`` (state per time) and the relative size ``c`` (times
+    ``params["F.size"]`` ``batch + (1,)`` where given: a sampled size): it vanishes
     at the zero state (without drug nothing changes), reads states of order 1, and one unit of ``G``'s output is
     the fraction ``c`` of the mechanism's own rates, so weights of order 1 (their prior scale) give a correction
     that is small against ``f`` whatever the units of the states and of time.
@@ -45,6 +47,11 @@ class GreyBoxField:
     :param output_scale: ``r``: a number or ``(H,)`` values (default ``s`` times :meth:`Structure.rates
         <pyro_node_uq.models.structures.Structure.rates>` at the structure's typical parameters).
     :param float size: ``c``.
+    :param tuple corrected: ``None`` (default: ``G`` adds to the rates as above) or names of the structure's
+        parameters that ``G`` (then with one output per name) corrects instead: within the field each unit's
+        ``theta_k`` becomes ``theta_k exp(c (G_k([h / s, x]) - G_k([0, x])))``, a state-dependent parameter (a
+        clearance that falls as elimination saturates) that keeps every unit's own scale and is the unit's
+        parameter at the zero state.
     :param volumes: ``None`` (the correction reads amounts ``h / s``) or ``(H,)`` typical volumes ``V_typ`` of the
         structure's :attr:`~pyro_node_uq.models.structures.Structure.volumes`: the correction then reads every
         unit's concentration-like states ``(h_j / V_ij) / (s / V_typ,j)``, with ``V_ij`` the unit's own volume
@@ -56,7 +63,7 @@ class GreyBoxField:
     name, num_layers, activation, out_activation = "F", 1, None, None
 
     def __init__(self, structure, input_dim=0, correction=None, state_scale=1.0, output_scale=None, size=1.0,
-                 volumes=None):
+                 volumes=None, corrected=None):
         if volumes is not None and structure.volumes is None:
             raise ValueError(f"volumes: structure {structure.name!r} defines no volumes; the correction can only "
                              "read amounts (volumes=None)")
@@ -64,7 +71,10 @@ class GreyBoxField:
             structure.hidden_dim).clone()
         self.structure, self.correction, self.state_scale = structure, correction, float(state_scale)
         H = structure.hidden_dim
-        self.sizes = (H + input_dim, H)
+        self.sizes, self.input_dim = (H + input_dim, H), int(input_dim)
+        self.corrected = None if corrected is None else tuple(corrected)
+        if self.corrected is not None:  # the correction multiplies parameters: its size is on the log scale
+            output_scale = 1.0
         r = self.state_scale * structure.rates() if output_scale is None else output_scale
         self.output_scale = torch.as_tensor(r, dtype=torch.float64).expand(H).clone()
         self.size = float(size)
@@ -83,8 +93,8 @@ class GreyBoxField:
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
         r = g0 = inv = None
         if self.correction is not None:
-            r, inv = self.size * self.output_scale.to(theta), self._input_factor(named, theta)
-            if self.sizes[0] == self.sizes[-1]:
+            r, inv = self._output_factor(params, theta), self._input_factor(named, theta)
+            if not self.input_dim:
                 g0 = self.correction(params, theta.new_zeros(self.sizes[-1]))
         self._held = (theta, params.get("R.0.weight"), named, r, inv, g0)
         try:
@@ -99,7 +109,14 @@ class GreyBoxField:
         named = {k: theta[..., j] for j, k in enumerate(self.structure.param_names)}
         if self.correction is None:
             return named, None, None, None
-        return named, self.size * self.output_scale.to(theta), self._input_factor(named, theta), None
+        return named, self._output_factor(params, theta), self._input_factor(named, theta), None
+
+    def _output_factor(self, params, theta):
+        """The correction's output factor ``c r`` ``(H,)``, times the sampled relative size ``"F.size"``
+        ``batch + (1,)`` where the model samples one (``correction_size="latent"``)."""
+        r = self.size * (self.output_scale.to(theta) if self.corrected is None else theta.new_ones(()))
+        size = params.get("F.size")
+        return r if size is None else r * size[..., None]
 
     def _input_factor(self, named, theta):
         """The factor taking states to the correction's input: ``1 / s``, or with volumes ``V_typ / (s V_i)``
@@ -118,14 +135,19 @@ class GreyBoxField:
         H = self.sizes[-1]
         h, x = inp[..., :H], (inp[..., H:] if inp.shape[-1] > H else None)
         named, r, inv, g0 = self._constants(params)
-        out = self.structure.field(h, x, named) + params["F.0.bias"]
-        if self.correction is not None:
-            if g0 is None:
-                g0 = self.correction(params, torch.cat([torch.zeros_like(h), x], -1) if x is not None
-                                     else torch.zeros_like(h))
-            scaled = torch.cat([h * inv, x], -1) if x is not None else h * inv
-            out = out + r * (self.correction(params, scaled) - g0)
-        return out
+        if self.correction is None:
+            return self.structure.field(h, x, named) + params["F.0.bias"]
+        if g0 is None:
+            g0 = self.correction(params, torch.cat([torch.zeros_like(h), x], -1) if x is not None
+                                 else torch.zeros_like(h))
+        scaled = torch.cat([h * inv, x], -1) if x is not None else h * inv
+        g = r * (self.correction(params, scaled) - g0)
+        if self.corrected is None:
+            return self.structure.field(h, x, named) + params["F.0.bias"] + g
+        named = dict(named)
+        for j, k in enumerate(self.corrected):
+            named[k] = named[k] * g[..., j].exp()
+        return self.structure.field(h, x, named) + params["F.0.bias"]
 
 
 def _holding(R, params):
@@ -177,6 +199,16 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
     :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
         times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
+    :param str correction_size: ``"fixed"`` (default: the correction's size per unit of the network's output is
+        ``correction_prior``) or ``"latent"``: that size times a sampled ``"correction_size"`` ``HalfNormal(1)``, a
+        global shrinkage scale (automatic relevance determination) that lets the data switch the correction off
+        where it does not pay and keep it where it does.
+    :param str correction_target: ``"rates"`` (default: ``g`` adds to the field, the fraction ``correction_prior``
+        of the mechanism's rates per unit of the network's output) or ``"parameters"``: the network corrects every
+        parameter that is not a volume (``CL``, ``ka``, ``Vmax``...) as a function of the state,
+        ``theta_ik exp(c (G_k(h) - G_k(0)))`` with ``c = correction_prior`` on the log scale
+        (:class:`GreyBoxField`'s ``corrected``): each unit keeps its own parameters' scale, so a clearance that
+        saturates with concentration applies to every unit in proportion to its own clearance.
     :param str correction_input: what the correction reads: ``"amount"`` (default; the states over ``s``) or
         ``"concentration"`` (each unit's states over its own volume parameters, scaled by the typical
         concentration ``s / V_typ``; for structures that define
@@ -210,7 +242,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
                  correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
                  omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, dose_parameters=None,
-                 correction_input="amount", **kwargs):
+                 correction_input="amount", correction_size="fixed", correction_target="rates", **kwargs):
         structure = with_dose_parameters(get_structure(structure), dose_parameters)
         D = len(structure.inputs) if input_dim is None else int(input_dim)
         if D < len(structure.inputs):
@@ -226,6 +258,14 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         correction = None if correction is None else tuple(correction)
         if correction_input not in ("amount", "concentration"):
             raise ValueError(f"correction_input: expected 'amount' or 'concentration', got {correction_input!r}")
+        corrected = None
+        if correction_target == "parameters":
+            volumes = set(structure.volumes or ())
+            corrected = tuple(p for p in structure.param_names if p not in volumes)
+        elif correction_target != "rates":
+            raise ValueError(f"correction_target: expected 'rates' or 'parameters', got {correction_target!r}")
+        if correction_size not in ("fixed", "latent"):
+            raise ValueError(f"correction_size: expected 'fixed' or 'latent', got {correction_size!r}")
         if correction_input == "concentration" and structure.volumes is None:
             raise ValueError(f"correction_input='concentration': structure {structure.name!r} defines no volumes "
                              "(Structure(volumes=...)); use 'amount'")
@@ -249,10 +289,14 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         self.typical_prior, self.state_scale = float(typical_prior), float(state_scale)
         correction_scale = self._checked_correction_scale(correction_scale)
         self.correction_input = correction_input
+        self.correction_size = correction_size if self.has_correction else "fixed"
         volumes = ([float(self.typical[v]) for v in structure.volumes] if correction_input == "concentration"
                    else None)
+        self.correction_target = correction_target
+        if corrected is not None and self.has_correction:  # one output per corrected parameter
+            self.R = BatchedMLP("R", (*self.R.sizes[:-1], len(corrected)), self.R.activation)
         self.field = GreyBoxField(structure, D, self.R if self.has_correction else None, state_scale,
-                                  correction_scale, correction_prior, volumes)
+                                  correction_scale, correction_prior, volumes, corrected)
 
     def _checked_correction_scale(self, scale):
         """``correction_scale``: positive, one value or one per state; default from the structure's rates (only
@@ -316,8 +360,14 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         return torch.stack(torch.broadcast_tensors(*out), -1)
 
     def population_sites(self, like):
-        """The typical parameters ``"<name>_pop"``, then omega and beta (:class:`HierarchicalNODEModel`'s)."""
-        return {"theta_pop": self._typical_values(like), **super().population_sites(like)}
+        """The typical parameters ``"<name>_pop"``, then omega and beta (:class:`HierarchicalNODEModel`'s), and
+        with ``correction_size="latent"`` the correction's relative size ``"correction_size"``
+        (``HalfNormal(1)``, multiplying ``correction_prior``)."""
+        sites = {"theta_pop": self._typical_values(like), **super().population_sites(like)}
+        if self.correction_size == "latent":
+            size = pyro.sample("correction_size", dist.HalfNormal(like.new_tensor(1.0)))
+            sites["correction_size"] = _left_of_trajectories(size, 0)
+        return sites
 
     def unit_field(self, params, effects, population, units):
         """:class:`GreyBoxField` with the units' parameters ``theta_i = theta_pop exp(eta_i)`` (recorded as
@@ -331,8 +381,10 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         theta = theta.expand(broadcast_shapes(theta.shape[:-1], (M,)) + theta.shape[-1:])
         if self.record:
             pyro.deterministic("theta", theta, event_dim=1)
-        return self.field, {**params, "F.theta": theta, "F.0.bias": theta.new_zeros(self.hidden_dim)}, units.x, \
-            units.x_times
+        params = {**params, "F.theta": theta, "F.0.bias": theta.new_zeros(self.hidden_dim)}
+        if "correction_size" in population:
+            params["F.size"] = population["correction_size"]
+        return self.field, params, units.x, units.x_times
 
     def unit_solve(self, R, params, t, x, h0, **options):
         """The closed form of the structure (no correction, bolus doses, zero initial state at the first dose or

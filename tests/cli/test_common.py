@@ -44,6 +44,8 @@ COMPARE_BAD = [
     (["--format", "xyz", "--data", __file__], "--format"),
     (["--test-fraction", "1.5", "--data", __file__], "--test-fraction: expected a fraction"),
     (["--test-fraction", "0", "--data", __file__], "--test-fraction: expected a fraction"),
+    (["--time-fraction", "0", "--data", __file__], "--time-fraction: expected a fraction"),
+    (["--time-fraction", "1.2", "--data", __file__], "--time-fraction: expected a fraction"),
     (["--set", "map.bogus=1"], "--set map.bogus: map has no option 'bogus'"),
     (["--set", "map.num_steps=abc"], "--set map.num_steps: expected an integer, got 'abc'"),
     (["--set", "map.num_steps=-3"], "--set map.num_steps: expected an integer >= 1"),

@@ -17,7 +17,7 @@ def csv(tmp_path):
 def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["compare", "--data", str(csv), "--format", "nonmem", "--covariates", "WT", "--test-fraction", "0.25",
-               "--methods", "map,autonormal", "--quick", "--no-progress", "--out", str(out), "--num-samples", "8",
+               "--time-fraction", "0.67", "--methods", "map,autonormal", "--quick", "--no-progress", "--out", str(out), "--num-samples", "8",
                "--set", "map.num_steps=3", "--set", "autonormal.num_steps=2", "--set", "autonormal.elbo_particles=2"])
     assert rc == 0, capsys.readouterr().err
     table = (out / "table.md").read_text()
@@ -26,6 +26,21 @@ def test_compare_on_a_nonmem_file(csv, tmp_path, capsys):
     assert "## Reference: the training data's mean" in report and "| test |" in report
     pngs = [out / "figures" / f"bands_autonormal_{s}.png" for s in ("test", "extrapolation")]
     assert all(p.exists() and p.stat().st_size > 5000 for p in pngs)
+
+
+def test_by_default_every_sample_of_the_fitted_units_is_fitted(csv, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["compare", "--data", str(csv), "--format", "nonmem", "--methods", "map",
+               "--quick", "--no-progress", "--out", str(out), "--num-samples", "8", "--set", "map.num_steps=3"])
+    assert rc == 0, capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "no extrapolation" in report and "| map |" in (out / "table.md").read_text()
+    assert (out / "figures" / "bands_map_test.png").exists()
+    assert not (out / "figures" / "bands_map_extrapolation.png").exists()
+    import pandas as pd
+
+    table = pd.read_csv(out / "nlme" / "map_table.csv")  # every sample of the fitted units, all in training
+    assert set(table.SPLIT) == {"train"} and len(table) == 9 * 11 and "PRED-type" in report
 
 
 def test_bad_data_arguments(csv, tmp_path, capsys):

@@ -10,7 +10,7 @@ def test_compare_on_a_nonmem_file_with_a_structure(tmp_path, capsys):
     theophylline_table("mg").to_csv(csv, index=False)
     out = tmp_path / "out"
     rc = main(["compare", "--data", str(csv), "--structure", "one_compartment_oral", "--methods", "map",
-               "--quick", "--no-progress", "--out", str(out), "--num-samples", "8", "--set", "map.num_steps=50"])
+               "--time-fraction", "0.67", "--quick", "--no-progress", "--out", str(out), "--num-samples", "8", "--set", "map.num_steps=50"])
     assert rc == 0, capsys.readouterr().err
     table = pd.read_csv(out / "nlme" / "map_table.csv")
     assert {"SPLIT", "ID", "TIME", "DV", "PRED", "IPRED", "RES", "IRES", "IWRES"} <= set(table.columns)

@@ -5,7 +5,7 @@ import operator
 import pytest
 import torch
 
-from pyro_node_uq.data import Units, split_by_time, split_units
+from pyro_node_uq.data import Units, split_by_time, split_units, units_problem
 from pyro_node_uq.distributions import DoseSchedule
 
 
@@ -43,6 +43,17 @@ def test_split_by_time_partitions_each_units_observations():
     assert late.extras["doses"] is u.doses  # future doses are known
 
 
+def test_time_fraction_one_fits_every_observation_and_has_no_extrapolation_split():
+    u = _units()
+    early, late = split_by_time(u, 1)
+    assert torch.equal(early.mask, u.mask) and not late.mask.any()
+    with pytest.raises(ValueError, match=r"fraction: expected a number in \(0, 1\]"):
+        split_by_time(u, 1.5)
+    p = units_problem("toy", "", u, time_fraction=1, obs_names=("y",))
+    assert p.extrapolation is None and list(p.splits) == ["train", "test"]
+    assert int(p.train.mask.sum()) + int(p.test.mask.sum()) == int(u.mask.sum())
+
+
 def test_refine_grid_keeps_every_observation():
     from pyro_node_uq.data import refine_grid
 
@@ -76,7 +87,6 @@ def test_unit_folds_hold_every_unit_out_once():
 
 
 def test_units_problem_folds():
-    from pyro_node_uq.data import units_problem
 
     u = _units(n=8)
     problems = [units_problem("toy", "", u, num_folds=4, fold=k, obs_names=("y",)) for k in range(4)]

@@ -88,6 +88,57 @@ def test_correction_changes_the_field_and_vanishes_without_drug():
     assert not torch.allclose(field(base, h), -0.1 * h)
 
 
+def test_latent_correction_size_scales_the_correction():
+    """``correction_size="latent"``: a ``HalfNormal(1)`` site multiplying the correction; at size 1 the model is the
+    fixed-size one, at size 0 the mechanistic one."""
+    t = torch.tensor([0.5, 1.0, 4.0, 8.0], dtype=torch.float64)
+    kwargs = {"correction": (4,), "state_scale": 100.0, "solver": {"rtol": 1e-10, "atol": 1e-10}}
+    torch.manual_seed(1)
+    weights = {k: torch.randn(v, dtype=torch.float64) for k, v in
+               GreyBoxNODEModel("one_compartment_oral", **kwargs).weight_shapes().items()}
+    data = {**POP, **weights, "eta_z": torch.randn(3, 3, dtype=torch.float64)}
+    fixed = _trace(GreyBoxNODEModel("one_compartment_oral", **kwargs), t, data, doses=_doses())
+    latent_model = GreyBoxNODEModel("one_compartment_oral", correction_size="latent", **kwargs)
+    one, zero = (_trace(latent_model, t, {**data, "correction_size": torch.tensor(v, dtype=torch.float64)},
+                        doses=_doses()) for v in (1.0, 0.0))
+    node = one.nodes["correction_size"]
+    assert isinstance(node["fn"], torch.distributions.HalfNormal) and float(node["fn"].scale) == 1.0
+    y = [one.nodes["y_mean"]["value"], zero.nodes["y_mean"]["value"]]
+    mech = _trace(GreyBoxNODEModel("one_compartment_oral"), t, data, doses=_doses()).nodes["y_mean"]["value"]
+    assert torch.allclose(y[0], fixed.nodes["y_mean"]["value"], rtol=1e-7, atol=1e-9)
+    assert torch.allclose(y[1], mech, rtol=1e-7, atol=1e-9)
+    assert not torch.allclose(y[0], y[1], rtol=1e-3)
+    assert "correction_size" not in GreyBoxNODEModel("one_compartment_oral", correction_size="latent").population_sites(
+        t)  # no correction: nothing to size
+    with pytest.raises(ValueError, match="correction_size: expected 'fixed' or 'latent'"):
+        GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_size="learned")
+
+
+def test_parameter_correction_multiplies_the_units_parameters():
+    """``correction_target="parameters"``: G has one output per parameter that is not a volume, and the field is
+    the mechanism's with ``theta_k exp(c (G_k(h / s) - G_k(0)))``; at the zero state it is the mechanism's."""
+    model = GreyBoxNODEModel("one_compartment_oral", correction=(4,), state_scale=300.0, correction_prior=0.5,
+                             correction_target="parameters")
+    assert model.R.sizes == (2, 4, 2) and model.field.corrected == ("CL", "ka")
+    torch.manual_seed(0)
+    params = {k: torch.randn(v, dtype=torch.float64) for k, v in model.weight_shapes().items()}
+    theta = torch.tensor([[2.0, 20.0, 1.2], [3.0, 30.0, 0.8]], dtype=torch.float64)  # 2 units: CL, V, ka
+    params = {**params, "F.theta": theta, "F.0.bias": torch.zeros(2, dtype=torch.float64)}
+    h = torch.tensor([[100.0, 50.0], [10.0, 200.0]], dtype=torch.float64)
+    g = 0.5 * (model.R(params, h / 300.0) - model.R(params, torch.zeros(2, dtype=torch.float64)))
+    named = {"CL": theta[:, 0] * g[:, 0].exp(), "V": theta[:, 1], "ka": theta[:, 2] * g[:, 1].exp()}
+    expected = model.structure.field(h, None, named)
+    assert torch.allclose(model.field(params, h), expected, rtol=1e-12)
+    plain = {"CL": theta[:, 0], "V": theta[:, 1], "ka": theta[:, 2]}
+    assert not torch.allclose(expected, model.structure.field(h, None, plain), rtol=1e-3)
+    with model.field.holding(params):  # the solve's cached constants give the same field
+        assert torch.allclose(model.field(params, h), expected, rtol=1e-12)
+    zero = torch.zeros(2, 2, dtype=torch.float64)
+    assert torch.equal(model.field(params, zero), zero)
+    with pytest.raises(ValueError, match="correction_target: expected 'rates' or 'parameters'"):
+        GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="weights")
+
+
 def _concentration_field(correction_input, structure="one_compartment_oral", **kwargs):
     model = GreyBoxNODEModel(structure, correction=(4,), state_scale=300.0, correction_input=correction_input,
                              typical={"V": 30.0}, **kwargs)
@@ -149,9 +200,11 @@ def test_concentration_input_errors():
 
 
 @pytest.mark.filterwarnings("ignore:NODE solve diverged:RuntimeWarning")  # rejected prior draws (see below)
-def test_vectorised_elbo_and_parallel_predictive():
+@pytest.mark.parametrize("size,target", [("fixed", "rates"), ("latent", "rates"), ("latent", "parameters")])
+def test_vectorised_elbo_and_parallel_predictive(size, target):
     model = GreyBoxNODEModel("one_compartment_oral", correction=(3,),  # the guide's first trace draws from the prior
-                             solver={"method": "rk4", "substeps": 4, "step_check": False}, on_divergence="reject")
+                             solver={"method": "rk4", "substeps": 4, "step_check": False}, on_divergence="reject",
+                             correction_size=size, correction_target=target)
     t = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
     y = torch.rand(3, 4, 1, dtype=torch.float64) + 1
     args, kwargs = (t, None, y), {"doses": _doses()}
