@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from ..nn import BatchedMLP
 from . import rk_fused
 from .fixed_grid import _check_tables, _grid, _Layout, _tableau_of
 from .solve_path import select
@@ -179,8 +180,8 @@ def fused_node_solve(R, params, h0, t, interp, batch, solver, obs_dim):
         >>> out is None or [v.shape for v in out] == [(4, 3, 5, 2), (4, 3, 5, 1), (4, 3)]
         True
     """
-    if t.dim() != 1 or not len(batch) or torch.jit.is_tracing():
-        return None
+    if not isinstance(R, BatchedMLP) or t.dim() != 1 or not len(batch) or torch.jit.is_tracing():
+        return None  # another field object (a mechanism with a network) runs the general path
     if interp is not None and (interp.x.requires_grad or interp.times.requires_grad):
         return None
     if select(solver, R, times_grad=t.requires_grad) != "discrete_adjoint":
