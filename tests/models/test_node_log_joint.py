@@ -1,6 +1,8 @@
 """The NODE model's own log joint: equal to the log density of Pyro's trace of the model (float64, 1e-12) with a
 learned noise scale, a given initial state, masks, Student-t noise and other error models; as a NUTS potential equal to Pyro's potential
 energy and its gradient; declined (None, Pyro's potential kept) for what it does not cover."""
+import functools
+
 import pytest
 import torch
 from pyro import poutine
@@ -13,8 +15,13 @@ from pyro_node_uq.models import NODEModel
 from pyro_node_uq.models.node_log_joint import node_log_joint
 
 
+@functools.lru_cache(maxsize=1)
+def _chemical():
+    return load_problem("chemical", num_train=3, dtype=torch.float64)
+
+
 def _problem(**model_kw):
-    problem = load_problem("chemical", num_train=3, dtype=torch.float64)
+    problem = _chemical()
     return problem.default_model(R_hidden=(6,), **model_kw), problem.train
 
 
