@@ -195,7 +195,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     :param float typical_prior: log-scale std of the typical parameters' log-normal prior.
     :param tuple correction: hidden widths of the correction network ``G``, or ``None`` for none.
     :param float correction_prior: ``c``: the correction's size per unit of the network's output, relative to
-        the mechanism's rates (``0.1``: a tenth of them).
+        the mechanism's rates (default ``0.1``: a tenth of them), or with ``correction_target="parameters"`` on the
+        parameters' log scale (default ``1.0``: within a factor ``e`` of the unit's parameters).
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
     :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
         times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
@@ -240,7 +241,7 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
     """
 
     def __init__(self, structure, input_dim=None, obs_dim=None, random_effects=None, typical=None, typical_prior=1.0,
-                 correction=None, correction_prior=0.1, state_scale=1.0, correction_scale=None, omega="latent",
+                 correction=None, correction_prior=None, state_scale=1.0, correction_scale=None, omega="latent",
                  omega_init=0.3, omega_prior=1.0, scale="latent", solver=None, prior_scale=1.0, dose_parameters=None,
                  correction_input="amount", correction_size="fixed", correction_target="rates", **kwargs):
         structure = with_dose_parameters(get_structure(structure), dose_parameters)
@@ -269,6 +270,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         if correction_input == "concentration" and structure.volumes is None:
             raise ValueError(f"correction_input='concentration': structure {structure.name!r} defines no volumes "
                              "(Structure(volumes=...)); use 'amount'")
+        if correction_prior is None:  # a tenth of the rates, or parameters within a factor e
+            correction_prior = 0.1 if correction_target == "rates" else 1.0
         check_positive(correction_prior, "correction_prior")
         check_positive(state_scale, "state_scale")
         check_positive(typical_prior, "typical_prior")

@@ -135,6 +135,7 @@ def test_parameter_correction_multiplies_the_units_parameters():
         assert torch.allclose(model.field(params, h), expected, rtol=1e-12)
     zero = torch.zeros(2, 2, dtype=torch.float64)
     assert torch.equal(model.field(params, zero), zero)
+    assert GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="parameters").field.size == 1.0
     with pytest.raises(ValueError, match="correction_target: expected 'rates' or 'parameters'"):
         GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="weights")
 
