@@ -5,7 +5,8 @@ hidden components observed with Normal(0.02) noise, h0 = (1, 0, 0), the temperat
 interpolated, and torchdiffeq's 3/8-rule RK4 stepping exactly on the observation grid (a diffrax
 ``AbstractERK`` with that tableau and ``StepTo`` the grid).  With the same weights the two log-likelihoods must
 agree to a relative 1e-5 (checked in float64 first; the script stops if they do not); the float32 log p and
-its gradient are then compared with each peer's.
+its gradient are then compared with each peer's, and each implementation's float32 values with the float64 ones
+(the truth all agree on): two float32 implementations differ by their round-off, each measured here.
 
 Timings are in float32 on one thread (pin the run to one core with ``taskset``: the worker processes inherit
 it and only one process computes at a time), every variant's calls interleaved, repeated, medians, printed
@@ -157,13 +158,15 @@ def check_agreement(problem):
               ", ".join(f"{n} {r:.2e}" for n, r in rel.items()))
     if not worst < 1e-5:
         raise SystemExit(f"likelihoods disagree: relative difference {worst:.2e} >= 1e-5")
+    truth = None
     for dtype in (torch.float64, torch.float32):
-        gradient_agreement(model, split, w, dtype)
+        truth = gradient_agreement(model, split, w, dtype, truth)
 
 
-def gradient_agreement(model, split, w, dtype):
+def gradient_agreement(model, split, w, dtype, truth=None):
     """Print the relative differences of log p and of its gradient in ``dtype``: ours (default path) against each
-    peer, and the two peers against each other (the floor of round-off)."""
+    peer, and the two peers against each other (the floor of round-off); with ``truth`` (the float64 ``(log p,
+    gradient)``), each one's error against it.  Returns ours ``(log p, gradient)``."""
     split = split.to(dtype)
     wt = {k: v.detach().to(dtype).clone().requires_grad_() for k, v in w.items()}
     d = NODETrajectory(model.R, model.Z, wt, split.t, split.x, h0=model.init.to(dtype), scale=model.scale,
@@ -178,9 +181,12 @@ def gradient_agreement(model, split, w, dtype):
           "entries of |a - b| over b's largest entry), ours with the default path")
     pairs = [(f"ours - {name}", ours, peer[name]) for name in PEERS] + [("diffrax - lax.scan (the floor)",
                                                                       peer["diffrax"], peer["lax.scan"])]
+    if truth is not None:  # the float64 value, which every implementation agrees on to ~1e-14
+        pairs += [(f"{name} - float64", value, truth) for name, value in [("ours", ours), *peer.items()]]
     for label, (v1, g1), (v2, g2) in pairs:
-        g_rel = max(_relative(np.asarray(g1[k]), np.asarray(g2[k])) for k in g1)
+        g_rel = max(_relative(np.asarray(g1[k], dtype=np.float64), np.asarray(g2[k], dtype=np.float64)) for k in g1)
         print(f"  {label:<31} log p {abs(float(v1) - float(v2)) / abs(float(v2)):.2e}   gradient {g_rel:.2e}")
+    return ours
 
 
 class Worker:

@@ -68,8 +68,8 @@ def stage_times(t, method, substeps=1):
     return times, dt
 
 
-class _Field:
-    """R's weights as batched matrices acting on states stored features-first, ``(B, features, M)``.
+class _Layout:
+    """The solve's layout of the ensemble ``batch``: states stored features-first, ``(B, features, M)``.
 
     ``W @ h`` with the M trajectories as columns keeps the small output widths (the hidden dimension) off the
     matrix products' column dimension, which is about twice as fast on CPU as ``h @ W^T``.  Weights shared by
@@ -81,6 +81,19 @@ class _Field:
         self.shared = all(params[k].dim() - len(s) < len(batch) or params[k].shape[params[k].dim() - len(s) - 1] == 1
                           for k, s in R.param_shapes().items())
         self.B, self.M = (math.prod(batch[:-1]), batch[-1]) if self.shared else (math.prod(batch), 1)
+
+    def columns(self, v, batch):
+        """``lead + xbatch + (D,)`` (``xbatch`` right-aligned with ``batch``) as ``lead + (B, D, M)``."""
+        lead = v.shape[: v.dim() - 1 - len(batch)]
+        v = v.expand(lead + batch + v.shape[-1:]).reshape(lead + (self.B, self.M, v.shape[-1]))
+        return v.transpose(-1, -2)
+
+
+class _Field(_Layout):
+    """R's weights as batched matrices ``(B, out, in)`` acting on states in the :class:`_Layout` ``(B, in, M)``."""
+
+    def __init__(self, R, params, batch):
+        super().__init__(R, params, batch)
         H = R.sizes[-1]
         self.weights, self.biases = [], []
         for i in range(R.num_layers):
@@ -105,12 +118,6 @@ class _Field:
         if value.shape != shape:
             value = value.expand(shape)
         return value if value.dim() == 3 and value.shape[0] == self.B else value.reshape((self.B,) + shape[-2:])
-
-    def columns(self, v, batch):
-        """``lead + xbatch + (D,)`` (``xbatch`` right-aligned with ``batch``) as ``lead + (B, D, M)``."""
-        lead = v.shape[: v.dim() - 1 - len(batch)]
-        v = v.expand(lead + batch + v.shape[-1:]).reshape(lead + (self.B, self.M, v.shape[-1]))
-        return v.transpose(-1, -2)
 
 
 def _chunk(h, u, coef, weights, biases, wx, bx, act, out_act, a, b):

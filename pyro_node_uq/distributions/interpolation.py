@@ -4,6 +4,8 @@ Linear and cubic Hermite (finite-difference slopes, C1) interpolation of a batch
 shared time grid.  Outside the grid the end values are held constant.  A dozen lines each, written here
 rather than pulling in torchcde (unmaintained since 2021) for two formulas.
 """
+import functools
+
 import torch
 
 __all__ = ["Interpolator"]
@@ -21,15 +23,24 @@ class Interpolator:
         if kind not in ("linear", "cubic"):
             raise ValueError(f"interpolation must be 'linear' or 'cubic', got {kind!r}")
         self.times, self.x, self.kind = times, x, kind
-        if x.shape[-2] >= 2:
-            self.dt = times[1:] - times[:-1]
-            self.dx = x[..., 1:, :] - x[..., :-1, :]
-        if kind == "cubic" and x.shape[-2] >= 3:
-            secant = self.dx / self.dt.unsqueeze(-1)
-            inner = 0.5 * (secant[..., 1:, :] + secant[..., :-1, :])
-            self.slopes = torch.cat([secant[..., :1, :], inner, secant[..., -1:, :]], dim=-2)
-        elif kind == "cubic":
+        if kind == "cubic" and x.shape[-2] < 3:
             self.kind = "linear"
+
+    # the differences and slopes are made at the first evaluation off the sample times (a solve that finds its
+    # stage inputs memoised never needs them)
+    @functools.cached_property
+    def dt(self):
+        return self.times[1:] - self.times[:-1]
+
+    @functools.cached_property
+    def dx(self):
+        return self.x[..., 1:, :] - self.x[..., :-1, :]
+
+    @functools.cached_property
+    def slopes(self):
+        secant = self.dx / self.dt.unsqueeze(-1)
+        inner = 0.5 * (secant[..., 1:, :] + secant[..., :-1, :])
+        return torch.cat([secant[..., :1, :], inner, secant[..., -1:, :]], dim=-2)
 
     def __call__(self, t):
         """Inputs at scalar time ``t``: shape ``batch + (D,)``."""

@@ -29,6 +29,7 @@ import torch
 
 from ..validation import OnDivergence
 from .fixed_grid import solve_node_fixed
+from .fused_node import fused_node_solve
 from .interpolation import Interpolator
 from .node_solve_check import check_solve_args
 from .solve import NODEDivergenceError, ODESolver
@@ -154,6 +155,11 @@ def _at_unit_times(values, grid, t, t_mask, batch):
 def _detect_divergence(hs, solver, on_divergence):
     """Boolean ``batch`` of diverged members (non-finite or huge states); raises or warns per ``on_divergence``."""
     bad = ~(hs.detach().abs().amax((0, -1)) <= solver.max_abs)  # NaN and inf included: the maximum keeps them
+    return _report_divergence(bad, solver, on_divergence)
+
+
+def _report_divergence(bad, solver, on_divergence):
+    """``bad``, the boolean ``batch`` of diverged members, after raising or warning per ``on_divergence``."""
     if bad.any():
         msg = (f"NODE solve diverged for {int(bad.sum())} of {bad.numel()} ensemble members x trajectories "
                f"(non-finite or |h| > {solver.max_abs:g}); method={solver.method!r}")
@@ -221,6 +227,10 @@ def solve_checked(R, Z, params, t, x, h0, *, t_mask, x_times, doses, t0, obs_dim
     if x is not None and R.sizes[0] > H:
         interp = Interpolator(t if x_times is None else x_times, x, interpolation)
     h0 = t.new_zeros(H) if h0 is None else h0
+    if Z is None and doses is None and t0 is None:  # the common solve as one node of the autograd graph
+        fused = fused_node_solve(R, params, h0, t, interp, batch, solver, obs_dim)
+        if fused is not None:
+            return NODESolution(fused[0], fused[1], _report_divergence(fused[2], solver, on_divergence))
     if t.dim() == 1 and doses is None and t0 is None:
         grid, events = t, t[:1]
     else:

@@ -12,6 +12,7 @@ from ..validation import OnDivergence
 from .node_solve import NODESolution, solve_checked
 from .node_solve_check import check_solve_args
 from .observation import ErrorModel, NODEObservation
+from .solve_cache import check_sample_once
 
 __all__ = ["NODETrajectory"]
 
@@ -123,6 +124,11 @@ class NODETrajectory(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         return self.observation.log_prob(value)
+
+    def _validate_sample(self, value):
+        """The shape and support checks, each value tensor checked once per shape (see
+        :meth:`~pyro_node_uq.distributions.solve_cache.SolveCache.check_once`)."""
+        check_sample_once(self, value, super()._validate_sample)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(NODETrajectory, _instance)

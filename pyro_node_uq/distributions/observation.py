@@ -24,6 +24,8 @@ from torch.distributions import constraints
 from ..utils.tensors import broadcast_shapes, expanded
 from ..validation import check_positive
 from .node_solve_check import check_float_dtype
+from .normal_loglik import normal_log_lik
+from .solve_cache import check_sample_once
 from .studentt_cdf import studentt_log_cdf
 
 __all__ = ["ERROR_MODELS", "NOISES", "ErrorModel", "NODEObservation"]
@@ -217,9 +219,19 @@ class NODEObservation(TorchDistribution):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        lp = self._entries(value).sum((-1, -2))
+        if self.law.kind == "additive" and self.noise == "normal" and self.censored is None:  # one graph node
+            lp = normal_log_lik(self.loc, self.scale, value, self.mask)
+        else:
+            lp = self._entries(value).sum((-1, -2))
         lp = expanded(lp, broadcast_shapes(lp.shape, self.batch_shape))
-        return lp if self.diverged is None else lp.masked_fill(self.diverged, -float("inf"))
+        if self.diverged is None or not (torch.jit.is_tracing() or self.diverged.any()):
+            return lp  # nothing to mask (a traced graph keeps the mask: other inputs may diverge)
+        return lp.masked_fill(self.diverged, -float("inf"))
+
+    def _validate_sample(self, value):
+        """The shape and support checks, each value tensor checked once per shape (see
+        :meth:`~pyro_node_uq.distributions.solve_cache.SolveCache.check_once`)."""
+        check_sample_once(self, value, super()._validate_sample)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(NODEObservation, _instance)

@@ -64,6 +64,8 @@ namespace {
 // The shapes of one solve; sizes[l], sizes[l + 1] are layer l's (in, out) widths, sizes[0] = sizes[L + 1] = H.
 struct Problem {
   int64_t B, H, M, D, K, S, L, V;  // L: hidden (tanh) layers, the layers being 0..L; V: the block width
+  int64_t ld0, ldi;  // row strides of the first layer's state and input weights (H and D, or both H + D: one matrix)
+  int64_t h0_shared;  // 1: the initial state is one (H) vector for every column, else (B, H, M)
   const int64_t* sizes;
   const double* dts;  // (K)
   const double* a;    // (S, S), row i's first i entries used
@@ -110,15 +112,32 @@ struct Lanes {
   static inline void store(T* p, vec v) { std::memcpy(p, &v, sizeof(vec)); }
 };
 
-// out (o, V) = bias (o) + W (o, in) X (in, V); bias may be null
+// rows r .. r + N - 1 of affine (below): N independent sums over the inputs, each in the same order as alone
+template <typename T, int V, int N>
+inline void affine_rows(T* __restrict out, const T* __restrict bias, const T* __restrict W, const T* __restrict X,
+                        int64_t r, int64_t in) {
+  using L = Lanes<T, V>;
+  typename L::vec acc[N];
+  for (int j = 0; j < N; ++j) acc[j] = typename L::vec{} + (bias ? bias[r + j] : T(0));
+  for (int64_t c = 0; c < in; ++c) {
+    const typename L::vec x = L::load(X + c * V);
+    for (int j = 0; j < N; ++j) acc[j] += W[(r + j) * in + c] * x;
+  }
+  for (int j = 0; j < N; ++j) L::store(out + (r + j) * V, acc[j]);
+}
+
+// out (o, V) = bias (o) + W (o, in) X (in, V); bias may be null.  Rows go four at a time (three, two or one
+// at the end): independent sums whose latencies overlap
 template <typename T, int V>
 inline void affine(T* __restrict out, const T* __restrict bias, const T* __restrict W, const T* __restrict X,
                    int64_t o, int64_t in) {
-  using L = Lanes<T, V>;
-  for (int64_t r = 0; r < o; ++r) {
-    typename L::vec acc = typename L::vec{} + (bias ? bias[r] : T(0));
-    for (int64_t c = 0; c < in; ++c) acc += W[r * in + c] * L::load(X + c * V);
-    L::store(out + r * V, acc);
+  int64_t r = 0;
+  for (; r + 4 <= o; r += 4) affine_rows<T, V, 4>(out, bias, W, X, r, in);
+  switch (o - r) {
+    case 3: affine_rows<T, V, 3>(out, bias, W, X, r, in); break;
+    case 2: affine_rows<T, V, 2>(out, bias, W, X, r, in); break;
+    case 1: affine_rows<T, V, 1>(out, bias, W, X, r, in); break;
+    default: break;
   }
 }
 
@@ -138,7 +157,24 @@ template <typename T, int V>
 inline void transposed(T* __restrict out, const T* __restrict W, const T* __restrict G, const T* __restrict act,
                        int64_t o, int64_t in) {
   using L = Lanes<T, V>;
-  for (int64_t c = 0; c < in; ++c) {
+  int64_t c = 0;
+  for (; c + 4 <= in; c += 4) {  // four outputs at once (each summed in the same order as alone)
+    typename L::vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t r = 0; r < o; ++r) {
+      const typename L::vec g = L::load(G + r * V);
+      const T* w = W + r * in + c;
+      a0 += w[0] * g, a1 += w[1] * g, a2 += w[2] * g, a3 += w[3] * g;
+    }
+    typename L::vec* acc[4] = {&a0, &a1, &a2, &a3};
+    for (int j = 0; j < 4; ++j) {
+      if (act) {
+        const typename L::vec y = L::load(act + (c + j) * V);
+        *acc[j] *= T(1) - y * y;
+      }
+      L::store(out + (c + j) * V, *acc[j]);
+    }
+  }
+  for (; c < in; ++c) {
     typename L::vec acc = {};
     for (int64_t r = 0; r < o; ++r) acc += W[r * in + c] * L::load(G + r * V);
     if (act) {
@@ -177,15 +213,33 @@ inline void column_sums(T* __restrict out, const T* __restrict P, int64_t n) {
   }
 }
 
+// the same for a matrix P (rows, cols, V) into out (rows, cols) of row stride ld
+template <typename T, int V>
+inline void column_sums(T* __restrict out, const T* __restrict P, int64_t rows, int64_t cols, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) column_sums<T, V>(out + r * ld, P + r * cols * V, cols);
+}
+
+// rows (n, cols) of src with row stride ld, contiguous: src itself when ld == cols, else copied into buf
 template <typename T>
-struct Member {  // one member's parameters (pointers into the batched tensors)
+inline const T* packed(const T* src, int64_t n, int64_t cols, int64_t ld, std::vector<T>& buf) {
+  if (ld == cols) return src;
+  buf.resize(n * cols);
+  for (int64_t r = 0; r < n; ++r) std::memcpy(buf.data() + r * cols, src + r * ld, sizeof(T) * cols);
+  return buf.data();
+}
+
+template <typename T>
+struct Member {  // one member's parameters (pointers into the batched tensors, or packed copies)
+  std::vector<T> wi_buf, w0_buf;
   const T* Wi;  // (n1, D)
   const T* bi;  // (n1)
   std::vector<const T*> W, bias;  // per layer 0..L; bias[0] unused (the first layer's is bi)
   Member(const Problem& p, int64_t mb, const T* w_in, const T* b_in, const T* const* weights,
          const T* const* biases)
-      : Wi(w_in + mb * p.sizes[1] * p.D), bi(b_in ? b_in + mb * p.sizes[1] : nullptr), W(p.L + 1), bias(p.L + 1) {
-    for (int64_t l = 0; l <= p.L; ++l) W[l] = weights[l] + mb * p.sizes[l] * p.sizes[l + 1];
+      : Wi(packed(w_in + mb * p.sizes[1] * p.ldi, p.sizes[1], p.D, p.ldi, wi_buf)),
+        bi(b_in ? b_in + mb * p.sizes[1] : nullptr), W(p.L + 1), bias(p.L + 1) {
+    W[0] = packed(weights[0] + mb * p.sizes[1] * p.ld0, p.sizes[1], p.H, p.ld0, w0_buf);
+    for (int64_t l = 1; l <= p.L; ++l) W[l] = weights[l] + mb * p.sizes[l] * p.sizes[l + 1];
     for (int64_t l = 1; l <= p.L; ++l) bias[l] = biases ? biases[l - 1] + mb * p.sizes[l + 1] : nullptr;
   }
 };
@@ -205,7 +259,11 @@ void forward_block(const Problem& p, const Member<T>& w, int64_t mb, int64_t blk
   const int64_t col0 = blk * V, widest = widest_hidden(p);
   const bool save = Ysave != nullptr;
   std::vector<T> h(HV), kbuf(S * HV), ybuf(HV), xb(std::max<int64_t>(D, 1) * V), zbuf(2 * widest * V);
-  load_block<T, V>(h.data(), h0 + mb * H * M, H, M, col0, true);
+  if (p.h0_shared) {
+    for (int64_t r = 0; r < H; ++r) std::fill(h.data() + r * V, h.data() + (r + 1) * V, h0[r]);
+  } else {
+    load_block<T, V>(h.data(), h0 + mb * H * M, H, M, col0, true);
+  }
   store_block<T, V>(states + mb * H * M, h.data(), H, M, col0);
   for (int64_t k = 0; k < p.K; ++k) {
     const T dt = static_cast<T>(p.dts[k]);
@@ -341,13 +399,15 @@ void backward_all(const Problem& p, const void* gs, const void* x, const void* w
                            static_cast<const T*>(Ysave) + saved_offset(p, mb, blk, p.H), a.data(),
                            static_cast<T*>(grad_h), static_cast<T*>(grad_x), PW, Pb, PWi);
     }
+    column_sums<T, V>(static_cast<T*>(grad_w[0]) + mb * n1 * p.ld0, PW[0].data(), n1, p.H, p.ld0);
     for (int64_t l = 0; l <= L; ++l) {
       const int64_t o = p.sizes[l + 1], in = p.sizes[l];
-      column_sums<T, V>(static_cast<T*>(grad_w[l]) + mb * o * in, PW[l].data(), o * in);
+      if (l > 0) column_sums<T, V>(static_cast<T*>(grad_w[l]) + mb * o * in, PW[l].data(), o * in);
       column_sums<T, V>(l == 0 ? static_cast<T*>(grad_b_in) + mb * n1 : static_cast<T*>(grad_b[l - 1]) + mb * o,
                         Pb[l].data(), o);
     }
-    if (x != nullptr) column_sums<T, V>(static_cast<T*>(grad_w_in) + mb * n1 * p.D, PWi.data(), n1 * p.D);
+    if (x != nullptr)
+      column_sums<T, V>(static_cast<T*>(grad_w_in) + mb * n1 * p.ldi, PWi.data(), n1, p.D, p.ldi);
   }
 }
 
@@ -390,6 +450,7 @@ void check_all(const Problem& p, int64_t substeps, const unsigned char* reuse, c
   T* one_buf = static_cast<T*>(scratch);  // (2, B, H, M)
   T* two_buf = one_buf + 2 * n;           // (3, B, H, M)
   Problem q = p;
+  q.h0_shared = 0;  // the check starts from solved states
   const T* one = s + (k * substeps + 1) * n;
   if (!reuse[k]) {
     q.K = 1, q.dts = widths + 3 * k;
@@ -406,6 +467,51 @@ void check_all(const Problem& p, int64_t substeps, const unsigned char* reuse, c
   const T denominator = largest_abs(two, n) + largest_abs(y, n) + std::numeric_limits<T>::min();
   out[0] = std::isfinite(diff) ? static_cast<double>(diff / denominator) : std::numeric_limits<double>::quiet_NaN();
   out[1] = static_cast<double>(k);
+}
+
+// The solve's outputs from its states (K + 1, B, H, M): at every `substeps`-th state, the states hidden (B, M, T, H)
+// and their first O components mean (B, M, T, O), and bad (B, M): a state of the column is not finite or above
+// max_abs (its outputs are then zero).
+template <typename T>
+void outputs_all(const Problem& p, int64_t substeps, int64_t O, double max_abs, const T* states, T* hidden, T* mean,
+                 bool* bad) {
+  const int64_t B = p.B, H = p.H, M = p.M, Tn = p.K / substeps + 1;
+  const T limit = static_cast<T>(max_abs);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t col = b * M + m;
+      bool diverged = false;
+      for (int64_t t = 0; t < Tn && !diverged; ++t)
+        for (int64_t h = 0; h < H; ++h)
+          if (!(std::abs(states[((t * substeps) * B + b) * H * M + h * M + m]) <= limit)) diverged = true;
+      bad[col] = diverged;
+      for (int64_t t = 0; t < Tn; ++t)
+        for (int64_t h = 0; h < H; ++h) {
+          const T v = diverged ? T(0) : states[((t * substeps) * B + b) * H * M + h * M + m];
+          hidden[(col * Tn + t) * H + h] = v;
+          if (h < O) mean[(col * Tn + t) * O + h] = v;
+        }
+    }
+}
+
+// The gradients of the states gs (K + 1, B, H, M) from those of the outputs (outputs_all): g_hidden (B, M, T, H)
+// plus g_mean (B, M, T, O) (either null) at every `substeps`-th state, zero elsewhere and for the bad columns.
+template <typename T>
+void output_grads_all(const Problem& p, int64_t substeps, int64_t O, const T* g_hidden, const T* g_mean,
+                      const bool* bad, T* gs) {
+  const int64_t B = p.B, H = p.H, M = p.M, Tn = p.K / substeps + 1;
+  std::fill(gs, gs + (p.K + 1) * B * H * M, T(0));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t col = b * M + m;
+      if (bad[col]) continue;
+      for (int64_t t = 0; t < Tn; ++t)
+        for (int64_t h = 0; h < H; ++h) {
+          T v = g_hidden ? g_hidden[(col * Tn + t) * H + h] : T(0);
+          if (g_mean && h < O) v = g_hidden ? v + g_mean[(col * Tn + t) * O + h] : g_mean[(col * Tn + t) * O + h];
+          gs[((t * substeps) * B + b) * H * M + h * M + m] = v;
+        }
+    }
 }
 
 // FN<T, V>(args...) for the problem's dtype and block width
@@ -427,14 +533,14 @@ void check_all(const Problem& p, int64_t substeps, const unsigned char* reuse, c
 
 extern "C" {
 
-// dims: B, H, M, D, K, S, L, V (V one of 1, 2, 4, 8, and 16 in float32); sizes: L + 2 layer widths; double_precision: 1 for
+// dims: B, H, M, D, K, S, L, V (V one of 1, 2, 4, 8, and 16 in float32), ld0, ldi, h0_shared (see Problem); sizes: L + 2 layer widths; double_precision: 1 for
 // float64, 0 for float32.  Saved buffers (B, blocks, K, S, n, V), blocks = ceil(M / V); Ysave and acts null: no
 // saving (a solve without gradient).  Returns 0, or 1 for an unsupported V.
 int pnu_rk_forward(int double_precision, const int64_t* dims, const int64_t* sizes, const double* dts,
                    const double* a, const double* b, const void* h0, const void* x, const void* w_in,
                    const void* b_in, const void* const* weights, const void* const* biases, void* states,
                    void* Ysave, void* const* acts) {
-  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], sizes, dts, a, b};
+  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], sizes, dts, a, b};
   PNU_DISPATCH(forward_all, p, h0, x, w_in, b_in, weights, biases, states, Ysave, acts)
   return 0;
 }
@@ -443,7 +549,7 @@ int pnu_rk_backward(int double_precision, const int64_t* dims, const int64_t* si
                     const double* a, const double* b, const void* gs, const void* x, const void* w_in,
                     const void* const* weights, const void* Ysave, const void* const* acts, void* grad_h,
                     void* grad_w_in, void* grad_b_in, void* const* grad_w, void* const* grad_b, void* grad_x) {
-  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], sizes, dts, a, b};
+  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], sizes, dts, a, b};
   PNU_DISPATCH(backward_all, p, gs, x, w_in, weights, Ysave, acts, grad_h, grad_w_in, grad_b_in, grad_w, grad_b,
                grad_x)
   return 0;
@@ -454,8 +560,50 @@ int pnu_rk_check(int double_precision, const int64_t* dims, const int64_t* sizes
                  int64_t substeps, const unsigned char* reuse, const double* widths, const void* states,
                  const void* xs, const void* w_in, const void* b_in, const void* const* weights,
                  const void* const* biases, void* scratch, double* out) {
-  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], sizes, nullptr, a, b};
+  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], sizes, nullptr, a, b};
   PNU_DISPATCH(check_all, p, substeps, reuse, widths, states, xs, w_in, b_in, weights, biases, scratch, out)
+  return 0;
+}
+
+// A NODE solve in one call: the forward solve (pnu_rk_forward's arguments, through acts), the step-doubling check
+// when `reuse` is given (pnu_rk_check's arguments), then the outputs of outputs_all.
+int pnu_node_forward(int double_precision, const int64_t* dims, const int64_t* sizes, const double* dts,
+                     const double* a, const double* b, const void* h0, const void* x, const void* w_in,
+                     const void* b_in, const void* const* weights, const void* const* biases, void* states,
+                     void* Ysave, void* const* acts, int64_t substeps, const unsigned char* reuse,
+                     const double* widths, const void* xs_check, void* scratch, double* check_out, int64_t O,
+                     double max_abs, void* hidden, void* mean, bool* bad) {
+  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], sizes, dts, a, b};
+  PNU_DISPATCH(forward_all, p, h0, x, w_in, b_in, weights, biases, states, Ysave, acts)
+  if (reuse != nullptr) {
+    PNU_DISPATCH(check_all, p, substeps, reuse, widths, states, xs_check, w_in, b_in, weights, biases, scratch,
+                 check_out)
+  }
+  if (double_precision)
+    outputs_all<double>(p, substeps, O, max_abs, static_cast<const double*>(states), static_cast<double*>(hidden),
+                        static_cast<double*>(mean), bad);
+  else
+    outputs_all<float>(p, substeps, O, max_abs, static_cast<const float*>(states), static_cast<float*>(hidden),
+                       static_cast<float*>(mean), bad);
+  return 0;
+}
+
+// Its gradient in one call: the states' gradients gs (scratch, (K + 1, B, H, M)) from the outputs' (output_grads_all),
+// then pnu_rk_backward.
+int pnu_node_backward(int double_precision, const int64_t* dims, const int64_t* sizes, const double* dts,
+                      const double* a, const double* b, int64_t substeps, int64_t O, const void* g_hidden,
+                      const void* g_mean, const bool* bad, void* gs, const void* x, const void* w_in,
+                      const void* const* weights, const void* Ysave, const void* const* acts, void* grad_h,
+                      void* grad_w_in, void* grad_b_in, void* const* grad_w, void* const* grad_b) {
+  const Problem p{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8], dims[9], dims[10], sizes, dts, a, b};
+  if (double_precision)
+    output_grads_all<double>(p, substeps, O, static_cast<const double*>(g_hidden), static_cast<const double*>(g_mean),
+                             bad, static_cast<double*>(gs));
+  else
+    output_grads_all<float>(p, substeps, O, static_cast<const float*>(g_hidden), static_cast<const float*>(g_mean),
+                            bad, static_cast<float*>(gs));
+  PNU_DISPATCH(backward_all, p, gs, x, w_in, weights, Ysave, acts, grad_h, grad_w_in, grad_b_in, grad_w, grad_b,
+               nullptr)
   return 0;
 }
 

@@ -102,6 +102,9 @@ def _build():
     lib.pnu_rk_backward.argtypes = [ctypes.c_int] + [_P] * 17
     lib.pnu_rk_check.restype = ctypes.c_int
     lib.pnu_rk_check.argtypes = [ctypes.c_int] + [_P] * 4 + [_I64] + [_P] * 10
+    lib.pnu_node_forward.restype = lib.pnu_node_backward.restype = ctypes.c_int
+    lib.pnu_node_forward.argtypes = [ctypes.c_int] + [_P] * 14 + [_I64] + [_P] * 5 + [_I64, _F64] + [_P] * 3
+    lib.pnu_node_backward.argtypes = [ctypes.c_int] + [_P] * 5 + [_I64, _I64] + [_P] * 14
     return lib
 
 
@@ -188,7 +191,7 @@ class _Spec:
                              f"{tuple(x.shape)}")
         V = min(16 if h.dtype == torch.float32 else 8, 1 << (M - 1).bit_length())  # columns per block
         self.shape, self.saved = (B, H, M, K, S, L), B * -(-M // V) * K * S * V  # saved elements per row
-        self.dims, self.sizes = _shape_arrays((B, H, M, D, K, S, L, V), (H, *(w.shape[-2] for w in weights)))
+        self.dims, self.sizes = _shape_arrays((B, H, M, D, K, S, L, V, H, D, 0), (H, *(w.shape[-2] for w in weights)))
         self.dts = (_F64 * K)(*dt.tolist())
         self.a, self.b = _tableau(tuple(map(tuple, a)), tuple(b))
         self.double = int(h.dtype == torch.float64)

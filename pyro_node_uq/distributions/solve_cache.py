@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import torch
 
-__all__ = ["CACHE", "SolveCache"]
+__all__ = ["CACHE", "SolveCache", "check_sample_once"]
 
 
 class SolveCache:
@@ -124,3 +124,10 @@ class SolveCache:
 
 #: the cache every solve uses
 CACHE = SolveCache()
+
+
+def check_sample_once(dist, value, validate):
+    """``validate(value)``, a distribution's sample check (shape and support), skipped when this very ``value``
+    passed it for a distribution of the same type and shapes before (:meth:`SolveCache.check_once` of
+    :data:`CACHE`): a model scores the same observations at every evaluation."""
+    CACHE.check_once(value, ("value", type(dist), dist.batch_shape, dist.event_shape), validate)

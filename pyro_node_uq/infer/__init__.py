@@ -3,6 +3,7 @@ methods built from them (runners with defaults and warm starts) are in :mod:`pyr
 from .autoguide import AutoLangevin, AutoLangevinMixture, AutoLayerwise
 from .counting import CountingModel
 from .log_joint import LogJoint
+from .log_joint_nuts import LogJointNUTS
 from .ltau import LTAU, LossTrajectoryRecorder
 from .mcmc import LangevinKernel, particles_to_chains
 from .svgd import ParticleSVGD
@@ -18,6 +19,7 @@ __all__ = [
            "GuardedSVI",
            "LangevinKernel",
            "LogJoint",
+           "LogJointNUTS",
            "LossTrajectoryRecorder",
            "ParticleSVGD",
            "fit_svi",

@@ -6,10 +6,11 @@ import warnings
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import MCMC, NUTS
+from pyro.infer import MCMC
 from pyro.poutine.util import prune_subsample_sites
 
 from ..infer._pyro_compat import chains_in_process, hmc_statistics
+from ..infer.log_joint_nuts import LogJointNUTS
 from ..validation import check_int, check_positive
 from .common import (
     as_process_model,
@@ -25,8 +26,9 @@ from .result import MethodResult
 __all__ = ["SamplerStats", "run_nuts"]
 
 
-class _CountingNUTS(NUTS):
-    """Pyro's NUTS counting its potential-energy evaluations (one model solve on the data each), jit or not."""
+class _CountingNUTS(LogJointNUTS):
+    """NUTS (with the model's own log joint as its potential where the model offers one) counting its
+    potential-energy evaluations (one model solve on the data each), jit or not."""
 
     num_evaluations = 0
 

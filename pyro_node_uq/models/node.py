@@ -1,6 +1,5 @@
 """The NODE process model: dh/dt = R(h, x(t)), y = Z(h, x(t)) + noise, as a Pyro model."""
 from collections import OrderedDict
-from typing import NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -30,6 +29,7 @@ from ..validation import (
     check_widths,
 )
 from .protocol import ProcessModel
+from .unit_data import UnitData
 
 __all__ = ["NODEModel", "UnitData", "init_to_glorot"]
 
@@ -70,27 +70,6 @@ def _check_indices(idx, N):
                          "trajectories; a value of the site 'trajectories' conditioned or replayed from a trace of "
                          "other data? Subsample with pyro.plate's subsample_size/subsample, and leave the plate's "
                          "site out of conditioned values")
-
-
-class UnitData(NamedTuple):
-    """The units (trajectories) of one model call as the component hooks of :class:`NODEModel` see them: already
-    restricted to the plate's indices (all ``N`` units, or the ``M`` of a subsampled plate) and checked.
-
-    :ivar torch.Tensor index: the plate's indices of these units, ``(M,)``.
-    :ivar torch.Tensor t: observation times ``(T,)``, or these units' own ``(M, T)``.
-    :ivar torch.Tensor x: these units' inputs ``(M, Tx, input_dim)``, or ``None``.
-    :ivar torch.Tensor x_times: sample times of ``x`` when they differ from ``t``, or ``None``.
-    :ivar torch.Tensor covariates: these units' covariates ``(M, covariate_dim)`` in the data's dtype, or ``None``
-        (always ``None`` for a model with ``covariate_dim=0``).
-    :ivar bool new_units: the units were not fitted (their effects are drawn from the population).
-    """
-
-    index: torch.Tensor
-    t: torch.Tensor
-    x: torch.Tensor
-    x_times: torch.Tensor
-    covariates: torch.Tensor
-    new_units: bool
 
 
 class init_to_glorot:
@@ -453,14 +432,8 @@ class NODEModel(ProcessModel):
             population.
         :returns: the observations (sampled when ``y`` is ``None``).
         """
-        y, mask, covariates = self._checked_data(t, x, y, mask, x_times, covariates)
-        if censored is not None and censored.dim() == 2:
-            censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
-        if x is not None and self.input_dim > 0:
-            self._check_inputs(t, x, x_times)
-        N = self._num_units(x, y, mask, t, doses, covariates, num_trajectories)
-        if covariates is not None and covariates.shape[0] != N:
-            raise ValueError(f"covariates: {covariates.shape[0]} rows but the data have {N} trajectories (units)")
+        y, mask, covariates, censored, N = self._call_data(t, x, y, mask, x_times, covariates, censored, doses,
+                                                           num_trajectories)
         shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
@@ -476,9 +449,7 @@ class NODEModel(ProcessModel):
         h0 = self._initial_state(params, x, t)
         scale = self._noise_scale(t)
         prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
-        if doses is not None and self.dose_scale != 1.0:
-            rate = torch.where(doses.rate < 0, doses.rate, doses.rate * self.dose_scale)  # keeps -1 / -2 codes
-            doses = doses._replace(amount=doses.amount * self.dose_scale, rate=rate)
+        doses = self._scaled_doses(doses)
         if t_mask is not None:  # padded per-unit times are never observed
             mask = t_mask[..., None] if mask is None else mask & t_mask[..., None]
         units = UnitData(idx, t, x, x_times, covariates, bool(new_units))
@@ -498,6 +469,34 @@ class NODEModel(ProcessModel):
             fn = NODEObservation(mean, scale, self.law, prop_scale=prop, mask=mask, censored=censored,
                                  diverged=sol.diverged)
             return pyro.sample("obs", fn, obs=y)
+
+    def _call_data(self, t, x, y, mask, x_times, covariates, censored, doses, num_trajectories):
+        """The checked data of one call: ``(y, mask, covariates, censored, N)``, ``censored`` per output."""
+        y, mask, covariates = self._checked_data(t, x, y, mask, x_times, covariates)
+        if censored is not None and censored.dim() == 2:
+            censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
+        if x is not None and self.input_dim > 0:
+            self._check_inputs(t, x, x_times)
+        N = self._num_units(x, y, mask, t, doses, covariates, num_trajectories)
+        if covariates is not None and covariates.shape[0] != N:
+            raise ValueError(f"covariates: {covariates.shape[0]} rows but the data have {N} trajectories (units)")
+        return y, mask, covariates, censored, N
+
+    def _scaled_doses(self, doses):
+        """``doses`` entering the state multiplied by :attr:`dose_scale` (infusion codes kept)."""
+        if doses is None or self.dose_scale == 1.0:
+            return doses
+        rate = torch.where(doses.rate < 0, doses.rate, doses.rate * self.dose_scale)  # keeps -1 / -2 codes
+        return doses._replace(amount=doses.amount * self.dose_scale, rate=rate)
+
+    def log_joint_fn(self, *args, **kwargs):
+        """The log joint density of this model on the data ``(*args, **kwargs)`` (its call's arguments) as a
+        function of the latent sites' values, evaluated without Pyro's effect handlers, or ``None`` where this
+        model's configuration is not covered (see :func:`~pyro_node_uq.models.node_log_joint.node_log_joint`).
+        HMC and NUTS of :class:`~pyro_node_uq.infer.LogJointNUTS` take it as their potential energy."""
+        from .node_log_joint import node_log_joint
+
+        return node_log_joint(self, *args, **kwargs)
 
     @staticmethod
     def _num_units(x, y, mask, t, doses, covariates, num_trajectories):

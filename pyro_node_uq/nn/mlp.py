@@ -80,12 +80,16 @@ class BatchedMLP:
         return len(self.sizes) - 1
 
     def param_shapes(self):
-        """Ordered mapping ``site name -> event shape`` of every weight and bias."""
-        shapes = OrderedDict()
-        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            shapes[f"{self.name}.{i}.weight"] = torch.Size((n_out, n_in))
-            shapes[f"{self.name}.{i}.bias"] = torch.Size((n_out,))
-        return shapes
+        """Ordered mapping ``site name -> event shape`` of every weight and bias (a new dict each call, made from
+        one kept per name and sizes: a model evaluation asks for it several times)."""
+        key = (self.name, self.sizes)
+        if getattr(self, "_shapes", (None,))[0] != key:
+            shapes = OrderedDict()
+            for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+                shapes[f"{self.name}.{i}.weight"] = torch.Size((n_out, n_in))
+                shapes[f"{self.name}.{i}.bias"] = torch.Size((n_out,))
+            self._shapes = (key, shapes)
+        return OrderedDict(self._shapes[1])
 
     def layer_of(self, site):
         """Index of the layer that parameter ``site`` belongs to."""
