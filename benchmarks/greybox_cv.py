@@ -62,12 +62,13 @@ def dataset(name, seed=0):
     return units_table(units)
 
 
-def problem_for(model, table, fold, folds, seed, correction_input="amount", noise=None, options=None,
+def problem_for(model, table, fold, folds, seed, correction_input=None, noise=None, options=None,
                 time_fraction=2 / 3):
     p = events_problem(table, num_folds=folds, fold=fold, seed=seed, time_fraction=time_fraction)
     if model != "node":
         p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)
-        p = replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
+        if model == "greybox" and correction_input is not None:
+            p = replace(p, model_kwargs={**p.model_kwargs, "correction_input": correction_input})
         if model == "greybox" and options:
             p = replace(p, model_kwargs={**p.model_kwargs, **options})
     return p if noise is None else replace(p, model_kwargs={**p.model_kwargs, "noise": noise})
@@ -106,8 +107,9 @@ def main():
     ap.add_argument("--models", nargs="+", default=["mechanistic", "greybox", "node"])
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--fold-list", type=int, nargs="+", default=None, help="run only these folds")
-    ap.add_argument("--correction-input", choices=["amount", "concentration"], default="amount",
-                    help="what the grey-box correction reads (GreyBoxNODEModel's correction_input)")
+    ap.add_argument("--correction-input", choices=["amount", "concentration"], default=None,
+                    help="what the grey-box correction reads (GreyBoxNODEModel's correction_input; default: "
+                         "structured_problem's)")
     ap.add_argument("--noise", choices=["normal", "studentt"], default=None,
                     help="every model's residual law (default: each model's own: Student-t for the mechanistic and "
                          "grey-box models, Normal for the NODE)")

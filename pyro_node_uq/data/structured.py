@@ -67,7 +67,10 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
     :param str structure: a pharmacokinetic structure of :data:`PK_STRUCTURES`, or ``"auto"``: one-compartment
         oral when doses go into a depot, IV otherwise.
     :param tuple correction: hidden widths of the network correction, or ``None`` (the mechanistic model alone,
-        solved in closed form where the structure has one).
+        solved in closed form where the structure has one).  The correction reads every unit's concentrations and
+        corrects its parameters other than the volumes as functions of them (``correction_target="parameters"``,
+        ``correction_input="concentration"`` of :class:`~pyro_node_uq.models.GreyBoxNODEModel`): a saturable
+        clearance or absorption, scaled to each unit's own parameters.
     :param str error_model: the observation error model (``"combined"``: additive plus proportional, both
         latent, with ``HalfNormal`` priors of a tenth of the largest observation for the additive part and of
         :class:`~pyro_node_uq.models.NODEModel`'s ``prop_scale_prior`` for the proportional coefficient).
@@ -121,6 +124,8 @@ def structured_problem(problem, structure="auto", correction=None, error_model="
                   "on_divergence": "reject",
                   "correction": None if correction is None else tuple(correction),
                   "state_scale": float(doses.amount[doses.mask].max())}
+    if correction is not None:
+        kwargs.update(correction_target="parameters", correction_input="concentration")
     if modelled:
         kwargs["dose_parameters"] = modelled
     if error_model == "combined":

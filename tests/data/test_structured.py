@@ -62,3 +62,16 @@ def test_residuals_are_student_t_by_default_and_the_option_is_checked():
     assert _with_structure(base, args("auto", "normal")).model_kwargs["noise"] == "normal"
     assert "noise" not in _with_structure(base, args("none", None)).model_kwargs  # the NODE keeps its default
     assert _with_structure(base, args("none", "studentt")).model_kwargs["noise"] == "studentt"
+
+
+def test_a_network_correction_corrects_the_parameters_from_the_concentrations():
+    """With a correction the recommended grey-box model corrects every unit's clearance and absorption (not its
+    volume) as functions of its concentrations; without one it is the mechanistic model alone."""
+    from pyro_node_uq.data.pk import theophylline_table
+
+    base = events_problem(theophylline_table("mg"))
+    model = structured_problem(base, correction=(8,)).default_model()
+    assert model.correction_target == "parameters" and model.correction_input == "concentration"
+    assert model.field.corrected == ("CL", "ka") and model.field.size == 1.0
+    plain = structured_problem(base).model_kwargs
+    assert plain["correction"] is None and "correction_target" not in plain
