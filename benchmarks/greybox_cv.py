@@ -5,17 +5,20 @@ model with Michaelis-Menten elimination (a nonlinearity the one-compartment back
 every 12 h for 48 h, 8 ragged samples each, omega 0.3, additive noise 0.3 mg/L; and, as a correctly specified
 control (``oral_synthetic``), the same design simulated from the one-compartment oral backbone itself.  Both go through the same path as
 ``pyro-node-uq compare --data FILE``: a NONMEM table, :func:`~pyro_node_uq.data.events_problem` (folds over
-subjects; the fitted subjects' first two thirds of samples are the training data) and, for the mechanistic and
-grey-box models, :func:`~pyro_node_uq.data.structured_problem` with the one-compartment oral backbone.
+subjects; every sample of the fitted subjects is training data unless ``--time-fraction`` says otherwise) and, for
+the mechanistic and grey-box models, :func:`~pyro_node_uq.data.structured_problem` with the one-compartment oral
+backbone.
 
-Models: ``mechanistic`` (no correction, closed form), ``greybox`` (the backbone plus an 8-unit correction with its
-shrinking prior, ODE solve), ``node`` (the file's default hierarchical NODE), each with its default residual law
+Models: ``mechanistic`` (no correction, closed form), ``greybox`` (the backbone plus structured_problem's 8-unit
+correction: every subject's CL and ka corrected as functions of its concentrations, with a shrinking prior; ODE
+solve; ``--set correction_target=rates`` gives the additive correction of the rates instead), ``node`` (the file's default hierarchical NODE), each with its default residual law
 (``--noise`` sets one for all).  Each is fitted by MAP then
 AutoNormal; the held-out subjects (new units, effects from the population) are scored by NLL, CRPS and the 90%
 interval's coverage, per fold and pooled over folds (observation-weighted); CPU time is the process's.
 
     python benchmarks/greybox_cv.py [--datasets theophylline mm_synthetic] [--folds 4] [--models ...]
         [--correction-input amount|concentration] [--fold-list 0 2] [--set correction_prior=0.03]
+        [--time-fraction 0.67]
 """
 import argparse
 import json
@@ -116,8 +119,9 @@ def main():
     ap.add_argument("--set", nargs="*", type=_option, default=[], metavar="KEY=VALUE",
                     help="further GreyBoxNODEModel options of the grey-box model, e.g. correction_prior=0.03 "
                          "(values read as JSON, else as strings)")
-    ap.add_argument("--time-fraction", type=float, default=2 / 3,
-                    help="fraction of each fitted subject's samples in the training data (1: all of them)")
+    ap.add_argument("--time-fraction", type=float, default=1.0,
+                    help="fraction of each fitted subject's samples in the training data (default 1: all of them, "
+                         "as a cross-validation over subjects fits them)")
     ap.add_argument("--map-steps", type=int, default=600)
     ap.add_argument("--vi-steps", type=int, default=300)
     ap.add_argument("--num-samples", type=int, default=200)
