@@ -115,9 +115,9 @@ def run_nuts(model, split, *, warm_start=None, num_samples=200, warmup_steps=200
     :param float target_accept_prob: step-size adaptation target.
     :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s).
     :param float init_jitter: std of the Gaussian jitter added to the MAP start of each chain.
-    :param int max_latent_dim: refuse models with more scalar latent dimensions than this (default 1000: a NUTS
-        gradient of ``chemical``'s 259-weight NODE costs about as much as NumPyro's, ~5 ms on one core, so 2 chains
-        of 200 + 200 draws at tree depth 6 take minutes, not hours).
+    :param int max_latent_dim: refuse models with more scalar latent dimensions than this (default 1000: NUTS
+        needs up to ``2^max_tree_depth`` gradients per draw and more adaptation as the dimension grows, so beyond
+        that 2 chains of 200 + 200 draws take hours; ``benchmarks/nuts_ess.py`` measures the cost per gradient).
     :param int seed: seed.
     :param bool progress_bar: show MCMC's progress bar.
     :param bool jit_compile: trace the potential energy with ``torch.jit`` (Pyro's ``jit_compile``).  Off by
