@@ -51,7 +51,7 @@ class GreyBoxField:
         parameters that ``G`` (then with one output per name) corrects instead: within the field each unit's
         ``theta_k`` becomes ``theta_k exp(c (G_k([h / s, x]) - G_k([0, x])))``, a state-dependent parameter (a
         clearance that falls as elimination saturates) that keeps every unit's own scale and is the unit's
-        parameter at the zero state.
+        parameter at the zero state.  The structure's observation reads the uncorrected parameters.
     :param volumes: ``None`` (the correction reads amounts ``h / s``) or ``(H,)`` typical volumes ``V_typ`` of the
         structure's :attr:`~pyro_node_uq.models.structures.Structure.volumes`: the correction then reads every
         unit's concentration-like states ``(h_j / V_ij) / (s / V_typ,j)``, with ``V_ij`` the unit's own volume
@@ -209,7 +209,9 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         parameter that is not a volume (``CL``, ``ka``, ``Vmax``...) as a function of the state,
         ``theta_ik exp(c (G_k(h) - G_k(0)))`` with ``c = correction_prior`` on the log scale
         (:class:`GreyBoxField`'s ``corrected``): each unit keeps its own parameters' scale, so a clearance that
-        saturates with concentration applies to every unit in proportion to its own clearance.
+        saturates with concentration applies to every unit in proportion to its own clearance.  The observation
+        reads the uncorrected parameters, which is exact for the structures whose observation reads only volumes
+        (the pharmacokinetic ones).
     :param str correction_input: what the correction reads: ``"amount"`` (default; the states over ``s``) or
         ``"concentration"`` (each unit's states over its own volume parameters, scaled by the typical
         concentration ``s / V_typ``; for structures that define
