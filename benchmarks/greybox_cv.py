@@ -66,7 +66,7 @@ def dataset(name, seed=0):
 
 
 def problem_for(model, table, fold, folds, seed, correction_input=None, noise=None, options=None,
-                time_fraction=2 / 3):
+                time_fraction=1.0):
     p = events_problem(table, num_folds=folds, fold=fold, seed=seed, time_fraction=time_fraction)
     if model != "node":
         p = structured_problem(p, "one_compartment_oral", correction=(8,) if model == "greybox" else None)

@@ -14,7 +14,7 @@ import torch
 
 from .events import _MISSING, _Table, read_csv_text
 from .problem import Problem, Split
-from .units import Units, split_by_time, split_units
+from .units import Units, _forecast_split, split_units
 
 __all__ = ["read_trajectories", "trajectories_problem"]
 
@@ -111,9 +111,7 @@ def trajectories_problem(t, y, x=None, mask=None, ids=None, obs_names=None, inpu
     units = Units(t=t, x=x, y=torch.where(observed[..., None], y, torch.zeros_like(y)), ids=ids,
                   mask=None if bool(observed.all()) else observed)
     fitted, test = split_units(units, test_fraction, seed)
-    train, extrapolation = (fitted, None) if time_fraction is None else split_by_time(fitted, time_fraction)
-    if extrapolation is not None and not bool(extrapolation.mask.any()):  # time_fraction 1: nothing held out
-        extrapolation = None
+    train, extrapolation = _forecast_split(fitted, time_fraction)
     observed_y = y[observed]
     spread = float(observed_y.std()) if observed_y.numel() > 1 else 0.0
     inputs = x is not None

@@ -200,6 +200,15 @@ def split_by_time(units, fraction=2 / 3):
     return replace(units, mask=early), replace(units, mask=units.mask & ~early)
 
 
+def _forecast_split(fitted, fraction):
+    """``(train, extrapolation)`` of the fitted units: :func:`split_by_time` at ``fraction``, with no extrapolation
+    split (``None``) when ``fraction`` is ``None`` or holds nothing out (1)."""
+    if fraction is None:
+        return fitted, None
+    early, late = split_by_time(fitted, fraction)
+    return early, (late if bool(late.mask.any()) else None)
+
+
 def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 / 3, seed=0, num_folds=None,
                   fold=0, **fields):
     """A :class:`~pyro_node_uq.data.Problem` from units: ``train`` = the fitted units' first observations,
@@ -238,8 +247,6 @@ def units_problem(name, description, units, test_fraction=0.25, time_fraction=2 
         raise ValueError(f"{name}: {len(units)} units, of which {len(new)} held out as new units, leave "
                          f"{len(fitted)} to fit; a model of units with random effects needs at least 2 fitted units "
                          "(give more units, or hold out fewer: test_fraction / --test-fraction)")
-    early, late = split_by_time(fitted, time_fraction)
-    if not bool(late.mask.any()):
-        late = None
+    early, late = _forecast_split(fitted, time_fraction)
     fields.setdefault("model_class", "HierarchicalNODEModel")
     return Problem(name=name, description=description, train=early, test=new, extrapolation=late, **fields)

@@ -73,10 +73,11 @@ class GreyBoxField:
         H = structure.hidden_dim
         self.sizes, self.input_dim = (H + input_dim, H), int(input_dim)
         self.corrected = None if corrected is None else tuple(corrected)
-        if self.corrected is not None:  # the correction multiplies parameters: its size is on the log scale
-            output_scale = 1.0
-        r = self.state_scale * structure.rates() if output_scale is None else output_scale
-        self.output_scale = torch.as_tensor(r, dtype=torch.float64).expand(H).clone()
+        if self.corrected is not None:  # the correction multiplies parameters: its size alone, on the log scale
+            self.output_scale = torch.ones((), dtype=torch.float64)
+        else:
+            r = self.state_scale * structure.rates() if output_scale is None else output_scale
+            self.output_scale = torch.as_tensor(r, dtype=torch.float64).expand(H).clone()
         self.size = float(size)
         self._held = None
 
@@ -112,9 +113,10 @@ class GreyBoxField:
         return named, self._output_factor(params, theta), self._input_factor(named, theta), None
 
     def _output_factor(self, params, theta):
-        """The correction's output factor ``c r`` ``(H,)``, times the sampled relative size ``"F.size"``
-        ``batch + (1,)`` where the model samples one (``correction_size="latent"``)."""
-        r = self.size * (self.output_scale.to(theta) if self.corrected is None else theta.new_ones(()))
+        """The correction's output factor ``c r`` (``r`` per state, or 1 for ``corrected`` parameters), times the
+        sampled relative size ``"F.size"`` ``batch + (1,)`` where the model samples one
+        (``correction_size="latent"``)."""
+        r = self.size * self.output_scale.to(theta)
         size = params.get("F.size")
         return r if size is None else r * size[..., None]
 
