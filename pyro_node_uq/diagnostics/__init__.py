@@ -15,6 +15,7 @@ from .metrics import (
     LEVELS,
     calibration_curve,
     crps,
+    crps_normal_mixture,
     energy_distance,
     interval_coverage,
     predictive_nll,
@@ -23,7 +24,7 @@ from .metrics import (
 )
 from .plots import plot_calibration, plot_trajectories, plot_weights
 
-__all__ = ["LEVELS", "calibration_curve", "classification_scores", "crps", "energy_distance",
+__all__ = ["LEVELS", "calibration_curve", "classification_scores", "crps", "crps_normal_mixture", "energy_distance",
            "expected_calibration_error", "interval_coverage", "mcmc_to_inference_data", "model_inference_data",
            "plot_calibration", "plot_trajectories", "plot_weights", "pointwise_log_likelihood", "predictive_entropy",
            "predictive_nll", "reliability", "rmse", "score", "to_inference_data"]

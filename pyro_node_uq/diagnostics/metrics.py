@@ -2,7 +2,8 @@
 
 Every score averages over the observed entries only (``mask``); samples are draws of the posterior predictive
 (noisy ``obs``) unless said otherwise; the predictive NLL uses the noise-free means ``y_mean`` and the noise
-model, so it is the exact log density of the posterior mixture.
+model, so it is the exact log density of the posterior mixture, and so does the CRPS under Normal noise
+(:func:`crps_normal_mixture`: the noise integrated in closed form, not sampled).
 """
 import math
 
@@ -12,6 +13,7 @@ __all__ = [
     "LEVELS",
     "calibration_curve",
     "crps",
+    "crps_normal_mixture",
     "energy_distance",
     "interval_coverage",
     "predictive_nll",
@@ -81,6 +83,52 @@ def crps(samples, y, mask=None):
     weights = (2 * torch.arange(S, dtype=x.dtype, device=x.device) - S + 1).reshape((S,) + (1,) * y.dim())
     pair = 2 * (weights * x).sum(0) / (S * (S - 1))
     return _masked_mean(term1 - 0.5 * pair, mask)
+
+
+def _abs_normal_mean(mu, var):
+    """``E|X|`` for ``X ~ Normal(mu, var)``: ``2 s phi(mu / s) + mu (2 Phi(mu / s) - 1)``, ``s = sqrt(var)``."""
+    s = var.sqrt()
+    z = mu / s
+    return 2 * s * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) + mu * torch.erf(z / math.sqrt(2))
+
+
+def crps_normal_mixture(y_mean, y, scale, mask=None, chunk=None):
+    """CRPS of the equal-weight mixture of Normals ``N(y_mean_s, scale_s^2)`` over the ``S`` posterior draws, exact
+    over the observation noise.
+
+    ``CRPS = (1/S) sum_s E|X_s - y| - 1/(2 S^2) sum_{s,s'} E|X_s - X_s'|`` with ``X_s ~ N(y_mean_s, scale_s^2)``
+    independent, both terms in closed form.  This is the score of the same predictive as :func:`predictive_nll`
+    (the mixture over the draws), and of the noisy samples :func:`crps` scores, without their noise draws: its
+    Monte Carlo error comes from the posterior draws alone.  Repeated draws (an ensemble's members, tiled by
+    :meth:`~pyro_node_uq.methods.MethodResult.posterior_samples`) give the exact score of their mixture.
+
+    :param torch.Tensor y_mean: noise-free predictive means ``(S, N, T, D)``.
+    :param torch.Tensor y: observed ``(N, T, D)``.
+    :param scale: noise std, a float or a tensor broadcastable to ``(S, N, T, D)`` (per draw for a latent scale).
+    :param mask: observed entries ``(N, T)`` or ``(N, T, D)``, or ``None``.
+    :param int chunk: draws per step of the ``S x S`` pair sum (default ``4096 // S``: each step holds about 4096
+        copies of one draw's means).
+
+    Example::
+
+        >>> import torch
+        >>> y_mean, y = torch.zeros(3, 1, 1, 1, dtype=torch.float64), torch.zeros(1, 1, 1, dtype=torch.float64)
+        >>> round(crps_normal_mixture(y_mean, y, 1.0), 6)  # one Normal(0, 1) at y = 0: (sqrt(2) - 1) / sqrt(pi)
+        0.233695
+    """
+    mask = _check(y_mean, y, mask, "y_mean")
+    scale = torch.as_tensor(scale, dtype=y_mean.dtype, device=y_mean.device)
+    if not bool((scale > 0).all()):
+        raise ValueError("crps_normal_mixture: scale must be positive")
+    var = (scale * scale).expand(y_mean.shape)
+    S = y_mean.shape[0]
+    term1 = _abs_normal_mean(y_mean - y, var).mean(0)
+    chunk = max(1, 4096 // S) if chunk is None else chunk
+    pair = torch.zeros_like(term1)
+    for i in range(0, S, chunk):
+        mu_i, var_i = y_mean[i:i + chunk, None], var[i:i + chunk, None]
+        pair = pair + _abs_normal_mean(mu_i - y_mean, var_i + var).sum((0, 1))
+    return _masked_mean(term1 - 0.5 * pair / (S * S), mask)
 
 
 def _interval(samples, level):
@@ -169,7 +217,9 @@ def score(prediction, y, mask=None, noise_scale=None, noise="normal", df=4.0, h_
         NLL) and ``"hidden"`` ``(S, N, T, H)`` (as returned by :meth:`MethodResult.predict`).
     :param torch.Tensor y: observed ``(N, T, D)``.
     :param mask: observed entries ``(N, T)`` or ``(N, T, D)``, or ``None``.
-    :param noise_scale: the noise std of the model (float or tensor broadcastable to ``(S, N, T, D)``) for the NLL.
+    :param noise_scale: the noise std of the model (float or tensor broadcastable to ``(S, N, T, D)``) for the NLL
+        (and, Normal noise, for the CRPS: :func:`crps_normal_mixture`; without it the CRPS is :func:`crps` of the
+        noisy samples).
     :param str noise: ``"normal"`` or ``"studentt"`` noise model for the NLL.
     :param torch.Tensor h_true: true hidden states ``(N, T, K)``: adds ``hidden_*`` scores of the first ``K``
         hidden components (no noise: coverage and CRPS of the noise-free state).
@@ -190,6 +240,8 @@ def score(prediction, y, mask=None, noise_scale=None, noise="normal", df=4.0, h_
     out = _sample_scores(prediction["obs"], y, mask, levels)
     if noise_scale is not None and "y_mean" in prediction:
         out["nll"] = predictive_nll(prediction["y_mean"], y, noise_scale, mask, noise, df)
+        if noise == "normal":  # the same predictive's CRPS, integrated over the noise instead of sampled
+            out["crps"] = crps_normal_mixture(prediction["y_mean"], y, noise_scale, mask)
     if reference is not None:
         out["energy_distance"] = energy_distance(prediction["obs"], reference["obs"], mask)
     if h_true is not None and "hidden" in prediction:

@@ -139,7 +139,9 @@ class MethodResult:
         """Posterior draws of every latent site.
 
         :param int num_samples: how many draws ``S``; for stored samples ``None`` returns all of them (chains
-            concatenated), fewer are a random subset, more are drawn with replacement.
+            concatenated), fewer are a random subset, more repeat every stored draw ``S // n`` times (in order)
+            followed by a random subset of ``S mod n`` (so a deep ensemble's members are weighted equally, not by
+            the luck of a draw with replacement).
         :param int seed: seed of the guide draw / the subset.
         :param split: the data a data-dependent guide is run on (default: :attr:`train_split`, the data it was
             fitted on; model-free autoguides ignore it).
@@ -153,10 +155,9 @@ class MethodResult:
             if num_samples is None or num_samples == total:
                 return flat
             gen = torch.Generator().manual_seed(seed)
-            if num_samples < total:
-                idx = torch.randperm(total, generator=gen)[:num_samples].sort().values
-            else:
-                idx = torch.randint(total, (num_samples,), generator=gen)
+            whole, rest = divmod(num_samples, total)  # every stored draw ``whole`` times, then a random subset
+            idx = torch.randperm(total, generator=gen)[:rest].sort().values
+            idx = torch.cat([torch.arange(total).repeat(whole), idx])
             return {k: v[idx] for k, v in flat.items()}
         if self.guide is None:
             raise ValueError(f"MethodResult {self.name!r} has neither a guide nor stored samples")

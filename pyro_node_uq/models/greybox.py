@@ -201,7 +201,8 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         parameters' log scale (default ``1.0``: within a factor ``e`` of the unit's parameters).
     :param float state_scale: the state scale ``s`` of the correction (e.g. a typical dose).
     :param correction_scale: the rates' scale ``r`` (state per time), a number or one per state; default ``s``
-        times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``.
+        times :meth:`~pyro_node_uq.models.structures.Structure.rates` at the prior medians ``typical``
+        (``correction_target="rates"`` only).
     :param str correction_size: ``"fixed"`` (default: the correction's size per unit of the network's output is
         ``correction_prior``) or ``"latent"``: that size times a sampled ``"correction_size"`` ``HalfNormal(1)``, a
         global shrinkage scale (automatic relevance determination) that lets the data switch the correction off
@@ -267,6 +268,9 @@ class GreyBoxNODEModel(HierarchicalNODEModel):
         if correction_target == "parameters":
             volumes = set(structure.volumes or ())
             corrected = tuple(p for p in structure.param_names if p not in volumes)
+            if correction_scale is not None:
+                raise ValueError("correction_scale: a correction of the parameters acts on their log scale "
+                                 "(correction_prior sets its size); correction_scale is for correction_target='rates'")
         elif correction_target != "rates":
             raise ValueError(f"correction_target: expected 'rates' or 'parameters', got {correction_target!r}")
         if correction_size not in ("fixed", "latent"):

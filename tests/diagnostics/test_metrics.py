@@ -7,6 +7,7 @@ import torch
 from pyro_node_uq.diagnostics import (
     calibration_curve,
     crps,
+    crps_normal_mixture,
     energy_distance,
     interval_coverage,
     predictive_nll,
@@ -113,3 +114,28 @@ def test_score_keys_hidden_and_errors(gaussian):
         rmse(pred["obs"][:, :2], y)
     with pytest.raises(ValueError, match="h_true"):
         score(pred, y, h_true=torch.zeros(3, 5, 9))
+
+
+def test_crps_normal_mixture_closed_form_and_samples(gaussian):
+    """One Normal per entry: the closed form; a two-draw mixture: the sample CRPS of many noisy draws (float64)."""
+    mu, s, y, z = gaussian
+    phi, Phi = Normal(0.0, 1.0).log_prob(z).exp(), Normal(0.0, 1.0).cdf(z)
+    exact = (s * (z * (2 * Phi - 1) + 2 * phi - 1 / math.sqrt(math.pi))).mean()
+    assert crps_normal_mixture(mu.expand(3, *mu.shape), y, s) == pytest.approx(float(exact), rel=1e-12)
+    means = torch.stack([mu, mu + 0.8])
+    noisy = torch.cat([stratified(mu, s), stratified(mu + 0.8, s)])  # each draw's noise law, half the samples each
+    assert crps_normal_mixture(means, y, s) == pytest.approx(crps(noisy, y), rel=2e-3)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[0] = True
+    assert crps_normal_mixture(means, y, s, mask) == pytest.approx(crps(noisy[:, :1], y[:1]), rel=2e-3)
+    assert crps_normal_mixture(means, y, s, chunk=1) == pytest.approx(crps_normal_mixture(means, y, s), rel=1e-12)
+    with pytest.raises(ValueError, match="scale must be positive"):
+        crps_normal_mixture(means, y, 0.0)
+
+
+def test_score_crps_is_the_noise_integrated_one(gaussian):
+    mu, s, y, _ = gaussian
+    means = torch.stack([mu, mu - 0.5])
+    pred = {"obs": means + s * torch.randn(2, *mu.shape, dtype=torch.float64), "y_mean": means}
+    assert score(pred, y, noise_scale=s)["crps"] == crps_normal_mixture(means, y, s)
+    assert score(pred, y)["crps"] == crps(pred["obs"], y)  # no noise model: the samples'

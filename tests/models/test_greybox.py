@@ -138,6 +138,8 @@ def test_parameter_correction_multiplies_the_units_parameters():
     assert GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="parameters").field.size == 1.0
     with pytest.raises(ValueError, match="correction_target: expected 'rates' or 'parameters'"):
         GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="weights")
+    with pytest.raises(ValueError, match="correction_scale: a correction of the parameters"):
+        GreyBoxNODEModel("one_compartment_oral", correction=(4,), correction_target="parameters", correction_scale=2.0)
 
 
 def _concentration_field(correction_input, structure="one_compartment_oral", **kwargs):
