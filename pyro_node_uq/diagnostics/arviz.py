@@ -12,7 +12,7 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
-from ..methods.result import MethodResult, conditioned_trace, guide_samples
+from ..methods.result import MethodResult, conditioned_trace, guide_samples, set_draw_params
 from ..models.protocol import ProcessModel
 from ..utils.seeding import param_scope
 from ..validation import check_int
@@ -158,8 +158,11 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
         raise ValueError("to_inference_data: the posterior has no latent sites to convert")
     C, D = next(iter(draws.values())).shape[:2]
     flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in draws.items()}
+    own = getattr(obj, "draw_params", None) if isinstance(obj, MethodResult) and obj.samples is not None else None
+    own = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in (own or {}).items()}  # a deep ensemble's noise scales
     pyro.set_rng_seed(seed)
     with param_scope(state), torch.no_grad():
+        set_draw_params(own)
         if getattr(model, "max_plate_nesting", None) is not None:  # one trace, no prior draws (whose solves may diverge)
             trace = conditioned_trace(model, flat, C * D, split.args, split.kwargs)
         else:
@@ -180,6 +183,7 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
     with torch.no_grad():
         pred = site["fn"].sample().reshape(C, D, N, T, out_dim)
     posterior = {k: _numpy(v) for k, v in draws.items()}
+    posterior.update({k: _numpy(v.reshape((C, D) + v.shape[1:])) for k, v in own.items()})
     per_unit = split.t.dim() == 2  # each trajectory its own (padded) times: "time" is a position, t is data
     dims = {obs_site: ["trajectory", "time", "output"], "x": ["trajectory", "time", "input"],
             "mask": ["trajectory", "time", "output"], "t": ["trajectory", "time"] if per_unit else ["time"]}

@@ -2,11 +2,13 @@
 import inspect
 import warnings
 
+import pyro
 import torch
 
 from ..infer.distributed.chains import map_across_ranks
 from ..infer.distributed.process import get_world_size
 from ..infer.svi import fit_svi
+from ..utils.seeding import param_scope
 from ..validation import check_int
 from .batched_map import batchable, fit_batched_map, latent_shapes
 from .common import as_process_model, fit_guide, init_loc, map_values
@@ -37,6 +39,10 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     go on, and the batch ends when every member has stopped (see :mod:`~pyro_node_uq.methods.batched_map`).  A
     model with a ``pyro.param`` it cannot take batched (which the members would share), or MAP options the batch does not mirror
     (``callback``, ``checkpoint``, ``subsample_size``, ``lr_scales``...), fits them one after another instead.
+
+    Each member predicts with its own learned noise scale (a ``pyro.param`` the model takes batched, kept per
+    member in the result's :attr:`~pyro_node_uq.methods.MethodResult.draw_params`): the ensemble's predictive is
+    the equal mixture of its members' own predictives.  Any other ``pyro.param`` is member 0's.
 
     Under ``torchrun`` (an initialised ``torch.distributed`` group) the members are shared out to the processes
     (each process fits its block, batched) and gathered on rank 0 (the other ranks return ``None``).
@@ -78,17 +84,31 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     members = first + members
     values = [map_values(m) for m in members]
     return _result(model, split, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
-                   members[0].param_state)
+                   members[0].param_state, own=[_own_params(model, m.param_state) for m in members])
 
 
-def _result(model, split, values, wall_time, num_model_evals, param_state, notes=()):
+def _own_params(model, state):
+    """The constrained values of the ``pyro.param`` s in ``state`` that ``model`` takes batched (its learned noise
+    scale): what each member keeps of its own beyond its latent values."""
+    names = [n for n in getattr(model, "batchable_params", ()) if state is not None and n in state["params"]]
+    with param_scope(state), torch.no_grad():
+        return {n: pyro.param(n).detach().clone() for n in names}
+
+
+def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None):
+    """The ensemble's result: member ``i``'s values as chain ``i``; ``own``, the members' own batchable params
+    (:func:`_own_params`), become its per-draw params, so each member predicts with its own noise scale (the
+    param state, member 0's, serves everything else)."""
     if hasattr(model, "warm_start_values"):  # each member's omega at its effects' spread, as run_map's settle_point
         values = [model.warm_start_values(dict(v), split) if "omega" in v else v for v in values]
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
+    draw_params = None
+    if own and own[0] and all(set(p) == set(own[0]) for p in own):
+        draw_params = {k: torch.stack([p[k] for p in own])[:, None] for k in own[0]}
     result = MethodResult(name="ensemble", model=model, samples=samples, wall_time=wall_time,
                           num_model_evals=num_model_evals,
                           stochastic_dim=sum(int(v.numel()) for v in values[0].values()),  # every weight varies
-                          param_state=param_state, train_split=split)
+                          param_state=param_state, train_split=split, draw_params=draw_params)
     result.notes.extend(notes)
     return result
 
@@ -118,7 +138,10 @@ def _batched_ensemble(model, split, first, seeds, options):
     wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
     state = first[0].param_state if first else fitted[0]["param_state"]  # member 0's, as one by one
-    return _result(model, split, values, wall, evals, state, [n for f in fitted for n in f["notes"]])
+    names = getattr(model, "batchable_params", ())
+    own = [_own_params(model, m.param_state) for m in first] + [
+        {k: v for k, v in p.items() if k in names} for f in fitted for p in f["params"]]
+    return _result(model, split, values, wall, evals, state, [n for f in fitted for n in f["notes"]], own)
 
 
 def _fit_members(model, split, seeds, options):
@@ -159,4 +182,5 @@ def _fit_members(model, split, seeds, options):
                  f"{[e.steps for e in fit.endings]}")
     unfinished = [s for s, e in zip(seeds, fit.endings) if e.converged is False and e.steps >= num_steps]
     return {"values": fit.values, "wall_time": wall + fit.wall_time, "num_model_evals": evals + fit.num_model_evals,
-            "notes": notes, "param_state": fit.param_state(0), "unfinished": (num_steps, unfinished)}
+            "notes": notes, "param_state": fit.param_state(0), "params": fit.params,
+            "unfinished": (num_steps, unfinished)}

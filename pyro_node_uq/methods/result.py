@@ -9,7 +9,7 @@ from pyro.poutine.util import prune_subsample_sites
 from ..utils.seeding import param_scope
 from ..validation import check_int
 
-__all__ = ["MethodResult", "conditioned_trace", "guide_samples"]
+__all__ = ["MethodResult", "conditioned_trace", "guide_samples", "set_draw_params"]
 
 
 def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1):
@@ -31,6 +31,15 @@ def guide_samples(guide, num_samples, args=(), kwargs=None, max_plate_nesting=1)
         keep = (num_samples,) + tuple(s for s in batch[1:] if s != 1)
         out[name] = value.reshape(keep + value.shape[value.dim() - event_dim:])
     return out
+
+
+def set_draw_params(params):
+    """Write per-draw values of ``pyro.param`` s ``name -> (S,) + shape`` (constrained) into the current param
+    store, batched as ``(S, 1) + shape`` (the layout a model's ``batchable_params`` take): each of the ``S`` draws
+    of a vectorised trace then runs with its own value.  Use it inside :func:`~pyro_node_uq.utils.param_scope`."""
+    store = pyro.get_param_store()
+    for name, value in params.items():
+        store[name] = value.reshape(value.shape[:1] + (1,) + value.shape[1:])
 
 
 def conditioned_trace(model, samples, num_samples, args=(), kwargs=None):
@@ -92,6 +101,10 @@ class MethodResult:
     :ivar str stop_reason: how the fit ended, in words (``None`` for methods without a stopping rule).
     :ivar int steps_used: optimisation steps run (``None`` where not applicable).
     :ivar float loss_slope: least-squares slope of the training loss over the last stopping window, per step.
+    :ivar dict draw_params: per-draw values of the model's ``pyro.param`` s where they differ between draws (a deep
+        ensemble whose members each learned their own noise scale): name -> ``(chains, draws) + shape``
+        (constrained), aligned with :attr:`samples`; :meth:`predict` runs each draw with its own (the model takes
+        them batched, its ``batchable_params``) and returns them per draw, or ``None``.
     :ivar train_split: the :class:`~pyro_node_uq.data.Split` the method was fitted on.  Guides whose draws depend
         on the data (:class:`~pyro_node_uq.infer.AutoLangevin` with an exact or hybrid score) are run on it, so
         predictions on another split never condition on that split's observations.
@@ -126,6 +139,7 @@ class MethodResult:
     stop_reason: str = None
     steps_used: int = None
     loss_slope: float = None
+    draw_params: dict = None
 
     @property
     def num_draws(self):
@@ -150,15 +164,7 @@ class MethodResult:
         if num_samples is not None:
             num_samples = check_int(num_samples, "num_samples", minimum=1)
         if self.samples is not None:
-            flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
-            total = self.num_draws
-            if num_samples is None or num_samples == total:
-                return flat
-            gen = torch.Generator().manual_seed(seed)
-            whole, rest = divmod(num_samples, total)  # every stored draw ``whole`` times, then a random subset
-            idx = torch.randperm(total, generator=gen)[:rest].sort().values
-            idx = torch.cat([torch.arange(total).repeat(whole), idx])
-            return {k: v[idx] for k, v in flat.items()}
+            return self._stored(self.samples, num_samples, seed)
         if self.guide is None:
             raise ValueError(f"MethodResult {self.name!r} has neither a guide nor stored samples")
         if num_samples is None:
@@ -168,6 +174,19 @@ class MethodResult:
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
             return guide_samples(self.guide, num_samples, args, kwargs, self.model.max_plate_nesting)
+
+    def _stored(self, values, num_samples, seed):
+        """``values`` ``(chains, draws) + shape`` flattened over chains and drawn as :meth:`posterior_samples` draws
+        the stored samples (the same draws for the same ``num_samples`` and ``seed``)."""
+        flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in values.items()}
+        total = self.num_draws
+        if num_samples is None or num_samples == total:
+            return flat
+        gen = torch.Generator().manual_seed(seed)
+        whole, rest = divmod(num_samples, total)  # every stored draw ``whole`` times, then a random subset
+        idx = torch.randperm(total, generator=gen)[:rest].sort().values
+        idx = torch.cat([torch.arange(total).repeat(whole), idx])
+        return {k: v[idx] for k, v in flat.items()}
 
     def in_fit_dtype(self, split):
         """``split`` cast to the floating dtype the method was fitted in (NumPy data arrive as float64, a guide
@@ -208,7 +227,8 @@ class MethodResult:
             are left out.
         :returns: dict site -> ``(S,) + shape``, each site keeping the trailing dims the model's
             ``predict_sites`` give it (NODE: ``"obs"``, ``"y_mean"`` ``(S, N, T, obs_dim)``, ``"hidden"``
-            ``(S, N, T, H)``, a latent ``"sigma"`` ``(S, obs_dim)``); other sites flattened per draw.
+            ``(S, N, T, H)``, a latent ``"sigma"`` ``(S, obs_dim)``); other sites flattened per draw; and the
+            :attr:`draw_params` of these draws ``(S,) + shape``.
         """
         split = self.in_fit_dtype(split)
         keep = self.model.predict_sites
@@ -217,9 +237,12 @@ class MethodResult:
         samples = self.posterior_samples(num_samples, seed=seed, split=on_inputs)
         S = next(iter(samples.values())).shape[0] if samples else num_samples
         args, kwargs = self.model.predict_args(split)
+        params = {} if self.draw_params is None else self._stored(self.draw_params, num_samples, seed)
         pyro.set_rng_seed(seed)
         with param_scope(self.param_state):
+            set_draw_params(params)
             trace = conditioned_trace(self.model, samples, S, args, kwargs)
         out = {k: trace.nodes[k]["value"] for k in sites if k in trace.nodes}
         out = {k: v.expand((S,) + v.shape) if v.dim() == keep.get(k) else v for k, v in out.items()}  # no latents
-        return {k: v.reshape((S,) + (v.shape[v.dim() - keep[k]:] if keep.get(k) else (-1,))) for k, v in out.items()}
+        out = {k: v.reshape((S,) + (v.shape[v.dim() - keep[k]:] if keep.get(k) else (-1,))) for k, v in out.items()}
+        return {**out, **params}

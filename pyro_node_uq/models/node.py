@@ -293,7 +293,8 @@ class NODEModel(ProcessModel):
 
     def noise_scale(self, param_state=None, prediction=None):
         """The observation noise std: a fixed scale as is; a ``"learned"`` scale read from ``param_state`` in its
-        constrained (positive) space; a ``"latent"`` scale per draw of ``prediction`` ``(S, obs_dim)``, shaped
+        constrained (positive) space, or per draw from ``prediction`` where it holds one (a deep ensemble's
+        members' own, :attr:`~pyro_node_uq.methods.MethodResult.draw_params`); a ``"latent"`` scale per draw of ``prediction`` ``(S, obs_dim)``, shaped
         ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with its own noise.  With a proportional or
         combined ``error_model`` the std of each entry around ``prediction["y_mean"]`` (the rule of
         :meth:`~pyro_node_uq.distributions.ErrorModel.sd`); ``None`` for the log-normal model (its noise is not a
@@ -313,6 +314,9 @@ class NODEModel(ProcessModel):
         """A scale given as ``spec`` (float, ``"learned"``, ``"latent"``) as a value, or ``None`` if not known."""
         if not isinstance(spec, str):
             return float(spec)
+        if spec == "learned" and prediction is not None and name in prediction:  # per draw (a deep ensemble's)
+            sigma = prediction[name]
+            return sigma.reshape(sigma.shape[:1] + (1, 1) + sigma.shape[-1:])
         if spec == "learned" and param_state is not None and name in param_state["params"]:
             with param_scope(param_state), torch.no_grad():
                 return pyro.param(name).detach().clone()

@@ -74,12 +74,48 @@ def test_batched_members_equal_their_fits_alone_with_the_start_search(scale):
     one = run_ensemble(model, problem.train, num_members=1, seed=3, progress_bar=False, **options)
     torch.testing.assert_close(one.samples["R.0.weight"][0, 0], res.samples["R.0.weight"][1, 0], rtol=1e-9, atol=1e-9)
     assert one.wall_time > 0 and one.num_model_evals > 0
-    if scale == "learned":  # member 0's scale, as the ensemble fitted one by one keeps it for its predictions
+    if scale == "learned":  # member 0's scale in the param state; each member's own per draw
         alone = run_map(model, problem.train, seed=3, progress_bar=False, **options)
         torch.testing.assert_close(model.noise_scale(one.param_state), model.noise_scale(alone.param_state),
                                    rtol=1e-9, atol=1e-12)
+        assert res.draw_params["sigma"].shape == (3, 1, problem.obs_dim)  # per member: see the test below
     else:
-        assert one.param_state == {"params": {}, "constraints": {}}
+        assert one.param_state == {"params": {}, "constraints": {}} and one.draw_params is None
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_each_member_predicts_with_its_own_learned_noise_scale(batched):
+    """A learned noise scale: each member's own (as its fit alone leaves it) is its draws' noise in ``predict`` and
+    in the noise scale the scores use, batched or one by one (float64); member 0's stays the param state's."""
+    from pyro_node_uq.diagnostics import to_inference_data
+    from pyro_node_uq.methods import MethodResult, run_ensemble, run_map
+
+    problem = load_problem("chemical", **TINY)
+    model = problem.default_model(R_hidden=(4,), scale="learned")
+    options = {"num_steps": 80, "num_starts": 1, "lr": 0.03}
+    res = run_ensemble(model, problem.train, num_members=3, seed=5, batched=batched, progress_bar=False, **options)
+    assert any("batched" in n for n in res.notes) == batched
+    own = torch.stack([model.noise_scale(run_map(model, problem.train, seed=s, progress_bar=False,
+                                                 **options).param_state) for s in (5, 6, 7)])
+    assert float((own[1:] / own[0] - 1).abs().min()) > 1e-4  # the members' scales differ
+    torch.testing.assert_close(res.draw_params["sigma"][:, 0], own, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(model.noise_scale(res.param_state), own[0], rtol=1e-9, atol=1e-12)
+    pred = res.predict(problem.test, num_samples=6, seed=0)  # members 0, 1, 2, 0, 1, 2
+    torch.testing.assert_close(pred["sigma"], own.repeat(2, 1), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(model.noise_scale(res.param_state, pred)[:, 0, 0], own.repeat(2, 1), rtol=1e-9,
+                               atol=1e-12)
+    state = res.param_state
+    for i in range(3):  # each draw's means are its member's alone
+        alone = MethodResult("m", model, samples={k: v[i:i + 1] for k, v in res.samples.items()}, param_state=state)
+        torch.testing.assert_close(pred["y_mean"][i], alone.predict(problem.test, num_samples=1)["y_mean"][0],
+                                   rtol=1e-9, atol=1e-12)
+    idata = to_inference_data(res, problem.test)  # the members' own scales in the posterior and the likelihood
+    assert idata.posterior["sigma"].shape == (3, 1, problem.obs_dim)
+    torch.testing.assert_close(torch.as_tensor(idata.posterior["sigma"].values[:, 0]), own, rtol=1e-9, atol=1e-12)
+    y_mean = torch.as_tensor(idata.posterior["y_mean"].values[:, 0])
+    expected = torch.distributions.Normal(y_mean, own[:, None, None]).log_prob(problem.test.y)
+    torch.testing.assert_close(torch.as_tensor(idata.log_likelihood["obs"].values[:, 0]), expected, rtol=1e-9,
+                               atol=1e-9)
 
 
 @pytest.mark.parametrize("case", ["own params", "callback", "not batched"])

@@ -9,6 +9,7 @@ from pyro.infer import Predictive
 from pyro_node_uq.methods import MethodResult
 from pyro_node_uq.methods.result import conditioned_trace
 from pyro_node_uq.models.protocol import PlainModel
+from pyro_node_uq.utils.seeding import param_scope
 
 
 def stored():
@@ -16,15 +17,35 @@ def stored():
     return MethodResult("toy", None, samples=samples)
 
 
-def test_stored_draws_all_subset_and_with_replacement():
+def test_stored_draws_all_subset_and_tiled():
     res = stored()
     assert res.num_draws == 12
     torch.testing.assert_close(res.posterior_samples()["w"][:, 0], torch.arange(12.0))
     sub = res.posterior_samples(5, seed=1)["w"][:, 0]
     assert sub.shape == (5,) and len(set(sub.tolist())) == 5 and bool((sub[1:] > sub[:-1]).all())
     assert torch.equal(sub, res.posterior_samples(5, seed=1)["w"][:, 0])  # seeded
-    more = res.posterior_samples(30, seed=0)["w"]
-    assert more.shape == (30, 1) and len(set(more[:, 0].tolist())) < 30
+    more = res.posterior_samples(30, seed=0)["w"][:, 0]  # every draw twice, then 6 of them a third time
+    assert more.shape == (30,) and torch.equal(more[:24], torch.arange(12.0).repeat(2))
+    assert len(set(more[24:].tolist())) == 6 and sorted(torch.bincount(more.long()).tolist()) == [2] * 6 + [3] * 6
+
+
+def test_per_draw_params_are_each_draws_own_in_predict(problem, small):
+    """``draw_params``: draw ``i`` of ``predict`` runs the model with its own value of the param (here a learned
+    noise scale of 0.01 for one stored draw and 1.0 for the other), which ``predict`` also returns."""
+    _, fitted = small
+    learned = problem.default_model(R_hidden=(4,), scale="learned")
+    with param_scope({"params": {}, "constraints": {}}):
+        pyro.param("sigma", torch.full((2,), 0.1), constraint=dist.constraints.positive)
+        state = pyro.get_param_store().get_state()
+    weights = fitted.posterior_samples(1)
+    samples = {k: v.expand((2,) + v.shape)[:, None] for k, v in weights.items()}  # the same weights twice
+    sigma = torch.tensor([0.01, 1.0])[:, None, None].expand(2, 1, 2)
+    res = MethodResult("toy", learned, samples=samples, param_state=state, draw_params={"sigma": sigma})
+    out = res.predict(problem.test, num_samples=400, seed=0)  # draws 0, 1, 0, 1, ...
+    torch.testing.assert_close(out["sigma"], sigma[:, 0].repeat(200, 1))
+    noise = (out["obs"] - out["y_mean"]).reshape(200, 2, -1).transpose(0, 1).reshape(2, -1).std(-1)
+    torch.testing.assert_close(noise, torch.tensor([0.01, 1.0]), rtol=0.05, atol=0)
+    torch.testing.assert_close(learned.noise_scale(state, out)[:2, 0, 0], sigma[:, 0])
 
 
 def test_a_result_without_draws_or_count_says_what_is_missing():
