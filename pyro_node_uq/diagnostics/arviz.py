@@ -12,7 +12,12 @@ from pyro.infer import MCMC, Predictive
 from pyro.infer.autoguide import AutoGuide
 from pyro.poutine.util import site_is_subsample
 
-from ..methods.result import MethodResult, conditioned_trace, guide_samples, set_draw_params
+from ..methods.result import (
+    MethodResult,
+    conditioned_trace,
+    guide_samples,
+    set_draw_params,
+)
 from ..models.protocol import ProcessModel
 from ..utils.seeding import param_scope
 from ..validation import check_int
