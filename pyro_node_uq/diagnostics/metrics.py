@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from ..validation import check_int
+
 __all__ = [
     "LEVELS",
     "calibration_curve",
@@ -92,22 +94,29 @@ def _abs_normal_mean(mu, var):
     return 2 * s * torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) + mu * torch.erf(z / math.sqrt(2))
 
 
-def crps_normal_mixture(y_mean, y, scale, mask=None, chunk=None):
-    """CRPS of the equal-weight mixture of Normals ``N(y_mean_s, scale_s^2)`` over the ``S`` posterior draws, exact
-    over the observation noise.
+def crps_normal_mixture(y_mean, y, scale, mask=None, num_shifts=None):
+    """CRPS of the equal-weight mixture of Normals ``N(y_mean_s, scale_s^2)`` over the ``S`` posterior draws,
+    integrated over the observation noise in closed form.
 
-    ``CRPS = (1/S) sum_s E|X_s - y| - 1/(2 S^2) sum_{s,s'} E|X_s - X_s'|`` with ``X_s ~ N(y_mean_s, scale_s^2)``
-    independent, both terms in closed form.  This is the score of the same predictive as :func:`predictive_nll`
-    (the mixture over the draws), and of the noisy samples :func:`crps` scores, without their noise draws: its
-    Monte Carlo error comes from the posterior draws alone.  Repeated draws (an ensemble's members, tiled by
-    :meth:`~pyro_node_uq.methods.MethodResult.posterior_samples`) give the exact score of their mixture.
+    ``CRPS = E|X - y| - 1/2 E|X - X'|`` with ``X, X'`` independent draws of the mixture: ``E|X - y|`` is the mean
+    over the draws of ``E|X_s - y|``, ``E|X - X'|`` the mean over pairs of draws ``(s, s')`` of ``E|X_s - X_s'|``,
+    each a closed form (``X_s - X_s'`` is Normal).  This scores the same predictive as :func:`predictive_nll` (the
+    mixture over the draws) and as :func:`crps` does from noisy samples, without their noise draws, so its Monte
+    Carlo error is that of the posterior draws alone.
+
+    Draws that repeat (a point fit; an ensemble's members, tiled by
+    :meth:`~pyro_node_uq.methods.MethodResult.posterior_samples`) are paired once per distinct value, weighted by
+    their counts.  Otherwise the pair term runs over draw ``s`` against draw ``s + k`` for every shift ``k`` (all
+    ``S^2`` pairs, ``O(S^2)`` work), or, with ``num_shifts``, the ``S`` pairs ``(s, s)`` exactly and the others
+    estimated without bias from the shifts ``k = 1 .. num_shifts`` in a fixed random order of the draws (cheaper,
+    but its error is shared by every entry: about 1e-5 on a NODE problem's CRPS of 0.015 with 16 shifts of 200
+    draws).
 
     :param torch.Tensor y_mean: noise-free predictive means ``(S, N, T, D)``.
     :param torch.Tensor y: observed ``(N, T, D)``.
     :param scale: noise std, a float or a tensor broadcastable to ``(S, N, T, D)`` (per draw for a latent scale).
     :param mask: observed entries ``(N, T)`` or ``(N, T, D)``, or ``None``.
-    :param int chunk: draws per step of the ``S x S`` pair sum (default ``4096 // S``: each step holds about 4096
-        copies of one draw's means).
+    :param int num_shifts: pairs per draw estimating the pair term (default ``None``: all of them, exact).
 
     Example::
 
@@ -120,15 +129,23 @@ def crps_normal_mixture(y_mean, y, scale, mask=None, chunk=None):
     scale = torch.as_tensor(scale, dtype=y_mean.dtype, device=y_mean.device)
     if not bool((scale > 0).all()):
         raise ValueError("crps_normal_mixture: scale must be positive")
-    var = (scale * scale).expand(y_mean.shape)
     S = y_mean.shape[0]
+    K = S - 1 if num_shifts is None else min(check_int(num_shifts, "num_shifts", minimum=1), S - 1)
+    var = (scale * scale).expand(y_mean.shape)
     term1 = _abs_normal_mean(y_mean - y, var).mean(0)
-    chunk = max(1, 4096 // S) if chunk is None else chunk
-    pair = torch.zeros_like(term1)
-    for i in range(0, S, chunk):
-        mu_i, var_i = y_mean[i:i + chunk, None], var[i:i + chunk, None]
-        pair = pair + _abs_normal_mean(mu_i - y_mean, var_i + var).sum((0, 1))
-    return _masked_mean(term1 - 0.5 * pair / (S * S), mask)
+    flat = torch.cat([y_mean.reshape(S, -1), var.reshape(S, -1)], 1)
+    values, counts = torch.unique(flat, dim=0, return_counts=True)
+    if len(values) < S and len(values) <= K:  # every pair of distinct draws, weighted by their counts
+        mu, v = values[:, :flat.shape[1] // 2], values[:, flat.shape[1] // 2:]
+        w = counts.to(y_mean.dtype) / S
+        pair = sum(w[i] * (w[:, None] * _abs_normal_mean(mu[i] - mu, v[i] + v)).sum(0) for i in range(len(values)))
+        pair = pair.reshape(term1.shape)
+    else:  # the pairs (s, s) exactly, the others from cyclic shifts of a fixed random order
+        order = torch.randperm(S, generator=torch.Generator().manual_seed(0)).to(y_mean.device)
+        mu, v = y_mean[order], var[order]
+        off = 0.0 if K == 0 else sum(_abs_normal_mean(mu - mu.roll(k, 0), v + v.roll(k, 0)).mean(0) for k in range(1, K + 1)) / K
+        pair = (_abs_normal_mean(torch.zeros_like(v), 2 * v).mean(0) + (S - 1) * off) / S
+    return _masked_mean(term1 - 0.5 * pair, mask)
 
 
 def _interval(samples, level):

@@ -128,7 +128,6 @@ def test_crps_normal_mixture_closed_form_and_samples(gaussian):
     mask = torch.zeros(3, 5, dtype=torch.bool)
     mask[0] = True
     assert crps_normal_mixture(means, y, s, mask) == pytest.approx(crps(noisy[:, :1], y[:1]), rel=2e-3)
-    assert crps_normal_mixture(means, y, s, chunk=1) == pytest.approx(crps_normal_mixture(means, y, s), rel=1e-12)
     with pytest.raises(ValueError, match="scale must be positive"):
         crps_normal_mixture(means, y, 0.0)
 
@@ -139,3 +138,35 @@ def test_score_crps_is_the_noise_integrated_one(gaussian):
     pred = {"obs": means + s * torch.randn(2, *mu.shape, dtype=torch.float64), "y_mean": means}
     assert score(pred, y, noise_scale=s)["crps"] == crps_normal_mixture(means, y, s)
     assert score(pred, y)["crps"] == crps(pred["obs"], y)  # no noise model: the samples'
+
+
+def _all_pairs_crps(y_mean, y, scale):
+    """The mixture CRPS from every pair of draws (the O(S^2) definition), float64."""
+    n = Normal(0.0, 1.0)
+
+    def abs_mean(mu, var):
+        sd = var.sqrt()
+        return 2 * sd * n.log_prob(mu / sd).exp() + mu * (2 * n.cdf(mu / sd) - 1)
+
+    var = (scale ** 2).expand(y_mean.shape)
+    pair = abs_mean(y_mean[:, None] - y_mean[None], var[:, None] + var[None]).mean((0, 1))
+    return float((abs_mean(y_mean - y, var).mean(0) - 0.5 * pair).mean())
+
+
+def test_crps_normal_mixture_pairs_exact_for_few_values_estimated_for_many():
+    """Tiled draws (5 distinct, each 40 times) and per-draw scales: exact; 200 distinct draws: exact by default,
+    within 1e-2 relative (and not equal) with 16 shifts (fixed seeds, float64)."""
+    gen = torch.Generator().manual_seed(3)
+    y = torch.randn(4, 6, 2, generator=gen, dtype=torch.float64)
+    members = y + 0.5 * torch.randn(5, 4, 6, 2, generator=gen, dtype=torch.float64)
+    scales = 0.2 + torch.rand(5, 1, 1, 2, generator=gen, dtype=torch.float64)
+    tiled, tiled_scales = members.repeat(40, 1, 1, 1), scales.repeat(40, 1, 1, 1)
+    exact = _all_pairs_crps(members, y, scales)
+    assert crps_normal_mixture(tiled, y, tiled_scales) == pytest.approx(exact, rel=1e-12)
+    assert _all_pairs_crps(tiled, y, tiled_scales) == pytest.approx(exact, rel=1e-12)
+    draws = y + 0.5 * torch.randn(200, 4, 6, 2, generator=gen, dtype=torch.float64)
+    full = _all_pairs_crps(draws, y, torch.tensor(0.3, dtype=torch.float64))
+    assert crps_normal_mixture(draws, y, 0.3) == pytest.approx(full, rel=1e-12)
+    assert crps_normal_mixture(draws, y, 0.3, num_shifts=199) == pytest.approx(full, rel=1e-12)
+    estimate = crps_normal_mixture(draws, y, 0.3, num_shifts=16)
+    assert estimate == pytest.approx(full, rel=1e-2) and estimate != pytest.approx(full, rel=1e-6)
