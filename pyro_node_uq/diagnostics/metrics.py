@@ -143,7 +143,8 @@ def crps_normal_mixture(y_mean, y, scale, mask=None, num_shifts=None):
     else:  # the pairs (s, s) exactly, the others from cyclic shifts of a fixed random order
         order = torch.randperm(S, generator=torch.Generator().manual_seed(0)).to(y_mean.device)
         mu, v = y_mean[order], var[order]
-        off = 0.0 if K == 0 else sum(_abs_normal_mean(mu - mu.roll(k, 0), v + v.roll(k, 0)).mean(0) for k in range(1, K + 1)) / K
+        shifted = (_abs_normal_mean(mu - mu.roll(k, 0), v + v.roll(k, 0)).mean(0) for k in range(1, K + 1))
+        off = sum(shifted) / K if K else 0.0
         pair = (_abs_normal_mean(torch.zeros_like(v), 2 * v).mean(0) + (S - 1) * off) / S
     return _masked_mean(term1 - 0.5 * pair, mask)
 
