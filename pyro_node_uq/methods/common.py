@@ -156,7 +156,7 @@ def estimate_elbo(model, guide, split, num_particles=64, seed=0):
 
 def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, seed=0, progress_bar=True,
               elbo_particles=0, start=None, start_values=None, stochastic_dim=latent_dim, stop_rtol=1e-3,
-              stop_window=50, stop_min_steps=0, stop_patience=2, callback=None, **svi_kwargs):
+              stop_window=50, stop_min_steps=0, stop_patience=2, callback=None, fixed_params=(), **svi_kwargs):
     """Fit ``guide_fn(counted_model)`` with vectorised ELBO particles; return a :class:`MethodResult` whose cost
     includes ``start``'s.
 
@@ -183,6 +183,10 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     :param int stop_min_steps: no stop before this many steps.
     :param int stop_patience: consecutive windows at which the stopping criterion must hold.
     :param callback: ``callback(step, loss)``, returning ``True`` to stop (see :func:`~pyro_node_uq.infer.fit_svi`).
+    :param fixed_params: names of the model's ``pyro.param`` s kept at their start values (``start``'s, else
+        their initial values) instead of being fitted with the guide, e.g. ``("sigma",)``: a noise scale learned
+        with the ELBO settles at the mean squared residual plus the variance of the predictions under the guide,
+        so the predictive counts the guide's spread twice; kept at a MAP start's value it counts it once.
     :param svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi`.
     """
     num_particles = check_int(num_particles, "num_particles", 1)
@@ -200,8 +204,18 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
         stop = rule(step, value)  # every step: the rule keeps the loss history
         return (callback is not None and bool(callback(step, value))) or stop
 
+    fitted = counting
+    fixed_params = tuple(fixed_params)
+    if fixed_params:  # hidden from SVI's parameter capture, so not optimised; the model still reads them
+        from .batched_map import model_params  # it builds on this module
+
+        unknown = [n for n in fixed_params if n not in model_params(model, split)]
+        if unknown:
+            raise ValueError(f"fixed_params: {unknown} are not pyro.param s of the model")
+        fitted = poutine.block(counting, hide=list(fixed_params))
+        svi_kwargs.setdefault("plate", getattr(model, "data_plate", None))
     clock = time.perf_counter()
-    fit = fit_svi(counting, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
+    fit = fit_svi(fitted, guide, split, num_steps=num_steps, lr=lr, loss=loss, progress_bar=progress_bar,
                   desc=name, callback=step_callback, seed=seed, **svi_kwargs)
     wall = time.perf_counter() - clock
     ending = rule.warn_if_unfinished(name)
