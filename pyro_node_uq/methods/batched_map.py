@@ -27,7 +27,7 @@ from pyro.infer.autoguide import AutoDelta
 
 from ..infer.svi import fit_svi
 from ..utils.seeding import param_scope
-from .common import counted
+from .common import counted, model_params, model_trace
 from .convergence import StoppingRule
 
 __all__ = ["BatchedFit", "batchable", "fit_batched_map", "has_own_params", "latent_shapes", "model_params",
@@ -36,23 +36,10 @@ __all__ = ["BatchedFit", "batchable", "fit_batched_map", "has_own_params", "late
 _EMPTY = {"params": {}, "constraints": {}}
 
 
-def _model_trace(model, split):
-    """One run of ``model`` on ``split`` with an empty param store (its own params at their initial values)."""
-    args, kwargs = model.fit_args(split)
-    with torch.no_grad(), poutine.block(), param_scope(_EMPTY):
-        return poutine.trace(model).get_trace(*args, **kwargs)
-
-
 def latent_shapes(model, split):
     """``site -> shape`` of the model's latent (non-deterministic) sample sites in one plain run on ``split``."""
-    return {n: s["value"].shape for n, s in _model_trace(model, split).nodes.items()
+    return {n: s["value"].shape for n, s in model_trace(model, split).nodes.items()
             if s["type"] == "sample" and not s["is_observed"] and not s["infer"].get("_deterministic")}
-
-
-def model_params(model, split):
-    """``name -> (initial constrained value, constraint)`` of the ``pyro.param`` s ``model`` calls on ``split``."""
-    return {name: (site["value"].detach().clone(), site["kwargs"].get("constraint"))
-            for name, site in _model_trace(model, split).nodes.items() if site["type"] == "param"}
 
 
 def has_own_params(model, split):

@@ -21,7 +21,7 @@ from .registry import METHODS, MethodSkipped
 from .result import MethodResult
 
 __all__ = ["as_process_model", "carry_model_params", "counted", "estimate_elbo", "fit_guide", "init_loc",
-           "latent_dim", "map_values", "start_from", "with_start_cost"]
+           "latent_dim", "map_values", "model_params", "model_trace", "start_from", "with_start_cost"]
 
 
 def as_process_model(model, split=None):
@@ -102,6 +102,19 @@ def map_values(result, derived=False):
             values.update({name: site["value"].detach().clone() for name, site in trace.nodes.items()
                            if site["type"] == "sample" and site["infer"].get("_deterministic") and name not in values})
         return values
+
+
+def model_trace(model, split):
+    """One run of ``model`` on ``split`` with an empty param store (its own params at their initial values)."""
+    args, kwargs = model.fit_args(split)
+    with torch.no_grad(), poutine.block(), param_scope({"params": {}, "constraints": {}}):
+        return poutine.trace(model).get_trace(*args, **kwargs)
+
+
+def model_params(model, split):
+    """``name -> (initial constrained value, constraint)`` of the ``pyro.param`` s ``model`` calls on ``split``."""
+    return {name: (site["value"].detach().clone(), site["kwargs"].get("constraint"))
+            for name, site in model_trace(model, split).nodes.items() if site["type"] == "param"}
 
 
 def carry_model_params(result, values=None):
@@ -207,8 +220,6 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     fitted = counting
     fixed_params = tuple(fixed_params)
     if fixed_params:  # hidden from SVI's parameter capture, so not optimised; the model still reads them
-        from .batched_map import model_params  # it builds on this module
-
         unknown = [n for n in fixed_params if n not in model_params(model, split)]
         if unknown:
             raise ValueError(f"fixed_params: {unknown} are not pyro.param s of the model")
