@@ -294,8 +294,9 @@ class NODEModel(ProcessModel):
     def noise_scale(self, param_state=None, prediction=None):
         """The observation noise std: a fixed scale as is; a ``"learned"`` scale read from ``param_state`` in its
         constrained (positive) space, or per draw from ``prediction`` where it holds one (a deep ensemble's
-        members' own, :attr:`~pyro_node_uq.methods.MethodResult.draw_params`); a ``"latent"`` scale per draw of ``prediction`` ``(S, obs_dim)``, shaped
-        ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with its own noise.  With a proportional or
+        members' own, :attr:`~pyro_node_uq.methods.MethodResult.draw_params`); a ``"latent"`` scale per draw of
+        ``prediction`` ``(S, obs_dim)``, shaped ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with
+        its own noise.  With a proportional or
         combined ``error_model`` the std of each entry around ``prediction["y_mean"]`` (the rule of
         :meth:`~pyro_node_uq.distributions.ErrorModel.sd`); ``None`` for the log-normal model (its noise is not a
         Normal around the mean) or when a scale is not known."""
@@ -437,7 +438,7 @@ class NODEModel(ProcessModel):
         :returns: the observations (sampled when ``y`` is ``None``).
         """
         y, mask, covariates, censored, N = self._call_data(t, x, y, mask, x_times, covariates, censored, doses,
-                                                           num_trajectories)
+                                                           num_trajectories, t_mask)
         shapes = self.weight_shapes()  # every tensor created here follows the data's dtype and device
         params = sample_params(shapes, self.prior_scale, dtype=t.dtype, device=t.device)
         params = {k: _left_of_trajectories(v, len(shapes[k])) for k, v in params.items()}
@@ -454,8 +455,6 @@ class NODEModel(ProcessModel):
         scale = self._noise_scale(t)
         prop = None if self.prop_scale is None else self._noise_scale(t, self.prop_scale, "sigma_prop")
         doses = self._scaled_doses(doses)
-        if t_mask is not None:  # padded per-unit times are never observed
-            mask = t_mask[..., None] if mask is None else mask & t_mask[..., None]
         units = UnitData(idx, t, x, x_times, covariates, bool(new_units))
         with plate:
             effects = self.unit_sites(population, units)
@@ -474,9 +473,12 @@ class NODEModel(ProcessModel):
                                  diverged=sol.diverged)
             return pyro.sample("obs", fn, obs=y)
 
-    def _call_data(self, t, x, y, mask, x_times, covariates, censored, doses, num_trajectories):
-        """The checked data of one call: ``(y, mask, covariates, censored, N)``, ``censored`` per output."""
+    def _call_data(self, t, x, y, mask, x_times, covariates, censored, doses, num_trajectories, t_mask=None):
+        """The checked data of one call: ``(y, mask, covariates, censored, N)``, ``censored`` per output and
+        ``mask`` false at the padded times ``t_mask`` marks (never observed)."""
         y, mask, covariates = self._checked_data(t, x, y, mask, x_times, covariates)
+        if t_mask is not None:
+            mask = t_mask[..., None] if mask is None else mask & t_mask[..., None]
         if censored is not None and censored.dim() == 2:
             censored = censored[..., None].expand(censored.shape + (self.obs_dim,))
         if x is not None and self.input_dim > 0:

@@ -63,12 +63,10 @@ def node_log_joint(model, t, x=None, y=None, mask=None, x_times=None, num_trajec
     if y is None or new_units or not _covered(model):
         return None
     y, mask, covariates, censored, N = model._call_data(t, x, y, mask, x_times, covariates, censored, doses,
-                                                        num_trajectories)
+                                                        num_trajectories, t_mask)
     shapes = model.weight_shapes()
     scales = [resolve_prior_scale(site, model.prior_scale) for site in shapes]
     doses = model._scaled_doses(doses)
-    if t_mask is not None:  # padded per-unit times are never observed
-        mask = t_mask[..., None] if mask is None else mask & t_mask[..., None]
     units = UnitData(torch.arange(N, device=t.device), t, x, x_times, covariates, False)
     options = {"t_mask": t_mask, "doses": doses, "t0": t0, "obs_dim": model.obs_dim,
                "interpolation": model.interpolation, "solver": model.solver}
