@@ -163,7 +163,7 @@ def to_inference_data(obj, split, *args, model=None, num_samples=400, num_chains
         raise ValueError("to_inference_data: the posterior has no latent sites to convert")
     C, D = next(iter(draws.values())).shape[:2]
     flat = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in draws.items()}
-    own = getattr(obj, "draw_params", None) if isinstance(obj, MethodResult) and obj.samples is not None else None
+    own = obj.draw_params if isinstance(obj, MethodResult) and obj.samples is not None else None
     own = {k: v.reshape((C * D,) + v.shape[2:]) for k, v in (own or {}).items()}  # a deep ensemble's noise scales
     pyro.set_rng_seed(seed)
     with param_scope(state), torch.no_grad():

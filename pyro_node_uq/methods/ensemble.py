@@ -137,11 +137,9 @@ def _batched_ensemble(model, split, first, seeds, options):
     values = [map_values(m) for m in first] + [v for f in fitted for v in f["values"]]
     wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
-    state = first[0].param_state if first else fitted[0]["param_state"]  # member 0's, as one by one
-    names = getattr(model, "batchable_params", ())
-    own = [_own_params(model, m.param_state) for m in first] + [
-        {k: v for k, v in p.items() if k in names} for f in fitted for p in f["params"]]
-    return _result(model, split, values, wall, evals, state, [n for f in fitted for n in f["notes"]], own)
+    states = [m.param_state for m in first] + [s for f in fitted for s in f["param_states"]]
+    own = [_own_params(model, s) for s in states]
+    return _result(model, split, values, wall, evals, states[0], [n for f in fitted for n in f["notes"]], own)
 
 
 def _fit_members(model, split, seeds, options):
@@ -182,5 +180,5 @@ def _fit_members(model, split, seeds, options):
                  f"{[e.steps for e in fit.endings]}")
     unfinished = [s for s, e in zip(seeds, fit.endings) if e.converged is False and e.steps >= num_steps]
     return {"values": fit.values, "wall_time": wall + fit.wall_time, "num_model_evals": evals + fit.num_model_evals,
-            "notes": notes, "param_state": fit.param_state(0), "params": fit.params,
+            "notes": notes, "param_states": [fit.param_state(k) for k in range(len(seeds))],
             "unfinished": (num_steps, unfinished)}
