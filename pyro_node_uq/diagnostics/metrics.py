@@ -109,8 +109,7 @@ def crps_normal_mixture(y_mean, y, scale, mask=None, num_shifts=None):
     their counts.  Otherwise the pair term runs over draw ``s`` against draw ``s + k`` for every shift ``k`` (all
     ``S^2`` pairs, ``O(S^2)`` work), or, with ``num_shifts``, the ``S`` pairs ``(s, s)`` exactly and the others
     estimated without bias from the shifts ``k = 1 .. num_shifts`` in a fixed random order of the draws (cheaper,
-    but its error is shared by every entry: about 1e-5 on a NODE problem's CRPS of 0.015 with 16 shifts of 200
-    draws).
+    but the same pairs serve every entry, so its error does not average out over the entries).
 
     :param torch.Tensor y_mean: noise-free predictive means ``(S, N, T, D)``.
     :param torch.Tensor y: observed ``(N, T, D)``.
