@@ -1,7 +1,11 @@
 """The multi-basin Langevin guide as a method: :class:`~pyro_node_uq.infer.AutoLangevinMixture` with one component
 started at each member of a deep ensemble (MAP fits from independent seeds, which land in different basins)."""
+import pyro
+import torch
+
 from ..infer._pyro_compat import setup_prototype
 from ..infer.autoguide import AutoLangevinMixture
+from ..utils.seeding import param_scope
 from .common import as_process_model, fit_guide, init_loc, start_from
 from .registry import register
 
@@ -15,13 +19,38 @@ def _member_values(ensemble):
     return [{k: v[i, 0] for k, v in ensemble.samples.items()} for i in range(first.shape[0])]
 
 
+def _own_noise(model, ensemble, members):
+    """The model in which every component samples its own noise scale, and ``members`` with each member's scales.
+
+    A learned scale (a ``pyro.param``) is shared by all the particles of one ELBO step, so one value would serve
+    every component: its ELBO optimum is the mean squared residual over all of them, too wide for the components in
+    good basins and too narrow for the others.  As a latent site (:meth:`~pyro_node_uq.models.NODEModel.
+    with_latent_noise`) each component's mean starts at its member's own learned value (the deep ensemble's
+    :attr:`~pyro_node_uq.methods.MethodResult.draw_params`, else its shared value) and the guide carries it with
+    the weights; its ``HalfNormal`` prior is ten times the largest member's value wide, so it is weak."""
+    names = getattr(model, "learned_scales", ())
+    if not names:
+        return model, members
+    per_member = {}
+    for name in names:
+        drawn = (ensemble.draw_params or {}).get(name)
+        if drawn is not None:  # (members, 1) + shape
+            values = drawn.reshape((len(members),) + drawn.shape[2:])
+        else:
+            with param_scope(ensemble.param_state), torch.no_grad():
+                values = pyro.param(name).detach().expand((len(members),) + pyro.param(name).shape[-1:])
+        per_member[name] = values
+    latent = model.with_latent_noise({n: 10 * float(v.max()) for n, v in per_member.items()})
+    return latent, [dict(m, **{n: v[i] for n, v in per_member.items()}) for i, m in enumerate(members)]
+
+
 @register("langevin_mixture", "AutoLangevin with a mixture reference, one component per deep-ensemble member "
           "(path-KL ELBO)", start="ensemble", scaled=("num_iters",),
           defaults={"num_iters": 300, "num_particles": 40, "num_steps": 10, "init_scale": 0.003},
           quick={"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
 def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num_iters=300, num_particles=40,
                          num_steps=10, init_scale=0.003, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
-                         svi_kwargs=None, **guide_kwargs):
+                         own_noise=True, svi_kwargs=None, **guide_kwargs):
     """AutoLangevinMixture with component ``j`` started at member ``j`` of a deep ensemble, std ``init_scale``.
 
     A deep ensemble's members are MAP fits in different basins of the posterior; its predictive spread over them
@@ -29,6 +58,11 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     each component's reference mean starts at its member (a MAP point, whose predictions the fit keeps: the means
     move in units of the reference's std, :meth:`~pyro_node_uq.infer.AutoLangevin.warm_start_lr_scales`), and
     the shared score net and each component's covariance are learned with the path-KL ELBO.
+
+    Where the model learns its noise scale, each component samples its own (``own_noise``): the members' learned
+    scales differ (each fits its basin's residuals), and one shared value would widen the predictive of the
+    components in good basins.  The result's model is then the model with those scales latent
+    (:meth:`~pyro_node_uq.models.NODEModel.with_latent_noise`), so every predictive draw carries its own scale.
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` or a plain Pyro model.
     :param split: the training split.
@@ -43,6 +77,9 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     :param int seed: seed.
     :param bool progress_bar: show tqdm bars.
     :param int elbo_particles: particles of the final path-ELBO estimate (0 to skip).
+    :param bool own_noise: each component samples its own noise scale where the model learns one (its learned
+        scales become latent sites, started at each member's value; see below).  ``False`` keeps the model's
+        learned scale, one value shared by all components.
     :param dict svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi` (``distributed`` is ``False`` unless
         given: under ``torchrun`` the ensemble's members are gathered on rank 0, which fits the guide alone while the
         other ranks return ``None``).
@@ -67,6 +104,8 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     if start is None:  # another rank under torchrun: the members are gathered on rank 0, which fits alone
         return None
     members = _member_values(start)
+    if own_noise:
+        model, members = _own_noise(model, start, members)
     inits = [init_loc(model, seed, values) for values in members]
     lr_scales = {}  # the guide's, known once it is set up: fit_svi reads them after guide_fn has run
 

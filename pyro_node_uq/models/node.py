@@ -1,4 +1,5 @@
 """The NODE process model: dh/dt = R(h, x(t)), y = Z(h, x(t)) + noise, as a Pyro model."""
+import copy
 from collections import OrderedDict
 
 import pyro
@@ -70,6 +71,10 @@ def _check_indices(idx, N):
                          "trajectories; a value of the site 'trajectories' conditioned or replayed from a trace of "
                          "other data? Subsample with pyro.plate's subsample_size/subsample, and leave the plate's "
                          "site out of conditioned values")
+
+
+#: each noise scale's site name -> the model attributes holding its spec and the scale of its latent prior
+_NOISE_ATTRS = {"sigma": ("scale", "scale_prior"), "sigma_prop": ("prop_scale", "prop_scale_prior")}
 
 
 class init_to_glorot:
@@ -286,6 +291,30 @@ class NODEModel(ProcessModel):
     #: the ``pyro.param`` s the model also accepts batched, ``(num_fits, 1) + shape``: one per fit of MAP fits run
     #: as one model (:mod:`~pyro_node_uq.methods.batched_map`)
     batchable_params = ("sigma", "sigma_prop")
+
+    @property
+    def learned_scales(self):
+        """The names of the noise scales given as ``"learned"`` (``pyro.param`` s): ``"sigma"``, ``"sigma_prop"``."""
+        return tuple(name for name, (spec, _) in _NOISE_ATTRS.items() if getattr(self, spec) == "learned")
+
+    def with_latent_noise(self, prior_scales):
+        """A shallow copy in which the named learned noise scales are latent sites, each with a ``HalfNormal`` prior
+        of the given scale, so that a posterior (or each component of a mixture guide) carries its own value.
+
+        :param dict prior_scales: site name (``"sigma"``, ``"sigma_prop"``) -> the scale of its ``HalfNormal``
+            prior; every name must be one of :attr:`learned_scales`.
+        :returns: the copy.
+        """
+        out = copy.copy(self)
+        for name, prior in prior_scales.items():
+            if name not in self.learned_scales:
+                raise ValueError(f"with_latent_noise: {name!r} is not a learned noise scale of this model (learned: "
+                                 f"{list(self.learned_scales)})")
+            spec, prior_attr = _NOISE_ATTRS[name]
+            setattr(out, spec, "latent")
+            check_positive(prior, f"prior_scales[{name!r}]")
+            setattr(out, prior_attr, float(prior))
+        return out
 
     error_model = property(lambda self: self.law.kind, doc="The error model's name (see :attr:`law`).")
     noise = property(lambda self: self.law.noise, doc="``\"normal\"`` or ``\"studentt\"`` noise.")

@@ -1,8 +1,12 @@
 """run_langevin_mixture: one component per deep-ensemble member, started at that member's point, its cost counted
 with the ensemble's, and its draws spread evenly over the members."""
+import math
+
+import pytest
 import torch
 from torch.distributions import biject_to
 
+from pyro_node_uq.diagnostics import to_inference_data
 from pyro_node_uq.infer import AutoLangevinMixture
 from pyro_node_uq.methods import run_ensemble, run_langevin_mixture
 from pyro_node_uq.methods.langevin_mixture import _member_values
@@ -43,3 +47,30 @@ def test_under_torchrun_rank_0_fits_alone(problem, monkeypatch):
     monkeypatch.setattr(langevin_mixture, "fit_guide", lambda *args, **kwargs: seen.update(kwargs))
     run_langevin_mixture(model, problem.train, warm_start=members, progress_bar=False)
     assert seen["distributed"] is False
+
+
+def test_each_component_samples_its_members_own_learned_noise(problem):
+    """With a learned noise scale, the mixture's model samples the scale (a latent site) and component j starts at
+    member j's learned value; ``own_noise=False`` keeps one learned scale."""
+    model = problem.default_model(R_hidden=(4,), scale="learned")
+    members = run_ensemble(model, problem.train, num_members=3, num_steps=30, num_starts=1, batched=True,
+                           progress_bar=False)
+    drawn = members.draw_params["sigma"]  # (members, 1, obs_dim): set apart, as members in different basins are
+    members.draw_params["sigma"] = drawn * torch.tensor([0.5, 1.0, 2.0], dtype=drawn.dtype).reshape(3, 1, 1)
+    sigmas = members.draw_params["sigma"].reshape(3, -1)
+    options = {"warm_start": members, "num_iters": 1, "lr": 1e-12, "num_steps": 2, "init_scale": 1e-4,
+               "num_particles": 3, "elbo_particles": 0, "progress_bar": False}
+    res = run_langevin_mixture(model, problem.train, **options)
+    assert res.model.scale == "latent" and model.scale == "learned"
+    assert res.model.scale_prior == pytest.approx(10 * float(sigmas.max()))
+    draws = res.posterior_samples(30, seed=0)
+    centres = torch.stack([m["R.0.weight"].reshape(-1) for m in _member_values(members)])
+    nearest = torch.cdist(draws["R.0.weight"].reshape(30, -1), centres).argmin(-1)
+    torch.testing.assert_close(draws["sigma"].reshape(30, -1), sigmas[nearest], rtol=1e-3, atol=0)
+    pred = res.predict(problem.test, num_samples=30, seed=0)
+    scale = res.model.noise_scale(res.param_state, pred)
+    assert scale.shape[0] == 30 and torch.equal(scale.reshape(30, -1), pred["sigma"].reshape(30, -1))
+    idata = to_inference_data(res, problem.test, num_samples=6, num_chains=2)
+    assert idata.posterior["sigma"].shape[:2] == (2, 3) and math.isfinite(float(idata.log_likelihood["obs"].sum()))
+    shared = run_langevin_mixture(model, problem.train, own_noise=False, **options)
+    assert shared.model.scale == "learned" and "sigma" not in shared.posterior_samples(4)

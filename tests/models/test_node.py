@@ -220,6 +220,21 @@ def test_noise_scale_follows_the_error_model(error_model, want):
         torch.testing.assert_close(torch.as_tensor(got, dtype=torch.float64).expand_as(f), expected)
 
 
+def test_with_latent_noise_makes_the_named_learned_scales_latent():
+    model = NODEModel(obs_dim=1, scale="learned", error_model="combined", prop_scale="learned")
+    assert model.learned_scales == ("sigma", "sigma_prop")
+    latent = model.with_latent_noise({"sigma": 0.5})
+    assert (latent.scale, latent.scale_prior, latent.prop_scale) == ("latent", 0.5, "learned")
+    assert (model.scale, model.learned_scales) == ("learned", ("sigma", "sigma_prop"))  # the original is unchanged
+    t = torch.linspace(0.0, 1.0, 4, dtype=torch.float64)
+    trace = pyro.poutine.trace(latent).get_trace(t, num_trajectories=2)
+    assert trace.nodes["sigma"]["type"] == "sample" and trace.nodes["sigma"]["fn"].base_dist.scale.item() == 0.5
+    with pytest.raises(ValueError, match="'sigma' is not a learned noise scale"):
+        NODEModel(obs_dim=1, scale=0.1).with_latent_noise({"sigma": 1.0})
+    with pytest.raises(ValueError, match=r"prior_scales\['sigma'\]"):
+        model.with_latent_noise({"sigma": 0.0})
+
+
 def test_predict_args_keep_doses_and_times_but_free_the_observations():
     from types import SimpleNamespace
 
