@@ -63,9 +63,9 @@ def settle_point(result):
 
 
 @register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
-          "methods", defaults={"num_steps": 2000, "num_starts": 4, "start_steps": 150},
+          "methods", defaults={"num_steps": 5000, "num_starts": 4, "start_steps": 150},
           quick={"num_steps": 150, "num_starts": 1}, demo=True)
-def run_map(model, split, *, warm_start=None, num_steps=2000, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True,
+def run_map(model, split, *, warm_start=None, num_steps=5000, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True,
             num_starts=4, start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, **svi_kwargs):
     """MAP estimate of every latent site (``AutoDelta``).
 
