@@ -27,7 +27,8 @@ def test_svgd_keeps_its_start_through_the_run():
     rows of ``benchmarks/convergence.py``).  With too large a step the particles overshoot together late in the run
     and lose the fit they started from: at ``lr=1e-2`` test NLL -1.960 -1.838 -2.219 -1.816 -2.043 (mean -1.975; at
     seeds 0 and 3 the mean squared update ends in a jump of five orders of magnitude).  Measured at the default:
-    -2.139 -1.859 -2.177 -2.130 -2.029 (mean -2.067).  The pipeline is chaotic in its rounding (in float64 the same
+    -2.139 -1.859 -2.177 -2.130 -2.029 (mean -2.067) with a MAP budget of 2000 steps; -2.231 -2.148 -2.069 -2.078
+    -2.158 (mean -2.137) with the registered 5000.  The pipeline is chaotic in its rounding (in float64 the same
     seeds give other fits: mean -1.884 at the default, -1.857 at ``lr=1e-2`` with seed 4 ending in such a jump), so
     this pins one run of each seed, not a statistical margin."""
     torch.set_default_dtype(torch.float32)
