@@ -17,8 +17,8 @@ weights (``100 // m`` predictive draws from each; pool size 1 is a single fit). 
         [--set KIND.KEY=JSON ...] --cache DIR --log FILE
     python benchmarks/langevin_mixture.py table FILE [FILE ...]
 
-With ``--ensemble batched`` the pool of MAP fits is instead one ``run_ensemble`` fit (registered MAP options, the
-members batched in one model, seeds ``s .. s + m - 1``), logged as kind ``map`` with ``"ensemble": "batched"``,
+With ``--ensemble batched`` the pool of MAP fits is instead one ``run_ensemble`` fit (registered MAP options with
+any ``--set map.KEY=...``, the members batched in one model, seeds ``s .. s + m - 1``), logged as kind ``map`` with ``"ensemble": "batched"``,
 and ``langevin_mixture`` starts from it; only the kinds ``map`` and ``langevin_mixture`` run in that mode.
 
 ``run`` appends one JSON line per (problem, seed, kind, pool size) with the test scores and the CPU (process)
@@ -121,9 +121,14 @@ def _ensemble_of(model, maps):
                         num_model_evals=sum(m.num_model_evals for m in maps))
 
 
+def _tag(overrides):
+    """A file-name tag of option ``overrides`` (empty for none)."""
+    return "".join(c if c.isalnum() else "-" for c in json.dumps(overrides, sort_keys=True)) if overrides else ""
+
+
 def _mixture(name, model, problem, ensemble, seed, overrides, cache_dir, suffix=""):
     """``(fit, CPU time)`` of ``run_langevin_mixture`` started at the deep ensemble ``ensemble``."""
-    tag = "".join(c if c.isalnum() else "-" for c in json.dumps(overrides, sort_keys=True)) if overrides else ""
+    tag = _tag(overrides)
     size = next(iter(ensemble.samples.values())).shape[0]
     cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_mixture{size}{tag}{suffix}.pkl")
     opts = dict(METHODS["langevin_mixture"].options(name), **overrides)
@@ -131,10 +136,11 @@ def _mixture(name, model, problem, ensemble, seed, overrides, cache_dir, suffix=
                                                        progress_bar=False, **opts))
 
 
-def _batched_ensemble(name, model, problem, seed, size, cache_dir):
-    """``(fit, CPU time)`` of ``run_ensemble`` with the registered MAP options, members batched in one model."""
-    cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_ensemble{size}_batched.pkl")
-    opts = METHODS["map"].options(name)
+def _batched_ensemble(name, model, problem, seed, size, cache_dir, overrides=None):
+    """``(fit, CPU time)`` of ``run_ensemble`` with the registered MAP options (and ``--set map.*`` overrides),
+    members batched in one model."""
+    cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_ensemble{size}{_tag(overrides)}_batched.pkl")
+    opts = dict(METHODS["map"].options(name), **(overrides or {}))
     return _cached(cache, lambda: run_ensemble(model, problem.train, num_members=size, seed=seed, batched=True,
                                                progress_bar=False, **opts))
 
@@ -199,12 +205,13 @@ def run(args):
                 for m in args.pool:
                     cpu_time = None
                     if batched:
-                        ensemble, t_ens = _batched_ensemble(name, model, problem, seed, m, args.cache)
+                        ensemble, t_ens = _batched_ensemble(name, model, problem, seed, m, args.cache,
+                                                            overrides.get("map"))
                     elif kind in POOLED or kind == "map":
                         ensemble, t_ens = _ensemble_of(model, fits["map"][:m]), sum(chain_cpu["map"][:m])
                     if kind in POOLED:
                         res, t = _mixture(name, model, problem, ensemble, seed, overrides.get(kind, {}), args.cache,
-                                          "_batched" if batched else "")
+                                          _tag(overrides.get("map")) + "_batched" if batched else "")
                         preds = {"test": res.predict(problem.test, num_samples=args.num_samples, seed=seed)}
                         cpu_time = t_ens + t
                     elif batched:  # the batched ensemble itself (kind map)
