@@ -34,12 +34,15 @@ def _own_noise(model, ensemble, members):
     per_member = {}
     for name in names:
         drawn = (ensemble.draw_params or {}).get(name)
+        state = ensemble.param_state
         if drawn is not None:  # (members, 1) + shape
-            values = drawn.reshape((len(members),) + drawn.shape[2:])
-        else:
-            with param_scope(ensemble.param_state), torch.no_grad():
-                values = pyro.param(name).detach().expand((len(members),) + pyro.param(name).shape[-1:])
-        per_member[name] = values
+            per_member[name] = drawn.reshape((len(members),) + drawn.shape[2:])
+        elif state is not None and name in state["params"]:
+            with param_scope(state), torch.no_grad():
+                value = pyro.param(name).detach()
+            per_member[name] = value.expand((len(members),) + value.shape[-1:])
+    if not per_member:  # no fitted value to start from: the components share the model's learned scale
+        return model, members
     latent = model.with_latent_noise({n: 10 * float(v.max()) for n, v in per_member.items()})
     return latent, [dict(m, **{n: v[i] for n, v in per_member.items()}) for i, m in enumerate(members)]
 
@@ -78,7 +81,7 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     :param bool progress_bar: show tqdm bars.
     :param int elbo_particles: particles of the final path-ELBO estimate (0 to skip).
     :param bool own_noise: each component samples its own noise scale where the model learns one (its learned
-        scales become latent sites, started at each member's value; see below).  ``False`` keeps the model's
+        scales become latent sites, started at each member's value; see above).  ``False`` keeps the model's
         learned scale, one value shared by all components.
     :param dict svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi` (``distributed`` is ``False`` unless
         given: under ``torchrun`` the ensemble's members are gathered on rank 0, which fits the guide alone while the

@@ -304,6 +304,13 @@ class NODEModel(ProcessModel):
         :param dict prior_scales: site name (``"sigma"``, ``"sigma_prop"``) -> the scale of its ``HalfNormal``
             prior; every name must be one of :attr:`learned_scales`.
         :returns: the copy.
+
+        Example::
+
+            >>> model = NODEModel(obs_dim=1, scale="learned")
+            >>> latent = model.with_latent_noise({"sigma": 0.5})
+            >>> latent.scale, latent.scale_prior, model.scale
+            ('latent', 0.5, 'learned')
         """
         out = copy.copy(self)
         for name, prior in prior_scales.items():

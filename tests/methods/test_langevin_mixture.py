@@ -74,3 +74,18 @@ def test_each_component_samples_its_members_own_learned_noise(problem):
     assert idata.posterior["sigma"].shape[:2] == (2, 3) and math.isfinite(float(idata.log_likelihood["obs"].sum()))
     shared = run_langevin_mixture(model, problem.train, own_noise=False, **options)
     assert shared.model.scale == "learned" and "sigma" not in shared.posterior_samples(4)
+
+
+def test_without_a_fitted_scale_the_components_share_the_learned_one(problem):
+    """A start that holds no fitted value of the learned scale (no draw params, no param state) leaves the model as
+    it is: nothing to start each component's scale from."""
+    from types import SimpleNamespace
+
+    from pyro_node_uq.methods.langevin_mixture import _own_noise
+
+    model = problem.default_model(R_hidden=(4,), scale="learned")
+    members = [{"R.0.bias": torch.zeros(4)}] * 2
+    same, values = _own_noise(model, SimpleNamespace(draw_params=None, param_state=None), members)
+    assert same is model and values is members
+    fixed = problem.default_model(R_hidden=(4,))  # chemical's noise is fixed: nothing to sample
+    assert _own_noise(fixed, SimpleNamespace(draw_params=None, param_state=None), members)[0] is fixed
