@@ -18,8 +18,9 @@ weights (``100 // m`` predictive draws from each; pool size 1 is a single fit). 
     python benchmarks/langevin_mixture.py table FILE [FILE ...]
 
 With ``--ensemble batched`` the pool of MAP fits is instead one ``run_ensemble`` fit (registered MAP options with
-any ``--set map.KEY=...``, the members batched in one model, seeds ``s .. s + m - 1``), logged as kind ``map`` with ``"ensemble": "batched"``,
-and ``langevin_mixture`` starts from it; only the kinds ``map`` and ``langevin_mixture`` run in that mode.
+any ``--set map.KEY=...``, the members batched in one model, seeds ``s .. s + m - 1``), logged as kind ``map`` with
+``"ensemble": "batched"``, and ``langevin_mixture`` starts from it; only the kinds ``map`` and ``langevin_mixture``
+run in that mode.
 
 ``run`` appends one JSON line per (problem, seed, kind, pool size) with the test scores and the CPU (process)
 time of the fits pooled (each component's chain of fits: MAP, + AutoNormal, + AutoLangevin); fits are cached

@@ -1,12 +1,9 @@
 """The multi-basin Langevin guide as a method: :class:`~pyro_node_uq.infer.AutoLangevinMixture` with one component
 started at each member of a deep ensemble (MAP fits from independent seeds, which land in different basins)."""
-import pyro
-import torch
-
 from ..infer._pyro_compat import setup_prototype
 from ..infer.autoguide import AutoLangevinMixture
-from ..utils.seeding import param_scope
 from .common import as_process_model, fit_guide, init_loc, start_from
+from .ensemble import _own_params
 from .registry import register
 
 __all__ = ["run_langevin_mixture"]
@@ -31,16 +28,14 @@ def _own_noise(model, ensemble, members):
     names = getattr(model, "learned_scales", ())
     if not names:
         return model, members
+    shared = _own_params(model, ensemble.param_state)
     per_member = {}
     for name in names:
         drawn = (ensemble.draw_params or {}).get(name)
-        state = ensemble.param_state
         if drawn is not None:  # (members, 1) + shape
             per_member[name] = drawn.reshape((len(members),) + drawn.shape[2:])
-        elif state is not None and name in state["params"]:
-            with param_scope(state), torch.no_grad():
-                value = pyro.param(name).detach()
-            per_member[name] = value.expand((len(members),) + value.shape[-1:])
+        elif name in shared:
+            per_member[name] = shared[name].expand((len(members),) + shared[name].shape[-1:])
     if not per_member:  # no fitted value to start from: the components share the model's learned scale
         return model, members
     latent = model.with_latent_noise({n: 10 * float(v.max()) for n, v in per_member.items()})

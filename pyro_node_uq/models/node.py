@@ -332,10 +332,9 @@ class NODEModel(ProcessModel):
         constrained (positive) space, or per draw from ``prediction`` where it holds one (a deep ensemble's
         members' own, :attr:`~pyro_node_uq.methods.MethodResult.draw_params`); a ``"latent"`` scale per draw of
         ``prediction`` ``(S, obs_dim)``, shaped ``(S, 1, 1, obs_dim)`` so that each predictive draw is scored with
-        its own noise.  With a proportional or
-        combined ``error_model`` the std of each entry around ``prediction["y_mean"]`` (the rule of
-        :meth:`~pyro_node_uq.distributions.ErrorModel.sd`); ``None`` for the log-normal model (its noise is not a
-        Normal around the mean) or when a scale is not known."""
+        its own noise.  With a proportional or combined ``error_model`` the std of each entry around
+        ``prediction["y_mean"]`` (the rule of :meth:`~pyro_node_uq.distributions.ErrorModel.sd`); ``None`` for the
+        log-normal model (its noise is not a Normal around the mean) or when a scale is not known."""
         law = self.law
         a = self._scale_value(self.scale, "sigma", param_state, prediction)
         b = None if self.prop_scale is None else self._scale_value(self.prop_scale, "sigma_prop", param_state,
