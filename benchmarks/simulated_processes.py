@@ -1,6 +1,7 @@
-"""Two processes the package does not ship, simulated here as user data for benchmarks: a forced Duffing
-oscillator (one observed, one hidden state) and a continuously fed reaction network with a reversible and a
-second-order step (a reaction network unlike ``chemical``'s consecutive first-order chain).
+"""Three processes the package does not ship, simulated here as user data for benchmarks: a forced Duffing
+oscillator and a forced predator-prey system (one observed, one hidden state each) and a continuously fed reaction
+network with a reversible and a second-order step (a reaction network unlike ``chemical``'s consecutive first-order
+chain).
 
     duffing:  x'' = -delta x' - alpha x - beta x^3 + u(t);  observed x, hidden v = x';  input u
               delta = 0.3, alpha = 1.0, beta = 0.5; u = A * (3 random sines, 0.05-0.3 Hz), A ~ U(0.5, 1.0) for
@@ -9,33 +10,44 @@ second-order step (a reaction network unlike ``chemical``'s consecutive first-or
               rate D(t) = 0.2 + A_D * (3 random sines, 0.05-0.3 cycles/h) >= 0;  observed A and C, hidden B; input
               D; A_D ~ U(0.05, 0.15) for train/test, U(0.17, 0.19) for extrapolation; 41 times over 10 h;
               noise std 0.02.
+    predprey: x' = x (1 + u(t)) - x y,  y' = x y - y  (prey x observed, predator y hidden, from x = 1.5, y = 0.7);
+              input u = A * (3 random sines, 0.05-0.3 Hz), A ~ U(0.2, 0.4) for train/test, U(0.5, 0.6) for
+              extrapolation; 41 times over 15 time units; noise std 0.02.
 
-Both return :class:`~pyro_node_uq.data.Problem` s with a recommended NODE (``model_kwargs``) and true hidden
+``NAME_learned`` is the same problem with the model's noise scale learned (``scale="learned"``), as a user who
+brings the data without knowing its noise level fits it (the comparison's default for user data).
+
+All return :class:`~pyro_node_uq.data.Problem` s with a recommended NODE (``model_kwargs``) and true hidden
 states, like the shipped problems.
 """
+import dataclasses
+
 import torch
 import torchdiffeq
 
 from pyro_node_uq.data import Problem, Split, random_sines
 
-__all__ = ["SIMULATED", "duffing", "fed_dimer"]
+__all__ = ["SIMULATED", "duffing", "fed_dimer", "predprey"]
 
 
 def _solve(rhs, y0, t):
     return torchdiffeq.odeint(rhs, y0, t, rtol=1e-9, atol=1e-10).movedim(0, 1)
 
 
-def _duffing_split(n, amplitude, t, noise, gen):
+def _forced_split(field, z0, n, amplitude, t, noise, gen):
+    """Trajectories of a two-state system ``z' = field(z, u(t))`` from ``z0`` driven by random sines ``u`` (the
+    input), the first state observed with noise."""
     force = random_sines(n, amplitude, (0.05, 0.3), generator=gen)
-
-    def rhs(s, z):
-        x, v = z[:, 0], z[:, 1]
-        return torch.stack([v, -0.3 * v - x - 0.5 * x ** 3 + force(s)], -1)
-
-    states = _solve(rhs, torch.zeros(n, 2, dtype=torch.float64), t)
+    states = _solve(lambda s, z: field(z[:, 0], z[:, 1], force(s)), torch.tensor(z0, dtype=torch.float64).expand(n, 2),
+                    t)
     y_true = states[..., :1]
     y = y_true + noise * torch.randn(y_true.shape, generator=gen, dtype=torch.float64)
     return Split(t=t, x=force(t)[..., None], y=y, y_true=y_true, h_true=states)
+
+
+def _duffing_split(n, amplitude, t, noise, gen):
+    return _forced_split(lambda x, v, u: torch.stack([v, -0.3 * v - x - 0.5 * x ** 3 + u], -1), (0.0, 0.0), n,
+                         amplitude, t, noise, gen)
 
 
 def duffing(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times=41, t_end=12.0, noise=0.03):
@@ -75,4 +87,29 @@ def fed_dimer(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times
                           "init": torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)})
 
 
-SIMULATED = {"duffing": duffing, "fed_dimer": fed_dimer}
+def _predprey_split(n, amplitude, t, noise, gen):
+    return _forced_split(lambda x, y, u: torch.stack([x * (1.0 + u) - x * y, x * y - y], -1), (1.5, 0.7), n,
+                         amplitude, t, noise, gen)
+
+
+def predprey(seed=0, num_train=16, num_test=16, num_extrapolation=16, num_times=41, t_end=15.0, noise=0.02):
+    """The forced predator-prey system (see the module docstring)."""
+    return Problem.simulated(
+        _predprey_split, seed, (num_train, num_test, num_extrapolation), t_end, num_times, (0.2, 0.4), (0.5, 0.6),
+        noise, name="predprey", description="forced predator-prey, prey observed, predator hidden",
+        obs_names=("prey",), input_names=("growth",), state_names=("prey", "predator"), time_unit="",
+        model_kwargs={"hidden_dim": 2, "R_hidden": (32,), "Z_hidden": None, "scale": noise,
+                      "init": torch.tensor([1.5, 0.7], dtype=torch.float64)})
+
+
+def _learned(simulate):
+    """``simulate`` with the model's noise scale learned: the problem as user data of unknown noise level."""
+    def problem(seed=0, **kwargs):
+        p = simulate(seed=seed, **kwargs)
+        return dataclasses.replace(p, name=p.name + "_learned", model_kwargs={**p.model_kwargs, "scale": "learned"})
+    problem.__doc__ = f"{simulate.__name__} with a learned noise scale"
+    return problem
+
+
+SIMULATED = {"duffing": duffing, "fed_dimer": fed_dimer, "predprey": predprey}
+SIMULATED.update({name + "_learned": _learned(fn) for name, fn in list(SIMULATED.items())})

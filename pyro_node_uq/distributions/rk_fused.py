@@ -28,11 +28,13 @@ import platform
 import shutil
 import sys
 import threading
+import time
 import warnings
 
 import torch
 
-__all__ = ["USE_EXTENSION", "StepCheck", "build_directory", "fused_solve", "fused_steps", "library", "usable"]
+__all__ = ["STALE_LOCK_S", "USE_EXTENSION", "StepCheck", "build_directory", "clear_stale_lock", "fused_solve",
+           "fused_steps", "library", "usable"]
 
 #: use the compiled solve for CPU tensors (built at first use)
 USE_EXTENSION = os.environ.get("PYRO_NODE_UQ_EXTENSION", "1") != "0"
@@ -43,6 +45,8 @@ _LOCK = threading.Lock()
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _F64 = ctypes.c_double
+#: age in seconds past which a build directory's ``lock`` file is taken as left by a killed build (one takes seconds)
+STALE_LOCK_S = 600
 
 
 def build_directory():
@@ -75,6 +79,28 @@ def _has_sleef():
         return False
 
 
+def clear_stale_lock(directory, max_age=STALE_LOCK_S):
+    """Remove the ``lock`` file a build killed mid-way left in ``directory`` (older than ``max_age`` seconds).
+
+    :func:`torch.utils.cpp_extension.load` holds that file while it builds and every other process waits for it to
+    go, with no time limit: a build that was killed (a timed-out job, an interrupted test run) would otherwise make
+    every later process hang at its first solve.  Returns whether a lock was removed (with a warning)."""
+    lock = os.path.join(directory, "lock")
+    try:
+        age = time.time() - os.path.getmtime(lock)
+    except OSError:  # no lock: nothing to do
+        return False
+    if age <= max_age:
+        return False
+    try:
+        os.remove(lock)
+    except OSError:  # another process removed it first
+        return False
+    warnings.warn(f"rk_fused: removed the lock file {lock}, {age:.0f} s old, that a killed build left behind",
+                  RuntimeWarning, stacklevel=2)
+    return True
+
+
 def _build():
     """Build (or find in the cache) and load the library; set its functions' argument types."""
     from torch.utils import cpp_extension
@@ -92,6 +118,7 @@ def _build():
     name = f"pyro_node_uq_rk_{key}"
     directory = os.path.join(build_directory(), name)
     os.makedirs(directory, exist_ok=True)
+    clear_stale_lock(directory)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the compiler-version notices of cpp_extension
         path = cpp_extension.load(name, [_SOURCE], extra_cflags=flags, build_directory=directory,

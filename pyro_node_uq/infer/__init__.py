@@ -6,6 +6,7 @@ from .log_joint import LogJoint
 from .log_joint_nuts import LogJointNUTS
 from .ltau import LTAU, LossTrajectoryRecorder
 from .mcmc import LangevinKernel, particles_to_chains
+from .polish import PolishResult, polish_lbfgs
 from .svgd import ParticleSVGD
 from .svi import FitResult, GuardedSVI, fit_svi
 
@@ -22,6 +23,8 @@ __all__ = [
            "LogJointNUTS",
            "LossTrajectoryRecorder",
            "ParticleSVGD",
+           "PolishResult",
            "fit_svi",
            "particles_to_chains",
+           "polish_lbfgs",
 ]

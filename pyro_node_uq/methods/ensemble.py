@@ -14,6 +14,10 @@ from .batched_map import batchable, fit_batched_map, latent_shapes
 from .common import as_process_model, fit_guide, init_loc, map_values
 from .convergence import BudgetExhaustedWarning
 from .map import (
+    default_polish_iters,
+    polish_note,
+    polish_values,
+    polishes,
     recording_min_steps,
     records_errors_by_default,
     run_map,
@@ -119,7 +123,8 @@ def _default(fn, name):
 
 #: the run_map options a batched fit of the members mirrors (any other one: the members are fitted one by one)
 _BATCHABLE = {"num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in",
-              "stop_rtol", "stop_window", "stop_min_steps", "stop_patience", "clip_norm", "distributed", "progress_bar"}
+              "stop_rtol", "stop_window", "stop_min_steps", "stop_patience", "clip_norm", "distributed", "progress_bar",
+              "polish_iters"}
 
 
 def _batched_ensemble(model, split, first, seeds, options):
@@ -147,7 +152,8 @@ def _fit_members(model, split, seeds, options):
     with ``options``: the best of its ``num_starts`` starts (a batch of members x starts), then the main fit with
     the stopping rule on each member's own loss."""
     opt = {name: options.get(name, _default(run_map, name)) for name in
-           ("num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in")}
+           ("num_steps", "lr", "lr_final", "num_starts", "start_steps", "record_errors", "record_burn_in",
+            "polish_iters")}
     opt.update({name: options.get(name, _default(fit_guide, name)) for name in
                 ("stop_rtol", "stop_window", "stop_min_steps", "stop_patience")})
     num_steps, num_starts = check_int(opt["num_steps"], "num_steps", 1), check_int(opt["num_starts"], "num_starts", 1)
@@ -179,6 +185,16 @@ def _fit_members(model, split, seeds, options):
     notes.append(f"members {seeds[0]}..{seeds[-1]} (seeds) fitted as one batched model; steps used "
                  f"{[e.steps for e in fit.endings]}")
     unfinished = [s for s, e in zip(seeds, fit.endings) if e.converged is False and e.steps >= num_steps]
-    return {"values": fit.values, "wall_time": wall + fit.wall_time, "num_model_evals": evals + fit.num_model_evals,
-            "notes": notes, "param_states": [fit.param_state(k) for k in range(len(seeds))],
+    values, states = fit.values, [fit.param_state(k) for k in range(len(seeds))]
+    wall, evals = wall + fit.wall_time, evals + fit.num_model_evals
+    polish_iters = default_polish_iters(num_steps, opt["polish_iters"])
+    if polishes(polish_iters, options):  # one member at a time, as run_map polishes a fit alone
+        polished = [polish_values(model, split, v, st, polish_iters) for v, st in zip(values, states)]
+        values, states = [p[0] for p in polished], [p[1] for p in polished]
+        wall += sum(p[2].wall_time for p in polished)
+        evals += sum(p[2].evaluations for p in polished)
+        notes.extend(f"member {s}: {polish_note(p[2])}" for s, p in zip(seeds, polished))
+        # a member polished to its mode has converged, whatever its SVI budget left
+        unfinished = [s for s, p in zip(seeds, polished) if s in unfinished and not p[2].converged]
+    return {"values": values, "wall_time": wall, "num_model_evals": evals, "notes": notes, "param_states": states,
             "unfinished": (num_steps, unfinished)}

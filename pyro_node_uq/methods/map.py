@@ -1,20 +1,72 @@
 """MAP: a point estimate of every latent site (``AutoDelta``) from the model's initialisation; the warm start of
 most other methods."""
 import contextlib
+import warnings
 
 import pyro
 import torch
-from pyro.infer.autoguide import AutoDelta
+from pyro import poutine
+from pyro.infer.autoguide import AutoDelta, init_to_value
 
 from ..infer._pyro_compat import pyro_name
 from ..infer.ltau import LossTrajectoryRecorder, NODETrainingMonitor
+from ..infer.polish import polish_lbfgs
 from ..utils.seeding import param_scope
 from ..validation import check_int
 from .common import as_process_model, fit_guide, init_loc, map_values
+from .convergence import BudgetExhaustedWarning
 from .multistart import best_start
 from .registry import register
 
-__all__ = ["recording_min_steps", "records_errors_by_default", "run_map", "searches_starts", "settle_point"]
+__all__ = ["default_polish_iters", "polish_note", "polish_values", "polishes", "recording_min_steps", "records_errors_by_default", "run_map",
+           "searches_starts", "settle_point"]
+
+
+def default_polish_iters(num_steps, polish_iters=None):
+    """``polish_iters``, or where it is ``None`` a quarter of the SVI budget ``num_steps``: a fit given few steps
+    (a quick run, a test) is polished as briefly."""
+    return num_steps // 4 if polish_iters is None else check_int(polish_iters, "polish_iters", 0)
+
+
+def polishes(polish_iters, svi_kwargs):
+    """Whether a MAP fit ends with an L-BFGS polish: iterations asked for, and no minibatches (a minibatch fit's
+    data may be too large for a full-batch loss).  Under ``torchrun`` every process polishes on the whole split it
+    was given, the same computation, so all end with the same values (and a fit on any number of processes
+    ends as the one-process fit does)."""
+    return bool(polish_iters) and svi_kwargs.get("subsample_size") is None
+
+
+def polish_note(polish):
+    """A result note saying how an L-BFGS polish went."""
+    return (f"polished with L-BFGS: {polish.iterations} iterations, loss {polish.losses[0]:.6g} -> "
+            f"{polish.losses[-1]:.6g} ({polish.reason})")
+
+
+def polish_values(model, split, values, state, max_iter):
+    """A MAP point polished with :func:`~pyro_node_uq.infer.polish_lbfgs`: ``(values, state, PolishResult)``.
+
+    :param model: the model.
+    :param split: the training split.
+    :param dict values: the point's constrained latent values.
+    :param dict state: a param store state with the model's own ``pyro.param`` s at the point (a learned noise
+        scale), or ``None``.
+    :param int max_iter: the most L-BFGS iterations.
+    :returns: the polished values, the polished model params' state (the guide's own parameters left out) and how
+        the polish went.
+    """
+    with param_scope(state or {"params": {}, "constraints": {}}):
+        guide = AutoDelta(model, init_loc_fn=init_to_value(values=values))
+        with torch.no_grad():
+            guide(*split.args, **split.kwargs)
+        polish = polish_lbfgs(model, guide, split, max_iter=max_iter)
+        with torch.no_grad():
+            values = {name: v.detach().clone() for name, v in guide.median().items()}
+        store = pyro.get_param_store()
+        prefix = pyro_name(guide) + "."
+        for name in [n for n in list(store) if n.startswith(prefix)]:
+            del store[name]
+        state = store.get_state()
+    return values, state, polish
 
 
 def searches_starts(num_starts, num_steps, start_steps):
@@ -63,10 +115,11 @@ def settle_point(result):
 
 
 @register("map", "MAP point estimate (AutoDelta), best of several short Glorot starts; the warm start of the other "
-          "methods", defaults={"num_steps": 5000, "num_starts": 4, "start_steps": 150},
+          "methods", defaults={"num_steps": 2000, "num_starts": 4, "start_steps": 150},
           quick={"num_steps": 150, "num_starts": 1}, demo=True)
-def run_map(model, split, *, warm_start=None, num_steps=5000, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True,
-            num_starts=4, start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, **svi_kwargs):
+def run_map(model, split, *, warm_start=None, num_steps=2000, lr=2e-2, lr_final=2e-4, seed=0, progress_bar=True,
+            num_starts=4, start_steps=150, record_errors=None, record_burn_in=0.25, callback=None, polish_iters=None,
+            **svi_kwargs):
     """MAP estimate of every latent site (``AutoDelta``).
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` (e.g. :class:`~pyro_node_uq.models.NODEModel`) or
@@ -92,6 +145,10 @@ def run_map(model, split, *, warm_start=None, num_steps=5000, lr=2e-2, lr_final=
         ``y_mean`` site.  Recording keeps the fit from stopping before it has recorded two stopping windows.
     :param float record_burn_in: fraction of the steps before recording starts.
     :param callback: optional ``callback(step, loss)`` (see :func:`~pyro_node_uq.infer.fit_svi`).
+    :param int polish_iters: the most iterations of an L-BFGS polish after the SVI fit
+        (:func:`~pyro_node_uq.infer.polish_lbfgs`; ``0``: none; default :func:`default_polish_iters`: a quarter
+        of ``num_steps``).  Adam gets the weights into a basin and then crawls; the polish takes the fit towards the
+        basin's mode (500 iterations, about 650 model runs, after 2000 Adam steps).  Skipped for minibatch fits.
     :param svi_kwargs: passed to :func:`~pyro_node_uq.methods.common.fit_guide` (``stop_rtol``, ``stop_window``)
         and :func:`~pyro_node_uq.infer.fit_svi`.
     :returns: :class:`MethodResult` with ``elbo=None`` (a point mass has no ELBO), ``stochastic_dim=0``, and
@@ -128,11 +185,31 @@ def run_map(model, split, *, warm_start=None, num_steps=5000, lr=2e-2, lr_final=
         stop = monitor(step, loss) if monitor is not None else False
         return bool(stop) or (callback is not None and bool(callback(step, loss)))
 
-    with monitor if monitor is not None else contextlib.nullcontext():
+    polish_iters = default_polish_iters(num_steps, polish_iters)
+    polish_after = polishes(polish_iters, svi_kwargs)
+    # the SVI fit's warnings are held until the polish has run: an unfinished fit's is dropped if the polish finishes it
+    holding = warnings.catch_warnings(record=True) if polish_after else contextlib.nullcontext([])
+    with monitor if monitor is not None else contextlib.nullcontext(), holding as held:
+        if polish_after:
+            warnings.simplefilter("always")
         result = fit_guide("map", model, lambda m: AutoDelta(m, init_loc_fn=init), split, num_steps=num_steps, lr=lr,
                            lr_final=lr_final, seed=seed, progress_bar=progress_bar, start=warm_start,
                            start_values=values, stochastic_dim=lambda g: 0, callback=step_callback, **svi_kwargs)
     result.loss_trajectories = recorder
+    if polish_after:
+        hidden = list(svi_kwargs.get("fixed_params", ()))  # fitting's fixed params stay fixed
+        with param_scope(result.param_state):
+            polish = polish_lbfgs(poutine.block(result.model, hide=hidden) if hidden else result.model, result.guide,
+                                  split, max_iter=polish_iters, progress_bar=progress_bar, desc="MAP L-BFGS")
+            result.param_state = pyro.get_param_store().get_state()
+        result.wall_time += polish.wall_time
+        result.num_model_evals += polish.evaluations
+        result.notes.append(polish_note(polish))
+        if polish.converged:  # the polish ended at the basin's mode: the fit has converged
+            result.converged, result.stop_reason = True, f"{result.stop_reason}; then {polish_note(polish)}"
+        for w in held:
+            if not (polish.converged and issubclass(w.category, BudgetExhaustedWarning)):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     settle_point(result)
     if starts is not None:
         result.wall_time += starts["wall_time"]

@@ -65,7 +65,7 @@ def test_comparison_writes_everything_and_survives_failures(tmp_path, extra_meth
     assert lt["test_coverage_90"] == "" and -1 <= float(lt["error_spearman"]) <= 1  # LTAU: no predictive scores
     # the AutoNormal cost includes the MAP fit it started from
     mp = next(r for r in table if r["method"] == "map")
-    assert int(an["num_model_evals"]) > int(mp["num_model_evals"]) == 6
+    assert int(an["num_model_evals"]) > int(mp["num_model_evals"]) > 6  # 1 + 5 steps and the L-BFGS polish's
     idata = az.from_netcdf(tmp_path / "idata" / "autonormal.nc")
     assert idata.posterior.sizes["chain"] == 4 and "obs" in idata.log_likelihood
     for name in ("report.md", "table.md", "figures/calibration_test.png", "figures/hidden_extrapolation.png",

@@ -163,6 +163,22 @@ def test_build_directory_honours_torch_extensions_dir(monkeypatch, tmp_path):
     assert rk_fused.build_directory() == str(tmp_path / "cache" / "pyro_node_uq" / "extensions")
 
 
+def test_a_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_kept(tmp_path):
+    """A killed build's ``lock`` would make every later process wait for it forever (torch waits with no limit)."""
+    import os
+    import time
+
+    lock = tmp_path / "lock"
+    assert not rk_fused.clear_stale_lock(str(tmp_path))  # no lock
+    lock.write_text("")
+    assert not rk_fused.clear_stale_lock(str(tmp_path)) and lock.exists()  # a build in progress
+    old = time.time() - rk_fused.STALE_LOCK_S - 5
+    os.utime(lock, (old, old))
+    with pytest.warns(RuntimeWarning, match="removed the lock file .* that a killed build left behind"):
+        assert rk_fused.clear_stale_lock(str(tmp_path))
+    assert not lock.exists()
+
+
 def test_the_compiled_step_check_skips_states_that_are_not_finite(built):
     h, _, w_in, b_in, dt, weights, biases = _problem(1, 4, False, (5,))
     tab = RK4().tableau

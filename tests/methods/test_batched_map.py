@@ -15,7 +15,9 @@ def tiny():
 
 
 def _alone(model, split, seed, **options):
-    return run_map(model, split, seed=seed, num_starts=1, progress_bar=False, record_errors=False, **options)
+    """run_map's SVI fit alone (no L-BFGS polish: fit_batched_map is the SVI stage of a batched fit)."""
+    return run_map(model, split, seed=seed, num_starts=1, progress_bar=False, record_errors=False, polish_iters=0,
+                   **options)
 
 
 def test_each_batched_fit_equals_its_fit_alone_with_clipping_active(tiny):

@@ -10,7 +10,11 @@ from pyro_node_uq.methods import run_map
 def test_map_result_and_predict(problem, small):
     _model, res = small
     assert res.name == "map" and res.elbo is None and res.stochastic_dim == 0
-    assert res.num_model_evals == 1 + 40  # guide prototype trace + one solve per step
+    # guide prototype trace + one solve per step, then the L-BFGS polish's (40 // 4 = 10 iterations, each with its
+    # line search's trials, and a check of the loss after every chunk)
+    polish = next(n for n in res.notes if n.startswith("polished with L-BFGS"))
+    assert "10 iterations" in polish or "converged" in polish
+    assert 1 + 40 + 10 < res.num_model_evals <= 1 + 40 + 10 * 25 + 2
     out = res.predict(problem.test, num_samples=5)
     assert out["obs"].shape == out["y_mean"].shape == (5, 2, 11, 2)
     assert out["hidden"].shape == (5, 2, 11, 3)
@@ -29,6 +33,25 @@ def test_map_fit_on_chemical_reaches_noise_level():
     rmse = float((pred["y_mean"][0] - test.y_true).pow(2).mean().sqrt())
     print(f"MAP chemical test RMSE = {rmse:.4f} (noise {problem.noise_scale}, {fit.wall_time:.1f} s)")
     assert rmse < 3 * problem.noise_scale
+
+
+def test_the_polish_lowers_the_loss_and_can_be_switched_off(problem):
+    """The L-BFGS polish after the SVI fit: the training loss (the negative log joint) at the polished point is
+    below the SVI fit's; ``polish_iters=0`` leaves the SVI fit as it is (one solve per step, no note)."""
+    from pyro_node_uq.methods.common import estimate_elbo
+    from pyro_node_uq.utils.seeding import param_scope
+
+    model = problem.default_model(R_hidden=(4,))
+    options = {"num_steps": 40, "lr": 0.05, "num_starts": 1, "stop_rtol": 0, "progress_bar": False}
+    plain = run_map(model, problem.train, polish_iters=0, **options)
+    polished = run_map(model, problem.train, polish_iters=30, **options)
+    assert plain.num_model_evals == 1 + 40 and not any("L-BFGS" in n for n in plain.notes)
+    assert any(n.startswith("polished with L-BFGS") for n in polished.notes)
+    with param_scope(plain.param_state):
+        before = -estimate_elbo(model, plain.guide, problem.train, num_particles=1)
+    with param_scope(polished.param_state):
+        after = -estimate_elbo(model, polished.guide, problem.train, num_particles=1)
+    assert after < before - 1.0, (before, after)
 
 
 @pytest.mark.parametrize("omega", ["latent", "learned"])
