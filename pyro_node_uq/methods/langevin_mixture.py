@@ -44,10 +44,10 @@ def _own_noise(model, ensemble, members):
 
 @register("langevin_mixture", "AutoLangevin with a mixture reference, one component per deep-ensemble member "
           "(path-KL ELBO)", start="ensemble", scaled=("num_iters",),
-          defaults={"num_iters": 300, "num_particles": 40, "num_steps": 10, "init_scale": 0.003},
+          defaults={"num_iters": 300, "num_particles": 40, "num_steps": 10, "init_scale": 3e-4},
           quick={"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
 def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num_iters=300, num_particles=40,
-                         num_steps=10, init_scale=0.003, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
+                         num_steps=10, init_scale=3e-4, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
                          own_noise=True, svi_kwargs=None, **guide_kwargs):
     """AutoLangevinMixture with component ``j`` started at member ``j`` of a deep ensemble, std ``init_scale``.
 
@@ -70,7 +70,10 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     :param int num_iters: SVI iterations.
     :param int num_particles: vectorised ELBO particles per iteration, spread evenly over the components.
     :param int num_steps: chain length K.
-    :param float init_scale: initial std of every component (small: a MAP point's basin is narrow).
+    :param float init_scale: initial std of every component.  Small: a polished MAP point's basin is narrow, and the
+        path-KL ELBO favours more spread within it than predicts best (at 3e-3, on three shipped and four simulated
+        problems, the components' predictive spread at the training inputs grew above the noise level, and the
+        mixture's test NLL ended 0.02 above the ensemble's on four of the seven; at 3e-4, within 0.005 of it).
     :param float lr: initial learning rate (decays tenfold).
     :param int seed: seed.
     :param bool progress_bar: show tqdm bars.
