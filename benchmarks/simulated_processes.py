@@ -35,8 +35,8 @@ def _solve(rhs, y0, t):
 
 
 def _forced_split(field, z0, n, amplitude, t, noise, gen):
-    """Trajectories of a two-state system ``z' = field(z, u(t))`` from ``z0`` driven by random sines ``u`` (the
-    input), the first state observed with noise."""
+    """Trajectories of a two-state system ``(x, v)' = field(x, v, u(t))`` from ``z0`` driven by random sines ``u``
+    (the input), the first state observed with noise."""
     force = random_sines(n, amplitude, (0.05, 0.3), generator=gen)
     states = _solve(lambda s, z: field(z[:, 0], z[:, 1], force(s)), torch.tensor(z0, dtype=torch.float64).expand(n, 2),
                     t)

@@ -189,12 +189,11 @@ def _fit_members(model, split, seeds, options):
     wall, evals = wall + fit.wall_time, evals + fit.num_model_evals
     polish_iters = default_polish_iters(num_steps, opt["polish_iters"])
     if polishes(polish_iters, options):  # one member at a time, as run_map polishes a fit alone
-        polished = [polish_values(model, split, v, st, polish_iters) for v, st in zip(values, states)]
-        values, states = [p[0] for p in polished], [p[1] for p in polished]
-        wall += sum(p[2].wall_time for p in polished)
-        evals += sum(p[2].evaluations for p in polished)
-        notes.extend(f"member {s}: {polish_note(p[2])}" for s, p in zip(seeds, polished))
+        values, states, runs = zip(*(polish_values(model, split, v, st, polish_iters) for v, st in zip(values, states)))
+        wall += sum(r.wall_time for r in runs)
+        evals += sum(r.evaluations for r in runs)
+        notes.extend(f"member {s}: {polish_note(r)}" for s, r in zip(seeds, runs))
         # a member polished to its mode has converged, whatever its SVI budget left
-        unfinished = [s for s, p in zip(seeds, polished) if s in unfinished and not p[2].converged]
+        unfinished = [s for s, r in zip(seeds, runs) if s in unfinished and not r.converged]
     return {"values": values, "wall_time": wall, "num_model_evals": evals, "notes": notes, "param_states": states,
             "unfinished": (num_steps, unfinished)}

@@ -18,8 +18,8 @@ from .convergence import BudgetExhaustedWarning
 from .multistart import best_start
 from .registry import register
 
-__all__ = ["default_polish_iters", "polish_note", "polish_values", "polishes", "recording_min_steps", "records_errors_by_default", "run_map",
-           "searches_starts", "settle_point"]
+__all__ = ["default_polish_iters", "polish_note", "polish_values", "polishes", "recording_min_steps",
+           "records_errors_by_default", "run_map", "searches_starts", "settle_point"]
 
 
 def default_polish_iters(num_steps, polish_iters=None):
