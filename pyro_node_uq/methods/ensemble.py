@@ -26,6 +26,7 @@ from .map import (
 from .multistart import start_seeds
 from .registry import register
 from .result import MethodResult
+from .screening import failed_members, member_log_likelihoods
 
 __all__ = ["run_ensemble"]
 
@@ -33,7 +34,7 @@ __all__ = ["run_ensemble"]
 @register("ensemble", "deep ensemble of 5 MAP fits from independent seeds (member 0 is the MAP row)", start="map",
           demo=True, defaults={"num_members": 5}, quick={"num_steps": 150, "num_starts": 1})
 def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None, seed=0, progress_bar=True,
-                 batched=True, **map_options):
+                 batched=True, failed_gap=0.5, **map_options):
     """``num_members`` MAP fits from seeds ``seed, seed + 1, ...``; member ``i`` is chain ``i`` of the samples.
 
     The members are fitted as ONE batched model (a plate of members left of the model's plates: one ODE solve per
@@ -48,6 +49,10 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     member in the result's :attr:`~pyro_node_uq.methods.MethodResult.draw_params`): the ensemble's predictive is
     the equal mixture of its members' own predictives.  Any other ``pyro.param`` is member 0's.
 
+    A member whose training log-likelihood per observation ends more than ``failed_gap`` nats below the best
+    member's is a failed fit (a poor basin: :mod:`~pyro_node_uq.methods.screening`) and is left out of the result,
+    with a warning and a note; the members' training log-likelihoods are in the notes either way.
+
     Under ``torchrun`` (an initialised ``torch.distributed`` group) the members are shared out to the processes
     (each process fits its block, batched) and gathered on rank 0 (the other ranks return ``None``).
 
@@ -61,6 +66,8 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     :param bool progress_bar: show tqdm bars.
     :param bool batched: fit the members as one batched model where possible (``False``: one
         :func:`~pyro_node_uq.methods.run_map` after another).
+    :param float failed_gap: the largest training log-likelihood gap per observation to the best member a member
+        may have to be kept (``None``: keep every member).
     :param map_options: further :func:`~pyro_node_uq.methods.run_map` options of every member.
     :returns: :class:`MethodResult` with samples ``(num_members, 1, ...)``; its cost is the sum of the members'.
 
@@ -81,14 +88,15 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     first = [] if warm_start is None else [warm_start]
     seeds = [seed + i for i in range(len(first), num_members)]
     if batched and set(options) <= _BATCHABLE and batchable(model, split):
-        return _batched_ensemble(model, split, first, seeds, options)
+        return _batched_ensemble(model, split, first, seeds, options, failed_gap)
     members = map_across_ranks(lambda s: run_map(model, split, seed=s, **options), seeds)
     if members is None:  # another rank: rank 0 holds the result
         return None
     members = first + members
     values = [map_values(m) for m in members]
     return _result(model, split, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
-                   members[0].param_state, own=[_own_params(model, m.param_state) for m in members])
+                   members[0].param_state, own=[_own_params(model, m.param_state) for m in members],
+                   seeds=[seed + i for i in range(num_members)], failed_gap=failed_gap)
 
 
 def _own_params(model, state):
@@ -99,10 +107,12 @@ def _own_params(model, state):
         return {n: pyro.param(n).detach().clone() for n in names}
 
 
-def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None):
+def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None, seeds=None,
+            failed_gap=0.5):
     """The ensemble's result: member ``i``'s values as chain ``i``; ``own``, the members' own batchable params
     (:func:`_own_params`), become its per-draw params, so each member predicts with its own noise scale (the
-    param state, member 0's, serves everything else)."""
+    param state, member 0's, serves everything else).  Members that :func:`~pyro_node_uq.methods.screening.
+    failed_members` names (``failed_gap``) are left out."""
     if hasattr(model, "warm_start_values"):  # each member's omega at its effects' spread, as run_map's settle_point
         values = [model.warm_start_values(dict(v), split) if "omega" in v else v for v in values]
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
@@ -114,7 +124,31 @@ def _result(model, split, values, wall_time, num_model_evals, param_state, notes
                           stochastic_dim=sum(int(v.numel()) for v in values[0].values()),  # every weight varies
                           param_state=param_state, train_split=split, draw_params=draw_params)
     result.notes.extend(notes)
+    if len(values) > 1:
+        _screen(result, split, seeds or list(range(len(values))), failed_gap)
     return result
+
+
+def _screen(result, split, seeds, failed_gap):
+    """Leave the failed fits out of the ensemble ``result`` (in place), with a warning; note every member's
+    training log-likelihood per observation."""
+    log_liks, num_obs = member_log_likelihoods(result.model, split, {k: v[:, 0] for k, v in result.samples.items()},
+                                               {k: v[:, 0] for k, v in (result.draw_params or {}).items()},
+                                               result.param_state)
+    result.notes.append("members' training log-likelihood per observation: " + ", ".join(
+        f"{s}: {float(v) / num_obs:.3f}" for s, v in zip(seeds, log_liks)))
+    failed = failed_members(log_liks, num_obs, failed_gap)
+    if not failed:
+        return
+    keep = [i for i in range(len(log_liks)) if i not in failed]
+    message = (f"ensemble: the members with seeds {[seeds[i] for i in failed]} are failed fits (training "
+               f"log-likelihood per observation more than failed_gap={failed_gap} below the best member's "
+               f"{float(log_liks.max()) / num_obs:.3f}) and are left out; {len(keep)} of {len(log_liks)} remain")
+    warnings.warn(message, UserWarning, stacklevel=4)
+    result.notes.append(message)
+    result.samples = {k: v[keep] for k, v in result.samples.items()}
+    if result.draw_params is not None:
+        result.draw_params = {k: v[keep] for k, v in result.draw_params.items()}
 
 
 def _default(fn, name):
@@ -127,7 +161,7 @@ _BATCHABLE = {"num_steps", "lr", "lr_final", "num_starts", "start_steps", "recor
               "polish_iters"}
 
 
-def _batched_ensemble(model, split, first, seeds, options):
+def _batched_ensemble(model, split, first, seeds, options, failed_gap=0.5):
     """The ensemble with the members of ``seeds`` fitted batched (each rank its block under ``torchrun``)."""
     world = get_world_size()
     blocks = [seeds[len(seeds) * r // world: len(seeds) * (r + 1) // world] for r in range(world)]
@@ -144,7 +178,8 @@ def _batched_ensemble(model, split, first, seeds, options):
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
     states = [m.param_state for m in first] + [s for f in fitted for s in f["param_states"]]
     own = [_own_params(model, s) for s in states]
-    return _result(model, split, values, wall, evals, states[0], [n for f in fitted for n in f["notes"]], own)
+    return _result(model, split, values, wall, evals, states[0], [n for f in fitted for n in f["notes"]], own,
+                   seeds=[seeds[0] - len(first)] * len(first) + seeds, failed_gap=failed_gap)
 
 
 def _fit_members(model, split, seeds, options):
