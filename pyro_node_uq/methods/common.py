@@ -21,7 +21,7 @@ from .registry import METHODS, MethodSkipped
 from .result import MethodResult
 
 __all__ = ["as_process_model", "carry_model_params", "counted", "estimate_elbo", "fit_guide", "init_loc",
-           "latent_dim", "map_values", "model_params", "model_trace", "start_from", "with_start_cost"]
+           "latent_dim", "map_values", "model_params", "model_trace", "own_params", "start_from", "with_start_cost"]
 
 
 def as_process_model(model, split=None):
@@ -242,3 +242,23 @@ def fit_guide(name, model, guide_fn, split, *, num_steps, lr, num_particles=1, s
     if growth is not None and growth > NOISE_GROWTH:
         result.notes.append(f"learned noise scale {growth:.3g}x its warm start's")
     return with_start_cost(result, start)
+
+
+def own_params(model, state):
+    """The constrained values of the ``pyro.param`` s in the param store state ``state`` that ``model`` takes
+    batched (its ``batchable_params``: a learned noise scale): what each member of a deep ensemble keeps of its own
+    beyond its latent values.
+
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel`.
+    :param dict state: a param store state (``None``: nothing).
+    :returns: dict name -> tensor (detached copies).
+
+    Example::
+
+        >>> from pyro_node_uq.data import load_problem
+        >>> own_params(load_problem("chemical", num_train=2).default_model(), None)
+        {}
+    """
+    names = [n for n in getattr(model, "batchable_params", ()) if state is not None and n in state["params"]]
+    with param_scope(state), torch.no_grad():
+        return {n: pyro.param(n).detach().clone() for n in names}

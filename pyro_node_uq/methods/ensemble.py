@@ -2,16 +2,14 @@
 import inspect
 import warnings
 
-import pyro
 import torch
 
 from ..infer.distributed.chains import map_across_ranks
 from ..infer.distributed.process import get_world_size
 from ..infer.svi import fit_svi
-from ..utils.seeding import param_scope
 from ..validation import check_int
 from .batched_map import batchable, fit_batched_map, latent_shapes
-from .common import as_process_model, fit_guide, init_loc, map_values
+from .common import as_process_model, fit_guide, init_loc, map_values, own_params
 from .convergence import BudgetExhaustedWarning
 from .map import (
     default_polish_iters,
@@ -95,22 +93,14 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     members = first + members
     values = [map_values(m) for m in members]
     return _result(model, split, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
-                   members[0].param_state, own=[_own_params(model, m.param_state) for m in members],
+                   members[0].param_state, own=[own_params(model, m.param_state) for m in members],
                    seeds=[seed + i for i in range(num_members)], failed_gap=failed_gap)
-
-
-def _own_params(model, state):
-    """The constrained values of the ``pyro.param`` s in ``state`` that ``model`` takes batched (its learned noise
-    scale): what each member keeps of its own beyond its latent values."""
-    names = [n for n in getattr(model, "batchable_params", ()) if state is not None and n in state["params"]]
-    with param_scope(state), torch.no_grad():
-        return {n: pyro.param(n).detach().clone() for n in names}
 
 
 def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None, seeds=None,
             failed_gap=0.5):
     """The ensemble's result: member ``i``'s values as chain ``i``; ``own``, the members' own batchable params
-    (:func:`_own_params`), become its per-draw params, so each member predicts with its own noise scale (the
+    (:func:`~pyro_node_uq.methods.common.own_params`), become its per-draw params, so each member predicts with its own noise scale (the
     param state, member 0's, serves everything else).  Members that :func:`~pyro_node_uq.methods.screening.
     failed_members` names (``failed_gap``) are left out."""
     if hasattr(model, "warm_start_values"):  # each member's omega at its effects' spread, as run_map's settle_point
@@ -177,7 +167,7 @@ def _batched_ensemble(model, split, first, seeds, options, failed_gap=0.5):
     wall = sum(m.wall_time for m in first) + sum(f["wall_time"] for f in fitted)
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
     states = [m.param_state for m in first] + [s for f in fitted for s in f["param_states"]]
-    own = [_own_params(model, s) for s in states]
+    own = [own_params(model, s) for s in states]
     return _result(model, split, values, wall, evals, states[0], [n for f in fitted for n in f["notes"]], own,
                    seeds=[seeds[0] - len(first)] * len(first) + seeds, failed_gap=failed_gap)
 

@@ -2,8 +2,7 @@
 started at each member of a deep ensemble (MAP fits from independent seeds, which land in different basins)."""
 from ..infer._pyro_compat import setup_prototype
 from ..infer.autoguide import AutoLangevinMixture
-from .common import as_process_model, fit_guide, init_loc, start_from
-from .ensemble import _own_params
+from .common import as_process_model, fit_guide, init_loc, own_params, start_from
 from .registry import register
 
 __all__ = ["run_langevin_mixture"]
@@ -28,7 +27,7 @@ def _own_noise(model, ensemble, members):
     names = getattr(model, "learned_scales", ())
     if not names:
         return model, members
-    shared = _own_params(model, ensemble.param_state)
+    shared = own_params(model, ensemble.param_state)
     per_member = {}
     for name in names:
         drawn = (ensemble.draw_params or {}).get(name)
