@@ -54,13 +54,16 @@ def _table(folder):
 def test_compare_under_torchrun_writes_the_one_process_table(tmp_path):
     """``torchrun --nproc-per-node 2 ... compare``: every SVI method fits data-parallel (the mixture guide,
     started from the gathered members, on rank 0 alone), the ensemble's members and NUTS's chains are shared out,
-    rank 0 alone writes; in float64 the table's scores equal one process's to 1e-5.  The MAP is kept short: at
-    the quick learning rate its optimisation amplifies rounding about tenfold per step after ~60 steps, so longer
-    MAP fits of 1 and 2 processes agree in distribution, not to 1e-5."""
+    rank 0 alone writes; in float64 the table's scores equal one process's to 1e-5.  The MAP is kept short and
+    unpolished: at the quick learning rate its optimisation amplifies rounding about tenfold per step after ~60
+    steps, so longer MAP fits of 1 and 2 processes agree in distribution, not to 1e-5; ten L-BFGS iterations after
+    it moved AutoNormal's loss slope by 1.2e-5 relative.  (The polish under ``torchrun`` is checked by the fit
+    command's test.)"""
     methods = "map,autonormal,lowrank,langevin_learned,svgd,layerwise_last,ensemble,langevin_mixture,nuts"
     tiny = [*TINY[2:], "--problem-option", "num_train=4"]
     args = ["compare", "--problem", "chemical", *tiny, "--methods", methods,
-            "--quick", "--float64", "--set", "map.num_steps=40", "--num-samples", "8", "--no-progress"]
+            "--quick", "--float64", "--set", "map.num_steps=40", "--set", "map.polish_iters=0",
+            "--num-samples", "8", "--no-progress"]
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*args, "--out", str(one)]) == 0
     proc = _torchrun(tmp_path, [*args, "--out", str(two)], timeout=900)
