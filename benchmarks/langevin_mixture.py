@@ -6,7 +6,7 @@ For each problem and method seed ``s`` it fits the ensemble's members (MAP, regi
 
     autonormal        the registered AutoNormal
     langevin_learned  the registered AutoLangevin (``langevin_learned``), from that AutoNormal
-    langevin_map      AutoLangevin whose reference starts at the MAP point itself (std 0.01, the mean moving in
+    langevin_map      AutoLangevin whose reference starts at the MAP point itself (std 3e-3, the mean moving in
                       units of it: ``warm_start_lr_scales``), no AutoNormal stage
 
 and scores on the test split, for every pool size ``m`` in ``--pool``, the first ``m`` of them pooled with equal
@@ -54,7 +54,7 @@ KINDS = {"map": None, "autonormal": "map", "langevin_learned": "autonormal", "la
 #: kinds fitted once per pool (from the pool's MAP fits), not once per member
 POOLED = ("langevin_mixture",)
 #: AutoLangevin started at the MAP point itself (no AutoNormal stage), as the fit command's guide: options
-LANGEVIN_MAP = {"init_scale": 0.01, "num_iters": 300, "num_particles": 8, "num_steps": 10, "lr": 5e-3,
+LANGEVIN_MAP = {"init_scale": 3e-3, "num_iters": 300, "num_particles": 8, "num_steps": 10, "lr": 5e-3,
                 "scaled_lr": True}
 
 

@@ -1,7 +1,7 @@
 """Slow checks of AutoLangevin on ``chemical`` and ``elastoplastic`` (16 train / 16 test trajectories each).
 
 The learned-score guide (K = 10), started at the AutoNormal fit, must raise AutoNormal's path ELBO at every seed and,
-on chemical, beat AutoNormal's test NLL and keep 90% coverage near nominal (means over seeds).  Settings per problem: chemical at the comparison job's step counts (MAP 800,
+on both problems, beat AutoNormal's test NLL and keep 90% coverage near nominal (means over seeds).  Settings per problem: chemical at the comparison job's step counts (MAP 800,
 AutoNormal 500, AutoLangevin 300); elastoplastic at 0.6x those for VI and AutoLangevin (as in the comparison job) but
 with a MAP of 3000 steps at lr 5e-3.  Elastoplastic needs the longer MAP: after the comparison job's 480 steps the
 NODE's training RMSE against the noise-free truth is 0.049, well above the noise std 0.03, so the likelihood (noise
@@ -20,14 +20,16 @@ under nominal at this budget, so the band's lower end is 0.80, over three standa
 it; the NLL difference's 5-seed mean sits about two standard errors below zero); the path ELBO beats AutoNormal's
 by 1850-3240 nats at every seed.
 
-On elastoplastic the NLL and coverage claims do not hold over seeds, so only the path ELBO is asserted there.
-Measured (float64, one thread, the solve of issue 18), seeds 0-4, AutoNormal -> AutoLangevin test NLL: -1.394 ->
--1.486, -1.128 -> -0.961, -0.776 -> -0.536, -1.348 -> -1.344, -1.188 -> -1.072 (AutoLangevin better at seed 0 only;
-means -1.167 and -1.080); AutoLangevin 90% coverage 0.884, 0.757, 0.692, 0.831, 0.775 (mean 0.788); path ELBO
--1968 -> -440, -4730 -> -2451, -7343 -> -3965, -4069 -> -891, -3350 -> -1286.  The one-seed test (seed 0) passed
-by luck.  The spread of AutoNormal's ELBO over seeds (-1968 to -7343) says the 3000-step MAP itself lands in
-fits of different quality, and the learned score at this budget (180 iterations) follows a poor start; the
-AutoLangevin issue's under-coverage on this problem is therefore not fixed by the longer MAP alone.
+On elastoplastic, before the MAP fits ended with an L-BFGS polish (:func:`~pyro_node_uq.infer.polish_lbfgs`), the
+NLL and coverage claims did not hold over seeds (AutoLangevin better at seed 0 only, mean coverage 0.788), so only
+the path ELBO was asserted there.  With the polish (750 L-BFGS iterations after the 3000 Adam steps) they hold at
+every seed, and are asserted like chemical's.  Measured (float64, one thread), seeds 0-4, AutoNormal -> AutoLangevin
+test NLL: -1.149 -> -1.490, -1.107 -> -1.417, -1.206 -> -1.480, -1.016 -> -1.337, -1.226 -> -1.569 (means -1.141
+and -1.459); AutoLangevin 90% coverage 0.926, 0.906, 0.897, 0.881, 0.914 (mean 0.905; AutoNormal's 0.972-0.985);
+path ELBO -8336 -> -1595, -8441 -> -1889, -7059 -> -1518, -11772 -> -2206, -6515 -> -720.  Chemical with the polish
+(200 iterations after 800 steps): AutoNormal -> AutoLangevin NLL -1.943 -> -2.142, -1.880 -> -2.206, -1.927 ->
+-2.158, -1.656 -> -2.199, -2.012 -> -2.137 (means -1.884 and -2.168); coverage 0.859, 0.875, 0.883, 0.899, 0.840
+(mean 0.871).
 """
 import pytest
 import torch
@@ -40,8 +42,8 @@ pytestmark = pytest.mark.slow
 
 SETTINGS = {
     "chemical": {"map_steps": 800, "map_lr": 2e-2, "vi_steps": 500, "iters": 300, "seeds": range(5), "coverage": (0.80, 0.95)},
-    # NLL and coverage do not hold over seeds here (module docstring): the path ELBO only
-    "elastoplastic": {"map_steps": 3000, "map_lr": 5e-3, "vi_steps": 300, "iters": 180, "seeds": range(5), "coverage": None},
+    "elastoplastic": {"map_steps": 3000, "map_lr": 5e-3, "vi_steps": 300, "iters": 180, "seeds": range(5),
+                      "coverage": (0.80, 0.95)},
 }
 
 
@@ -75,8 +77,6 @@ def test_learned_autolangevin_beats_autonormal(name):
     def mean(method, key):
         return sum(run[method][key] for run in runs) / len(runs)
 
-    if cfg["coverage"] is None:
-        return
     assert mean(1, "nll") < mean(0, "nll")
     low, high = cfg["coverage"]
     assert low <= mean(1, "coverage_90") <= high

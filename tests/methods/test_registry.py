@@ -96,7 +96,7 @@ def test_the_fit_commands_guides_are_the_registered_recipes():
     assert {k: (r.guide_class, r.defaults) for k, r in recipes.items()} == {
         "autonormal": (AutoNormal, {"init_scale": 0.05}),
         "lowrank": (AutoLowRankMultivariateNormal, {"init_scale": 0.05}),
-        "langevin": (AutoLangevin, {"init_scale": 0.01}),
+        "langevin": (AutoLangevin, {"init_scale": 3e-3}),
         "layerwise": (AutoLayerwise, {"subset": "last_layer"})}
     owner = {m.guide.name: m.name for m in METHODS.values() if m.guide is not None}
     assert owner == {"autonormal": "autonormal", "lowrank": "lowrank", "langevin": "langevin_learned",
