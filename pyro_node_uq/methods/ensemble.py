@@ -67,7 +67,8 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     :param float failed_gap: the largest training log-likelihood gap per observation to the best member a member
         may have to be kept (``None``: keep every member).
     :param map_options: further :func:`~pyro_node_uq.methods.run_map` options of every member.
-    :returns: :class:`MethodResult` with samples ``(num_members, 1, ...)``; its cost is the sum of the members'.
+    :returns: :class:`MethodResult` with samples ``(num_members, 1, ...)`` (less the failed fits left out); its
+        cost is the sum of all the members'.
 
     Example::
 
@@ -100,9 +101,9 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
 def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None, seeds=None,
             failed_gap=0.5):
     """The ensemble's result: member ``i``'s values as chain ``i``; ``own``, the members' own batchable params
-    (:func:`~pyro_node_uq.methods.common.own_params`), become its per-draw params, so each member predicts with its own noise scale (the
-    param state, member 0's, serves everything else).  Members that :func:`~pyro_node_uq.methods.screening.
-    failed_members` names (``failed_gap``) are left out."""
+    (:func:`~pyro_node_uq.methods.common.own_params`), become its per-draw params, so each member predicts with its
+    own noise scale (the param state, member 0's, serves everything else).  The members that
+    :func:`~pyro_node_uq.methods.screening.failed_members` names (``failed_gap``) are left out."""
     if hasattr(model, "warm_start_values"):  # each member's omega at its effects' spread, as run_map's settle_point
         values = [model.warm_start_values(dict(v), split) if "omega" in v else v for v in values]
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
