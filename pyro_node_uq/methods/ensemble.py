@@ -84,26 +84,35 @@ def run_ensemble(model, split, *, warm_start=None, num_members=5, num_steps=None
     options = dict(map_options, progress_bar=progress_bar)
     if num_steps is not None:
         options["num_steps"] = num_steps
+    if failed_gap is not None and not failed_gap >= 0:
+        raise ValueError(f"failed_gap must be >= 0 nats per observation (or None), got {failed_gap}")
     first = [] if warm_start is None else [warm_start]
     seeds = [seed + i for i in range(len(first), num_members)]
     if batched and set(options) <= _BATCHABLE and batchable(model, split):
-        return _batched_ensemble(model, split, first, seeds, options, failed_gap)
+        result = _batched_ensemble(model, split, first, seeds, options)
+    else:
+        result = _sequential_ensemble(model, split, first, seeds, options)
+    if result is not None and num_members > 1:  # None: another rank under torchrun (rank 0 holds the result)
+        _screen(result, split, [seed + i for i in range(num_members)], failed_gap)
+    return result
+
+
+def _sequential_ensemble(model, split, first, seeds, options):
+    """The ensemble with the members of ``seeds`` fitted one after another by :func:`run_map` (shared out to the
+    ranks under ``torchrun``; ``None`` on the ranks other than 0)."""
     members = map_across_ranks(lambda s: run_map(model, split, seed=s, **options), seeds)
     if members is None:  # another rank: rank 0 holds the result
         return None
     members = first + members
     values = [map_values(m) for m in members]
     return _result(model, split, values, sum(m.wall_time for m in members), sum(m.num_model_evals for m in members),
-                   members[0].param_state, own=[own_params(model, m.param_state) for m in members],
-                   seeds=[seed + i for i in range(num_members)], failed_gap=failed_gap)
+                   members[0].param_state, own=[own_params(model, m.param_state) for m in members])
 
 
-def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None, seeds=None,
-            failed_gap=0.5):
+def _result(model, split, values, wall_time, num_model_evals, param_state, notes=(), own=None):
     """The ensemble's result: member ``i``'s values as chain ``i``; ``own``, the members' own batchable params
     (:func:`~pyro_node_uq.methods.common.own_params`), become its per-draw params, so each member predicts with its
-    own noise scale (the param state, member 0's, serves everything else).  The members that
-    :func:`~pyro_node_uq.methods.screening.failed_members` names (``failed_gap``) are left out."""
+    own noise scale (the param state, member 0's, serves everything else)."""
     if hasattr(model, "warm_start_values"):  # each member's omega at its effects' spread, as run_map's settle_point
         values = [model.warm_start_values(dict(v), split) if "omega" in v else v for v in values]
     samples = {k: torch.stack([v[k] for v in values])[:, None] for k in values[0]}  # (members, 1, ...)
@@ -115,14 +124,12 @@ def _result(model, split, values, wall_time, num_model_evals, param_state, notes
                           stochastic_dim=sum(int(v.numel()) for v in values[0].values()),  # every weight varies
                           param_state=param_state, train_split=split, draw_params=draw_params)
     result.notes.extend(notes)
-    if len(values) > 1:
-        _screen(result, split, seeds or list(range(len(values))), failed_gap)
     return result
 
 
 def _screen(result, split, seeds, failed_gap):
     """Leave the failed fits out of the ensemble ``result`` (in place), with a warning; note every member's
-    training log-likelihood per observation."""
+    training log-likelihood per observation.  ``seeds``: the members' seeds, in order."""
     log_liks, num_obs = member_log_likelihoods(result.model, split, {k: v[:, 0] for k, v in result.samples.items()},
                                                {k: v[:, 0] for k, v in (result.draw_params or {}).items()},
                                                result.param_state)
@@ -135,7 +142,7 @@ def _screen(result, split, seeds, failed_gap):
     message = (f"ensemble: the members with seeds {[seeds[i] for i in failed]} are failed fits (training "
                f"log-likelihood per observation more than failed_gap={failed_gap} below the best member's "
                f"{float(log_liks.max()) / num_obs:.3f}) and are left out; {len(keep)} of {len(log_liks)} remain")
-    warnings.warn(message, UserWarning, stacklevel=4)
+    warnings.warn(message, UserWarning, stacklevel=3)  # at run_ensemble's caller
     result.notes.append(message)
     result.samples = {k: v[keep] for k, v in result.samples.items()}
     if result.draw_params is not None:
@@ -152,7 +159,7 @@ _BATCHABLE = {"num_steps", "lr", "lr_final", "num_starts", "start_steps", "recor
               "polish_iters"}
 
 
-def _batched_ensemble(model, split, first, seeds, options, failed_gap=0.5):
+def _batched_ensemble(model, split, first, seeds, options):
     """The ensemble with the members of ``seeds`` fitted batched (each rank its block under ``torchrun``)."""
     world = get_world_size()
     blocks = [seeds[len(seeds) * r // world: len(seeds) * (r + 1) // world] for r in range(world)]
@@ -169,8 +176,7 @@ def _batched_ensemble(model, split, first, seeds, options, failed_gap=0.5):
     evals = sum(m.num_model_evals for m in first) + sum(f["num_model_evals"] for f in fitted)
     states = [m.param_state for m in first] + [s for f in fitted for s in f["param_states"]]
     own = [own_params(model, s) for s in states]
-    return _result(model, split, values, wall, evals, states[0], [n for f in fitted for n in f["notes"]], own,
-                   seeds=[seeds[0] - len(first)] * len(first) + seeds, failed_gap=failed_gap)
+    return _result(model, split, values, wall, evals, states[0], [n for f in fitted for n in f["notes"]], own)
 
 
 def _fit_members(model, split, seeds, options):

@@ -74,11 +74,11 @@ def failed_members(log_liks, num_obs, max_gap=0.5):
         >>> failed_members(torch.tensor([1600.0, 1590.0, 1610.0, 612.0, -float("inf")]), num_obs=656)
         [3, 4]
     """
+    if max_gap is not None and not max_gap >= 0:
+        raise ValueError(f"max_gap must be >= 0 nats per observation, got {max_gap}")
     log_liks = torch.as_tensor(log_liks, dtype=torch.float64)
     if max_gap is None or log_liks.numel() < 2 or not torch.isfinite(log_liks).any():
         return []
-    if max_gap < 0:
-        raise ValueError(f"max_gap must be >= 0 nats per observation, got {max_gap}")
     gap = (log_liks.max() - log_liks) / num_obs
     failed = [i for i, g in enumerate(gap.tolist()) if not g <= max_gap]
     return failed if 2 * (len(log_liks) - len(failed)) > len(log_liks) else []

@@ -56,6 +56,17 @@ def test_the_gap_rule_counts_nats_per_observation_and_names_a_minority_only():
     assert failed_members(torch.tensor([-5.0]), n) == []
     with pytest.raises(ValueError, match="max_gap"):
         failed_members(log_liks, n, max_gap=-1.0)
+    with pytest.raises(ValueError, match="max_gap"):  # whatever the members
+        failed_members(torch.tensor([-5.0]), n, max_gap=-1.0)
+
+
+def test_a_bad_failed_gap_is_refused_before_any_fit():
+    """``run_ensemble(failed_gap=-1)`` names the argument at once, not after the members' fits."""
+    from pyro_node_uq.methods import run_ensemble
+
+    problem = load_problem("chemical", num_train=2, num_test=2, num_extrapolation=2, num_times=11)
+    with pytest.raises(ValueError, match="failed_gap must be >= 0"):
+        run_ensemble(problem.default_model(), problem.train, num_steps=10**6, failed_gap=-1.0, progress_bar=False)
 
 
 def test_a_member_in_a_poor_basin_is_left_out_with_a_warning():
