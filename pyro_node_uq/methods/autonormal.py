@@ -9,8 +9,7 @@ __all__ = ["run_autonormal"]
 
 @register("autonormal", "mean-field Gaussian VI (AutoNormal), from MAP", start="map", demo=True,
           defaults={"num_steps": 1000, "num_particles": 8}, problems=GAUSSIAN_GUIDE_PROBLEMS,
-          # quick: the MAP start is far from its mode (150 steps), and 100 steps from std 5e-3 under-cover (demo: 90%
-          # coverage 0.69, NLL -1.02 against 0.97, -1.52 from 0.02)
+          # quick: the 150-step MAP start is far from its mode, and 100 steps from std 5e-3 leave the guide too narrow
           quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16, "init_scale": 0.02},
           guide=GuideRecipe("autonormal", AutoNormal, {"init_scale": 0.05}))
 def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, init_scale=5e-3, num_particles=8,
@@ -25,8 +24,8 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, in
     :param float lr: initial learning rate.
     :param float init_scale: initial posterior std in the unconstrained space (small: the MAP is a good mean, its
         L-BFGS polished basin is narrow, and a wide start makes the ODE solves of early particles wander and, where
-        the model learns its noise scale, widens that scale to cover the guide's own spread: at 0.02, on
-        ``elastoplastic``, 90% coverage 0.99 and test NLL -1.39; at 5e-3, 0.93 and -1.61).
+        the model learns its noise scale, widens that scale to cover the guide's own spread; measured in the
+        AutoLangevin docs' mixture section).
     :param int num_particles: ELBO particles per step, vectorised (one ODE solve for all of them).
     :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s; 0: start at the
         model's initialisation).

@@ -75,8 +75,8 @@ def _register(score, defaults, quick, scaled, demo=False, guide=None):
 # the fit command's guide: a narrow reference (std 3e-3) around its start, a MAP fit by default (``--warm-start map``)
 # or the network's initial weights (``none``), where a wide reference makes most members' trajectories so poor that
 # the drift learns to concentrate them at a high path KL and the loss stalls.  At a polished MAP fit 0.01 is already
-# too wide: the fit keeps the spread and over-covers (benchmarks/langevin_mixture.py, kind langevin_map: the autolangevin
-# docs' "fit command" section)
+# too wide: the fit keeps the spread and over-covers (benchmarks/langevin_mixture.py, kind langevin_map; measured in
+# the AutoLangevin docs, "Starting at a fit")
 _register("learned", {"num_iters": 300, "num_particles": 8},
           {"num_iters": 60, "num_particles": 4, "elbo_particles": 16}, ("num_iters",), demo=True,
           guide=GuideRecipe("langevin", AutoLangevin, {"init_scale": 3e-3}))
