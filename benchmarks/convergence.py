@@ -47,12 +47,20 @@ TODAY_OFF = {"num_starts": 1, "stop_rtol": 0.0}
 
 
 def _problem(name, seed=0):
-    return SIMULATED[name](seed=seed) if name in SIMULATED else load_problem(name, seed=seed)
+    """A problem by name; ``NAME@N`` is ``NAME`` with ``N`` training trajectories (sparse data)."""
+    base, _, num_train = name.partition("@")
+    kwargs = {"num_train": int(num_train)} if num_train else {}
+    return SIMULATED[base](seed=seed, **kwargs) if base in SIMULATED else load_problem(base, seed=seed, **kwargs)
+
+
+def base_name(name):
+    """The registered problem behind ``name`` (``NAME@N`` -> ``NAME``), whose method options apply."""
+    return name.partition("@")[0]
 
 
 def _options(config, method, problem, overrides=()):
     if config != "today":
-        opts = METHODS[method].options(problem)
+        opts = METHODS[method].options(base_name(problem))
         for item in overrides:  # "method.key=value" (a label other than "new" names such a variant)
             key, value = item.split("=", 1)
             m, k = key.split(".", 1)
@@ -60,9 +68,9 @@ def _options(config, method, problem, overrides=()):
                 opts[k] = json.loads(value)
         return opts
     if method not in TODAY:  # the previous package's registry (on PYTHONPATH) holds today's defaults
-        opts = METHODS[method].options(problem)
+        opts = METHODS[method].options(base_name(problem))
     else:
-        factor = PROBLEM_COST.get(problem, 1.0)
+        factor = PROBLEM_COST.get(base_name(problem), 1.0)
         opts = {k: max(1, int(v * factor)) if k == "num_steps" else v for k, v in TODAY[method].items()}
     accepted = inspect.signature(METHODS[method].runner).parameters
     opts.update({k: v for k, v in TODAY_OFF.items() if k in accepted})

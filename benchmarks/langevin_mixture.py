@@ -22,6 +22,9 @@ any ``--set map.KEY=...``, the members batched in one model, seeds ``s .. s + m 
 ``"ensemble": "batched"``, and ``langevin_mixture`` starts from it; only the kinds ``map`` and ``langevin_mixture``
 run in that mode.
 
+A problem ``NAME@N`` is ``NAME`` with ``N`` training trajectories (sparse data), fitted with ``NAME``'s registered
+options.
+
 ``run`` appends one JSON line per (problem, seed, kind, pool size) with the test scores and the CPU (process)
 time of the fits pooled (each component's chain of fits: MAP, + AutoNormal, + AutoLangevin); fits are cached
 under ``--cache`` by member seed (the pools of method seeds ``s`` and ``s + 1`` share members, as the comparison's
@@ -39,7 +42,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convergence import PROBLEMS, _problem
+from convergence import PROBLEMS, _problem, base_name
 
 from pyro_node_uq.compare.scoring import score_result
 from pyro_node_uq.infer import AutoLangevin
@@ -96,7 +99,7 @@ def _fit(kind, model, problem, name, prev, seed, overrides):
     if kind == "langevin_map":
         opts = dict(LANGEVIN_MAP, **overrides)
         return run_langevin_map(model, problem.train, warm_start=prev, seed=seed, **opts)
-    opts = dict(METHODS[kind].options(name), **overrides)
+    opts = dict(METHODS[kind].options(base_name(name)), **overrides)
     return METHODS[kind].runner(model, problem.train, warm_start=prev, seed=seed, progress_bar=False, **opts)
 
 
@@ -132,7 +135,7 @@ def _mixture(name, model, problem, ensemble, seed, overrides, cache_dir, suffix=
     tag = _tag(overrides)
     size = next(iter(ensemble.samples.values())).shape[0]
     cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_mixture{size}{tag}{suffix}.pkl")
-    opts = dict(METHODS["langevin_mixture"].options(name), **overrides)
+    opts = dict(METHODS["langevin_mixture"].options(base_name(name)), **overrides)
     return _cached(cache, lambda: run_langevin_mixture(model, problem.train, warm_start=ensemble, seed=seed,
                                                        progress_bar=False, **opts))
 
@@ -141,7 +144,7 @@ def _batched_ensemble(name, model, problem, seed, size, cache_dir, overrides=Non
     """``(fit, CPU time)`` of ``run_ensemble`` with the registered MAP options (and ``--set map.*`` overrides),
     members batched in one model."""
     cache = cache_dir and os.path.join(cache_dir, f"{name}_{seed}_ensemble{size}{_tag(overrides)}_batched.pkl")
-    opts = dict(METHODS["map"].options(name), **(overrides or {}))
+    opts = dict(METHODS["map"].options(base_name(name)), **(overrides or {}))
     return _cached(cache, lambda: run_ensemble(model, problem.train, num_members=size, seed=seed, batched=True,
                                                progress_bar=False, **opts))
 
