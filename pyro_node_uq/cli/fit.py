@@ -107,6 +107,18 @@ def _check_args(args):
     return problem_options, guide_options
 
 
+def _check_subsample_size(size, num_train, world_size):
+    """``--subsample-size`` against the training split and the processes, before the MAP warm start (the fit
+    itself would refuse it only after that)."""
+    if size is None:
+        return
+    if size > num_train:
+        raise ValueError(f"--subsample-size ({size}) exceeds the {num_train} training trajectories")
+    if size < world_size:
+        raise ValueError(f"--subsample-size ({size}): {size} trajectories per step cannot be shared by {world_size} "
+                         "processes; use at least one per process")
+
+
 def cmd_fit(args):
     """Fit one registered guide (:func:`~pyro_node_uq.methods.fit_guides`) with SVI; under ``torchrun`` every
     process fits a shard and rank 0 alone prints and writes.
@@ -145,6 +157,7 @@ def cmd_fit(args):
             problem = problem_from_args(args, args.problem_option)
             if args.float64:
                 problem = problem.to(torch.float64)
+            _check_subsample_size(args.subsample_size, len(problem.train), world_size)
             model = problem.default_model()
             init = _warm_start(args, model, problem)
             pyro.clear_param_store()
