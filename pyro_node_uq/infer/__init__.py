@@ -2,6 +2,7 @@
 methods built from them (runners with defaults and warm starts) are in :mod:`pyro_node_uq.methods`."""
 from .autoguide import AutoLangevin, AutoLangevinMixture, AutoLayerwise
 from .counting import CountingModel
+from .curvature import laplace_widths, log_joint_hessian
 from .log_joint import LogJoint
 from .log_joint_nuts import LogJointNUTS
 from .ltau import LTAU, LossTrajectoryRecorder
@@ -25,6 +26,8 @@ __all__ = [
            "ParticleSVGD",
            "PolishResult",
            "fit_svi",
+           "laplace_widths",
+           "log_joint_hessian",
            "particles_to_chains",
            "polish_lbfgs",
 ]

@@ -2,6 +2,7 @@
 from pyro.infer.autoguide import AutoNormal
 
 from .common import as_process_model, fit_guide, init_loc, map_values, start_from
+from .laplace_start import LaplaceStarted
 from .registry import GAUSSIAN_GUIDE_PROBLEMS, GuideRecipe, register
 
 __all__ = ["run_autonormal"]
@@ -12,8 +13,8 @@ __all__ = ["run_autonormal"]
           # quick: the 150-step MAP start is far from its mode, and 100 steps from std 5e-3 leave the guide too narrow
           quick={"num_steps": 100, "num_particles": 4, "elbo_particles": 16, "init_scale": 0.02},
           guide=GuideRecipe("autonormal", AutoNormal, {"init_scale": 0.05}))
-def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, init_scale=5e-3, num_particles=8,
-                   map_steps=None, seed=0, progress_bar=True, elbo_particles=64, **svi_kwargs):
+def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, init_scale=5e-3, laplace=True,
+                   num_particles=8, map_steps=None, seed=0, progress_bar=True, elbo_particles=64, **svi_kwargs):
     """Mean-field Gaussian VI (``AutoNormal``) started at a MAP fit.
 
     :param model: a :class:`~pyro_node_uq.models.ProcessModel` or a plain Pyro model.
@@ -25,7 +26,11 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, in
     :param float init_scale: initial posterior std in the unconstrained space (small: the MAP is a good mean, its
         L-BFGS polished basin is narrow, and a wide start makes the ODE solves of early particles wander and, where
         the model learns its noise scale, widens that scale to cover the guide's own spread; measured in the
-        AutoLangevin docs' mixture section).
+        AutoLangevin docs' mixture section); with ``laplace`` the widest start.
+    :param bool laplace: start each coordinate's std at its Laplace width at the warm start,
+        :math:`\\min(\\text{init\\_scale}, H_{ii}^{-1/2})`, and move each site's means in units of its median width
+        (:func:`~pyro_node_uq.methods.laplace_start.laplace_start`); without a warm start every std starts at
+        ``init_scale``.
     :param int num_particles: ELBO particles per step, vectorised (one ODE solve for all of them).
     :param int map_steps: MAP steps when ``warm_start`` is ``None`` (default: :func:`run_map`'s; 0: start at the
         model's initialisation).
@@ -47,6 +52,10 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, in
     start = start_from("map", warm_start, model, split, seed=seed, progress_bar=progress_bar, num_steps=map_steps)
     values = map_values(start, derived=True)
     init = init_loc(model, seed, values)
-    return fit_guide("autonormal", model, lambda m: AutoNormal(m, init_loc_fn=init, init_scale=init_scale), split,
-                     num_steps=num_steps, lr=lr, num_particles=num_particles, seed=seed, progress_bar=progress_bar,
-                     elbo_particles=elbo_particles, start=start, start_values=values, **svi_kwargs)
+    guide_fn = LaplaceStarted(lambda m: AutoNormal(m, init_loc_fn=init, init_scale=init_scale), split, values,
+                              init_scale, laplace, svi_kwargs.pop("lr_scales", None))
+    result = fit_guide("autonormal", model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles,
+                       seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles, start=start,
+                       start_values=values, lr_scales=guide_fn.lr_scales, **svi_kwargs)
+    result.notes.extend(guide_fn.notes)
+    return result

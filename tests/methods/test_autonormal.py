@@ -7,7 +7,11 @@ from pyro_node_uq.methods import run_autonormal, run_lowrank
 def test_autonormal_counts_and_isolated_params(problem, small):
     model, map_res = small
     a = run_autonormal(model, problem.train, num_steps=10, num_particles=4, warm_start=map_res, progress_bar=False)
-    assert a.num_model_evals == map_res.num_model_evals + 1 + 10 * 4
+    # the MAP's, the guide's set-up trace, the Laplace start's (one trace, 2 perturbed points per coordinate), SVI's
+    assert a.num_model_evals == map_res.num_model_evals + 1 + (1 + 2 * 35) + 10 * 4
+    plain = run_autonormal(model, problem.train, num_steps=10, num_particles=4, warm_start=map_res, laplace=False,
+                           progress_bar=False, elbo_particles=0)
+    assert plain.num_model_evals == map_res.num_model_evals + 1 + 10 * 4
     assert a.stochastic_dim == 35 and a.elbo is not None and a.elbo == a.elbo
     draws = a.posterior_samples(6, seed=3)
     assert draws["R.0.weight"].shape == (6, 4, 4)
