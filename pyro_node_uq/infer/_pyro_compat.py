@@ -132,6 +132,12 @@ def pyro_name(module):
     return getattr(module, "_pyro_name", None)
 
 
+def pyro_param_event_dim(module, name):
+    """The event dim of the ``PyroParam`` ``name`` of the ``PyroModule`` ``module`` (``PyroModule._pyro_params`` in
+    Pyro 1.9.2)."""
+    return module._pyro_params[name][1]
+
+
 def hmc_statistics(kernel):
     """``(mean acceptance probability, divergent draw indices, last potential energy or None)`` of Pyro's HMC or
     NUTS kernel during a run (its private running statistics in Pyro 1.9.2)."""

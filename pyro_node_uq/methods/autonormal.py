@@ -28,7 +28,7 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, in
         the model learns its noise scale, widens that scale to cover the guide's own spread; measured in the
         AutoLangevin docs' mixture section); with ``laplace`` the widest start.
     :param bool laplace: start each coordinate's std at its Laplace width at the warm start,
-        :math:`\\min(\\text{init\\_scale}, H_{ii}^{-1/2})`, and move each site's means in units of its median width
+        :math:`\\min(\\text{init\\_scale}, H_{ii}^{-1/2})`, and move each mean in units of its width
         (:func:`~pyro_node_uq.methods.laplace_start.laplace_start`); without a warm start every std starts at
         ``init_scale``.
     :param int num_particles: ELBO particles per step, vectorised (one ODE solve for all of them).
@@ -53,9 +53,9 @@ def run_autonormal(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, in
     values = map_values(start, derived=True)
     init = init_loc(model, seed, values)
     guide_fn = LaplaceStarted(lambda m: AutoNormal(m, init_loc_fn=init, init_scale=init_scale), split, values,
-                              init_scale, laplace, svi_kwargs.pop("lr_scales", None))
+                              init_scale, laplace)
     result = fit_guide("autonormal", model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles,
                        seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles, start=start,
-                       start_values=values, lr_scales=guide_fn.lr_scales, **svi_kwargs)
+                       start_values=values, **svi_kwargs)
     result.notes.extend(guide_fn.notes)
     return result

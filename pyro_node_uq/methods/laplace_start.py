@@ -7,28 +7,82 @@ Hessian at the fit (:func:`~pyro_node_uq.infer.curvature.log_joint_hessian`) and
 mean-field optimum of the Laplace approximation, capped where the curvature is too small to trust.
 
 The means start at the fit and must move in units of these widths: Adam moves every coordinate of a parameter by
-about ``lr`` at its first steps, far more than a narrow direction's width.  So the means' learning rates are scaled
-by their median width (per site for ``AutoNormal``, one factor for the flat location of
-``AutoLowRankMultivariateNormal``), as :meth:`~pyro_node_uq.infer.AutoLangevin.warm_start_lr_scales` does for the
-Langevin guide; the widths themselves keep ``lr`` (Adam moves a small positive scale by about ``lr`` relative to it).
+about ``lr`` per step, far more than a narrow direction's width, and a plain fit throws its narrow coordinates out of
+the basin at its first steps.  So each mean becomes a ``PyroParam`` optimised in units of its Laplace width
+(:class:`AffineReal`: coordinate ``i`` moves by about ``lr * min(1, width_i / STEP_WIDTH)``), a per-coordinate
+learning rate that Adam itself does not offer; the widths keep ``lr`` (Adam moves a small positive scale by about
+``lr`` relative to it).  ``guide.locs`` still reads the means, so ``median``, ``quantiles``, pickling and a guide
+started from this one (``AutoLangevin(init_from=...)``) see an ordinary ``AutoNormal``.
 """
 import functools
+import math
 import time
 
 import torch
+from pyro.distributions import constraints
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal, AutoNormal
+from pyro.infer.autoguide.utils import deep_setattr
+from pyro.nn.module import PyroParam
+from torch.distributions import biject_to, transform_to
+from torch.distributions.transforms import AffineTransform
 
-from ..infer._pyro_compat import pyro_name, setup_prototype, unconstrained_shapes
+from ..infer._pyro_compat import (
+    pyro_param_event_dim,
+    setup_prototype,
+    unconstrained_shapes,
+)
 from ..infer.curvature import laplace_widths, log_joint_hessian
 
-__all__ = ["LAPLACE_MAX_DIM", "LaplaceStarted", "laplace_start"]
+__all__ = ["LAPLACE_MAX_DIM", "STEP_WIDTH", "AffineReal", "LaplaceStarted", "laplace_start"]
 
 #: the most latent coordinates for which :func:`laplace_start` computes the Hessian (``2 D`` gradient evaluations
 #: and a ``D x D`` matrix); above it the guide keeps its uniform ``init_scale``
 LAPLACE_MAX_DIM = 2000
 
 
-def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DIM):
+#: the Laplace width at and above which a mean takes Adam's plain steps; narrower ones take proportionally smaller
+#: steps (at ``lr`` 0.01 a tenth of their width)
+STEP_WIDTH = 0.1
+
+
+class AffineReal(constraints.Constraint):
+    """The real line reached from an unconstrained ``u`` as ``anchor + unit * u``: a ``PyroParam`` with this
+    constraint is optimised in units of ``unit``, so Adam (which moves every unconstrained coordinate by about
+    ``lr`` per step) moves coordinate ``i`` by about ``lr * unit[i]``: a per-coordinate learning rate.
+
+    :param torch.Tensor anchor: the value at ``u = 0``.
+    :param torch.Tensor unit: positive, the shape of ``anchor``.
+    """
+
+    is_discrete = False
+    event_dim = 0
+
+    def __init__(self, anchor, unit):
+        self.anchor, self.unit = anchor, unit
+        super().__init__()
+
+    def check(self, value):
+        return constraints.real.check(value)
+
+
+@biject_to.register(AffineReal)
+@transform_to.register(AffineReal)
+def _affine_real(constraint):
+    return AffineTransform(constraint.anchor, constraint.unit)
+
+
+def _in_units(module, name, unit):
+    """Replace ``module``'s (nested, dotted) ``PyroParam`` ``name`` by one of the same value and event dim whose
+    steps are in ``unit`` (an existing param-store entry of it goes with the old one)."""
+    *path, last = name.split(".")
+    parent = functools.reduce(getattr, path, module)
+    value = getattr(parent, last).detach().clone()
+    event_dim = pyro_param_event_dim(parent, last)
+    deep_setattr(module, name, PyroParam(value, AffineReal(value, unit.to(value.dtype).reshape(value.shape)),
+                                         event_dim))
+
+
+def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DIM, step_width=STEP_WIDTH):
     """Start ``guide``'s stds at the Laplace widths of the log joint at ``values`` (capped at ``max_scale``).
 
     :param guide: an ``AutoNormal`` or ``AutoLowRankMultivariateNormal`` whose parameters exist (set up at
@@ -38,8 +92,8 @@ def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DI
     :param dict values: the constrained point (a MAP fit's values).
     :param float max_scale: the widest start (the guide's ``init_scale``).
     :param int max_dim: above this many latent coordinates nothing is changed.
-    :returns: ``(lr_scales, note)``: the means' learning-rate multipliers by param-store name, for
-        :func:`~pyro_node_uq.infer.fit_svi`, and one line for the result's notes.
+    :param float step_width: the Laplace width at and above which a mean takes Adam's plain steps.
+    :returns: one line for the result's notes.
     :raises TypeError: another kind of guide.
 
     Example::
@@ -57,11 +111,11 @@ def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DI
         >>> with param_scope(fit.param_state):
         ...     guide = AutoNormal(model, init_loc_fn=init_to_value(values=values), init_scale=5e-3)
         ...     _ = guide(*problem.train.args)
-        ...     lr_scales, note = laplace_start(guide, model, problem.train, values, 5e-3)
+        ...     note = laplace_start(guide, model, problem.train, values, 5e-3)
         >>> from operator import attrgetter
         >>> width = attrgetter("R.0.weight")(guide.scales).detach()  # the site's initial stds
-        >>> round(float(width.max()), 6), bool(width.min() < 1e-3), sorted(lr_scales)[0], note.split(":")[0]
-        (0.005, True, 'AutoNormal.locs.R.0.bias', 'Laplace start')
+        >>> round(float(width.max()), 6), bool(width.min() < 1e-3), note.split(":")[0]
+        (0.005, True, 'Laplace start')
     """
     if not isinstance(guide, (AutoNormal, AutoLowRankMultivariateNormal)):
         raise TypeError(f"laplace_start: expected an AutoNormal or AutoLowRankMultivariateNormal, got "
@@ -69,62 +123,60 @@ def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DI
     sites = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
     dim = sum(guide.prototype_trace.nodes[name]["value"].numel() for name in sites)
     if dim > max_dim:
-        return {}, f"Laplace start skipped: {dim} latent coordinates (more than {max_dim}); every std at {max_scale:g}"
+        return f"Laplace start skipped: {dim} latent coordinates (more than {max_dim}); every std at {max_scale:g}"
     clock = time.process_time()
     args, kwargs = model.fit_args(split)
     with torch.no_grad():
         values = {k: v for k, v in values.items() if k in sites}
     hessian, layout = log_joint_hessian(model, values, args, kwargs, sites=sites)
     widths = laplace_widths(hessian, max_scale)
-    per_site = dict(zip([name for name, _ in layout],
-                        [w.reshape(shape) for w, (_, shape) in zip(torch.split(widths, [s.numel() for _, s in layout]),
-                                                                    layout)]))
-    prefix = pyro_name(guide)
+    units = (laplace_widths(hessian, math.inf) / step_width).clamp(max=1.0)
+    sizes = [shape.numel() for _, shape in layout]
+    per_site = {name: (w.reshape(shape), u.reshape(shape)) for (name, shape), w, u in
+                zip(layout, torch.split(widths, sizes), torch.split(units, sizes))}
     if isinstance(guide, AutoNormal):
-        lr_scales = {}
-        for name, width in per_site.items():
+        for name, (width, unit) in per_site.items():
             *path, last = name.split(".")  # AutoNormal nests a site "a.b" as scales.a.b
             parent = functools.reduce(getattr, path, guide.scales)
             # assigning a tensor to an existing PyroParam sets its unconstrained value in place (param store too)
             setattr(parent, last, width.to(getattr(parent, last).dtype))
-            lr_scales[f"{prefix}.locs.{name}"] = float(width.median())
+            _in_units(guide.locs, name, unit)
     else:  # Pyro's low-rank guide: std^2 = scale^2 (1 + |factor row|^2), about 2 scale^2 at its random start
-        flat = torch.cat([per_site[name].reshape(-1) for name in unconstrained_shapes(guide)])
+        order = list(unconstrained_shapes(guide))
+        flat = torch.cat([per_site[name][0].reshape(-1) for name in order])
         guide.scale = (flat * 0.5 ** 0.5).to(guide.loc.dtype)
-        lr_scales = {f"{prefix}.loc": float(flat.median())}
+        loc = guide.loc.detach().clone()
+        unit = torch.cat([per_site[name][1].reshape(-1) for name in order]).to(loc.dtype)
+        guide.loc = PyroParam(loc, AffineReal(loc, unit), 1)
     narrowed = float((widths < max_scale).float().mean())
     note = (f"Laplace start: {narrowed:.0%} of {dim} coordinates narrower than {max_scale:g} (widths "
             f"{float(widths.min()):.2g} .. {max_scale:g}, median {float(widths.median()):.2g}; Hessian "
             f"{time.process_time() - clock:.1f} s CPU)")
-    return lr_scales, note
+    return note
 
 
 class LaplaceStarted:
     """A ``guide_fn`` for :func:`~pyro_node_uq.methods.common.fit_guide` that builds ``make_guide(model)``, sets it
     up on ``split`` and starts it at the Laplace widths (:func:`laplace_start`); without ``values`` (no warm start)
-    or with ``enabled=False`` it only builds the guide.  After the call, :attr:`lr_scales` holds the means'
-    learning-rate multipliers (pass the dict itself to ``fit_guide``: it is read when the fit starts) and
-    :attr:`notes` the line for the result.
+    or with ``enabled=False`` it only builds the guide.  After the call :attr:`notes` holds the line for the
+    result.
 
     :param make_guide: ``make_guide(model) -> guide``.
     :param split: the training split.
     :param dict values: the warm start's constrained values, or ``None``.
     :param float max_scale: the widest start (the guide's ``init_scale``).
     :param bool enabled: compute the Laplace widths.
-    :param dict lr_scales: the caller's own multipliers, which take precedence.
     """
 
-    def __init__(self, make_guide, split, values, max_scale, enabled=True, lr_scales=None):
+    def __init__(self, make_guide, split, values, max_scale, enabled=True):
         self.make_guide, self.split, self.values, self.max_scale = make_guide, split, values, max_scale
         self.enabled = enabled and values is not None
-        self.lr_scales, self.notes, self._given = dict(lr_scales or {}), [], set(lr_scales or {})
+        self.notes = []
 
     def __call__(self, model):
         guide = self.make_guide(model)
         if self.enabled:
             args, kwargs = model.fit_args(self.split)
             setup_prototype(guide, *args, **kwargs)
-            lr_scales, note = laplace_start(guide, model, self.split, self.values, self.max_scale)
-            self.lr_scales.update({k: v for k, v in lr_scales.items() if k not in self._given})
-            self.notes.append(note)
+            self.notes.append(laplace_start(guide, model, self.split, self.values, self.max_scale))
         return guide

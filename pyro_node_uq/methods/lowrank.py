@@ -22,7 +22,7 @@ def run_lowrank(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, rank=
         narrow and a wide start widens a learned noise scale to cover the guide's own spread.  Quick runs, whose
         short MAP start is far from its mode, keep 0.02.  With ``laplace`` the widest start.
     :param bool laplace: start each coordinate's std at its Laplace width at the warm start (as
-        :func:`~pyro_node_uq.methods.run_autonormal`'s), the means moving in units of their median width.
+        :func:`~pyro_node_uq.methods.run_autonormal`'s), the means moving in units of their widths.
 
     Other parameters as :func:`~pyro_node_uq.methods.run_autonormal`.
 
@@ -43,9 +43,9 @@ def run_lowrank(model, split, *, warm_start=None, num_steps=1000, lr=1e-2, rank=
     def make_guide(m):
         return AutoLowRankMultivariateNormal(m, init_loc_fn=init, init_scale=init_scale, rank=rank)
 
-    guide_fn = LaplaceStarted(make_guide, split, values, init_scale, laplace, svi_kwargs.pop("lr_scales", None))
+    guide_fn = LaplaceStarted(make_guide, split, values, init_scale, laplace)
     result = fit_guide("lowrank", model, guide_fn, split, num_steps=num_steps, lr=lr, num_particles=num_particles,
                        seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles, start=start,
-                       start_values=values, lr_scales=guide_fn.lr_scales, **svi_kwargs)
+                       start_values=values, **svi_kwargs)
     result.notes.extend(guide_fn.notes)
     return result

@@ -45,12 +45,11 @@ def _guide(cls, model, split, values, **kwargs):
 def test_autonormal_starts_at_the_mean_field_optimum_of_a_gaussian_posterior(gaussian):
     model, split, values = gaussian
     guide = _guide(AutoNormal, model, split, values, init_scale=10.0)
-    lr_scales, note = laplace_start(guide, model, split, values, max_scale=10.0)
+    note = laplace_start(guide, model, split, values, max_scale=10.0)
     optimum = 5 ** -0.5
     for name in ("mu", "nu"):
         assert float(getattr(guide.scales, name).detach()) == pytest.approx(optimum, rel=1e-6)
         assert float(getattr(guide.locs, name).detach()) == pytest.approx(float(values[name]), rel=1e-12)
-    assert lr_scales == pytest.approx({"AutoNormal.locs.mu": optimum, "AutoNormal.locs.nu": optimum}, rel=1e-6)
     assert note.startswith("Laplace start: 100% of 2 coordinates narrower than 10")
     # capped where the Laplace width is wider than the guide's init_scale
     guide = _guide(AutoNormal, model, split, values, init_scale=0.1)
@@ -58,12 +57,38 @@ def test_autonormal_starts_at_the_mean_field_optimum_of_a_gaussian_posterior(gau
     assert float(guide.scales.mu.detach()) == pytest.approx(0.1, rel=1e-6)
 
 
+def test_the_means_move_in_units_of_their_widths_and_the_guide_stays_an_autonormal(gaussian):
+    """One Adam step moves a mean by about lr * min(1, width / STEP_WIDTH) (its first step exactly, up to Adam's
+    eps): here width (1 + n)^-1/2 = 0.447 > STEP_WIDTH, so plain lr; with a narrow step width 0.447 / 0.5 of it.
+    ``median``, ``quantiles``, the param store's state and pickling see the means, not their units."""
+    import pickle
+
+    from pyro.infer import SVI, Trace_ELBO
+
+    model, split, values = gaussian
+    for step_width, factor in ((0.1, 1.0), (0.894427191, 0.5)):
+        guide = _guide(AutoNormal, model, split, values, init_scale=10.0)
+        laplace_start(guide, model, split, values, max_scale=10.0, step_width=step_width)
+        before = float(guide.locs.mu.detach())
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+        svi.step(*split.args, **split.kwargs)
+        assert abs(float(guide.locs.mu.detach()) - before) == pytest.approx(0.01 * factor, rel=1e-4)
+    median = guide.median()["mu"]
+    assert float(median) == pytest.approx(float(guide.locs.mu.detach()), rel=1e-12)
+    assert float(guide.quantiles([0.5])["mu"][0]) == pytest.approx(float(median), rel=1e-12)
+    state = pyro.get_param_store().get_state()
+    pyro.clear_param_store()
+    pyro.get_param_store().set_state(pickle.loads(pickle.dumps(state)))
+    restored = pickle.loads(pickle.dumps(guide))
+    assert float(restored.median()["mu"]) == pytest.approx(float(median), rel=1e-12)
+
+
 def test_the_low_rank_guide_gets_the_widths_on_its_diagonal_scale(gaussian):
     model, split, values = gaussian
     guide = _guide(AutoLowRankMultivariateNormal, model, split, values, init_scale=10.0, rank=1)
-    lr_scales, _ = laplace_start(guide, model, split, values, max_scale=10.0)
+    laplace_start(guide, model, split, values, max_scale=10.0)
     assert guide.scale.detach().tolist() == pytest.approx([(5 ** -0.5) * 0.5 ** 0.5] * 2, rel=1e-6)
-    assert lr_scales == pytest.approx({"AutoLowRankMultivariateNormal.loc": 5 ** -0.5}, rel=1e-6)
+    assert guide.loc.detach().tolist() == pytest.approx([float(values["mu"])] * 2, rel=1e-12)
 
 
 def test_other_guides_are_refused_and_large_latents_skipped(gaussian):
@@ -71,8 +96,8 @@ def test_other_guides_are_refused_and_large_latents_skipped(gaussian):
     with pytest.raises(TypeError, match="expected an AutoNormal or AutoLowRankMultivariateNormal, got AutoDelta"):
         laplace_start(_guide(AutoDelta, model, split, values), model, split, values, 0.1)
     guide = _guide(AutoNormal, model, split, values, init_scale=0.1)
-    lr_scales, note = laplace_start(guide, model, split, values, 0.1, max_dim=1)
-    assert lr_scales == {} and "skipped: 2 latent coordinates" in note
+    note = laplace_start(guide, model, split, values, 0.1, max_dim=1)
+    assert "skipped: 2 latent coordinates" in note
     assert float(guide.scales.mu.detach()) == pytest.approx(0.1, rel=1e-6)
 
 
