@@ -1,8 +1,12 @@
 """The multi-basin Langevin guide as a method: :class:`~pyro_node_uq.infer.AutoLangevinMixture` with one component
 started at each member of a deep ensemble (MAP fits from independent seeds, which land in different basins)."""
-from ..infer._pyro_compat import setup_prototype
+import torch
+from pyro.nn.module import PyroParam
+
+from ..infer._pyro_compat import pyro_name, setup_prototype
 from ..infer.autoguide import AutoLangevinMixture
 from .common import as_process_model, fit_guide, init_loc, own_params, start_from
+from .laplace_start import AffineReal, site_widths
 from .registry import register
 
 __all__ = ["run_langevin_mixture"]
@@ -47,7 +51,7 @@ def _own_noise(model, ensemble, members):
           quick={"num_iters": 60, "num_particles": 4, "elbo_particles": 16})
 def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num_iters=300, num_particles=40,
                          num_steps=10, init_scale=3e-4, lr=5e-3, seed=0, progress_bar=True, elbo_particles=64,
-                         own_noise=True, svi_kwargs=None, **guide_kwargs):
+                         own_noise=True, laplace=False, svi_kwargs=None, **guide_kwargs):
     """AutoLangevinMixture with component ``j`` started at member ``j`` of a deep ensemble, std ``init_scale``.
 
     A deep ensemble's members are MAP fits in different basins of the posterior; its predictive spread over them
@@ -80,6 +84,9 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
     :param bool own_noise: each component samples its own noise scale where the model learns one (its learned
         scales become latent sites, started at each member's value; see above).  ``False`` keeps the model's
         learned scale, one value shared by all components.
+    :param bool laplace: start component ``j``'s std at the Laplace widths at member ``j``, capped at ``init_scale``
+        (:func:`~pyro_node_uq.methods.laplace_start.site_widths`; give a wider ``init_scale`` with it), its mean
+        moving in units of them.
     :param dict svi_kwargs: passed to :func:`~pyro_node_uq.infer.fit_svi` (``distributed`` is ``False`` unless
         given: under ``torchrun`` the ensemble's members are gathered on rank 0, which fits the guide alone while the
         other ranks return ``None``).
@@ -113,7 +120,16 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
         guide = AutoLangevinMixture(m, init_loc_fns=inits, num_steps=num_steps, init_scale=init_scale, **guide_kwargs)
         args, kwargs = model.fit_args(split)
         setup_prototype(guide, *args, **kwargs)
-        lr_scales.update(guide.warm_start_lr_scales())
+        scales = guide.warm_start_lr_scales()
+        if laplace:
+            sites = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
+            starts = [site_widths(m, split, values, sites, init_scale) for values in members]
+            guide.scale = torch.stack([widths for _, widths in starts]).to(guide.loc.dtype)
+            units = torch.stack([torch.cat([per_site[name][1].reshape(-1) for name in sites]) for per_site, _ in starts])
+            loc = guide.loc.detach().clone()
+            guide.loc = PyroParam(loc, AffineReal(loc, units.to(loc.dtype)), 2)
+            scales.pop(f"{pyro_name(guide)}.loc")
+        lr_scales.update(scales)
         return guide
 
     return fit_guide("langevin_mixture", model, guide_fn, split, num_steps=num_iters, lr=lr,

@@ -33,7 +33,7 @@ from ..infer._pyro_compat import (
 )
 from ..infer.curvature import laplace_widths, log_joint_hessian
 
-__all__ = ["LAPLACE_MAX_DIM", "STEP_WIDTH", "AffineReal", "LaplaceStarted", "laplace_start"]
+__all__ = ["LAPLACE_MAX_DIM", "STEP_WIDTH", "AffineReal", "LaplaceStarted", "laplace_start", "site_widths"]
 
 #: the most latent coordinates for which :func:`laplace_start` computes the Hessian (``2 D`` gradient evaluations
 #: and a ``D x D`` matrix); above it the guide keeps its uniform ``init_scale``
@@ -82,6 +82,29 @@ def _in_units(module, name, unit):
                                          event_dim))
 
 
+def site_widths(model, split, values, sites, max_scale, step_width=STEP_WIDTH):
+    """The Laplace widths (capped at ``max_scale``) and the means' step units at the point ``values``, by site.
+
+    :param model: a :class:`~pyro_node_uq.models.ProcessModel` (its ``pyro.param`` s in the param store).
+    :param split: the training split.
+    :param dict values: constrained values of (at least) the latent ``sites``.
+    :param list sites: the latent sites, in the order of the flat result.
+    :param float max_scale: the widest width.
+    :param float step_width: the width at and above which a mean takes Adam's plain steps.
+    :returns: ``(per_site, widths)``: site -> ``(widths, units)`` in the site's unconstrained shape, and all the
+        widths as one flat vector in the order of ``sites``.
+    """
+    args, kwargs = model.fit_args(split)
+    hessian, layout = log_joint_hessian(model, {k: v for k, v in values.items() if k in sites}, args, kwargs,
+                                        sites=sites)
+    widths = laplace_widths(hessian, max_scale)
+    units = (laplace_widths(hessian, math.inf) / step_width).clamp(max=1.0)
+    sizes = [shape.numel() for _, shape in layout]
+    per_site = {name: (w.reshape(shape), u.reshape(shape)) for (name, shape), w, u in
+                zip(layout, torch.split(widths, sizes), torch.split(units, sizes))}
+    return per_site, torch.cat([per_site[name][0].reshape(-1) for name in sites])
+
+
 def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DIM, step_width=STEP_WIDTH):
     """Start ``guide``'s stds at the Laplace widths of the log joint at ``values`` (capped at ``max_scale``).
 
@@ -125,15 +148,7 @@ def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DI
     if dim > max_dim:
         return f"Laplace start skipped: {dim} latent coordinates (more than {max_dim}); every std at {max_scale:g}"
     clock = time.process_time()
-    args, kwargs = model.fit_args(split)
-    with torch.no_grad():
-        values = {k: v for k, v in values.items() if k in sites}
-    hessian, layout = log_joint_hessian(model, values, args, kwargs, sites=sites)
-    widths = laplace_widths(hessian, max_scale)
-    units = (laplace_widths(hessian, math.inf) / step_width).clamp(max=1.0)
-    sizes = [shape.numel() for _, shape in layout]
-    per_site = {name: (w.reshape(shape), u.reshape(shape)) for (name, shape), w, u in
-                zip(layout, torch.split(widths, sizes), torch.split(units, sizes))}
+    per_site, widths = site_widths(model, split, values, sites, max_scale, step_width)
     if isinstance(guide, AutoNormal):
         for name, (width, unit) in per_site.items():
             *path, last = name.split(".")  # AutoNormal nests a site "a.b" as scales.a.b

@@ -33,6 +33,30 @@ def test_components_start_at_the_members(problem):
     assert torch.bincount(nearest, minlength=3).tolist() == [10, 10, 10]
 
 
+def test_laplace_components_start_at_each_members_own_widths(problem):
+    """``laplace=True``: component j's stds are the Laplace widths at member j (capped at ``init_scale``), equal to
+    those of an AutoNormal started at that member; its means start at the member and move in their units."""
+    from pyro_node_uq.infer._pyro_compat import pyro_name
+    from pyro_node_uq.methods.laplace_start import AffineReal, site_widths
+    from pyro_node_uq.utils.seeding import param_scope
+
+    model = problem.default_model(R_hidden=(4,))
+    members = run_ensemble(model, problem.train, num_members=2, num_steps=30, num_starts=1, progress_bar=False)
+    res = run_langevin_mixture(model, problem.train, warm_start=members, num_iters=1, lr=1e-12, num_steps=2,
+                               init_scale=0.05, laplace=True, num_particles=2, elbo_particles=0, progress_bar=False)
+    guide = res.guide
+    sites = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
+    values = _member_values(members)
+    with param_scope(members.param_state):
+        expected = torch.stack([site_widths(model, problem.train, v, sites, 0.05)[1] for v in values])
+    torch.testing.assert_close(guide.scale.detach(), expected.to(guide.scale.dtype), rtol=1e-4, atol=1e-7)
+    assert float(expected.min()) < 0.01 and not torch.equal(expected[0], expected[1])
+    flat = [torch.cat([biject_to(site["fn"].support).inv(v[name]).reshape(-1)
+                       for name, site in guide.prototype_trace.iter_stochastic_nodes()]) for v in values]
+    torch.testing.assert_close(guide.loc.detach(), torch.stack(flat).to(guide.loc.dtype), rtol=0, atol=1e-5)
+    assert isinstance(res.param_state["constraints"][f"{pyro_name(guide)}.loc"], AffineReal)
+
+
 def test_under_torchrun_rank_0_fits_alone(problem, monkeypatch):
     """The ensemble's members are gathered on rank 0: the other ranks (no members) return ``None``, and rank 0's SVI
     is not data-parallel (a collective the other ranks never join would hang)."""
