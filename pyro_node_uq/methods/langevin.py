@@ -1,7 +1,9 @@
 """The Langevin score hypernetwork as a method: :class:`~pyro_node_uq.infer.AutoLangevin` (learned, exact or
 hybrid score) with its reference started at a mean-field VI fit."""
+from ..infer._pyro_compat import pyro_name, setup_prototype
 from ..infer.autoguide import AutoLangevin
 from .common import as_process_model, fit_guide, init_loc, map_values, start_from
+from .laplace_start import STEP_WIDTH, loc_in_units
 from .registry import GuideRecipe, register
 
 __all__ = ["run_langevin"]
@@ -54,13 +56,24 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
         # start its learned weights small (see AutoLangevin's exact_weight_init)
         guide_kwargs.setdefault("exact_weight_init", 0.01)
 
+    svi_kwargs = dict(svi_kwargs or {})
+    lr_scales = svi_kwargs.pop("lr_scales", None) or {}  # the caller's, and the warm start's once the guide exists
+
     def guide_fn(m):
-        return AutoLangevin(m, score=score, num_steps=num_steps, init_from=None if start is None else start.guide,
-                            init_loc_fn=init, **guide_kwargs)
+        guide = AutoLangevin(m, score=score, num_steps=num_steps, init_from=None if start is None else start.guide,
+                             init_loc_fn=init, **guide_kwargs)
+        if start is not None:  # started at a fit: the mean moves in units of each coordinate's reference std
+            args, kwargs = model.fit_args(split)
+            setup_prototype(guide, *args, **kwargs)
+            scales = guide.warm_start_lr_scales()
+            del scales[f"{pyro_name(guide)}.loc"]
+            loc_in_units(guide, (guide.reference_scale / STEP_WIDTH).clamp(max=1.0))
+            lr_scales.update({k: v for k, v in scales.items() if k not in lr_scales})
+        return guide
 
     return fit_guide(f"langevin_{score}", model, guide_fn, split, num_steps=num_iters, lr=lr,
                      num_particles=num_particles, seed=seed, progress_bar=progress_bar, elbo_particles=elbo_particles,
-                     start=start, start_values=values, **(svi_kwargs or {}))
+                     start=start, start_values=values, lr_scales=lr_scales, **svi_kwargs)
 
 
 def _register(score, defaults, quick, scaled, demo=False, guide=None):

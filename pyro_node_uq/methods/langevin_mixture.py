@@ -1,12 +1,11 @@
 """The multi-basin Langevin guide as a method: :class:`~pyro_node_uq.infer.AutoLangevinMixture` with one component
 started at each member of a deep ensemble (MAP fits from independent seeds, which land in different basins)."""
 import torch
-from pyro.nn.module import PyroParam
 
 from ..infer._pyro_compat import pyro_name, setup_prototype
 from ..infer.autoguide import AutoLangevinMixture
 from .common import as_process_model, fit_guide, init_loc, own_params, start_from
-from .laplace_start import AffineReal, site_widths
+from .laplace_start import loc_in_units, site_widths
 from .registry import register
 
 __all__ = ["run_langevin_mixture"]
@@ -125,9 +124,8 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
             sites = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
             starts = [site_widths(m, split, values, sites, init_scale) for values in members]
             guide.scale = torch.stack([widths for _, widths in starts]).to(guide.loc.dtype)
-            units = torch.stack([torch.cat([per_site[name][1].reshape(-1) for name in sites]) for per_site, _ in starts])
-            loc = guide.loc.detach().clone()
-            guide.loc = PyroParam(loc, AffineReal(loc, units.to(loc.dtype)), 2)
+            loc_in_units(guide, torch.stack([torch.cat([per_site[name][1].reshape(-1) for name in sites])
+                                             for per_site, _ in starts]))
             scales.pop(f"{pyro_name(guide)}.loc")
         lr_scales.update(scales)
         return guide

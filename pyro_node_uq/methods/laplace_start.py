@@ -33,7 +33,8 @@ from ..infer._pyro_compat import (
 )
 from ..infer.curvature import laplace_widths, log_joint_hessian
 
-__all__ = ["LAPLACE_MAX_DIM", "STEP_WIDTH", "AffineReal", "LaplaceStarted", "laplace_start", "site_widths"]
+__all__ = ["LAPLACE_MAX_DIM", "STEP_WIDTH", "AffineReal", "LaplaceStarted", "laplace_start", "loc_in_units",
+           "site_widths"]
 
 #: the most latent coordinates for which :func:`laplace_start` computes the Hessian (``2 D`` gradient evaluations
 #: and a ``D x D`` matrix); above it the guide keeps its uniform ``init_scale``
@@ -80,6 +81,14 @@ def _in_units(module, name, unit):
     event_dim = pyro_param_event_dim(parent, last)
     deep_setattr(module, name, PyroParam(value, AffineReal(value, unit.to(value.dtype).reshape(value.shape)),
                                          event_dim))
+
+
+def loc_in_units(guide, unit):
+    """Make an AutoLangevin's reference mean ``guide.loc`` (a plain ``nn.Parameter``, ``(D,)`` or ``(M, D)``) a
+    ``PyroParam`` optimised in ``unit`` (:class:`AffineReal`): coordinate ``i`` then moves by about ``lr * unit[i]``
+    per step.  The guide must be set up; its mean keeps its value."""
+    loc = guide.loc.detach().clone()
+    guide.loc = PyroParam(loc, AffineReal(loc, unit.to(loc.dtype).expand(loc.shape).clone()), loc.dim())
 
 
 def site_widths(model, split, values, sites, max_scale, step_width=STEP_WIDTH):
