@@ -57,7 +57,7 @@ def run_langevin(model, split, *, warm_start=None, score="learned", num_steps=10
         guide_kwargs.setdefault("exact_weight_init", 0.01)
 
     svi_kwargs = dict(svi_kwargs or {})
-    lr_scales = svi_kwargs.pop("lr_scales", None) or {}  # the caller's, and the warm start's once the guide exists
+    lr_scales = dict(svi_kwargs.pop("lr_scales", None) or {})  # the caller's, and the warm start's (set up below)
 
     def guide_fn(m):
         guide = AutoLangevin(m, score=score, num_steps=num_steps, init_from=None if start is None else start.guide,

@@ -123,9 +123,8 @@ def run_langevin_mixture(model, split, *, warm_start=None, num_members=None, num
         if laplace:
             sites = [name for name, _ in guide.prototype_trace.iter_stochastic_nodes()]
             starts = [site_widths(m, split, values, sites, init_scale) for values in members]
-            guide.scale = torch.stack([widths for _, widths in starts]).to(guide.loc.dtype)
-            loc_in_units(guide, torch.stack([torch.cat([per_site[name][1].reshape(-1) for name in sites])
-                                             for per_site, _ in starts]))
+            guide.scale = torch.stack([widths for _, widths, _ in starts]).to(guide.loc.dtype)
+            loc_in_units(guide, torch.stack([units for _, _, units in starts]))
             scales.pop(f"{pyro_name(guide)}.loc")
         lr_scales.update(scales)
         return guide

@@ -26,11 +26,7 @@ from pyro.nn.module import PyroParam
 from torch.distributions import biject_to, transform_to
 from torch.distributions.transforms import AffineTransform
 
-from ..infer._pyro_compat import (
-    pyro_param_event_dim,
-    setup_prototype,
-    unconstrained_shapes,
-)
+from ..infer._pyro_compat import pyro_param_event_dim, setup_prototype
 from ..infer.curvature import laplace_widths, log_joint_hessian
 
 __all__ = ["LAPLACE_MAX_DIM", "STEP_WIDTH", "AffineReal", "LaplaceStarted", "laplace_start", "loc_in_units",
@@ -84,9 +80,9 @@ def _in_units(module, name, unit):
 
 
 def loc_in_units(guide, unit):
-    """Make an AutoLangevin's reference mean ``guide.loc`` (a plain ``nn.Parameter``, ``(D,)`` or ``(M, D)``) a
-    ``PyroParam`` optimised in ``unit`` (:class:`AffineReal`): coordinate ``i`` then moves by about ``lr * unit[i]``
-    per step.  The guide must be set up; its mean keeps its value."""
+    """Make a guide's flat mean ``guide.loc`` (a plain ``nn.Parameter``: AutoLangevin's ``(D,)`` or ``(M, D)``, Pyro's
+    low-rank guide's ``(D,)``) a ``PyroParam`` optimised in ``unit`` (:class:`AffineReal`): coordinate ``i`` then
+    moves by about ``lr * unit[i]`` per step.  The guide must be set up; its mean keeps its value."""
     loc = guide.loc.detach().clone()
     guide.loc = PyroParam(loc, AffineReal(loc, unit.to(loc.dtype).expand(loc.shape).clone()), loc.dim())
 
@@ -100,8 +96,8 @@ def site_widths(model, split, values, sites, max_scale, step_width=STEP_WIDTH):
     :param list sites: the latent sites, in the order of the flat result.
     :param float max_scale: the widest width.
     :param float step_width: the width at and above which a mean takes Adam's plain steps.
-    :returns: ``(per_site, widths)``: site -> ``(widths, units)`` in the site's unconstrained shape, and all the
-        widths as one flat vector in the order of ``sites``.
+    :returns: ``(per_site, widths, units)``: site -> ``(widths, units)`` in the site's unconstrained shape, and all
+        the widths and all the units as flat vectors in the order of ``sites``.
     """
     args, kwargs = model.fit_args(split)
     hessian, layout = log_joint_hessian(model, {k: v for k, v in values.items() if k in sites}, args, kwargs,
@@ -111,7 +107,7 @@ def site_widths(model, split, values, sites, max_scale, step_width=STEP_WIDTH):
     sizes = [shape.numel() for _, shape in layout]
     per_site = {name: (w.reshape(shape), u.reshape(shape)) for (name, shape), w, u in
                 zip(layout, torch.split(widths, sizes), torch.split(units, sizes))}
-    return per_site, torch.cat([per_site[name][0].reshape(-1) for name in sites])
+    return per_site, *(torch.cat([per_site[name][i].reshape(-1) for name in sites]) for i in (0, 1))
 
 
 def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DIM, step_width=STEP_WIDTH):
@@ -157,7 +153,7 @@ def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DI
     if dim > max_dim:
         return f"Laplace start skipped: {dim} latent coordinates (more than {max_dim}); every std at {max_scale:g}"
     clock = time.process_time()
-    per_site, widths = site_widths(model, split, values, sites, max_scale, step_width)
+    per_site, widths, units = site_widths(model, split, values, sites, max_scale, step_width)
     if isinstance(guide, AutoNormal):
         for name, (width, unit) in per_site.items():
             *path, last = name.split(".")  # AutoNormal nests a site "a.b" as scales.a.b
@@ -166,12 +162,9 @@ def laplace_start(guide, model, split, values, max_scale, max_dim=LAPLACE_MAX_DI
             setattr(parent, last, width.to(getattr(parent, last).dtype))
             _in_units(guide.locs, name, unit)
     else:  # Pyro's low-rank guide: std^2 = scale^2 (1 + |factor row|^2), about 2 scale^2 at its random start
-        order = list(unconstrained_shapes(guide))
-        flat = torch.cat([per_site[name][0].reshape(-1) for name in order])
-        guide.scale = (flat * 0.5 ** 0.5).to(guide.loc.dtype)
-        loc = guide.loc.detach().clone()
-        unit = torch.cat([per_site[name][1].reshape(-1) for name in order]).to(loc.dtype)
-        guide.loc = PyroParam(loc, AffineReal(loc, unit), 1)
+        # (its flat latent follows the prototype trace's order, as ``sites`` does)
+        guide.scale = (widths * 0.5 ** 0.5).to(guide.loc.dtype)
+        loc_in_units(guide, units)
     narrowed = float((widths < max_scale).float().mean())
     note = (f"Laplace start: {narrowed:.0%} of {dim} coordinates narrower than {max_scale:g} (widths "
             f"{float(widths.min()):.2g} .. {max_scale:g}, median {float(widths.median()):.2g}; Hessian "
